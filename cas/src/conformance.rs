@@ -1,0 +1,114 @@
+//! The conformance suite every [`Store`] implementation must pass.
+//!
+//! Each backend's tests call [`run_all`] with a function that opens a fresh,
+//! empty store. A failed check panics with a message naming the rule.
+
+use crate::{ObjectId, Store, StoreError};
+
+/// Runs every check against stores made by `open_empty`.
+pub fn run_all<S: Store>(open_empty: &mut dyn FnMut() -> S) {
+    put_then_get(&open_empty());
+    missing_is_not_found(&open_empty());
+    put_is_idempotent(&open_empty());
+    batch_put(&open_empty());
+    ranges(&open_empty());
+    empty_object(&open_empty());
+    sync_succeeds(&open_empty());
+}
+
+fn put_then_get<S: Store>(store: &S) {
+    let data = b"the quick brown fox".as_slice();
+    let id = ObjectId::of(data);
+    assert!(
+        !store.contains(&id).unwrap(),
+        "a fresh store contains nothing"
+    );
+    store.put(id, data).unwrap();
+    assert!(store.contains(&id).unwrap(), "contains after put");
+    assert_eq!(
+        &store.get(&id).unwrap()[..],
+        data,
+        "get returns what was put"
+    );
+}
+
+fn missing_is_not_found<S: Store>(store: &S) {
+    let id = ObjectId::of(b"never stored");
+    match store.get(&id) {
+        Err(StoreError::NotFound { id: got }) => assert_eq!(got, id),
+        other => panic!("get of a missing object must be NotFound, got {other:?}"),
+    }
+    assert!(
+        store.read_range(&id, 0, 1).is_err(),
+        "read_range of a missing object fails"
+    );
+}
+
+fn put_is_idempotent<S: Store>(store: &S) {
+    let data = vec![7u8; 5000];
+    let id = ObjectId::of(&data);
+    store.put(id, &data).unwrap();
+    store.put(id, &data).unwrap();
+    assert_eq!(&store.get(&id).unwrap()[..], &data[..]);
+}
+
+fn batch_put<S: Store>(store: &S) {
+    let blobs: Vec<Vec<u8>> = (0..100u32)
+        .map(|i| i.to_le_bytes().repeat(i as usize + 1))
+        .collect();
+    let batch: Vec<(ObjectId, &[u8])> = blobs
+        .iter()
+        .map(|b| (ObjectId::of(b), b.as_slice()))
+        .collect();
+    store.put_batch(&batch).unwrap();
+    for (id, bytes) in &batch {
+        assert_eq!(
+            &store.get(id).unwrap()[..],
+            *bytes,
+            "every object of a batch is stored"
+        );
+    }
+}
+
+fn ranges<S: Store>(store: &S) {
+    let data: Vec<u8> = (0..10_000u32).map(|i| (i * 31 % 251) as u8).collect();
+    let id = ObjectId::of(&data);
+    store.put(id, &data).unwrap();
+    for (offset, len) in [
+        (0u64, 0u64),
+        (0, 1),
+        (17, 100),
+        (9_999, 1),
+        (0, 10_000),
+        (10_000, 0),
+    ] {
+        let got = store.read_range(&id, offset, len).unwrap();
+        assert_eq!(
+            &got[..],
+            &data[offset as usize..(offset + len) as usize],
+            "range {offset}+{len}"
+        );
+    }
+    for (offset, len) in [(9_999u64, 2u64), (10_001, 0), (u64::MAX, 2)] {
+        assert!(
+            matches!(
+                store.read_range(&id, offset, len),
+                Err(StoreError::RangeOutOfBounds { .. })
+            ),
+            "range {offset}+{len} past the end is an error"
+        );
+    }
+}
+
+fn empty_object<S: Store>(store: &S) {
+    let id = ObjectId::of(b"");
+    store.put(id, b"").unwrap();
+    assert!(store.get(&id).unwrap().is_empty());
+}
+
+fn sync_succeeds<S: Store>(store: &S) {
+    let id = ObjectId::of(b"x");
+    store.put(id, b"x").unwrap();
+    store.sync().unwrap();
+    assert!(store.contains(&id).unwrap());
+}

@@ -1,0 +1,118 @@
+//! `vst-cas`: the content-addressed store under vst.
+//!
+//! A store maps [`ObjectId`]s (BLAKE3 digests) to the bytes they are the
+//! hash of. It knows bytes and ids, never trees or commits: what an object
+//! means is the business of the `vst` crate above it.
+//!
+//! Every store implements one trait, [`Store`]. Its contract, which every
+//! implementation must keep and which [`conformance`] checks:
+//!
+//! - **Content addressing.** `put(id, bytes)` requires `id == ObjectId::of(bytes)`.
+//!   Putting an object that is already stored is a no-op.
+//! - **Verified reads.** `get` and `read_range` check the bytes against the
+//!   id before returning them. A mismatch is [`StoreError::Corrupt`], never
+//!   wrong bytes.
+//! - **Explicit durability.** A `put` may sit in a buffer until `sync`
+//!   returns. After `sync` returns `Ok`, every object put before it survives a
+//!   crash. After a failed write or sync, a durable store answers every later
+//!   write with [`StoreError::Poisoned`] until it is reopened.
+
+#![forbid(unsafe_code)]
+
+pub mod conformance;
+mod error;
+mod id;
+mod mem;
+
+use bytes::Bytes;
+
+pub use error::StoreError;
+pub use id::{ID_LEN, IdBuildHasher, IdHasher, ObjectId, ParseIdError};
+pub use mem::MemStore;
+
+/// How much a write must be on stable storage before it is acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// Acknowledged when handed to the store; a crash may lose it. For
+    /// scratch snapshots that can be recomputed.
+    None,
+    /// Acknowledged once synced to stable storage (`fsync`): survives a crash
+    /// or a power cut.
+    #[default]
+    Sync,
+}
+
+/// A content-addressed object store. See the crate documentation for the
+/// contract every implementation keeps.
+pub trait Store: Send + Sync + std::fmt::Debug {
+    /// Stores `bytes` under `id`, which must be `ObjectId::of(bytes)`.
+    /// Idempotent. Not durable until [`Store::sync`] returns.
+    fn put(&self, id: ObjectId, bytes: &[u8]) -> Result<(), StoreError>;
+
+    /// Stores several objects at once. A store that writes to disk appends
+    /// them in one sequential write; the default puts them one by one.
+    fn put_batch(&self, objects: &[(ObjectId, &[u8])]) -> Result<(), StoreError> {
+        for (id, bytes) in objects {
+            self.put(*id, bytes)?;
+        }
+        Ok(())
+    }
+
+    /// The bytes of object `id`, verified against `id`.
+    fn get(&self, id: &ObjectId) -> Result<Bytes, StoreError>;
+
+    /// `len` bytes of object `id` from `offset`, verified. A store that keeps
+    /// large objects in chunks reads only the chunks the range touches; the
+    /// default reads the whole object.
+    fn read_range(&self, id: &ObjectId, offset: u64, len: u64) -> Result<Bytes, StoreError> {
+        let bytes = self.get(id)?;
+        let size = bytes.len() as u64;
+        match offset.checked_add(len) {
+            Some(end) if end <= size => Ok(bytes.slice(offset as usize..end as usize)),
+            _ => Err(StoreError::RangeOutOfBounds {
+                id: *id,
+                offset,
+                len,
+                size,
+            }),
+        }
+    }
+
+    /// Whether object `id` is stored. Does not read or verify it.
+    fn contains(&self, id: &ObjectId) -> Result<bool, StoreError>;
+
+    /// Makes every object put so far durable.
+    fn sync(&self) -> Result<(), StoreError>;
+}
+
+impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
+    fn put(&self, id: ObjectId, bytes: &[u8]) -> Result<(), StoreError> {
+        (**self).put(id, bytes)
+    }
+    fn put_batch(&self, objects: &[(ObjectId, &[u8])]) -> Result<(), StoreError> {
+        (**self).put_batch(objects)
+    }
+    fn get(&self, id: &ObjectId) -> Result<Bytes, StoreError> {
+        (**self).get(id)
+    }
+    fn read_range(&self, id: &ObjectId, offset: u64, len: u64) -> Result<Bytes, StoreError> {
+        (**self).read_range(id, offset, len)
+    }
+    fn contains(&self, id: &ObjectId) -> Result<bool, StoreError> {
+        (**self).contains(id)
+    }
+    fn sync(&self) -> Result<(), StoreError> {
+        (**self).sync()
+    }
+}
+
+/// Checks that `bytes` hash to `id`. Every store calls this on every read
+/// before handing bytes out.
+pub fn verify(id: &ObjectId, bytes: &[u8]) -> Result<(), StoreError> {
+    let actual = ObjectId::of(bytes);
+    if actual == *id {
+        Ok(())
+    } else {
+        Err(StoreError::Corrupt { id: *id, actual })
+    }
+}

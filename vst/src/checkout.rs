@@ -1,0 +1,277 @@
+//! Materializing a tree as files on disk.
+//!
+//! **Invariant: checkout never writes outside its target directory.** Every
+//! name it joins to a path is a validated [`crate::Name`] (one component, not
+//! `.` or `..`), so a path can only go down. Every directory it writes into
+//! was either created by this checkout or checked with `lstat` to be a real
+//! directory, not a symlink. Files are created with `O_CREAT | O_EXCL`,
+//! which never follows a symlink, and symlinks are created, never followed.
+//! A tree that breaks the naming rules does not decode, so it is refused
+//! before anything is written for it.
+
+use std::ffi::OsStr;
+use std::fs;
+use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use vst_cas::Store;
+
+use crate::error::{Error, Result};
+use crate::id::TreeId;
+use crate::limits::PATH_DEPTH_MAX;
+use crate::read::{merge, read_tree};
+use crate::tree::{EntryKind, FileEntry, SymlinkTarget};
+
+/// What a checkout did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct CheckoutStats {
+    /// Files written.
+    pub files_written: u64,
+    /// Bytes written into those files.
+    pub bytes_written: u64,
+    /// Symlinks created.
+    pub symlinks_created: u64,
+    /// Directories created.
+    pub dirs_created: u64,
+    /// Files whose executable bit was changed in place.
+    pub modes_changed: u64,
+    /// Entries removed (a directory with everything in it counts once).
+    pub removed: u64,
+}
+
+/// Writes the tree `tree` into `target`, which must be missing or an empty
+/// directory (it is created if missing).
+pub fn checkout(store: &dyn Store, tree: TreeId, target: &Path) -> Result<CheckoutStats> {
+    match fs::symlink_metadata(target) {
+        Ok(meta) if meta.is_dir() => {
+            let mut entries = fs::read_dir(target).map_err(io("read directory", target))?;
+            if entries.next().is_some() {
+                return Err(Error::TargetNotEmpty {
+                    path: target.to_owned(),
+                });
+            }
+        }
+        Ok(_) => {
+            return Err(Error::TargetNotEmpty {
+                path: target.to_owned(),
+            });
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            fs::create_dir_all(target).map_err(io("create directory", target))?;
+        }
+        Err(e) => return Err(io("inspect", target)(e)),
+    }
+    let mut stats = CheckoutStats::default();
+    sync_dir(store, target, None, tree, 0, Fresh::Yes, &mut stats)?;
+    Ok(stats)
+}
+
+/// Updates `target`, which holds a checkout of the tree `from`, to hold the
+/// tree `to`, touching only the paths that differ between the two trees.
+///
+/// The caller vouches that `target` matches `from` (the CLI checks for
+/// local changes first). Where the disk disagrees in a way that could lead
+/// outside `target` (a symlink where `from` has a directory), the checkout
+/// stops with [`Error::CheckoutUnsafe`].
+pub fn checkout_update(
+    store: &dyn Store,
+    from: TreeId,
+    to: TreeId,
+    target: &Path,
+) -> Result<CheckoutStats> {
+    let mut stats = CheckoutStats::default();
+    if from != to {
+        sync_dir(store, target, Some(from), to, 0, Fresh::No, &mut stats)?;
+    }
+    Ok(stats)
+}
+
+/// Whether a directory was just created by this checkout (and so cannot
+/// hold anything unexpected).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Fresh {
+    Yes,
+    No,
+}
+
+fn sync_dir(
+    store: &dyn Store,
+    dir: &Path,
+    old: Option<TreeId>,
+    new: TreeId,
+    depth: usize,
+    fresh: Fresh,
+    stats: &mut CheckoutStats,
+) -> Result<()> {
+    if depth >= PATH_DEPTH_MAX {
+        return Err(Error::TooDeep {
+            id: new.object_id(),
+        });
+    }
+    if fresh == Fresh::No {
+        ensure_real_dir(dir)?;
+    }
+    let old_tree = old
+        .map(|id| read_tree(store, id))
+        .transpose()?
+        .unwrap_or_default();
+    let new_tree = read_tree(store, new)?;
+    for (a, b) in merge(old_tree.entries(), new_tree.entries()) {
+        let name = a
+            .or(b)
+            .expect("merge yields at least one side")
+            .name
+            .as_bytes();
+        let path = dir.join(OsStr::from_bytes(name));
+        match (a.map(|e| &e.kind), b.map(|e| &e.kind)) {
+            (Some(x), Some(y)) if x == y => {}
+            (Some(_), None) => remove(&path, stats)?,
+            (None, Some(y)) => create(store, &path, y, depth, stats)?,
+            (Some(EntryKind::Dir(x)), Some(EntryKind::Dir(y))) => {
+                sync_dir(store, &path, Some(*x), *y, depth + 1, Fresh::No, stats)?
+            }
+            (Some(EntryKind::File(x)), Some(EntryKind::File(y)))
+                if x.id == y.id && x.size == y.size =>
+            {
+                set_executable(&path, y.executable)?;
+                stats.modes_changed += 1;
+            }
+            (Some(_), Some(y)) => {
+                remove(&path, stats)?;
+                create(store, &path, y, depth, stats)?;
+            }
+            (None, None) => unreachable!("merge yields at least one side"),
+        }
+    }
+    Ok(())
+}
+
+fn create(
+    store: &dyn Store,
+    path: &Path,
+    kind: &EntryKind,
+    depth: usize,
+    stats: &mut CheckoutStats,
+) -> Result<()> {
+    match kind {
+        EntryKind::File(f) => write_file(store, path, f, stats),
+        EntryKind::Symlink(target) => create_symlink(path, target, stats),
+        EntryKind::Dir(id) => {
+            fs::create_dir(path).map_err(io("create directory", path))?;
+            stats.dirs_created += 1;
+            sync_dir(store, path, None, *id, depth + 1, Fresh::Yes, stats)
+        }
+    }
+}
+
+fn write_file(
+    store: &dyn Store,
+    path: &Path,
+    file: &FileEntry,
+    stats: &mut CheckoutStats,
+) -> Result<()> {
+    let content = store.get(&file.id.object_id())?;
+    if content.len() as u64 != file.size {
+        return Err(Error::CheckoutIo {
+            op: "write (tree records a different size for)",
+            path: path.to_owned(),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidData, "size mismatch"),
+        });
+    }
+    // O_CREAT | O_EXCL: fails on anything already there, a symlink included,
+    // so the write can never land anywhere but at `path` itself.
+    let mut out = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(file_mode(file.executable))
+        .open(path)
+        .map_err(io("create file", path))?;
+    out.write_all(&content).map_err(io("write file", path))?;
+    stats.files_written += 1;
+    stats.bytes_written += file.size;
+    Ok(())
+}
+
+fn create_symlink(path: &Path, target: &SymlinkTarget, stats: &mut CheckoutStats) -> Result<()> {
+    std::os::unix::fs::symlink(OsStr::from_bytes(target.as_bytes()), path)
+        .map_err(io("create symlink", path))?;
+    stats.symlinks_created += 1;
+    Ok(())
+}
+
+/// Permission bits a checkout asks for; the process umask still applies,
+/// as it does for git.
+fn file_mode(executable: bool) -> u32 {
+    if executable { 0o777 } else { 0o666 }
+}
+
+fn set_executable(path: &Path, executable: bool) -> Result<()> {
+    let meta = fs::symlink_metadata(path).map_err(io("inspect", path))?;
+    if !meta.file_type().is_file() {
+        return Err(Error::CheckoutUnsafe {
+            path: path.to_owned(),
+            found: describe(&meta),
+        });
+    }
+    let mode = meta.permissions().mode();
+    // Give execute permission to whoever may read, as git does.
+    let new_mode = if executable {
+        mode | ((mode & 0o444) >> 2)
+    } else {
+        mode & !0o111
+    };
+    fs::set_permissions(path, fs::Permissions::from_mode(new_mode))
+        .map_err(io("change mode of", path))
+}
+
+fn remove(path: &Path, stats: &mut CheckoutStats) -> Result<()> {
+    let meta = match fs::symlink_metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io("inspect", path)(e)),
+    };
+    // `symlink_metadata` does not follow links: a symlink to a directory is
+    // removed as a link, never recursed into.
+    if meta.is_dir() {
+        fs::remove_dir_all(path).map_err(io("remove directory", path))?;
+    } else {
+        fs::remove_file(path).map_err(io("remove", path))?;
+    }
+    stats.removed += 1;
+    Ok(())
+}
+
+fn ensure_real_dir(path: &Path) -> Result<()> {
+    let meta = fs::symlink_metadata(path).map_err(io("inspect", path))?;
+    if meta.is_dir() {
+        Ok(())
+    } else {
+        Err(Error::CheckoutUnsafe {
+            path: path.to_owned(),
+            found: describe(&meta),
+        })
+    }
+}
+
+fn describe(meta: &fs::Metadata) -> &'static str {
+    let t = meta.file_type();
+    if t.is_symlink() {
+        "a symlink"
+    } else if t.is_dir() {
+        "a directory"
+    } else if t.is_file() {
+        "a file"
+    } else {
+        "a special file"
+    }
+}
+
+fn io<'p>(op: &'static str, path: &'p Path) -> impl FnOnce(std::io::Error) -> Error + 'p {
+    move |source| Error::CheckoutIo {
+        op,
+        path: PathBuf::from(path),
+        source,
+    }
+}

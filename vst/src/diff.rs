@@ -1,0 +1,126 @@
+//! Differences between two trees. Subtrees with equal ids are skipped
+//! without being read, so a diff costs O(what differs), not O(tree).
+
+use vst_cas::Store;
+
+use crate::error::{Error, Result};
+use crate::id::TreeId;
+use crate::limits::PATH_DEPTH_MAX;
+use crate::name::RepoPath;
+use crate::read::{merge, read_tree};
+use crate::tree::{EntryKind, Tree};
+
+/// One path whose entry differs between two trees.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Change {
+    /// The path.
+    pub path: RepoPath,
+    /// The entry in the old tree, if any.
+    pub old: Option<EntryKind>,
+    /// The entry in the new tree, if any.
+    pub new: Option<EntryKind>,
+}
+
+/// How a path changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChangeKind {
+    /// Only in the new tree.
+    Added,
+    /// Only in the old tree.
+    Removed,
+    /// The same kind of entry on both sides, with different content, target
+    /// or executable bit.
+    Modified,
+    /// A file, symlink or directory replaced by another kind.
+    TypeChanged,
+}
+
+impl Change {
+    /// How the path changed.
+    pub fn kind(&self) -> ChangeKind {
+        match (&self.old, &self.new) {
+            (None, _) => ChangeKind::Added,
+            (_, None) => ChangeKind::Removed,
+            (Some(a), Some(b)) if std::mem::discriminant(a) == std::mem::discriminant(b) => {
+                ChangeKind::Modified
+            }
+            _ => ChangeKind::TypeChanged,
+        }
+    }
+}
+
+/// Every difference between the trees `old` and `new` (`None` is an empty
+/// tree), in tree order.
+///
+/// A file or symlink that differs is one change. A directory that exists on
+/// both sides is not a change itself; what differs inside it is. A
+/// directory that was added or removed (or replaces another kind of entry)
+/// is a change, followed by one change for every entry inside it.
+pub fn diff_trees(
+    store: &dyn Store,
+    old: Option<TreeId>,
+    new: Option<TreeId>,
+) -> Result<Vec<Change>> {
+    let mut out = Vec::new();
+    if old != new {
+        diff_dirs(store, &RepoPath::root(), old, new, 0, &mut out)?;
+    }
+    Ok(out)
+}
+
+fn diff_dirs(
+    store: &dyn Store,
+    path: &RepoPath,
+    old: Option<TreeId>,
+    new: Option<TreeId>,
+    depth: usize,
+    out: &mut Vec<Change>,
+) -> Result<()> {
+    if depth >= PATH_DEPTH_MAX {
+        let id = old.or(new).expect("one side is a tree");
+        return Err(Error::TooDeep { id: id.object_id() });
+    }
+    let load = |id: Option<TreeId>| id.map(|id| read_tree(store, id)).transpose();
+    let (old_tree, new_tree) = (
+        load(old)?.unwrap_or_default(),
+        load(new)?.unwrap_or_default(),
+    );
+    diff_entries(store, path, &old_tree, &new_tree, depth, out)
+}
+
+fn diff_entries(
+    store: &dyn Store,
+    path: &RepoPath,
+    old: &Tree,
+    new: &Tree,
+    depth: usize,
+    out: &mut Vec<Change>,
+) -> Result<()> {
+    for (a, b) in merge(old.entries(), new.entries()) {
+        let a = a.map(|e| (&e.name, &e.kind));
+        let b = b.map(|e| (&e.name, &e.kind));
+        let name = a.or(b).expect("merge yields at least one side").0;
+        let (a, b) = (a.map(|x| x.1), b.map(|x| x.1));
+        if a == b {
+            continue;
+        }
+        let child = path.join_unchecked(name.as_bytes());
+        let sub = |k: Option<&EntryKind>| match k {
+            Some(EntryKind::Dir(id)) => Some(*id),
+            _ => None,
+        };
+        if let (Some(EntryKind::Dir(_)), Some(EntryKind::Dir(_))) = (a, b) {
+            diff_dirs(store, &child, sub(a), sub(b), depth + 1, out)?;
+            continue;
+        }
+        out.push(Change {
+            path: child.clone(),
+            old: a.cloned(),
+            new: b.cloned(),
+        });
+        if sub(a).is_some() || sub(b).is_some() {
+            diff_dirs(store, &child, sub(a), sub(b), depth + 1, out)?;
+        }
+    }
+    Ok(())
+}

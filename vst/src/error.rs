@@ -1,0 +1,127 @@
+//! The library's error type.
+
+use std::path::PathBuf;
+
+use vst_cas::{ObjectId, StoreError};
+
+use crate::RepoPath;
+use crate::commit::InvalidCommit;
+use crate::tree::{DecodeError, InvalidSymlink};
+
+/// What kind of object an id names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObjectKind {
+    /// File content.
+    Blob,
+    /// A directory.
+    Tree,
+    /// A commit.
+    Commit,
+}
+
+impl std::fmt::Display for ObjectKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ObjectKind::Blob => "blob",
+            ObjectKind::Tree => "tree",
+            ObjectKind::Commit => "commit",
+        })
+    }
+}
+
+/// Everything that can go wrong in the `vst` library.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The store failed (missing object, corrupt object, I/O).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// An object's bytes are not a valid encoding.
+    #[error("{kind} {id} is malformed")]
+    Decode {
+        /// What the object was expected to be.
+        kind: ObjectKind,
+        /// Its id.
+        id: ObjectId,
+        /// Why it does not decode.
+        #[source]
+        source: DecodeError,
+    },
+    /// No entry at this path.
+    #[error("no such file or directory: {path}")]
+    NotFound {
+        /// The path.
+        path: RepoPath,
+    },
+    /// A path goes through something that is not a directory.
+    #[error("not a directory: {path}")]
+    NotADirectory {
+        /// The first component that is not a directory.
+        path: RepoPath,
+    },
+    /// A file operation named a directory.
+    #[error("is a directory: {path}")]
+    IsADirectory {
+        /// The path.
+        path: RepoPath,
+    },
+    /// A file operation named a symlink.
+    #[error("not a regular file: {path}")]
+    NotAFile {
+        /// The path.
+        path: RepoPath,
+    },
+    /// The root cannot be written, removed or replaced.
+    #[error("the root directory cannot be {op}")]
+    Root {
+        /// What was attempted.
+        op: &'static str,
+    },
+    /// A symlink target breaks the rules.
+    #[error("invalid symlink target for {path}")]
+    InvalidSymlink {
+        /// The link's path.
+        path: RepoPath,
+        /// The rule.
+        #[source]
+        source: InvalidSymlink,
+    },
+    /// A commit breaks a limit.
+    #[error("invalid commit")]
+    InvalidCommit(#[from] InvalidCommit),
+    /// A tree from the store nests deeper than [`crate::limits::PATH_DEPTH_MAX`].
+    #[error("tree {id} nests deeper than {max} levels", max = crate::limits::PATH_DEPTH_MAX)]
+    TooDeep {
+        /// The tree at which the limit was reached.
+        id: ObjectId,
+    },
+    /// Checkout could not do a filesystem operation.
+    #[error("checkout: {op} {path}")]
+    CheckoutIo {
+        /// What checkout was doing.
+        op: &'static str,
+        /// On which path.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Checkout found something on disk that it will not write through (a
+    /// symlink or a file where the tree has a directory).
+    #[error("checkout refused: {path} is {found}, not a directory it can write into")]
+    CheckoutUnsafe {
+        /// The path on disk.
+        path: PathBuf,
+        /// What it found there.
+        found: &'static str,
+    },
+    /// A checkout into a fresh directory found the directory not empty.
+    #[error("checkout target {path} exists and is not an empty directory")]
+    TargetNotEmpty {
+        /// The target.
+        path: PathBuf,
+    },
+}
+
+/// `Result` with the library's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,45 @@
+//! `vst`: content-addressed, versioned file trees with copy-on-write
+//! commits.
+//!
+//! A [`WorkingSet`] is a persistent tree of files. [`WorkingSet::snapshot`]
+//! freezes it in O(1); [`commit`] turns what changed since the last commit
+//! into Merkle trees in a [`Store`](vst_cas::Store), in one pass over the
+//! changed directories. [`read`], [`diff_trees`] and [`checkout`] read
+//! committed trees back.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use vst::{CommitOptions, RepoPath, WorkingSet, commit};
+//! use vst_cas::MemStore;
+//!
+//! let mut ws = WorkingSet::new(Arc::new(MemStore::new()));
+//! ws.write(&RepoPath::try_from("src/main.rs")?, b"fn main() {}\n")?;
+//! let first = commit(&mut ws, &CommitOptions::default())?;
+//! assert_eq!(ws.head(), Some(first));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+#![forbid(unsafe_code)]
+
+pub mod checkout;
+pub mod commit;
+pub mod diff;
+mod error;
+mod id;
+pub mod limits;
+mod name;
+pub mod read;
+pub mod tree;
+mod working_set;
+
+pub use checkout::{CheckoutStats, checkout, checkout_update};
+pub use commit::{Commit, Timestamp};
+pub use diff::{Change, ChangeKind, diff_trees};
+pub use error::{Error, ObjectKind, Result};
+pub use id::{BlobId, CommitId, TreeId};
+pub use name::{InvalidName, Name, RepoPath, validate_name};
+pub use tree::{DecodeError, EntryKind, FileEntry, SymlinkTarget, Tree, TreeEntry};
+pub use working_set::{
+    CommitOptions, FileWrite, PARALLEL_BATCH_LEN_MIN, PARALLEL_BLOB_LEN_MIN, Snapshot, Stat,
+    WorkingSet, commit,
+};

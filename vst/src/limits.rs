@@ -1,0 +1,45 @@
+//! Named limits. Every object that comes from disk or from a user is checked
+//! against these before it is used, so that a crafted input cannot make vst
+//! allocate without bound, recurse without bound, or build an invalid tree.
+
+/// Longest name of a directory entry, in bytes (as on Linux filesystems).
+pub const NAME_LEN_MAX: usize = 255;
+
+/// Deepest path: components from the root to an entry. Recursion over a
+/// tree is bounded by this.
+pub const PATH_DEPTH_MAX: usize = 256;
+
+/// Most entries in one directory.
+pub const TREE_ENTRIES_MAX: usize = 1 << 20;
+
+/// Longest symlink target, in bytes (`PATH_MAX - 1` on Linux).
+pub const SYMLINK_TARGET_LEN_MAX: usize = 4095;
+
+/// Most parents of one commit.
+pub const COMMIT_PARENTS_MAX: usize = 64;
+
+/// Longest author field of a commit, in bytes.
+pub const AUTHOR_LEN_MAX: usize = 1024;
+
+/// Longest commit message, in bytes.
+pub const MESSAGE_LEN_MAX: usize = 1 << 20;
+
+/// Longest encoding of one tree entry: a name, a tag, and the largest
+/// variant (a symlink target), each behind a varint of at most 10 bytes.
+pub const TREE_ENTRY_LEN_MAX: usize = 10 + NAME_LEN_MAX + 1 + 10 + SYMLINK_TARGET_LEN_MAX;
+
+/// Longest encoded tree: the version byte, the entry count and the entries.
+pub const TREE_LEN_MAX: usize = 1 + 10 + TREE_ENTRIES_MAX * TREE_ENTRY_LEN_MAX;
+
+// A name must fit in a path of the maximal depth without overflowing the
+// platform's `usize`, and a tree of the maximal size must be addressable.
+const _: () = assert!(
+    NAME_LEN_MAX < 256,
+    "names are at most one byte of length on Linux"
+);
+const _: () = assert!(PATH_DEPTH_MAX * (NAME_LEN_MAX + 1) < u32::MAX as usize);
+const _: () = assert!(
+    TREE_LEN_MAX < (1 << 33),
+    "a tree encoding stays well below 8 GiB"
+);
+const _: () = assert!(COMMIT_PARENTS_MAX >= 2, "merges need two parents");

@@ -1,0 +1,130 @@
+//! Reading committed state back from the store: commits, trees, paths,
+//! file content, and walks over a whole tree.
+
+use bytes::Bytes;
+use vst_cas::Store;
+
+use crate::commit::Commit;
+use crate::error::{Error, ObjectKind, Result};
+use crate::id::{CommitId, TreeId};
+use crate::limits::PATH_DEPTH_MAX;
+use crate::name::RepoPath;
+use crate::tree::{EntryKind, Tree};
+
+/// The commit `id`, verified and decoded.
+pub fn read_commit(store: &dyn Store, id: CommitId) -> Result<Commit> {
+    let bytes = store.get(&id.object_id())?;
+    Commit::decode(&bytes).map_err(|source| Error::Decode {
+        kind: ObjectKind::Commit,
+        id: id.object_id(),
+        source,
+    })
+}
+
+/// The tree `id`, verified and decoded.
+pub fn read_tree(store: &dyn Store, id: TreeId) -> Result<Tree> {
+    let bytes = store.get(&id.object_id())?;
+    Tree::decode(&bytes).map_err(|source| Error::Decode {
+        kind: ObjectKind::Tree,
+        id: id.object_id(),
+        source,
+    })
+}
+
+/// The entry at `path` under the tree `root`; `None` if nothing is there.
+/// The root itself is `EntryKind::Dir(root)`.
+pub fn lookup(store: &dyn Store, root: TreeId, path: &RepoPath) -> Result<Option<EntryKind>> {
+    let mut current = EntryKind::Dir(root);
+    let mut walked = RepoPath::root();
+    for name in path.components() {
+        let EntryKind::Dir(dir) = current else {
+            return Err(Error::NotADirectory { path: walked });
+        };
+        walked = walked.join_unchecked(name);
+        match read_tree(store, dir)?.get(name) {
+            Some(entry) => current = entry.kind.clone(),
+            None => return Ok(None),
+        }
+    }
+    Ok(Some(current))
+}
+
+/// The tree of the directory at `path` under `root`.
+pub fn list_dir(store: &dyn Store, root: TreeId, path: &RepoPath) -> Result<Tree> {
+    match lookup(store, root, path)? {
+        Some(EntryKind::Dir(id)) => read_tree(store, id),
+        Some(_) => Err(Error::NotADirectory { path: path.clone() }),
+        None => Err(Error::NotFound { path: path.clone() }),
+    }
+}
+
+/// The content of the file at `path` under `root`, verified.
+pub fn read_file(store: &dyn Store, root: TreeId, path: &RepoPath) -> Result<Bytes> {
+    match lookup(store, root, path)? {
+        Some(EntryKind::File(f)) => Ok(store.get(&f.id.object_id())?),
+        Some(EntryKind::Dir(_)) => Err(Error::IsADirectory { path: path.clone() }),
+        Some(EntryKind::Symlink(_)) => Err(Error::NotAFile { path: path.clone() }),
+        None => Err(Error::NotFound { path: path.clone() }),
+    }
+}
+
+/// Calls `visit` on every entry under `root`, in tree order: pre-order,
+/// siblings by name. Stops at the first error `visit` returns. Nesting is
+/// bounded by [`PATH_DEPTH_MAX`].
+pub fn walk(
+    store: &dyn Store,
+    root: TreeId,
+    visit: &mut dyn FnMut(&RepoPath, &EntryKind) -> Result<()>,
+) -> Result<()> {
+    walk_dir(store, root, &RepoPath::root(), 0, visit)
+}
+
+fn walk_dir(
+    store: &dyn Store,
+    id: TreeId,
+    path: &RepoPath,
+    depth: usize,
+    visit: &mut dyn FnMut(&RepoPath, &EntryKind) -> Result<()>,
+) -> Result<()> {
+    if depth >= PATH_DEPTH_MAX {
+        return Err(Error::TooDeep { id: id.object_id() });
+    }
+    for entry in read_tree(store, id)?.entries() {
+        let child = path.join_unchecked(entry.name.as_bytes());
+        visit(&child, &entry.kind)?;
+        if let EntryKind::Dir(sub) = entry.kind {
+            walk_dir(store, sub, &child, depth + 1, visit)?;
+        }
+    }
+    Ok(())
+}
+
+/// Pairs up the entries of two sorted entry lists by name: each item is
+/// (entry in `a`, entry in `b`), with `None` where a name is on one side
+/// only. Diff and checkout both walk two trees with it.
+pub(crate) fn merge<'a>(
+    a: &'a [crate::tree::TreeEntry],
+    b: &'a [crate::tree::TreeEntry],
+) -> impl Iterator<
+    Item = (
+        Option<&'a crate::tree::TreeEntry>,
+        Option<&'a crate::tree::TreeEntry>,
+    ),
+> {
+    let (mut i, mut j) = (0, 0);
+    std::iter::from_fn(move || {
+        let pair = match (a.get(i), b.get(j)) {
+            (None, None) => return None,
+            (Some(x), None) => (Some(x), None),
+            (None, Some(y)) => (None, Some(y)),
+            (Some(x), Some(y)) => match x.name.cmp(&y.name) {
+                std::cmp::Ordering::Less => (Some(x), None),
+                std::cmp::Ordering::Greater => (None, Some(y)),
+                std::cmp::Ordering::Equal => (Some(x), Some(y)),
+            },
+        };
+        i += pair.0.is_some() as usize;
+        j += pair.1.is_some() as usize;
+        Some(pair)
+    })
+}

@@ -1,0 +1,614 @@
+//! The working set: a persistent, copy-on-write tree of directories that
+//! every snapshot shares, and the one-pass incremental commit over it.
+//!
+//! # Layout
+//!
+//! The working set is a trie of directories. Each [`Dir`] is an
+//! `imbl::OrdMap` from [`Name`] to [`Node`], and a node that is a directory
+//! holds its `Dir` inline. Cloning a `Dir` copies one pointer, so
+//! [`WorkingSet::snapshot`] is O(1); a write after a snapshot copies only the
+//! B-tree nodes on the path it changes.
+//!
+//! Each `Dir` caches the id of its tree as of the last commit, or `None`
+//! once anything below it changed. A write clears the cache on every
+//! directory from the root down to the changed entry. That chain of cleared
+//! caches *is* the parent map of the changed paths: commit follows it from
+//! the root and visits only changed directories, encoding and hashing them
+//! bottom-up. Unchanged subtrees keep their cached ids and are never
+//! visited, so a commit costs O(changed directories x their entries), not
+//! O(tree).
+//!
+//! **Invariant:** if a `Dir` has `id == Some(t)`, then `t` is the id of its
+//! current contents, every directory below it also has `Some` id, and every
+//! tree and blob under `t` is in the store.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use imbl::OrdMap;
+use rayon::prelude::*;
+use smallvec::SmallVec;
+use vst_cas::{Durability, ObjectId, Store};
+
+use crate::commit::{Commit, Timestamp};
+use crate::error::{Error, Result};
+use crate::id::{BlobId, CommitId, TreeId};
+use crate::limits::PATH_DEPTH_MAX;
+use crate::name::{Name, RepoPath};
+use crate::read;
+use crate::tree::{EntryKind, FileEntry, SymlinkTarget, WireKind, encode_entries};
+
+/// Content at least this long is hashed with BLAKE3's multi-threaded
+/// `update_rayon`. Below it, waking a second core (about 20 µs on the
+/// project's 2-core machines) costs more than it saves. Measured with
+/// `cargo bench --bench commit -- threshold/blob`: see ARCHITECTURE.md.
+pub const PARALLEL_BLOB_LEN_MIN: usize = 256 * 1024;
+
+/// A batch of writes whose content adds up to at least this many bytes is
+/// hashed on all cores (one file per task); a smaller batch is hashed on the
+/// calling thread. Measured with `cargo bench --bench commit --
+/// threshold/batch`: see ARCHITECTURE.md.
+pub const PARALLEL_BATCH_LEN_MIN: usize = 64 * 1024;
+
+/// A directory in the working set.
+#[derive(Clone, Default)]
+pub(crate) struct Dir {
+    pub(crate) children: OrdMap<Name, Node>,
+    /// The id of this directory's tree, if nothing below it changed since it
+    /// was last computed.
+    pub(crate) id: Option<TreeId>,
+}
+
+/// An entry of a [`Dir`].
+#[derive(Clone)]
+pub(crate) enum Node {
+    File(FileEntry),
+    Symlink(SymlinkTarget),
+    Dir(Dir),
+}
+
+/// What is at a path of a working set or a snapshot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Stat {
+    /// A regular file.
+    File(FileEntry),
+    /// A symbolic link.
+    Symlink(SymlinkTarget),
+    /// A directory, with its tree id if it is unchanged since the last
+    /// commit.
+    Dir(Option<TreeId>),
+}
+
+impl Node {
+    fn stat(&self) -> Stat {
+        match self {
+            Node::File(f) => Stat::File(*f),
+            Node::Symlink(t) => Stat::Symlink(t.clone()),
+            Node::Dir(d) => Stat::Dir(d.id),
+        }
+    }
+}
+
+/// A frozen view of a working set, taken in O(1) by
+/// [`WorkingSet::snapshot`]. Later changes to the working set never show in
+/// it.
+#[derive(Clone)]
+pub struct Snapshot {
+    root: Dir,
+    store: Arc<dyn Store>,
+    head: Option<CommitId>,
+}
+
+impl std::fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Snapshot")
+            .field("head", &self.head)
+            .field("tree", &self.root.id)
+            .finish()
+    }
+}
+
+impl Snapshot {
+    /// What is at `path`, if anything.
+    pub fn stat(&self, path: &RepoPath) -> Option<Stat> {
+        if path.is_root() {
+            return Some(Stat::Dir(self.root.id));
+        }
+        let (parent, name) = path.split_last()?;
+        find_dir(&self.root, &parent)?
+            .children
+            .get(name)
+            .map(Node::stat)
+    }
+
+    /// The content of the file at `path`, read from the store (verified).
+    pub fn read(&self, path: &RepoPath) -> Result<Bytes> {
+        match self.stat(path) {
+            Some(Stat::File(f)) => Ok(self.store.get(&f.id.object_id())?),
+            Some(Stat::Dir(_)) => Err(Error::IsADirectory { path: path.clone() }),
+            Some(Stat::Symlink(_)) => Err(Error::NotAFile { path: path.clone() }),
+            None => Err(Error::NotFound { path: path.clone() }),
+        }
+    }
+
+    /// The entries of the directory at `path`, sorted by name.
+    pub fn list_dir(&self, path: &RepoPath) -> Result<Vec<(Name, Stat)>> {
+        let dir = resolve_dir(&self.root, path)?;
+        Ok(dir
+            .children
+            .iter()
+            .map(|(name, node)| (name.clone(), node.stat()))
+            .collect())
+    }
+
+    /// Every entry below the root, in tree order (pre-order, siblings by
+    /// name).
+    pub fn walk(&self) -> Vec<(RepoPath, Stat)> {
+        let mut out = Vec::new();
+        walk_dir(&self.root, &RepoPath::root(), &mut out);
+        out
+    }
+
+    /// The root tree's id if nothing changed since it was last computed.
+    pub fn tree_id(&self) -> Option<TreeId> {
+        self.root.id
+    }
+
+    /// The commit this state descends from.
+    pub fn head(&self) -> Option<CommitId> {
+        self.head
+    }
+
+    /// The store content is read from.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+}
+
+fn walk_dir(dir: &Dir, path: &RepoPath, out: &mut Vec<(RepoPath, Stat)>) {
+    for (name, node) in dir.children.iter() {
+        let child = path.join_unchecked(name.as_bytes());
+        out.push((child.clone(), node.stat()));
+        if let Node::Dir(d) = node {
+            walk_dir(d, &child, out);
+        }
+    }
+}
+
+fn find_dir<'a>(root: &'a Dir, path: &RepoPath) -> Option<&'a Dir> {
+    let mut dir = root;
+    for name in path.components() {
+        match dir.children.get(name)? {
+            Node::Dir(d) => dir = d,
+            _ => return None,
+        }
+    }
+    Some(dir)
+}
+
+fn resolve_dir<'a>(root: &'a Dir, path: &RepoPath) -> Result<&'a Dir> {
+    let mut dir = root;
+    let mut walked = RepoPath::root();
+    for name in path.components() {
+        walked = walked.join_unchecked(name);
+        match dir.children.get(name) {
+            Some(Node::Dir(d)) => dir = d,
+            Some(_) => return Err(Error::NotADirectory { path: walked }),
+            None => return Err(Error::NotFound { path: walked }),
+        }
+    }
+    Ok(dir)
+}
+
+/// The mutable tree of files that commits are taken from.
+///
+/// File content goes into the store when it is written (hashed then, not at
+/// commit), so a commit only encodes and hashes the directories that
+/// changed. The store must not be garbage-collected behind a working set's
+/// back.
+#[derive(Clone, Debug)]
+pub struct WorkingSet {
+    current: Snapshot,
+}
+
+/// A file to write with [`WorkingSet::write_batch`].
+#[derive(Clone, Copy, Debug)]
+pub struct FileWrite<'a> {
+    /// Where.
+    pub path: &'a RepoPath,
+    /// The whole content.
+    pub content: &'a [u8],
+}
+
+/// How to make a commit.
+#[derive(Clone, Debug, Default)]
+pub struct CommitOptions {
+    /// Who makes it.
+    pub author: String,
+    /// Why.
+    pub message: String,
+    /// When; `None` means now.
+    pub time: Option<Timestamp>,
+    /// Whether the commit is synced to stable storage before it returns.
+    pub durability: Durability,
+}
+
+impl WorkingSet {
+    /// An empty working set with no commits, over `store`.
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Self {
+            current: Snapshot {
+                root: Dir::default(),
+                store,
+                head: None,
+            },
+        }
+    }
+
+    /// A working set holding the tree of `commit`, with `commit` as its head.
+    pub fn from_commit(store: Arc<dyn Store>, commit: CommitId) -> Result<Self> {
+        let tree = read::read_commit(store.as_ref(), commit)?.tree;
+        let mut ws = Self::from_tree(store, tree)?;
+        ws.current.head = Some(commit);
+        Ok(ws)
+    }
+
+    /// A working set holding `tree`, with no head. Every tree is read and
+    /// checked; a subtree that occurs several times is read once and shared.
+    pub fn from_tree(store: Arc<dyn Store>, tree: TreeId) -> Result<Self> {
+        let mut memo = HashMap::new();
+        let root = load_dir(store.as_ref(), tree, 0, &mut memo)?;
+        Ok(Self {
+            current: Snapshot {
+                root,
+                store,
+                head: None,
+            },
+        })
+    }
+
+    /// A frozen copy of the current state, in O(1).
+    pub fn snapshot(&self) -> Snapshot {
+        self.current.clone()
+    }
+
+    /// What is at `path`, if anything.
+    pub fn stat(&self, path: &RepoPath) -> Option<Stat> {
+        self.current.stat(path)
+    }
+
+    /// The content of the file at `path`.
+    pub fn read(&self, path: &RepoPath) -> Result<Bytes> {
+        self.current.read(path)
+    }
+
+    /// The entries of the directory at `path`, sorted by name.
+    pub fn list_dir(&self, path: &RepoPath) -> Result<Vec<(Name, Stat)>> {
+        self.current.list_dir(path)
+    }
+
+    /// The commit the working set descends from.
+    pub fn head(&self) -> Option<CommitId> {
+        self.current.head
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.current.store
+    }
+
+    /// Writes a regular file: hashes `content`, puts it into the store, and
+    /// records it at `path`. Missing parent directories are created. An
+    /// existing file keeps its executable bit; a symlink is replaced; a
+    /// directory is an error.
+    pub fn write(&mut self, path: &RepoPath, content: &[u8]) -> Result<BlobId> {
+        let id = hash_blob(content);
+        self.current.store.put(id.object_id(), content)?;
+        self.insert_file(path, id, content.len() as u64)?;
+        Ok(id)
+    }
+
+    /// Writes several files, hashing them on all cores when the batch is
+    /// large enough to pay for it ([`PARALLEL_BATCH_LEN_MIN`]), and putting
+    /// the content into the store in one batch. Each file is then recorded
+    /// as [`WorkingSet::write`] would; on an error, the files before the
+    /// failing one stay written.
+    pub fn write_batch(&mut self, files: &[FileWrite<'_>]) -> Result<()> {
+        let total: usize = files.iter().map(|f| f.content.len()).sum();
+        let ids: Vec<BlobId> = if total >= PARALLEL_BATCH_LEN_MIN && files.len() > 1 {
+            files.par_iter().map(|f| hash_blob(f.content)).collect()
+        } else {
+            files.iter().map(|f| hash_blob(f.content)).collect()
+        };
+        let objects: Vec<(ObjectId, &[u8])> = ids
+            .iter()
+            .zip(files)
+            .map(|(id, f)| (id.object_id(), f.content))
+            .collect();
+        self.current.store.put_batch(&objects)?;
+        for (id, f) in ids.into_iter().zip(files) {
+            self.insert_file(f.path, id, f.content.len() as u64)?;
+        }
+        Ok(())
+    }
+
+    /// Records a file whose content is already in the store (for example
+    /// hashed from disk by a caller). The caller vouches that `file.id` is
+    /// stored; commit does not check it.
+    pub fn put_file(&mut self, path: &RepoPath, file: FileEntry) -> Result<()> {
+        let (parent, name) = split(path, "written")?;
+        let dir = self.dir_mut(&parent)?;
+        match dir.children.get(name) {
+            Some(Node::Dir(_)) => Err(Error::IsADirectory { path: path.clone() }),
+            _ => {
+                dir.children
+                    .insert(Name::from_valid(name), Node::File(file));
+                Ok(())
+            }
+        }
+    }
+
+    fn insert_file(&mut self, path: &RepoPath, id: BlobId, size: u64) -> Result<()> {
+        let (parent, name) = split(path, "written")?;
+        let dir = self.dir_mut(&parent)?;
+        match dir.children.get_mut(name) {
+            Some(Node::File(f)) => {
+                f.id = id;
+                f.size = size;
+            }
+            Some(Node::Dir(_)) => return Err(Error::IsADirectory { path: path.clone() }),
+            Some(Node::Symlink(_)) | None => {
+                dir.children.insert(
+                    Name::from_valid(name),
+                    Node::File(FileEntry {
+                        id,
+                        size,
+                        executable: false,
+                    }),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates or replaces a symlink at `path` pointing to `target`.
+    /// Missing parent directories are created; a directory is an error.
+    pub fn symlink(&mut self, path: &RepoPath, target: &[u8]) -> Result<()> {
+        let target = SymlinkTarget::try_from(target).map_err(|source| Error::InvalidSymlink {
+            path: path.clone(),
+            source,
+        })?;
+        let (parent, name) = split(path, "replaced by a symlink")?;
+        let dir = self.dir_mut(&parent)?;
+        if let Some(Node::Dir(_)) = dir.children.get(name) {
+            return Err(Error::IsADirectory { path: path.clone() });
+        }
+        dir.children
+            .insert(Name::from_valid(name), Node::Symlink(target));
+        Ok(())
+    }
+
+    /// Sets or clears the executable bit of the file at `path`.
+    pub fn set_executable(&mut self, path: &RepoPath, executable: bool) -> Result<()> {
+        let (parent, name) = split(path, "made executable")?;
+        // Look first, so that a failed call marks nothing as changed.
+        match self.current.stat(path) {
+            Some(Stat::File(f)) if f.executable == executable => return Ok(()),
+            Some(Stat::File(_)) => {}
+            Some(Stat::Dir(_)) => return Err(Error::IsADirectory { path: path.clone() }),
+            Some(Stat::Symlink(_)) => return Err(Error::NotAFile { path: path.clone() }),
+            None => return Err(Error::NotFound { path: path.clone() }),
+        }
+        match self.dir_mut(&parent)?.children.get_mut(name) {
+            Some(Node::File(f)) => f.executable = executable,
+            _ => unreachable!("checked above that a file is there"),
+        }
+        Ok(())
+    }
+
+    /// Creates the directory at `path` and any missing parents; an existing
+    /// directory is fine, anything else in the way is an error.
+    pub fn create_dir_all(&mut self, path: &RepoPath) -> Result<()> {
+        if let Some(Stat::Dir(_)) = self.current.stat(path) {
+            return Ok(());
+        }
+        self.dir_mut(path).map(|_| ())
+    }
+
+    /// Removes whatever is at `path`; a directory goes with everything in it.
+    pub fn remove(&mut self, path: &RepoPath) -> Result<()> {
+        let (parent, name) = split(path, "removed")?;
+        if self.current.stat(path).is_none() {
+            return Err(Error::NotFound { path: path.clone() });
+        }
+        self.dir_mut(&parent)?.children.remove(name);
+        Ok(())
+    }
+
+    /// The directory at `path`, created with its parents if missing, with
+    /// the cached tree id cleared on it and on every directory above it.
+    fn dir_mut(&mut self, path: &RepoPath) -> Result<&mut Dir> {
+        // Check the whole path before changing anything, so that an error
+        // leaves the working set (and its cached ids) as it was.
+        let mut walked = RepoPath::root();
+        let mut probe = Some(&self.current.root);
+        for name in path.components() {
+            walked = walked.join_unchecked(name);
+            probe = match probe.and_then(|d| d.children.get(name)) {
+                Some(Node::Dir(d)) => Some(d),
+                Some(_) => return Err(Error::NotADirectory { path: walked }),
+                None => None,
+            };
+        }
+        let mut dir = &mut self.current.root;
+        dir.id = None;
+        for name in path.components() {
+            let node = dir
+                .children
+                .entry(Name::from_valid(name))
+                .or_insert_with(|| Node::Dir(Dir::default()));
+            let Node::Dir(child) = node else {
+                unreachable!("checked above")
+            };
+            child.id = None;
+            dir = child;
+        }
+        Ok(dir)
+    }
+}
+
+fn split<'a>(path: &'a RepoPath, op: &'static str) -> Result<(RepoPath, &'a [u8])> {
+    path.split_last().ok_or(Error::Root { op })
+}
+
+/// BLAKE3 of file content, on all cores for large content.
+fn hash_blob(content: &[u8]) -> BlobId {
+    if content.len() >= PARALLEL_BLOB_LEN_MIN {
+        let mut hasher = blake3::Hasher::new();
+        hasher.update_rayon(content);
+        BlobId::new(hasher.finalize().into())
+    } else {
+        BlobId::of(content)
+    }
+}
+
+fn load_dir(
+    store: &dyn Store,
+    id: TreeId,
+    depth: usize,
+    memo: &mut HashMap<TreeId, Dir>,
+) -> Result<Dir> {
+    if let Some(dir) = memo.get(&id) {
+        return Ok(dir.clone());
+    }
+    if depth >= PATH_DEPTH_MAX {
+        return Err(Error::TooDeep { id: id.object_id() });
+    }
+    let tree = read::read_tree(store, id)?;
+    let mut children = OrdMap::new();
+    for entry in tree.entries() {
+        let node = match &entry.kind {
+            EntryKind::File(f) => Node::File(*f),
+            EntryKind::Symlink(t) => Node::Symlink(t.clone()),
+            EntryKind::Dir(sub) => Node::Dir(load_dir(store, *sub, depth + 1, memo)?),
+        };
+        children.insert(entry.name.clone(), node);
+    }
+    let dir = Dir {
+        children,
+        id: Some(id),
+    };
+    memo.insert(id, dir.clone());
+    Ok(dir)
+}
+
+/// Commits the working set: encodes and hashes every directory that changed
+/// since the last commit, bottom-up, puts the new trees and the commit
+/// object into the store in one batch, syncs it if `options.durability` asks
+/// for it, and makes the new commit the working set's head.
+///
+/// On an error nothing is committed and the working set's content is
+/// unchanged; its cached tree ids are dropped (the store may not hold the
+/// trees they name), so the next commit rehashes every directory once.
+pub fn commit(ws: &mut WorkingSet, options: &CommitOptions) -> Result<CommitId> {
+    let mut objects: Vec<(ObjectId, Vec<u8>)> = Vec::new();
+    let tree = hash_dirty(&mut ws.current.root, &mut objects);
+    let commit = Commit {
+        tree,
+        parents: ws.current.head.into_iter().collect(),
+        author: options.author.clone(),
+        time: options.time.unwrap_or_else(Timestamp::now),
+        message: options.message.clone(),
+    };
+    if let Err(e) = commit.validate() {
+        forget_ids(&mut ws.current.root);
+        return Err(e.into());
+    }
+    let bytes = commit.encode();
+    let id = CommitId::of(&bytes);
+    objects.push((id.object_id(), bytes));
+
+    let batch: Vec<(ObjectId, &[u8])> = objects.iter().map(|(id, b)| (*id, b.as_slice())).collect();
+    let stored = ws
+        .current
+        .store
+        .put_batch(&batch)
+        .and_then(|()| match options.durability {
+            Durability::Sync => ws.current.store.sync(),
+            Durability::None => Ok(()),
+        });
+    if let Err(e) = stored {
+        forget_ids(&mut ws.current.root);
+        return Err(e.into());
+    }
+    ws.current.head = Some(id);
+    Ok(id)
+}
+
+/// The tree id of `dir`, computing and queueing for the store every changed
+/// directory below it first. Recursion depth is bounded by
+/// [`PATH_DEPTH_MAX`]: every path in the working set was validated.
+fn hash_dirty(dir: &mut Dir, objects: &mut Vec<(ObjectId, Vec<u8>)>) -> TreeId {
+    if let Some(id) = dir.id {
+        return id;
+    }
+    let dirty: SmallVec<[Name; 8]> = dir
+        .children
+        .iter()
+        .filter(|(_, node)| matches!(node, Node::Dir(d) if d.id.is_none()))
+        .map(|(name, _)| name.clone())
+        .collect();
+    for name in &dirty {
+        if let Some(Node::Dir(child)) = dir.children.get_mut(name) {
+            hash_dirty(child, objects);
+        }
+    }
+    let bytes = encode_dir(dir);
+    let id = TreeId::of(&bytes);
+    objects.push((id.object_id(), bytes));
+    dir.id = Some(id);
+    id
+}
+
+fn encode_dir(dir: &Dir) -> Vec<u8> {
+    encode_entries(
+        dir.children.len(),
+        dir.children.iter().map(|(name, node)| {
+            let kind = match node {
+                Node::File(f) => WireKind::File {
+                    id: f.id.object_id().into(),
+                    size: f.size,
+                    executable: f.executable,
+                },
+                Node::Symlink(t) => WireKind::Symlink {
+                    target: t.as_bytes(),
+                },
+                Node::Dir(d) => WireKind::Dir {
+                    id: d
+                        .id
+                        .expect("children are hashed before their parent")
+                        .object_id()
+                        .into(),
+                },
+            };
+            (name.as_bytes(), kind)
+        }),
+    )
+}
+
+/// Drops every cached tree id. O(tree); only after a failed commit.
+fn forget_ids(dir: &mut Dir) {
+    dir.id = None;
+    let names: Vec<Name> = dir
+        .children
+        .iter()
+        .filter(|(_, n)| matches!(n, Node::Dir(_)))
+        .map(|(name, _)| name.clone())
+        .collect();
+    for name in names {
+        if let Some(Node::Dir(child)) = dir.children.get_mut(&name) {
+            forget_ids(child);
+        }
+    }
+}
