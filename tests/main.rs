@@ -1,1 +1,7 @@
+//! Integration tests, compiled as one binary.
 
+mod checkout;
+mod commit;
+mod encoding;
+mod model;
+mod support;

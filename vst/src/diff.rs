@@ -22,7 +22,7 @@ pub struct Change {
 }
 
 /// How a path changed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum ChangeKind {
     /// Only in the new tree.
     Added,

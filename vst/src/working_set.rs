@@ -350,14 +350,13 @@ impl WorkingSet {
     }
 
     fn insert_file(&mut self, path: &RepoPath, id: BlobId, size: u64) -> Result<()> {
-        let (parent, name) = split(path, "written")?;
-        let dir = self.dir_mut(&parent)?;
+        let (dir, name) = self.parent_for_replace(path, "written")?;
         match dir.children.get_mut(name) {
             Some(Node::File(f)) => {
                 f.id = id;
                 f.size = size;
             }
-            Some(Node::Dir(_)) => return Err(Error::IsADirectory { path: path.clone() }),
+            Some(Node::Dir(_)) => unreachable!("parent_for_replace checked"),
             Some(Node::Symlink(_)) | None => {
                 dir.children.insert(
                     Name::from_valid(name),
@@ -379,11 +378,7 @@ impl WorkingSet {
             path: path.clone(),
             source,
         })?;
-        let (parent, name) = split(path, "replaced by a symlink")?;
-        let dir = self.dir_mut(&parent)?;
-        if let Some(Node::Dir(_)) = dir.children.get(name) {
-            return Err(Error::IsADirectory { path: path.clone() });
-        }
+        let (dir, name) = self.parent_for_replace(path, "replaced by a symlink")?;
         dir.children
             .insert(Name::from_valid(name), Node::Symlink(target));
         Ok(())
@@ -426,21 +421,49 @@ impl WorkingSet {
         Ok(())
     }
 
+    /// The parent directory of `path` (created if missing) and the last
+    /// name of `path`, for an operation that puts a file or a symlink
+    /// there. A directory at `path` is an error.
+    fn parent_for_replace<'p>(
+        &mut self,
+        path: &'p RepoPath,
+        op: &'static str,
+    ) -> Result<(&mut Dir, &'p [u8])> {
+        let (parent, name) = split(path, op)?;
+        if let Some(Node::Dir(_)) = self
+            .check_dir_path(&parent)?
+            .and_then(|d| d.children.get(name))
+        {
+            return Err(Error::IsADirectory { path: path.clone() });
+        }
+        Ok((self.dir_mut(&parent)?, name))
+    }
+
+    /// The directory at `path` if it exists; `None` if it would be created;
+    /// an error if something that is not a directory is in the way.
+    fn check_dir_path(&self, path: &RepoPath) -> Result<Option<&Dir>> {
+        let mut walked = RepoPath::root();
+        let mut probe = Some(&self.current.root);
+        for name in path.components() {
+            probe = match probe.and_then(|d| d.children.get(name)) {
+                Some(Node::Dir(d)) => Some(d),
+                Some(_) => {
+                    walked = walked.join_unchecked(name);
+                    return Err(Error::NotADirectory { path: walked });
+                }
+                None => return Ok(None),
+            };
+            walked = walked.join_unchecked(name);
+        }
+        Ok(probe)
+    }
+
     /// The directory at `path`, created with its parents if missing, with
     /// the cached tree id cleared on it and on every directory above it.
     fn dir_mut(&mut self, path: &RepoPath) -> Result<&mut Dir> {
         // Check the whole path before changing anything, so that an error
         // leaves the working set (and its cached ids) as it was.
-        let mut walked = RepoPath::root();
-        let mut probe = Some(&self.current.root);
-        for name in path.components() {
-            walked = walked.join_unchecked(name);
-            probe = match probe.and_then(|d| d.children.get(name)) {
-                Some(Node::Dir(d)) => Some(d),
-                Some(_) => return Err(Error::NotADirectory { path: walked }),
-                None => None,
-            };
-        }
+        self.check_dir_path(path)?;
         let mut dir = &mut self.current.root;
         dir.id = None;
         for name in path.components() {

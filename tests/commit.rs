@@ -1,0 +1,350 @@
+//! Commit: order independence, incremental = from scratch, failure
+//! handling, and reading commits back.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use proptest::prelude::*;
+use vst::{
+    ChangeKind, CommitOptions, EntryKind, Error, FileWrite, RepoPath, Stat, WorkingSet, commit,
+    diff_trees, read,
+};
+use vst_cas::{MemStore, ObjectId, Store, StoreError};
+
+use crate::support::{mem, p};
+
+proptest! {
+    #[test]
+    fn insertion_order_does_not_change_the_tree_id(
+        files in prop::collection::btree_map("[a-d]{1,2}(/[a-d]{1,2}){0,3}", prop::collection::vec(any::<u8>(), 0..20), 1..40),
+        seed in any::<u64>(),
+    ) {
+        // Keep only paths that are not a prefix directory of another path.
+        let paths: Vec<_> = files.keys().cloned().collect();
+        let files: Vec<_> = files
+            .into_iter()
+            .filter(|(k, _)| !paths.iter().any(|o| o.starts_with(&format!("{k}/"))))
+            .collect();
+        let mut shuffled = files.clone();
+        // A seeded Fisher-Yates shuffle.
+        let mut state = seed | 1;
+        for i in (1..shuffled.len()).rev() {
+            state ^= state << 13; state ^= state >> 7; state ^= state << 17;
+            shuffled.swap(i, (state % (i as u64 + 1)) as usize);
+        }
+        let tree_of = |order: &[(String, Vec<u8>)]| {
+            let mut ws = WorkingSet::new(mem());
+            for (path, content) in order {
+                ws.write(&p(path), content).unwrap();
+            }
+            commit(&mut ws, &CommitOptions::default()).unwrap();
+            ws.snapshot().tree_id().unwrap()
+        };
+        prop_assert_eq!(tree_of(&files), tree_of(&shuffled));
+    }
+}
+
+#[test]
+fn batch_writes_equal_single_writes() {
+    let contents: Vec<Vec<u8>> = (0..300u32)
+        .map(|i| vec![i as u8; 1024 + i as usize])
+        .collect();
+    let paths: Vec<RepoPath> = (0..300).map(|i| p(&format!("d{}/f{i}", i % 7))).collect();
+    let mut one = WorkingSet::new(mem());
+    for (path, c) in paths.iter().zip(&contents) {
+        one.write(path, c).unwrap();
+    }
+    let mut batch = WorkingSet::new(mem());
+    let writes: Vec<FileWrite<'_>> = paths
+        .iter()
+        .zip(&contents)
+        .map(|(path, content)| FileWrite { path, content })
+        .collect();
+    batch.write_batch(&writes).unwrap();
+    commit(&mut one, &CommitOptions::default()).unwrap();
+    commit(&mut batch, &CommitOptions::default()).unwrap();
+    assert_eq!(one.snapshot().tree_id(), batch.snapshot().tree_id());
+    assert_eq!(batch.read(&paths[5]).unwrap(), contents[5]);
+}
+
+#[test]
+fn large_files_hash_to_plain_blake3() {
+    let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    let mut ws = WorkingSet::new(mem());
+    let id = ws.write(&p("big"), &big).unwrap();
+    assert_eq!(id.as_bytes(), blake3::hash(&big).as_bytes());
+}
+
+#[test]
+fn commits_chain_and_read_back() {
+    let store = mem();
+    let mut ws = WorkingSet::new(store.clone());
+    ws.write(&p("src/lib.rs"), b"pub fn f() {}\n").unwrap();
+    ws.write(&p("README"), b"hi\n").unwrap();
+    ws.symlink(&p("docs"), b"README").unwrap();
+    let first = commit(
+        &mut ws,
+        &CommitOptions {
+            message: "one".into(),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    ws.write(&p("src/lib.rs"), b"pub fn g() {}\n").unwrap();
+    ws.remove(&p("README")).unwrap();
+    let second = commit(
+        &mut ws,
+        &CommitOptions {
+            message: "two".into(),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+
+    let c2 = read::read_commit(store.as_ref(), second).unwrap();
+    assert_eq!(c2.parents.as_slice(), [first]);
+    assert_eq!(c2.message, "two");
+    let c1 = read::read_commit(store.as_ref(), first).unwrap();
+    assert!(c1.parents.is_empty());
+
+    assert_eq!(
+        read::read_file(store.as_ref(), c1.tree, &p("README")).unwrap(),
+        Bytes::from_static(b"hi\n")
+    );
+    assert_eq!(
+        read::read_file(store.as_ref(), c2.tree, &p("src/lib.rs")).unwrap(),
+        Bytes::from_static(b"pub fn g() {}\n")
+    );
+    assert!(matches!(
+        read::read_file(store.as_ref(), c2.tree, &p("README")),
+        Err(Error::NotFound { .. })
+    ));
+    assert!(matches!(
+        read::read_file(store.as_ref(), c2.tree, &p("src")),
+        Err(Error::IsADirectory { .. })
+    ));
+    assert!(matches!(
+        read::read_file(store.as_ref(), c2.tree, &p("docs")),
+        Err(Error::NotAFile { .. })
+    ));
+    assert!(matches!(
+        read::lookup(store.as_ref(), c2.tree, &p("src/lib.rs/x")),
+        Err(Error::NotADirectory { .. })
+    ));
+    let root = read::list_dir(store.as_ref(), c1.tree, &RepoPath::root()).unwrap();
+    let names: Vec<_> = root.entries().iter().map(|e| e.name.to_string()).collect();
+    assert_eq!(names, ["README", "docs", "src"]);
+
+    let mut walked = Vec::new();
+    read::walk(store.as_ref(), c1.tree, &mut |path, _| {
+        walked.push(path.to_string());
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(walked, ["README", "docs", "src", "src/lib.rs"]);
+
+    let changes = diff_trees(store.as_ref(), Some(c1.tree), Some(c2.tree)).unwrap();
+    let summary: Vec<_> = changes
+        .iter()
+        .map(|c| (c.path.to_string(), c.kind()))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("README".into(), ChangeKind::Removed),
+            ("src/lib.rs".into(), ChangeKind::Modified)
+        ]
+    );
+    assert!(
+        diff_trees(store.as_ref(), Some(c2.tree), Some(c2.tree))
+            .unwrap()
+            .is_empty()
+    );
+
+    let reloaded = WorkingSet::from_commit(store.clone(), second).unwrap();
+    assert_eq!(reloaded.head(), Some(second));
+    assert_eq!(reloaded.snapshot().tree_id(), Some(c2.tree));
+    assert_eq!(
+        reloaded.read(&p("src/lib.rs")).unwrap(),
+        Bytes::from_static(b"pub fn g() {}\n")
+    );
+}
+
+#[test]
+fn diff_reports_type_changes_and_whole_subtrees() {
+    let store = mem();
+    let mut ws = WorkingSet::new(store.clone());
+    ws.write(&p("x"), b"file").unwrap();
+    ws.write(&p("gone/a"), b"1").unwrap();
+    commit(&mut ws, &CommitOptions::default()).unwrap();
+    let old = ws.snapshot().tree_id().unwrap();
+    ws.remove(&p("x")).unwrap();
+    ws.write(&p("x/inner"), b"now a dir").unwrap();
+    ws.remove(&p("gone")).unwrap();
+    commit(&mut ws, &CommitOptions::default()).unwrap();
+    let new = ws.snapshot().tree_id().unwrap();
+    let changes = diff_trees(store.as_ref(), Some(old), Some(new)).unwrap();
+    let summary: Vec<_> = changes
+        .iter()
+        .map(|c| (c.path.to_string(), c.kind()))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("gone".into(), ChangeKind::Removed),
+            ("gone/a".into(), ChangeKind::Removed),
+            ("x".into(), ChangeKind::TypeChanged),
+            ("x/inner".into(), ChangeKind::Added),
+        ]
+    );
+    assert!(matches!(changes[2].new, Some(EntryKind::Dir(_))));
+}
+
+#[test]
+fn snapshots_are_frozen() {
+    let mut ws = WorkingSet::new(mem());
+    ws.write(&p("a/b"), b"1").unwrap();
+    let before = ws.snapshot();
+    ws.write(&p("a/b"), b"2").unwrap();
+    ws.write(&p("a/c"), b"3").unwrap();
+    ws.remove(&p("a/b")).unwrap();
+    assert_eq!(before.read(&p("a/b")).unwrap(), Bytes::from_static(b"1"));
+    assert!(before.stat(&p("a/c")).is_none());
+    assert!(ws.stat(&p("a/b")).is_none());
+}
+
+#[test]
+fn working_set_errors_change_nothing() {
+    let mut ws = WorkingSet::new(mem());
+    ws.write(&p("f"), b"file").unwrap();
+    ws.create_dir_all(&p("d")).unwrap();
+    commit(&mut ws, &CommitOptions::default()).unwrap();
+    let clean = ws.snapshot().tree_id();
+    assert!(matches!(
+        ws.write(&p("f/x"), b""),
+        Err(Error::NotADirectory { .. })
+    ));
+    assert!(matches!(
+        ws.write(&p("d"), b""),
+        Err(Error::IsADirectory { .. })
+    ));
+    assert!(matches!(
+        ws.symlink(&p("d"), b"t"),
+        Err(Error::IsADirectory { .. })
+    ));
+    assert!(matches!(
+        ws.symlink(&p("l"), b""),
+        Err(Error::InvalidSymlink { .. })
+    ));
+    assert!(matches!(
+        ws.set_executable(&p("d"), true),
+        Err(Error::IsADirectory { .. })
+    ));
+    assert!(matches!(
+        ws.set_executable(&p("nope"), true),
+        Err(Error::NotFound { .. })
+    ));
+    assert!(matches!(ws.remove(&p("nope")), Err(Error::NotFound { .. })));
+    assert!(matches!(
+        ws.create_dir_all(&p("f")),
+        Err(Error::NotADirectory { .. })
+    ));
+    assert!(matches!(
+        ws.remove(&RepoPath::root()),
+        Err(Error::Root { .. })
+    ));
+    assert_eq!(
+        ws.snapshot().tree_id(),
+        clean,
+        "failed operations leave the cached ids alone"
+    );
+    assert!(matches!(ws.stat(&p("f")), Some(Stat::File(_))));
+}
+
+/// A store that fails writes when told to.
+#[derive(Debug, Default)]
+struct FlakyStore {
+    inner: MemStore,
+    fail: std::sync::atomic::AtomicBool,
+}
+
+impl Store for FlakyStore {
+    fn put(&self, id: ObjectId, bytes: &[u8]) -> Result<(), StoreError> {
+        self.put_batch(&[(id, bytes)])
+    }
+    fn put_batch(&self, objects: &[(ObjectId, &[u8])]) -> Result<(), StoreError> {
+        if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(StoreError::Io {
+                op: "append",
+                source: std::io::Error::other("injected"),
+            });
+        }
+        self.inner.put_batch(objects)
+    }
+    fn get(&self, id: &ObjectId) -> Result<Bytes, StoreError> {
+        self.inner.get(id)
+    }
+    fn contains(&self, id: &ObjectId) -> Result<bool, StoreError> {
+        self.inner.contains(id)
+    }
+    fn sync(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_failed_commit_loses_nothing_and_the_next_one_is_complete() {
+    let store = Arc::new(FlakyStore::default());
+    let mut ws = WorkingSet::new(store.clone());
+    for i in 0..20 {
+        ws.write(&p(&format!("a/b{}/f{i}", i % 3)), &[i as u8; 10])
+            .unwrap();
+    }
+    store.fail.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert!(matches!(
+        commit(&mut ws, &CommitOptions::default()),
+        Err(Error::Store(StoreError::Io { .. }))
+    ));
+    assert_eq!(ws.head(), None);
+    assert_eq!(ws.read(&p("a/b1/f1")).unwrap(), Bytes::from(vec![1u8; 10]));
+    store.fail.store(false, std::sync::atomic::Ordering::SeqCst);
+    let id = commit(&mut ws, &CommitOptions::default()).unwrap();
+    // Every tree the commit names is in the store: a full walk succeeds.
+    let tree = read::read_commit(&*store, id).unwrap().tree;
+    let mut files = 0;
+    read::walk(&*store, tree, &mut |_, k| {
+        files += matches!(k, EntryKind::File(_)) as usize;
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(files, 20);
+}
+
+#[test]
+fn a_tree_nested_too_deep_is_refused() {
+    // Build the chain from the bottom with the tests' own encoder: the
+    // library refuses to build paths this deep.
+    let store = MemStore::new();
+    let mut id = crate::support::put_raw(&store, &crate::support::raw::tree(&[]));
+    for _ in 0..=vst::limits::PATH_DEPTH_MAX {
+        id = crate::support::put_raw(
+            &store,
+            &crate::support::raw::tree(&[crate::support::raw::dir(b"d", id.as_bytes())]),
+        );
+    }
+    let store: Arc<dyn Store> = Arc::new(store);
+    let tree = vst::TreeId::new(id);
+    assert!(matches!(
+        WorkingSet::from_tree(store.clone(), tree),
+        Err(Error::TooDeep { .. })
+    ));
+    assert!(matches!(
+        read::walk(store.as_ref(), tree, &mut |_, _| Ok(())),
+        Err(Error::TooDeep { .. })
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    assert!(matches!(
+        vst::checkout(store.as_ref(), tree, &dir.path().join("t")),
+        Err(Error::TooDeep { .. })
+    ));
+}
