@@ -144,13 +144,29 @@ impl RepoPath {
 
     /// The parent directory and the last component, or `None` for the root.
     pub fn split_last(&self) -> Option<(RepoPath, &[u8])> {
+        self.split_last_bytes().map(|(parent, name)| (RepoPath(parent.into()), name))
+    }
+
+    /// The parent's bytes and the last component, without allocating;
+    /// `None` for the root.
+    pub fn split_last_bytes(&self) -> Option<(&[u8], &[u8])> {
         if self.is_root() {
             return None;
         }
         Some(match self.0.iter().rposition(|&b| b == b'/') {
-            Some(i) => (RepoPath(self.0[..i].into()), &self.0[i + 1..]),
-            None => (RepoPath::root(), &self.0[..]),
+            Some(i) => (&self.0[..i], &self.0[i + 1..]),
+            None => (&[][..], &self.0[..]),
         })
+    }
+
+    /// The path made of the first `depth` components.
+    pub fn prefix(&self, depth: usize) -> RepoPath {
+        if depth == 0 {
+            return RepoPath::root();
+        }
+        let slashes = self.0.iter().enumerate().filter(|(_, b)| **b == b'/');
+        let end = slashes.map(|(i, _)| i).nth(depth - 1).unwrap_or(self.0.len());
+        RepoPath(self.0[..end].into())
     }
 
     /// This path with `name` appended.
@@ -244,6 +260,11 @@ mod tests {
         assert_eq!(parent.as_bytes(), b"a/b");
         assert_eq!(last, b"c");
         assert!(RepoPath::root().split_last().is_none());
+        assert_eq!(p.prefix(0), RepoPath::root());
+        assert_eq!(p.prefix(1).as_bytes(), b"a");
+        assert_eq!(p.prefix(2).as_bytes(), b"a/b");
+        assert_eq!(p.prefix(3), p);
+        assert_eq!(p.prefix(9), p);
         let deep = vec!["d"; PATH_DEPTH_MAX + 1].join("/");
         assert_eq!(RepoPath::try_from(deep.as_str()), Err(InvalidName::TooDeep));
     }

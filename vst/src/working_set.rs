@@ -305,7 +305,7 @@ impl WorkingSet {
     pub fn write(&mut self, path: &RepoPath, content: &[u8]) -> Result<BlobId> {
         let id = hash_blob(content);
         self.current.store.put(id.object_id(), content)?;
-        self.insert_file(path, id, content.len() as u64)?;
+        self.record_content(path, id, content.len() as u64)?;
         Ok(id)
     }
 
@@ -321,168 +321,170 @@ impl WorkingSet {
         } else {
             files.iter().map(|f| hash_blob(f.content)).collect()
         };
-        let objects: Vec<(ObjectId, &[u8])> = ids
-            .iter()
-            .zip(files)
-            .map(|(id, f)| (id.object_id(), f.content))
-            .collect();
+        let objects: Vec<(ObjectId, &[u8])> =
+            ids.iter().zip(files).map(|(id, f)| (id.object_id(), f.content)).collect();
         self.current.store.put_batch(&objects)?;
         for (id, f) in ids.into_iter().zip(files) {
-            self.insert_file(f.path, id, f.content.len() as u64)?;
+            self.record_content(f.path, id, f.content.len() as u64)?;
         }
         Ok(())
     }
 
     /// Records a file whose content is already in the store (for example
     /// hashed from disk by a caller). The caller vouches that `file.id` is
-    /// stored; commit does not check it.
+    /// stored; commit does not check it. Replaces a file or a symlink; a
+    /// directory is an error.
     pub fn put_file(&mut self, path: &RepoPath, file: FileEntry) -> Result<()> {
-        let (parent, name) = split(path, "written")?;
-        let dir = self.dir_mut(&parent)?;
-        match dir.children.get(name) {
-            Some(Node::Dir(_)) => Err(Error::IsADirectory { path: path.clone() }),
-            _ => {
-                dir.children
-                    .insert(Name::from_valid(name), Node::File(file));
-                Ok(())
-            }
-        }
+        self.edit(path, "written", Missing::Create, |dir, name| {
+            replace_leaf(dir, name, path, |old| match old {
+                Some(Node::File(f)) if *f == file => None,
+                _ => Some(Node::File(file)),
+            })
+        })
     }
 
-    fn insert_file(&mut self, path: &RepoPath, id: BlobId, size: u64) -> Result<()> {
-        let (dir, name) = self.parent_for_replace(path, "written")?;
-        match dir.children.get_mut(name) {
-            Some(Node::File(f)) => {
-                f.id = id;
-                f.size = size;
-            }
-            Some(Node::Dir(_)) => unreachable!("parent_for_replace checked"),
-            Some(Node::Symlink(_)) | None => {
-                dir.children.insert(
-                    Name::from_valid(name),
-                    Node::File(FileEntry {
-                        id,
-                        size,
-                        executable: false,
-                    }),
-                );
-            }
-        }
-        Ok(())
+    /// Points `path` at new content, keeping the executable bit of a file
+    /// that is already there.
+    fn record_content(&mut self, path: &RepoPath, id: BlobId, size: u64) -> Result<()> {
+        self.edit(path, "written", Missing::Create, |dir, name| {
+            replace_leaf(dir, name, path, |old| match old {
+                Some(Node::File(f)) if f.id == id && f.size == size => None,
+                Some(Node::File(f)) => Some(Node::File(FileEntry { id, size, executable: f.executable })),
+                _ => Some(Node::File(FileEntry { id, size, executable: false })),
+            })
+        })
     }
 
     /// Creates or replaces a symlink at `path` pointing to `target`.
     /// Missing parent directories are created; a directory is an error.
     pub fn symlink(&mut self, path: &RepoPath, target: &[u8]) -> Result<()> {
-        let target = SymlinkTarget::try_from(target).map_err(|source| Error::InvalidSymlink {
-            path: path.clone(),
-            source,
-        })?;
-        let (dir, name) = self.parent_for_replace(path, "replaced by a symlink")?;
-        dir.children
-            .insert(Name::from_valid(name), Node::Symlink(target));
-        Ok(())
+        let target = SymlinkTarget::try_from(target)
+            .map_err(|source| Error::InvalidSymlink { path: path.clone(), source })?;
+        self.edit(path, "replaced by a symlink", Missing::Create, |dir, name| {
+            replace_leaf(dir, name, path, |old| match old {
+                Some(Node::Symlink(t)) if *t == target => None,
+                _ => Some(Node::Symlink(target)),
+            })
+        })
     }
 
     /// Sets or clears the executable bit of the file at `path`.
     pub fn set_executable(&mut self, path: &RepoPath, executable: bool) -> Result<()> {
-        let (parent, name) = split(path, "made executable")?;
-        // Look first, so that a failed call marks nothing as changed.
-        match self.current.stat(path) {
-            Some(Stat::File(f)) if f.executable == executable => return Ok(()),
-            Some(Stat::File(_)) => {}
-            Some(Stat::Dir(_)) => return Err(Error::IsADirectory { path: path.clone() }),
-            Some(Stat::Symlink(_)) => return Err(Error::NotAFile { path: path.clone() }),
-            None => return Err(Error::NotFound { path: path.clone() }),
-        }
-        match self.dir_mut(&parent)?.children.get_mut(name) {
-            Some(Node::File(f)) => f.executable = executable,
-            _ => unreachable!("checked above that a file is there"),
-        }
-        Ok(())
+        self.edit(path, "made executable", Missing::Fail, |dir, name| match dir.children.get_mut(name) {
+            Some(Node::File(f)) if f.executable == executable => Ok(Edited::Unchanged),
+            Some(Node::File(f)) => {
+                f.executable = executable;
+                Ok(Edited::Changed)
+            }
+            Some(Node::Dir(_)) => Err(Error::IsADirectory { path: path.clone() }),
+            Some(Node::Symlink(_)) => Err(Error::NotAFile { path: path.clone() }),
+            None => Err(Error::NotFound { path: path.clone() }),
+        })
     }
 
     /// Creates the directory at `path` and any missing parents; an existing
     /// directory is fine, anything else in the way is an error.
     pub fn create_dir_all(&mut self, path: &RepoPath) -> Result<()> {
-        if let Some(Stat::Dir(_)) = self.current.stat(path) {
+        if path.is_root() {
             return Ok(());
         }
-        self.dir_mut(path).map(|_| ())
+        self.edit(path, "created", Missing::Create, |dir, name| match dir.children.get(name) {
+            Some(Node::Dir(_)) => Ok(Edited::Unchanged),
+            Some(_) => Err(Error::NotADirectory { path: path.clone() }),
+            None => {
+                dir.children.insert(Name::from_valid(name), Node::Dir(Dir::default()));
+                Ok(Edited::Changed)
+            }
+        })
     }
 
     /// Removes whatever is at `path`; a directory goes with everything in it.
     pub fn remove(&mut self, path: &RepoPath) -> Result<()> {
-        let (parent, name) = split(path, "removed")?;
-        if self.current.stat(path).is_none() {
-            return Err(Error::NotFound { path: path.clone() });
-        }
-        self.dir_mut(&parent)?.children.remove(name);
-        Ok(())
+        self.edit(path, "removed", Missing::Fail, |dir, name| match dir.children.remove(name) {
+            Some(_) => Ok(Edited::Changed),
+            None => Err(Error::NotFound { path: path.clone() }),
+        })
     }
 
-    /// The parent directory of `path` (created if missing) and the last
-    /// name of `path`, for an operation that puts a file or a symlink
-    /// there. A directory at `path` is an error.
-    fn parent_for_replace<'p>(
+    /// Runs `edit` on the parent directory of `path` and the last name of
+    /// `path`. Walks down once; on the way back up, and only if `edit`
+    /// changed something, clears the cached tree id of every directory from
+    /// the parent to the root. So a failed or empty operation leaves the
+    /// cached ids as they were, and a commit after it has nothing to do.
+    fn edit<'p>(
         &mut self,
         path: &'p RepoPath,
         op: &'static str,
-    ) -> Result<(&mut Dir, &'p [u8])> {
-        let (parent, name) = split(path, op)?;
-        if let Some(Node::Dir(_)) = self
-            .check_dir_path(&parent)?
-            .and_then(|d| d.children.get(name))
-        {
-            return Err(Error::IsADirectory { path: path.clone() });
-        }
-        Ok((self.dir_mut(&parent)?, name))
-    }
-
-    /// The directory at `path` if it exists; `None` if it would be created;
-    /// an error if something that is not a directory is in the way.
-    fn check_dir_path(&self, path: &RepoPath) -> Result<Option<&Dir>> {
-        let mut walked = RepoPath::root();
-        let mut probe = Some(&self.current.root);
-        for name in path.components() {
-            probe = match probe.and_then(|d| d.children.get(name)) {
-                Some(Node::Dir(d)) => Some(d),
-                Some(_) => {
-                    walked = walked.join_unchecked(name);
-                    return Err(Error::NotADirectory { path: walked });
-                }
-                None => return Ok(None),
-            };
-            walked = walked.join_unchecked(name);
-        }
-        Ok(probe)
-    }
-
-    /// The directory at `path`, created with its parents if missing, with
-    /// the cached tree id cleared on it and on every directory above it.
-    fn dir_mut(&mut self, path: &RepoPath) -> Result<&mut Dir> {
-        // Check the whole path before changing anything, so that an error
-        // leaves the working set (and its cached ids) as it was.
-        self.check_dir_path(path)?;
-        let mut dir = &mut self.current.root;
-        dir.id = None;
-        for name in path.components() {
-            let node = dir
-                .children
-                .entry(Name::from_valid(name))
-                .or_insert_with(|| Node::Dir(Dir::default()));
-            let Node::Dir(child) = node else {
-                unreachable!("checked above")
-            };
-            child.id = None;
-            dir = child;
-        }
-        Ok(dir)
+        missing: Missing,
+        edit: impl FnOnce(&mut Dir, &'p [u8]) -> Result<Edited>,
+    ) -> Result<()> {
+        let (parent, name) = path.split_last_bytes().ok_or(Error::Root { op })?;
+        let parents = parent.split(|&b| b == b'/').filter(|c| !c.is_empty());
+        edit_at(&mut self.current.root, path, parents, 0, missing, |dir| edit(dir, name)).map(drop)
     }
 }
 
-fn split<'a>(path: &'a RepoPath, op: &'static str) -> Result<(RepoPath, &'a [u8])> {
-    path.split_last().ok_or(Error::Root { op })
+/// Whether an edit changed the working set.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Edited {
+    Changed,
+    Unchanged,
+}
+
+/// What an edit does about missing parent directories.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Missing {
+    Create,
+    Fail,
+}
+
+fn edit_at<'a>(
+    dir: &mut Dir,
+    path: &RepoPath,
+    mut parents: impl Iterator<Item = &'a [u8]>,
+    depth: usize,
+    missing: Missing,
+    edit: impl FnOnce(&mut Dir) -> Result<Edited>,
+) -> Result<Edited> {
+    let edited = match parents.next() {
+        None => edit(dir)?,
+        Some(name) => {
+            if missing == Missing::Create && !dir.children.contains_key(name) {
+                dir.children.insert(Name::from_valid(name), Node::Dir(Dir::default()));
+            }
+            match dir.children.get_mut(name) {
+                Some(Node::Dir(child)) => edit_at(child, path, parents, depth + 1, missing, edit)?,
+                Some(_) => return Err(Error::NotADirectory { path: path.prefix(depth + 1) }),
+                None => return Err(Error::NotFound { path: path.prefix(depth + 1) }),
+            }
+        }
+    };
+    if edited == Edited::Changed {
+        dir.id = None;
+    }
+    Ok(edited)
+}
+
+/// Puts the node `new(old)` at `name`, unless it is `None` (nothing to
+/// change). A directory at `name` is an error: it is never replaced
+/// silently.
+fn replace_leaf(
+    dir: &mut Dir,
+    name: &[u8],
+    path: &RepoPath,
+    new: impl FnOnce(Option<&Node>) -> Option<Node>,
+) -> Result<Edited> {
+    let old = dir.children.get(name);
+    if let Some(Node::Dir(_)) = old {
+        return Err(Error::IsADirectory { path: path.clone() });
+    }
+    match new(old) {
+        None => Ok(Edited::Unchanged),
+        Some(node) => {
+            dir.children.insert(Name::from_valid(name), node);
+            Ok(Edited::Changed)
+        }
+    }
 }
 
 /// BLAKE3 of file content, on all cores for large content.
