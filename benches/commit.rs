@@ -29,12 +29,19 @@ impl Rng {
     }
 
     fn bytes(&mut self, len: usize) -> Vec<u8> {
-        (0..len.div_ceil(8)).flat_map(|_| self.next().to_le_bytes()).take(len).collect()
+        (0..len.div_ceil(8))
+            .flat_map(|_| self.next().to_le_bytes())
+            .take(len)
+            .collect()
     }
 }
 
 fn options() -> CommitOptions {
-    CommitOptions { author: "bench".into(), message: "bench".into(), ..Default::default() }
+    CommitOptions {
+        author: "bench".into(),
+        message: "bench".into(),
+        ..Default::default()
+    }
 }
 
 fn new_ws() -> WorkingSet {
@@ -46,7 +53,8 @@ fn seed_files(n: usize) -> Vec<(RepoPath, Vec<u8>)> {
     let mut rng = Rng(0x5eed + n as u64);
     (0..n)
         .map(|i| {
-            let path = RepoPath::try_from(format!("src/d{}/file{i:05}.txt", i % 4).as_str()).unwrap();
+            let path =
+                RepoPath::try_from(format!("src/d{}/file{i:05}.txt", i % 4).as_str()).unwrap();
             (path, rng.bytes(FILE_LEN))
         })
         .collect()
@@ -71,8 +79,10 @@ fn seed(c: &mut Criterion) {
             )
         });
         group.bench_with_input(BenchmarkId::new("write_commit", n), &files, |b, files| {
-            let writes: Vec<FileWrite<'_>> =
-                files.iter().map(|(path, content)| FileWrite { path, content }).collect();
+            let writes: Vec<FileWrite<'_>> = files
+                .iter()
+                .map(|(path, content)| FileWrite { path, content })
+                .collect();
             b.iter_batched_ref(
                 new_ws,
                 |ws| {
@@ -82,18 +92,22 @@ fn seed(c: &mut Criterion) {
                 BatchSize::SmallInput,
             )
         });
-        group.bench_with_input(BenchmarkId::new("write_each_commit", n), &files, |b, files| {
-            b.iter_batched_ref(
-                new_ws,
-                |ws| {
-                    for (path, content) in files {
-                        ws.write(path, content).unwrap();
-                    }
-                    commit(ws, &options()).unwrap()
-                },
-                BatchSize::SmallInput,
-            )
-        });
+        group.bench_with_input(
+            BenchmarkId::new("write_each_commit", n),
+            &files,
+            |b, files| {
+                b.iter_batched_ref(
+                    new_ws,
+                    |ws| {
+                        for (path, content) in files {
+                            ws.write(path, content).unwrap();
+                        }
+                        commit(ws, &options()).unwrap()
+                    },
+                    BatchSize::SmallInput,
+                )
+            },
+        );
         // The reference for write_commit: one BLAKE3 call per file, one thread.
         group.bench_with_input(BenchmarkId::new("hash_only", n), &files, |b, files| {
             b.iter(|| {
@@ -129,8 +143,11 @@ fn build_tree(n: usize) -> (WorkingSet, Vec<RepoPath>) {
     let paths = tree_paths(n);
     let mut rng = Rng(n as u64);
     let contents: Vec<Vec<u8>> = paths.iter().map(|_| rng.bytes(FILE_LEN)).collect();
-    let writes: Vec<FileWrite<'_>> =
-        paths.iter().zip(&contents).map(|(path, content)| FileWrite { path, content }).collect();
+    let writes: Vec<FileWrite<'_>> = paths
+        .iter()
+        .zip(&contents)
+        .map(|(path, content)| FileWrite { path, content })
+        .collect();
     let mut ws = new_ws();
     ws.write_batch(&writes).unwrap();
     commit(&mut ws, &options()).unwrap();
@@ -162,7 +179,9 @@ fn snapshot(c: &mut Criterion) {
     let mut group = c.benchmark_group("snapshot");
     for n in [1000usize, 100_000] {
         let (ws, _) = build_tree(n);
-        group.bench_function(BenchmarkId::from_parameter(n), |b| b.iter(|| black_box(ws.snapshot())));
+        group.bench_function(BenchmarkId::from_parameter(n), |b| {
+            b.iter(|| black_box(ws.snapshot()))
+        });
     }
     group.finish();
 }
@@ -177,12 +196,23 @@ fn threshold(c: &mut Criterion) {
         let batch: Vec<Vec<u8>> = (0..files).map(|_| rng.bytes(FILE_LEN)).collect();
         group.throughput(Throughput::Bytes((files * FILE_LEN) as u64));
         let kib = files * FILE_LEN / 1024;
-        group.bench_with_input(BenchmarkId::new("batch_seq_kib", kib), &batch, |b, batch| {
-            b.iter(|| batch.iter().map(|f| blake3::hash(f)).collect::<Vec<_>>())
-        });
-        group.bench_with_input(BenchmarkId::new("batch_par_kib", kib), &batch, |b, batch| {
-            b.iter(|| batch.par_iter().map(|f| blake3::hash(f)).collect::<Vec<_>>())
-        });
+        group.bench_with_input(
+            BenchmarkId::new("batch_seq_kib", kib),
+            &batch,
+            |b, batch| b.iter(|| batch.iter().map(|f| blake3::hash(f)).collect::<Vec<_>>()),
+        );
+        group.bench_with_input(
+            BenchmarkId::new("batch_par_kib", kib),
+            &batch,
+            |b, batch| {
+                b.iter(|| {
+                    batch
+                        .par_iter()
+                        .map(|f| blake3::hash(f))
+                        .collect::<Vec<_>>()
+                })
+            },
+        );
     }
     for kib in [64usize, 128, 256, 512, 1024, 4096] {
         let blob = rng.bytes(kib * 1024);

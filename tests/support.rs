@@ -32,14 +32,14 @@ pub enum Plain {
 /// Symlinks are read, never followed.
 pub fn read_disk(root: &Path) -> BTreeMap<Vec<u8>, Plain> {
     let mut out = BTreeMap::new();
-    read_disk_into(root, &mut Vec::new(), &mut out);
+    read_disk_into(root, &[], &mut out);
     out
 }
 
-fn read_disk_into(dir: &Path, prefix: &mut Vec<u8>, out: &mut BTreeMap<Vec<u8>, Plain>) {
+fn read_disk_into(dir: &Path, prefix: &[u8], out: &mut BTreeMap<Vec<u8>, Plain>) {
     for entry in fs::read_dir(dir).unwrap() {
         let entry = entry.unwrap();
-        let mut key = prefix.clone();
+        let mut key = prefix.to_vec();
         if !key.is_empty() {
             key.push(b'/');
         }
@@ -54,7 +54,7 @@ fn read_disk_into(dir: &Path, prefix: &mut Vec<u8>, out: &mut BTreeMap<Vec<u8>, 
                     .to_vec(),
             )
         } else if meta.is_dir() {
-            read_disk_into(&entry.path(), &mut key.clone(), out);
+            read_disk_into(&entry.path(), &key, out);
             Plain::Dir
         } else {
             Plain::File {

