@@ -29,19 +29,12 @@ impl Rng {
     }
 
     fn bytes(&mut self, len: usize) -> Vec<u8> {
-        (0..len.div_ceil(8))
-            .flat_map(|_| self.next().to_le_bytes())
-            .take(len)
-            .collect()
+        (0..len.div_ceil(8)).flat_map(|_| self.next().to_le_bytes()).take(len).collect()
     }
 }
 
 fn options() -> CommitOptions {
-    CommitOptions {
-        author: "bench".into(),
-        message: "bench".into(),
-        ..Default::default()
-    }
+    CommitOptions { author: "bench".into(), message: "bench".into(), ..Default::default() }
 }
 
 fn new_ws() -> WorkingSet {
@@ -79,10 +72,8 @@ fn seed(c: &mut Criterion) {
             )
         });
         group.bench_with_input(BenchmarkId::new("write_commit", n), &files, |b, files| {
-            let writes: Vec<FileWrite<'_>> = files
-                .iter()
-                .map(|(path, content)| FileWrite { path, content })
-                .collect();
+            let writes: Vec<FileWrite<'_>> =
+                files.iter().map(|(path, content)| FileWrite { path, content }).collect();
             b.iter_batched_ref(
                 new_ws,
                 |ws| {
@@ -92,22 +83,18 @@ fn seed(c: &mut Criterion) {
                 BatchSize::SmallInput,
             )
         });
-        group.bench_with_input(
-            BenchmarkId::new("write_each_commit", n),
-            &files,
-            |b, files| {
-                b.iter_batched_ref(
-                    new_ws,
-                    |ws| {
-                        for (path, content) in files {
-                            ws.write(path, content).unwrap();
-                        }
-                        commit(ws, &options()).unwrap()
-                    },
-                    BatchSize::SmallInput,
-                )
-            },
-        );
+        group.bench_with_input(BenchmarkId::new("write_each_commit", n), &files, |b, files| {
+            b.iter_batched_ref(
+                new_ws,
+                |ws| {
+                    for (path, content) in files {
+                        ws.write(path, content).unwrap();
+                    }
+                    commit(ws, &options()).unwrap()
+                },
+                BatchSize::SmallInput,
+            )
+        });
         // The reference for write_commit: one BLAKE3 call per file, one thread.
         group.bench_with_input(BenchmarkId::new("hash_only", n), &files, |b, files| {
             b.iter(|| {
@@ -143,11 +130,8 @@ fn build_tree(n: usize) -> (WorkingSet, Vec<RepoPath>) {
     let paths = tree_paths(n);
     let mut rng = Rng(n as u64);
     let contents: Vec<Vec<u8>> = paths.iter().map(|_| rng.bytes(FILE_LEN)).collect();
-    let writes: Vec<FileWrite<'_>> = paths
-        .iter()
-        .zip(&contents)
-        .map(|(path, content)| FileWrite { path, content })
-        .collect();
+    let writes: Vec<FileWrite<'_>> =
+        paths.iter().zip(&contents).map(|(path, content)| FileWrite { path, content }).collect();
     let mut ws = new_ws();
     ws.write_batch(&writes).unwrap();
     commit(&mut ws, &options()).unwrap();
@@ -175,6 +159,56 @@ fn incremental(c: &mut Criterion) {
     group.finish();
 }
 
+/// A first commit of a whole tree (every directory new), and commits that
+/// change one file in each of `k` leaf directories of a 100k-file tree:
+/// where hashing trees on all cores starts to pay.
+fn import(c: &mut Criterion) {
+    let mut group = c.benchmark_group("import");
+    group.sample_size(20);
+    for n in [10_000usize, 100_000] {
+        let paths = tree_paths(n);
+        let mut rng = Rng(n as u64);
+        let contents: Vec<Vec<u8>> = paths.iter().map(|_| rng.bytes(FILE_LEN)).collect();
+        let writes: Vec<FileWrite<'_>> = paths
+            .iter()
+            .zip(&contents)
+            .map(|(path, content)| FileWrite { path, content })
+            .collect();
+        let mut ws = new_ws();
+        ws.write_batch(&writes).unwrap();
+        group.bench_function(BenchmarkId::new("commit_only", n), |b| {
+            b.iter_batched_ref(
+                || ws.clone(),
+                |ws| commit(ws, &options()).unwrap(),
+                BatchSize::LargeInput,
+            )
+        });
+    }
+    group.finish();
+
+    let mut group = c.benchmark_group("wide");
+    let (ws, paths) = build_tree(100_000);
+    let mut rng = Rng(3);
+    let content = rng.bytes(FILE_LEN);
+    for k in [8usize, 16, 32, 64, 128, 256, 1024] {
+        group.bench_function(BenchmarkId::new("commit_only", k), |b| {
+            b.iter_batched_ref(
+                || {
+                    let mut ws = ws.clone();
+                    // One file in each of k different leaf directories.
+                    for i in 0..k {
+                        ws.write(&paths[(i * 16 * 5) % paths.len()], &content).unwrap();
+                    }
+                    ws
+                },
+                |ws| commit(ws, &options()).unwrap(),
+                BatchSize::SmallInput,
+            )
+        });
+    }
+    group.finish();
+}
+
 fn snapshot(c: &mut Criterion) {
     let mut group = c.benchmark_group("snapshot");
     for n in [1000usize, 100_000] {
@@ -196,23 +230,12 @@ fn threshold(c: &mut Criterion) {
         let batch: Vec<Vec<u8>> = (0..files).map(|_| rng.bytes(FILE_LEN)).collect();
         group.throughput(Throughput::Bytes((files * FILE_LEN) as u64));
         let kib = files * FILE_LEN / 1024;
-        group.bench_with_input(
-            BenchmarkId::new("batch_seq_kib", kib),
-            &batch,
-            |b, batch| b.iter(|| batch.iter().map(|f| blake3::hash(f)).collect::<Vec<_>>()),
-        );
-        group.bench_with_input(
-            BenchmarkId::new("batch_par_kib", kib),
-            &batch,
-            |b, batch| {
-                b.iter(|| {
-                    batch
-                        .par_iter()
-                        .map(|f| blake3::hash(f))
-                        .collect::<Vec<_>>()
-                })
-            },
-        );
+        group.bench_with_input(BenchmarkId::new("batch_seq_kib", kib), &batch, |b, batch| {
+            b.iter(|| batch.iter().map(|f| blake3::hash(f)).collect::<Vec<_>>())
+        });
+        group.bench_with_input(BenchmarkId::new("batch_par_kib", kib), &batch, |b, batch| {
+            b.iter(|| batch.par_iter().map(|f| blake3::hash(f)).collect::<Vec<_>>())
+        });
     }
     for kib in [64usize, 128, 256, 512, 1024, 4096] {
         let blob = rng.bytes(kib * 1024);
@@ -232,6 +255,6 @@ criterion_group! {
     config = Criterion::default()
         .warm_up_time(std::time::Duration::from_millis(500))
         .measurement_time(std::time::Duration::from_secs(2));
-    targets = seed, incremental, snapshot, threshold
+    targets = seed, incremental, snapshot, threshold, import
 }
 criterion_main!(benches);

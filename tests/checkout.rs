@@ -23,27 +23,17 @@ impl Sandbox {
         let outside = dir.path().join("outside");
         fs::create_dir(&outside).unwrap();
         let target = dir.path().join("target");
-        Self {
-            outside,
-            target,
-            _dir: dir,
-        }
+        Self { outside, target, _dir: dir }
     }
 
     fn assert_outside_untouched(&self) {
-        assert!(
-            read_disk(&self.outside).is_empty(),
-            "something was written outside the target"
-        );
+        assert!(read_disk(&self.outside).is_empty(), "something was written outside the target");
         let siblings: Vec<_> = fs::read_dir(self.outside.parent().unwrap())
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .collect();
         for name in siblings {
-            assert!(
-                name == "outside" || name == "target",
-                "unexpected {name} next to the target"
-            );
+            assert!(name == "outside" || name == "target", "unexpected {name} next to the target");
         }
     }
 }
@@ -58,13 +48,7 @@ fn tree_id(id: ObjectId) -> TreeId {
 
 #[test]
 fn a_name_that_is_a_path_is_refused() {
-    for evil in [
-        &b"../outside/pwned"[..],
-        b"..",
-        b"/abs",
-        b"a/../../outside/x",
-        b".",
-    ] {
+    for evil in [&b"../outside/pwned"[..], b"..", b"/abs", b"a/../../outside/x", b"."] {
         let sandbox = Sandbox::new();
         let store = MemStore::new();
         let content = blob(&store, b"pwned");
@@ -80,10 +64,7 @@ fn a_name_that_is_a_path_deep_in_the_tree_is_refused() {
     let sandbox = Sandbox::new();
     let store = MemStore::new();
     let content = blob(&store, b"pwned");
-    let evil = put_raw(
-        &store,
-        &raw::tree(&[raw::file(b"../../outside/x", &content, 5, false)]),
-    );
+    let evil = put_raw(&store, &raw::tree(&[raw::file(b"../../outside/x", &content, 5, false)]));
     let sub = put_raw(&store, &raw::tree(&[raw::dir(b"evil", evil.as_bytes())]));
     let root = put_raw(&store, &raw::tree(&[raw::dir(b"a", sub.as_bytes())]));
     assert!(checkout(&store, tree_id(root), &sandbox.target).is_err());
@@ -101,15 +82,9 @@ fn a_symlink_followed_by_a_file_under_it_is_refused() {
     // it. Checking out in order would write through the link.
     let root = put_raw(
         &store,
-        &raw::tree(&[
-            raw::symlink(b"link", &outside),
-            raw::dir(b"link", inner.as_bytes()),
-        ]),
+        &raw::tree(&[raw::symlink(b"link", &outside), raw::dir(b"link", inner.as_bytes())]),
     );
-    assert!(matches!(
-        checkout(&store, tree_id(root), &sandbox.target),
-        Err(Error::Decode { .. })
-    ));
+    assert!(matches!(checkout(&store, tree_id(root), &sandbox.target), Err(Error::Decode { .. })));
     sandbox.assert_outside_untouched();
 }
 
@@ -118,8 +93,7 @@ fn replacing_a_symlink_by_a_directory_does_not_follow_it() {
     let sandbox = Sandbox::new();
     let store = mem();
     let mut ws = WorkingSet::new(store.clone());
-    ws.symlink(&p("link"), sandbox.outside.as_os_str().as_encoded_bytes())
-        .unwrap();
+    ws.symlink(&p("link"), sandbox.outside.as_os_str().as_encoded_bytes()).unwrap();
     commit(&mut ws, &CommitOptions::default()).unwrap();
     let old = ws.snapshot().tree_id().unwrap();
     ws.remove(&p("link")).unwrap();
@@ -128,20 +102,10 @@ fn replacing_a_symlink_by_a_directory_does_not_follow_it() {
     let new = ws.snapshot().tree_id().unwrap();
 
     checkout(store.as_ref(), old, &sandbox.target).unwrap();
-    assert!(
-        fs::symlink_metadata(sandbox.target.join("link"))
-            .unwrap()
-            .file_type()
-            .is_symlink()
-    );
+    assert!(fs::symlink_metadata(sandbox.target.join("link")).unwrap().file_type().is_symlink());
     checkout_update(store.as_ref(), old, new, &sandbox.target).unwrap();
     assert_eq!(fs::read(sandbox.target.join("link/x")).unwrap(), b"inside");
-    assert!(
-        !fs::symlink_metadata(sandbox.target.join("link"))
-            .unwrap()
-            .file_type()
-            .is_symlink()
-    );
+    assert!(!fs::symlink_metadata(sandbox.target.join("link")).unwrap().file_type().is_symlink());
     sandbox.assert_outside_untouched();
 }
 
@@ -202,24 +166,12 @@ fn symlinks_pointing_outside_are_created_not_followed() {
     let store = mem();
     let mut ws = WorkingSet::new(store.clone());
     let outside_file = sandbox.outside.join("f");
-    ws.symlink(&p("l"), outside_file.as_os_str().as_encoded_bytes())
-        .unwrap();
+    ws.symlink(&p("l"), outside_file.as_os_str().as_encoded_bytes()).unwrap();
     ws.symlink(&p("up"), b"../../..").unwrap();
     commit(&mut ws, &CommitOptions::default()).unwrap();
-    checkout(
-        store.as_ref(),
-        ws.snapshot().tree_id().unwrap(),
-        &sandbox.target,
-    )
-    .unwrap();
-    assert_eq!(
-        fs::read_link(sandbox.target.join("l")).unwrap(),
-        outside_file
-    );
-    assert_eq!(
-        fs::read_link(sandbox.target.join("up")).unwrap(),
-        Path::new("../../..")
-    );
+    checkout(store.as_ref(), ws.snapshot().tree_id().unwrap(), &sandbox.target).unwrap();
+    assert_eq!(fs::read_link(sandbox.target.join("l")).unwrap(), outside_file);
+    assert_eq!(fs::read_link(sandbox.target.join("up")).unwrap(), Path::new("../../.."));
     sandbox.assert_outside_untouched();
 }
 
@@ -248,12 +200,8 @@ fn a_corrupt_blob_fails_the_checkout_with_its_id() {
     let id = ws.write(&p("a"), b"good").unwrap();
     commit(&mut ws, &CommitOptions::default()).unwrap();
     store.insert_unchecked(id.object_id(), &b"evil"[..]);
-    let err = checkout(
-        store.as_ref(),
-        ws.snapshot().tree_id().unwrap(),
-        &sandbox.target,
-    )
-    .unwrap_err();
+    let err =
+        checkout(store.as_ref(), ws.snapshot().tree_id().unwrap(), &sandbox.target).unwrap_err();
     assert!(err.to_string().contains(&id.to_string()), "{err}");
     assert!(
         !read_disk(&sandbox.target)
@@ -268,8 +216,7 @@ fn update_touches_only_what_differs() {
     let store = mem();
     let mut ws = WorkingSet::new(store.clone());
     for i in 0..50 {
-        ws.write(&p(&format!("d{}/f{i}", i % 5)), format!("{i}").as_bytes())
-            .unwrap();
+        ws.write(&p(&format!("d{}/f{i}", i % 5)), format!("{i}").as_bytes()).unwrap();
     }
     commit(&mut ws, &CommitOptions::default()).unwrap();
     let old = ws.snapshot().tree_id().unwrap();

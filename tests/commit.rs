@@ -46,25 +46,42 @@ proptest! {
 
 #[test]
 fn batch_writes_equal_single_writes() {
-    let contents: Vec<Vec<u8>> = (0..300u32)
-        .map(|i| vec![i as u8; 1024 + i as usize])
-        .collect();
+    let contents: Vec<Vec<u8>> = (0..300u32).map(|i| vec![i as u8; 1024 + i as usize]).collect();
     let paths: Vec<RepoPath> = (0..300).map(|i| p(&format!("d{}/f{i}", i % 7))).collect();
     let mut one = WorkingSet::new(mem());
     for (path, c) in paths.iter().zip(&contents) {
         one.write(path, c).unwrap();
     }
     let mut batch = WorkingSet::new(mem());
-    let writes: Vec<FileWrite<'_>> = paths
-        .iter()
-        .zip(&contents)
-        .map(|(path, content)| FileWrite { path, content })
-        .collect();
+    let writes: Vec<FileWrite<'_>> =
+        paths.iter().zip(&contents).map(|(path, content)| FileWrite { path, content }).collect();
     batch.write_batch(&writes).unwrap();
     commit(&mut one, &CommitOptions::default()).unwrap();
     commit(&mut batch, &CommitOptions::default()).unwrap();
     assert_eq!(one.snapshot().tree_id(), batch.snapshot().tree_id());
     assert_eq!(batch.read(&paths[5]).unwrap(), contents[5]);
+}
+
+#[test]
+fn parallel_tree_hashing_gives_the_sequential_ids() {
+    let paths: Vec<RepoPath> =
+        (0..3000).map(|i| p(&format!("a{}/b{}/c{}/f{i}", i % 7, i % 11, i % 13))).collect();
+    // All at once: hundreds of new directories, hashed on all cores.
+    let mut wide = WorkingSet::new(mem());
+    for (i, path) in paths.iter().enumerate() {
+        wide.write(path, &i.to_le_bytes()).unwrap();
+    }
+    commit(&mut wide, &CommitOptions::default()).unwrap();
+    // A few files per commit: always below the parallel threshold.
+    let mut narrow = WorkingSet::new(mem());
+    for (i, path) in paths.iter().enumerate() {
+        narrow.write(path, &i.to_le_bytes()).unwrap();
+        if i % 5 == 0 {
+            commit(&mut narrow, &CommitOptions::default()).unwrap();
+        }
+    }
+    commit(&mut narrow, &CommitOptions::default()).unwrap();
+    assert_eq!(wide.snapshot().tree_id(), narrow.snapshot().tree_id());
 }
 
 #[test]
@@ -82,24 +99,12 @@ fn commits_chain_and_read_back() {
     ws.write(&p("src/lib.rs"), b"pub fn f() {}\n").unwrap();
     ws.write(&p("README"), b"hi\n").unwrap();
     ws.symlink(&p("docs"), b"README").unwrap();
-    let first = commit(
-        &mut ws,
-        &CommitOptions {
-            message: "one".into(),
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let first =
+        commit(&mut ws, &CommitOptions { message: "one".into(), ..Default::default() }).unwrap();
     ws.write(&p("src/lib.rs"), b"pub fn g() {}\n").unwrap();
     ws.remove(&p("README")).unwrap();
-    let second = commit(
-        &mut ws,
-        &CommitOptions {
-            message: "two".into(),
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let second =
+        commit(&mut ws, &CommitOptions { message: "two".into(), ..Default::default() }).unwrap();
 
     let c2 = read::read_commit(store.as_ref(), second).unwrap();
     assert_eq!(c2.parents.as_slice(), [first]);
@@ -144,30 +149,17 @@ fn commits_chain_and_read_back() {
     assert_eq!(walked, ["README", "docs", "src", "src/lib.rs"]);
 
     let changes = diff_trees(store.as_ref(), Some(c1.tree), Some(c2.tree)).unwrap();
-    let summary: Vec<_> = changes
-        .iter()
-        .map(|c| (c.path.to_string(), c.kind()))
-        .collect();
+    let summary: Vec<_> = changes.iter().map(|c| (c.path.to_string(), c.kind())).collect();
     assert_eq!(
         summary,
-        [
-            ("README".into(), ChangeKind::Removed),
-            ("src/lib.rs".into(), ChangeKind::Modified)
-        ]
+        [("README".into(), ChangeKind::Removed), ("src/lib.rs".into(), ChangeKind::Modified)]
     );
-    assert!(
-        diff_trees(store.as_ref(), Some(c2.tree), Some(c2.tree))
-            .unwrap()
-            .is_empty()
-    );
+    assert!(diff_trees(store.as_ref(), Some(c2.tree), Some(c2.tree)).unwrap().is_empty());
 
     let reloaded = WorkingSet::from_commit(store.clone(), second).unwrap();
     assert_eq!(reloaded.head(), Some(second));
     assert_eq!(reloaded.snapshot().tree_id(), Some(c2.tree));
-    assert_eq!(
-        reloaded.read(&p("src/lib.rs")).unwrap(),
-        Bytes::from_static(b"pub fn g() {}\n")
-    );
+    assert_eq!(reloaded.read(&p("src/lib.rs")).unwrap(), Bytes::from_static(b"pub fn g() {}\n"));
 }
 
 #[test]
@@ -184,10 +176,7 @@ fn diff_reports_type_changes_and_whole_subtrees() {
     commit(&mut ws, &CommitOptions::default()).unwrap();
     let new = ws.snapshot().tree_id().unwrap();
     let changes = diff_trees(store.as_ref(), Some(old), Some(new)).unwrap();
-    let summary: Vec<_> = changes
-        .iter()
-        .map(|c| (c.path.to_string(), c.kind()))
-        .collect();
+    let summary: Vec<_> = changes.iter().map(|c| (c.path.to_string(), c.kind())).collect();
     assert_eq!(
         summary,
         [
@@ -220,44 +209,16 @@ fn working_set_errors_change_nothing() {
     ws.create_dir_all(&p("d")).unwrap();
     commit(&mut ws, &CommitOptions::default()).unwrap();
     let clean = ws.snapshot().tree_id();
-    assert!(matches!(
-        ws.write(&p("f/x"), b""),
-        Err(Error::NotADirectory { .. })
-    ));
-    assert!(matches!(
-        ws.write(&p("d"), b""),
-        Err(Error::IsADirectory { .. })
-    ));
-    assert!(matches!(
-        ws.symlink(&p("d"), b"t"),
-        Err(Error::IsADirectory { .. })
-    ));
-    assert!(matches!(
-        ws.symlink(&p("l"), b""),
-        Err(Error::InvalidSymlink { .. })
-    ));
-    assert!(matches!(
-        ws.set_executable(&p("d"), true),
-        Err(Error::IsADirectory { .. })
-    ));
-    assert!(matches!(
-        ws.set_executable(&p("nope"), true),
-        Err(Error::NotFound { .. })
-    ));
+    assert!(matches!(ws.write(&p("f/x"), b""), Err(Error::NotADirectory { .. })));
+    assert!(matches!(ws.write(&p("d"), b""), Err(Error::IsADirectory { .. })));
+    assert!(matches!(ws.symlink(&p("d"), b"t"), Err(Error::IsADirectory { .. })));
+    assert!(matches!(ws.symlink(&p("l"), b""), Err(Error::InvalidSymlink { .. })));
+    assert!(matches!(ws.set_executable(&p("d"), true), Err(Error::IsADirectory { .. })));
+    assert!(matches!(ws.set_executable(&p("nope"), true), Err(Error::NotFound { .. })));
     assert!(matches!(ws.remove(&p("nope")), Err(Error::NotFound { .. })));
-    assert!(matches!(
-        ws.create_dir_all(&p("f")),
-        Err(Error::NotADirectory { .. })
-    ));
-    assert!(matches!(
-        ws.remove(&RepoPath::root()),
-        Err(Error::Root { .. })
-    ));
-    assert_eq!(
-        ws.snapshot().tree_id(),
-        clean,
-        "failed operations leave the cached ids alone"
-    );
+    assert!(matches!(ws.create_dir_all(&p("f")), Err(Error::NotADirectory { .. })));
+    assert!(matches!(ws.remove(&RepoPath::root()), Err(Error::Root { .. })));
+    assert_eq!(ws.snapshot().tree_id(), clean, "failed operations leave the cached ids alone");
     assert!(matches!(ws.stat(&p("f")), Some(Stat::File(_))));
 }
 
@@ -274,10 +235,7 @@ impl Store for FlakyStore {
     }
     fn put_batch(&self, objects: &[(ObjectId, &[u8])]) -> Result<(), StoreError> {
         if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
-            return Err(StoreError::Io {
-                op: "append",
-                source: std::io::Error::other("injected"),
-            });
+            return Err(StoreError::Io { op: "append", source: std::io::Error::other("injected") });
         }
         self.inner.put_batch(objects)
     }
@@ -297,8 +255,7 @@ fn a_failed_commit_loses_nothing_and_the_next_one_is_complete() {
     let store = Arc::new(FlakyStore::default());
     let mut ws = WorkingSet::new(store.clone());
     for i in 0..20 {
-        ws.write(&p(&format!("a/b{}/f{i}", i % 3)), &[i as u8; 10])
-            .unwrap();
+        ws.write(&p(&format!("a/b{}/f{i}", i % 3)), &[i as u8; 10]).unwrap();
     }
     store.fail.store(true, std::sync::atomic::Ordering::SeqCst);
     assert!(matches!(
@@ -334,10 +291,7 @@ fn a_tree_nested_too_deep_is_refused() {
     }
     let store: Arc<dyn Store> = Arc::new(store);
     let tree = vst::TreeId::new(id);
-    assert!(matches!(
-        WorkingSet::from_tree(store.clone(), tree),
-        Err(Error::TooDeep { .. })
-    ));
+    assert!(matches!(WorkingSet::from_tree(store.clone(), tree), Err(Error::TooDeep { .. })));
     assert!(matches!(
         read::walk(store.as_ref(), tree, &mut |_, _| Ok(())),
         Err(Error::TooDeep { .. })

@@ -11,18 +11,11 @@ use vst::{
 use crate::support::{mem, p, raw};
 
 fn file(content: &[u8], executable: bool) -> EntryKind {
-    EntryKind::File(FileEntry {
-        id: BlobId::of(content),
-        size: content.len() as u64,
-        executable,
-    })
+    EntryKind::File(FileEntry { id: BlobId::of(content), size: content.len() as u64, executable })
 }
 
 fn entry(name: &str, kind: EntryKind) -> TreeEntry {
-    TreeEntry {
-        name: Name::try_from(name).unwrap(),
-        kind,
-    }
+    TreeEntry { name: Name::try_from(name).unwrap(), kind }
 }
 
 const RUN_SH: &[u8] = b"#!/bin/sh\necho hi\n";
@@ -31,10 +24,7 @@ const RUN_SH: &[u8] = b"#!/bin/sh\necho hi\n";
 fn golden_trees() -> (Tree, Tree) {
     let bin = Tree::new(vec![entry("run.sh", file(RUN_SH, true))]).unwrap();
     let root = Tree::new(vec![
-        entry(
-            "link",
-            EntryKind::Symlink(SymlinkTarget::try_from("README.md").unwrap()),
-        ),
+        entry("link", EntryKind::Symlink(SymlinkTarget::try_from("README.md").unwrap())),
         entry("README.md", file(b"hello\n", false)),
         entry("empty", EntryKind::Dir(Tree::default().id())),
         entry("bin", EntryKind::Dir(bin.id())),
@@ -48,10 +38,7 @@ fn golden_commit(tree: TreeId) -> Commit {
         tree,
         parents: smallvec![],
         author: "Golden Test <golden@example.com>".into(),
-        time: Timestamp {
-            unix_us: 1_700_000_000_123_456,
-            tz_offset_min: 60,
-        },
+        time: Timestamp { unix_us: 1_700_000_000_123_456, tz_offset_min: 60 },
         message: "golden\n".into(),
     }
 }
@@ -74,19 +61,10 @@ fn golden_ids() {
     // The same bytes from the tests' own encoder, written from docs/format.md.
     let run_sh_id = *BlobId::of(RUN_SH).as_bytes();
     assert_eq!(
-        hex(&raw::tree(&[raw::file(
-            b"run.sh",
-            &run_sh_id,
-            RUN_SH.len() as u64,
-            true
-        )])),
+        hex(&raw::tree(&[raw::file(b"run.sh", &run_sh_id, RUN_SH.len() as u64, true)])),
         bin_hex
     );
-    assert_eq!(
-        Tree::default().encode(),
-        [1, 0],
-        "the empty tree is version 1, zero entries"
-    );
+    assert_eq!(Tree::default().encode(), [1, 0], "the empty tree is version 1, zero entries");
     assert_eq!(
         Tree::default().id().to_string(),
         "687376c930d7020a32f04c396fc2e5eab49cd09a738fa03d573033416a6a47ce"
@@ -113,10 +91,7 @@ fn working_set_matches_golden_tree() {
     let options = CommitOptions {
         author: "Golden Test <golden@example.com>".into(),
         message: "golden\n".into(),
-        time: Some(Timestamp {
-            unix_us: 1_700_000_000_123_456,
-            tz_offset_min: 60,
-        }),
+        time: Some(Timestamp { unix_us: 1_700_000_000_123_456, tz_offset_min: 60 }),
         ..Default::default()
     };
     let id = commit(&mut ws, &options).unwrap();
@@ -134,10 +109,7 @@ fn every_truncation_of_a_tree_is_an_error() {
     let (_, root) = golden_trees();
     let bytes = root.encode();
     for len in 0..bytes.len() {
-        assert!(
-            Tree::decode(&bytes[..len]).is_err(),
-            "prefix of {len} bytes decoded"
-        );
+        assert!(Tree::decode(&bytes[..len]).is_err(), "prefix of {len} bytes decoded");
     }
     assert_eq!(Tree::decode(&bytes).unwrap(), root);
 }
@@ -147,10 +119,7 @@ fn every_truncation_of_a_commit_is_an_error() {
     let c = golden_commit(golden_trees().1.id());
     let bytes = c.encode();
     for len in 0..bytes.len() {
-        assert!(
-            Commit::decode(&bytes[..len]).is_err(),
-            "prefix of {len} bytes decoded"
-        );
+        assert!(Commit::decode(&bytes[..len]).is_err(), "prefix of {len} bytes decoded");
     }
     assert_eq!(Commit::decode(&bytes).unwrap(), c);
 }
@@ -159,16 +128,10 @@ fn every_truncation_of_a_commit_is_an_error() {
 fn trailing_bytes_are_rejected() {
     let mut bytes = golden_trees().1.encode();
     bytes.push(0);
-    assert!(matches!(
-        Tree::decode(&bytes),
-        Err(DecodeError::TrailingBytes { len: 1 })
-    ));
+    assert!(matches!(Tree::decode(&bytes), Err(DecodeError::TrailingBytes { len: 1 })));
     let mut bytes = golden_commit(Tree::default().id()).encode();
     bytes.push(0);
-    assert!(matches!(
-        Commit::decode(&bytes),
-        Err(DecodeError::TrailingBytes { len: 1 })
-    ));
+    assert!(matches!(Commit::decode(&bytes), Err(DecodeError::TrailingBytes { len: 1 })));
 }
 
 #[test]
@@ -177,22 +140,13 @@ fn reordered_and_duplicated_entries_are_rejected() {
     let a = raw::file(b"a", &id, 1, false);
     let b = raw::file(b"b", &id, 1, false);
     assert!(Tree::decode(&raw::tree(&[a.clone(), b.clone()])).is_ok());
-    assert!(matches!(
-        Tree::decode(&raw::tree(&[b, a.clone()])),
-        Err(DecodeError::Unsorted { .. })
-    ));
-    assert!(matches!(
-        Tree::decode(&raw::tree(&[a.clone(), a])),
-        Err(DecodeError::Unsorted { .. })
-    ));
+    assert!(matches!(Tree::decode(&raw::tree(&[b, a.clone()])), Err(DecodeError::Unsorted { .. })));
+    assert!(matches!(Tree::decode(&raw::tree(&[a.clone(), a])), Err(DecodeError::Unsorted { .. })));
     // The same name as a symlink and as a directory: the shape of an attempt
     // to make checkout write through a link.
     let link = raw::symlink(b"x", b"/tmp");
     let dir = raw::dir(b"x", &id);
-    assert!(matches!(
-        Tree::decode(&raw::tree(&[link, dir])),
-        Err(DecodeError::Unsorted { .. })
-    ));
+    assert!(matches!(Tree::decode(&raw::tree(&[link, dir])), Err(DecodeError::Unsorted { .. })));
 }
 
 #[test]
@@ -214,10 +168,7 @@ fn invalid_names_are_rejected() {
 fn invalid_symlinks_are_rejected() {
     for bad in [&b""[..], b"a\0b", &[b'x'; 4096]] {
         let bytes = raw::tree(&[raw::symlink(b"l", bad)]);
-        assert!(matches!(
-            Tree::decode(&bytes),
-            Err(DecodeError::InvalidSymlink { .. })
-        ));
+        assert!(matches!(Tree::decode(&bytes), Err(DecodeError::InvalidSymlink { .. })));
     }
 }
 
@@ -249,17 +200,11 @@ fn non_canonical_varints_and_flags_are_rejected() {
 #[test]
 fn versions_and_counts_are_checked() {
     assert!(matches!(Tree::decode(&[]), Err(DecodeError::Empty)));
-    assert!(matches!(
-        Tree::decode(&[2, 0]),
-        Err(DecodeError::UnknownVersion { version: 2 })
-    ));
+    assert!(matches!(Tree::decode(&[2, 0]), Err(DecodeError::UnknownVersion { version: 2 })));
     // A huge entry count must fail without allocating for it.
     let mut bytes = vec![1u8];
     raw::varint(u64::MAX, &mut bytes);
-    assert!(matches!(
-        Tree::decode(&bytes),
-        Err(DecodeError::TooMany { .. })
-    ));
+    assert!(matches!(Tree::decode(&bytes), Err(DecodeError::TooMany { .. })));
     let mut bytes = vec![1u8];
     raw::varint(1 << 19, &mut bytes);
     assert!(Tree::decode(&bytes).is_err());
@@ -274,14 +219,8 @@ fn commit_limits_are_checked() {
     c.parents = (0..65u8).map(|i| CommitId::of(&[i])).collect();
     assert!(c.validate().is_err());
     let mut ws = WorkingSet::new(mem());
-    let options = CommitOptions {
-        author: "x".repeat(2000),
-        ..Default::default()
-    };
-    assert!(
-        commit(&mut ws, &options).is_err(),
-        "an over-long author is refused"
-    );
+    let options = CommitOptions { author: "x".repeat(2000), ..Default::default() };
+    assert!(commit(&mut ws, &options).is_err(), "an over-long author is refused");
     assert!(
         commit(&mut ws, &CommitOptions::default()).is_ok(),
         "and the working set still commits"
@@ -311,12 +250,7 @@ fn arb_kind() -> impl Strategy<Value = EntryKind> {
 
 fn arb_tree() -> impl Strategy<Value = Tree> {
     prop::collection::btree_map(arb_name(), arb_kind(), 0..20).prop_map(|m| {
-        Tree::new(
-            m.into_iter()
-                .map(|(name, kind)| TreeEntry { name, kind })
-                .collect(),
-        )
-        .unwrap()
+        Tree::new(m.into_iter().map(|(name, kind)| TreeEntry { name, kind }).collect()).unwrap()
     })
 }
 

@@ -28,11 +28,8 @@ enum Op {
 fn arb_path() -> impl Strategy<Value = Vec<u8>> {
     // Few names and shallow paths, so that operations collide: a file
     // written where a directory is, a removal of a directory with content.
-    prop::collection::vec(
-        prop::sample::select(vec!["a", "b", "c.txt", "\u{e9}"]),
-        1..4,
-    )
-    .prop_map(|parts| parts.join("/").into_bytes())
+    prop::collection::vec(prop::sample::select(vec!["a", "b", "c.txt", "\u{e9}"]), 1..4)
+        .prop_map(|parts| parts.join("/").into_bytes())
 }
 
 fn arb_op() -> impl Strategy<Value = Op> {
@@ -54,11 +51,7 @@ fn arb_op() -> impl Strategy<Value = Op> {
 
 /// The parent paths of `path`, shortest first.
 fn ancestors(path: &[u8]) -> Vec<Vec<u8>> {
-    path.iter()
-        .enumerate()
-        .filter(|(_, b)| **b == b'/')
-        .map(|(i, _)| path[..i].to_vec())
-        .collect()
+    path.iter().enumerate().filter(|(_, b)| **b == b'/').map(|(i, _)| path[..i].to_vec()).collect()
 }
 
 /// Applies an operation to the model, with the working set's rules:
@@ -66,9 +59,7 @@ fn ancestors(path: &[u8]) -> Vec<Vec<u8>> {
 /// directory is never replaced by a write. Returns whether it succeeded.
 fn apply(model: &mut Model, op: &Op) -> bool {
     let parents_ok = |model: &Model, path: &[u8]| {
-        ancestors(path)
-            .iter()
-            .all(|a| matches!(model.get(a), None | Some(Plain::Dir)))
+        ancestors(path).iter().all(|a| matches!(model.get(a), None | Some(Plain::Dir)))
     };
     let make_parents = |model: &mut Model, path: &[u8]| {
         for a in ancestors(path) {
@@ -81,20 +72,8 @@ fn apply(model: &mut Model, op: &Op) -> bool {
                 return false;
             }
             make_parents(model, path);
-            let executable = matches!(
-                model.get(path),
-                Some(Plain::File {
-                    executable: true,
-                    ..
-                })
-            );
-            model.insert(
-                path.clone(),
-                Plain::File {
-                    content: content.clone(),
-                    executable,
-                },
-            );
+            let executable = matches!(model.get(path), Some(Plain::File { executable: true, .. }));
+            model.insert(path.clone(), Plain::File { content: content.clone(), executable });
             true
         }
         Op::Symlink(path, target) => {
@@ -170,10 +149,7 @@ fn scratch_tree_id(model: &Model) -> TreeId {
     for (path, plain) in model.iter().rev() {
         let path = RepoPath::try_from(&path[..]).unwrap();
         match plain {
-            Plain::File {
-                content,
-                executable,
-            } => {
+            Plain::File { content, executable } => {
                 ws.write(&path, content).unwrap();
                 ws.set_executable(&path, *executable).unwrap();
             }
@@ -217,27 +193,16 @@ fn check_sequence(ops: Vec<Op>) -> Result<(), TestCaseError> {
 
     for op in &ops {
         let expect_ok = apply(&mut model, op);
-        prop_assert_eq!(
-            run(&mut ws, op),
-            expect_ok,
-            "op {:?} succeeded on one side only",
-            op
-        );
+        prop_assert_eq!(run(&mut ws, op), expect_ok, "op {:?} succeeded on one side only", op);
         match op {
             Op::Snapshot => snapshots.push((ws.snapshot(), model.clone())),
             Op::Commit => {
                 let id = commit(
                     &mut ws,
-                    &CommitOptions {
-                        message: format!("{}", commits.len()),
-                        ..Default::default()
-                    },
+                    &CommitOptions { message: format!("{}", commits.len()), ..Default::default() },
                 )
                 .unwrap();
-                let tree = ws
-                    .snapshot()
-                    .tree_id()
-                    .expect("a commit leaves the root hashed");
+                let tree = ws.snapshot().tree_id().expect("a commit leaves the root hashed");
                 prop_assert_eq!(read::read_commit(store.as_ref(), id).unwrap().tree, tree);
                 prop_assert_eq!(
                     read_tree_plain(store.as_ref(), tree),
@@ -291,11 +256,7 @@ fn check_sequence(ops: Vec<Op>) -> Result<(), TestCaseError> {
     }
     prop_assert_eq!(snapshot_plain(&ws.snapshot()), model, "working set = model");
     for (snap, expected) in &snapshots {
-        prop_assert_eq!(
-            &snapshot_plain(snap),
-            expected,
-            "old snapshots never change"
-        );
+        prop_assert_eq!(&snapshot_plain(snap), expected, "old snapshots never change");
     }
     Ok(())
 }

@@ -46,13 +46,7 @@ fn read_disk_into(dir: &Path, prefix: &[u8], out: &mut BTreeMap<Vec<u8>, Plain>)
         key.extend_from_slice(entry.file_name().as_bytes());
         let meta = fs::symlink_metadata(entry.path()).unwrap();
         let plain = if meta.file_type().is_symlink() {
-            Plain::Symlink(
-                fs::read_link(entry.path())
-                    .unwrap()
-                    .as_os_str()
-                    .as_bytes()
-                    .to_vec(),
-            )
+            Plain::Symlink(fs::read_link(entry.path()).unwrap().as_os_str().as_bytes().to_vec())
         } else if meta.is_dir() {
             read_disk_into(&entry.path(), &key, out);
             Plain::Dir

@@ -19,17 +19,10 @@ pub fn run_all<S: Store>(open_empty: &mut dyn FnMut() -> S) {
 fn put_then_get<S: Store>(store: &S) {
     let data = b"the quick brown fox".as_slice();
     let id = ObjectId::of(data);
-    assert!(
-        !store.contains(&id).unwrap(),
-        "a fresh store contains nothing"
-    );
+    assert!(!store.contains(&id).unwrap(), "a fresh store contains nothing");
     store.put(id, data).unwrap();
     assert!(store.contains(&id).unwrap(), "contains after put");
-    assert_eq!(
-        &store.get(&id).unwrap()[..],
-        data,
-        "get returns what was put"
-    );
+    assert_eq!(&store.get(&id).unwrap()[..], data, "get returns what was put");
 }
 
 fn missing_is_not_found<S: Store>(store: &S) {
@@ -38,10 +31,7 @@ fn missing_is_not_found<S: Store>(store: &S) {
         Err(StoreError::NotFound { id: got }) => assert_eq!(got, id),
         other => panic!("get of a missing object must be NotFound, got {other:?}"),
     }
-    assert!(
-        store.read_range(&id, 0, 1).is_err(),
-        "read_range of a missing object fails"
-    );
+    assert!(store.read_range(&id, 0, 1).is_err(), "read_range of a missing object fails");
 }
 
 fn put_is_idempotent<S: Store>(store: &S) {
@@ -53,20 +43,12 @@ fn put_is_idempotent<S: Store>(store: &S) {
 }
 
 fn batch_put<S: Store>(store: &S) {
-    let blobs: Vec<Vec<u8>> = (0..100u32)
-        .map(|i| i.to_le_bytes().repeat(i as usize + 1))
-        .collect();
-    let batch: Vec<(ObjectId, &[u8])> = blobs
-        .iter()
-        .map(|b| (ObjectId::of(b), b.as_slice()))
-        .collect();
+    let blobs: Vec<Vec<u8>> = (0..100u32).map(|i| i.to_le_bytes().repeat(i as usize + 1)).collect();
+    let batch: Vec<(ObjectId, &[u8])> =
+        blobs.iter().map(|b| (ObjectId::of(b), b.as_slice())).collect();
     store.put_batch(&batch).unwrap();
     for (id, bytes) in &batch {
-        assert_eq!(
-            &store.get(id).unwrap()[..],
-            *bytes,
-            "every object of a batch is stored"
-        );
+        assert_eq!(&store.get(id).unwrap()[..], *bytes, "every object of a batch is stored");
     }
 }
 
@@ -74,14 +56,7 @@ fn ranges<S: Store>(store: &S) {
     let data: Vec<u8> = (0..10_000u32).map(|i| (i * 31 % 251) as u8).collect();
     let id = ObjectId::of(&data);
     store.put(id, &data).unwrap();
-    for (offset, len) in [
-        (0u64, 0u64),
-        (0, 1),
-        (17, 100),
-        (9_999, 1),
-        (0, 10_000),
-        (10_000, 0),
-    ] {
+    for (offset, len) in [(0u64, 0u64), (0, 1), (17, 100), (9_999, 1), (0, 10_000), (10_000, 0)] {
         let got = store.read_range(&id, offset, len).unwrap();
         assert_eq!(
             &got[..],
@@ -91,10 +66,7 @@ fn ranges<S: Store>(store: &S) {
     }
     for (offset, len) in [(9_999u64, 2u64), (10_001, 0), (u64::MAX, 2)] {
         assert!(
-            matches!(
-                store.read_range(&id, offset, len),
-                Err(StoreError::RangeOutOfBounds { .. })
-            ),
+            matches!(store.read_range(&id, offset, len), Err(StoreError::RangeOutOfBounds { .. })),
             "range {offset}+{len} past the end is an error"
         );
     }

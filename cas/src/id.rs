@@ -80,9 +80,7 @@ impl FromStr for ObjectId {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         if s.len() != ID_LEN * 2 {
-            return Err(ParseIdError::Length {
-                len: s.chars().count(),
-            });
+            return Err(ParseIdError::Length { len: s.chars().count() });
         }
         let mut out = [0u8; ID_LEN];
         for (i, pair) in s.as_bytes().chunks_exact(2).enumerate() {
@@ -141,15 +139,9 @@ mod tests {
 
     #[test]
     fn bad_hex_is_an_error() {
-        assert_eq!(
-            "abc".parse::<ObjectId>(),
-            Err(ParseIdError::Length { len: 3 })
-        );
+        assert_eq!("abc".parse::<ObjectId>(), Err(ParseIdError::Length { len: 3 }));
         let bad = "g".repeat(64);
-        assert_eq!(
-            bad.parse::<ObjectId>(),
-            Err(ParseIdError::Digit { found: 'g' })
-        );
+        assert_eq!(bad.parse::<ObjectId>(), Err(ParseIdError::Digit { found: 'g' }));
         // A multi-byte character must not be sliced mid-way.
         let odd = format!("{}é", "a".repeat(62));
         assert!(odd.parse::<ObjectId>().is_err());

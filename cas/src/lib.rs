@@ -69,12 +69,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         let size = bytes.len() as u64;
         match offset.checked_add(len) {
             Some(end) if end <= size => Ok(bytes.slice(offset as usize..end as usize)),
-            _ => Err(StoreError::RangeOutOfBounds {
-                id: *id,
-                offset,
-                len,
-                size,
-            }),
+            _ => Err(StoreError::RangeOutOfBounds { id: *id, offset, len, size }),
         }
     }
 
@@ -110,9 +105,5 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
 /// before handing bytes out.
 pub fn verify(id: &ObjectId, bytes: &[u8]) -> Result<(), StoreError> {
     let actual = ObjectId::of(bytes);
-    if actual == *id {
-        Ok(())
-    } else {
-        Err(StoreError::Corrupt { id: *id, actual })
-    }
+    if actual == *id { Ok(()) } else { Err(StoreError::Corrupt { id: *id, actual }) }
 }

@@ -65,9 +65,7 @@ impl Store for MemStore {
             id,
             "put with an id that is not the hash of the bytes"
         );
-        self.write_map()
-            .entry(id)
-            .or_insert_with(|| Bytes::copy_from_slice(bytes));
+        self.write_map().entry(id).or_insert_with(|| Bytes::copy_from_slice(bytes));
         Ok(())
     }
 
@@ -80,18 +78,13 @@ impl Store for MemStore {
                 *id,
                 "put with an id that is not the hash of the bytes"
             );
-            map.entry(*id)
-                .or_insert_with(|| Bytes::copy_from_slice(bytes));
+            map.entry(*id).or_insert_with(|| Bytes::copy_from_slice(bytes));
         }
         Ok(())
     }
 
     fn get(&self, id: &ObjectId) -> Result<Bytes, StoreError> {
-        let bytes = self
-            .read_map()
-            .get(id)
-            .cloned()
-            .ok_or(StoreError::NotFound { id: *id })?;
+        let bytes = self.read_map().get(id).cloned().ok_or(StoreError::NotFound { id: *id })?;
         crate::verify(id, &bytes)?;
         Ok(bytes)
     }

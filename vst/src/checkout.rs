@@ -48,15 +48,11 @@ pub fn checkout(store: &dyn Store, tree: TreeId, target: &Path) -> Result<Checko
         Ok(meta) if meta.is_dir() => {
             let mut entries = fs::read_dir(target).map_err(io("read directory", target))?;
             if entries.next().is_some() {
-                return Err(Error::TargetNotEmpty {
-                    path: target.to_owned(),
-                });
+                return Err(Error::TargetNotEmpty { path: target.to_owned() });
             }
         }
         Ok(_) => {
-            return Err(Error::TargetNotEmpty {
-                path: target.to_owned(),
-            });
+            return Err(Error::TargetNotEmpty { path: target.to_owned() });
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             fs::create_dir_all(target).map_err(io("create directory", target))?;
@@ -106,24 +102,15 @@ fn sync_dir(
     stats: &mut CheckoutStats,
 ) -> Result<()> {
     if depth >= PATH_DEPTH_MAX {
-        return Err(Error::TooDeep {
-            id: new.object_id(),
-        });
+        return Err(Error::TooDeep { id: new.object_id() });
     }
     if fresh == Fresh::No {
         ensure_real_dir(dir)?;
     }
-    let old_tree = old
-        .map(|id| read_tree(store, id))
-        .transpose()?
-        .unwrap_or_default();
+    let old_tree = old.map(|id| read_tree(store, id)).transpose()?.unwrap_or_default();
     let new_tree = read_tree(store, new)?;
     for (a, b) in merge(old_tree.entries(), new_tree.entries()) {
-        let name = a
-            .or(b)
-            .expect("merge yields at least one side")
-            .name
-            .as_bytes();
+        let name = a.or(b).expect("merge yields at least one side").name.as_bytes();
         let path = dir.join(OsStr::from_bytes(name));
         match (a.map(|e| &e.kind), b.map(|e| &e.kind)) {
             (Some(x), Some(y)) if x == y => {}
@@ -210,18 +197,11 @@ fn file_mode(executable: bool) -> u32 {
 fn set_executable(path: &Path, executable: bool) -> Result<()> {
     let meta = fs::symlink_metadata(path).map_err(io("inspect", path))?;
     if !meta.file_type().is_file() {
-        return Err(Error::CheckoutUnsafe {
-            path: path.to_owned(),
-            found: describe(&meta),
-        });
+        return Err(Error::CheckoutUnsafe { path: path.to_owned(), found: describe(&meta) });
     }
     let mode = meta.permissions().mode();
     // Give execute permission to whoever may read, as git does.
-    let new_mode = if executable {
-        mode | ((mode & 0o444) >> 2)
-    } else {
-        mode & !0o111
-    };
+    let new_mode = if executable { mode | ((mode & 0o444) >> 2) } else { mode & !0o111 };
     fs::set_permissions(path, fs::Permissions::from_mode(new_mode))
         .map_err(io("change mode of", path))
 }
@@ -248,10 +228,7 @@ fn ensure_real_dir(path: &Path) -> Result<()> {
     if meta.is_dir() {
         Ok(())
     } else {
-        Err(Error::CheckoutUnsafe {
-            path: path.to_owned(),
-            found: describe(&meta),
-        })
+        Err(Error::CheckoutUnsafe { path: path.to_owned(), found: describe(&meta) })
     }
 }
 
@@ -269,9 +246,5 @@ fn describe(meta: &fs::Metadata) -> &'static str {
 }
 
 fn io<'p>(op: &'static str, path: &'p Path) -> impl FnOnce(std::io::Error) -> Error + 'p {
-    move |source| Error::CheckoutIo {
-        op,
-        path: PathBuf::from(path),
-        source,
-    }
+    move |source| Error::CheckoutIo { op, path: PathBuf::from(path), source }
 }

@@ -24,9 +24,8 @@ pub struct Timestamp {
 impl Timestamp {
     /// The current time, in UTC.
     pub fn now() -> Self {
-        let since_epoch = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
+        let since_epoch =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
         Self {
             unix_us: i64::try_from(since_epoch.as_micros()).unwrap_or(i64::MAX),
             tz_offset_min: 0,
@@ -113,11 +112,7 @@ impl Commit {
         let (tree, rest) = take::<WireId>(rest, "tree id")?;
         let (count, mut rest) = take::<u64>(rest, "parent count")?;
         if count > COMMIT_PARENTS_MAX as u64 {
-            return Err(DecodeError::TooMany {
-                field: "parent",
-                count,
-                max: COMMIT_PARENTS_MAX,
-            });
+            return Err(DecodeError::TooMany { field: "parent", count, max: COMMIT_PARENTS_MAX });
         }
         let mut parents = SmallVec::new();
         for _ in 0..count {
@@ -130,9 +125,7 @@ impl Commit {
         let (unix_us, rest) = take::<i64>(rest, "time")?;
         let (tz_offset_min, rest) = take::<i16>(rest, "timezone")?;
         if tz_offset_min.abs() >= TZ_OFFSET_MIN_LIMIT {
-            return Err(DecodeError::InvalidTimezone {
-                minutes: tz_offset_min,
-            });
+            return Err(DecodeError::InvalidTimezone { minutes: tz_offset_min });
         }
         let (message, rest) = take::<&str>(rest, "message")?;
         check_len("message", message.len(), MESSAGE_LEN_MAX)?;
@@ -143,10 +136,7 @@ impl Commit {
             tree: TreeId::new(tree.into_id()),
             parents,
             author: author.to_owned(),
-            time: Timestamp {
-                unix_us,
-                tz_offset_min,
-            },
+            time: Timestamp { unix_us, tz_offset_min },
             message: message.to_owned(),
         };
         if commit.encode() != bytes {
@@ -157,11 +147,7 @@ impl Commit {
 }
 
 fn check_len(field: &'static str, len: usize, max: usize) -> Result<(), DecodeError> {
-    if len > max {
-        Err(DecodeError::TooLong { field, len, max })
-    } else {
-        Ok(())
-    }
+    if len > max { Err(DecodeError::TooLong { field, len, max }) } else { Ok(()) }
 }
 
 /// A commit on the wire. Postcard writes a struct as its fields in order,

@@ -81,10 +81,7 @@ fn diff_dirs(
         return Err(Error::TooDeep { id: id.object_id() });
     }
     let load = |id: Option<TreeId>| id.map(|id| read_tree(store, id)).transpose();
-    let (old_tree, new_tree) = (
-        load(old)?.unwrap_or_default(),
-        load(new)?.unwrap_or_default(),
-    );
+    let (old_tree, new_tree) = (load(old)?.unwrap_or_default(), load(new)?.unwrap_or_default());
     diff_entries(store, path, &old_tree, &new_tree, depth, out)
 }
 
@@ -113,11 +110,7 @@ fn diff_entries(
             diff_dirs(store, &child, sub(a), sub(b), depth + 1, out)?;
             continue;
         }
-        out.push(Change {
-            path: child.clone(),
-            old: a.cloned(),
-            new: b.cloned(),
-        });
+        out.push(Change { path: child.clone(), old: a.cloned(), new: b.cloned() });
         if sub(a).is_some() || sub(b).is_some() {
             diff_dirs(store, &child, sub(a), sub(b), depth + 1, out)?;
         }

@@ -85,10 +85,7 @@ mod tests {
     #[test]
     fn blob_id_is_plain_blake3() {
         let id = BlobId::of(b"hello world\n");
-        assert_eq!(
-            id.to_string(),
-            blake3::hash(b"hello world\n").to_hex().as_str()
-        );
+        assert_eq!(id.to_string(), blake3::hash(b"hello world\n").to_hex().as_str());
         assert_eq!(id.to_string().parse::<BlobId>().unwrap(), id);
     }
 }

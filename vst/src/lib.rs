@@ -40,6 +40,6 @@ pub use id::{BlobId, CommitId, TreeId};
 pub use name::{InvalidName, Name, RepoPath, validate_name};
 pub use tree::{DecodeError, EntryKind, FileEntry, SymlinkTarget, Tree, TreeEntry};
 pub use working_set::{
-    CommitOptions, FileWrite, PARALLEL_BATCH_LEN_MIN, PARALLEL_BLOB_LEN_MIN, Snapshot, Stat,
-    WorkingSet, commit,
+    CommitOptions, FileWrite, PARALLEL_BATCH_LEN_MIN, PARALLEL_BLOB_LEN_MIN,
+    PARALLEL_DIRTY_DIRS_MIN, Snapshot, Stat, WorkingSet, commit,
 };

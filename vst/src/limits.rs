@@ -33,13 +33,7 @@ pub const TREE_LEN_MAX: usize = 1 + 10 + TREE_ENTRIES_MAX * TREE_ENTRY_LEN_MAX;
 
 // A name must fit in a path of the maximal depth without overflowing the
 // platform's `usize`, and a tree of the maximal size must be addressable.
-const _: () = assert!(
-    NAME_LEN_MAX < 256,
-    "names are at most one byte of length on Linux"
-);
+const _: () = assert!(NAME_LEN_MAX < 256, "names are at most one byte of length on Linux");
 const _: () = assert!(PATH_DEPTH_MAX * (NAME_LEN_MAX + 1) < u32::MAX as usize);
-const _: () = assert!(
-    TREE_LEN_MAX < (1 << 33),
-    "a tree encoding stays well below 8 GiB"
-);
+const _: () = assert!(TREE_LEN_MAX < (1 << 33), "a tree encoding stays well below 8 GiB");
 const _: () = assert!(COMMIT_PARENTS_MAX >= 2, "merges need two parents");

@@ -144,8 +144,7 @@ impl RepoPath {
 
     /// The parent directory and the last component, or `None` for the root.
     pub fn split_last(&self) -> Option<(RepoPath, &[u8])> {
-        self.split_last_bytes()
-            .map(|(parent, name)| (RepoPath(parent.into()), name))
+        self.split_last_bytes().map(|(parent, name)| (RepoPath(parent.into()), name))
     }
 
     /// The parent's bytes and the last component, without allocating;
@@ -166,10 +165,7 @@ impl RepoPath {
             return RepoPath::root();
         }
         let slashes = self.0.iter().enumerate().filter(|(_, b)| **b == b'/');
-        let end = slashes
-            .map(|(i, _)| i)
-            .nth(depth - 1)
-            .unwrap_or(self.0.len());
+        let end = slashes.map(|(i, _)| i).nth(depth - 1).unwrap_or(self.0.len());
         RepoPath(self.0[..end].into())
     }
 
@@ -241,16 +237,10 @@ mod tests {
         assert_eq!(Name::try_from(".."), Err(InvalidName::Dot));
         assert_eq!(Name::try_from("a/b"), Err(InvalidName::Slash));
         assert_eq!(Name::try_from("a\0b"), Err(InvalidName::Nul));
-        assert_eq!(
-            Name::try_from("x".repeat(256).as_str()),
-            Err(InvalidName::TooLong(256))
-        );
+        assert_eq!(Name::try_from("x".repeat(256).as_str()), Err(InvalidName::TooLong(256)));
         assert!(Name::try_from("x".repeat(255).as_str()).is_ok());
         assert!(Name::try_from("...").is_ok());
-        assert!(
-            Name::try_from(&b"\xff\xfe"[..]).is_ok(),
-            "non-UTF-8 names are fine"
-        );
+        assert!(Name::try_from(&b"\xff\xfe"[..]).is_ok(), "non-UTF-8 names are fine");
     }
 
     #[test]

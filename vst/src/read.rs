@@ -105,12 +105,8 @@ fn walk_dir(
 pub(crate) fn merge<'a>(
     a: &'a [crate::tree::TreeEntry],
     b: &'a [crate::tree::TreeEntry],
-) -> impl Iterator<
-    Item = (
-        Option<&'a crate::tree::TreeEntry>,
-        Option<&'a crate::tree::TreeEntry>,
-    ),
-> {
+) -> impl Iterator<Item = (Option<&'a crate::tree::TreeEntry>, Option<&'a crate::tree::TreeEntry>)>
+{
     let (mut i, mut j) = (0, 0);
     std::iter::from_fn(move || {
         let pair = match (a.get(i), b.get(j)) {

@@ -247,9 +247,7 @@ impl Tree {
     pub fn encode(&self) -> Vec<u8> {
         encode_entries(
             self.entries.len(),
-            self.entries
-                .iter()
-                .map(|e| (e.name.as_bytes(), WireKind::from(&e.kind))),
+            self.entries.iter().map(|e| (e.name.as_bytes(), WireKind::from(&e.kind))),
         )
     }
 
@@ -263,11 +261,7 @@ impl Tree {
         let rest = check_version(bytes, TREE_FORMAT_VERSION)?;
         let (count, mut rest) = take::<u64>(rest, "entry count")?;
         if count > TREE_ENTRIES_MAX as u64 {
-            return Err(DecodeError::TooMany {
-                field: "entry",
-                count,
-                max: TREE_ENTRIES_MAX,
-            });
+            return Err(DecodeError::TooMany { field: "entry", count, max: TREE_ENTRIES_MAX });
         }
         // Every entry takes at least 35 bytes (name length, one name byte,
         // tag, 32 id bytes), so this never over-allocates for crafted counts.
@@ -282,27 +276,16 @@ impl Tree {
             if let Some(prev) = entries.last().map(|e: &TreeEntry| &e.name)
                 && prev >= &name
             {
-                return Err(DecodeError::Unsorted {
-                    name: name.to_string(),
-                });
+                return Err(DecodeError::Unsorted { name: name.to_string() });
             }
             let kind = match wire.kind {
-                WireKind::File {
-                    id,
-                    size,
-                    executable,
-                } => EntryKind::File(FileEntry {
-                    id: BlobId::new(id.into_id()),
-                    size,
-                    executable,
-                }),
+                WireKind::File { id, size, executable } => {
+                    EntryKind::File(FileEntry { id: BlobId::new(id.into_id()), size, executable })
+                }
                 WireKind::Dir { id } => EntryKind::Dir(TreeId::new(id.into_id())),
                 WireKind::Symlink { target } => {
                     EntryKind::Symlink(SymlinkTarget::try_from(target).map_err(|source| {
-                        DecodeError::InvalidSymlink {
-                            name: name.to_string(),
-                            source,
-                        }
+                        DecodeError::InvalidSymlink { name: name.to_string(), source }
                     })?)
                 }
             };
@@ -347,17 +330,9 @@ struct WireEntry<'a> {
 
 #[derive(Deserialize)]
 pub(crate) enum WireKind<'a> {
-    File {
-        id: WireId,
-        size: u64,
-        executable: bool,
-    },
-    Dir {
-        id: WireId,
-    },
-    Symlink {
-        target: &'a [u8],
-    },
+    File { id: WireId, size: u64, executable: bool },
+    Dir { id: WireId },
+    Symlink { target: &'a [u8] },
 }
 
 impl<'a> From<&'a EntryKind> for WireKind<'a> {
@@ -368,12 +343,8 @@ impl<'a> From<&'a EntryKind> for WireKind<'a> {
                 size: f.size,
                 executable: f.executable,
             },
-            EntryKind::Dir(id) => WireKind::Dir {
-                id: id.object_id().into(),
-            },
-            EntryKind::Symlink(t) => WireKind::Symlink {
-                target: t.as_bytes(),
-            },
+            EntryKind::Dir(id) => WireKind::Dir { id: id.object_id().into() },
+            EntryKind::Symlink(t) => WireKind::Symlink { target: t.as_bytes() },
         }
     }
 }
@@ -400,18 +371,11 @@ pub(crate) fn encode_entries<'a>(
     let mut written = 0usize;
     let mut prev: Option<&[u8]> = None;
     for (name, kind) in entries {
-        debug_assert!(
-            prev.is_none_or(|p| p < name),
-            "entries must be sorted and unique"
-        );
+        debug_assert!(prev.is_none_or(|p| p < name), "entries must be sorted and unique");
         prev = Some(name);
         put_bytes(&mut out, name);
         match kind {
-            WireKind::File {
-                id,
-                size,
-                executable,
-            } => {
+            WireKind::File { id, size, executable } => {
                 out.push(0);
                 out.extend_from_slice(&id.0);
                 put_varint(&mut out, size);

@@ -45,6 +45,13 @@ use crate::tree::{EntryKind, FileEntry, SymlinkTarget, WireKind, encode_entries}
 /// `cargo bench --bench commit -- threshold/blob`: see ARCHITECTURE.md.
 pub const PARALLEL_BLOB_LEN_MIN: usize = 128 * 1024;
 
+/// A commit with at least this many changed directories hashes sibling
+/// subtrees on all cores. Encoding and hashing one directory of a dozen
+/// entries takes 1-2 µs, so below a few dozen directories the ~20 µs of
+/// waking a second core cannot pay. Measured with `cargo bench --bench
+/// commit -- import`: see ARCHITECTURE.md.
+pub const PARALLEL_DIRTY_DIRS_MIN: usize = 1024;
+
 /// A batch of writes whose content adds up to at least this many bytes is
 /// hashed on all cores (one file per task); a smaller batch is hashed on the
 /// calling thread. Measured with `cargo bench --bench commit --
@@ -102,10 +109,7 @@ pub struct Snapshot {
 
 impl std::fmt::Debug for Snapshot {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Snapshot")
-            .field("head", &self.head)
-            .field("tree", &self.root.id)
-            .finish()
+        f.debug_struct("Snapshot").field("head", &self.head).field("tree", &self.root.id).finish()
     }
 }
 
@@ -116,10 +120,7 @@ impl Snapshot {
             return Some(Stat::Dir(self.root.id));
         }
         let (parent, name) = path.split_last()?;
-        find_dir(&self.root, &parent)?
-            .children
-            .get(name)
-            .map(Node::stat)
+        find_dir(&self.root, &parent)?.children.get(name).map(Node::stat)
     }
 
     /// The content of the file at `path`, read from the store (verified).
@@ -135,11 +136,7 @@ impl Snapshot {
     /// The entries of the directory at `path`, sorted by name.
     pub fn list_dir(&self, path: &RepoPath) -> Result<Vec<(Name, Stat)>> {
         let dir = resolve_dir(&self.root, path)?;
-        Ok(dir
-            .children
-            .iter()
-            .map(|(name, node)| (name.clone(), node.stat()))
-            .collect())
+        Ok(dir.children.iter().map(|(name, node)| (name.clone(), node.stat())).collect())
     }
 
     /// Every entry below the root, in tree order (pre-order, siblings by
@@ -210,6 +207,10 @@ fn resolve_dir<'a>(root: &'a Dir, path: &RepoPath) -> Result<&'a Dir> {
 #[derive(Clone, Debug)]
 pub struct WorkingSet {
     current: Snapshot,
+    /// How many directories were created or lost their cached id since the
+    /// last commit (an upper bound: removals do not subtract). Commit
+    /// decides from it, in O(1), whether hashing trees on all cores pays.
+    dirty_dirs: usize,
 }
 
 /// A file to write with [`WorkingSet::write_batch`].
@@ -237,13 +238,7 @@ pub struct CommitOptions {
 impl WorkingSet {
     /// An empty working set with no commits, over `store`.
     pub fn new(store: Arc<dyn Store>) -> Self {
-        Self {
-            current: Snapshot {
-                root: Dir::default(),
-                store,
-                head: None,
-            },
-        }
+        Self { current: Snapshot { root: Dir::default(), store, head: None }, dirty_dirs: 1 }
     }
 
     /// A working set holding the tree of `commit`, with `commit` as its head.
@@ -259,13 +254,7 @@ impl WorkingSet {
     pub fn from_tree(store: Arc<dyn Store>, tree: TreeId) -> Result<Self> {
         let mut memo = HashMap::new();
         let root = load_dir(store.as_ref(), tree, 0, &mut memo)?;
-        Ok(Self {
-            current: Snapshot {
-                root,
-                store,
-                head: None,
-            },
-        })
+        Ok(Self { current: Snapshot { root, store, head: None }, dirty_dirs: 0 })
     }
 
     /// A frozen copy of the current state, in O(1).
@@ -323,11 +312,8 @@ impl WorkingSet {
         };
         // One batch rather than puts from the hashing threads: measured, the
         // store's lock contended and made a 1000-file batch 8% slower.
-        let objects: Vec<(ObjectId, &[u8])> = ids
-            .iter()
-            .zip(files)
-            .map(|(id, f)| (id.object_id(), f.content))
-            .collect();
+        let objects: Vec<(ObjectId, &[u8])> =
+            ids.iter().zip(files).map(|(id, f)| (id.object_id(), f.content)).collect();
         self.current.store.put_batch(&objects)?;
         for (id, f) in ids.into_iter().zip(files) {
             self.record_content(f.path, id, f.content.len() as u64)?;
@@ -354,16 +340,10 @@ impl WorkingSet {
         self.edit(path, "written", Missing::Create, |dir, name| {
             replace_leaf(dir, name, path, |old| match old {
                 Some(Node::File(f)) if f.id == id && f.size == size => None,
-                Some(Node::File(f)) => Some(Node::File(FileEntry {
-                    id,
-                    size,
-                    executable: f.executable,
-                })),
-                _ => Some(Node::File(FileEntry {
-                    id,
-                    size,
-                    executable: false,
-                })),
+                Some(Node::File(f)) => {
+                    Some(Node::File(FileEntry { id, size, executable: f.executable }))
+                }
+                _ => Some(Node::File(FileEntry { id, size, executable: false })),
             })
         })
     }
@@ -371,30 +351,20 @@ impl WorkingSet {
     /// Creates or replaces a symlink at `path` pointing to `target`.
     /// Missing parent directories are created; a directory is an error.
     pub fn symlink(&mut self, path: &RepoPath, target: &[u8]) -> Result<()> {
-        let target = SymlinkTarget::try_from(target).map_err(|source| Error::InvalidSymlink {
-            path: path.clone(),
-            source,
-        })?;
-        self.edit(
-            path,
-            "replaced by a symlink",
-            Missing::Create,
-            |dir, name| {
-                replace_leaf(dir, name, path, |old| match old {
-                    Some(Node::Symlink(t)) if *t == target => None,
-                    _ => Some(Node::Symlink(target)),
-                })
-            },
-        )
+        let target = SymlinkTarget::try_from(target)
+            .map_err(|source| Error::InvalidSymlink { path: path.clone(), source })?;
+        self.edit(path, "replaced by a symlink", Missing::Create, |dir, name| {
+            replace_leaf(dir, name, path, |old| match old {
+                Some(Node::Symlink(t)) if *t == target => None,
+                _ => Some(Node::Symlink(target)),
+            })
+        })
     }
 
     /// Sets or clears the executable bit of the file at `path`.
     pub fn set_executable(&mut self, path: &RepoPath, executable: bool) -> Result<()> {
-        self.edit(
-            path,
-            "made executable",
-            Missing::Fail,
-            |dir, name| match dir.children.get_mut(name) {
+        self.edit(path, "made executable", Missing::Fail, |dir, name| {
+            match dir.children.get_mut(name) {
                 Some(Node::File(f)) if f.executable == executable => Ok(Edited::Unchanged),
                 Some(Node::File(f)) => {
                     f.executable = executable;
@@ -403,8 +373,8 @@ impl WorkingSet {
                 Some(Node::Dir(_)) => Err(Error::IsADirectory { path: path.clone() }),
                 Some(Node::Symlink(_)) => Err(Error::NotAFile { path: path.clone() }),
                 None => Err(Error::NotFound { path: path.clone() }),
-            },
-        )
+            }
+        })
     }
 
     /// Creates the directory at `path` and any missing parents; an existing
@@ -413,26 +383,21 @@ impl WorkingSet {
         if path.is_root() {
             return Ok(());
         }
-        self.edit(path, "created", Missing::Create, |dir, name| {
-            match dir.children.get(name) {
-                Some(Node::Dir(_)) => Ok(Edited::Unchanged),
-                Some(_) => Err(Error::NotADirectory { path: path.clone() }),
-                None => {
-                    dir.children
-                        .insert(Name::from_valid(name), Node::Dir(Dir::default()));
-                    Ok(Edited::Changed)
-                }
+        self.edit(path, "created", Missing::Create, |dir, name| match dir.children.get(name) {
+            Some(Node::Dir(_)) => Ok(Edited::Unchanged),
+            Some(_) => Err(Error::NotADirectory { path: path.clone() }),
+            None => {
+                dir.children.insert(Name::from_valid(name), Node::Dir(Dir::default()));
+                Ok(Edited::Changed)
             }
         })
     }
 
     /// Removes whatever is at `path`; a directory goes with everything in it.
     pub fn remove(&mut self, path: &RepoPath) -> Result<()> {
-        self.edit(path, "removed", Missing::Fail, |dir, name| {
-            match dir.children.remove(name) {
-                Some(_) => Ok(Edited::Changed),
-                None => Err(Error::NotFound { path: path.clone() }),
-            }
+        self.edit(path, "removed", Missing::Fail, |dir, name| match dir.children.remove(name) {
+            Some(_) => Ok(Edited::Changed),
+            None => Err(Error::NotFound { path: path.clone() }),
         })
     }
 
@@ -450,10 +415,14 @@ impl WorkingSet {
     ) -> Result<()> {
         let (parent, name) = path.split_last_bytes().ok_or(Error::Root { op })?;
         let parents = parent.split(|&b| b == b'/').filter(|c| !c.is_empty());
-        edit_at(&mut self.current.root, path, parents, 0, missing, |dir| {
-            edit(dir, name)
-        })
-        .map(drop)
+        let mut newly_dirty = 0;
+        let edited =
+            edit_at(&mut self.current.root, path, parents, 0, missing, &mut newly_dirty, |dir| {
+                edit(dir, name)
+            });
+        // Directories created on the way count even if the edit then failed.
+        self.dirty_dirs += newly_dirty;
+        edited.map(drop)
     }
 }
 
@@ -477,32 +446,31 @@ fn edit_at<'a>(
     mut parents: impl Iterator<Item = &'a [u8]>,
     depth: usize,
     missing: Missing,
+    newly_dirty: &mut usize,
     edit: impl FnOnce(&mut Dir) -> Result<Edited>,
 ) -> Result<Edited> {
     let edited = match parents.next() {
         None => edit(dir)?,
         Some(name) => {
             if missing == Missing::Create && !dir.children.contains_key(name) {
-                dir.children
-                    .insert(Name::from_valid(name), Node::Dir(Dir::default()));
+                dir.children.insert(Name::from_valid(name), Node::Dir(Dir::default()));
+                *newly_dirty += 1;
             }
             match dir.children.get_mut(name) {
-                Some(Node::Dir(child)) => edit_at(child, path, parents, depth + 1, missing, edit)?,
+                Some(Node::Dir(child)) => {
+                    edit_at(child, path, parents, depth + 1, missing, newly_dirty, edit)?
+                }
                 Some(_) => {
-                    return Err(Error::NotADirectory {
-                        path: path.prefix(depth + 1),
-                    });
+                    return Err(Error::NotADirectory { path: path.prefix(depth + 1) });
                 }
                 None => {
-                    return Err(Error::NotFound {
-                        path: path.prefix(depth + 1),
-                    });
+                    return Err(Error::NotFound { path: path.prefix(depth + 1) });
                 }
             }
         }
     };
-    if edited == Edited::Changed {
-        dir.id = None;
+    if edited == Edited::Changed && dir.id.take().is_some() {
+        *newly_dirty += 1;
     }
     Ok(edited)
 }
@@ -562,10 +530,7 @@ fn load_dir(
         };
         children.insert(entry.name.clone(), node);
     }
-    let dir = Dir {
-        children,
-        id: Some(id),
-    };
+    let dir = Dir { children, id: Some(id) };
     memo.insert(id, dir.clone());
     Ok(dir)
 }
@@ -579,8 +544,10 @@ fn load_dir(
 /// unchanged; its cached tree ids are dropped (the store may not hold the
 /// trees they name), so the next commit rehashes every directory once.
 pub fn commit(ws: &mut WorkingSet, options: &CommitOptions) -> Result<CommitId> {
+    let parallel =
+        if ws.dirty_dirs >= PARALLEL_DIRTY_DIRS_MIN { Parallel::Yes } else { Parallel::No };
     let mut objects: Vec<(ObjectId, Vec<u8>)> = Vec::new();
-    let tree = hash_dirty(&mut ws.current.root, &mut objects);
+    let tree = hash_dirty(&mut ws.current.root, &mut objects, parallel);
     let commit = Commit {
         tree,
         parents: ws.current.head.into_iter().collect(),
@@ -589,7 +556,7 @@ pub fn commit(ws: &mut WorkingSet, options: &CommitOptions) -> Result<CommitId> 
         message: options.message.clone(),
     };
     if let Err(e) = commit.validate() {
-        forget_ids(&mut ws.current.root);
+        ws.forget_ids();
         return Err(e.into());
     }
     let bytes = commit.encode();
@@ -597,26 +564,38 @@ pub fn commit(ws: &mut WorkingSet, options: &CommitOptions) -> Result<CommitId> 
     objects.push((id.object_id(), bytes));
 
     let batch: Vec<(ObjectId, &[u8])> = objects.iter().map(|(id, b)| (*id, b.as_slice())).collect();
-    let stored = ws
-        .current
-        .store
-        .put_batch(&batch)
-        .and_then(|()| match options.durability {
-            Durability::Sync => ws.current.store.sync(),
-            Durability::None => Ok(()),
-        });
+    let stored = ws.current.store.put_batch(&batch).and_then(|()| match options.durability {
+        Durability::Sync => ws.current.store.sync(),
+        Durability::None => Ok(()),
+    });
     if let Err(e) = stored {
-        forget_ids(&mut ws.current.root);
+        ws.forget_ids();
         return Err(e.into());
     }
     ws.current.head = Some(id);
+    ws.dirty_dirs = 0;
     Ok(id)
+}
+
+impl WorkingSet {
+    /// Drops every cached tree id, after a failed commit: the store may not
+    /// hold the trees they name. O(tree), and only on that error path.
+    fn forget_ids(&mut self) {
+        self.dirty_dirs = forget_ids(&mut self.current.root);
+    }
+}
+
+/// Whether [`hash_dirty`] may spread sibling subtrees over rayon's threads.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Parallel {
+    Yes,
+    No,
 }
 
 /// The tree id of `dir`, computing and queueing for the store every changed
 /// directory below it first. Recursion depth is bounded by
 /// [`PATH_DEPTH_MAX`]: every path in the working set was validated.
-fn hash_dirty(dir: &mut Dir, objects: &mut Vec<(ObjectId, Vec<u8>)>) -> TreeId {
+fn hash_dirty(dir: &mut Dir, objects: &mut Vec<(ObjectId, Vec<u8>)>, parallel: Parallel) -> TreeId {
     if let Some(id) = dir.id {
         return id;
     }
@@ -626,9 +605,38 @@ fn hash_dirty(dir: &mut Dir, objects: &mut Vec<(ObjectId, Vec<u8>)>) -> TreeId {
         .filter(|(_, node)| matches!(node, Node::Dir(d) if d.id.is_none()))
         .map(|(name, _)| name.clone())
         .collect();
-    for name in &dirty {
-        if let Some(Node::Dir(child)) = dir.children.get_mut(name) {
-            hash_dirty(child, objects);
+    if parallel == Parallel::Yes && dirty.len() > 1 {
+        // Take the dirty subtrees out (an O(1) swap each), hash them on all
+        // cores, and put them back with their ids set.
+        let mut taken: Vec<(Name, Dir)> = dirty
+            .into_iter()
+            .filter_map(|name| match dir.children.get_mut(&name) {
+                Some(Node::Dir(child)) => Some((name, std::mem::take(child))),
+                _ => None,
+            })
+            .collect();
+        let trees: Vec<Vec<(ObjectId, Vec<u8>)>> = taken
+            .par_iter_mut()
+            .map(|(_, child)| {
+                // Split once, at the top-most directory with several dirty
+                // subtrees: rayon balances these tasks across two cores, and
+                // nested splits below measured slower than none.
+                let mut out = Vec::new();
+                hash_dirty(child, &mut out, Parallel::No);
+                out
+            })
+            .collect();
+        for (name, child) in taken {
+            if let Some(Node::Dir(slot)) = dir.children.get_mut(&name) {
+                *slot = child;
+            }
+        }
+        objects.extend(trees.into_iter().flatten());
+    } else {
+        for name in &dirty {
+            if let Some(Node::Dir(child)) = dir.children.get_mut(name) {
+                hash_dirty(child, objects, parallel);
+            }
         }
     }
     let bytes = encode_dir(dir);
@@ -648,15 +656,9 @@ fn encode_dir(dir: &Dir) -> Vec<u8> {
                     size: f.size,
                     executable: f.executable,
                 },
-                Node::Symlink(t) => WireKind::Symlink {
-                    target: t.as_bytes(),
-                },
+                Node::Symlink(t) => WireKind::Symlink { target: t.as_bytes() },
                 Node::Dir(d) => WireKind::Dir {
-                    id: d
-                        .id
-                        .expect("children are hashed before their parent")
-                        .object_id()
-                        .into(),
+                    id: d.id.expect("children are hashed before their parent").object_id().into(),
                 },
             };
             (name.as_bytes(), kind)
@@ -664,9 +666,11 @@ fn encode_dir(dir: &Dir) -> Vec<u8> {
     )
 }
 
-/// Drops every cached tree id. O(tree); only after a failed commit.
-fn forget_ids(dir: &mut Dir) {
+/// Drops every cached tree id below and at `dir`; returns how many
+/// directories that is.
+fn forget_ids(dir: &mut Dir) -> usize {
     dir.id = None;
+    let mut count = 1;
     let names: Vec<Name> = dir
         .children
         .iter()
@@ -675,7 +679,8 @@ fn forget_ids(dir: &mut Dir) {
         .collect();
     for name in names {
         if let Some(Node::Dir(child)) = dir.children.get_mut(&name) {
-            forget_ids(child);
+            count += forget_ids(child);
         }
     }
+    count
 }
