@@ -65,8 +65,9 @@ fn batch_writes_equal_single_writes() {
 #[test]
 fn parallel_tree_hashing_gives_the_sequential_ids() {
     let paths: Vec<RepoPath> =
-        (0..3000).map(|i| p(&format!("a{}/b{}/c{}/f{i}", i % 7, i % 11, i % 13))).collect();
-    // All at once: hundreds of new directories, hashed on all cores.
+        (0..4000).map(|i| p(&format!("a{}/b{}/c{}/f{i}", i % 7, i % 11, i % 17))).collect();
+    // All at once: over a thousand new directories (7 x 11 x 17 leaves),
+    // above PARALLEL_DIRTY_DIRS_MIN, so hashed on all cores.
     let mut wide = WorkingSet::new(mem());
     for (i, path) in paths.iter().enumerate() {
         wide.write(path, &i.to_le_bytes()).unwrap();
@@ -82,6 +83,7 @@ fn parallel_tree_hashing_gives_the_sequential_ids() {
     }
     commit(&mut narrow, &CommitOptions::default()).unwrap();
     assert_eq!(wide.snapshot().tree_id(), narrow.snapshot().tree_id());
+    const { assert!(7 * 11 * 17 > vst::PARALLEL_DIRTY_DIRS_MIN) };
 }
 
 #[test]
