@@ -161,6 +161,35 @@ fn a_chmod_does_not_follow_a_planted_symlink() {
 }
 
 #[test]
+fn a_chmod_does_not_reach_through_a_hard_link() {
+    use std::os::unix::fs::PermissionsExt;
+    let sandbox = Sandbox::new();
+    let store = mem();
+    let mut ws = WorkingSet::new(store.clone());
+    ws.write(&p("run"), b"#!/bin/sh\n").unwrap();
+    commit(&mut ws, &CommitOptions::default()).unwrap();
+    let old = ws.snapshot().tree_id().unwrap();
+    ws.set_executable(&p("run"), true).unwrap();
+    commit(&mut ws, &CommitOptions::default()).unwrap();
+    let new = ws.snapshot().tree_id().unwrap();
+
+    checkout(store.as_ref(), old, &sandbox.target).unwrap();
+    let victim = sandbox.outside.join("victim");
+    fs::write(&victim, b"#!/bin/sh\n").unwrap();
+    fs::remove_file(sandbox.target.join("run")).unwrap();
+    fs::hard_link(&victim, sandbox.target.join("run")).unwrap();
+    checkout_update(store.as_ref(), old, new, &sandbox.target).unwrap();
+    assert_eq!(
+        fs::metadata(&victim).unwrap().permissions().mode() & 0o111,
+        0,
+        "the other link kept its mode"
+    );
+    assert_ne!(fs::metadata(sandbox.target.join("run")).unwrap().permissions().mode() & 0o100, 0);
+    fs::remove_file(victim).unwrap();
+    sandbox.assert_outside_untouched();
+}
+
+#[test]
 fn symlinks_pointing_outside_are_created_not_followed() {
     let sandbox = Sandbox::new();
     let store = mem();

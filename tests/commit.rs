@@ -229,6 +229,7 @@ fn working_set_errors_change_nothing() {
 struct FlakyStore {
     inner: MemStore,
     fail: std::sync::atomic::AtomicBool,
+    fail_sync: std::sync::atomic::AtomicBool,
 }
 
 impl Store for FlakyStore {
@@ -248,6 +249,9 @@ impl Store for FlakyStore {
         self.inner.contains(id)
     }
     fn sync(&self) -> Result<(), StoreError> {
+        if self.fail_sync.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(StoreError::Io { op: "sync", source: std::io::Error::other("injected") });
+        }
         Ok(())
     }
 }
@@ -277,6 +281,78 @@ fn a_failed_commit_loses_nothing_and_the_next_one_is_complete() {
     })
     .unwrap();
     assert_eq!(files, 20);
+}
+
+#[test]
+fn the_deepest_allowed_paths_round_trip() {
+    let max = vst::limits::PATH_DEPTH_MAX;
+    let store = mem();
+    let mut ws = WorkingSet::new(store.clone());
+    let deepest_dir = vec!["d"; max].join("/");
+    ws.create_dir_all(&p(&deepest_dir)).unwrap();
+    let deepest_file = format!("{}/f", vec!["e"; max - 1].join("/"));
+    ws.write(&p(&deepest_file), b"deep").unwrap();
+    let id = commit(&mut ws, &CommitOptions::default()).unwrap();
+    let tree = read::read_commit(&*store, id).unwrap().tree;
+    let reloaded = WorkingSet::from_commit(store.clone(), id).unwrap();
+    assert_eq!(reloaded.read(&p(&deepest_file)).unwrap(), Bytes::from_static(b"deep"));
+    let mut count = 0;
+    read::walk(&*store, tree, &mut |_, _| {
+        count += 1;
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(count, 2 * max);
+    assert_eq!(diff_trees(&*store, None, Some(tree)).unwrap().len(), 2 * max);
+    let dir = tempfile::tempdir().unwrap();
+    vst::checkout(&*store, tree, &dir.path().join("t")).unwrap();
+}
+
+#[test]
+fn a_shared_subtree_reused_deeper_is_still_bounded() {
+    use crate::support::{put_raw, raw};
+    let store = MemStore::new();
+    let chain = |store: &MemStore, name: &[u8], levels: usize, bottom: ObjectId| {
+        let mut id = bottom;
+        for _ in 0..levels {
+            id = put_raw(store, &raw::tree(&[raw::dir(name, id.as_bytes())]));
+        }
+        id
+    };
+    let empty = put_raw(&store, &raw::tree(&[]));
+    let x200 = chain(&store, b"d", 200, empty);
+    // "a" holds the 200-deep chain; "b" reaches the same chain 100 levels
+    // down: 300 levels, over the limit, although each tree alone is fine.
+    let y = chain(&store, b"e", 100, x200);
+    let root = put_raw(
+        &store,
+        &raw::tree(&[raw::dir(b"a", x200.as_bytes()), raw::dir(b"b", y.as_bytes())]),
+    );
+    let store: Arc<dyn Store> = Arc::new(store);
+    let tree = vst::TreeId::new(root);
+    assert!(matches!(WorkingSet::from_tree(store.clone(), tree), Err(Error::TooDeep { .. })));
+    assert!(matches!(
+        read::walk(store.as_ref(), tree, &mut |_, _| Ok(())),
+        Err(Error::TooDeep { .. })
+    ));
+}
+
+#[test]
+fn a_failed_sync_fails_the_commit() {
+    let store = Arc::new(FlakyStore::default());
+    let mut ws = WorkingSet::new(store.clone());
+    ws.write(&p("a/b"), b"1").unwrap();
+    store.fail_sync.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert!(commit(&mut ws, &CommitOptions::default()).is_err());
+    assert_eq!(ws.head(), None, "an unsynced commit is not the head");
+    store.fail_sync.store(false, std::sync::atomic::Ordering::SeqCst);
+    let id = commit(&mut ws, &CommitOptions::default()).unwrap();
+    assert_eq!(ws.head(), Some(id));
+    // A commit without durability does not sync at all.
+    ws.write(&p("a/c"), b"2").unwrap();
+    store.fail_sync.store(true, std::sync::atomic::Ordering::SeqCst);
+    let options = CommitOptions { durability: vst_cas::Durability::None, ..Default::default() };
+    assert!(commit(&mut ws, &options).is_ok());
 }
 
 #[test]

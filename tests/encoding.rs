@@ -74,7 +74,7 @@ fn golden_ids() {
         "0924539dabd156de2db5c57c06eddc8f5762d66d72e41df696c57bbf0c042eaa"
     );
     assert_eq!(
-        golden_commit(root.id()).id().to_string(),
+        golden_commit(root.id()).id().unwrap().to_string(),
         "d941d6d0bacb5646bd25d91fc9809f107f9188bcd6bfb56555faa5f889cf7e1a"
     );
 }
@@ -97,7 +97,7 @@ fn working_set_matches_golden_tree() {
     let id = commit(&mut ws, &options).unwrap();
     let (_, root) = golden_trees();
     assert_eq!(ws.snapshot().tree_id(), Some(root.id()));
-    assert_eq!(id, golden_commit(root.id()).id());
+    assert_eq!(id, golden_commit(root.id()).id().unwrap());
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -117,7 +117,7 @@ fn every_truncation_of_a_tree_is_an_error() {
 #[test]
 fn every_truncation_of_a_commit_is_an_error() {
     let c = golden_commit(golden_trees().1.id());
-    let bytes = c.encode();
+    let bytes = c.encode().unwrap();
     for len in 0..bytes.len() {
         assert!(Commit::decode(&bytes[..len]).is_err(), "prefix of {len} bytes decoded");
     }
@@ -129,7 +129,7 @@ fn trailing_bytes_are_rejected() {
     let mut bytes = golden_trees().1.encode();
     bytes.push(0);
     assert!(matches!(Tree::decode(&bytes), Err(DecodeError::TrailingBytes { len: 1 })));
-    let mut bytes = golden_commit(Tree::default().id()).encode();
+    let mut bytes = golden_commit(Tree::default().id()).encode().unwrap();
     bytes.push(0);
     assert!(matches!(Commit::decode(&bytes), Err(DecodeError::TrailingBytes { len: 1 })));
 }
@@ -227,6 +227,62 @@ fn commit_limits_are_checked() {
     );
 }
 
+#[test]
+fn timezone_offsets_are_bounded_without_overflow() {
+    for tz in [i16::MIN, -1440, 1440, i16::MAX] {
+        let mut c = golden_commit(Tree::default().id());
+        c.time.tz_offset_min = tz;
+        assert!(c.validate().is_err() && c.encode().is_err(), "offset {tz} must be refused");
+        // The same commit crafted by hand must not decode (nor panic).
+        let mut bytes = vec![1u8];
+        bytes.extend_from_slice(Tree::default().id().as_bytes());
+        bytes.extend_from_slice(&[0, 0]); // no parents, empty author
+        bytes.push(0); // time 0
+        let zigzag = ((tz as i32) << 1) ^ ((tz as i32) >> 15);
+        raw::varint(u64::from(zigzag as u16), &mut bytes);
+        bytes.push(0); // empty message
+        assert!(matches!(Commit::decode(&bytes), Err(DecodeError::InvalidTimezone { .. })), "{tz}");
+    }
+    let mut c = golden_commit(Tree::default().id());
+    c.time.tz_offset_min = -1439;
+    assert_eq!(Commit::decode(&c.encode().unwrap()).unwrap(), c);
+}
+
+#[test]
+fn commit_decoding_rejects_every_broken_rule() {
+    let good = golden_commit(Tree::default().id()).encode().unwrap();
+    let mut bad_version = good.clone();
+    bad_version[0] = 2;
+    assert!(matches!(
+        Commit::decode(&bad_version),
+        Err(DecodeError::UnknownVersion { version: 2 })
+    ));
+    // 65 parents.
+    let mut many = vec![1u8];
+    many.extend_from_slice(&[0; 32]);
+    raw::varint(65, &mut many);
+    many.extend(std::iter::repeat_n(0u8, 65 * 32));
+    assert!(matches!(Commit::decode(&many), Err(DecodeError::TooMany { .. })));
+    // An author that is not UTF-8.
+    let mut not_utf8 = vec![1u8];
+    not_utf8.extend_from_slice(&[0; 32]);
+    not_utf8.extend_from_slice(&[0, 1, 0xff, 0, 0, 0]);
+    assert!(matches!(Commit::decode(&not_utf8), Err(DecodeError::Malformed { .. })));
+    // An over-long author.
+    let mut long = vec![1u8];
+    long.extend_from_slice(&[0; 32]);
+    long.push(0);
+    raw::varint(1025, &mut long);
+    long.extend(std::iter::repeat_n(b'a', 1025));
+    long.extend_from_slice(&[0, 0, 0]);
+    assert!(matches!(Commit::decode(&long), Err(DecodeError::TooLong { .. })));
+    // A parent count written over-long.
+    let mut overlong = vec![1u8];
+    overlong.extend_from_slice(&[0; 32]);
+    overlong.extend_from_slice(&[0x80, 0x00, 0, 0, 0, 0]);
+    assert!(Commit::decode(&overlong).is_err());
+}
+
 fn arb_name() -> impl Strategy<Value = Name> {
     prop::collection::vec(any::<u8>(), 1..12)
         .prop_filter_map("valid names", |b| Name::try_from(&b[..]).ok())
@@ -276,7 +332,7 @@ proptest! {
             time: Timestamp { unix_us, tz_offset_min: tz },
             message,
         };
-        prop_assert_eq!(Commit::decode(&c.encode()).unwrap(), c);
+        prop_assert_eq!(Commit::decode(&c.encode().unwrap()).unwrap(), c);
     }
 
     #[test]

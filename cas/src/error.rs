@@ -32,6 +32,24 @@ pub enum StoreError {
         /// Size of the object.
         size: u64,
     },
+    /// The bytes stored for `id` are damaged in a way found before hashing
+    /// them (a failed checksum, a bad chunk list).
+    #[error("object {id} is damaged: {damage}")]
+    Damaged {
+        /// The object.
+        id: ObjectId,
+        /// What is wrong.
+        damage: crate::pack::Damage,
+    },
+    /// Another process has the store open for writing.
+    #[error("the store at {path} is in use by another process; wait for it to finish")]
+    Locked {
+        /// The store directory.
+        path: std::path::PathBuf,
+    },
+    /// The store was opened read-only.
+    #[error("the store is open read-only")]
+    ReadOnly,
     /// An earlier write or sync failed; the store refuses writes until it is
     /// reopened, because it can no longer tell what reached the disk.
     #[error("the store refused a write after an earlier failure; reopen it")]

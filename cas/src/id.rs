@@ -61,8 +61,8 @@ impl fmt::Debug for ObjectId {
 /// Why a string is not an object id.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ParseIdError {
-    /// The string is not exactly 64 characters long.
-    #[error("an object id is 64 hexadecimal digits, got {len} characters")]
+    /// The string is not exactly 64 bytes long.
+    #[error("an object id is 64 hexadecimal digits, got {len} bytes")]
     Length {
         /// The length that was given.
         len: usize,
@@ -80,7 +80,7 @@ impl FromStr for ObjectId {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         if s.len() != ID_LEN * 2 {
-            return Err(ParseIdError::Length { len: s.chars().count() });
+            return Err(ParseIdError::Length { len: s.len() });
         }
         let mut out = [0u8; ID_LEN];
         for (i, pair) in s.as_bytes().chunks_exact(2).enumerate() {

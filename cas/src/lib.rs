@@ -23,12 +23,18 @@ pub mod conformance;
 mod error;
 mod id;
 mod mem;
+pub mod pack;
+pub mod refs;
+pub mod sim;
+pub mod vfs;
 
 use bytes::Bytes;
 
 pub use error::StoreError;
 pub use id::{ID_LEN, IdBuildHasher, IdHasher, ObjectId, ParseIdError};
 pub use mem::MemStore;
+pub use pack::{Access, PackStore};
+pub use refs::{Head, RefError, RefName, Refs};
 
 /// How much a write must be on stable storage before it is acknowledged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -6,6 +6,8 @@
 //! was either created by this checkout or checked with `lstat` to be a real
 //! directory, not a symlink. Files are created with `O_CREAT | O_EXCL`,
 //! which never follows a symlink, and symlinks are created, never followed.
+//! A mode change touches only a regular file with one link; a hard link is
+//! replaced instead.
 //! A tree that breaks the naming rules does not decode, so it is refused
 //! before anything is written for it.
 
@@ -20,8 +22,7 @@ use vst_cas::Store;
 
 use crate::error::{Error, Result};
 use crate::id::TreeId;
-use crate::limits::PATH_DEPTH_MAX;
-use crate::read::{merge, read_tree};
+use crate::read::{check_depth, merge, read_tree};
 use crate::tree::{EntryKind, FileEntry, SymlinkTarget};
 
 /// What a checkout did.
@@ -101,14 +102,12 @@ fn sync_dir(
     fresh: Fresh,
     stats: &mut CheckoutStats,
 ) -> Result<()> {
-    if depth >= PATH_DEPTH_MAX {
-        return Err(Error::TooDeep { id: new.object_id() });
-    }
     if fresh == Fresh::No {
         ensure_real_dir(dir)?;
     }
     let old_tree = old.map(|id| read_tree(store, id)).transpose()?.unwrap_or_default();
     let new_tree = read_tree(store, new)?;
+    check_depth(depth, new, &new_tree)?;
     for (a, b) in merge(old_tree.entries(), new_tree.entries()) {
         let name = a.or(b).expect("merge yields at least one side").name.as_bytes();
         let path = dir.join(OsStr::from_bytes(name));
@@ -122,8 +121,15 @@ fn sync_dir(
             (Some(EntryKind::File(x)), Some(EntryKind::File(y)))
                 if x.id == y.id && x.size == y.size =>
             {
-                set_executable(&path, y.executable)?;
-                stats.modes_changed += 1;
+                if shares_inode(&path)? {
+                    // A hard link: changing its mode would change a file
+                    // that may live outside the target. Replace it instead.
+                    remove(&path, stats)?;
+                    write_file(store, &path, y, stats)?;
+                } else {
+                    set_executable(&path, y.executable)?;
+                    stats.modes_changed += 1;
+                }
             }
             (Some(_), Some(y)) => {
                 remove(&path, stats)?;
@@ -161,10 +167,10 @@ fn write_file(
 ) -> Result<()> {
     let content = store.get(&file.id.object_id())?;
     if content.len() as u64 != file.size {
-        return Err(Error::CheckoutIo {
-            op: "write (tree records a different size for)",
-            path: path.to_owned(),
-            source: std::io::Error::new(std::io::ErrorKind::InvalidData, "size mismatch"),
+        return Err(Error::SizeMismatch {
+            id: file.id,
+            recorded: file.size,
+            actual: content.len() as u64,
         });
     }
     // O_CREAT | O_EXCL: fails on anything already there, a symlink included,
@@ -192,6 +198,13 @@ fn create_symlink(path: &Path, target: &SymlinkTarget, stats: &mut CheckoutStats
 /// as it does for git.
 fn file_mode(executable: bool) -> u32 {
     if executable { 0o777 } else { 0o666 }
+}
+
+/// Whether the regular file at `path` has other hard links.
+fn shares_inode(path: &Path) -> Result<bool> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = fs::symlink_metadata(path).map_err(io("inspect", path))?;
+    Ok(meta.file_type().is_file() && meta.nlink() > 1)
 }
 
 fn set_executable(path: &Path, executable: bool) -> Result<()> {

@@ -78,15 +78,16 @@ impl Commit {
         if self.message.len() > MESSAGE_LEN_MAX {
             return Err(InvalidCommit::MessageTooLong(self.message.len()));
         }
-        if self.time.tz_offset_min.abs() >= TZ_OFFSET_MIN_LIMIT {
+        if !tz_in_range(self.time.tz_offset_min) {
             return Err(InvalidCommit::Timezone(self.time.tz_offset_min));
         }
         Ok(())
     }
 
-    /// The canonical encoding. The commit must be valid ([`Commit::validate`]).
-    pub fn encode(&self) -> Vec<u8> {
-        debug_assert_eq!(self.validate(), Ok(()));
+    /// The canonical encoding; an error if the commit breaks a limit
+    /// ([`Commit::validate`]), since it could never be decoded.
+    pub fn encode(&self) -> Result<Vec<u8>, InvalidCommit> {
+        self.validate()?;
         let parents: SmallVec<[WireId; 2]> =
             self.parents.iter().map(|p| p.object_id().into()).collect();
         let wire = WireCommit {
@@ -98,12 +99,12 @@ impl Commit {
             message: &self.message,
         };
         let out = vec![COMMIT_FORMAT_VERSION];
-        postcard::to_extend(&wire, out).expect("writing to a Vec cannot fail")
+        Ok(postcard::to_extend(&wire, out).expect("writing to a Vec cannot fail"))
     }
 
     /// The commit's id: BLAKE3 of its canonical encoding.
-    pub fn id(&self) -> CommitId {
-        CommitId::of(&self.encode())
+    pub fn id(&self) -> Result<CommitId, InvalidCommit> {
+        self.encode().map(|bytes| CommitId::of(&bytes))
     }
 
     /// Decodes a canonical encoding. Anything else is an error, never a panic.
@@ -124,7 +125,7 @@ impl Commit {
         check_len("author", author.len(), AUTHOR_LEN_MAX)?;
         let (unix_us, rest) = take::<i64>(rest, "time")?;
         let (tz_offset_min, rest) = take::<i16>(rest, "timezone")?;
-        if tz_offset_min.abs() >= TZ_OFFSET_MIN_LIMIT {
+        if !tz_in_range(tz_offset_min) {
             return Err(DecodeError::InvalidTimezone { minutes: tz_offset_min });
         }
         let (message, rest) = take::<&str>(rest, "message")?;
@@ -139,11 +140,17 @@ impl Commit {
             time: Timestamp { unix_us, tz_offset_min },
             message: message.to_owned(),
         };
-        if commit.encode() != bytes {
+        if commit.encode().ok().as_deref() != Some(bytes) {
             return Err(DecodeError::NotCanonical);
         }
         Ok(commit)
     }
+}
+
+/// Offsets strictly between -24 h and +24 h. (Not `abs()`: `i16::MIN`
+/// has no absolute value.)
+fn tz_in_range(minutes: i16) -> bool {
+    -TZ_OFFSET_MIN_LIMIT < minutes && minutes < TZ_OFFSET_MIN_LIMIT
 }
 
 fn check_len(field: &'static str, len: usize, max: usize) -> Result<(), DecodeError> {

@@ -3,11 +3,10 @@
 
 use vst_cas::Store;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::id::TreeId;
-use crate::limits::PATH_DEPTH_MAX;
 use crate::name::RepoPath;
-use crate::read::{merge, read_tree};
+use crate::read::{check_depth, merge, read_tree};
 use crate::tree::{EntryKind, Tree};
 
 /// One path whose entry differs between two trees.
@@ -76,12 +75,13 @@ fn diff_dirs(
     depth: usize,
     out: &mut Vec<Change>,
 ) -> Result<()> {
-    if depth >= PATH_DEPTH_MAX {
-        let id = old.or(new).expect("one side is a tree");
-        return Err(Error::TooDeep { id: id.object_id() });
-    }
-    let load = |id: Option<TreeId>| id.map(|id| read_tree(store, id)).transpose();
-    let (old_tree, new_tree) = (load(old)?.unwrap_or_default(), load(new)?.unwrap_or_default());
+    let load = |id: Option<TreeId>| -> Result<Tree> {
+        let Some(id) = id else { return Ok(Tree::default()) };
+        let tree = read_tree(store, id)?;
+        check_depth(depth, id, &tree)?;
+        Ok(tree)
+    };
+    let (old_tree, new_tree) = (load(old)?, load(new)?);
     diff_entries(store, path, &old_tree, &new_tree, depth, out)
 }
 

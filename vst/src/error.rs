@@ -89,7 +89,8 @@ pub enum Error {
     /// A commit breaks a limit.
     #[error("invalid commit")]
     InvalidCommit(#[from] InvalidCommit),
-    /// A tree from the store nests deeper than [`crate::limits::PATH_DEPTH_MAX`].
+    /// A tree from the store has entries deeper than
+    /// [`crate::limits::PATH_DEPTH_MAX`] components.
     #[error("tree {id} nests deeper than {max} levels", max = crate::limits::PATH_DEPTH_MAX)]
     TooDeep {
         /// The tree at which the limit was reached.
@@ -105,6 +106,23 @@ pub enum Error {
         /// The error.
         #[source]
         source: std::io::Error,
+    },
+    /// A blob's length differs from the size its tree entry records.
+    #[error("blob {id} is {actual} bytes but its tree entry records {recorded}")]
+    SizeMismatch {
+        /// The blob.
+        id: crate::BlobId,
+        /// The size in the tree entry.
+        recorded: u64,
+        /// The blob's length.
+        actual: u64,
+    },
+    /// A directory would get more than [`crate::limits::TREE_ENTRIES_MAX`]
+    /// entries.
+    #[error("directory {path} is full: at most {max} entries", max = crate::limits::TREE_ENTRIES_MAX)]
+    TooManyEntries {
+        /// The directory.
+        path: RepoPath,
     },
     /// Checkout found something on disk that it will not write through (a
     /// symlink or a file where the tree has a directory).

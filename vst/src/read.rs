@@ -9,7 +9,7 @@ use crate::error::{Error, ObjectKind, Result};
 use crate::id::{CommitId, TreeId};
 use crate::limits::PATH_DEPTH_MAX;
 use crate::name::RepoPath;
-use crate::tree::{EntryKind, Tree};
+use crate::tree::{EntryKind, Tree, TreeEntry};
 
 /// The commit `id`, verified and decoded.
 pub fn read_commit(store: &dyn Store, id: CommitId) -> Result<Commit> {
@@ -68,6 +68,18 @@ pub fn read_file(store: &dyn Store, root: TreeId, path: &RepoPath) -> Result<Byt
     }
 }
 
+/// Checks that the entries of `tree`, a directory `depth` components below
+/// the root, stay within [`PATH_DEPTH_MAX`] components: a directory at the
+/// deepest level must be empty. Every reader that recurses into trees calls
+/// this before recursing, so recursion stops at `PATH_DEPTH_MAX + 1` levels.
+pub(crate) fn check_depth(depth: usize, id: TreeId, tree: &Tree) -> Result<()> {
+    if depth >= PATH_DEPTH_MAX && !tree.is_empty() {
+        Err(Error::TooDeep { id: id.object_id() })
+    } else {
+        Ok(())
+    }
+}
+
 /// Calls `visit` on every entry under `root`, in tree order: pre-order,
 /// siblings by name. Stops at the first error `visit` returns. Nesting is
 /// bounded by [`PATH_DEPTH_MAX`].
@@ -86,10 +98,9 @@ fn walk_dir(
     depth: usize,
     visit: &mut dyn FnMut(&RepoPath, &EntryKind) -> Result<()>,
 ) -> Result<()> {
-    if depth >= PATH_DEPTH_MAX {
-        return Err(Error::TooDeep { id: id.object_id() });
-    }
-    for entry in read_tree(store, id)?.entries() {
+    let tree = read_tree(store, id)?;
+    check_depth(depth, id, &tree)?;
+    for entry in tree.entries() {
         let child = path.join_unchecked(entry.name.as_bytes());
         visit(&child, &entry.kind)?;
         if let EntryKind::Dir(sub) = entry.kind {
@@ -103,10 +114,9 @@ fn walk_dir(
 /// (entry in `a`, entry in `b`), with `None` where a name is on one side
 /// only. Diff and checkout both walk two trees with it.
 pub(crate) fn merge<'a>(
-    a: &'a [crate::tree::TreeEntry],
-    b: &'a [crate::tree::TreeEntry],
-) -> impl Iterator<Item = (Option<&'a crate::tree::TreeEntry>, Option<&'a crate::tree::TreeEntry>)>
-{
+    a: &'a [TreeEntry],
+    b: &'a [TreeEntry],
+) -> impl Iterator<Item = (Option<&'a TreeEntry>, Option<&'a TreeEntry>)> {
     let (mut i, mut j) = (0, 0);
     std::iter::from_fn(move || {
         let pair = match (a.get(i), b.get(j)) {

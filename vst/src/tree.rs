@@ -263,9 +263,10 @@ impl Tree {
         if count > TREE_ENTRIES_MAX as u64 {
             return Err(DecodeError::TooMany { field: "entry", count, max: TREE_ENTRIES_MAX });
         }
-        // Every entry takes at least 35 bytes (name length, one name byte,
-        // tag, 32 id bytes), so this never over-allocates for crafted counts.
-        let mut entries = Vec::with_capacity((count as usize).min(rest.len() / 35));
+        // Every entry takes at least 5 bytes (name length, one name byte,
+        // tag, the shortest symlink target), so a crafted count cannot make
+        // this allocate more than the input's size in entries.
+        let mut entries = Vec::with_capacity((count as usize).min(rest.len() / 5));
         for _ in 0..count {
             let (wire, next) = take::<WireEntry<'_>>(rest, "tree entry")?;
             rest = next;
@@ -371,7 +372,9 @@ pub(crate) fn encode_entries<'a>(
     let mut written = 0usize;
     let mut prev: Option<&[u8]> = None;
     for (name, kind) in entries {
-        debug_assert!(prev.is_none_or(|p| p < name), "entries must be sorted and unique");
+        // Checked before the bytes can reach a store: an unsorted tree would
+        // get an id that no decoder accepts.
+        assert!(prev.is_none_or(|p| p < name), "tree entries must be sorted and unique");
         prev = Some(name);
         put_bytes(&mut out, name);
         match kind {

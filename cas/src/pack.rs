@@ -1,0 +1,993 @@
+//! The local pack store: append-only pack files and an index.
+//!
+//! Layout under the store directory (byte formats in `docs/format.md`):
+//!
+//! ```text
+//! lock                 held exclusively by the one process that writes
+//! index                append-only list of (id -> pack, offset, ...) entries
+//! packs/pack-00000001.pack
+//! packs/pack-00000002.pack ...
+//! ```
+//!
+//! A pack is a magic header and a sequence of records, each with a CRC-32
+//! of its header and payload. Writes go to an in-memory buffer that is
+//! appended to the current pack in one write; `sync` appends the buffer,
+//! `fsync`s the pack (one `fsync` shared by every thread waiting on it:
+//! group commit), and only then appends the index entries of what it made
+//! durable. The index is never synced on the commit path: it is a cache of
+//! the packs. On open, the index is read (not the packs), then only the
+//! tail of each pack that the index does not cover is scanned; a torn last
+//! record is cut away. A missing or damaged index is rebuilt from the packs.
+//!
+//! Files larger than [`CHUNKING_LEN_MIN`] are split into content-defined
+//! chunks ([`fastcdc`]); the file's id then names a manifest record that
+//! lists the chunk ids, so a range read touches only the chunks it needs.
+//! Chunks and whole objects are compressed with zstd where that saves at
+//! least 1/32 of their size.
+
+use std::collections::HashMap;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
+
+use bytes::Bytes;
+
+use crate::vfs::{Vfs, VfsLock};
+use crate::{IdBuildHasher, ObjectId, Store, StoreError};
+
+/// First bytes of every pack file.
+pub const PACK_MAGIC: [u8; 8] = *b"VSTPACK\x01";
+/// First bytes of the index file.
+pub const INDEX_MAGIC: [u8; 8] = *b"VSTINDX\x01";
+/// A pack is sealed and a new one started once it reaches this length.
+pub const PACK_LEN_MAX: u64 = 1 << 30;
+/// Objects at least this long are split into content-defined chunks.
+pub const CHUNKING_LEN_MIN: usize = 1 << 20;
+/// Smallest chunk FastCDC may cut (except the last of a file).
+pub const CHUNK_LEN_MIN: usize = 64 * 1024;
+/// The chunk length FastCDC aims for.
+pub const CHUNK_LEN_AVG: usize = 256 * 1024;
+/// Largest chunk FastCDC may cut.
+pub const CHUNK_LEN_MAX: usize = 1 << 20;
+/// Records shorter than this are never compressed: zstd's frame overhead
+/// and the call itself cost more than it saves on small objects.
+pub const COMPRESS_LEN_MIN: usize = 4096;
+/// The write buffer is appended to the pack once it holds this much.
+pub const WRITE_BUFFER_LEN_MAX: usize = 4 << 20;
+/// zstd level for chunks and objects: fast, and most of the gain.
+const ZSTD_LEVEL: i32 = 3;
+
+const RECORD_HEADER_LEN: usize = 48;
+const RECORD_TRAILER_LEN: usize = 4;
+const INDEX_ENTRY_LEN: usize = 64;
+
+// A whole (unchunked) object and the largest chunk must fit a record's u32
+// length, and chunks must be smaller than what gets chunked.
+const _: () = assert!(CHUNKING_LEN_MIN <= u32::MAX as usize);
+const _: () = assert!(CHUNK_LEN_MAX <= CHUNKING_LEN_MIN);
+const _: () = assert!(CHUNK_LEN_MIN < CHUNK_LEN_AVG && CHUNK_LEN_AVG < CHUNK_LEN_MAX);
+const _: () = assert!(WRITE_BUFFER_LEN_MAX as u64 <= PACK_LEN_MAX);
+
+/// What a record holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// A whole object.
+    Object = 0,
+    /// One chunk of a large object; its id is the hash of the chunk.
+    Chunk = 1,
+    /// The list of chunks of a large object, stored under the object's id.
+    Manifest = 2,
+}
+
+/// How a record's payload is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Codec {
+    Raw = 0,
+    Zstd = 1,
+}
+
+/// Where a record is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Location {
+    pack: u32,
+    offset: u64,
+    stored_len: u32,
+    /// Length of the payload once decoded; for a manifest, the length of the
+    /// whole object.
+    raw_len: u64,
+    kind: Kind,
+    codec: Codec,
+}
+
+impl Location {
+    fn end(&self) -> u64 {
+        self.offset + (RECORD_HEADER_LEN + RECORD_TRAILER_LEN) as u64 + u64::from(self.stored_len)
+    }
+}
+
+/// Whether a store may write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// One process at a time: takes the store's lock, repairs a torn tail
+    /// on open, writes.
+    ReadWrite,
+    /// Any number of processes: reads what was durable when opened, never
+    /// changes a file.
+    ReadOnly,
+}
+
+/// What opening a store found and repaired.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Recovery {
+    /// Records found in packs but not in the index (added to it).
+    pub records_reindexed: u64,
+    /// Bytes cut from the end of the last pack (a torn write).
+    pub torn_bytes_cut: u64,
+    /// Whether the index was rebuilt from the packs.
+    pub index_rebuilt: bool,
+    /// Packs whose tail could not be read (damage; `fsck` reports it).
+    pub damaged_packs: Vec<u32>,
+}
+
+/// The local pack store. See the module documentation.
+#[derive(Debug)]
+pub struct PackStore {
+    vfs: Arc<dyn Vfs>,
+    dir: PathBuf,
+    access: Access,
+    _lock: Option<VfsLock>,
+    index: RwLock<HashMap<ObjectId, Location, IdBuildHasher>>,
+    writer: Mutex<Writer>,
+    synced: Mutex<SyncState>,
+    synced_cond: Condvar,
+    poisoned: AtomicBool,
+    recovery: Recovery,
+}
+
+#[derive(Debug)]
+struct Writer {
+    pack: u32,
+    /// Bytes of the current pack that are in the file (durable or not).
+    pack_len: u64,
+    /// Records not yet appended to the pack.
+    buf: Vec<u8>,
+    /// Index entries of records appended but not yet made durable.
+    unindexed: Vec<(ObjectId, Location)>,
+    /// A pack was created since the packs directory was last synced.
+    dir_dirty: bool,
+}
+
+impl Writer {
+    fn position(&self) -> (u32, u64) {
+        (self.pack, self.pack_len + self.buf.len() as u64)
+    }
+}
+
+#[derive(Debug, Default)]
+struct SyncState {
+    /// Everything up to this (pack, length) is durable and indexed.
+    durable: (u32, u64),
+    leader: bool,
+}
+
+fn io_err(op: &'static str) -> impl FnOnce(io::Error) -> StoreError {
+    move |source| StoreError::Io { op, source }
+}
+
+fn pack_name(n: u32) -> String {
+    format!("pack-{n:08}.pack")
+}
+
+fn parse_pack_name(name: &str) -> Option<u32> {
+    let n = name.strip_prefix("pack-")?.strip_suffix(".pack")?;
+    if n.len() == 8 && n.bytes().all(|b| b.is_ascii_digit()) { n.parse().ok() } else { None }
+}
+
+impl PackStore {
+    /// Opens (creating if needed) the store in `dir` on the real filesystem.
+    pub fn open(dir: &Path, access: Access) -> Result<Self, StoreError> {
+        Self::open_with(Arc::new(crate::vfs::RealFs::new()), dir, access)
+    }
+
+    /// Opens the store in `dir` through `vfs`.
+    pub fn open_with(vfs: Arc<dyn Vfs>, dir: &Path, access: Access) -> Result<Self, StoreError> {
+        let packs_dir = dir.join("packs");
+        let lock = match access {
+            Access::ReadWrite => {
+                vfs.create_dir_all(&packs_dir).map_err(io_err("create the store directory"))?;
+                let lock = vfs.lock(&dir.join("lock"), false).map_err(|e| {
+                    if e.kind() == io::ErrorKind::WouldBlock {
+                        StoreError::Locked { path: dir.to_owned() }
+                    } else {
+                        StoreError::Io { op: "lock the store", source: e }
+                    }
+                })?;
+                Some(lock)
+            }
+            Access::ReadOnly => None,
+        };
+        let mut packs: Vec<(u32, u64)> = Vec::new();
+        for (name, _) in vfs.list(&packs_dir).map_err(io_err("list packs"))? {
+            if let Some(n) = parse_pack_name(&name) {
+                let len =
+                    vfs.len(&packs_dir.join(&name)).map_err(io_err("stat a pack"))?.unwrap_or(0);
+                packs.push((n, len));
+            }
+        }
+        packs.sort_unstable();
+
+        let mut store = PackStore {
+            vfs,
+            dir: dir.to_owned(),
+            access,
+            _lock: lock,
+            index: RwLock::new(HashMap::default()),
+            writer: Mutex::new(Writer {
+                pack: 0,
+                pack_len: 0,
+                buf: Vec::new(),
+                unindexed: Vec::new(),
+                dir_dirty: false,
+            }),
+            synced: Mutex::new(SyncState::default()),
+            synced_cond: Condvar::new(),
+            poisoned: AtomicBool::new(false),
+            recovery: Recovery::default(),
+        };
+        store.recover(&mut packs)?;
+        Ok(store)
+    }
+
+    /// What opening the store found and repaired.
+    pub fn recovery(&self) -> &Recovery {
+        &self.recovery
+    }
+
+    /// The store's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn pack_path(&self, pack: u32) -> PathBuf {
+        self.dir.join("packs").join(pack_name(pack))
+    }
+
+    fn index_path(&self) -> PathBuf {
+        self.dir.join("index")
+    }
+
+    /// Loads the index, scans what it does not cover, repairs torn tails,
+    /// and sets up the current pack.
+    fn recover(&mut self, packs: &mut [(u32, u64)]) -> Result<(), StoreError> {
+        let rw = self.access == Access::ReadWrite;
+        let pack_len: HashMap<u32, u64> = packs.iter().copied().collect();
+        let (mut map, index_valid_len, index_ok) = self.load_index(&pack_len)?;
+        let mut recovery = Recovery { index_rebuilt: !index_ok, ..Recovery::default() };
+        if !index_ok {
+            map.clear();
+        }
+        let mut covered: HashMap<u32, u64> = HashMap::new();
+        for loc in map.values() {
+            let end = covered.entry(loc.pack).or_insert(PACK_MAGIC.len() as u64);
+            *end = (*end).max(loc.end());
+        }
+        let last = packs.last().map(|p| p.0);
+        let mut found: Vec<(ObjectId, Location)> = Vec::new();
+        for (pack, len) in packs.iter_mut() {
+            let path = self.pack_path(*pack);
+            let start = covered.get(pack).copied().unwrap_or(0);
+            let (good_end, damaged) = self.scan_pack(*pack, &path, start, *len, &mut found)?;
+            if damaged {
+                if Some(*pack) == last && rw {
+                    // A torn write at the end of the log: cut it away. Every
+                    // record before it passed its checksum.
+                    self.vfs.truncate(&path, good_end).map_err(io_err("cut a torn pack tail"))?;
+                    self.vfs.sync(&path).map_err(io_err("sync a repaired pack"))?;
+                    recovery.torn_bytes_cut += *len - good_end;
+                    *len = good_end;
+                } else {
+                    recovery.damaged_packs.push(*pack);
+                }
+            }
+        }
+        recovery.records_reindexed = found.len() as u64;
+        for (id, loc) in &found {
+            map.entry(*id).or_insert(*loc);
+        }
+        if rw {
+            if index_ok {
+                if let Some(valid) = index_valid_len {
+                    self.vfs
+                        .truncate(&self.index_path(), valid)
+                        .map_err(io_err("cut a torn index tail"))?;
+                }
+                if !found.is_empty() {
+                    self.vfs
+                        .append(&self.index_path(), &encode_index_entries(&found))
+                        .map_err(io_err("append to the index"))?;
+                }
+            } else {
+                self.write_index(&map)?;
+            }
+        }
+        // The current pack: the last one, unless it is missing, empty of
+        // even a header, or full.
+        let (pack, len) = match packs.last() {
+            Some(&(n, len)) if len >= PACK_MAGIC.len() as u64 && len < PACK_LEN_MAX => (n, len),
+            Some(&(n, len)) if len < PACK_MAGIC.len() as u64 => {
+                if rw {
+                    self.start_pack(n)?;
+                }
+                (n, PACK_MAGIC.len() as u64)
+            }
+            other => {
+                let n = other.map_or(1, |p| p.0 + 1);
+                if rw {
+                    self.start_pack(n)?;
+                }
+                (n, PACK_MAGIC.len() as u64)
+            }
+        };
+        {
+            let w = self.writer.get_mut().unwrap_or_else(|e| e.into_inner());
+            w.pack = pack;
+            w.pack_len = len;
+        }
+        self.synced.get_mut().unwrap_or_else(|e| e.into_inner()).durable = (pack, len);
+        *self.index.get_mut().unwrap_or_else(|e| e.into_inner()) = map;
+        self.recovery = recovery;
+        Ok(())
+    }
+
+    /// Creates pack `n` with its header, durably (file and directory).
+    fn start_pack(&self, n: u32) -> Result<(), StoreError> {
+        let path = self.pack_path(n);
+        self.vfs.write_file(&path, &PACK_MAGIC).map_err(io_err("create a pack"))?;
+        self.vfs.sync(&path).map_err(io_err("sync a new pack"))?;
+        self.vfs.sync_dir(&self.dir.join("packs")).map_err(io_err("sync the packs directory"))
+    }
+
+    /// Reads the index file. Returns the entries of its valid prefix, the
+    /// length to cut it to if its tail is torn, and whether it can be used
+    /// at all (false: rebuild from the packs).
+    #[allow(clippy::type_complexity)]
+    fn load_index(
+        &self,
+        pack_len: &HashMap<u32, u64>,
+    ) -> Result<(HashMap<ObjectId, Location, IdBuildHasher>, Option<u64>, bool), StoreError> {
+        let mut map = HashMap::default();
+        let bytes = match self.vfs.read_file(&self.index_path()) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((map, None, false)),
+            Err(e) => return Err(StoreError::Io { op: "read the index", source: e }),
+        };
+        if bytes.len() < INDEX_MAGIC.len() || bytes[..8] != INDEX_MAGIC {
+            return Ok((map, None, false));
+        }
+        let entries = &bytes[8..];
+        let mut valid = 8u64;
+        for raw in entries.chunks(INDEX_ENTRY_LEN) {
+            let Some((id, loc)) = decode_index_entry(raw) else { break };
+            // An entry that points past the end of its pack, or into a pack
+            // that is gone, means the index does not match the packs.
+            match pack_len.get(&loc.pack) {
+                Some(&len) if loc.end() <= len => {}
+                _ => return Ok((HashMap::default(), None, false)),
+            }
+            map.insert(id, loc);
+            valid += INDEX_ENTRY_LEN as u64;
+        }
+        let torn = (valid < bytes.len() as u64).then_some(valid);
+        Ok((map, torn, true))
+    }
+
+    /// Writes a complete index for `map`, durably, replacing the old one.
+    fn write_index(
+        &self,
+        map: &HashMap<ObjectId, Location, IdBuildHasher>,
+    ) -> Result<(), StoreError> {
+        let mut entries: Vec<(ObjectId, Location)> = map.iter().map(|(id, l)| (*id, *l)).collect();
+        entries.sort_unstable_by_key(|(_, l)| (l.pack, l.offset));
+        let mut bytes = INDEX_MAGIC.to_vec();
+        bytes.extend_from_slice(&encode_index_entries(&entries));
+        let tmp = self.dir.join("index.tmp");
+        self.vfs.write_file(&tmp, &bytes).map_err(io_err("write the index"))?;
+        self.vfs.sync(&tmp).map_err(io_err("sync the index"))?;
+        self.vfs.rename(&tmp, &self.index_path()).map_err(io_err("replace the index"))?;
+        self.vfs.sync_dir(&self.dir).map_err(io_err("sync the store directory"))
+    }
+
+    /// Scans the records of a pack from `start` (0: from the header) to
+    /// `len`, adding every valid record to `found`. Returns where the valid
+    /// records end and whether something invalid followed them.
+    fn scan_pack(
+        &self,
+        pack: u32,
+        path: &Path,
+        start: u64,
+        len: u64,
+        found: &mut Vec<(ObjectId, Location)>,
+    ) -> Result<(u64, bool), StoreError> {
+        let magic_len = PACK_MAGIC.len() as u64;
+        if start < magic_len {
+            let mut magic = [0u8; 8];
+            if len < magic_len
+                || self.vfs.read_at(path, 0, &mut magic).is_err()
+                || magic != PACK_MAGIC
+            {
+                return Ok((0, len > 0));
+            }
+        }
+        let mut offset = start.max(magic_len);
+        if offset >= len {
+            return Ok((len.min(offset), false));
+        }
+        // Read the uncovered tail in one go: it is what was written since
+        // the last sync (or a whole pack when rebuilding the index).
+        let mut tail = vec![
+            0u8;
+            usize::try_from(len - offset).map_err(|e| StoreError::Io {
+                op: "read a pack",
+                source: io::Error::other(e),
+            })?
+        ];
+        self.vfs.read_at(path, offset, &mut tail).map_err(io_err("read a pack"))?;
+        let mut rest = &tail[..];
+        while !rest.is_empty() {
+            match parse_record(rest) {
+                Some((id, mut loc, total)) => {
+                    loc.pack = pack;
+                    loc.offset = offset;
+                    found.push((id, loc));
+                    offset += total as u64;
+                    rest = &rest[total..];
+                }
+                None => return Ok((offset, true)),
+            }
+        }
+        Ok((offset, false))
+    }
+
+    fn check_writable(&self) -> Result<(), StoreError> {
+        if self.access == Access::ReadOnly {
+            return Err(StoreError::ReadOnly);
+        }
+        if self.poisoned.load(Ordering::Acquire) {
+            return Err(StoreError::Poisoned);
+        }
+        Ok(())
+    }
+
+    /// Marks the store as failed: after an I/O error nobody can tell what
+    /// reached the disk, so nothing more is written until it is reopened.
+    fn poison<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
+        if result.is_err() {
+            self.poisoned.store(true, Ordering::Release);
+        }
+        result
+    }
+
+    fn lock_writer(&self) -> MutexGuard<'_, Writer> {
+        self.writer.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Appends a record for `payload` to the write buffer and indexes it.
+    fn add_record(
+        &self,
+        w: &mut Writer,
+        kind: Kind,
+        id: ObjectId,
+        payload: &[u8],
+        raw_len: u64,
+    ) -> Result<(), StoreError> {
+        let compressed = if payload.len() >= COMPRESS_LEN_MIN && kind != Kind::Manifest {
+            zstd::bulk::compress(payload, ZSTD_LEVEL)
+                .ok()
+                .filter(|c| c.len() + payload.len() / 32 <= payload.len())
+        } else {
+            None
+        };
+        let (codec, stored) = match &compressed {
+            Some(c) => (Codec::Zstd, c.as_slice()),
+            None => (Codec::Raw, payload),
+        };
+        let record_len = (RECORD_HEADER_LEN + stored.len() + RECORD_TRAILER_LEN) as u64;
+        if w.pack_len + w.buf.len() as u64 + record_len > PACK_LEN_MAX
+            && w.pack_len > PACK_MAGIC.len() as u64
+        {
+            self.roll_pack(w)?;
+        }
+        let loc = Location {
+            pack: w.pack,
+            offset: w.pack_len + w.buf.len() as u64,
+            stored_len: u32::try_from(stored.len())
+                .expect("records are at most CHUNKING_LEN_MIN long"),
+            raw_len,
+            kind,
+            codec,
+        };
+        encode_record(&mut w.buf, id, &loc, stored);
+        w.unindexed.push((id, loc));
+        self.index.write().unwrap_or_else(|e| e.into_inner()).insert(id, loc);
+        if w.buf.len() >= WRITE_BUFFER_LEN_MAX {
+            self.flush(w)?;
+        }
+        Ok(())
+    }
+
+    /// Appends the write buffer to the current pack.
+    fn flush(&self, w: &mut Writer) -> Result<(), StoreError> {
+        if w.buf.is_empty() {
+            return Ok(());
+        }
+        let path = self.pack_path(w.pack);
+        let result = self.vfs.append(&path, &w.buf).map_err(io_err("append to a pack"));
+        self.poison(result)?;
+        w.pack_len += w.buf.len() as u64;
+        w.buf.clear();
+        Ok(())
+    }
+
+    /// Seals the current pack (durably, with its index entries) and starts
+    /// the next one.
+    fn roll_pack(&self, w: &mut Writer) -> Result<(), StoreError> {
+        self.flush(w)?;
+        let path = self.pack_path(w.pack);
+        let result = self.vfs.sync(&path).map_err(io_err("sync a full pack"));
+        self.poison(result)?;
+        let entries = std::mem::take(&mut w.unindexed);
+        let result = self
+            .vfs
+            .append(&self.index_path(), &encode_index_entries(&entries))
+            .map_err(io_err("append to the index"));
+        self.poison(result)?;
+        let next = w.pack + 1;
+        let result = self.start_pack(next);
+        self.poison(result)?;
+        w.pack = next;
+        w.pack_len = PACK_MAGIC.len() as u64;
+        let mut synced = self.synced.lock().unwrap_or_else(|e| e.into_inner());
+        synced.durable = synced.durable.max((next, w.pack_len));
+        Ok(())
+    }
+
+    /// Puts one object: whole, or as chunks and a manifest.
+    fn put_locked(&self, w: &mut Writer, id: ObjectId, bytes: &[u8]) -> Result<(), StoreError> {
+        if self.index.read().unwrap_or_else(|e| e.into_inner()).contains_key(&id) {
+            return Ok(());
+        }
+        if bytes.len() < CHUNKING_LEN_MIN {
+            return self.add_record(w, Kind::Object, id, bytes, bytes.len() as u64);
+        }
+        let mut manifest = Vec::new();
+        let chunks =
+            fastcdc::v2020::FastCDC::new(bytes, CHUNK_LEN_MIN, CHUNK_LEN_AVG, CHUNK_LEN_MAX);
+        let mut count = 0u64;
+        let mut listed = Vec::new();
+        for chunk in chunks {
+            let data = &bytes[chunk.offset..chunk.offset + chunk.length];
+            let cid = ObjectId::of(data);
+            if !self.index.read().unwrap_or_else(|e| e.into_inner()).contains_key(&cid) {
+                self.add_record(w, Kind::Chunk, cid, data, data.len() as u64)?;
+            }
+            listed.push((cid, data.len() as u64));
+            count += 1;
+        }
+        put_varint(&mut manifest, count);
+        for (cid, len) in &listed {
+            manifest.extend_from_slice(cid.as_bytes());
+            put_varint(&mut manifest, *len);
+        }
+        let check = ObjectId::of(&manifest);
+        manifest.extend_from_slice(check.as_bytes());
+        self.add_record(w, Kind::Manifest, id, &manifest, bytes.len() as u64)
+    }
+
+    /// Reads and checks one record's payload (decompressed). Checks the
+    /// record's checksum and that it is the record of `id`; not that the
+    /// payload hashes to `id` (callers do, by kind).
+    fn read_record(&self, id: &ObjectId, loc: &Location) -> Result<Vec<u8>, StoreError> {
+        let total = RECORD_HEADER_LEN + loc.stored_len as usize + RECORD_TRAILER_LEN;
+        let mut raw = vec![0u8; total];
+        let buffered = {
+            let w = self.lock_writer();
+            if loc.pack == w.pack && loc.offset >= w.pack_len {
+                let start = (loc.offset - w.pack_len) as usize;
+                raw.copy_from_slice(&w.buf[start..start + total]);
+                true
+            } else {
+                false
+            }
+        };
+        if !buffered {
+            self.vfs.read_at(&self.pack_path(loc.pack), loc.offset, &mut raw).map_err(|e| {
+                if e.kind() == io::ErrorKind::UnexpectedEof {
+                    StoreError::Damaged { id: *id, damage: Damage::Truncated }
+                } else {
+                    StoreError::Io { op: "read a pack", source: e }
+                }
+            })?;
+        }
+        let Some((found, _, _)) = parse_record(&raw) else {
+            return Err(StoreError::Damaged { id: *id, damage: Damage::Checksum });
+        };
+        if found != *id {
+            return Err(StoreError::Damaged { id: *id, damage: Damage::WrongRecord });
+        }
+        let stored = &raw[RECORD_HEADER_LEN..RECORD_HEADER_LEN + loc.stored_len as usize];
+        match loc.codec {
+            Codec::Raw => Ok(stored.to_vec()),
+            Codec::Zstd => {
+                let len = usize::try_from(loc.raw_len)
+                    .map_err(|_| StoreError::Damaged { id: *id, damage: Damage::Decompress })?;
+                zstd::bulk::decompress(stored, len)
+                    .ok()
+                    .filter(|d| d.len() == len)
+                    .ok_or(StoreError::Damaged { id: *id, damage: Damage::Decompress })
+            }
+        }
+    }
+
+    fn location(&self, id: &ObjectId) -> Result<Location, StoreError> {
+        self.index
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+            .copied()
+            .ok_or(StoreError::NotFound { id: *id })
+    }
+
+    /// A whole chunk or object, verified against its id.
+    fn read_verified(&self, id: &ObjectId, loc: &Location) -> Result<Vec<u8>, StoreError> {
+        let bytes = self.read_record(id, loc)?;
+        crate::verify(id, &bytes)?;
+        Ok(bytes)
+    }
+
+    fn read_manifest(
+        &self,
+        id: &ObjectId,
+        loc: &Location,
+    ) -> Result<Vec<(ObjectId, u64)>, StoreError> {
+        let bytes = self.read_record(id, loc)?;
+        let damaged = || StoreError::Damaged { id: *id, damage: Damage::Manifest };
+        let body_len = bytes.len().checked_sub(32).ok_or_else(damaged)?;
+        let (body, check) = bytes.split_at(body_len);
+        if ObjectId::of(body).as_bytes() != check {
+            return Err(damaged());
+        }
+        let (count, mut rest) = take_varint(body).ok_or_else(damaged)?;
+        let mut chunks = Vec::new();
+        let mut total = 0u64;
+        for _ in 0..count {
+            let cid: [u8; 32] = rest.get(..32).ok_or_else(damaged)?.try_into().expect("32 bytes");
+            let (len, next) = take_varint(&rest[32..]).ok_or_else(damaged)?;
+            total = total.checked_add(len).ok_or_else(damaged)?;
+            chunks.push((ObjectId::from_bytes(cid), len));
+            rest = next;
+        }
+        if !rest.is_empty() || total != loc.raw_len {
+            return Err(damaged());
+        }
+        Ok(chunks)
+    }
+
+    /// Every id in the store: objects and chunks.
+    pub fn ids(&self) -> Vec<ObjectId> {
+        self.index.read().unwrap_or_else(|e| e.into_inner()).keys().copied().collect()
+    }
+
+    /// Checks every record the index names: checksum, decoding, and the
+    /// hash of every whole object and chunk. Returns the ids that fail.
+    pub fn verify_all(&self) -> Vec<(ObjectId, StoreError)> {
+        let entries: Vec<(ObjectId, Location)> = self
+            .index
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(i, l)| (*i, *l))
+            .collect();
+        let mut bad = Vec::new();
+        for (id, loc) in entries {
+            let result = match loc.kind {
+                Kind::Object | Kind::Chunk => self.read_verified(&id, &loc).map(drop),
+                Kind::Manifest => self.read_manifest(&id, &loc).and_then(|chunks| {
+                    chunks.iter().try_for_each(|(cid, _)| {
+                        if self.index.read().unwrap_or_else(|e| e.into_inner()).contains_key(cid) {
+                            Ok(())
+                        } else {
+                            Err(StoreError::NotFound { id: *cid })
+                        }
+                    })
+                }),
+            };
+            if let Err(e) = result {
+                bad.push((id, e));
+            }
+        }
+        bad
+    }
+}
+
+impl Store for PackStore {
+    fn put(&self, id: ObjectId, bytes: &[u8]) -> Result<(), StoreError> {
+        self.put_batch(&[(id, bytes)])
+    }
+
+    fn put_batch(&self, objects: &[(ObjectId, &[u8])]) -> Result<(), StoreError> {
+        self.check_writable()?;
+        let mut w = self.lock_writer();
+        for (id, bytes) in objects {
+            debug_assert_eq!(
+                ObjectId::of(bytes),
+                *id,
+                "put with an id that is not the hash of the bytes"
+            );
+            self.put_locked(&mut w, *id, bytes)?;
+        }
+        Ok(())
+    }
+
+    fn get(&self, id: &ObjectId) -> Result<Bytes, StoreError> {
+        let loc = self.location(id)?;
+        match loc.kind {
+            Kind::Object | Kind::Chunk => self.read_verified(id, &loc).map(Bytes::from),
+            Kind::Manifest => {
+                let chunks = self.read_manifest(id, &loc)?;
+                let mut out = Vec::with_capacity(usize::try_from(loc.raw_len).unwrap_or(0));
+                for (cid, _) in chunks {
+                    out.extend_from_slice(&self.read_verified(&cid, &self.location(&cid)?)?);
+                }
+                crate::verify(id, &out)?;
+                Ok(Bytes::from(out))
+            }
+        }
+    }
+
+    fn read_range(&self, id: &ObjectId, offset: u64, len: u64) -> Result<Bytes, StoreError> {
+        let loc = self.location(id)?;
+        let size = loc.raw_len;
+        let end = offset.checked_add(len).filter(|&e| e <= size);
+        let Some(end) = end else {
+            return Err(StoreError::RangeOutOfBounds { id: *id, offset, len, size });
+        };
+        if loc.kind != Kind::Manifest {
+            let bytes = self.get(id)?;
+            return Ok(bytes.slice(offset as usize..end as usize));
+        }
+        // Only the chunks that overlap the range are read, each verified
+        // against its own id.
+        let mut out = Vec::with_capacity(len as usize);
+        let mut chunk_start = 0u64;
+        for (cid, chunk_len) in self.read_manifest(id, &loc)? {
+            let chunk_end = chunk_start + chunk_len;
+            if chunk_end > offset && chunk_start < end {
+                let data = self.read_verified(&cid, &self.location(&cid)?)?;
+                let from = offset.max(chunk_start) - chunk_start;
+                let to = end.min(chunk_end) - chunk_start;
+                out.extend_from_slice(&data[from as usize..to as usize]);
+            }
+            if chunk_end >= end {
+                break;
+            }
+            chunk_start = chunk_end;
+        }
+        Ok(Bytes::from(out))
+    }
+
+    fn contains(&self, id: &ObjectId) -> Result<bool, StoreError> {
+        Ok(self.index.read().unwrap_or_else(|e| e.into_inner()).contains_key(id))
+    }
+
+    /// Makes everything put so far durable. Threads that call this together
+    /// share one `fsync`: the first becomes the leader and syncs everything
+    /// appended so far; the others wait and return once it covers them.
+    fn sync(&self) -> Result<(), StoreError> {
+        self.check_writable()?;
+        let target = {
+            let mut w = self.lock_writer();
+            self.flush(&mut w)?;
+            w.position()
+        };
+        let mut state = self.synced.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if state.durable >= target {
+                return Ok(());
+            }
+            if self.poisoned.load(Ordering::Acquire) {
+                return Err(StoreError::Poisoned);
+            }
+            if state.leader {
+                state = self.synced_cond.wait(state).unwrap_or_else(|e| e.into_inner());
+                continue;
+            }
+            state.leader = true;
+            drop(state);
+            let result = self.sync_leader();
+            state = self.synced.lock().unwrap_or_else(|e| e.into_inner());
+            state.leader = false;
+            if let Ok(position) = result {
+                state.durable = state.durable.max(position);
+            }
+            self.synced_cond.notify_all();
+            result?;
+        }
+    }
+}
+
+impl PackStore {
+    /// One group-commit `fsync`: appends what is buffered, syncs the pack
+    /// (and the packs directory if a pack was created), then appends the
+    /// index entries of what is now durable.
+    fn sync_leader(&self) -> Result<(u32, u64), StoreError> {
+        let (position, pack, entries, dir_dirty) = {
+            let mut w = self.lock_writer();
+            self.flush(&mut w)?;
+            (
+                w.position(),
+                w.pack,
+                std::mem::take(&mut w.unindexed),
+                std::mem::take(&mut w.dir_dirty),
+            )
+        };
+        let result = (|| {
+            self.vfs.sync(&self.pack_path(pack)).map_err(io_err("sync a pack"))?;
+            if dir_dirty {
+                self.vfs
+                    .sync_dir(&self.dir.join("packs"))
+                    .map_err(io_err("sync the packs directory"))?;
+            }
+            if !entries.is_empty() {
+                self.vfs
+                    .append(&self.index_path(), &encode_index_entries(&entries))
+                    .map_err(io_err("append to the index"))?;
+            }
+            Ok(position)
+        })();
+        self.poison(result)
+    }
+}
+
+/// What is wrong with a damaged record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Damage {
+    /// The record's checksum does not match its bytes.
+    Checksum,
+    /// The index points at a record of another object.
+    WrongRecord,
+    /// The record ends past the end of its pack.
+    Truncated,
+    /// The compressed payload does not decompress to its recorded length.
+    Decompress,
+    /// A chunk list is malformed or fails its own hash.
+    Manifest,
+}
+
+impl std::fmt::Display for Damage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Damage::Checksum => "its record fails its checksum",
+            Damage::WrongRecord => "the index points at another record",
+            Damage::Truncated => "its record is cut short",
+            Damage::Decompress => "its compressed bytes do not decompress",
+            Damage::Manifest => "its chunk list is damaged",
+        })
+    }
+}
+
+fn encode_record(out: &mut Vec<u8>, id: ObjectId, loc: &Location, stored: &[u8]) {
+    let start = out.len();
+    out.push(loc.kind as u8);
+    out.push(loc.codec as u8);
+    out.extend_from_slice(&[0, 0]);
+    out.extend_from_slice(&loc.stored_len.to_le_bytes());
+    out.extend_from_slice(&loc.raw_len.to_le_bytes());
+    out.extend_from_slice(id.as_bytes());
+    out.extend_from_slice(stored);
+    let crc = crc32fast::hash(&out[start..]);
+    out.extend_from_slice(&crc.to_le_bytes());
+}
+
+/// Parses the record at the start of `bytes`: its id, its location fields
+/// (pack and offset left 0) and its total length. `None` if it is
+/// truncated, malformed or fails its checksum.
+fn parse_record(bytes: &[u8]) -> Option<(ObjectId, Location, usize)> {
+    let header = bytes.get(..RECORD_HEADER_LEN)?;
+    let kind = match header[0] {
+        0 => Kind::Object,
+        1 => Kind::Chunk,
+        2 => Kind::Manifest,
+        _ => return None,
+    };
+    let codec = match header[1] {
+        0 => Codec::Raw,
+        1 => Codec::Zstd,
+        _ => return None,
+    };
+    if header[2..4] != [0, 0] {
+        return None;
+    }
+    let stored_len = u32::from_le_bytes(header[4..8].try_into().ok()?);
+    let raw_len = u64::from_le_bytes(header[8..16].try_into().ok()?);
+    let id = ObjectId::from_bytes(header[16..48].try_into().ok()?);
+    let body_end = RECORD_HEADER_LEN.checked_add(stored_len as usize)?;
+    let crc = bytes.get(body_end..body_end + RECORD_TRAILER_LEN)?;
+    if crc32fast::hash(&bytes[..body_end]).to_le_bytes() != crc {
+        return None;
+    }
+    if codec == Codec::Raw && kind != Kind::Manifest && raw_len != u64::from(stored_len) {
+        return None;
+    }
+    let loc = Location { pack: 0, offset: 0, stored_len, raw_len, kind, codec };
+    Some((id, loc, body_end + RECORD_TRAILER_LEN))
+}
+
+fn encode_index_entries(entries: &[(ObjectId, Location)]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(entries.len() * INDEX_ENTRY_LEN);
+    for (id, loc) in entries {
+        let start = out.len();
+        out.extend_from_slice(id.as_bytes());
+        out.extend_from_slice(&loc.pack.to_le_bytes());
+        out.extend_from_slice(&loc.offset.to_le_bytes());
+        out.extend_from_slice(&loc.stored_len.to_le_bytes());
+        out.extend_from_slice(&loc.raw_len.to_le_bytes());
+        out.push(loc.kind as u8);
+        out.push(loc.codec as u8);
+        out.extend_from_slice(&[0, 0]);
+        let crc = crc32fast::hash(&out[start..]);
+        out.extend_from_slice(&crc.to_le_bytes());
+    }
+    out
+}
+
+fn decode_index_entry(raw: &[u8]) -> Option<(ObjectId, Location)> {
+    if raw.len() != INDEX_ENTRY_LEN {
+        return None;
+    }
+    let (body, crc) = raw.split_at(INDEX_ENTRY_LEN - 4);
+    if crc32fast::hash(body).to_le_bytes() != crc {
+        return None;
+    }
+    let kind = match body[56] {
+        0 => Kind::Object,
+        1 => Kind::Chunk,
+        2 => Kind::Manifest,
+        _ => return None,
+    };
+    let codec = match body[57] {
+        0 => Codec::Raw,
+        1 => Codec::Zstd,
+        _ => return None,
+    };
+    Some((
+        ObjectId::from_bytes(body[..32].try_into().ok()?),
+        Location {
+            pack: u32::from_le_bytes(body[32..36].try_into().ok()?),
+            offset: u64::from_le_bytes(body[36..44].try_into().ok()?),
+            stored_len: u32::from_le_bytes(body[44..48].try_into().ok()?),
+            raw_len: u64::from_le_bytes(body[48..56].try_into().ok()?),
+            kind,
+            codec,
+        },
+    ))
+}
+
+fn put_varint(out: &mut Vec<u8>, mut n: u64) {
+    while n >= 0x80 {
+        out.push((n as u8) | 0x80);
+        n >>= 7;
+    }
+    out.push(n as u8);
+}
+
+fn take_varint(bytes: &[u8]) -> Option<(u64, &[u8])> {
+    let mut n = 0u64;
+    for (i, &b) in bytes.iter().enumerate().take(10) {
+        n |= u64::from(b & 0x7f).checked_shl(7 * i as u32)?;
+        if b & 0x80 == 0 {
+            return Some((n, &bytes[i + 1..]));
+        }
+    }
+    None
+}

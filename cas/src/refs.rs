@@ -1,0 +1,319 @@
+//! Refs: named pointers to objects (commits, for vst), updated by
+//! compare-and-swap under a lock, with a reflog.
+//!
+//! Layout under the store directory:
+//!
+//! ```text
+//! HEAD                  "ref: heads/NAME\n" (a branch) or "<64 hex>\n" (detached)
+//! refs/heads/NAME       "<64 hex>\n"
+//! logs/heads/NAME       one line per update: "<old hex or 0*64> <new hex or 0*64> <unix_us> <message>\n"
+//! refs.lock             held exclusively while a ref is read-compared-written
+//! ```
+//!
+//! An update writes the new value to a temporary file, syncs it, renames it
+//! over the ref, and syncs the directory: after `update` returns, the new
+//! value survives a crash, and at no point can a crash leave a ref half
+//! written. Two processes updating refs at once serialize on `refs.lock`;
+//! a compare-and-swap whose expected value is stale fails with
+//! [`RefError::Conflict`] and changes nothing.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::vfs::Vfs;
+use crate::{ObjectId, StoreError};
+
+/// Longest ref name, in bytes.
+pub const REF_NAME_LEN_MAX: usize = 200;
+
+/// A validated branch name: components of ASCII letters, digits, `.`, `_`
+/// and `-` joined by `/`; no component starts with `.` or ends with
+/// `.lock`; at most [`REF_NAME_LEN_MAX`] bytes.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RefName(String);
+
+impl RefName {
+    /// The name as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for RefName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl TryFrom<&str> for RefName {
+    type Error = RefError;
+    fn try_from(s: &str) -> Result<Self, RefError> {
+        let invalid = || RefError::InvalidName { name: s.to_owned() };
+        if s.is_empty() || s.len() > REF_NAME_LEN_MAX {
+            return Err(invalid());
+        }
+        for part in s.split('/') {
+            let ok_chars = part.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+            if part.is_empty() || part.starts_with('.') || part.ends_with(".lock") || !ok_chars {
+                return Err(invalid());
+            }
+        }
+        Ok(Self(s.to_owned()))
+    }
+}
+
+/// What `HEAD` points at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Head {
+    /// A branch (which may not exist yet: an unborn branch).
+    Branch(RefName),
+    /// A commit directly.
+    Detached(ObjectId),
+}
+
+/// One reflog line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReflogEntry {
+    /// The value before, `None` if the ref was created.
+    pub old: Option<ObjectId>,
+    /// The value after, `None` if the ref was deleted.
+    pub new: Option<ObjectId>,
+    /// When, in microseconds since the Unix epoch.
+    pub time_unix_us: i64,
+    /// Why.
+    pub message: String,
+}
+
+/// What went wrong with a ref.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RefError {
+    /// The name breaks the rules of [`RefName`].
+    #[error("invalid branch name {name:?}: use letters, digits, '.', '_', '-' and '/'")]
+    InvalidName {
+        /// The name given.
+        name: String,
+    },
+    /// Compare-and-swap failed: the ref moved since it was read.
+    #[error("branch {name} is at {actual}, not {expected} as expected: someone else updated it")]
+    Conflict {
+        /// The ref.
+        name: RefName,
+        /// What the caller expected (`none` for absent).
+        expected: String,
+        /// What it is.
+        actual: String,
+    },
+    /// A ref file does not hold a valid id.
+    #[error("ref {path} is damaged: {content:?}")]
+    Damaged {
+        /// The file.
+        path: PathBuf,
+        /// What it holds (at most 100 bytes of it).
+        content: String,
+    },
+    /// The filesystem failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+fn show(id: Option<ObjectId>) -> String {
+    id.map_or_else(|| "none".to_owned(), |i| i.to_string())
+}
+
+/// The refs of one store.
+#[derive(Debug, Clone)]
+pub struct Refs {
+    vfs: Arc<dyn Vfs>,
+    dir: PathBuf,
+}
+
+fn io_err(op: &'static str) -> impl FnOnce(io::Error) -> RefError {
+    move |source| RefError::Store(StoreError::Io { op, source })
+}
+
+impl Refs {
+    /// The refs stored under `dir` (the store directory).
+    pub fn new(vfs: Arc<dyn Vfs>, dir: &Path) -> Self {
+        Self { vfs, dir: dir.to_owned() }
+    }
+
+    fn ref_path(&self, name: &RefName) -> PathBuf {
+        self.dir.join("refs/heads").join(name.as_str())
+    }
+
+    fn log_path(&self, name: &RefName) -> PathBuf {
+        self.dir.join("logs/heads").join(name.as_str())
+    }
+
+    fn read_id_file(&self, path: &Path) -> Result<Option<String>, RefError> {
+        match self.vfs.read_file(path) {
+            Ok(bytes) => Ok(Some(String::from_utf8_lossy(&bytes).into_owned())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_err("read a ref")(e)),
+        }
+    }
+
+    fn parse_id(path: &Path, text: &str) -> Result<ObjectId, RefError> {
+        text.strip_suffix('\n').and_then(|t| t.parse().ok()).ok_or_else(|| RefError::Damaged {
+            path: path.to_owned(),
+            content: text.chars().take(100).collect(),
+        })
+    }
+
+    /// The value of branch `name`, if it exists.
+    pub fn get(&self, name: &RefName) -> Result<Option<ObjectId>, RefError> {
+        let path = self.ref_path(name);
+        self.read_id_file(&path)?.map(|text| Self::parse_id(&path, &text)).transpose()
+    }
+
+    /// Every branch and its value, sorted by name.
+    pub fn list(&self) -> Result<Vec<(RefName, ObjectId)>, RefError> {
+        let mut out = Vec::new();
+        let mut dirs = vec![String::new()];
+        while let Some(prefix) = dirs.pop() {
+            let dir = self.dir.join("refs/heads").join(&prefix);
+            for (entry, is_dir) in self.vfs.list(&dir).map_err(io_err("list refs"))? {
+                let full =
+                    if prefix.is_empty() { entry.clone() } else { format!("{prefix}/{entry}") };
+                if is_dir {
+                    dirs.push(full);
+                    continue;
+                }
+                // Temporary files of an update in progress are not refs.
+                let Ok(name) = RefName::try_from(full.as_str()) else { continue };
+                if let Some(id) = self.get(&name)? {
+                    out.push((name, id));
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Sets branch `name` to `new` (`None` deletes it) if it is now
+    /// `expected` (`None`: must not exist), durably, and logs it.
+    pub fn update(
+        &self,
+        name: &RefName,
+        expected: Option<ObjectId>,
+        new: Option<ObjectId>,
+        message: &str,
+    ) -> Result<(), RefError> {
+        let lock_path = self.dir.join("refs.lock");
+        let _lock = self.vfs.lock(&lock_path, true).map_err(io_err("lock the refs"))?;
+        let actual = self.get(name)?;
+        if actual != expected {
+            return Err(RefError::Conflict {
+                name: name.clone(),
+                expected: show(expected),
+                actual: show(actual),
+            });
+        }
+        let path = self.ref_path(name);
+        let parent = path.parent().expect("a ref path has a parent").to_owned();
+        match new {
+            Some(id) => {
+                self.vfs.create_dir_all(&parent).map_err(io_err("create a ref directory"))?;
+                self.write_atomic(&path, format!("{id}\n").as_bytes())?;
+            }
+            None => {
+                self.vfs.remove(&path).map_err(io_err("delete a ref"))?;
+                self.vfs.sync_dir(&parent).map_err(io_err("sync a ref directory"))?;
+            }
+        }
+        self.log(name, actual, new, message)
+    }
+
+    /// Writes `bytes` to `path` so that a crash leaves either the old or the
+    /// new content: temp file, fsync, rename, fsync of the directory.
+    fn write_atomic(&self, path: &Path, bytes: &[u8]) -> Result<(), RefError> {
+        let dir = path.parent().expect("a ref path has a parent");
+        let tmp = dir
+            .join(format!(".tmp-{}", path.file_name().and_then(|n| n.to_str()).unwrap_or("ref")));
+        self.vfs.write_file(&tmp, bytes).map_err(io_err("write a ref"))?;
+        self.vfs.sync(&tmp).map_err(io_err("sync a ref"))?;
+        self.vfs.rename(&tmp, path).map_err(io_err("rename a ref into place"))?;
+        self.vfs.sync_dir(dir).map_err(io_err("sync a ref directory"))
+    }
+
+    /// Appends to the reflog. Not synced: a lost reflog line after a crash
+    /// only shortens what GC keeps for its grace period; the ref itself was
+    /// made durable first.
+    fn log(
+        &self,
+        name: &RefName,
+        old: Option<ObjectId>,
+        new: Option<ObjectId>,
+        message: &str,
+    ) -> Result<(), RefError> {
+        let path = self.log_path(name);
+        let parent = path.parent().expect("a log path has a parent");
+        self.vfs.create_dir_all(parent).map_err(io_err("create a log directory"))?;
+        let zero = "0".repeat(64);
+        let hex = |id: Option<ObjectId>| id.map_or(zero.clone(), |i| i.to_string());
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
+        let message: String = message.chars().map(|c| if c == '\n' { ' ' } else { c }).collect();
+        let line = format!("{} {} {now} {message}\n", hex(old), hex(new));
+        self.vfs.append(&path, line.as_bytes()).map_err(io_err("append to a reflog"))
+    }
+
+    /// The reflog of branch `name`, oldest first. Lines that do not parse
+    /// (a torn last line after a crash) are skipped.
+    pub fn reflog(&self, name: &RefName) -> Result<Vec<ReflogEntry>, RefError> {
+        let text = match self.vfs.read_file(&self.log_path(name)) {
+            Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_err("read a reflog")(e)),
+        };
+        let parse_id = |s: &str| -> Option<Option<ObjectId>> {
+            if s.bytes().all(|b| b == b'0') && s.len() == 64 {
+                Some(None)
+            } else {
+                s.parse().ok().map(Some)
+            }
+        };
+        Ok(text
+            .lines()
+            .filter_map(|line| {
+                let mut parts = line.splitn(4, ' ');
+                Some(ReflogEntry {
+                    old: parse_id(parts.next()?)?,
+                    new: parse_id(parts.next()?)?,
+                    time_unix_us: parts.next()?.parse().ok()?,
+                    message: parts.next().unwrap_or("").to_owned(),
+                })
+            })
+            .collect())
+    }
+
+    /// What `HEAD` points at; a new store's `HEAD` is branch `main`.
+    pub fn head(&self) -> Result<Head, RefError> {
+        let path = self.dir.join("HEAD");
+        let Some(text) = self.read_id_file(&path)? else {
+            return Ok(Head::Branch(RefName("main".to_owned())));
+        };
+        if let Some(branch) = text.strip_prefix("ref: heads/").and_then(|t| t.strip_suffix('\n')) {
+            return RefName::try_from(branch).map(Head::Branch).map_err(|_| RefError::Damaged {
+                path: path.clone(),
+                content: text.chars().take(100).collect(),
+            });
+        }
+        Self::parse_id(&path, &text).map(Head::Detached)
+    }
+
+    /// Points `HEAD` at a branch or a commit, durably.
+    pub fn set_head(&self, head: &Head) -> Result<(), RefError> {
+        let lock_path = self.dir.join("refs.lock");
+        let _lock = self.vfs.lock(&lock_path, true).map_err(io_err("lock the refs"))?;
+        let text = match head {
+            Head::Branch(name) => format!("ref: heads/{name}\n"),
+            Head::Detached(id) => format!("{id}\n"),
+        };
+        self.vfs.create_dir_all(&self.dir).map_err(io_err("create the store directory"))?;
+        self.write_atomic(&self.dir.join("HEAD"), text.as_bytes())
+    }
+}
