@@ -1,0 +1,305 @@
+//! The pack store: conformance, recovery, corruption, faults, chunking.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use vst_cas::pack::{CHUNKING_LEN_MIN, PACK_MAGIC};
+use vst_cas::sim::{Fault, SimFs, Unsynced};
+use vst_cas::vfs::Vfs;
+use vst_cas::{Access, ObjectId, PackStore, Store, StoreError, conformance};
+
+fn sim_store(fs: &SimFs) -> PackStore {
+    PackStore::open_with(Arc::new(fs.clone()), Path::new("/s"), Access::ReadWrite).unwrap()
+}
+
+fn pack1() -> PathBuf {
+    PathBuf::from("/s/packs/pack-00000001.pack")
+}
+
+fn blob(i: u32, len: usize) -> Vec<u8> {
+    (0..len).map(|j| (j as u32).wrapping_mul(2654435761).wrapping_add(i).to_le_bytes()[1]).collect()
+}
+
+/// Bytes that look random to zstd but repeat in large runs to FastCDC.
+fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+#[test]
+fn pack_store_conforms_on_disk() {
+    let dirs: std::cell::RefCell<Vec<tempfile::TempDir>> = Default::default();
+    conformance::run_all(&mut || {
+        let dir = tempfile::tempdir().unwrap();
+        let store = PackStore::open(dir.path(), Access::ReadWrite).unwrap();
+        dirs.borrow_mut().push(dir);
+        store
+    });
+}
+
+#[test]
+fn pack_store_conforms_on_the_simulated_fs() {
+    conformance::run_all(&mut || sim_store(&SimFs::new()));
+}
+
+#[test]
+fn objects_survive_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let objects: Vec<Vec<u8>> = (0..200).map(|i| blob(i, 100 + i as usize * 37)).collect();
+    {
+        let store = PackStore::open(dir.path(), Access::ReadWrite).unwrap();
+        for o in &objects {
+            store.put(ObjectId::of(o), o).unwrap();
+        }
+        store.sync().unwrap();
+    }
+    let store = PackStore::open(dir.path(), Access::ReadWrite).unwrap();
+    assert_eq!(store.recovery().records_reindexed, 0, "the index covered everything");
+    for o in &objects {
+        assert_eq!(&store.get(&ObjectId::of(o)).unwrap()[..], &o[..]);
+    }
+}
+
+#[test]
+fn a_second_writer_is_refused_and_readers_are_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = PackStore::open(dir.path(), Access::ReadWrite).unwrap();
+    first.put(ObjectId::of(b"x"), b"x").unwrap();
+    first.sync().unwrap();
+    match PackStore::open(dir.path(), Access::ReadWrite) {
+        Err(StoreError::Locked { .. }) => {}
+        other => panic!("a second writer must be refused, got {other:?}"),
+    }
+    let reader = PackStore::open(dir.path(), Access::ReadOnly).unwrap();
+    assert_eq!(&reader.get(&ObjectId::of(b"x")).unwrap()[..], b"x");
+    assert!(matches!(reader.put(ObjectId::of(b"y"), b"y"), Err(StoreError::ReadOnly)));
+    drop(first);
+    PackStore::open(dir.path(), Access::ReadWrite).expect("the lock is released on drop");
+}
+
+#[test]
+fn a_lost_index_is_rebuilt_from_the_packs() {
+    let fs = SimFs::new();
+    let objects: Vec<Vec<u8>> = (0..50).map(|i| blob(i, 3000)).collect();
+    {
+        let store = sim_store(&fs);
+        for o in &objects {
+            store.put(ObjectId::of(o), o).unwrap();
+        }
+        store.sync().unwrap();
+    }
+    fs.remove(Path::new("/s/index")).unwrap();
+    let store = sim_store(&fs);
+    assert!(store.recovery().index_rebuilt);
+    for o in &objects {
+        assert_eq!(&store.get(&ObjectId::of(o)).unwrap()[..], &o[..]);
+    }
+    // A damaged index is rebuilt too.
+    drop(store);
+    fs.tamper(Path::new("/s/index"), |b| b[3] ^= 0xff);
+    let store = sim_store(&fs);
+    assert!(store.recovery().index_rebuilt);
+    assert_eq!(store.get(&ObjectId::of(&objects[7])).unwrap().len(), 3000);
+}
+
+#[test]
+fn a_torn_tail_is_cut_and_the_rest_kept() {
+    let fs = SimFs::new();
+    let a = noise(1, 5000);
+    let b = noise(2, 5000);
+    {
+        let store = sim_store(&fs);
+        store.put(ObjectId::of(&a), &a).unwrap();
+        store.sync().unwrap();
+        store.put(ObjectId::of(&b), &b).unwrap();
+        store.sync().unwrap();
+    }
+    // Lose the index's record of b and tear b's record in half.
+    let len = fs.len(&pack1()).unwrap().unwrap();
+    fs.tamper(&pack1(), |bytes| bytes.truncate(len as usize - 2000));
+    fs.tamper(Path::new("/s/index"), |bytes| bytes.truncate(8 + 64));
+    let store = sim_store(&fs);
+    assert!(store.recovery().torn_bytes_cut > 0);
+    assert_eq!(&store.get(&ObjectId::of(&a)).unwrap()[..], &a[..]);
+    assert!(matches!(store.get(&ObjectId::of(&b)), Err(StoreError::NotFound { .. })));
+    // And the store goes on appending after the cut.
+    store.put(ObjectId::of(&b), &b).unwrap();
+    store.sync().unwrap();
+    drop(store);
+    assert_eq!(&sim_store(&fs).get(&ObjectId::of(&b)).unwrap()[..], &b[..]);
+}
+
+#[test]
+fn flipped_bytes_are_errors_never_wrong_data() {
+    let fs = SimFs::new();
+    let objects: Vec<Vec<u8>> = (0..20).map(|i| blob(i, 2000)).collect();
+    {
+        let store = sim_store(&fs);
+        for o in &objects {
+            store.put(ObjectId::of(o), o).unwrap();
+        }
+        store.sync().unwrap();
+    }
+    let pack_len = fs.len(&pack1()).unwrap().unwrap() as usize;
+    // Flip one byte in each of several places of the pack: every read
+    // either returns the right bytes or an error naming the object.
+    for at in [PACK_MAGIC.len() + 5, PACK_MAGIC.len() + 60, pack_len / 2, pack_len - 3] {
+        let fs = fs.crash_image(Unsynced::Keep);
+        fs.tamper(&pack1(), |bytes| bytes[at] ^= 0x40);
+        let store = sim_store(&fs);
+        let mut errors = 0;
+        for o in &objects {
+            let id = ObjectId::of(o);
+            match store.get(&id) {
+                Ok(bytes) => assert_eq!(&bytes[..], &o[..], "wrong data for {id}"),
+                Err(StoreError::Damaged { id: got, .. } | StoreError::Corrupt { id: got, .. }) => {
+                    assert_eq!(got, id);
+                    errors += 1;
+                }
+                Err(e) => panic!("unexpected error {e}"),
+            }
+        }
+        assert_eq!(errors, 1, "a flip at {at} damages exactly one object");
+        assert_eq!(store.verify_all().len(), 1, "verification finds it");
+    }
+}
+
+#[test]
+fn a_flipped_index_entry_is_dropped_and_recovered_from_the_pack() {
+    let fs = SimFs::new();
+    let o = blob(9, 4000);
+    {
+        let store = sim_store(&fs);
+        store.put(ObjectId::of(&o), &o).unwrap();
+        store.sync().unwrap();
+    }
+    fs.tamper(Path::new("/s/index"), |bytes| bytes[8 + 40] ^= 1);
+    let store = sim_store(&fs);
+    assert_eq!(&store.get(&ObjectId::of(&o)).unwrap()[..], &o[..]);
+}
+
+#[test]
+fn write_and_sync_faults_poison_the_store_until_reopened() {
+    for kind in [std::io::ErrorKind::Other, std::io::ErrorKind::StorageFull] {
+        // Find the operations a put + sync performs, then fail each in turn.
+        let probe = SimFs::new();
+        let store = sim_store(&probe);
+        let start = probe.ops();
+        let data = blob(3, 10_000);
+        store.put(ObjectId::of(&data), &data).unwrap();
+        store.sync().unwrap();
+        let end = probe.ops();
+        drop(store);
+        for at in start..end {
+            let fs = SimFs::new();
+            let store = sim_store(&fs);
+            let committed = blob(4, 100);
+            store.put(ObjectId::of(&committed), &committed).unwrap();
+            store.sync().unwrap();
+            fs.set_fault(fs.ops() + (at - start), Fault::Error(kind));
+            let result = store.put(ObjectId::of(&data), &data).and_then(|()| store.sync());
+            assert!(result.is_err(), "fault at op {at} must fail the operation");
+            assert!(matches!(store.put(ObjectId::of(b"z"), b"z"), Err(StoreError::Poisoned)));
+            assert!(matches!(store.sync(), Err(StoreError::Poisoned)));
+            drop(store);
+            let store = sim_store(&fs);
+            assert!(store.verify_all().is_empty(), "reopened clean after a fault at op {at}");
+            assert_eq!(&store.get(&ObjectId::of(&committed)).unwrap()[..], &committed[..]);
+        }
+    }
+}
+
+#[test]
+fn large_objects_are_chunked_and_read_by_range() {
+    let fs = SimFs::new();
+    let store = sim_store(&fs);
+    let big = noise(7, 5 * CHUNKING_LEN_MIN + 12345);
+    let id = ObjectId::of(&big);
+    store.put(id, &big).unwrap();
+    store.sync().unwrap();
+    assert_eq!(&store.get(&id).unwrap()[..], &big[..]);
+    for (offset, len) in
+        [(0u64, 10u64), (1_000_000, 4096), (big.len() as u64 - 1, 1), (123_456, 2_500_000)]
+    {
+        let got = store.read_range(&id, offset, len).unwrap();
+        assert_eq!(&got[..], &big[offset as usize..(offset + len) as usize]);
+    }
+    drop(store);
+    let store = sim_store(&fs);
+    assert_eq!(&store.read_range(&id, 3_000_000, 100).unwrap()[..], &big[3_000_000..3_000_100]);
+    assert!(store.verify_all().is_empty());
+}
+
+#[test]
+fn compressible_objects_are_compressed_and_others_are_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = PackStore::open(dir.path(), Access::ReadWrite).unwrap();
+    let text = b"the same line again and again\n".repeat(1000);
+    let random = noise(5, 30_000);
+    store.put(ObjectId::of(&text), &text).unwrap();
+    store.put(ObjectId::of(&random), &random).unwrap();
+    store.sync().unwrap();
+    let pack_len = std::fs::metadata(dir.path().join("packs/pack-00000001.pack")).unwrap().len();
+    assert!(pack_len < 30_000 + 2_000, "text compressed: pack is {pack_len} bytes");
+    assert!(pack_len > 30_000, "random bytes stored as they are");
+    assert_eq!(&store.get(&ObjectId::of(&text)).unwrap()[..], &text[..]);
+    assert_eq!(&store.get(&ObjectId::of(&random)).unwrap()[..], &random[..]);
+}
+
+#[test]
+fn ten_edited_versions_of_a_large_file_share_their_chunks() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = PackStore::open(dir.path(), Access::ReadWrite).unwrap();
+    let len = 64 << 20;
+    let mut file = noise(11, len);
+    for version in 0..10u8 {
+        // A small edit in the middle.
+        let at = len / 2 + usize::from(version) * 4096;
+        file[at..at + 100].fill(version);
+        store.put(ObjectId::of(&file), &file).unwrap();
+    }
+    store.sync().unwrap();
+    let stored: u64 = std::fs::read_dir(dir.path().join("packs"))
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum();
+    let ratio = stored as f64 / len as f64;
+    assert!(ratio <= 1.2, "ten versions take {ratio:.3}x the space of one");
+    assert_eq!(&store.get(&ObjectId::of(&file)).unwrap()[..], &file[..]);
+}
+
+#[test]
+fn many_threads_committing_share_fsyncs_and_lose_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(PackStore::open(dir.path(), Access::ReadWrite).unwrap());
+    let threads: Vec<_> = (0..8u32)
+        .map(|t| {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                for i in 0..20u32 {
+                    let data = blob(t * 1000 + i, 500);
+                    store.put(ObjectId::of(&data), &data).unwrap();
+                    store.sync().unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    drop(store);
+    let store = PackStore::open(dir.path(), Access::ReadWrite).unwrap();
+    for t in 0..8u32 {
+        for i in 0..20u32 {
+            let data = blob(t * 1000 + i, 500);
+            assert_eq!(&store.get(&ObjectId::of(&data)).unwrap()[..], &data[..]);
+        }
+    }
+}
