@@ -2,6 +2,7 @@
 
 mod checkout;
 mod commit;
+mod durability;
 mod encoding;
 mod model;
 mod support;

@@ -36,6 +36,9 @@ pub enum Error {
     /// The store failed (missing object, corrupt object, I/O).
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A ref could not be read or updated (bad name, lost race, damage).
+    #[error(transparent)]
+    Ref(vst_cas::RefError),
     /// An object's bytes are not a valid encoding.
     #[error("{kind} {id} is malformed")]
     Decode {

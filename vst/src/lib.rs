@@ -25,10 +25,12 @@ pub mod checkout;
 pub mod commit;
 pub mod diff;
 mod error;
+pub mod fsck;
 mod id;
 pub mod limits;
 mod name;
 pub mod read;
+pub mod repo;
 pub mod tree;
 mod working_set;
 
@@ -36,8 +38,10 @@ pub use checkout::{CheckoutStats, checkout, checkout_update};
 pub use commit::{Commit, Timestamp};
 pub use diff::{Change, ChangeKind, diff_trees};
 pub use error::{Error, ObjectKind, Result};
+pub use fsck::{FsckReport, ReadData, fsck};
 pub use id::{BlobId, CommitId, TreeId};
 pub use name::{InvalidName, Name, RepoPath, validate_name};
+pub use repo::Repo;
 pub use tree::{DecodeError, EntryKind, FileEntry, SymlinkTarget, Tree, TreeEntry};
 pub use working_set::{
     CommitOptions, FileWrite, PARALLEL_BATCH_LEN_MIN, PARALLEL_BLOB_LEN_MIN,

@@ -1,0 +1,110 @@
+//! Refs: compare-and-swap, reflog, HEAD, names, durability.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use vst_cas::sim::{SimFs, Unsynced};
+use vst_cas::vfs::{RealFs, Vfs};
+use vst_cas::{Head, ObjectId, RefError, RefName, Refs};
+
+fn name(s: &str) -> RefName {
+    RefName::try_from(s).unwrap()
+}
+
+#[test]
+fn compare_and_swap() {
+    let dir = tempfile::tempdir().unwrap();
+    let refs = Refs::new(Arc::new(RealFs::new()), dir.path());
+    let (a, b, c) = (ObjectId::of(b"a"), ObjectId::of(b"b"), ObjectId::of(b"c"));
+    let main = name("main");
+    assert_eq!(refs.get(&main).unwrap(), None);
+    refs.update(&main, None, Some(a), "create").unwrap();
+    assert!(matches!(refs.update(&main, None, Some(b), "again"), Err(RefError::Conflict { .. })));
+    assert!(matches!(
+        refs.update(&main, Some(c), Some(b), "stale"),
+        Err(RefError::Conflict { .. })
+    ));
+    assert_eq!(refs.get(&main).unwrap(), Some(a), "a failed swap changes nothing");
+    refs.update(&main, Some(a), Some(b), "advance").unwrap();
+    refs.update(&name("feature/x"), None, Some(c), "branch").unwrap();
+    let listed: Vec<_> =
+        refs.list().unwrap().into_iter().map(|(n, id)| (n.to_string(), id)).collect();
+    assert_eq!(listed, [("feature/x".to_owned(), c), ("main".to_owned(), b)]);
+    refs.update(&name("feature/x"), Some(c), None, "delete").unwrap();
+    assert_eq!(refs.get(&name("feature/x")).unwrap(), None);
+    let log = refs.reflog(&main).unwrap();
+    assert_eq!(log.len(), 2);
+    assert_eq!((log[0].old, log[0].new, log[0].message.as_str()), (None, Some(a), "create"));
+    assert_eq!((log[1].old, log[1].new), (Some(a), Some(b)));
+}
+
+#[test]
+fn head_is_a_branch_or_a_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let refs = Refs::new(Arc::new(RealFs::new()), dir.path());
+    assert_eq!(refs.head().unwrap(), Head::Branch(name("main")), "a new store is on main");
+    refs.set_head(&Head::Branch(name("dev"))).unwrap();
+    assert_eq!(refs.head().unwrap(), Head::Branch(name("dev")));
+    let id = ObjectId::of(b"x");
+    refs.set_head(&Head::Detached(id)).unwrap();
+    assert_eq!(refs.head().unwrap(), Head::Detached(id));
+}
+
+#[test]
+fn names_are_checked() {
+    for bad in ["", "..", "a/../b", ".hidden", "a//b", "x.lock", "sp ace", "a/", "/a", "ü"] {
+        assert!(RefName::try_from(bad).is_err(), "{bad:?} must be refused");
+    }
+    for good in ["main", "feature/x-1", "v1.2_rc"] {
+        assert!(RefName::try_from(good).is_ok(), "{good:?}");
+    }
+}
+
+#[test]
+fn a_damaged_ref_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let refs = Refs::new(Arc::new(RealFs::new()), dir.path());
+    refs.update(&name("main"), None, Some(ObjectId::of(b"a")), "x").unwrap();
+    let path = dir.path().join("refs/heads/main");
+    let mut text = std::fs::read(&path).unwrap();
+    text[5] = b'z';
+    std::fs::write(&path, text).unwrap();
+    assert!(matches!(refs.get(&name("main")), Err(RefError::Damaged { .. })));
+}
+
+#[test]
+fn an_update_survives_any_crash_as_old_or_new() {
+    let (a, b) = (ObjectId::of(b"a"), ObjectId::of(b"b"));
+    let main = name("main");
+    let probe = SimFs::new();
+    probe.create_dir_all(Path::new("/s")).unwrap();
+    let refs = Refs::new(Arc::new(probe.clone()), Path::new("/s"));
+    refs.update(&main, None, Some(a), "one").unwrap();
+    let start = probe.ops();
+    refs.update(&main, Some(a), Some(b), "two").unwrap();
+    let end = probe.ops();
+    for at in start..=end {
+        for unsynced in [Unsynced::Drop, Unsynced::Keep, Unsynced::TearHalf, Unsynced::Zeros] {
+            let fs = SimFs::new();
+            fs.create_dir_all(Path::new("/s")).unwrap();
+            let refs = Refs::new(Arc::new(fs.clone()), Path::new("/s"));
+            refs.update(&main, None, Some(a), "one").unwrap();
+            fs.set_fault(fs.ops() + (at - start), vst_cas::sim::Fault::Crash);
+            let acknowledged = refs.update(&main, Some(a), Some(b), "two").is_ok();
+            let after = Refs::new(Arc::new(fs.crash_image(unsynced)), Path::new("/s"));
+            let value = after.get(&main).unwrap();
+            if acknowledged {
+                assert_eq!(
+                    value,
+                    Some(b),
+                    "an acknowledged update is durable (crash at {at}, {unsynced:?})"
+                );
+            } else {
+                assert!(
+                    value == Some(a) || value == Some(b),
+                    "old or new, never torn ({at}, {unsynced:?})"
+                );
+            }
+        }
+    }
+}

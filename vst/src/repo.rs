@@ -1,0 +1,142 @@
+//! A repository on disk: the pack store and the refs in one directory
+//! (`.vst/` under the working tree, for the CLI), and the commit protocol
+//! that ties them together.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use vst_cas::vfs::{RealFs, Vfs};
+use vst_cas::{Access, Head, PackStore, RefError, RefName, Refs, Store};
+
+use crate::error::{Error, Result};
+use crate::fsck::{FsckReport, ReadData, fsck};
+use crate::id::CommitId;
+use crate::working_set::{CommitOptions, WorkingSet, commit};
+
+/// The directory name a repository keeps under its working tree.
+pub const REPO_DIR_NAME: &str = ".vst";
+
+/// An open repository: a pack store and its refs.
+#[derive(Debug, Clone)]
+pub struct Repo {
+    dir: PathBuf,
+    store: Arc<PackStore>,
+    refs: Refs,
+}
+
+impl Repo {
+    /// Opens the repository whose store directory is `dir` (created if
+    /// missing), for writing: one process at a time.
+    pub fn open(dir: &Path) -> Result<Self> {
+        Self::open_with(Arc::new(RealFs::new()), dir, Access::ReadWrite)
+    }
+
+    /// Opens the repository in `dir` through `vfs`.
+    pub fn open_with(vfs: Arc<dyn Vfs>, dir: &Path, access: Access) -> Result<Self> {
+        let store = Arc::new(PackStore::open_with(vfs.clone(), dir, access)?);
+        Ok(Self { dir: dir.to_owned(), store, refs: Refs::new(vfs, dir) })
+    }
+
+    /// The store directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The pack store.
+    pub fn pack_store(&self) -> &Arc<PackStore> {
+        &self.store
+    }
+
+    /// The store, as the rest of the library takes it.
+    pub fn store(&self) -> Arc<dyn Store> {
+        self.store.clone()
+    }
+
+    /// The refs.
+    pub fn refs(&self) -> &Refs {
+        &self.refs
+    }
+
+    /// The commit `HEAD` resolves to; `None` on an unborn branch.
+    pub fn head_commit(&self) -> Result<Option<CommitId>> {
+        match self.refs.head().map_err(ref_err)? {
+            Head::Detached(id) => Ok(Some(CommitId::new(id))),
+            Head::Branch(name) => Ok(self.refs.get(&name).map_err(ref_err)?.map(CommitId::new)),
+        }
+    }
+
+    /// A working set holding `HEAD` (empty on an unborn branch).
+    pub fn working_set(&self) -> Result<WorkingSet> {
+        match self.head_commit()? {
+            Some(id) => WorkingSet::from_commit(self.store(), id),
+            None => Ok(WorkingSet::new(self.store())),
+        }
+    }
+
+    /// Commits `ws` and moves the current branch to the new commit. The
+    /// protocol (see `docs/format.md`): objects appended and synced, then
+    /// the branch moved by compare-and-swap from `ws`'s previous head, its
+    /// file written to a temporary name, synced, renamed, the directory
+    /// synced. If the branch moved meanwhile (another writer), the commit
+    /// object exists but no ref names it, and this is a
+    /// [`RefError::Conflict`].
+    pub fn commit(&self, ws: &mut WorkingSet, options: &CommitOptions) -> Result<CommitId> {
+        let parent = ws.head();
+        let id = commit(ws, options)?;
+        let message = format!("commit: {}", options.message.lines().next().unwrap_or(""));
+        let moved = match self.refs.head().map_err(ref_err)? {
+            Head::Branch(name) => self.refs.update(
+                &name,
+                parent.map(|p| p.object_id()),
+                Some(id.object_id()),
+                &message,
+            ),
+            Head::Detached(_) => self.refs.set_head(&Head::Detached(id.object_id())),
+        };
+        moved.map_err(ref_err)?;
+        Ok(id)
+    }
+
+    /// Every commit a ref names: branches and a detached `HEAD`.
+    pub fn roots(&self) -> Result<Vec<CommitId>> {
+        let mut roots: Vec<CommitId> = self
+            .refs
+            .list()
+            .map_err(ref_err)?
+            .into_iter()
+            .map(|(_, id)| CommitId::new(id))
+            .collect();
+        if let Head::Detached(id) = self.refs.head().map_err(ref_err)? {
+            roots.push(CommitId::new(id));
+        }
+        Ok(roots)
+    }
+
+    /// Checks everything the refs reach (see [`fsck`]); with
+    /// [`ReadData::Yes`] also every record in the packs, reachable or not.
+    pub fn fsck(&self, read_data: ReadData) -> Result<FsckReport> {
+        let mut report = fsck(self.store.as_ref(), &self.roots()?, read_data);
+        if read_data == ReadData::Yes {
+            for (id, error) in self.store.verify_all() {
+                report.problems.push(crate::fsck::Problem {
+                    id,
+                    kind: crate::ObjectKind::Blob,
+                    error: error.into(),
+                });
+            }
+        }
+        Ok(report)
+    }
+
+    /// The branch `name`, validated.
+    pub fn branch(name: &str) -> Result<RefName> {
+        RefName::try_from(name).map_err(ref_err)
+    }
+}
+
+fn ref_err(e: RefError) -> Error {
+    match e {
+        RefError::Store(e) => Error::Store(e),
+        other => Error::Ref(other),
+    }
+}
