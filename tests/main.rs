@@ -4,5 +4,6 @@ mod checkout;
 mod commit;
 mod durability;
 mod encoding;
+mod gc;
 mod model;
 mod support;

@@ -106,6 +106,15 @@ impl Location {
     }
 }
 
+/// Where a record may be: the write buffer is checked (under the writer
+/// lock) unless the caller holds that lock and has flushed it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ReadFrom {
+    PackOrBuffer,
+    /// The caller holds the writer lock and the buffer is empty.
+    PackOnly,
+}
+
 /// Whether a store may write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
@@ -143,6 +152,10 @@ pub struct PackStore {
     synced_cond: Condvar,
     poisoned: AtomicBool,
     recovery: Recovery,
+    /// Every id put through this handle since it was opened, new or
+    /// already stored. GC keeps them all: they may belong to a working set
+    /// that has not committed yet.
+    fresh: Mutex<std::collections::HashSet<ObjectId, IdBuildHasher>>,
 }
 
 #[derive(Debug)]
@@ -234,6 +247,7 @@ impl PackStore {
             synced_cond: Condvar::new(),
             poisoned: AtomicBool::new(false),
             recovery: Recovery::default(),
+            fresh: Mutex::new(Default::default()),
         };
         store.recover(&mut packs)?;
         Ok(store)
@@ -586,11 +600,17 @@ impl PackStore {
 
     /// Reads and checks one record's payload (decompressed). Checks the
     /// record's checksum and that it is the record of `id`; not that the
-    /// payload hashes to `id` (callers do, by kind).
-    fn read_record(&self, id: &ObjectId, loc: &Location) -> Result<Vec<u8>, StoreError> {
+    /// payload hashes to `id` (callers do, by kind). `from` says whether
+    /// the record may still sit in the write buffer.
+    fn read_record(
+        &self,
+        id: &ObjectId,
+        loc: &Location,
+        from: ReadFrom,
+    ) -> Result<Vec<u8>, StoreError> {
         let total = RECORD_HEADER_LEN + loc.stored_len as usize + RECORD_TRAILER_LEN;
         let mut raw = vec![0u8; total];
-        let buffered = {
+        let buffered = from == ReadFrom::PackOrBuffer && {
             let w = self.lock_writer();
             if loc.pack == w.pack && loc.offset >= w.pack_len {
                 let start = (loc.offset - w.pack_len) as usize;
@@ -640,7 +660,7 @@ impl PackStore {
 
     /// A whole chunk or object, verified against its id.
     fn read_verified(&self, id: &ObjectId, loc: &Location) -> Result<Vec<u8>, StoreError> {
-        let bytes = self.read_record(id, loc)?;
+        let bytes = self.read_record(id, loc, ReadFrom::PackOrBuffer)?;
         crate::verify(id, &bytes)?;
         Ok(bytes)
     }
@@ -649,8 +669,9 @@ impl PackStore {
         &self,
         id: &ObjectId,
         loc: &Location,
+        from: ReadFrom,
     ) -> Result<Vec<(ObjectId, u64)>, StoreError> {
-        let bytes = self.read_record(id, loc)?;
+        let bytes = self.read_record(id, loc, from)?;
         let damaged = || StoreError::Damaged { id: *id, damage: Damage::Manifest };
         let body_len = bytes.len().checked_sub(32).ok_or_else(damaged)?;
         let (body, check) = bytes.split_at(body_len);
@@ -692,15 +713,22 @@ impl PackStore {
         for (id, loc) in entries {
             let result = match loc.kind {
                 Kind::Object | Kind::Chunk => self.read_verified(&id, &loc).map(drop),
-                Kind::Manifest => self.read_manifest(&id, &loc).and_then(|chunks| {
-                    chunks.iter().try_for_each(|(cid, _)| {
-                        if self.index.read().unwrap_or_else(|e| e.into_inner()).contains_key(cid) {
-                            Ok(())
-                        } else {
-                            Err(StoreError::NotFound { id: *cid })
-                        }
+                Kind::Manifest => {
+                    self.read_manifest(&id, &loc, ReadFrom::PackOrBuffer).and_then(|chunks| {
+                        chunks.iter().try_for_each(|(cid, _)| {
+                            if self
+                                .index
+                                .read()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .contains_key(cid)
+                            {
+                                Ok(())
+                            } else {
+                                Err(StoreError::NotFound { id: *cid })
+                            }
+                        })
                     })
-                }),
+                }
             };
             if let Err(e) = result {
                 bad.push((id, e));
@@ -717,6 +745,10 @@ impl Store for PackStore {
 
     fn put_batch(&self, objects: &[(ObjectId, &[u8])]) -> Result<(), StoreError> {
         self.check_writable()?;
+        self.fresh
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(objects.iter().map(|(id, _)| *id));
         let mut w = self.lock_writer();
         for (id, bytes) in objects {
             debug_assert_eq!(
@@ -734,7 +766,7 @@ impl Store for PackStore {
         match loc.kind {
             Kind::Object | Kind::Chunk => self.read_verified(id, &loc).map(Bytes::from),
             Kind::Manifest => {
-                let chunks = self.read_manifest(id, &loc)?;
+                let chunks = self.read_manifest(id, &loc, ReadFrom::PackOrBuffer)?;
                 let mut out = Vec::with_capacity(usize::try_from(loc.raw_len).unwrap_or(0));
                 for (cid, _) in chunks {
                     out.extend_from_slice(&self.read_verified(&cid, &self.location(&cid)?)?);
@@ -760,7 +792,7 @@ impl Store for PackStore {
         // against its own id.
         let mut out = Vec::with_capacity(len as usize);
         let mut chunk_start = 0u64;
-        for (cid, chunk_len) in self.read_manifest(id, &loc)? {
+        for (cid, chunk_len) in self.read_manifest(id, &loc, ReadFrom::PackOrBuffer)? {
             let chunk_end = chunk_start + chunk_len;
             if chunk_end > offset && chunk_start < end {
                 let data = self.read_verified(&cid, &self.location(&cid)?)?;
@@ -846,6 +878,148 @@ impl PackStore {
             Ok(position)
         })();
         self.poison(result)
+    }
+}
+
+/// Whether GC changes anything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GcMode {
+    /// Only count what would be removed.
+    DryRun,
+    /// Repack what is kept and delete the old packs.
+    Collect,
+}
+
+/// What a GC kept and removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GcStats {
+    /// Records kept (objects, chunks and chunk lists).
+    pub records_kept: u64,
+    /// Records removed.
+    pub records_removed: u64,
+    /// Bytes of pack files before.
+    pub bytes_before: u64,
+    /// Bytes of pack files after (for a dry run: what they would be).
+    pub bytes_after: u64,
+}
+
+impl PackStore {
+    /// Removes every record that is neither in `live` nor put through this
+    /// handle since it was opened (nor a chunk of one of those), by copying
+    /// the kept records into new packs, writing a new index durably, and
+    /// only then deleting the old packs.
+    ///
+    /// Safe against commits running at the same time: other processes
+    /// cannot write (the store's lock), and everything this process put
+    /// since opening is kept, so objects of a commit whose ref the caller's
+    /// mark did not see yet survive. Writers wait while the repack runs.
+    /// A crash at any point leaves either the old packs and index, or the
+    /// new ones (old packs that survive a crash are scanned back in on open
+    /// and collected again next time).
+    pub fn gc(
+        &self,
+        live: &std::collections::HashSet<ObjectId>,
+        mode: GcMode,
+    ) -> Result<GcStats, StoreError> {
+        self.check_writable()?;
+        self.sync()?;
+        let mut w = self.lock_writer();
+        self.flush(&mut w)?;
+        let index = self.index.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let mut keep: std::collections::HashSet<ObjectId> = live.clone();
+        keep.extend(self.fresh.lock().unwrap_or_else(|e| e.into_inner()).iter().copied());
+        // Chunks of kept chunk lists are kept.
+        let manifests: Vec<(ObjectId, Location)> = index
+            .iter()
+            .filter(|(id, l)| l.kind == Kind::Manifest && keep.contains(*id))
+            .map(|(i, l)| (*i, *l))
+            .collect();
+        for (id, loc) in manifests {
+            keep.extend(
+                self.read_manifest(&id, &loc, ReadFrom::PackOnly)?.into_iter().map(|(cid, _)| cid),
+            );
+        }
+        let mut kept: Vec<(ObjectId, Location)> =
+            index.iter().filter(|(id, _)| keep.contains(*id)).map(|(i, l)| (*i, *l)).collect();
+        kept.sort_unstable_by_key(|(_, l)| (l.pack, l.offset));
+        let old_packs: Vec<u32> = {
+            let mut packs: Vec<u32> = index.values().map(|l| l.pack).collect();
+            packs.push(w.pack);
+            packs.sort_unstable();
+            packs.dedup();
+            packs
+        };
+        let mut stats = GcStats {
+            records_kept: kept.len() as u64,
+            records_removed: (index.len() - kept.len()) as u64,
+            ..GcStats::default()
+        };
+        for pack in &old_packs {
+            stats.bytes_before +=
+                self.vfs.len(&self.pack_path(*pack)).map_err(io_err("stat a pack"))?.unwrap_or(0);
+        }
+        stats.bytes_after =
+            PACK_MAGIC.len() as u64 + kept.iter().map(|(_, l)| l.end() - l.offset).sum::<u64>();
+        if mode == GcMode::DryRun {
+            return Ok(stats);
+        }
+        let result = self.repack(&mut w, &kept, &old_packs);
+        self.poison(result)?;
+        Ok(stats)
+    }
+
+    /// Copies `kept` records into new packs after the last one, installs
+    /// a new index, then deletes `old_packs`.
+    fn repack(
+        &self,
+        w: &mut Writer,
+        kept: &[(ObjectId, Location)],
+        old_packs: &[u32],
+    ) -> Result<(), StoreError> {
+        let first_new = w.pack + 1;
+        let mut pack = first_new;
+        let mut out = PACK_MAGIC.to_vec();
+        let mut new_index: HashMap<ObjectId, Location, IdBuildHasher> = HashMap::default();
+        let write_pack = |n: u32, bytes: &[u8]| -> Result<(), StoreError> {
+            let path = self.pack_path(n);
+            self.vfs.write_file(&path, bytes).map_err(io_err("write a new pack"))?;
+            self.vfs.sync(&path).map_err(io_err("sync a new pack"))
+        };
+        for (id, loc) in kept {
+            let total = (loc.end() - loc.offset) as usize;
+            if out.len() + total > PACK_LEN_MAX as usize && out.len() > PACK_MAGIC.len() {
+                write_pack(pack, &out)?;
+                pack += 1;
+                out = PACK_MAGIC.to_vec();
+            }
+            let mut record = vec![0u8; total];
+            self.vfs
+                .read_at(&self.pack_path(loc.pack), loc.offset, &mut record)
+                .map_err(io_err("read a pack"))?;
+            if parse_record(&record).map(|r| r.0) != Some(*id) {
+                return Err(StoreError::Damaged { id: *id, damage: Damage::Checksum });
+            }
+            new_index.insert(*id, Location { pack, offset: out.len() as u64, ..*loc });
+            out.extend_from_slice(&record);
+        }
+        write_pack(pack, &out)?;
+        self.vfs.sync_dir(&self.dir.join("packs")).map_err(io_err("sync the packs directory"))?;
+        // The new index names only the new packs; once it is in place the
+        // old packs are garbage.
+        self.write_index(&new_index)?;
+        *self.index.write().unwrap_or_else(|e| e.into_inner()) = new_index;
+        w.pack = pack;
+        w.pack_len = out.len() as u64;
+        w.buf.clear();
+        w.unindexed.clear();
+        {
+            let mut synced = self.synced.lock().unwrap_or_else(|e| e.into_inner());
+            synced.durable = (pack, w.pack_len);
+        }
+        for old in old_packs {
+            self.vfs.remove(&self.pack_path(*old)).map_err(io_err("delete an old pack"))?;
+        }
+        self.vfs.sync_dir(&self.dir.join("packs")).map_err(io_err("sync the packs directory"))
     }
 }
 

@@ -171,20 +171,32 @@ impl Refs {
     /// Every branch and its value, sorted by name.
     pub fn list(&self) -> Result<Vec<(RefName, ObjectId)>, RefError> {
         let mut out = Vec::new();
+        for name in self.names_under("refs/heads")? {
+            if let Some(id) = self.get(&name)? {
+                out.push((name, id));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every branch that has a reflog, deleted branches included, sorted.
+    pub fn logged(&self) -> Result<Vec<RefName>, RefError> {
+        self.names_under("logs/heads")
+    }
+
+    /// The valid ref names of the files under `sub`, nested directories
+    /// included, sorted. Temporary files of an update are not valid names.
+    fn names_under(&self, sub: &str) -> Result<Vec<RefName>, RefError> {
+        let mut out = Vec::new();
         let mut dirs = vec![String::new()];
         while let Some(prefix) = dirs.pop() {
-            let dir = self.dir.join("refs/heads").join(&prefix);
+            let dir = self.dir.join(sub).join(&prefix);
             for (entry, is_dir) in self.vfs.list(&dir).map_err(io_err("list refs"))? {
-                let full =
-                    if prefix.is_empty() { entry.clone() } else { format!("{prefix}/{entry}") };
+                let full = if prefix.is_empty() { entry } else { format!("{prefix}/{entry}") };
                 if is_dir {
                     dirs.push(full);
-                    continue;
-                }
-                // Temporary files of an update in progress are not refs.
-                let Ok(name) = RefName::try_from(full.as_str()) else { continue };
-                if let Some(id) = self.get(&name)? {
-                    out.push((name, id));
+                } else if let Ok(name) = RefName::try_from(full.as_str()) {
+                    out.push(name);
                 }
             }
         }

@@ -2,15 +2,18 @@
 //! (`.vst/` under the working tree, for the CLI), and the commit protocol
 //! that ties them together.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use vst_cas::vfs::{RealFs, Vfs};
-use vst_cas::{Access, Head, PackStore, RefError, RefName, Refs, Store};
+use vst_cas::{Access, GcMode, GcStats, Head, ObjectId, PackStore, RefError, RefName, Refs, Store};
 
 use crate::error::{Error, Result};
 use crate::fsck::{FsckReport, ReadData, fsck};
 use crate::id::CommitId;
+use crate::read::{check_depth, read_commit, read_tree};
+use crate::tree::EntryKind;
 use crate::working_set::{CommitOptions, WorkingSet, commit};
 
 /// The directory name a repository keeps under its working tree.
@@ -128,10 +131,65 @@ impl Repo {
         Ok(report)
     }
 
+    /// Removes what nothing keeps: objects not reachable from a branch, a
+    /// detached `HEAD`, or a reflog entry younger than `grace` (so a branch
+    /// moved or deleted by mistake can be restored for that long), and not
+    /// written through this handle since it was opened. See
+    /// [`PackStore::gc`] for why this is safe while commits run.
+    pub fn gc(&self, grace: std::time::Duration, mode: GcMode) -> Result<GcStats> {
+        let now_us = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
+        let cutoff_us = now_us.saturating_sub(i64::try_from(grace.as_micros()).unwrap_or(i64::MAX));
+        let mut roots = self.roots()?;
+        for name in self.refs.logged().map_err(ref_err)? {
+            for entry in self.refs.reflog(&name).map_err(ref_err)? {
+                if entry.time_unix_us >= cutoff_us {
+                    roots.extend(entry.old.into_iter().chain(entry.new).map(CommitId::new));
+                }
+            }
+        }
+        let live = reachable(self.store.as_ref(), &roots)?;
+        Ok(self.store.gc(&live, mode)?)
+    }
+
     /// The branch `name`, validated.
     pub fn branch(name: &str) -> Result<RefName> {
         RefName::try_from(name).map_err(ref_err)
     }
+}
+
+/// Every object reachable from `roots`: commits, trees and blobs. An
+/// object that cannot be read is an error: GC must not guess.
+fn reachable(store: &dyn Store, roots: &[CommitId]) -> Result<HashSet<ObjectId>> {
+    let mut seen = HashSet::new();
+    let mut commits = roots.to_vec();
+    let mut trees = Vec::new();
+    while let Some(id) = commits.pop() {
+        if !seen.insert(id.object_id()) {
+            continue;
+        }
+        let commit = read_commit(store, id)?;
+        commits.extend(commit.parents.iter().copied());
+        trees.push((commit.tree, 0usize));
+        while let Some((tree_id, depth)) = trees.pop() {
+            if !seen.insert(tree_id.object_id()) {
+                continue;
+            }
+            let tree = read_tree(store, tree_id)?;
+            check_depth(depth, tree_id, &tree)?;
+            for entry in tree.entries() {
+                match &entry.kind {
+                    EntryKind::Dir(sub) => trees.push((*sub, depth + 1)),
+                    EntryKind::File(f) => {
+                        seen.insert(f.id.object_id());
+                    }
+                    EntryKind::Symlink(_) => {}
+                }
+            }
+        }
+    }
+    Ok(seen)
 }
 
 fn ref_err(e: RefError) -> Error {

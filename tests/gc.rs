@@ -1,0 +1,151 @@
+//! GC: what it keeps, what it removes, and that it loses nothing when a
+//! commit runs at the same time or the process dies in the middle.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use vst::{CommitId, CommitOptions, ReadData, Repo, read};
+use vst_cas::sim::{Fault, SimFs, Unsynced};
+use vst_cas::{Access, GcMode, Store};
+
+use crate::support::{p, read_tree_plain};
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// A repository with `main` (two commits) and a deleted branch `tmp`
+/// whose commit holds a large file only it references.
+fn setup(open: &dyn Fn() -> Repo) -> (CommitId, CommitId) {
+    let repo = open();
+    let mut ws = repo.working_set().unwrap();
+    ws.write(&p("a"), b"one").unwrap();
+    repo.commit(&mut ws, &CommitOptions::default()).unwrap();
+    ws.write(&p("b"), &noise(1, 200_000)).unwrap();
+    let main = repo.commit(&mut ws, &CommitOptions::default()).unwrap();
+    let tmp = Repo::branch("tmp").unwrap();
+    let mut side = repo.working_set().unwrap();
+    side.write(&p("big"), &noise(2, 3_000_000)).unwrap();
+    let side_commit = vst::commit(&mut side, &CommitOptions::default()).unwrap();
+    repo.refs().update(&tmp, None, Some(side_commit.object_id()), "branch").unwrap();
+    repo.refs().update(&tmp, Some(side_commit.object_id()), None, "delete").unwrap();
+    (main, side_commit)
+}
+
+#[test]
+fn gc_keeps_what_refs_and_recent_reflogs_reach_and_removes_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let (main, side) = setup(&|| Repo::open(dir.path()).unwrap());
+    // A new handle: nothing is "fresh" any more.
+    let repo = Repo::open(dir.path()).unwrap();
+    let dry = repo.gc(Duration::ZERO, GcMode::DryRun).unwrap();
+    assert!(dry.records_removed > 0);
+    let kept = repo.gc(HOUR, GcMode::Collect).unwrap();
+    assert_eq!(kept.records_removed, 0, "the deleted branch is still in its reflog's grace period");
+    assert!(repo.store().contains(&side.object_id()).unwrap());
+    let stats = repo.gc(Duration::ZERO, GcMode::Collect).unwrap();
+    assert_eq!(stats.records_removed, dry.records_removed);
+    assert!(stats.bytes_after < stats.bytes_before / 2, "{stats:?}");
+    assert!(!repo.store().contains(&side.object_id()).unwrap());
+    assert!(repo.fsck(ReadData::Yes).unwrap().is_clean());
+    drop(repo);
+    let repo = Repo::open(dir.path()).unwrap();
+    assert_eq!(repo.head_commit().unwrap(), Some(main));
+    assert!(repo.fsck(ReadData::Yes).unwrap().is_clean());
+    assert!(!repo.store().contains(&side.object_id()).unwrap(), "gone for good");
+    let tree = read::read_commit(repo.store().as_ref(), main).unwrap().tree;
+    assert_eq!(read::read_file(repo.store().as_ref(), tree, &p("b")).unwrap().len(), 200_000);
+}
+
+#[test]
+fn uncommitted_writes_survive_gc() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = Repo::open(dir.path()).unwrap();
+    let mut ws = repo.working_set().unwrap();
+    ws.write(&p("a"), b"committed").unwrap();
+    repo.commit(&mut ws, &CommitOptions::default()).unwrap();
+    ws.write(&p("pending"), &noise(3, 50_000)).unwrap();
+    repo.gc(Duration::ZERO, GcMode::Collect).unwrap();
+    repo.commit(&mut ws, &CommitOptions::default()).unwrap();
+    assert!(repo.fsck(ReadData::Yes).unwrap().is_clean());
+}
+
+#[test]
+fn gc_while_another_thread_commits_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = Repo::open(dir.path()).unwrap();
+    let committer = {
+        let repo = repo.clone();
+        std::thread::spawn(move || {
+            let mut ws = repo.working_set().unwrap();
+            let mut acknowledged = Vec::new();
+            for i in 0..150u64 {
+                ws.write(&p(&format!("f{}", i % 10)), &noise(i, 2000)).unwrap();
+                acknowledged.push(repo.commit(&mut ws, &CommitOptions::default()).unwrap());
+            }
+            acknowledged
+        })
+    };
+    while !committer.is_finished() {
+        repo.gc(Duration::ZERO, GcMode::Collect).unwrap();
+    }
+    let acknowledged = committer.join().unwrap();
+    repo.gc(Duration::ZERO, GcMode::Collect).unwrap();
+    drop(repo);
+    let repo = Repo::open(dir.path()).unwrap();
+    assert!(repo.fsck(ReadData::Yes).unwrap().is_clean());
+    assert_eq!(repo.head_commit().unwrap(), acknowledged.last().copied());
+}
+
+#[test]
+fn a_crash_at_any_step_of_gc_loses_nothing_live() {
+    let open = |fs: &SimFs| {
+        Repo::open_with(Arc::new(fs.clone()), Path::new("/r"), Access::ReadWrite).unwrap()
+    };
+    let probe = SimFs::new();
+    let (main, _) = setup(&|| open(&probe));
+    let expected = {
+        let repo = open(&probe);
+        let tree = read::read_commit(repo.store().as_ref(), main).unwrap().tree;
+        read_tree_plain(repo.store().as_ref(), tree)
+    };
+    let base = probe.crash_image(Unsynced::Keep);
+    let before = base.ops();
+    let repo = open(&base);
+    let start = base.ops();
+    repo.gc(Duration::ZERO, GcMode::Collect).unwrap();
+    let end = base.ops();
+    drop(repo);
+    assert!(end > start);
+    for at in start..=end {
+        for unsynced in [Unsynced::Drop, Unsynced::Keep, Unsynced::TearHalf] {
+            let fs = probe.crash_image(Unsynced::Keep);
+            assert_eq!(fs.ops(), before);
+            let repo = open(&fs);
+            fs.set_fault(fs.ops() + (at - start), Fault::Crash);
+            let _ = repo.gc(Duration::ZERO, GcMode::Collect);
+            drop(repo);
+            let after = open(&fs.crash_image(unsynced));
+            let report = after.fsck(ReadData::Yes).unwrap();
+            assert!(
+                report.is_clean(),
+                "crash at gc step {at} ({unsynced:?}): {:?}",
+                report.problems
+            );
+            assert_eq!(after.head_commit().unwrap(), Some(main));
+            let tree = read::read_commit(after.store().as_ref(), main).unwrap().tree;
+            assert_eq!(read_tree_plain(after.store().as_ref(), tree), expected);
+        }
+    }
+}
