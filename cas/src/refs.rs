@@ -7,15 +7,18 @@
 //! HEAD                  "ref: heads/NAME\n" (a branch) or "<64 hex>\n" (detached)
 //! refs/heads/NAME       "<64 hex>\n"
 //! logs/heads/NAME       one line per update: "<old hex or 0*64> <new hex or 0*64> <unix_us> <message>\n"
-//! refs.lock             held exclusively while a ref is read-compared-written
+//! refs/heads/NAME.lock  held exclusively while that ref is read-compared-written
+//! HEAD.lock             the same, for HEAD
 //! ```
 //!
 //! An update writes the new value to a temporary file, syncs it, renames it
 //! over the ref, and syncs the directory: after `update` returns, the new
 //! value survives a crash, and at no point can a crash leave a ref half
-//! written. Two processes updating refs at once serialize on `refs.lock`;
-//! a compare-and-swap whose expected value is stale fails with
-//! [`RefError::Conflict`] and changes nothing.
+//! written. Two processes updating the same ref serialize on its lock file
+//! (names ending in `.lock` are not valid ref names, so a lock can never be
+//! taken for a ref); updates of different refs run in parallel, so their
+//! fsyncs can overlap. A compare-and-swap whose expected value is stale
+//! fails with [`RefError::Conflict`] and changes nothing.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -179,6 +182,12 @@ impl Refs {
         Ok(out)
     }
 
+    /// The names of every branch file, without reading them (so a damaged
+    /// one is still listed), sorted.
+    pub fn names(&self) -> Result<Vec<RefName>, RefError> {
+        self.names_under("refs/heads")
+    }
+
     /// Every branch that has a reflog, deleted branches included, sorted.
     pub fn logged(&self) -> Result<Vec<RefName>, RefError> {
         self.names_under("logs/heads")
@@ -213,8 +222,12 @@ impl Refs {
         new: Option<ObjectId>,
         message: &str,
     ) -> Result<(), RefError> {
-        let lock_path = self.dir.join("refs.lock");
-        let _lock = self.vfs.lock(&lock_path, true).map_err(io_err("lock the refs"))?;
+        let path = self.ref_path(name);
+        let parent = path.parent().expect("a ref path has a parent").to_owned();
+        self.vfs.create_dir_all(&parent).map_err(io_err("create a ref directory"))?;
+        let lock_path = parent
+            .join(format!("{}.lock", path.file_name().and_then(|n| n.to_str()).unwrap_or("ref")));
+        let _lock = self.vfs.lock(&lock_path, true).map_err(io_err("lock a ref"))?;
         let actual = self.get(name)?;
         if actual != expected {
             return Err(RefError::Conflict {
@@ -223,13 +236,8 @@ impl Refs {
                 actual: show(actual),
             });
         }
-        let path = self.ref_path(name);
-        let parent = path.parent().expect("a ref path has a parent").to_owned();
         match new {
-            Some(id) => {
-                self.vfs.create_dir_all(&parent).map_err(io_err("create a ref directory"))?;
-                self.write_atomic(&path, format!("{id}\n").as_bytes())?;
-            }
+            Some(id) => self.write_atomic(&path, format!("{id}\n").as_bytes())?,
             None => {
                 self.vfs.remove(&path).map_err(io_err("delete a ref"))?;
                 self.vfs.sync_dir(&parent).map_err(io_err("sync a ref directory"))?;
@@ -319,13 +327,13 @@ impl Refs {
 
     /// Points `HEAD` at a branch or a commit, durably.
     pub fn set_head(&self, head: &Head) -> Result<(), RefError> {
-        let lock_path = self.dir.join("refs.lock");
-        let _lock = self.vfs.lock(&lock_path, true).map_err(io_err("lock the refs"))?;
+        self.vfs.create_dir_all(&self.dir).map_err(io_err("create the store directory"))?;
+        let _lock =
+            self.vfs.lock(&self.dir.join("HEAD.lock"), true).map_err(io_err("lock HEAD"))?;
         let text = match head {
             Head::Branch(name) => format!("ref: heads/{name}\n"),
             Head::Detached(id) => format!("{id}\n"),
         };
-        self.vfs.create_dir_all(&self.dir).map_err(io_err("create the store directory"))?;
         self.write_atomic(&self.dir.join("HEAD"), text.as_bytes())
     }
 }

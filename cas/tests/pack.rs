@@ -303,3 +303,45 @@ fn many_threads_committing_share_fsyncs_and_lose_nothing() {
         }
     }
 }
+
+mod arbitrary {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+        /// Whatever bytes a pack or the index holds, opening the store and
+        /// reading from it returns data that matches its id or an error,
+        /// and never panics.
+        #[test]
+        fn arbitrary_pack_and_index_bytes_never_panic(
+            pack_tail in prop::collection::vec(any::<u8>(), 0..600),
+            index_tail in prop::collection::vec(any::<u8>(), 0..300),
+            flip in any::<(usize, u8)>(),
+        ) {
+            let fs = SimFs::new();
+            let good = noise(3, 5000);
+            {
+                let store = sim_store(&fs);
+                store.put(ObjectId::of(&good), &good).unwrap();
+                store.sync().unwrap();
+            }
+            fs.tamper(&pack1(), |b| {
+                let i = flip.0 % b.len();
+                b[i] ^= flip.1;
+                b.extend_from_slice(&pack_tail);
+            });
+            fs.tamper(Path::new("/s/index"), |b| b.extend_from_slice(&index_tail));
+            if let Ok(store) = PackStore::open_with(Arc::new(fs.clone()), Path::new("/s"), Access::ReadWrite) {
+                for id in store.ids() {
+                    if let Ok(bytes) = store.get(&id) {
+                        prop_assert_eq!(ObjectId::of(&bytes), id);
+                    }
+                    let _ = store.read_range(&id, 0, 1);
+                }
+                let _ = store.verify_all();
+            }
+        }
+    }
+}

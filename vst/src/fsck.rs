@@ -4,10 +4,10 @@ use std::collections::HashSet;
 
 use vst_cas::{ObjectId, Store};
 
-use crate::error::{Error, ObjectKind};
+use crate::error::{Error, ObjectKind, Result};
 use crate::id::{CommitId, TreeId};
 use crate::read::{check_depth, read_commit, read_tree};
-use crate::tree::EntryKind;
+use crate::tree::{EntryKind, FileEntry};
 
 /// Whether fsck reads and rehashes file content.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,13 +40,83 @@ pub struct FsckReport {
     pub blobs: u64,
     /// Everything missing, corrupt or malformed.
     pub problems: Vec<Problem>,
+    /// Refs that could not be read (by name or path), and why.
+    pub bad_refs: Vec<(String, Error)>,
 }
 
 impl FsckReport {
     /// Whether nothing is wrong.
     pub fn is_clean(&self) -> bool {
-        self.problems.is_empty()
+        self.problems.is_empty() && self.bad_refs.is_empty()
     }
+}
+
+/// What [`for_each_reachable`] reached.
+pub(crate) enum Reached<'a> {
+    /// A commit that decoded.
+    Commit(CommitId),
+    /// A tree that decoded and is within the depth limit.
+    Tree(TreeId),
+    /// A file entry of a reached tree (its blob not read).
+    Blob(&'a FileEntry),
+    /// A commit or tree that could not be read or decoded.
+    Broken { id: ObjectId, kind: ObjectKind, error: Error },
+}
+
+/// Calls `visit` once for every commit, tree and blob reachable from
+/// `roots`, ancestors included. Uses explicit stacks, so a deep history or
+/// tree cannot overflow the thread's stack. Stops at the first error
+/// `visit` returns.
+pub(crate) fn for_each_reachable(
+    store: &dyn Store,
+    roots: &[CommitId],
+    visit: &mut dyn FnMut(Reached<'_>) -> Result<()>,
+) -> Result<()> {
+    let mut seen: HashSet<ObjectId> = HashSet::new();
+    let mut commits: Vec<CommitId> = roots.to_vec();
+    let mut trees: Vec<(TreeId, usize)> = Vec::new();
+    while let Some(id) = commits.pop() {
+        if !seen.insert(id.object_id()) {
+            continue;
+        }
+        match read_commit(store, id) {
+            Ok(commit) => {
+                commits.extend(commit.parents.iter().copied());
+                trees.push((commit.tree, 0));
+                visit(Reached::Commit(id))?;
+            }
+            Err(error) => {
+                visit(Reached::Broken { id: id.object_id(), kind: ObjectKind::Commit, error })?
+            }
+        }
+        while let Some((tree_id, depth)) = trees.pop() {
+            if !seen.insert(tree_id.object_id()) {
+                continue;
+            }
+            let tree = match read_tree(store, tree_id)
+                .and_then(|t| check_depth(depth, tree_id, &t).map(|()| t))
+            {
+                Ok(tree) => tree,
+                Err(error) => {
+                    visit(Reached::Broken {
+                        id: tree_id.object_id(),
+                        kind: ObjectKind::Tree,
+                        error,
+                    })?;
+                    continue;
+                }
+            };
+            visit(Reached::Tree(tree_id))?;
+            for entry in tree.entries() {
+                match &entry.kind {
+                    EntryKind::Dir(sub) => trees.push((*sub, depth + 1)),
+                    EntryKind::File(f) if seen.insert(f.id.object_id()) => visit(Reached::Blob(f))?,
+                    EntryKind::File(_) | EntryKind::Symlink(_) => {}
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Checks everything reachable from `roots`: every commit and its
@@ -56,81 +126,42 @@ impl FsckReport {
 /// are collected, not fatal: the report lists all of them.
 pub fn fsck(store: &dyn Store, roots: &[CommitId], read_data: ReadData) -> FsckReport {
     let mut report = FsckReport::default();
-    let mut seen: HashSet<ObjectId> = HashSet::new();
-    let mut commits: Vec<CommitId> = roots.to_vec();
-    // (tree, depth): an explicit stack, so a deep tree cannot overflow ours.
-    let mut trees: Vec<(TreeId, usize)> = Vec::new();
-    while let Some(id) = commits.pop() {
-        if !seen.insert(id.object_id()) {
-            continue;
-        }
-        report.commits += 1;
-        match read_commit(store, id) {
-            Ok(commit) => {
-                commits.extend(commit.parents.iter().copied());
-                trees.push((commit.tree, 0));
+    let walked = for_each_reachable(store, roots, &mut |reached| {
+        match reached {
+            Reached::Commit(_) => report.commits += 1,
+            Reached::Tree(_) => report.trees += 1,
+            Reached::Broken { id, kind, error } => {
+                report.problems.push(Problem { id, kind, error })
             }
-            Err(error) => report.problems.push(Problem {
-                id: id.object_id(),
-                kind: ObjectKind::Commit,
-                error,
-            }),
-        }
-        while let Some((tree_id, depth)) = trees.pop() {
-            if !seen.insert(tree_id.object_id()) {
-                continue;
-            }
-            report.trees += 1;
-            let tree = match read_tree(store, tree_id)
-                .and_then(|t| check_depth(depth, tree_id, &t).map(|()| t))
-            {
-                Ok(tree) => tree,
-                Err(error) => {
+            Reached::Blob(f) => {
+                report.blobs += 1;
+                if let Err(error) = check_blob(store, f, read_data) {
                     report.problems.push(Problem {
-                        id: tree_id.object_id(),
-                        kind: ObjectKind::Tree,
+                        id: f.id.object_id(),
+                        kind: ObjectKind::Blob,
                         error,
                     });
-                    continue;
                 }
-            };
-            for entry in tree.entries() {
-                match &entry.kind {
-                    EntryKind::Dir(sub) => trees.push((*sub, depth + 1)),
-                    EntryKind::File(f) => {
-                        let blob = f.id.object_id();
-                        if !seen.insert(blob) {
-                            continue;
-                        }
-                        report.blobs += 1;
-                        let result = match read_data {
-                            ReadData::No => match store.contains(&blob) {
-                                Ok(true) => Ok(()),
-                                Ok(false) => Err(vst_cas::StoreError::NotFound { id: blob }.into()),
-                                Err(e) => Err(e.into()),
-                            },
-                            ReadData::Yes => match store.get(&blob) {
-                                Ok(bytes) if bytes.len() as u64 == f.size => Ok(()),
-                                Ok(bytes) => Err(Error::SizeMismatch {
-                                    id: f.id,
-                                    recorded: f.size,
-                                    actual: bytes.len() as u64,
-                                }),
-                                Err(e) => Err(e.into()),
-                            },
-                        };
-                        if let Err(error) = result {
-                            report.problems.push(Problem {
-                                id: blob,
-                                kind: ObjectKind::Blob,
-                                error,
-                            });
-                        }
-                    }
-                    EntryKind::Symlink(_) => {}
-                }
+            }
+        }
+        Ok(())
+    });
+    debug_assert!(walked.is_ok(), "the fsck visitor never fails");
+    report
+}
+
+fn check_blob(store: &dyn Store, file: &FileEntry, read_data: ReadData) -> Result<()> {
+    let id = file.id.object_id();
+    match read_data {
+        ReadData::No if store.contains(&id)? => Ok(()),
+        ReadData::No => Err(vst_cas::StoreError::NotFound { id }.into()),
+        ReadData::Yes => {
+            let len = store.get(&id)?.len() as u64;
+            if len == file.size {
+                Ok(())
+            } else {
+                Err(Error::SizeMismatch { id: file.id, recorded: file.size, actual: len })
             }
         }
     }
-    report
 }

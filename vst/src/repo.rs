@@ -11,9 +11,8 @@ use vst_cas::{Access, GcMode, GcStats, Head, ObjectId, PackStore, RefError, RefN
 
 use crate::error::{Error, Result};
 use crate::fsck::{FsckReport, ReadData, fsck};
+use crate::fsck::{Reached, for_each_reachable};
 use crate::id::CommitId;
-use crate::read::{check_depth, read_commit, read_tree};
-use crate::tree::EntryKind;
 use crate::working_set::{CommitOptions, WorkingSet, commit};
 
 /// The directory name a repository keeps under its working tree.
@@ -84,19 +83,30 @@ impl Repo {
     /// object exists but no ref names it, and this is a
     /// [`RefError::Conflict`].
     pub fn commit(&self, ws: &mut WorkingSet, options: &CommitOptions) -> Result<CommitId> {
+        match self.refs.head().map_err(ref_err)? {
+            Head::Branch(name) => self.commit_on(ws, &name, options),
+            Head::Detached(_) => {
+                let id = commit(ws, options)?;
+                self.refs.set_head(&Head::Detached(id.object_id())).map_err(ref_err)?;
+                Ok(id)
+            }
+        }
+    }
+
+    /// Commits `ws` and moves branch `branch` (whatever `HEAD` is) from
+    /// `ws`'s previous head to the new commit, as [`Repo::commit`] does.
+    pub fn commit_on(
+        &self,
+        ws: &mut WorkingSet,
+        branch: &RefName,
+        options: &CommitOptions,
+    ) -> Result<CommitId> {
         let parent = ws.head();
         let id = commit(ws, options)?;
         let message = format!("commit: {}", options.message.lines().next().unwrap_or(""));
-        let moved = match self.refs.head().map_err(ref_err)? {
-            Head::Branch(name) => self.refs.update(
-                &name,
-                parent.map(|p| p.object_id()),
-                Some(id.object_id()),
-                &message,
-            ),
-            Head::Detached(_) => self.refs.set_head(&Head::Detached(id.object_id())),
-        };
-        moved.map_err(ref_err)?;
+        self.refs
+            .update(branch, parent.map(|p| p.object_id()), Some(id.object_id()), &message)
+            .map_err(ref_err)?;
         Ok(id)
     }
 
@@ -117,8 +127,24 @@ impl Repo {
 
     /// Checks everything the refs reach (see [`fsck`]); with
     /// [`ReadData::Yes`] also every record in the packs, reachable or not.
+    /// A ref that cannot be read is reported, and the others still checked.
     pub fn fsck(&self, read_data: ReadData) -> Result<FsckReport> {
-        let mut report = fsck(self.store.as_ref(), &self.roots()?, read_data);
+        let mut roots = Vec::new();
+        let mut bad_refs = Vec::new();
+        for name in self.refs.names().map_err(ref_err)? {
+            match self.refs.get(&name) {
+                Ok(Some(id)) => roots.push(CommitId::new(id)),
+                Ok(None) => {}
+                Err(e) => bad_refs.push((name.to_string(), ref_err(e))),
+            }
+        }
+        match self.refs.head() {
+            Ok(Head::Detached(id)) => roots.push(CommitId::new(id)),
+            Ok(Head::Branch(_)) => {}
+            Err(e) => bad_refs.push(("HEAD".to_owned(), ref_err(e))),
+        }
+        let mut report = fsck(self.store.as_ref(), &roots, read_data);
+        report.bad_refs = bad_refs;
         if read_data == ReadData::Yes {
             for (id, error) in self.store.verify_all() {
                 report.problems.push(crate::fsck::Problem {
@@ -162,34 +188,17 @@ impl Repo {
 /// Every object reachable from `roots`: commits, trees and blobs. An
 /// object that cannot be read is an error: GC must not guess.
 fn reachable(store: &dyn Store, roots: &[CommitId]) -> Result<HashSet<ObjectId>> {
-    let mut seen = HashSet::new();
-    let mut commits = roots.to_vec();
-    let mut trees = Vec::new();
-    while let Some(id) = commits.pop() {
-        if !seen.insert(id.object_id()) {
-            continue;
-        }
-        let commit = read_commit(store, id)?;
-        commits.extend(commit.parents.iter().copied());
-        trees.push((commit.tree, 0usize));
-        while let Some((tree_id, depth)) = trees.pop() {
-            if !seen.insert(tree_id.object_id()) {
-                continue;
-            }
-            let tree = read_tree(store, tree_id)?;
-            check_depth(depth, tree_id, &tree)?;
-            for entry in tree.entries() {
-                match &entry.kind {
-                    EntryKind::Dir(sub) => trees.push((*sub, depth + 1)),
-                    EntryKind::File(f) => {
-                        seen.insert(f.id.object_id());
-                    }
-                    EntryKind::Symlink(_) => {}
-                }
-            }
-        }
-    }
-    Ok(seen)
+    let mut live = HashSet::new();
+    for_each_reachable(store, roots, &mut |reached| {
+        match reached {
+            Reached::Commit(id) => live.insert(id.object_id()),
+            Reached::Tree(id) => live.insert(id.object_id()),
+            Reached::Blob(f) => live.insert(f.id.object_id()),
+            Reached::Broken { error, .. } => return Err(error),
+        };
+        Ok(())
+    })?;
+    Ok(live)
 }
 
 fn ref_err(e: RefError) -> Error {
