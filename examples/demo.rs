@@ -1,26 +1,24 @@
-//! A tour of vst's main job: write a tree into a working set, commit it,
-//! change it, commit again, diff the two commits, and check both out on
-//! disk, the second over the first.
+//! A tour of vst's main job: open a repository on disk, write a tree into
+//! a working set, commit it durably, change it, commit again, diff the two
+//! commits, check both out (the second over the first), and fsck.
 //!
 //! Run: `cargo run --release --example demo [OUT_DIR]`
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Instant;
 
 use vst::{
-    CommitOptions, FileWrite, RepoPath, WorkingSet, checkout, checkout_update, commit, diff_trees,
-    read,
+    CommitOptions, FileWrite, ReadData, Repo, RepoPath, checkout, checkout_update, diff_trees, read,
 };
-use vst_cas::MemStore;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out = std::env::args_os()
         .nth(1)
         .map(PathBuf::from)
         .unwrap_or_else(|| std::env::temp_dir().join(format!("vst-demo-{}", std::process::id())));
-    let store = Arc::new(MemStore::new());
-    let mut ws = WorkingSet::new(store.clone());
+    let repo = Repo::open(&out.join(".vst"))?;
+    let store = repo.store();
+    let mut ws = repo.working_set()?;
     let options = |message: &str| CommitOptions {
         author: "vst demo <demo@example.com>".into(),
         message: message.into(),
@@ -40,16 +38,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     ws.set_executable(&RepoPath::try_from("build.sh")?, true)?;
     ws.symlink(&RepoPath::try_from("latest")?, b"src/mod0")?;
     let start = Instant::now();
-    let first = commit(&mut ws, &options("import 1,000 files"))?;
-    println!("commit {first}: 1,002 entries in {:?}", start.elapsed());
+    let first = repo.commit(&mut ws, &options("import 1,000 files"))?;
+    println!("commit {first}: 1,002 entries, durable, in {:?}", start.elapsed());
 
     let before = ws.snapshot();
     ws.write(&RepoPath::try_from("src/mod3/file3.rs")?, b"// changed\n")?;
     ws.remove(&RepoPath::try_from("src/mod9")?)?;
     ws.write(&RepoPath::try_from("docs/README.md")?, b"# demo\n")?;
     let start = Instant::now();
-    let second = commit(&mut ws, &options("edit, remove a directory, add docs"))?;
-    println!("commit {second}: 3 changes in {:?}", start.elapsed());
+    let second = repo.commit(&mut ws, &options("edit, remove a directory, add docs"))?;
+    println!("commit {second}: 3 changes, durable, in {:?}", start.elapsed());
     assert!(
         before.stat(&RepoPath::try_from("src/mod9/file9.rs")?).is_some(),
         "snapshots are frozen"
@@ -82,5 +80,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let on_disk = std::fs::read(target.join("src/mod3/file3.rs"))?;
     assert_eq!(on_disk, b"// changed\n");
     println!("ok: {} holds the second commit", target.display());
+    let report = repo.fsck(ReadData::Yes)?;
+    println!(
+        "fsck of {}: {} commits, {} trees, {} blobs, {} problems",
+        repo.dir().display(),
+        report.commits,
+        report.trees,
+        report.blobs,
+        report.problems.len() + report.bad_refs.len()
+    );
     Ok(())
 }

@@ -42,6 +42,9 @@ pub enum Durability {
     /// Acknowledged when handed to the store; a crash may lose it. For
     /// scratch snapshots that can be recomputed.
     None,
+    /// Acknowledged once written to the operating system: survives the
+    /// process being killed, not a power cut or a kernel crash.
+    Flush,
     /// Acknowledged once synced to stable storage (`fsync`): survives a crash
     /// or a power cut.
     #[default]
@@ -82,6 +85,13 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Whether object `id` is stored. Does not read or verify it.
     fn contains(&self, id: &ObjectId) -> Result<bool, StoreError>;
 
+    /// Hands every object put so far to the operating system, so that it
+    /// survives the process dying (not a power cut). The default does
+    /// nothing: a store that holds no buffer of its own has nothing to hand.
+    fn flush(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     /// Makes every object put so far durable.
     fn sync(&self) -> Result<(), StoreError>;
 }
@@ -101,6 +111,9 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
     }
     fn contains(&self, id: &ObjectId) -> Result<bool, StoreError> {
         (**self).contains(id)
+    }
+    fn flush(&self) -> Result<(), StoreError> {
+        (**self).flush()
     }
     fn sync(&self) -> Result<(), StoreError> {
         (**self).sync()

@@ -167,8 +167,6 @@ struct Writer {
     buf: Vec<u8>,
     /// Index entries of records appended but not yet made durable.
     unindexed: Vec<(ObjectId, Location)>,
-    /// A pack was created since the packs directory was last synced.
-    dir_dirty: bool,
 }
 
 impl Writer {
@@ -241,7 +239,6 @@ impl PackStore {
                 pack_len: 0,
                 buf: Vec::new(),
                 unindexed: Vec::new(),
-                dir_dirty: false,
             }),
             synced: Mutex::new(SyncState::default()),
             synced_cond: Condvar::new(),
@@ -525,13 +522,13 @@ impl PackStore {
         w.unindexed.push((id, loc));
         self.index.write().unwrap_or_else(|e| e.into_inner()).insert(id, loc);
         if w.buf.len() >= WRITE_BUFFER_LEN_MAX {
-            self.flush(w)?;
+            self.append_buffer(w)?;
         }
         Ok(())
     }
 
     /// Appends the write buffer to the current pack.
-    fn flush(&self, w: &mut Writer) -> Result<(), StoreError> {
+    fn append_buffer(&self, w: &mut Writer) -> Result<(), StoreError> {
         if w.buf.is_empty() {
             return Ok(());
         }
@@ -546,7 +543,7 @@ impl PackStore {
     /// Seals the current pack (durably, with its index entries) and starts
     /// the next one.
     fn roll_pack(&self, w: &mut Writer) -> Result<(), StoreError> {
-        self.flush(w)?;
+        self.append_buffer(w)?;
         let path = self.pack_path(w.pack);
         let result = self.vfs.sync(&path).map_err(io_err("sync a full pack"));
         self.poison(result)?;
@@ -812,6 +809,14 @@ impl Store for PackStore {
         Ok(self.index.read().unwrap_or_else(|e| e.into_inner()).contains_key(id))
     }
 
+    /// Appends the write buffer to the pack, without fsync: the records
+    /// survive the process dying, and recovery indexes them on open.
+    fn flush(&self) -> Result<(), StoreError> {
+        self.check_writable()?;
+        let mut w = self.lock_writer();
+        self.append_buffer(&mut w)
+    }
+
     /// Makes everything put so far durable. Threads that call this together
     /// share one `fsync`: the first becomes the leader and syncs everything
     /// appended so far; the others wait and return once it covers them.
@@ -819,7 +824,7 @@ impl Store for PackStore {
         self.check_writable()?;
         let target = {
             let mut w = self.lock_writer();
-            self.flush(&mut w)?;
+            self.append_buffer(&mut w)?;
             w.position()
         };
         let mut state = self.synced.lock().unwrap_or_else(|e| e.into_inner());
@@ -849,27 +854,17 @@ impl Store for PackStore {
 }
 
 impl PackStore {
-    /// One group-commit `fsync`: appends what is buffered, syncs the pack
-    /// (and the packs directory if a pack was created), then appends the
-    /// index entries of what is now durable.
+    /// One group-commit `fsync`: appends what is buffered, syncs the pack,
+    /// then appends the index entries of what is now durable. (A new pack
+    /// is made durable, directory entry included, when it is created.)
     fn sync_leader(&self) -> Result<(u32, u64), StoreError> {
-        let (position, pack, entries, dir_dirty) = {
+        let (position, pack, entries) = {
             let mut w = self.lock_writer();
-            self.flush(&mut w)?;
-            (
-                w.position(),
-                w.pack,
-                std::mem::take(&mut w.unindexed),
-                std::mem::take(&mut w.dir_dirty),
-            )
+            self.append_buffer(&mut w)?;
+            (w.position(), w.pack, std::mem::take(&mut w.unindexed))
         };
         let result = (|| {
             self.vfs.sync(&self.pack_path(pack)).map_err(io_err("sync a pack"))?;
-            if dir_dirty {
-                self.vfs
-                    .sync_dir(&self.dir.join("packs"))
-                    .map_err(io_err("sync the packs directory"))?;
-            }
             if !entries.is_empty() {
                 self.vfs
                     .append(&self.index_path(), &encode_index_entries(&entries))
@@ -924,7 +919,7 @@ impl PackStore {
         self.check_writable()?;
         self.sync()?;
         let mut w = self.lock_writer();
-        self.flush(&mut w)?;
+        self.append_buffer(&mut w)?;
         let index = self.index.read().unwrap_or_else(|e| e.into_inner()).clone();
         let mut keep: std::collections::HashSet<ObjectId> = live.clone();
         keep.extend(self.fresh.lock().unwrap_or_else(|e| e.into_inner()).iter().copied());

@@ -345,3 +345,22 @@ mod arbitrary {
         }
     }
 }
+
+#[test]
+fn flushed_objects_survive_the_process_dying() {
+    let fs = SimFs::new();
+    let store = sim_store(&fs);
+    let data = noise(8, 3000);
+    store.put(ObjectId::of(&data), &data).unwrap();
+    store.flush().unwrap();
+    // The process dies: the kernel keeps what was written, unsynced or not.
+    let after = sim_store(&fs.crash_image(Unsynced::Keep));
+    assert_eq!(&after.get(&ObjectId::of(&data)).unwrap()[..], &data[..]);
+    assert_eq!(after.recovery().records_reindexed, 1);
+    // Without flush, the record was only in the process's buffer.
+    let fs = SimFs::new();
+    let store = sim_store(&fs);
+    store.put(ObjectId::of(&data), &data).unwrap();
+    let after = sim_store(&fs.crash_image(Unsynced::Keep));
+    assert!(!after.contains(&ObjectId::of(&data)).unwrap());
+}

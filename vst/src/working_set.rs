@@ -607,6 +607,7 @@ pub fn commit(ws: &mut WorkingSet, options: &CommitOptions) -> Result<CommitId> 
     let batch: Vec<(ObjectId, &[u8])> = objects.iter().map(|(id, b)| (*id, b.as_slice())).collect();
     let stored = ws.current.store.put_batch(&batch).and_then(|()| match options.durability {
         Durability::Sync => ws.current.store.sync(),
+        Durability::Flush => ws.current.store.flush(),
         Durability::None => Ok(()),
     });
     if let Err(e) = stored {
