@@ -52,6 +52,7 @@ struct State {
     dirs: HashSet<PathBuf>,
     locks: HashSet<PathBuf>,
     ops: usize,
+    bytes_read: u64,
     fault: Option<(usize, Fault)>,
     crashed: bool,
 }
@@ -70,6 +71,11 @@ impl SimFs {
     /// An empty filesystem.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Bytes read so far (by `read_at`, `read_file` included).
+    pub fn bytes_read(&self) -> u64 {
+        self.lock_state().bytes_read
     }
 
     /// Mutating operations performed so far.
@@ -202,6 +208,7 @@ impl Vfs for SimFs {
 
     fn read_at(&self, path: &Path, offset: u64, buf: &mut [u8]) -> io::Result<()> {
         let mut st = self.lock_state();
+        st.bytes_read += buf.len() as u64;
         let data = &Self::inode(&mut st, path)?.data;
         let start = usize::try_from(offset).map_err(io::Error::other)?;
         let end = start.checked_add(buf.len()).filter(|&e| e <= data.len());

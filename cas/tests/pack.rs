@@ -233,7 +233,12 @@ fn large_objects_are_chunked_and_read_by_range() {
     }
     drop(store);
     let store = sim_store(&fs);
-    assert_eq!(&store.read_range(&id, 3_000_000, 100).unwrap()[..], &big[3_000_000..3_000_100]);
+    // 4 KiB from the middle reads one or two chunks, not the file.
+    let before = fs.bytes_read();
+    assert_eq!(&store.read_range(&id, 3_000_000, 4096).unwrap()[..], &big[3_000_000..3_004_096]);
+    let read = fs.bytes_read() - before;
+    assert!(read <= 2 * vst_cas::pack::CHUNK_LEN_MAX as u64 + 4096, "read {read} bytes for 4 KiB");
+    assert!(read < big.len() as u64 / 2);
     assert!(store.verify_all().is_empty());
 }
 
