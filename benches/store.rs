@@ -8,22 +8,11 @@
 #![allow(missing_docs)]
 
 use std::time::{Duration, Instant};
+use vst_cas::sim::noise;
 
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use vst::{CommitOptions, Repo, RepoPath};
 use vst_cas::{Access, ObjectId, PackStore, Store};
-
-fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
 
 /// A scratch directory beside `target/`, on the same disk.
 fn scratch() -> tempfile::TempDir {

@@ -3,6 +3,7 @@
 
 use std::fs;
 use std::path::Path;
+use std::sync::Arc;
 
 use vst::{CommitOptions, Error, TreeId, WorkingSet, checkout, checkout_update, commit};
 use vst_cas::{MemStore, ObjectId};
@@ -36,6 +37,22 @@ impl Sandbox {
             assert!(name == "outside" || name == "target", "unexpected {name} next to the target");
         }
     }
+}
+
+/// The tree after `first`, and the tree after `then` on top of it, both
+/// committed into `store`.
+fn two_trees(
+    store: &Arc<MemStore>,
+    first: impl FnOnce(&mut WorkingSet),
+    then: impl FnOnce(&mut WorkingSet),
+) -> (TreeId, TreeId) {
+    let mut ws = WorkingSet::new(store.clone());
+    first(&mut ws);
+    commit(&mut ws, &CommitOptions::default()).unwrap();
+    let old = ws.snapshot().tree_id().unwrap();
+    then(&mut ws);
+    commit(&mut ws, &CommitOptions::default()).unwrap();
+    (old, ws.snapshot().tree_id().unwrap())
 }
 
 fn blob(store: &MemStore, content: &[u8]) -> [u8; 32] {
@@ -92,14 +109,16 @@ fn a_symlink_followed_by_a_file_under_it_is_refused() {
 fn replacing_a_symlink_by_a_directory_does_not_follow_it() {
     let sandbox = Sandbox::new();
     let store = mem();
-    let mut ws = WorkingSet::new(store.clone());
-    ws.symlink(&p("link"), sandbox.outside.as_os_str().as_encoded_bytes()).unwrap();
-    commit(&mut ws, &CommitOptions::default()).unwrap();
-    let old = ws.snapshot().tree_id().unwrap();
-    ws.remove(&p("link")).unwrap();
-    ws.write(&p("link/x"), b"inside").unwrap();
-    commit(&mut ws, &CommitOptions::default()).unwrap();
-    let new = ws.snapshot().tree_id().unwrap();
+    let (old, new) = two_trees(
+        &store,
+        |ws| {
+            ws.symlink(&p("link"), sandbox.outside.as_os_str().as_encoded_bytes()).unwrap();
+        },
+        |ws| {
+            ws.remove(&p("link")).unwrap();
+            ws.write(&p("link/x"), b"inside").unwrap();
+        },
+    );
 
     checkout(store.as_ref(), old, &sandbox.target).unwrap();
     assert!(fs::symlink_metadata(sandbox.target.join("link")).unwrap().file_type().is_symlink());
@@ -113,15 +132,17 @@ fn replacing_a_symlink_by_a_directory_does_not_follow_it() {
 fn a_symlink_planted_on_disk_is_not_written_through() {
     let sandbox = Sandbox::new();
     let store = mem();
-    let mut ws = WorkingSet::new(store.clone());
-    ws.write(&p("d/x"), b"1").unwrap();
-    ws.write(&p("f"), b"1").unwrap();
-    commit(&mut ws, &CommitOptions::default()).unwrap();
-    let old = ws.snapshot().tree_id().unwrap();
-    ws.write(&p("d/x"), b"2").unwrap();
-    ws.write(&p("d/y"), b"3").unwrap();
-    commit(&mut ws, &CommitOptions::default()).unwrap();
-    let new = ws.snapshot().tree_id().unwrap();
+    let (old, new) = two_trees(
+        &store,
+        |ws| {
+            ws.write(&p("d/x"), b"1").unwrap();
+            ws.write(&p("f"), b"1").unwrap();
+        },
+        |ws| {
+            ws.write(&p("d/x"), b"2").unwrap();
+            ws.write(&p("d/y"), b"3").unwrap();
+        },
+    );
 
     checkout(store.as_ref(), old, &sandbox.target).unwrap();
     // Someone replaces the directory by a link to the outside.
@@ -136,13 +157,15 @@ fn a_symlink_planted_on_disk_is_not_written_through() {
 fn a_chmod_does_not_follow_a_planted_symlink() {
     let sandbox = Sandbox::new();
     let store = mem();
-    let mut ws = WorkingSet::new(store.clone());
-    ws.write(&p("run"), b"#!/bin/sh\n").unwrap();
-    commit(&mut ws, &CommitOptions::default()).unwrap();
-    let old = ws.snapshot().tree_id().unwrap();
-    ws.set_executable(&p("run"), true).unwrap();
-    commit(&mut ws, &CommitOptions::default()).unwrap();
-    let new = ws.snapshot().tree_id().unwrap();
+    let (old, new) = two_trees(
+        &store,
+        |ws| {
+            ws.write(&p("run"), b"#!/bin/sh\n").unwrap();
+        },
+        |ws| {
+            ws.set_executable(&p("run"), true).unwrap();
+        },
+    );
 
     checkout(store.as_ref(), old, &sandbox.target).unwrap();
     let victim = sandbox.outside.join("victim");
@@ -165,13 +188,15 @@ fn a_chmod_does_not_reach_through_a_hard_link() {
     use std::os::unix::fs::PermissionsExt;
     let sandbox = Sandbox::new();
     let store = mem();
-    let mut ws = WorkingSet::new(store.clone());
-    ws.write(&p("run"), b"#!/bin/sh\n").unwrap();
-    commit(&mut ws, &CommitOptions::default()).unwrap();
-    let old = ws.snapshot().tree_id().unwrap();
-    ws.set_executable(&p("run"), true).unwrap();
-    commit(&mut ws, &CommitOptions::default()).unwrap();
-    let new = ws.snapshot().tree_id().unwrap();
+    let (old, new) = two_trees(
+        &store,
+        |ws| {
+            ws.write(&p("run"), b"#!/bin/sh\n").unwrap();
+        },
+        |ws| {
+            ws.set_executable(&p("run"), true).unwrap();
+        },
+    );
 
     checkout(store.as_ref(), old, &sandbox.target).unwrap();
     let victim = sandbox.outside.join("victim");
@@ -243,17 +268,19 @@ fn a_corrupt_blob_fails_the_checkout_with_its_id() {
 fn update_touches_only_what_differs() {
     let sandbox = Sandbox::new();
     let store = mem();
-    let mut ws = WorkingSet::new(store.clone());
-    for i in 0..50 {
-        ws.write(&p(&format!("d{}/f{i}", i % 5)), format!("{i}").as_bytes()).unwrap();
-    }
-    commit(&mut ws, &CommitOptions::default()).unwrap();
-    let old = ws.snapshot().tree_id().unwrap();
-    ws.write(&p("d1/f1"), b"changed").unwrap();
-    ws.remove(&p("d2")).unwrap();
-    ws.set_executable(&p("d3/f3"), true).unwrap();
-    commit(&mut ws, &CommitOptions::default()).unwrap();
-    let new = ws.snapshot().tree_id().unwrap();
+    let (old, new) = two_trees(
+        &store,
+        |ws| {
+            for i in 0..50 {
+                ws.write(&p(&format!("d{}/f{i}", i % 5)), format!("{i}").as_bytes()).unwrap();
+            }
+        },
+        |ws| {
+            ws.write(&p("d1/f1"), b"changed").unwrap();
+            ws.remove(&p("d2")).unwrap();
+            ws.set_executable(&p("d3/f3"), true).unwrap();
+        },
+    );
 
     checkout(store.as_ref(), old, &sandbox.target).unwrap();
     let stats = checkout_update(store.as_ref(), old, new, &sandbox.target).unwrap();

@@ -4,6 +4,7 @@
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
+use vst_cas::sim::noise;
 
 use vst::{CommitId, CommitOptions, ReadData, Repo, read};
 use vst_cas::sim::{Fault, SimFs, Unsynced};
@@ -12,18 +13,6 @@ use vst_cas::{Access, GcMode, Store};
 use crate::support::{p, read_tree_plain};
 
 const HOUR: Duration = Duration::from_secs(3600);
-
-fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
 
 /// A repository with `main` (two commits) and a deleted branch `tmp`
 /// whose commit holds a large file only it references.

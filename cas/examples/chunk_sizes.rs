@@ -5,18 +5,7 @@
 
 use std::collections::HashSet;
 use std::time::Instant;
-
-fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
+use vst_cas::sim::noise;
 
 fn main() {
     let len = 64 << 20;

@@ -15,6 +15,21 @@ use std::sync::{Arc, Mutex};
 
 use crate::vfs::{Vfs, VfsLock};
 
+/// `len` bytes that look random (so zstd cannot shrink them) and are the
+/// same for the same `seed` (so tests and benchmarks repeat exactly).
+pub fn noise(seed: u64, len: usize) -> Vec<u8> {
+    // xorshift64: a few lines, and no dependency for test data.
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
 /// What to do to one mutating operation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fault {

@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use vst_cas::sim::noise;
 
 use vst_cas::pack::{CHUNKING_LEN_MIN, PACK_MAGIC};
 use vst_cas::sim::{Fault, SimFs, Unsynced};
@@ -18,19 +19,6 @@ fn pack1() -> PathBuf {
 
 fn blob(i: u32, len: usize) -> Vec<u8> {
     (0..len).map(|j| (j as u32).wrapping_mul(2654435761).wrapping_add(i).to_le_bytes()[1]).collect()
-}
-
-/// Bytes that look random to zstd but repeat in large runs to FastCDC.
-fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
 }
 
 #[test]
