@@ -59,6 +59,12 @@ pub const WRITE_BUFFER_LEN_MAX: usize = 4 << 20;
 const ZSTD_LEVEL: i32 = 3;
 
 const RECORD_HEADER_LEN: usize = 48;
+/// How much of a pack a scan reads ahead at a time.
+const SCAN_WINDOW_LEN: usize = 4 << 20;
+/// Longest bad tail that can still be a torn append: more than the write
+/// buffer plus any one record (a chunk list of a very large file included)
+/// is damage, not an interrupted write.
+const TORN_TAIL_LEN_MAX: usize = 64 << 20;
 const RECORD_TRAILER_LEN: usize = 4;
 const INDEX_ENTRY_LEN: usize = 64;
 
@@ -115,6 +121,20 @@ enum ReadFrom {
     PackOnly,
 }
 
+/// Tuning of a pack store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PackOptions {
+    /// A pack is sealed and the next one started once it would exceed this
+    /// length ([`PACK_LEN_MAX`] by default; tests use small packs).
+    pub pack_len_max: u64,
+}
+
+impl Default for PackOptions {
+    fn default() -> Self {
+        Self { pack_len_max: PACK_LEN_MAX }
+    }
+}
+
 /// Whether a store may write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
@@ -152,6 +172,9 @@ pub struct PackStore {
     synced_cond: Condvar,
     poisoned: AtomicBool,
     recovery: Recovery,
+    pack_len_max: u64,
+    /// Bumped by every GC: a reader whose location went stale retries.
+    generation: std::sync::atomic::AtomicU64,
     /// Every id put through this handle since it was opened, new or
     /// already stored. GC keeps them all: they may belong to a working set
     /// that has not committed yet.
@@ -203,6 +226,16 @@ impl PackStore {
 
     /// Opens the store in `dir` through `vfs`.
     pub fn open_with(vfs: Arc<dyn Vfs>, dir: &Path, access: Access) -> Result<Self, StoreError> {
+        Self::open_with_options(vfs, dir, access, PackOptions::default())
+    }
+
+    /// Opens the store in `dir` through `vfs`, tuned by `options`.
+    pub fn open_with_options(
+        vfs: Arc<dyn Vfs>,
+        dir: &Path,
+        access: Access,
+        options: PackOptions,
+    ) -> Result<Self, StoreError> {
         let packs_dir = dir.join("packs");
         let lock = match access {
             Access::ReadWrite => {
@@ -244,6 +277,8 @@ impl PackStore {
             synced_cond: Condvar::new(),
             poisoned: AtomicBool::new(false),
             recovery: Recovery::default(),
+            pack_len_max: options.pack_len_max.max(PACK_MAGIC.len() as u64 + 1),
+            generation: std::sync::atomic::AtomicU64::new(0),
             fresh: Mutex::new(Default::default()),
         };
         store.recover(&mut packs)?;
@@ -278,28 +313,59 @@ impl PackStore {
         if !index_ok {
             map.clear();
         }
-        let mut covered: HashMap<u32, u64> = HashMap::new();
+        // What the index covers of each pack: the contiguous run of
+        // records from the header on. Entries may be appended out of order
+        // and a power cut may keep any prefix of them, so the highest end
+        // an entry names proves nothing about the records before it.
+        let mut by_pack: HashMap<u32, Vec<(u64, u64)>> = HashMap::new();
         for loc in map.values() {
-            let end = covered.entry(loc.pack).or_insert(PACK_MAGIC.len() as u64);
-            *end = (*end).max(loc.end());
+            by_pack.entry(loc.pack).or_default().push((loc.offset, loc.end()));
         }
+        let covered: HashMap<u32, u64> = by_pack
+            .into_iter()
+            .map(|(pack, mut extents)| {
+                extents.sort_unstable();
+                let mut cursor = PACK_MAGIC.len() as u64;
+                for (offset, end) in extents {
+                    if offset != cursor {
+                        break;
+                    }
+                    cursor = end;
+                }
+                (pack, cursor)
+            })
+            .collect();
         let last = packs.last().map(|p| p.0);
         let mut found: Vec<(ObjectId, Location)> = Vec::new();
+        let mut damaged_last = false;
         for (pack, len) in packs.iter_mut() {
             let path = self.pack_path(*pack);
             let start = covered.get(pack).copied().unwrap_or(0);
-            let (good_end, damaged) = self.scan_pack(*pack, &path, start, *len, &mut found)?;
-            if damaged {
-                if Some(*pack) == last && rw {
-                    // A torn write at the end of the log: cut it away. Every
-                    // record before it passed its checksum.
+            let found_before = found.len();
+            let (good_end, damage) = self.scan_pack(*pack, &path, start, *len, &mut found)?;
+            match damage {
+                Some(Tail::Torn) if Some(*pack) == last && rw => {
+                    // A torn write at the end of the log: nothing valid
+                    // follows it, so it was never acknowledged. Cut it away.
                     self.vfs.truncate(&path, good_end).map_err(io_err("cut a torn pack tail"))?;
                     self.vfs.sync(&path).map_err(io_err("sync a repaired pack"))?;
                     recovery.torn_bytes_cut += *len - good_end;
                     *len = good_end;
-                } else {
-                    recovery.damaged_packs.push(*pack);
                 }
+                Some(_) => {
+                    // Valid records follow the bad one (or the pack is not
+                    // the last): damage, not a torn write. Keep every byte
+                    // for fsck and write into a new pack.
+                    recovery.damaged_packs.push(*pack);
+                    damaged_last |= Some(*pack) == last;
+                }
+                None => {}
+            }
+            if rw && found.len() > found_before {
+                // These records were appended but maybe never synced (the
+                // process died before its fsync). Sync them now, before the
+                // index names them and before anything can rely on them.
+                self.vfs.sync(&path).map_err(io_err("sync a recovered pack"))?;
             }
         }
         recovery.records_reindexed = found.len() as u64;
@@ -325,8 +391,12 @@ impl PackStore {
         // The current pack: the last one, unless it is missing, empty of
         // even a header, or full.
         let (pack, len) = match packs.last() {
-            Some(&(n, len)) if len >= PACK_MAGIC.len() as u64 && len < PACK_LEN_MAX => (n, len),
-            Some(&(n, len)) if len < PACK_MAGIC.len() as u64 => {
+            Some(&(n, len))
+                if !damaged_last && len >= PACK_MAGIC.len() as u64 && len < self.pack_len_max =>
+            {
+                (n, len)
+            }
+            Some(&(n, len)) if !damaged_last && len < PACK_MAGIC.len() as u64 => {
                 if rw {
                     self.start_pack(n)?;
                 }
@@ -411,7 +481,8 @@ impl PackStore {
 
     /// Scans the records of a pack from `start` (0: from the header) to
     /// `len`, adding every valid record to `found`. Returns where the valid
-    /// records end and whether something invalid followed them.
+    /// records end and, if something invalid follows them, whether it looks
+    /// like a torn write (nothing valid after it) or damage.
     fn scan_pack(
         &self,
         pack: u32,
@@ -419,7 +490,7 @@ impl PackStore {
         start: u64,
         len: u64,
         found: &mut Vec<(ObjectId, Location)>,
-    ) -> Result<(u64, bool), StoreError> {
+    ) -> Result<(u64, Option<Tail>), StoreError> {
         let magic_len = PACK_MAGIC.len() as u64;
         if start < magic_len {
             let mut magic = [0u8; 8];
@@ -427,37 +498,49 @@ impl PackStore {
                 || self.vfs.read_at(path, 0, &mut magic).is_err()
                 || magic != PACK_MAGIC
             {
-                return Ok((0, len > 0));
+                let tail = if len < magic_len && magic[..len as usize].iter().all(|&b| b == 0) {
+                    Tail::Torn
+                } else {
+                    Tail::Damaged
+                };
+                return Ok((0, (len > 0).then_some(tail)));
             }
         }
         let mut offset = start.max(magic_len);
-        if offset >= len {
-            return Ok((len.min(offset), false));
+        let mut window = ReadAhead { path, len, start: offset, bytes: Vec::new() };
+        while offset < len {
+            let header = window.get(
+                self.vfs.as_ref(),
+                offset,
+                RECORD_HEADER_LEN.min((len - offset) as usize),
+            )?;
+            let record = record_len(header)
+                .filter(|&total| offset + total as u64 <= len)
+                .map(|total| window.get(self.vfs.as_ref(), offset, total))
+                .transpose()?
+                .and_then(parse_record);
+            let Some((id, mut loc, total)) = record else {
+                return Ok((offset, Some(self.classify_tail(path, offset, len)?)));
+            };
+            loc.pack = pack;
+            loc.offset = offset;
+            found.push((id, loc));
+            offset += total as u64;
         }
-        // Read the uncovered tail in one go: it is what was written since
-        // the last sync (or a whole pack when rebuilding the index).
-        let mut tail = vec![
-            0u8;
-            usize::try_from(len - offset).map_err(|e| StoreError::Io {
-                op: "read a pack",
-                source: io::Error::other(e),
-            })?
-        ];
-        self.vfs.read_at(path, offset, &mut tail).map_err(io_err("read a pack"))?;
-        let mut rest = &tail[..];
-        while !rest.is_empty() {
-            match parse_record(rest) {
-                Some((id, mut loc, total)) => {
-                    loc.pack = pack;
-                    loc.offset = offset;
-                    found.push((id, loc));
-                    offset += total as u64;
-                    rest = &rest[total..];
-                }
-                None => return Ok((offset, true)),
-            }
+        Ok((offset, None))
+    }
+
+    /// Tells a torn append from damage: an append that a crash cut short
+    /// is the last thing in the pack, so if a valid record follows the bad
+    /// bytes, they are damage. An append is never longer than
+    /// [`TORN_TAIL_LEN_MAX`]; a longer bad tail is damage too.
+    fn classify_tail(&self, path: &Path, offset: u64, len: u64) -> Result<Tail, StoreError> {
+        if len - offset > TORN_TAIL_LEN_MAX as u64 {
+            return Ok(Tail::Damaged);
         }
-        Ok((offset, false))
+        let mut rest = vec![0u8; (len - offset) as usize];
+        self.vfs.read_at(path, offset, &mut rest).map_err(io_err("read a pack"))?;
+        Ok(if has_valid_record_after(&rest) { Tail::Damaged } else { Tail::Torn })
     }
 
     fn check_writable(&self) -> Result<(), StoreError> {
@@ -504,7 +587,7 @@ impl PackStore {
             None => (Codec::Raw, payload),
         };
         let record_len = (RECORD_HEADER_LEN + stored.len() + RECORD_TRAILER_LEN) as u64;
-        if w.pack_len + w.buf.len() as u64 + record_len > PACK_LEN_MAX
+        if w.pack_len + w.buf.len() as u64 + record_len > self.pack_len_max
             && w.pack_len > PACK_MAGIC.len() as u64
         {
             self.roll_pack(w)?;
@@ -626,10 +709,12 @@ impl PackStore {
                 }
             })?;
         }
-        let Some((found, _, _)) = parse_record(&raw) else {
+        let Some((found, header, _)) = parse_record(&raw) else {
             return Err(StoreError::Damaged { id: *id, damage: Damage::Checksum });
         };
-        if found != *id {
+        let same = (header.kind, header.codec, header.stored_len, header.raw_len)
+            == (loc.kind, loc.codec, loc.stored_len, loc.raw_len);
+        if found != *id || !same {
             return Err(StoreError::Damaged { id: *id, damage: Damage::WrongRecord });
         }
         let stored = &raw[RECORD_HEADER_LEN..RECORD_HEADER_LEN + loc.stored_len as usize];
@@ -759,12 +844,56 @@ impl Store for PackStore {
     }
 
     fn get(&self, id: &ObjectId) -> Result<Bytes, StoreError> {
+        self.retry_after_gc(|| self.get_once(id))
+    }
+
+    fn read_range(&self, id: &ObjectId, offset: u64, len: u64) -> Result<Bytes, StoreError> {
+        self.retry_after_gc(|| self.read_range_once(id, offset, len))
+    }
+
+    fn contains(&self, id: &ObjectId) -> Result<bool, StoreError> {
+        Ok(self.index.read().unwrap_or_else(|e| e.into_inner()).contains_key(id))
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        self.flush_buffer()
+    }
+
+    fn sync(&self) -> Result<(), StoreError> {
+        self.sync_all()
+    }
+}
+
+impl Drop for PackStore {
+    /// Hands buffered records to the OS (no fsync), so that a handle
+    /// dropped without a sync loses nothing to a clean exit.
+    fn drop(&mut self) {
+        if self.access == Access::ReadWrite && !self.poisoned.load(Ordering::Acquire) {
+            let _ = self.flush_buffer();
+        }
+    }
+}
+
+impl PackStore {
+    /// Runs a read; if it failed while a GC moved records, runs it again
+    /// against the new index.
+    fn retry_after_gc<T>(&self, read: impl Fn() -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let generation = self.generation.load(Ordering::Acquire);
+        match read() {
+            Err(_) if self.generation.load(Ordering::Acquire) != generation => read(),
+            result => result,
+        }
+    }
+
+    fn get_once(&self, id: &ObjectId) -> Result<Bytes, StoreError> {
         let loc = self.location(id)?;
         match loc.kind {
             Kind::Object | Kind::Chunk => self.read_verified(id, &loc).map(Bytes::from),
             Kind::Manifest => {
                 let chunks = self.read_manifest(id, &loc, ReadFrom::PackOrBuffer)?;
-                let mut out = Vec::with_capacity(usize::try_from(loc.raw_len).unwrap_or(0));
+                // The length comes from disk: reserve no more than a sane
+                // amount up front.
+                let mut out = Vec::with_capacity(loc.raw_len.min(64 << 20) as usize);
                 for (cid, _) in chunks {
                     out.extend_from_slice(&self.read_verified(&cid, &self.location(&cid)?)?);
                 }
@@ -774,7 +903,7 @@ impl Store for PackStore {
         }
     }
 
-    fn read_range(&self, id: &ObjectId, offset: u64, len: u64) -> Result<Bytes, StoreError> {
+    fn read_range_once(&self, id: &ObjectId, offset: u64, len: u64) -> Result<Bytes, StoreError> {
         let loc = self.location(id)?;
         let size = loc.raw_len;
         let end = offset.checked_add(len).filter(|&e| e <= size);
@@ -782,7 +911,10 @@ impl Store for PackStore {
             return Err(StoreError::RangeOutOfBounds { id: *id, offset, len, size });
         };
         if loc.kind != Kind::Manifest {
-            let bytes = self.get(id)?;
+            let bytes = self.get_once(id)?;
+            if bytes.len() as u64 != size {
+                return Err(StoreError::Damaged { id: *id, damage: Damage::WrongRecord });
+            }
             return Ok(bytes.slice(offset as usize..end as usize));
         }
         // Only the chunks that overlap the range are read, each verified
@@ -793,6 +925,9 @@ impl Store for PackStore {
             let chunk_end = chunk_start + chunk_len;
             if chunk_end > offset && chunk_start < end {
                 let data = self.read_verified(&cid, &self.location(&cid)?)?;
+                if data.len() as u64 != chunk_len {
+                    return Err(StoreError::Damaged { id: *id, damage: Damage::Manifest });
+                }
                 let from = offset.max(chunk_start) - chunk_start;
                 let to = end.min(chunk_end) - chunk_start;
                 out.extend_from_slice(&data[from as usize..to as usize]);
@@ -805,13 +940,9 @@ impl Store for PackStore {
         Ok(Bytes::from(out))
     }
 
-    fn contains(&self, id: &ObjectId) -> Result<bool, StoreError> {
-        Ok(self.index.read().unwrap_or_else(|e| e.into_inner()).contains_key(id))
-    }
-
     /// Appends the write buffer to the pack, without fsync: the records
     /// survive the process dying, and recovery indexes them on open.
-    fn flush(&self) -> Result<(), StoreError> {
+    fn flush_buffer(&self) -> Result<(), StoreError> {
         self.check_writable()?;
         let mut w = self.lock_writer();
         self.append_buffer(&mut w)
@@ -820,7 +951,7 @@ impl Store for PackStore {
     /// Makes everything put so far durable. Threads that call this together
     /// share one `fsync`: the first becomes the leader and syncs everything
     /// appended so far; the others wait and return once it covers them.
-    fn sync(&self) -> Result<(), StoreError> {
+    fn sync_all(&self) -> Result<(), StoreError> {
         self.check_writable()?;
         let target = {
             let mut w = self.lock_writer();
@@ -853,7 +984,28 @@ impl Store for PackStore {
     }
 }
 
+/// Holding the group-commit leader role: no other `sync` leader or GC runs
+/// until it is dropped.
+struct Leadership<'a>(&'a PackStore);
+
+impl Drop for Leadership<'_> {
+    fn drop(&mut self) {
+        self.0.synced.lock().unwrap_or_else(|e| e.into_inner()).leader = false;
+        self.0.synced_cond.notify_all();
+    }
+}
+
 impl PackStore {
+    /// Waits until no leader runs, then becomes it.
+    fn lead(&self) -> Leadership<'_> {
+        let mut state = self.synced.lock().unwrap_or_else(|e| e.into_inner());
+        while state.leader {
+            state = self.synced_cond.wait(state).unwrap_or_else(|e| e.into_inner());
+        }
+        state.leader = true;
+        Leadership(self)
+    }
+
     /// One group-commit `fsync`: appends what is buffered, syncs the pack,
     /// then appends the index entries of what is now durable. (A new pack
     /// is made durable, directory entry included, when it is created.)
@@ -917,9 +1069,14 @@ impl PackStore {
         mode: GcMode,
     ) -> Result<GcStats, StoreError> {
         self.check_writable()?;
-        self.sync()?;
+        // As the group-commit leader, no sync runs while the packs are
+        // rewritten; as the writer, no put does.
+        let _lead = self.lead();
         let mut w = self.lock_writer();
         self.append_buffer(&mut w)?;
+        let current = self.pack_path(w.pack);
+        let synced = self.vfs.sync(&current).map_err(io_err("sync a pack"));
+        self.poison(synced)?;
         let index = self.index.read().unwrap_or_else(|e| e.into_inner()).clone();
         let mut keep: std::collections::HashSet<ObjectId> = live.clone();
         keep.extend(self.fresh.lock().unwrap_or_else(|e| e.into_inner()).iter().copied());
@@ -937,13 +1094,15 @@ impl PackStore {
         let mut kept: Vec<(ObjectId, Location)> =
             index.iter().filter(|(id, _)| keep.contains(*id)).map(|(i, l)| (*i, *l)).collect();
         kept.sort_unstable_by_key(|(_, l)| (l.pack, l.offset));
-        let old_packs: Vec<u32> = {
-            let mut packs: Vec<u32> = index.values().map(|l| l.pack).collect();
-            packs.push(w.pack);
-            packs.sort_unstable();
-            packs.dedup();
-            packs
-        };
+        // Every pack file on disk up to the current one: also those that
+        // hold only superseded records (left by a crash during an earlier
+        // GC), which no index entry names.
+        let mut old_packs: Vec<u32> = Vec::new();
+        for (name, _) in self.vfs.list(&self.dir.join("packs")).map_err(io_err("list packs"))? {
+            if let Some(n) = parse_pack_name(&name).filter(|&n| n <= w.pack) {
+                old_packs.push(n);
+            }
+        }
         let mut stats = GcStats {
             records_kept: kept.len() as u64,
             records_removed: (index.len() - kept.len()) as u64,
@@ -960,6 +1119,7 @@ impl PackStore {
         }
         let result = self.repack(&mut w, &kept, &old_packs);
         self.poison(result)?;
+        self.generation.fetch_add(1, Ordering::AcqRel);
         Ok(stats)
     }
 
@@ -982,7 +1142,7 @@ impl PackStore {
         };
         for (id, loc) in kept {
             let total = (loc.end() - loc.offset) as usize;
-            if out.len() + total > PACK_LEN_MAX as usize && out.len() > PACK_MAGIC.len() {
+            if (out.len() + total) as u64 > self.pack_len_max && out.len() > PACK_MAGIC.len() {
                 write_pack(pack, &out)?;
                 pack += 1;
                 out = PACK_MAGIC.to_vec();
@@ -1016,6 +1176,58 @@ impl PackStore {
         }
         self.vfs.sync_dir(&self.dir.join("packs")).map_err(io_err("sync the packs directory"))
     }
+}
+
+/// What follows the last valid record of a scanned pack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tail {
+    /// Nothing valid: an interrupted append.
+    Torn,
+    /// A valid record further on: bytes were damaged in place.
+    Damaged,
+}
+
+/// Reads a pack forward in large pieces, so a scan costs one read per few
+/// MiB, not one per record.
+struct ReadAhead<'a> {
+    path: &'a Path,
+    len: u64,
+    start: u64,
+    bytes: Vec<u8>,
+}
+
+impl ReadAhead<'_> {
+    /// `n` bytes at `offset` (which the caller keeps within the file).
+    fn get(&mut self, vfs: &dyn Vfs, offset: u64, n: usize) -> Result<&[u8], StoreError> {
+        let inside =
+            offset >= self.start && offset + n as u64 <= self.start + self.bytes.len() as u64;
+        if !inside {
+            let want = (n.max(SCAN_WINDOW_LEN) as u64).min(self.len - offset) as usize;
+            self.bytes = vec![0u8; want];
+            vfs.read_at(self.path, offset, &mut self.bytes).map_err(io_err("read a pack"))?;
+            self.start = offset;
+        }
+        let from = (offset - self.start) as usize;
+        Ok(&self.bytes[from..from + n])
+    }
+}
+
+/// The total length of the record whose header starts `bytes`, if the
+/// header's fixed fields are valid (the checksum is not checked here).
+fn record_len(bytes: &[u8]) -> Option<usize> {
+    let header = bytes.get(..RECORD_HEADER_LEN)?;
+    if header[0] > 2 || header[1] > 1 || header[2..4] != [0, 0] {
+        return None;
+    }
+    let stored_len = u32::from_le_bytes(header[4..8].try_into().ok()?) as usize;
+    Some(RECORD_HEADER_LEN + stored_len + RECORD_TRAILER_LEN)
+}
+
+/// Whether a valid record starts anywhere in `bytes` after its first byte.
+/// Only called on the bytes after a bad record, to tell damage from a torn
+/// append; most offsets fail on the header's fixed bytes at once.
+fn has_valid_record_after(bytes: &[u8]) -> bool {
+    (1..bytes.len()).any(|i| parse_record(&bytes[i..]).is_some())
 }
 
 /// What is wrong with a damaged record.
@@ -1085,11 +1297,31 @@ fn parse_record(bytes: &[u8]) -> Option<(ObjectId, Location, usize)> {
     if crc32fast::hash(&bytes[..body_end]).to_le_bytes() != crc {
         return None;
     }
-    if codec == Codec::Raw && kind != Kind::Manifest && raw_len != u64::from(stored_len) {
+    if !lengths_ok(kind, codec, stored_len, raw_len) {
         return None;
     }
     let loc = Location { pack: 0, offset: 0, stored_len, raw_len, kind, codec };
     Some((id, loc, body_end + RECORD_TRAILER_LEN))
+}
+
+/// Whether a record's lengths can be true: a whole object is under the
+/// chunking threshold, a chunk at most the largest chunk, a raw payload is
+/// as long as its object, a compressed one shorter, and a chunk list is
+/// never compressed. Lengths come from disk; nothing is allocated or
+/// sliced by them before this holds.
+fn lengths_ok(kind: Kind, codec: Codec, stored_len: u32, raw_len: u64) -> bool {
+    let stored = u64::from(stored_len);
+    let size_ok = match kind {
+        Kind::Object => raw_len < CHUNKING_LEN_MIN as u64,
+        Kind::Chunk => raw_len <= CHUNK_LEN_MAX as u64,
+        Kind::Manifest => codec == Codec::Raw,
+    };
+    let codec_ok = match (kind, codec) {
+        (Kind::Manifest, _) => true,
+        (_, Codec::Raw) => raw_len == stored,
+        (_, Codec::Zstd) => stored <= raw_len,
+    };
+    size_ok && codec_ok
 }
 
 fn encode_index_entries(entries: &[(ObjectId, Location)]) -> Vec<u8> {
@@ -1129,17 +1361,24 @@ fn decode_index_entry(raw: &[u8]) -> Option<(ObjectId, Location)> {
         1 => Codec::Zstd,
         _ => return None,
     };
-    Some((
-        ObjectId::from_bytes(body[..32].try_into().ok()?),
-        Location {
-            pack: u32::from_le_bytes(body[32..36].try_into().ok()?),
-            offset: u64::from_le_bytes(body[36..44].try_into().ok()?),
-            stored_len: u32::from_le_bytes(body[44..48].try_into().ok()?),
-            raw_len: u64::from_le_bytes(body[48..56].try_into().ok()?),
-            kind,
-            codec,
-        },
-    ))
+    if body[58..60] != [0, 0] {
+        return None;
+    }
+    let loc = Location {
+        pack: u32::from_le_bytes(body[32..36].try_into().ok()?),
+        offset: u64::from_le_bytes(body[36..44].try_into().ok()?),
+        stored_len: u32::from_le_bytes(body[44..48].try_into().ok()?),
+        raw_len: u64::from_le_bytes(body[48..56].try_into().ok()?),
+        kind,
+        codec,
+    };
+    // A record starts after the pack header, and far enough from the end
+    // of the address space that its end cannot overflow.
+    let offset_ok = loc.offset >= PACK_MAGIC.len() as u64 && loc.offset < u64::MAX / 2;
+    if !offset_ok || !lengths_ok(kind, codec, loc.stored_len, loc.raw_len) {
+        return None;
+    }
+    Some((ObjectId::from_bytes(body[..32].try_into().ok()?), loc))
 }
 
 fn put_varint(out: &mut Vec<u8>, mut n: u64) {

@@ -31,7 +31,8 @@ impl std::fmt::Debug for VfsLock {
 /// File operations of the store. Each method documents what is durable
 /// after it returns; nothing is durable unless a `sync` says so.
 pub trait Vfs: Send + Sync + std::fmt::Debug {
-    /// Creates `dir` and its missing parents.
+    /// Creates `dir` and its missing parents, durably (the parent of each
+    /// new directory is synced).
     fn create_dir_all(&self, dir: &Path) -> io::Result<()>;
     /// The entries of `dir` as (name, is a directory), sorted by name;
     /// empty if `dir` is missing.
@@ -70,11 +71,19 @@ pub trait Vfs: Send + Sync + std::fmt::Debug {
     }
 }
 
-/// The real filesystem. Keeps files open between calls, so that appends
-/// and reads cost one system call each.
+/// The real filesystem. Keeps pack files and the index open between calls
+/// (one system call per append or read); every other file is opened for
+/// each operation, so that a ref renamed into place by another process is
+/// seen, and so that thousands of refs do not hold thousands of files open.
 #[derive(Debug, Default)]
 pub struct RealFs {
-    open: Mutex<HashMap<PathBuf, Arc<File>>>,
+    readers: Mutex<HashMap<PathBuf, Arc<File>>>,
+    writers: Mutex<HashMap<PathBuf, Arc<File>>>,
+}
+
+/// Whether `path` is a file kept open: packs and the index.
+fn kept_open(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == "pack") || path.file_name().is_some_and(|n| n == "index")
 }
 
 impl RealFs {
@@ -83,24 +92,59 @@ impl RealFs {
         Self::default()
     }
 
-    fn file(&self, path: &Path) -> io::Result<Arc<File>> {
-        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(f) = open.get(path) {
+    /// A handle to read `path`; never creates it.
+    fn reader(&self, path: &Path) -> io::Result<Arc<File>> {
+        self.cached(&self.readers, path, || File::open(path))
+    }
+
+    /// A handle to append to `path`, created if `create`.
+    fn writer(&self, path: &Path, create: bool) -> io::Result<Arc<File>> {
+        self.cached(&self.writers, path, || {
+            OpenOptions::new().append(true).create(create).open(path)
+        })
+    }
+
+    fn cached(
+        &self,
+        cache: &Mutex<HashMap<PathBuf, Arc<File>>>,
+        path: &Path,
+        open: impl FnOnce() -> io::Result<File>,
+    ) -> io::Result<Arc<File>> {
+        if !kept_open(path) {
+            return open().map(Arc::new);
+        }
+        let mut cache = cache.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(f) = cache.get(path) {
             return Ok(f.clone());
         }
-        let f = Arc::new(OpenOptions::new().read(true).append(true).create(true).open(path)?);
-        open.insert(path.to_owned(), f.clone());
+        let f = Arc::new(open()?);
+        cache.insert(path.to_owned(), f.clone());
         Ok(f)
     }
 
     fn forget(&self, path: &Path) {
-        self.open.lock().unwrap_or_else(|e| e.into_inner()).remove(path);
+        self.readers.lock().unwrap_or_else(|e| e.into_inner()).remove(path);
+        self.writers.lock().unwrap_or_else(|e| e.into_inner()).remove(path);
     }
 }
 
 impl Vfs for RealFs {
+    /// Each directory it creates is made durable: its parent is synced.
     fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
-        fs::create_dir_all(dir)
+        if dir.as_os_str().is_empty() || fs::metadata(dir).is_ok_and(|m| m.is_dir()) {
+            return Ok(());
+        }
+        if let Some(parent) = dir.parent() {
+            self.create_dir_all(parent)?;
+        }
+        match fs::create_dir(dir) {
+            Ok(()) => match dir.parent() {
+                Some(parent) if !parent.as_os_str().is_empty() => self.sync_dir(parent),
+                _ => Ok(()),
+            },
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     fn list(&self, dir: &Path) -> io::Result<Vec<(String, bool)>> {
@@ -129,22 +173,23 @@ impl Vfs for RealFs {
     }
 
     fn read_at(&self, path: &Path, offset: u64, buf: &mut [u8]) -> io::Result<()> {
-        if self.len(path)?.is_none() {
-            return Err(io::ErrorKind::NotFound.into());
-        }
-        self.file(path)?.read_exact_at(buf, offset)
+        self.reader(path)?.read_exact_at(buf, offset)
+    }
+
+    fn read_file(&self, path: &Path) -> io::Result<Vec<u8>> {
+        fs::read(path)
     }
 
     fn append(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {
-        (&*self.file(path)?).write_all(bytes)
+        (&*self.writer(path, true)?).write_all(bytes)
     }
 
     fn truncate(&self, path: &Path, len: u64) -> io::Result<()> {
-        self.file(path)?.set_len(len)
+        self.writer(path, false)?.set_len(len)
     }
 
     fn sync(&self, path: &Path) -> io::Result<()> {
-        self.file(path)?.sync_data()
+        self.writer(path, false)?.sync_data()
     }
 
     fn write_file(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {

@@ -72,11 +72,15 @@ pub(crate) fn for_each_reachable(
     roots: &[CommitId],
     visit: &mut dyn FnMut(Reached<'_>) -> Result<()>,
 ) -> Result<()> {
-    let mut seen: HashSet<ObjectId> = HashSet::new();
+    // One set per kind: a file whose bytes happen to be a tree's encoding
+    // has that tree's id, and must not make the walk skip the tree.
+    let mut seen_commits: HashSet<CommitId> = HashSet::new();
+    let mut seen_trees: HashSet<TreeId> = HashSet::new();
+    let mut seen_blobs: HashSet<ObjectId> = HashSet::new();
     let mut commits: Vec<CommitId> = roots.to_vec();
     let mut trees: Vec<(TreeId, usize)> = Vec::new();
     while let Some(id) = commits.pop() {
-        if !seen.insert(id.object_id()) {
+        if !seen_commits.insert(id) {
             continue;
         }
         match read_commit(store, id) {
@@ -90,7 +94,7 @@ pub(crate) fn for_each_reachable(
             }
         }
         while let Some((tree_id, depth)) = trees.pop() {
-            if !seen.insert(tree_id.object_id()) {
+            if !seen_trees.insert(tree_id) {
                 continue;
             }
             let tree = match read_tree(store, tree_id)
@@ -110,7 +114,9 @@ pub(crate) fn for_each_reachable(
             for entry in tree.entries() {
                 match &entry.kind {
                     EntryKind::Dir(sub) => trees.push((*sub, depth + 1)),
-                    EntryKind::File(f) if seen.insert(f.id.object_id()) => visit(Reached::Blob(f))?,
+                    EntryKind::File(f) if seen_blobs.insert(f.id.object_id()) => {
+                        visit(Reached::Blob(f))?
+                    }
                     EntryKind::File(_) | EntryKind::Symlink(_) => {}
                 }
             }

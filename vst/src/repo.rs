@@ -87,6 +87,7 @@ impl Repo {
             Head::Branch(name) => self.commit_on(ws, &name, options),
             Head::Detached(_) => {
                 let id = commit(ws, options)?;
+                self.store.sync()?;
                 self.refs.set_head(&Head::Detached(id.object_id())).map_err(ref_err)?;
                 Ok(id)
             }
