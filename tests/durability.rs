@@ -219,3 +219,18 @@ fn fsck_reports_flipped_bytes_in_a_pack_and_a_ref_and_survives_a_flipped_index()
     assert_eq!(report.bad_refs[0].0, "other");
     assert!(report.commits >= 2, "main was still checked");
 }
+
+#[test]
+fn a_repo_commit_is_durable_whatever_the_options_say() {
+    for durability in [vst_cas::Durability::None, vst_cas::Durability::Flush] {
+        let fs = SimFs::new();
+        let repo = open(&fs);
+        let mut ws = repo.working_set().unwrap();
+        ws.write(&p("f"), b"content").unwrap();
+        let id = repo.commit(&mut ws, &CommitOptions { durability, ..options("x") }).unwrap();
+        drop((repo, ws));
+        let after = open(&fs.crash_image(Unsynced::Drop));
+        assert_eq!(after.head_commit().unwrap(), Some(id), "{durability:?}");
+        assert!(after.fsck(ReadData::Yes).unwrap().is_clean(), "{durability:?}");
+    }
+}

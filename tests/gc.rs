@@ -138,3 +138,26 @@ fn a_crash_at_any_step_of_gc_loses_nothing_live() {
         }
     }
 }
+
+#[test]
+fn a_file_that_equals_a_tree_encoding_does_not_hide_the_tree() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let repo = Repo::open(dir.path()).unwrap();
+        let mut ws = repo.working_set().unwrap();
+        ws.write(&p("d/inner"), &noise(5, 10_000)).unwrap();
+        repo.commit(&mut ws, &CommitOptions::default()).unwrap();
+        // A file whose content is the encoding of directory "d": same id.
+        let d_tree = match ws.stat(&p("d")).unwrap() {
+            vst::Stat::Dir(Some(id)) => id,
+            other => panic!("{other:?}"),
+        };
+        let encoding = repo.store().get(&d_tree.object_id()).unwrap();
+        // "a" sorts before "d": the walk meets the file first.
+        ws.write(&p("a"), &encoding).unwrap();
+        repo.commit(&mut ws, &CommitOptions::default()).unwrap();
+    }
+    let repo = Repo::open(dir.path()).unwrap();
+    repo.gc(Duration::ZERO, GcMode::Collect).unwrap();
+    assert!(repo.fsck(ReadData::Yes).unwrap().is_clean(), "d/inner survived GC");
+}

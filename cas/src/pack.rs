@@ -587,9 +587,10 @@ impl PackStore {
             None => (Codec::Raw, payload),
         };
         let record_len = (RECORD_HEADER_LEN + stored.len() + RECORD_TRAILER_LEN) as u64;
-        if w.pack_len + w.buf.len() as u64 + record_len > self.pack_len_max
-            && w.pack_len > PACK_MAGIC.len() as u64
-        {
+        // Roll over unless the pack holds nothing yet (a record larger than
+        // a pack still has to go somewhere).
+        let used = w.pack_len + w.buf.len() as u64;
+        if used + record_len > self.pack_len_max && used > PACK_MAGIC.len() as u64 {
             self.roll_pack(w)?;
         }
         let loc = Location {

@@ -18,8 +18,12 @@ use crate::vfs::{Vfs, VfsLock};
 /// `len` bytes that look random (so zstd cannot shrink them) and are the
 /// same for the same `seed` (so tests and benchmarks repeat exactly).
 pub fn noise(seed: u64, len: usize) -> Vec<u8> {
-    // xorshift64: a few lines, and no dependency for test data.
-    let mut x = seed | 1;
+    // A splitmix64 step spreads the seed (so neighbouring seeds give
+    // unrelated bytes), then xorshift64: a few lines, no dependency.
+    let mut z = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    let mut x = (z ^ (z >> 31)) | 1;
     (0..len)
         .map(|_| {
             x ^= x << 13;
@@ -139,6 +143,23 @@ impl SimFs {
                 inodes,
                 durable_names: names.clone(),
                 names,
+                dirs: st.dirs.clone(),
+                ..State::default()
+            })),
+        }
+    }
+
+    /// The filesystem as the kernel still holds it after the process died
+    /// (not the machine): every written byte and name is there, but what
+    /// was not synced is still not durable, so a later
+    /// [`SimFs::crash_image`] can still lose it. Locks are released.
+    pub fn kill_image(&self) -> SimFs {
+        let st = self.lock_state();
+        SimFs {
+            state: Arc::new(Mutex::new(State {
+                inodes: st.inodes.clone(),
+                names: st.names.clone(),
+                durable_names: st.durable_names.clone(),
                 dirs: st.dirs.clone(),
                 ..State::default()
             })),

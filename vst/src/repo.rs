@@ -104,6 +104,9 @@ impl Repo {
     ) -> Result<CommitId> {
         let parent = ws.head();
         let id = commit(ws, options)?;
+        // A ref is durable, so what it names must be too, whatever
+        // durability the options asked of the objects (a no-op if synced).
+        self.store.sync()?;
         let message = format!("commit: {}", options.message.lines().next().unwrap_or(""));
         self.refs
             .update(branch, parent.map(|p| p.object_id()), Some(id.object_id()), &message)
