@@ -161,3 +161,37 @@ fn a_file_that_equals_a_tree_encoding_does_not_hide_the_tree() {
     repo.gc(Duration::ZERO, GcMode::Collect).unwrap();
     assert!(repo.fsck(ReadData::Yes).unwrap().is_clean(), "d/inner survived GC");
 }
+
+#[test]
+fn detached_commits_are_compared_and_swapped_and_kept_for_the_grace_period() {
+    let dir = tempfile::tempdir().unwrap();
+    let detached = {
+        let repo = Repo::open(dir.path()).unwrap();
+        let mut ws = repo.working_set().unwrap();
+        ws.write(&p("a"), b"on main").unwrap();
+        let main = repo.commit(&mut ws, &CommitOptions::default()).unwrap();
+        repo.refs().set_head(&vst_cas::Head::Detached(main.object_id())).unwrap();
+        let mut one = repo.working_set().unwrap();
+        let mut two = repo.working_set().unwrap();
+        one.write(&p("big"), &noise(6, 500_000)).unwrap();
+        let detached = repo.commit(&mut one, &CommitOptions::default()).unwrap();
+        two.write(&p("other"), b"stale").unwrap();
+        assert!(
+            matches!(repo.commit(&mut two, &CommitOptions::default()), Err(vst::Error::Ref(_))),
+            "a commit from a stale detached HEAD is refused"
+        );
+        assert_eq!(repo.head_commit().unwrap(), Some(detached));
+        assert_eq!(
+            repo.refs().head_reflog().unwrap().last().unwrap().new,
+            Some(detached.object_id())
+        );
+        repo.refs().set_head(&vst_cas::Head::Branch(Repo::branch("main").unwrap())).unwrap();
+        detached
+    };
+    let repo = Repo::open(dir.path()).unwrap();
+    repo.gc(HOUR, GcMode::Collect).unwrap();
+    assert!(repo.store().contains(&detached.object_id()).unwrap(), "kept: HEAD's reflog is young");
+    repo.gc(Duration::ZERO, GcMode::Collect).unwrap();
+    assert!(!repo.store().contains(&detached.object_id()).unwrap());
+    assert!(repo.fsck(ReadData::Yes).unwrap().is_clean());
+}

@@ -251,6 +251,14 @@ impl PackStore {
             }
             Access::ReadOnly => None,
         };
+        // The index first, then the packs' lengths: entries name only synced
+        // records, so a writer appending meanwhile can only make the packs
+        // longer than the index says, never shorter.
+        let index_bytes = match vfs.read_file(&dir.join("index")) {
+            Ok(bytes) => Some(bytes),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(StoreError::Io { op: "read the index", source: e }),
+        };
         let mut packs: Vec<(u32, u64)> = Vec::new();
         for (name, _) in vfs.list(&packs_dir).map_err(io_err("list packs"))? {
             if let Some(n) = parse_pack_name(&name) {
@@ -281,7 +289,7 @@ impl PackStore {
             generation: std::sync::atomic::AtomicU64::new(0),
             fresh: Mutex::new(Default::default()),
         };
-        store.recover(&mut packs)?;
+        store.recover(&mut packs, index_bytes)?;
         Ok(store)
     }
 
@@ -305,10 +313,14 @@ impl PackStore {
 
     /// Loads the index, scans what it does not cover, repairs torn tails,
     /// and sets up the current pack.
-    fn recover(&mut self, packs: &mut [(u32, u64)]) -> Result<(), StoreError> {
+    fn recover(
+        &mut self,
+        packs: &mut [(u32, u64)],
+        index_bytes: Option<Vec<u8>>,
+    ) -> Result<(), StoreError> {
         let rw = self.access == Access::ReadWrite;
         let pack_len: HashMap<u32, u64> = packs.iter().copied().collect();
-        let (mut map, index_valid_len, index_ok) = self.load_index(&pack_len)?;
+        let (mut map, index_valid_len, index_ok) = load_index(index_bytes, &pack_len);
         let mut recovery = Recovery { index_rebuilt: !index_ok, ..Recovery::default() };
         if !index_ok {
             map.clear();
@@ -427,40 +439,6 @@ impl PackStore {
         self.vfs.write_file(&path, &PACK_MAGIC).map_err(io_err("create a pack"))?;
         self.vfs.sync(&path).map_err(io_err("sync a new pack"))?;
         self.vfs.sync_dir(&self.dir.join("packs")).map_err(io_err("sync the packs directory"))
-    }
-
-    /// Reads the index file. Returns the entries of its valid prefix, the
-    /// length to cut it to if its tail is torn, and whether it can be used
-    /// at all (false: rebuild from the packs).
-    #[allow(clippy::type_complexity)]
-    fn load_index(
-        &self,
-        pack_len: &HashMap<u32, u64>,
-    ) -> Result<(HashMap<ObjectId, Location, IdBuildHasher>, Option<u64>, bool), StoreError> {
-        let mut map = HashMap::default();
-        let bytes = match self.vfs.read_file(&self.index_path()) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((map, None, false)),
-            Err(e) => return Err(StoreError::Io { op: "read the index", source: e }),
-        };
-        if bytes.len() < INDEX_MAGIC.len() || bytes[..8] != INDEX_MAGIC {
-            return Ok((map, None, false));
-        }
-        let entries = &bytes[8..];
-        let mut valid = 8u64;
-        for raw in entries.chunks(INDEX_ENTRY_LEN) {
-            let Some((id, loc)) = decode_index_entry(raw) else { break };
-            // An entry that points past the end of its pack, or into a pack
-            // that is gone, means the index does not match the packs.
-            match pack_len.get(&loc.pack) {
-                Some(&len) if loc.end() <= len => {}
-                _ => return Ok((HashMap::default(), None, false)),
-            }
-            map.insert(id, loc);
-            valid += INDEX_ENTRY_LEN as u64;
-        }
-        let torn = (valid < bytes.len() as u64).then_some(valid);
-        Ok((map, torn, true))
     }
 
     /// Writes a complete index for `map`, durably, replacing the old one.
@@ -1323,6 +1301,35 @@ fn lengths_ok(kind: Kind, codec: Codec, stored_len: u32, raw_len: u64) -> bool {
         (_, Codec::Zstd) => stored <= raw_len,
     };
     size_ok && codec_ok
+}
+
+/// Parses the index file's bytes (`None`: no index). Returns the entries
+/// of its valid prefix, the length to cut the file to if its tail is torn,
+/// and whether it can be used at all (false: rebuild from the packs).
+#[allow(clippy::type_complexity)]
+fn load_index(
+    bytes: Option<Vec<u8>>,
+    pack_len: &HashMap<u32, u64>,
+) -> (HashMap<ObjectId, Location, IdBuildHasher>, Option<u64>, bool) {
+    let mut map = HashMap::default();
+    let Some(bytes) = bytes else { return (map, None, false) };
+    if bytes.len() < INDEX_MAGIC.len() || bytes[..8] != INDEX_MAGIC {
+        return (map, None, false);
+    }
+    let mut valid = 8u64;
+    for raw in bytes[8..].chunks(INDEX_ENTRY_LEN) {
+        let Some((id, loc)) = decode_index_entry(raw) else { break };
+        // An entry that points past the end of its pack, or into a pack
+        // that is gone, means the index does not match the packs.
+        match pack_len.get(&loc.pack) {
+            Some(&len) if loc.end() <= len => {}
+            _ => return (HashMap::default(), None, false),
+        }
+        map.insert(id, loc);
+        valid += INDEX_ENTRY_LEN as u64;
+    }
+    let torn = (valid < bytes.len() as u64).then_some(valid);
+    (map, torn, true)
 }
 
 fn encode_index_entries(entries: &[(ObjectId, Location)]) -> Vec<u8> {

@@ -268,7 +268,16 @@ impl Refs {
         new: Option<ObjectId>,
         message: &str,
     ) -> Result<(), RefError> {
-        let path = self.log_path(name);
+        self.log_to(&self.log_path(name), old, new, message)
+    }
+
+    fn log_to(
+        &self,
+        path: &Path,
+        old: Option<ObjectId>,
+        new: Option<ObjectId>,
+        message: &str,
+    ) -> Result<(), RefError> {
         let parent = path.parent().expect("a log path has a parent");
         self.vfs.create_dir_all(parent).map_err(io_err("create a log directory"))?;
         let zero = "0".repeat(64);
@@ -278,13 +287,23 @@ impl Refs {
             .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
         let message: String = message.chars().map(|c| if c == '\n' { ' ' } else { c }).collect();
         let line = format!("{} {} {now} {message}\n", hex(old), hex(new));
-        self.vfs.append(&path, line.as_bytes()).map_err(io_err("append to a reflog"))
+        self.vfs.append(path, line.as_bytes()).map_err(io_err("append to a reflog"))
     }
 
     /// The reflog of branch `name`, oldest first. Lines that do not parse
     /// (a torn last line after a crash) are skipped.
     pub fn reflog(&self, name: &RefName) -> Result<Vec<ReflogEntry>, RefError> {
-        let text = match self.vfs.read_file(&self.log_path(name)) {
+        self.reflog_at(&self.log_path(name))
+    }
+
+    /// The reflog of a detached `HEAD`: every commit `HEAD` pointed at
+    /// directly, oldest first.
+    pub fn head_reflog(&self) -> Result<Vec<ReflogEntry>, RefError> {
+        self.reflog_at(&self.dir.join("logs/HEAD"))
+    }
+
+    fn reflog_at(&self, path: &Path) -> Result<Vec<ReflogEntry>, RefError> {
+        let text = match self.vfs.read_file(path) {
             Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(io_err("read a reflog")(e)),
@@ -325,11 +344,37 @@ impl Refs {
         Self::parse_id(&path, &text).map(Head::Detached)
     }
 
-    /// Points `HEAD` at a branch or a commit, durably.
+    /// Moves `HEAD` from `expected` to `new` by compare-and-swap, durably,
+    /// and logs detached values in `logs/HEAD`.
+    pub fn update_head(&self, expected: &Head, new: &Head, message: &str) -> Result<(), RefError> {
+        self.vfs.create_dir_all(&self.dir).map_err(io_err("create the store directory"))?;
+        let _lock =
+            self.vfs.lock(&self.dir.join("HEAD.lock"), true).map_err(io_err("lock HEAD"))?;
+        let actual = self.head()?;
+        if actual != *expected {
+            return Err(RefError::Conflict {
+                name: RefName("HEAD".to_owned()),
+                expected: format!("{expected:?}"),
+                actual: format!("{actual:?}"),
+            });
+        }
+        self.write_head(new)?;
+        let detached = |h: &Head| match h {
+            Head::Detached(id) => Some(*id),
+            Head::Branch(_) => None,
+        };
+        self.log_to(&self.dir.join("logs/HEAD"), detached(&actual), detached(new), message)
+    }
+
+    /// Points `HEAD` at a branch or a commit, durably, whatever it was.
     pub fn set_head(&self, head: &Head) -> Result<(), RefError> {
         self.vfs.create_dir_all(&self.dir).map_err(io_err("create the store directory"))?;
         let _lock =
             self.vfs.lock(&self.dir.join("HEAD.lock"), true).map_err(io_err("lock HEAD"))?;
+        self.write_head(head)
+    }
+
+    fn write_head(&self, head: &Head) -> Result<(), RefError> {
         let text = match head {
             Head::Branch(name) => format!("ref: heads/{name}\n"),
             Head::Detached(id) => format!("{id}\n"),

@@ -42,12 +42,20 @@ pub struct FsckReport {
     pub problems: Vec<Problem>,
     /// Refs that could not be read (by name or path), and why.
     pub bad_refs: Vec<(String, Error)>,
+    /// Packs whose records could not all be read when the store was opened.
+    pub damaged_packs: Vec<u32>,
+    /// Stored records (of any object or chunk, reachable or not) that fail
+    /// their checks; filled only with [`ReadData::Yes`].
+    pub damaged_records: Vec<(ObjectId, vst_cas::StoreError)>,
 }
 
 impl FsckReport {
     /// Whether nothing is wrong.
     pub fn is_clean(&self) -> bool {
-        self.problems.is_empty() && self.bad_refs.is_empty()
+        self.problems.is_empty()
+            && self.bad_refs.is_empty()
+            && self.damaged_packs.is_empty()
+            && self.damaged_records.is_empty()
     }
 }
 

@@ -86,9 +86,17 @@ impl Repo {
         match self.refs.head().map_err(ref_err)? {
             Head::Branch(name) => self.commit_on(ws, &name, options),
             Head::Detached(_) => {
+                let parent = ws.head();
                 let id = commit(ws, options)?;
                 self.store.sync()?;
-                self.refs.set_head(&Head::Detached(id.object_id())).map_err(ref_err)?;
+                let expected = match parent {
+                    Some(p) => Head::Detached(p.object_id()),
+                    None => self.refs.head().map_err(ref_err)?,
+                };
+                let message = format!("commit: {}", options.message.lines().next().unwrap_or(""));
+                self.refs
+                    .update_head(&expected, &Head::Detached(id.object_id()), &message)
+                    .map_err(ref_err)?;
                 Ok(id)
             }
         }
@@ -149,14 +157,9 @@ impl Repo {
         }
         let mut report = fsck(self.store.as_ref(), &roots, read_data);
         report.bad_refs = bad_refs;
+        report.damaged_packs = self.store.recovery().damaged_packs.clone();
         if read_data == ReadData::Yes {
-            for (id, error) in self.store.verify_all() {
-                report.problems.push(crate::fsck::Problem {
-                    id,
-                    kind: crate::ObjectKind::Blob,
-                    error: error.into(),
-                });
-            }
+            report.damaged_records = self.store.verify_all();
         }
         Ok(report)
     }
@@ -172,11 +175,13 @@ impl Repo {
             .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
         let cutoff_us = now_us.saturating_sub(i64::try_from(grace.as_micros()).unwrap_or(i64::MAX));
         let mut roots = self.roots()?;
+        let mut logs = vec![self.refs.head_reflog().map_err(ref_err)?];
         for name in self.refs.logged().map_err(ref_err)? {
-            for entry in self.refs.reflog(&name).map_err(ref_err)? {
-                if entry.time_unix_us >= cutoff_us {
-                    roots.extend(entry.old.into_iter().chain(entry.new).map(CommitId::new));
-                }
+            logs.push(self.refs.reflog(&name).map_err(ref_err)?);
+        }
+        for entry in logs.into_iter().flatten() {
+            if entry.time_unix_us >= cutoff_us {
+                roots.extend(entry.old.into_iter().chain(entry.new).map(CommitId::new));
             }
         }
         let live = reachable(self.store.as_ref(), &roots)?;
