@@ -118,7 +118,7 @@ fn a_crash_at_any_step_of_gc_loses_nothing_live() {
     drop(repo);
     assert!(end > start);
     for at in start..=end {
-        for unsynced in [Unsynced::Drop, Unsynced::Keep, Unsynced::TearHalf] {
+        for unsynced in [Unsynced::Drop, Unsynced::Keep, Unsynced::TearHalf, Unsynced::Mixed] {
             let fs = probe.crash_image(Unsynced::Keep);
             assert_eq!(fs.ops(), before);
             let repo = open(&fs);

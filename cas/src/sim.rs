@@ -55,6 +55,11 @@ pub enum Unsynced {
     TearHalf,
     /// The file kept its new length but the new bytes read as zeros.
     Zeros,
+    /// Each file fares differently: by the order the files were created
+    /// in, unsynced bytes are kept, dropped, torn in half, zeroed, in turn.
+    /// So the pack may keep its tail while the index loses its own, or the
+    /// other way round.
+    Mixed,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -119,9 +124,15 @@ impl SimFs {
     pub fn crash_image(&self, unsynced: Unsynced) -> SimFs {
         let st = self.lock_state();
         let mut inodes = Vec::with_capacity(st.inodes.len());
-        for inode in &st.inodes {
+        for (n, inode) in st.inodes.iter().enumerate() {
             let (durable, data) = (&inode.durable, &inode.data);
             let appended = data.len() > durable.len() && data.starts_with(durable);
+            let unsynced = match unsynced {
+                Unsynced::Mixed => {
+                    [Unsynced::Keep, Unsynced::Drop, Unsynced::TearHalf, Unsynced::Zeros][n % 4]
+                }
+                other => other,
+            };
             let after = match unsynced {
                 Unsynced::Drop => durable.clone(),
                 Unsynced::Keep => data.clone(),
@@ -133,7 +144,7 @@ impl SimFs {
                     v.resize(data.len(), 0);
                     v
                 }
-                Unsynced::TearHalf | Unsynced::Zeros => durable.clone(),
+                Unsynced::TearHalf | Unsynced::Zeros | Unsynced::Mixed => durable.clone(),
             };
             inodes.push(Inode { data: after.clone(), durable: after });
         }

@@ -84,7 +84,9 @@ fn an_update_survives_any_crash_as_old_or_new() {
     refs.update(&main, Some(a), Some(b), "two").unwrap();
     let end = probe.ops();
     for at in start..=end {
-        for unsynced in [Unsynced::Drop, Unsynced::Keep, Unsynced::TearHalf, Unsynced::Zeros] {
+        for unsynced in
+            [Unsynced::Drop, Unsynced::Keep, Unsynced::TearHalf, Unsynced::Zeros, Unsynced::Mixed]
+        {
             let fs = SimFs::new();
             fs.create_dir_all(Path::new("/s")).unwrap();
             let refs = Refs::new(Arc::new(fs.clone()), Path::new("/s"));
