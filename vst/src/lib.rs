@@ -45,5 +45,5 @@ pub use repo::Repo;
 pub use tree::{DecodeError, EntryKind, FileEntry, SymlinkTarget, Tree, TreeEntry};
 pub use working_set::{
     CommitOptions, FileWrite, PARALLEL_BATCH_LEN_MIN, PARALLEL_BLOB_LEN_MIN,
-    PARALLEL_DIRTY_DIRS_MIN, Snapshot, Stat, WorkingSet, commit,
+    PARALLEL_DIRTY_DIRS_MIN, Snapshot, Stat, WorkingSet, commit, write_tree,
 };

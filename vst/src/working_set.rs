@@ -257,6 +257,12 @@ impl WorkingSet {
         Ok(Self { current: Snapshot { root, store, head: None }, dirty_dirs: 0 })
     }
 
+    /// Makes `head` the commit the next commit descends from, without
+    /// changing the content (for a working set rebuilt from a disk scan).
+    pub fn set_head(&mut self, head: Option<CommitId>) {
+        self.current.head = head;
+    }
+
     /// About how many directories the next commit will encode: those
     /// created or changed since the last commit (an upper bound, since
     /// removals are not subtracted). Commit uses it to decide whether
@@ -577,6 +583,40 @@ fn load_dir(
     Ok((dir, height))
 }
 
+/// Encodes and stores every changed directory, like [`commit`] but without
+/// a commit object, and returns the root tree's id (synced with
+/// `Durability::Sync`). Lets a caller compare the tree with its head's
+/// before deciding to commit.
+pub fn write_tree(ws: &mut WorkingSet, durability: Durability) -> Result<TreeId> {
+    let parallel =
+        if ws.dirty_dirs >= PARALLEL_DIRTY_DIRS_MIN { Parallel::Yes } else { Parallel::No };
+    let mut objects: Vec<(ObjectId, Vec<u8>)> = Vec::new();
+    let tree = hash_dirty(&mut ws.current.root, &mut objects, parallel);
+    store_objects(ws, &objects, durability)?;
+    ws.dirty_dirs = 0;
+    Ok(tree)
+}
+
+/// Puts `objects` in one batch and applies `durability`; on failure, drops
+/// the cached ids (the store may not hold the trees they name).
+fn store_objects(
+    ws: &mut WorkingSet,
+    objects: &[(ObjectId, Vec<u8>)],
+    durability: Durability,
+) -> Result<()> {
+    let batch: Vec<(ObjectId, &[u8])> = objects.iter().map(|(id, b)| (*id, b.as_slice())).collect();
+    let stored = ws.current.store.put_batch(&batch).and_then(|()| match durability {
+        Durability::Sync => ws.current.store.sync(),
+        Durability::Flush => ws.current.store.flush(),
+        Durability::None => Ok(()),
+    });
+    if let Err(e) = stored {
+        ws.forget_ids();
+        return Err(e.into());
+    }
+    Ok(())
+}
+
 /// Commits the working set: encodes and hashes every directory that changed
 /// since the last commit, bottom-up, puts the new trees and the commit
 /// object into the store in one batch, syncs it if `options.durability` asks
@@ -587,6 +627,7 @@ fn load_dir(
 /// trees they name), so the next commit rehashes every directory once.
 pub fn commit(ws: &mut WorkingSet, options: &CommitOptions) -> Result<CommitId> {
     let mut commit = Commit {
+        // Filled in once the trees are hashed; validate() checks the rest.
         tree: TreeId::of(b""),
         parents: ws.current.head.into_iter().collect(),
         author: options.author.clone(),
@@ -604,16 +645,7 @@ pub fn commit(ws: &mut WorkingSet, options: &CommitOptions) -> Result<CommitId> 
     let id = CommitId::of(&bytes);
     objects.push((id.object_id(), bytes));
 
-    let batch: Vec<(ObjectId, &[u8])> = objects.iter().map(|(id, b)| (*id, b.as_slice())).collect();
-    let stored = ws.current.store.put_batch(&batch).and_then(|()| match options.durability {
-        Durability::Sync => ws.current.store.sync(),
-        Durability::Flush => ws.current.store.flush(),
-        Durability::None => Ok(()),
-    });
-    if let Err(e) = stored {
-        ws.forget_ids();
-        return Err(e.into());
-    }
+    store_objects(ws, &objects, options.durability)?;
     ws.current.head = Some(id);
     ws.dirty_dirs = 0;
     Ok(id)
