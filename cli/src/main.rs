@@ -1,0 +1,662 @@
+//! `vst`: the command-line tool. The only crate that prints, reads the
+//! environment or exits.
+
+mod rev;
+mod scan;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, anyhow, bail};
+use clap::{Parser, Subcommand};
+use serde_json::json;
+use vst::repo::REPO_DIR_NAME;
+use vst::{
+    CommitId, CommitOptions, EntryKind, ReadData, Repo, RepoPath, WorkingSet, checkout,
+    checkout_update, read,
+};
+use vst_cas::{Access, Durability, GcMode, Head};
+
+use crate::scan::{Found, StatCache, scan};
+
+/// Content-addressed snapshots of a file tree.
+#[derive(Parser)]
+#[command(name = "vst", version, about)]
+struct Cli {
+    /// Run as if started in DIR.
+    #[arg(short = 'C', global = true, value_name = "DIR")]
+    dir: Option<PathBuf>,
+    /// Print nothing but errors (and what a command is asked to output).
+    #[arg(short, long, global = true)]
+    quiet: bool,
+    /// Machine-readable output (commit, status, log, ls, show).
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a repository (DIR/.vst) in DIR, or in the current directory.
+    Init { dir: Option<PathBuf> },
+    /// Snapshot the working directory and make it the current branch's head.
+    Commit {
+        /// Why.
+        #[arg(short, long)]
+        message: String,
+        /// Commit even if nothing changed.
+        #[arg(long)]
+        allow_empty: bool,
+        /// Who (default: $VST_AUTHOR, else $USER).
+        #[arg(long)]
+        author: Option<String>,
+    },
+    /// What changed in the working directory since HEAD.
+    Status,
+    /// Commits from REV (default HEAD) back along first parents.
+    Log {
+        rev: Option<String>,
+        /// At most N commits.
+        #[arg(short = 'n')]
+        max: Option<usize>,
+    },
+    /// List a directory of a commit: REV or REV:PATH.
+    Ls { spec: String },
+    /// Print a file of a commit: REV:PATH.
+    Cat { spec: String },
+    /// A commit's metadata and what it changed.
+    Show { rev: Option<String> },
+    /// List branches; create NAME at REV (default HEAD); delete with -d.
+    Branch {
+        name: Option<String>,
+        rev: Option<String>,
+        /// Delete the branch.
+        #[arg(short = 'd', long)]
+        delete: bool,
+    },
+    /// Check out REV in place (only what differs), or into a new directory.
+    Checkout {
+        rev: String,
+        /// Materialize REV into DIR (new or empty) instead.
+        #[arg(long, value_name = "DIR")]
+        into: Option<PathBuf>,
+        /// Overwrite uncommitted changes.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Check the repository: everything reachable, its structure and ids.
+    Fsck {
+        /// Also read and rehash every byte.
+        #[arg(long)]
+        read_data: bool,
+    },
+    /// Remove what no branch or recent reflog entry reaches.
+    Gc {
+        /// Only report what would be removed.
+        #[arg(long)]
+        dry_run: bool,
+        /// Keep what reflog entries younger than this many hours reach.
+        #[arg(long, default_value_t = 24 * 14)]
+        grace_hours: u64,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(&cli) {
+        Ok(code) => code,
+        Err(e) => {
+            // A closed pipe (`vst log | head`) is not an error.
+            if e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("vst: error: {e}");
+            for cause in e.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The working directory root and its repository directory.
+struct Workspace {
+    root: PathBuf,
+    repo_dir: PathBuf,
+}
+
+fn start_dir(cli: &Cli) -> Result<PathBuf> {
+    let cwd = std::env::current_dir().context("reading the current directory")?;
+    Ok(match &cli.dir {
+        Some(dir) => cwd.join(dir),
+        None => cwd,
+    })
+}
+
+/// Finds the repository containing the start directory.
+fn find(cli: &Cli) -> Result<Workspace> {
+    let start = start_dir(cli)?;
+    let mut dir = start.as_path();
+    loop {
+        let candidate = dir.join(REPO_DIR_NAME);
+        if candidate.is_dir() {
+            return Ok(Workspace { root: dir.to_owned(), repo_dir: candidate });
+        }
+        dir = dir.parent().ok_or_else(|| {
+            anyhow!("{} is not in a vst repository (no {REPO_DIR_NAME} here or above); create one with `vst init`", start.display())
+        })?;
+    }
+}
+
+fn open(ws: &Workspace, access: Access) -> Result<Repo> {
+    Repo::open_with(std::sync::Arc::new(vst_cas::vfs::RealFs::new()), &ws.repo_dir, access)
+        .with_context(|| format!("opening the repository at {}", ws.repo_dir.display()))
+}
+
+fn out() -> std::io::StdoutLock<'static> {
+    std::io::stdout().lock()
+}
+
+fn run(cli: &Cli) -> Result<ExitCode> {
+    match &cli.command {
+        Command::Init { dir } => init(cli, dir.as_deref()),
+        Command::Commit { message, allow_empty, author } => {
+            commit(cli, message, *allow_empty, author.clone())
+        }
+        Command::Status => status(cli),
+        Command::Log { rev, max } => log(cli, rev.as_deref(), *max),
+        Command::Ls { spec } => ls(cli, spec),
+        Command::Cat { spec } => cat(cli, spec),
+        Command::Show { rev } => show(cli, rev.as_deref()),
+        Command::Branch { name, rev, delete } => {
+            branch(cli, name.as_deref(), rev.as_deref(), *delete)
+        }
+        Command::Checkout { rev, into, force } => checkout_cmd(cli, rev, into.as_deref(), *force),
+        Command::Fsck { read_data } => fsck(cli, *read_data),
+        Command::Gc { dry_run, grace_hours } => gc(cli, *dry_run, *grace_hours),
+    }
+}
+
+fn init(cli: &Cli, dir: Option<&Path>) -> Result<ExitCode> {
+    let base = start_dir(cli)?;
+    let root = dir.map_or(base.clone(), |d| base.join(d));
+    let repo_dir = root.join(REPO_DIR_NAME);
+    if repo_dir.exists() {
+        bail!("{} already holds a repository", root.display());
+    }
+    std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
+    let repo = Repo::open(&repo_dir)
+        .with_context(|| format!("creating the repository in {}", repo_dir.display()))?;
+    repo.refs().set_head(&Head::Branch(Repo::branch("main")?))?;
+    if !cli.quiet {
+        println!("initialized an empty vst repository in {}", repo_dir.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Scans the working directory and builds a working set of it on top of
+/// `HEAD`, storing new content when `write`.
+fn snapshot_disk(ws: &Workspace, repo: &Repo, write: bool) -> Result<(WorkingSet, scan::Scan)> {
+    let cache = StatCache::load(&ws.repo_dir);
+    let store = repo.store();
+    let scanned = scan(&ws.root, &ws.repo_dir, &cache, write.then_some(store.as_ref()))?;
+    for skipped in &scanned.skipped {
+        eprintln!("vst: warning: skipping {}: not a file, directory or symlink", skipped.display());
+    }
+    let mut set = WorkingSet::new(store);
+    set.set_head(repo.head_commit()?);
+    for (path, found) in &scanned.entries {
+        match found {
+            Found::Dir => set.create_dir_all(path)?,
+            Found::Symlink(target) => set.symlink(path, target)?,
+            Found::File(file) => set.put_file(path, *file)?,
+        }
+    }
+    Ok((set, scanned))
+}
+
+fn author(given: Option<String>) -> String {
+    given
+        .or_else(|| std::env::var("VST_AUTHOR").ok())
+        .or_else(|| std::env::var("USER").ok())
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
+fn commit(
+    cli: &Cli,
+    message: &str,
+    allow_empty: bool,
+    author_arg: Option<String>,
+) -> Result<ExitCode> {
+    let ws = find(cli)?;
+    let repo = open(&ws, Access::ReadWrite)?;
+    let (mut set, scanned) = snapshot_disk(&ws, &repo, true)?;
+    let head_tree = match set.head() {
+        Some(head) => Some(read::read_commit(repo.store().as_ref(), head)?.tree),
+        None => None,
+    };
+    let tree = vst::write_tree(&mut set, Durability::None)?;
+    if Some(tree) == head_tree && !allow_empty {
+        StatCache::save(&ws.repo_dir, &scanned)?;
+        if cli.json {
+            writeln!(
+                out(),
+                "{}",
+                json!({ "commit": null, "tree": tree.to_string(), "reason": "nothing to commit" })
+            )?;
+        } else if !cli.quiet {
+            println!("nothing to commit: the working directory matches HEAD");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let options = CommitOptions {
+        author: author(author_arg),
+        message: message.to_owned(),
+        ..Default::default()
+    };
+    let id = repo.commit(&mut set, &options)?;
+    StatCache::save(&ws.repo_dir, &scanned)?;
+    if cli.json {
+        writeln!(
+            out(),
+            "{}",
+            json!({ "commit": id.to_string(), "tree": tree.to_string(), "hashed": scanned.hashed })
+        )?;
+    } else {
+        writeln!(out(), "{id}")?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Path -> entry of everything in `tree`.
+fn flatten(repo: &Repo, tree: Option<vst::TreeId>) -> Result<BTreeMap<Vec<u8>, EntryKind>> {
+    let mut map = BTreeMap::new();
+    if let Some(tree) = tree {
+        read::walk(repo.store().as_ref(), tree, &mut |path, kind| {
+            map.insert(path.as_bytes().to_vec(), kind.clone());
+            Ok(())
+        })?;
+    }
+    Ok(map)
+}
+
+fn same(a: &EntryKind, b: &Found) -> bool {
+    match (a, b) {
+        (EntryKind::File(x), Found::File(y)) => x == y,
+        (EntryKind::Symlink(x), Found::Symlink(y)) => x.as_bytes() == y.as_slice(),
+        (EntryKind::Dir(_), Found::Dir) => true,
+        _ => false,
+    }
+}
+
+/// (path, status) for everything that differs between HEAD and the disk.
+fn changes(ws: &Workspace, repo: &Repo) -> Result<(Vec<(String, &'static str)>, scan::Scan)> {
+    let cache = StatCache::load(&ws.repo_dir);
+    let scanned = scan(&ws.root, &ws.repo_dir, &cache, None)?;
+    let head_tree = match repo.head_commit()? {
+        Some(head) => Some(read::read_commit(repo.store().as_ref(), head)?.tree),
+        None => None,
+    };
+    let mut head = flatten(repo, head_tree)?;
+    let mut out = Vec::new();
+    for (path, found) in &scanned.entries {
+        let name = path.to_string();
+        match head.remove(path.as_bytes()) {
+            None => out.push((name, "added")),
+            Some(old) if same(&old, found) => {}
+            Some(old)
+                if std::mem::discriminant(&old) == std::mem::discriminant(&to_kind(found)) =>
+            {
+                out.push((name, "modified"))
+            }
+            Some(_) => out.push((name, "type_changed")),
+        }
+    }
+    for path in head.keys() {
+        out.push((String::from_utf8_lossy(path).into_owned(), "deleted"));
+    }
+    out.sort();
+    Ok((out, scanned))
+}
+
+fn to_kind(found: &Found) -> EntryKind {
+    match found {
+        Found::File(f) => EntryKind::File(*f),
+        Found::Symlink(_) => {
+            EntryKind::Symlink(vst::SymlinkTarget::try_from("x").expect("a valid target"))
+        }
+        Found::Dir => EntryKind::Dir(vst::TreeId::of(b"")),
+    }
+}
+
+fn status(cli: &Cli) -> Result<ExitCode> {
+    let ws = find(cli)?;
+    let repo = open(&ws, Access::ReadOnly)?;
+    let (changes, scanned) = changes(&ws, &repo)?;
+    // Refreshing the cache makes the next status cheap; a repository being
+    // written by another process is simply not refreshed.
+    let _ = StatCache::save(&ws.repo_dir, &scanned);
+    if cli.json {
+        let list: Vec<_> =
+            changes.iter().map(|(path, s)| json!({ "path": path, "status": s })).collect();
+        writeln!(out(), "{}", json!({ "changes": list }))?;
+    } else if changes.is_empty() {
+        if !cli.quiet {
+            println!("clean: the working directory matches HEAD");
+        }
+    } else {
+        let mut out = out();
+        for (path, s) in &changes {
+            let letter = match *s {
+                "added" => 'A',
+                "deleted" => 'D',
+                "modified" => 'M',
+                _ => 'T',
+            };
+            writeln!(out, "{letter} {path}")?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn commit_json(id: CommitId, c: &vst::Commit) -> serde_json::Value {
+    json!({
+        "commit": id.to_string(),
+        "tree": c.tree.to_string(),
+        "parents": c.parents.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+        "author": c.author,
+        "time_unix_us": c.time.unix_us,
+        "message": c.message,
+    })
+}
+
+fn log(cli: &Cli, rev: Option<&str>, max: Option<usize>) -> Result<ExitCode> {
+    let ws = find(cli)?;
+    let repo = open(&ws, Access::ReadOnly)?;
+    let mut next = Some(rev::resolve(&repo, rev.unwrap_or("HEAD"))?);
+    let mut out = out();
+    let mut shown = 0;
+    let mut list = Vec::new();
+    while let Some(id) = next {
+        if max.is_some_and(|m| shown >= m) {
+            break;
+        }
+        let c = read::read_commit(repo.store().as_ref(), id)?;
+        if cli.json {
+            list.push(commit_json(id, &c));
+        } else {
+            writeln!(
+                out,
+                "commit {id}\nauthor {}\ndate   {}\n\n    {}\n",
+                c.author,
+                utc(c.time.unix_us),
+                c.message.trim_end().replace('\n', "\n    ")
+            )?;
+        }
+        shown += 1;
+        next = c.parents.first().copied();
+    }
+    if cli.json {
+        writeln!(out, "{}", serde_json::Value::Array(list))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `unix_us` as `YYYY-MM-DD HH:MM:SS UTC` (days to civil date after Howard
+/// Hinnant's algorithm; a date library for one line of output is not worth
+/// a dependency).
+fn utc(unix_us: i64) -> String {
+    let secs = unix_us.div_euclid(1_000_000);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Splits REV[:PATH].
+fn split_spec(spec: &str) -> Result<(&str, RepoPath)> {
+    let (rev, path) = spec.split_once(':').unwrap_or((spec, ""));
+    let path = RepoPath::try_from(path.trim_matches('/'))
+        .with_context(|| format!("bad path in {spec:?}"))?;
+    Ok((rev, path))
+}
+
+fn ls(cli: &Cli, spec: &str) -> Result<ExitCode> {
+    let ws = find(cli)?;
+    let repo = open(&ws, Access::ReadOnly)?;
+    let (rev, path) = split_spec(spec)?;
+    let tree = read::read_commit(repo.store().as_ref(), rev::resolve(&repo, rev)?)?.tree;
+    let listing = read::list_dir(repo.store().as_ref(), tree, &path)?;
+    let mut out = out();
+    let mut list = Vec::new();
+    for entry in listing.entries() {
+        let name = entry.name.to_string();
+        let (kind, id, size, executable, target) = match &entry.kind {
+            EntryKind::File(f) => ("file", f.id.to_string(), Some(f.size), f.executable, None),
+            EntryKind::Dir(t) => ("dir", t.to_string(), None, false, None),
+            EntryKind::Symlink(t) => (
+                "symlink",
+                String::new(),
+                None,
+                false,
+                Some(String::from_utf8_lossy(t.as_bytes()).into_owned()),
+            ),
+        };
+        if cli.json {
+            list.push(json!({ "name": name, "type": kind, "id": id, "size": size, "executable": executable, "target": target }));
+        } else {
+            let mode = match (kind, executable) {
+                ("dir", _) => "d",
+                ("symlink", _) => "l",
+                (_, true) => "x",
+                _ => "-",
+            };
+            let shown = match &target {
+                Some(t) => format!("{name} -> {t}"),
+                None => name,
+            };
+            writeln!(
+                out,
+                "{mode} {:>10} {:.12} {shown}",
+                size.map_or(String::new(), |s| s.to_string()),
+                id
+            )?;
+        }
+    }
+    if cli.json {
+        writeln!(out, "{}", serde_json::Value::Array(list))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cat(cli: &Cli, spec: &str) -> Result<ExitCode> {
+    let ws = find(cli)?;
+    let repo = open(&ws, Access::ReadOnly)?;
+    let (rev, path) = split_spec(spec)?;
+    if path.is_root() {
+        bail!("`vst cat` needs REV:PATH, the path of a file");
+    }
+    let tree = read::read_commit(repo.store().as_ref(), rev::resolve(&repo, rev)?)?.tree;
+    let bytes = read::read_file(repo.store().as_ref(), tree, &path)?;
+    out().write_all(&bytes)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn show(cli: &Cli, rev: Option<&str>) -> Result<ExitCode> {
+    let ws = find(cli)?;
+    let repo = open(&ws, Access::ReadOnly)?;
+    let id = rev::resolve(&repo, rev.unwrap_or("HEAD"))?;
+    let c = read::read_commit(repo.store().as_ref(), id)?;
+    let parent_tree = match c.parents.first() {
+        Some(p) => Some(read::read_commit(repo.store().as_ref(), *p)?.tree),
+        None => None,
+    };
+    let changes = vst::diff_trees(repo.store().as_ref(), parent_tree, Some(c.tree))?;
+    let mut out = out();
+    if cli.json {
+        let mut value = commit_json(id, &c);
+        value["changes"] = changes
+            .iter()
+            .map(|ch| json!({ "path": ch.path.to_string(), "status": format!("{:?}", ch.kind()).to_lowercase() }))
+            .collect();
+        writeln!(out, "{value}")?;
+    } else {
+        writeln!(out, "commit {id}\nauthor {}\n\n    {}\n", c.author, c.message.trim_end())?;
+        for ch in changes {
+            writeln!(out, "{:?} {}", ch.kind(), ch.path)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn branch(cli: &Cli, name: Option<&str>, rev: Option<&str>, delete: bool) -> Result<ExitCode> {
+    let ws = find(cli)?;
+    match (name, delete) {
+        (None, _) => {
+            let repo = open(&ws, Access::ReadOnly)?;
+            let current = rev::current_branch(&repo)?;
+            let mut out = out();
+            for (name, id) in repo.refs().list()? {
+                let mark = if Some(&name) == current.as_ref() { '*' } else { ' ' };
+                writeln!(out, "{mark} {name} {:.12}", id.to_string())?;
+            }
+        }
+        (Some(name), true) => {
+            let repo = open(&ws, Access::ReadWrite)?;
+            let name = Repo::branch(name)?;
+            if rev::current_branch(&repo)?.as_ref() == Some(&name) {
+                bail!(
+                    "cannot delete branch {name}: it is the current branch; switch to another first"
+                );
+            }
+            let old = repo.refs().get(&name)?.ok_or_else(|| anyhow!("no branch named {name}"))?;
+            repo.refs().update(&name, Some(old), None, "branch: delete")?;
+            if !cli.quiet {
+                println!("deleted branch {name} (was {:.12})", old.to_string());
+            }
+        }
+        (Some(name), false) => {
+            let repo = open(&ws, Access::ReadWrite)?;
+            let name = Repo::branch(name)?;
+            let target = rev::resolve(&repo, rev.unwrap_or("HEAD"))?;
+            repo.refs()
+                .update(&name, None, Some(target.object_id()), "branch: create")
+                .with_context(|| format!("creating branch {name}"))?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn checkout_cmd(cli: &Cli, spec: &str, into: Option<&Path>, force: bool) -> Result<ExitCode> {
+    let ws = find(cli)?;
+    if let Some(dir) = into {
+        let repo = open(&ws, Access::ReadOnly)?;
+        let tree = read::read_commit(repo.store().as_ref(), rev::resolve(&repo, spec)?)?.tree;
+        let target = start_dir(cli)?.join(dir);
+        let stats = checkout(repo.store().as_ref(), tree, &target)
+            .with_context(|| format!("checking out {spec} into {}", target.display()))?;
+        if !cli.quiet {
+            println!(
+                "checked out {spec} into {}: {} files, {} directories, {} symlinks",
+                target.display(),
+                stats.files_written,
+                stats.dirs_created,
+                stats.symlinks_created
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let repo = open(&ws, Access::ReadWrite)?;
+    let target = rev::resolve(&repo, spec)?;
+    let (dirty, _) = changes(&ws, &repo)?;
+    if !dirty.is_empty() && !force {
+        bail!(
+            "the working directory has {} uncommitted change(s) (first: {}); commit them, or pass --force to overwrite them",
+            dirty.len(),
+            dirty[0].0
+        );
+    }
+    // Update from what is on disk (HEAD's tree when clean; with --force,
+    // the tree of the local changes, which are then overwritten), touching
+    // only the paths that differ from the target.
+    let (mut on_disk, _) = snapshot_disk(&ws, &repo, false)?;
+    let from = vst::write_tree(&mut on_disk, Durability::None)?;
+    let to = read::read_commit(repo.store().as_ref(), target)?.tree;
+    let stats = checkout_update(repo.store().as_ref(), from, to, &ws.root)
+        .with_context(|| format!("checking out {spec}"))?;
+    let head = match vst_cas::RefName::try_from(spec) {
+        Ok(name) if repo.refs().get(&name)?.is_some() => Head::Branch(name),
+        _ => Head::Detached(target.object_id()),
+    };
+    repo.refs().set_head(&head)?;
+    let (_, scanned) = changes(&ws, &repo)?;
+    StatCache::save(&ws.repo_dir, &scanned)?;
+    if !cli.quiet {
+        println!("now at {spec}: {} files written, {} removed", stats.files_written, stats.removed);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn fsck(cli: &Cli, read_data: bool) -> Result<ExitCode> {
+    let ws = find(cli)?;
+    let repo = open(&ws, Access::ReadOnly)?;
+    let report = repo.fsck(if read_data { ReadData::Yes } else { ReadData::No })?;
+    let mut out = out();
+    for p in &report.problems {
+        writeln!(out, "{} {}: {}", p.kind, p.id, p.error)?;
+    }
+    for (name, e) in &report.bad_refs {
+        writeln!(out, "ref {name}: {e}")?;
+    }
+    for pack in &report.damaged_packs {
+        writeln!(out, "pack {pack}: damaged records")?;
+    }
+    for (id, e) in &report.damaged_records {
+        writeln!(out, "record {id}: {e}")?;
+    }
+    if report.is_clean() {
+        if !cli.quiet {
+            writeln!(
+                out,
+                "ok: {} commits, {} trees, {} blobs",
+                report.commits, report.trees, report.blobs
+            )?;
+        }
+        Ok(ExitCode::SUCCESS)
+    } else {
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+fn gc(cli: &Cli, dry_run: bool, grace_hours: u64) -> Result<ExitCode> {
+    let ws = find(cli)?;
+    let repo = open(&ws, Access::ReadWrite)?;
+    let mode = if dry_run { GcMode::DryRun } else { GcMode::Collect };
+    let stats = repo.gc(std::time::Duration::from_secs(grace_hours * 3600), mode)?;
+    if !cli.quiet {
+        let verb = if dry_run { "would remove" } else { "removed" };
+        println!(
+            "{verb} {} records, kept {}; packs {} -> {} bytes",
+            stats.records_removed, stats.records_kept, stats.bytes_before, stats.bytes_after
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

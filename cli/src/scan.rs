@@ -1,0 +1,221 @@
+//! Scanning the working directory into entries, with a stat cache so that
+//! only files whose metadata changed are read and hashed again.
+
+use std::collections::HashMap;
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use vst::{BlobId, FileEntry, RepoPath};
+use vst_cas::{ObjectId, Store};
+
+/// The stat cache's file name in `.vst/`.
+const CACHE_FILE: &str = "statcache";
+const CACHE_MAGIC: &[u8; 8] = b"VSTSTAT1";
+
+/// What a scan found at one path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Found {
+    /// A regular file, hashed (or known from the cache).
+    File(FileEntry),
+    /// A symbolic link and its target.
+    Symlink(Vec<u8>),
+    /// A directory.
+    Dir,
+}
+
+/// The metadata that says a file may have changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+struct Stat {
+    size: u64,
+    mtime_ns: i64,
+    ctime_ns: i64,
+    ino: u64,
+    mode: u32,
+}
+
+impl Stat {
+    fn of(meta: &fs::Metadata) -> Self {
+        Self {
+            size: meta.size(),
+            mtime_ns: meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
+            ctime_ns: meta.ctime() * 1_000_000_000 + meta.ctime_nsec(),
+            ino: meta.ino(),
+            mode: meta.mode(),
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct CacheEntry {
+    path: Vec<u8>,
+    stat: Stat,
+    id: [u8; 32],
+}
+
+/// path -> (stat, blob id) as of the last scan.
+pub struct StatCache {
+    entries: HashMap<Vec<u8>, (Stat, BlobId)>,
+    /// The cache file's own mtime: an entry whose file has an mtime at or
+    /// after it may have changed again within the same timestamp tick after
+    /// it was hashed ("racy"), so it is never trusted.
+    written_ns: i64,
+}
+
+impl StatCache {
+    /// Loads the cache; an unreadable or damaged cache is an empty one (it
+    /// only saves work).
+    pub fn load(repo_dir: &Path) -> Self {
+        let path = repo_dir.join(CACHE_FILE);
+        let empty = Self { entries: HashMap::new(), written_ns: i64::MIN };
+        let (Ok(bytes), Ok(meta)) = (fs::read(&path), fs::metadata(&path)) else { return empty };
+        let Some(body) = bytes.strip_prefix(CACHE_MAGIC) else { return empty };
+        let Ok(list) = postcard::from_bytes::<Vec<CacheEntry>>(body) else { return empty };
+        Self {
+            entries: list
+                .into_iter()
+                .map(|e| (e.path, (e.stat, BlobId::new(ObjectId::from_bytes(e.id)))))
+                .collect(),
+            written_ns: Stat::of(&meta).mtime_ns,
+        }
+    }
+
+    fn lookup(&self, path: &[u8], stat: &Stat) -> Option<BlobId> {
+        let (cached, id) = self.entries.get(path)?;
+        (cached == stat && stat.mtime_ns < self.written_ns).then_some(*id)
+    }
+
+    /// Writes a cache of `found` (with the stats the scan saw), replacing
+    /// the old one. Not synced: after a crash it is rebuilt by hashing.
+    pub fn save(repo_dir: &Path, scan: &Scan) -> Result<()> {
+        let list: Vec<CacheEntry> = scan
+            .stats
+            .iter()
+            .map(|(path, (stat, id))| CacheEntry {
+                path: path.clone(),
+                stat: *stat,
+                id: *id.as_bytes(),
+            })
+            .collect();
+        let mut bytes = CACHE_MAGIC.to_vec();
+        bytes.extend(postcard::to_allocvec(&list).context("encoding the stat cache")?);
+        let tmp = repo_dir.join(format!("{CACHE_FILE}.tmp"));
+        fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
+        fs::rename(&tmp, repo_dir.join(CACHE_FILE)).context("replacing the stat cache")?;
+        Ok(())
+    }
+}
+
+/// The result of a scan.
+pub struct Scan {
+    /// Every entry under the root (but `.vst/` and what `.vstignore`
+    /// excludes), sorted by path.
+    pub entries: Vec<(RepoPath, Found)>,
+    /// Files hashed because their stat changed (or was racy).
+    pub hashed: usize,
+    /// Paths skipped: sockets, FIFOs, devices.
+    pub skipped: Vec<PathBuf>,
+    stats: Vec<(Vec<u8>, (Stat, BlobId))>,
+}
+
+/// Scans the working directory at `root` (whose repository directory is
+/// `repo_dir`), hashing on all cores the files whose stat differs from the
+/// cache, and storing their content when `store` is given.
+pub fn scan(
+    root: &Path,
+    repo_dir: &Path,
+    cache: &StatCache,
+    store: Option<&dyn Store>,
+) -> Result<Scan> {
+    let mut entries: Vec<(RepoPath, Found)> = Vec::new();
+    let mut to_hash: Vec<(usize, PathBuf, Stat)> = Vec::new();
+    let mut stats: Vec<(Vec<u8>, (Stat, BlobId))> = Vec::new();
+    let mut skipped = Vec::new();
+    let repo_dir = repo_dir.to_owned();
+    let walker = ignore::WalkBuilder::new(root)
+        .hidden(false)
+        .parents(false)
+        .ignore(false)
+        .git_ignore(false)
+        .git_global(false)
+        .git_exclude(false)
+        .add_custom_ignore_filename(".vstignore")
+        .follow_links(false)
+        .sort_by_file_name(|a, b| a.as_bytes().cmp(b.as_bytes()))
+        .filter_entry(move |e| e.path() != repo_dir)
+        .build();
+    for entry in walker {
+        let entry = entry.context("scanning the working directory")?;
+        if entry.depth() == 0 {
+            continue;
+        }
+        let full = entry.path();
+        let rel = full.strip_prefix(root).expect("the walk stays under its root");
+        let path = RepoPath::try_from(rel.as_os_str().as_bytes()).with_context(|| {
+            format!("{} cannot be stored: its path breaks vst's naming rules", rel.display())
+        })?;
+        let meta =
+            fs::symlink_metadata(full).with_context(|| format!("reading {}", full.display()))?;
+        let kind = meta.file_type();
+        let found = if kind.is_symlink() {
+            let target = fs::read_link(full)
+                .with_context(|| format!("reading the link {}", full.display()))?;
+            Found::Symlink(target.as_os_str().as_bytes().to_vec())
+        } else if kind.is_dir() {
+            Found::Dir
+        } else if kind.is_file() {
+            let stat = Stat::of(&meta);
+            let executable = stat.mode & 0o100 != 0;
+            // A cached id saves reading the file, but when the content must
+            // be stored, only if the store has it: `status` caches ids of
+            // content it hashed without storing.
+            let cached = cache.lookup(path.as_bytes(), &stat).filter(|id| match store {
+                Some(store) => store.contains(&id.object_id()).unwrap_or(false),
+                None => true,
+            });
+            match cached {
+                Some(id) => {
+                    stats.push((path.as_bytes().to_vec(), (stat, id)));
+                    Found::File(FileEntry { id, size: stat.size, executable })
+                }
+                None => {
+                    to_hash.push((entries.len(), full.to_owned(), stat));
+                    Found::File(FileEntry { id: BlobId::of(b""), size: stat.size, executable })
+                }
+            }
+        } else {
+            skipped.push(rel.to_owned());
+            continue;
+        };
+        entries.push((path, found));
+    }
+    let hashed: Vec<(usize, Stat, BlobId, u64)> = to_hash
+        .par_iter()
+        .map(|(index, full, stat)| -> Result<_> {
+            let content = fs::read(full).with_context(|| format!("reading {}", full.display()))?;
+            let id = BlobId::of(&content);
+            if let Some(store) = store {
+                store
+                    .put(id.object_id(), &content)
+                    .with_context(|| format!("storing {}", full.display()))?;
+            }
+            Ok((*index, *stat, id, content.len() as u64))
+        })
+        .collect::<Result<_>>()?;
+    let count = hashed.len();
+    for (index, stat, id, len) in hashed {
+        let (path, found) = &mut entries[index];
+        if let Found::File(f) = found {
+            f.id = id;
+            f.size = len;
+        }
+        // The stat taken before reading: if the file changed while it was
+        // read, the next scan sees a different stat and hashes it again.
+        stats.push((path.as_bytes().to_vec(), (stat, id)));
+    }
+    Ok(Scan { entries, hashed: count, skipped, stats })
+}

@@ -1,0 +1,245 @@
+//! End-to-end tests: they run the `vst` binary.
+
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn vst(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_vst"))
+        .current_dir(dir)
+        .env("VST_AUTHOR", "tester")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// Runs `vst` and requires success; returns stdout.
+fn ok(dir: &Path, args: &[&str]) -> String {
+    let out = vst(dir, args);
+    assert!(out.status.success(), "vst {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs `vst`, requires failure, returns stderr.
+fn fails(dir: &Path, args: &[&str]) -> String {
+    let out = vst(dir, args);
+    assert!(!out.status.success(), "vst {args:?} should fail");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Entry {
+    File(Vec<u8>, bool),
+    Link(Vec<u8>),
+    Dir,
+}
+
+/// Everything under `root` but `.vst`, byte for byte and bit for bit.
+fn tree(root: &Path) -> BTreeMap<Vec<u8>, Entry> {
+    fn walk(dir: &Path, prefix: &[u8], out: &mut BTreeMap<Vec<u8>, Entry>) {
+        for e in fs::read_dir(dir).unwrap() {
+            let e = e.unwrap();
+            if prefix.is_empty() && e.file_name() == ".vst" {
+                continue;
+            }
+            let mut key = prefix.to_vec();
+            if !key.is_empty() {
+                key.push(b'/');
+            }
+            key.extend_from_slice(e.file_name().as_bytes());
+            let meta = fs::symlink_metadata(e.path()).unwrap();
+            let entry = if meta.file_type().is_symlink() {
+                Entry::Link(fs::read_link(e.path()).unwrap().as_os_str().as_bytes().to_vec())
+            } else if meta.is_dir() {
+                walk(&e.path(), &key, out);
+                Entry::Dir
+            } else {
+                Entry::File(fs::read(e.path()).unwrap(), meta.permissions().mode() & 0o100 != 0)
+            };
+            out.insert(key, entry);
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(root, b"", &mut out);
+    out
+}
+
+fn repo() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    ok(dir.path(), &["init", "-q"]);
+    dir
+}
+
+#[test]
+fn a_large_tree_round_trips_through_commit_and_checkout() {
+    let dir = repo();
+    let root = dir.path();
+    for i in 0..5200u32 {
+        let d = root.join(format!("d{}/e{}/f{}", i % 7, i % 13, i % 5));
+        fs::create_dir_all(&d).unwrap();
+        let file = d.join(format!("file{i}.txt"));
+        fs::write(&file, format!("content {i}\n").repeat((i % 40) as usize + 1)).unwrap();
+        if i % 97 == 0 {
+            fs::set_permissions(&file, fs::Permissions::from_mode(0o755)).unwrap();
+        }
+    }
+    std::os::unix::fs::symlink("d0/e0", root.join("link")).unwrap();
+    std::os::unix::fs::symlink("/nonexistent/target", root.join("dangling")).unwrap();
+    fs::create_dir_all(root.join("empty/nested")).unwrap();
+    fs::write(root.join(OsStr::from_bytes(b"latin1-\xe9t\xe9")), b"not UTF-8 name").unwrap();
+    let id = ok(root, &["commit", "-m", "import"]);
+    assert_eq!(id.trim().len(), 64);
+    let out = root.join("out");
+    ok(root, &["checkout", "HEAD", "--into", out.to_str().unwrap()]);
+    let mut original = tree(root);
+    original.retain(|k, _| !k.starts_with(b"out"));
+    assert!(original.len() > 5200);
+    assert_eq!(tree(&out), original, "checkout --into equals the committed tree");
+    assert!(ok(root, &["fsck", "--read-data"]).starts_with("ok:"));
+}
+
+#[test]
+fn status_reports_each_kind_of_change_and_commit_says_when_there_is_none() {
+    let dir = repo();
+    let root = dir.path();
+    fs::write(root.join("keep"), b"1").unwrap();
+    fs::write(root.join("modify"), b"1").unwrap();
+    fs::write(root.join("delete"), b"1").unwrap();
+    fs::write(root.join("retype"), b"1").unwrap();
+    ok(root, &["commit", "-m", "one"]);
+    assert!(ok(root, &["commit", "-m", "again"]).contains("nothing to commit"));
+    fs::write(root.join("modify"), b"2").unwrap();
+    fs::remove_file(root.join("delete")).unwrap();
+    fs::remove_file(root.join("retype")).unwrap();
+    fs::create_dir(root.join("retype")).unwrap();
+    fs::write(root.join("added"), b"new").unwrap();
+    assert_eq!(ok(root, &["status"]), "A added\nD delete\nM modify\nT retype\n");
+    let json: serde_json::Value = serde_json::from_str(&ok(root, &["status", "--json"])).unwrap();
+    assert_eq!(json["changes"].as_array().unwrap().len(), 4);
+    ok(root, &["commit", "-m", "two"]);
+    assert!(ok(root, &["status"]).contains("clean"));
+    let log: serde_json::Value = serde_json::from_str(&ok(root, &["log", "--json"])).unwrap();
+    assert_eq!(log.as_array().unwrap().len(), 2);
+    assert_eq!(log[0]["message"], "two");
+    assert_eq!(log[0]["author"], "tester");
+    assert_eq!(ok(root, &["cat", "HEAD~1:modify"]), "1");
+    assert_eq!(ok(root, &["cat", "HEAD:modify"]), "2");
+}
+
+#[test]
+fn an_edit_right_after_a_commit_is_never_missed() {
+    let dir = repo();
+    let root = dir.path();
+    let file = root.join("f");
+    for round in 0..20u8 {
+        // Same size every time, written as fast as possible after the
+        // commit: the racy-timestamp case.
+        fs::write(&file, [b'a' + round; 8]).unwrap();
+        ok(root, &["commit", "-q", "-m", "r"]);
+        assert_eq!(ok(root, &["cat", "HEAD:f"]).as_bytes(), [b'a' + round; 8], "round {round}");
+    }
+}
+
+#[test]
+fn vstignore_is_respected_and_dot_vst_is_never_stored() {
+    let dir = repo();
+    let root = dir.path();
+    fs::write(root.join(".vstignore"), b"*.log\nbuild/\n").unwrap();
+    fs::write(root.join("a.log"), b"x").unwrap();
+    fs::create_dir(root.join("build")).unwrap();
+    fs::write(root.join("build/out"), b"x").unwrap();
+    fs::write(root.join("src"), b"x").unwrap();
+    ok(root, &["commit", "-m", "one"]);
+    let listing = ok(root, &["ls", "HEAD"]);
+    assert!(listing.contains(".vstignore") && listing.contains("src"), "{listing}");
+    assert!(
+        !listing.contains("a.log") && !listing.contains("build") && !listing.contains(".vst "),
+        "{listing}"
+    );
+}
+
+#[test]
+fn branches_and_checkout_in_place() {
+    let dir = repo();
+    let root = dir.path();
+    fs::write(root.join("f"), b"one").unwrap();
+    ok(root, &["commit", "-m", "one"]);
+    ok(root, &["branch", "old"]);
+    fs::write(root.join("f"), b"two").unwrap();
+    fs::write(root.join("g"), b"new").unwrap();
+    ok(root, &["commit", "-m", "two"]);
+    let branches = ok(root, &["branch"]);
+    assert!(branches.contains("* main") && branches.contains("  old"), "{branches}");
+    // Uncommitted changes block a checkout.
+    fs::write(root.join("f"), b"local").unwrap();
+    assert!(fails(root, &["checkout", "old"]).contains("uncommitted"));
+    assert_eq!(fs::read(root.join("f")).unwrap(), b"local", "nothing was touched");
+    ok(root, &["checkout", "old", "--force"]);
+    assert_eq!(fs::read(root.join("f")).unwrap(), b"one");
+    assert!(!root.join("g").exists());
+    assert!(ok(root, &["branch"]).contains("* old"));
+    assert!(ok(root, &["status"]).contains("clean"));
+    assert!(fails(root, &["branch", "-d", "old"]).contains("current branch"));
+    ok(root, &["checkout", "main"]);
+    assert_eq!(fs::read(root.join("g")).unwrap(), b"new");
+    ok(root, &["branch", "-d", "old"]);
+    ok(root, &["gc"]);
+    assert!(ok(root, &["fsck", "--read-data"]).starts_with("ok:"));
+}
+
+#[test]
+fn errors_say_what_is_wrong_and_exit_non_zero() {
+    let dir = repo();
+    let root = dir.path();
+    assert!(fails(root, &["log"]).contains("no commit yet"));
+    fs::write(root.join("f"), b"x").unwrap();
+    ok(root, &["commit", "-m", "one"]);
+    assert!(fails(root, &["cat", "nosuchbranch:f"]).contains("unknown revision"));
+    assert!(fails(root, &["cat", "HEAD~5:f"]).contains("does not exist"));
+    assert!(fails(root, &["cat", "HEAD:missing"]).contains("no such file"));
+    let outside = tempfile::tempdir().unwrap();
+    assert!(fails(outside.path(), &["status"]).contains("vst init"));
+    assert!(fails(root, &["init"]).contains("already"));
+    let out = root.join("busy");
+    fs::create_dir(&out).unwrap();
+    fs::write(out.join("x"), b"mine").unwrap();
+    assert!(
+        fails(root, &["checkout", "HEAD", "--into", "busy"]).contains("not an empty directory")
+    );
+    assert_eq!(fs::read(out.join("x")).unwrap(), b"mine");
+}
+
+#[test]
+fn concurrent_commits_serialize_or_fail_clearly_and_lose_nothing() {
+    let dir = repo();
+    let root = dir.path().to_owned();
+    for round in 0..5 {
+        fs::write(root.join(format!("f{round}")), format!("{round}")).unwrap();
+        let a = Command::new(env!("CARGO_BIN_EXE_vst"))
+            .current_dir(&root)
+            .args(["commit", "-q", "-m", "a"])
+            .spawn()
+            .unwrap();
+        let b = Command::new(env!("CARGO_BIN_EXE_vst"))
+            .current_dir(&root)
+            .args(["commit", "-q", "-m", "b"])
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+        if !b.status.success() {
+            let err = String::from_utf8_lossy(&b.stderr);
+            assert!(
+                err.contains("in use by another process") || err.contains("someone else"),
+                "{err}"
+            );
+        }
+        assert!(a.status.success() || b.status.success());
+        assert!(ok(&root, &["fsck", "--read-data"]).starts_with("ok:"), "round {round}");
+    }
+    assert!(ok(&root, &["status"]).contains("clean"));
+}
