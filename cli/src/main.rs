@@ -6,6 +6,7 @@ mod scan;
 
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -69,6 +70,26 @@ enum Command {
     Cat { spec: String },
     /// A commit's metadata and what it changed.
     Show { rev: Option<String> },
+    /// Differences: the working directory against HEAD, against REV, or
+    /// between two revisions.
+    Diff {
+        /// Zero, one or two revisions.
+        #[arg(num_args = 0..=2)]
+        revs: Vec<String>,
+        /// A line per file with the count of changed lines.
+        #[arg(long)]
+        stat: bool,
+        /// A line per file with its status letter.
+        #[arg(long)]
+        name_status: bool,
+    },
+    /// Check out branch NAME in place and make it the current branch.
+    Switch {
+        name: String,
+        /// Overwrite uncommitted changes.
+        #[arg(long)]
+        force: bool,
+    },
     /// List branches; create NAME at REV (default HEAD); delete with -d.
     Branch {
         name: Option<String>,
@@ -174,6 +195,19 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         Command::Ls { spec } => ls(cli, spec),
         Command::Cat { spec } => cat(cli, spec),
         Command::Show { rev } => show(cli, rev.as_deref()),
+        Command::Diff { revs, stat, name_status } => diff(cli, revs, *stat, *name_status),
+        Command::Switch { name, force } => {
+            Repo::branch(name)?;
+            let ws = find(cli)?;
+            let repo = open(&ws, Access::ReadOnly)?;
+            if repo.refs().get(&Repo::branch(name)?)?.is_none() {
+                bail!(
+                    "no branch named {name}; `vst branch` lists them, `vst branch {name}` creates it"
+                );
+            }
+            drop(repo);
+            checkout_cmd(cli, name, None, *force)
+        }
         Command::Branch { name, rev, delete } => {
             branch(cli, name.as_deref(), rev.as_deref(), *delete)
         }
@@ -523,6 +557,190 @@ fn show(cli: &Cli, rev: Option<&str>) -> Result<ExitCode> {
         for ch in changes {
             writeln!(out, "{:?} {}", ch.kind(), ch.path)?;
         }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One changed path and its two sides' bytes (a symlink's target stands
+/// for its content; a directory has none).
+struct FileDiff {
+    path: String,
+    status: char,
+    old: Option<Vec<u8>>,
+    new: Option<Vec<u8>>,
+}
+
+fn letter(kind: vst::ChangeKind) -> char {
+    match kind {
+        vst::ChangeKind::Added => 'A',
+        vst::ChangeKind::Removed => 'D',
+        vst::ChangeKind::Modified => 'M',
+        vst::ChangeKind::TypeChanged => 'T',
+    }
+}
+
+fn stored_bytes(repo: &Repo, kind: Option<&EntryKind>) -> Result<Option<Vec<u8>>> {
+    Ok(match kind {
+        Some(EntryKind::File(f)) => Some(repo.store().get(&f.id.object_id())?.to_vec()),
+        Some(EntryKind::Symlink(t)) => Some(t.as_bytes().to_vec()),
+        _ => None,
+    })
+}
+
+fn diff(cli: &Cli, revs: &[String], stat: bool, name_status: bool) -> Result<ExitCode> {
+    let ws = find(cli)?;
+    let repo = open(&ws, Access::ReadOnly)?;
+    let tree_of = |rev: &str| -> Result<vst::TreeId> {
+        Ok(read::read_commit(repo.store().as_ref(), rev::resolve(&repo, rev)?)?.tree)
+    };
+    let mut files = Vec::new();
+    if let [a, b] = revs {
+        for change in vst::diff_trees(repo.store().as_ref(), Some(tree_of(a)?), Some(tree_of(b)?))?
+        {
+            if matches!(
+                (&change.old, &change.new),
+                (Some(EntryKind::Dir(_)) | None, Some(EntryKind::Dir(_)) | None)
+            ) {
+                continue;
+            }
+            files.push(FileDiff {
+                path: change.path.to_string(),
+                status: letter(change.kind()),
+                old: stored_bytes(&repo, change.old.as_ref())?,
+                new: stored_bytes(&repo, change.new.as_ref())?,
+            });
+        }
+    } else {
+        // Against the working directory.
+        let base = match revs.first() {
+            Some(rev) => Some(tree_of(rev)?),
+            None => match repo.head_commit()? {
+                Some(head) => Some(read::read_commit(repo.store().as_ref(), head)?.tree),
+                None => None,
+            },
+        };
+        let old = flatten(&repo, base)?;
+        let cache = StatCache::load(&ws.repo_dir);
+        let scanned = scan(&ws.root, &ws.repo_dir, &cache, None)?;
+        let mut seen = std::collections::HashSet::new();
+        for (path, found) in &scanned.entries {
+            seen.insert(path.as_bytes().to_vec());
+            let before = old.get(path.as_bytes());
+            let status = match before {
+                None => 'A',
+                Some(kind) if same(kind, found) => continue,
+                Some(kind)
+                    if std::mem::discriminant(kind) == std::mem::discriminant(&to_kind(found)) =>
+                {
+                    'M'
+                }
+                Some(_) => 'T',
+            };
+            if matches!(found, Found::Dir) && matches!(before, None | Some(EntryKind::Dir(_))) {
+                continue;
+            }
+            let full = ws.root.join(std::ffi::OsStr::from_bytes(path.as_bytes()));
+            let new = match found {
+                Found::File(_) => Some(
+                    std::fs::read(&full).with_context(|| format!("reading {}", full.display()))?,
+                ),
+                Found::Symlink(t) => Some(t.clone()),
+                Found::Dir => None,
+            };
+            files.push(FileDiff {
+                path: path.to_string(),
+                status,
+                old: stored_bytes(&repo, before)?,
+                new,
+            });
+        }
+        for (path, kind) in &old {
+            if !seen.contains(path) && !matches!(kind, EntryKind::Dir(_)) {
+                let path = String::from_utf8_lossy(path).into_owned();
+                files.push(FileDiff {
+                    path,
+                    status: 'D',
+                    old: stored_bytes(&repo, Some(kind))?,
+                    new: None,
+                });
+            }
+        }
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+    }
+    print_diff(cli, &files, stat, name_status)
+}
+
+fn is_binary(bytes: &[u8]) -> bool {
+    bytes.iter().take(8000).any(|&b| b == 0) || std::str::from_utf8(bytes).is_err()
+}
+
+fn print_diff(cli: &Cli, files: &[FileDiff], stat: bool, name_status: bool) -> Result<ExitCode> {
+    let mut out = out();
+    if cli.json {
+        let list: Vec<_> = files
+            .iter()
+            .map(|f| json!({ "path": f.path, "status": f.status.to_string() }))
+            .collect();
+        writeln!(out, "{}", serde_json::Value::Array(list))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let (mut total_ins, mut total_del) = (0usize, 0usize);
+    for f in files {
+        let old = f.old.as_deref().unwrap_or(b"");
+        let new = f.new.as_deref().unwrap_or(b"");
+        if name_status {
+            writeln!(out, "{}\t{}", f.status, f.path)?;
+            continue;
+        }
+        let binary = is_binary(old) || is_binary(new);
+        if stat {
+            if binary {
+                writeln!(out, " {} | binary", f.path)?;
+            } else {
+                let d = similar::TextDiff::from_lines(
+                    std::str::from_utf8(old).expect("checked"),
+                    std::str::from_utf8(new).expect("checked"),
+                );
+                let (mut ins, mut del) = (0, 0);
+                for change in d.iter_all_changes() {
+                    match change.tag() {
+                        similar::ChangeTag::Insert => ins += 1,
+                        similar::ChangeTag::Delete => del += 1,
+                        similar::ChangeTag::Equal => {}
+                    }
+                }
+                total_ins += ins;
+                total_del += del;
+                writeln!(
+                    out,
+                    " {} | {} {}{}",
+                    f.path,
+                    ins + del,
+                    "+".repeat(ins.min(40)),
+                    "-".repeat(del.min(40))
+                )?;
+            }
+            continue;
+        }
+        writeln!(out, "diff {} ({})", f.path, f.status)?;
+        if binary {
+            writeln!(out, "binary content differs")?;
+            continue;
+        }
+        let d = similar::TextDiff::from_lines(
+            std::str::from_utf8(old).expect("checked"),
+            std::str::from_utf8(new).expect("checked"),
+        );
+        let a = if f.old.is_some() { format!("a/{}", f.path) } else { "/dev/null".to_owned() };
+        let b = if f.new.is_some() { format!("b/{}", f.path) } else { "/dev/null".to_owned() };
+        write!(out, "{}", d.unified_diff().context_radius(3).header(&a, &b))?;
+    }
+    if stat {
+        writeln!(
+            out,
+            " {} files changed, {total_ins} insertions(+), {total_del} deletions(-)",
+            files.len()
+        )?;
     }
     Ok(ExitCode::SUCCESS)
 }

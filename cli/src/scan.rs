@@ -131,6 +131,14 @@ pub fn scan(
     cache: &StatCache,
     store: Option<&dyn Store>,
 ) -> Result<Scan> {
+    // On a terminal, long scans show how far hashing got; elsewhere the bar
+    // draws nothing (indicatif hides itself when stderr is not a terminal).
+    let progress = indicatif::ProgressBar::new(0);
+    progress.set_style(
+        indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} files")
+            .expect("a valid template")
+            .progress_chars("=> "),
+    );
     let mut entries: Vec<(RepoPath, Found)> = Vec::new();
     let mut to_hash: Vec<(usize, PathBuf, Stat)> = Vec::new();
     let mut stats: Vec<(Vec<u8>, (Stat, BlobId))> = Vec::new();
@@ -193,10 +201,17 @@ pub fn scan(
         };
         entries.push((path, found));
     }
+    if to_hash.len() >= 1000 {
+        progress.set_length(to_hash.len() as u64);
+        progress.set_message("hashing");
+    } else {
+        progress.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
     let hashed: Vec<(usize, Stat, BlobId, u64)> = to_hash
         .par_iter()
         .map(|(index, full, stat)| -> Result<_> {
             let content = fs::read(full).with_context(|| format!("reading {}", full.display()))?;
+            progress.inc(1);
             let id = BlobId::of(&content);
             if let Some(store) = store {
                 store
@@ -206,6 +221,7 @@ pub fn scan(
             Ok((*index, *stat, id, content.len() as u64))
         })
         .collect::<Result<_>>()?;
+    progress.finish_and_clear();
     let count = hashed.len();
     for (index, stat, id, len) in hashed {
         let (path, found) = &mut entries[index];

@@ -243,3 +243,30 @@ fn concurrent_commits_serialize_or_fail_clearly_and_lose_nothing() {
     }
     assert!(ok(&root, &["status"]).contains("clean"));
 }
+
+#[test]
+fn diff_shows_patches_stats_and_statuses_and_switch_changes_branch() {
+    let dir = repo();
+    let root = dir.path();
+    fs::write(root.join("f"), b"a\nb\nc\n").unwrap();
+    fs::write(root.join("gone"), b"x\n").unwrap();
+    ok(root, &["commit", "-m", "one"]);
+    fs::write(root.join("f"), b"a\nB\nc\nd\n").unwrap();
+    fs::remove_file(root.join("gone")).unwrap();
+    fs::write(root.join("new"), b"n\n").unwrap();
+    let patch = ok(root, &["diff"]);
+    assert!(patch.contains("-b\n+B\n") && patch.contains("+d\n"), "{patch}");
+    assert_eq!(ok(root, &["diff", "--name-status"]), "M\tf\nD\tgone\nA\tnew\n");
+    let stat = ok(root, &["diff", "--stat"]);
+    assert!(stat.contains("3 files changed, 3 insertions(+), 2 deletions(-)"), "{stat}");
+    ok(root, &["commit", "-m", "two"]);
+    assert_eq!(ok(root, &["diff", "HEAD~1", "HEAD", "--name-status"]), "M\tf\nD\tgone\nA\tnew\n");
+    assert_eq!(ok(root, &["diff"]), "", "clean: no diff");
+    let json: serde_json::Value = serde_json::from_str(&ok(root, &["show", "--json"])).unwrap();
+    assert_eq!(json["message"], "two");
+    ok(root, &["branch", "old", "HEAD~1"]);
+    ok(root, &["switch", "old"]);
+    assert_eq!(fs::read(root.join("f")).unwrap(), b"a\nb\nc\n");
+    assert!(ok(root, &["branch"]).contains("* old"));
+    assert!(fails(root, &["switch", "nosuch"]).contains("no branch named"));
+}
