@@ -364,6 +364,10 @@ impl PackStore {
                     recovery.torn_bytes_cut += *len - good_end;
                     *len = good_end;
                 }
+                Some(Tail::Torn) if Some(*pack) == last => {
+                    // Read-only: a torn tail (or a writer's append in
+                    // progress) simply ends what this handle sees.
+                }
                 Some(_) => {
                     // Valid records follow the bad one (or the pack is not
                     // the last): damage, not a torn write. Keep every byte
@@ -380,6 +384,20 @@ impl PackStore {
                 self.vfs.sync(&path).map_err(io_err("sync a recovered pack"))?;
             }
         }
+        if rw {
+            // A killed process may have created a pack (a rollover, a GC)
+            // without syncing the directory: make every pack's name durable
+            // before anything is written into one.
+            self.vfs
+                .sync_dir(&self.dir.join("packs"))
+                .map_err(io_err("sync the packs directory"))?;
+        }
+        // Keep the first location of an id (the index's own, then the scan
+        // order) and index only what was new, so that duplicates left by an
+        // interrupted GC are not appended again on every open.
+        found.retain(|(id, _)| !map.contains_key(id));
+        let mut seen_now = std::collections::HashSet::new();
+        found.retain(|(id, _)| seen_now.insert(*id));
         recovery.records_reindexed = found.len() as u64;
         for (id, loc) in &found {
             map.entry(*id).or_insert(*loc);
@@ -951,14 +969,17 @@ impl PackStore {
             }
             state.leader = true;
             drop(state);
+            // The guard gives the role back even if the leader panics, so
+            // that waiters are not stuck forever.
+            let lead = Leadership(self);
             let result = self.sync_leader();
-            state = self.synced.lock().unwrap_or_else(|e| e.into_inner());
-            state.leader = false;
             if let Ok(position) = result {
+                let mut state = self.synced.lock().unwrap_or_else(|e| e.into_inner());
                 state.durable = state.durable.max(position);
             }
-            self.synced_cond.notify_all();
+            drop(lead);
             result?;
+            state = self.synced.lock().unwrap_or_else(|e| e.into_inner());
         }
     }
 }
@@ -1052,6 +1073,9 @@ impl PackStore {
         // rewritten; as the writer, no put does.
         let _lead = self.lead();
         let mut w = self.lock_writer();
+        // A sync that failed while GC waited for the leader role poisoned
+        // the store: check again.
+        self.check_writable()?;
         self.append_buffer(&mut w)?;
         let current = self.pack_path(w.pack);
         let synced = self.vfs.sync(&current).map_err(io_err("sync a pack"));
@@ -1098,7 +1122,6 @@ impl PackStore {
         }
         let result = self.repack(&mut w, &kept, &old_packs);
         self.poison(result)?;
-        self.generation.fetch_add(1, Ordering::AcqRel);
         Ok(stats)
     }
 
@@ -1142,6 +1165,9 @@ impl PackStore {
         // old packs are garbage.
         self.write_index(&new_index)?;
         *self.index.write().unwrap_or_else(|e| e.into_inner()) = new_index;
+        // Before any old pack goes: a reader that fails on one from now on
+        // sees the new generation and retries against the new index.
+        self.generation.fetch_add(1, Ordering::AcqRel);
         w.pack = pack;
         w.pack_len = out.len() as u64;
         w.buf.clear();
@@ -1195,11 +1221,24 @@ impl ReadAhead<'_> {
 /// header's fixed fields are valid (the checksum is not checked here).
 fn record_len(bytes: &[u8]) -> Option<usize> {
     let header = bytes.get(..RECORD_HEADER_LEN)?;
-    if header[0] > 2 || header[1] > 1 || header[2..4] != [0, 0] {
+    let kind = match header[0] {
+        0 => Kind::Object,
+        1 => Kind::Chunk,
+        2 => Kind::Manifest,
+        _ => return None,
+    };
+    let codec = match header[1] {
+        0 => Codec::Raw,
+        1 => Codec::Zstd,
+        _ => return None,
+    };
+    if header[2..4] != [0, 0] {
         return None;
     }
-    let stored_len = u32::from_le_bytes(header[4..8].try_into().ok()?) as usize;
-    Some(RECORD_HEADER_LEN + stored_len + RECORD_TRAILER_LEN)
+    let stored_len = u32::from_le_bytes(header[4..8].try_into().ok()?);
+    let raw_len = u64::from_le_bytes(header[8..16].try_into().ok()?);
+    lengths_ok(kind, codec, stored_len, raw_len)
+        .then_some(RECORD_HEADER_LEN + stored_len as usize + RECORD_TRAILER_LEN)
 }
 
 /// Whether a valid record starts anywhere in `bytes` after its first byte.
@@ -1271,12 +1310,14 @@ fn parse_record(bytes: &[u8]) -> Option<(ObjectId, Location, usize)> {
     let stored_len = u32::from_le_bytes(header[4..8].try_into().ok()?);
     let raw_len = u64::from_le_bytes(header[8..16].try_into().ok()?);
     let id = ObjectId::from_bytes(header[16..48].try_into().ok()?);
+    // Lengths first: they are cheap to check, and a CRC over a bogus length
+    // would be work for nothing (a scan tries many offsets).
+    if !lengths_ok(kind, codec, stored_len, raw_len) {
+        return None;
+    }
     let body_end = RECORD_HEADER_LEN.checked_add(stored_len as usize)?;
     let crc = bytes.get(body_end..body_end + RECORD_TRAILER_LEN)?;
     if crc32fast::hash(&bytes[..body_end]).to_le_bytes() != crc {
-        return None;
-    }
-    if !lengths_ok(kind, codec, stored_len, raw_len) {
         return None;
     }
     let loc = Location { pack: 0, offset: 0, stored_len, raw_len, kind, codec };
@@ -1325,7 +1366,7 @@ fn load_index(
             Some(&len) if loc.end() <= len => {}
             _ => return (HashMap::default(), None, false),
         }
-        map.insert(id, loc);
+        map.entry(id).or_insert(loc);
         valid += INDEX_ENTRY_LEN as u64;
     }
     let torn = (valid < bytes.len() as u64).then_some(valid);

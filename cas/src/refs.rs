@@ -6,6 +6,7 @@
 //! ```text
 //! HEAD                  "ref: heads/NAME\n" (a branch) or "<64 hex>\n" (detached)
 //! refs/heads/NAME       "<64 hex>\n"
+//! logs/HEAD             the same, for commits a detached HEAD pointed at
 //! logs/heads/NAME       one line per update: "<old hex or 0*64> <new hex or 0*64> <unix_us> <message>\n"
 //! refs/heads/NAME.lock  held exclusively while that ref is read-compared-written
 //! HEAD.lock             the same, for HEAD
