@@ -90,8 +90,13 @@ impl StatCache {
     }
 
     /// Writes a cache of `found` (with the stats the scan saw), replacing
-    /// the old one. Not synced: after a crash it is rebuilt by hashing.
+    /// the old one, unless the scan hashed nothing (then the old cache
+    /// already says all it would). Not synced: after a crash it is rebuilt
+    /// by hashing.
     pub fn save(repo_dir: &Path, scan: &Scan) -> Result<()> {
+        if scan.hashed == 0 && repo_dir.join(CACHE_FILE).exists() {
+            return Ok(());
+        }
         let list: Vec<CacheEntry> = scan
             .stats
             .iter()
@@ -108,6 +113,60 @@ impl StatCache {
         fs::rename(&tmp, repo_dir.join(CACHE_FILE)).context("replacing the stat cache")?;
         Ok(())
     }
+}
+
+/// One entry the walk found.
+enum Walked {
+    /// Known without reading it (the stat is given for a cached file).
+    Entry(RepoPath, Found, Option<Stat>),
+    /// A file to read and hash.
+    Hash(RepoPath, PathBuf, Stat),
+    /// A socket, FIFO or device.
+    Skipped(RepoPath, PathBuf),
+}
+
+impl Walked {
+    fn path(&self) -> &RepoPath {
+        match self {
+            Walked::Entry(p, ..) | Walked::Hash(p, ..) | Walked::Skipped(p, ..) => p,
+        }
+    }
+}
+
+/// Looks at one path of the walk: validates its name, lstats it, reads a
+/// link, and looks a file up in the cache.
+fn visit(root: &Path, full: &Path, cache: &StatCache, store: Option<&dyn Store>) -> Result<Walked> {
+    let rel = full.strip_prefix(root).expect("the walk stays under its root");
+    let path = RepoPath::try_from(rel.as_os_str().as_bytes()).with_context(|| {
+        format!("{} cannot be stored: its path breaks vst's naming rules", rel.display())
+    })?;
+    let meta = fs::symlink_metadata(full).with_context(|| format!("reading {}", full.display()))?;
+    let kind = meta.file_type();
+    Ok(if kind.is_symlink() {
+        let target =
+            fs::read_link(full).with_context(|| format!("reading the link {}", full.display()))?;
+        Walked::Entry(path, Found::Symlink(target.as_os_str().as_bytes().to_vec()), None)
+    } else if kind.is_dir() {
+        Walked::Entry(path, Found::Dir, None)
+    } else if kind.is_file() {
+        let stat = Stat::of(&meta);
+        // A cached id saves reading the file, but when the content must be
+        // stored, only if the store has it: `status` caches ids of content
+        // it hashed without storing.
+        let cached = cache.lookup(path.as_bytes(), &stat).filter(|id| match store {
+            Some(store) => store.contains(&id.object_id()).unwrap_or(false),
+            None => true,
+        });
+        match cached {
+            Some(id) => {
+                let file = FileEntry { id, size: stat.size, executable: stat.mode & 0o100 != 0 };
+                Walked::Entry(path, Found::File(file), Some(stat))
+            }
+            None => Walked::Hash(path, full.to_owned(), stat),
+        }
+    } else {
+        Walked::Skipped(path, rel.to_owned())
+    })
 }
 
 /// The result of a scan.
@@ -139,12 +198,11 @@ pub fn scan(
             .expect("a valid template")
             .progress_chars("=> "),
     );
-    let mut entries: Vec<(RepoPath, Found)> = Vec::new();
-    let mut to_hash: Vec<(usize, PathBuf, Stat)> = Vec::new();
-    let mut stats: Vec<(Vec<u8>, (Stat, BlobId))> = Vec::new();
-    let mut skipped = Vec::new();
-    let repo_dir = repo_dir.to_owned();
-    let walker = ignore::WalkBuilder::new(root)
+    let repo_name = repo_dir.file_name().map(|n| n.to_owned()).unwrap_or_default();
+    // The walk is bound by one lstat per entry: walk on all cores, look
+    // each entry up in the cache where it is found, and sort afterwards.
+    let walked: std::sync::Mutex<Vec<Result<Walked>>> = std::sync::Mutex::new(Vec::new());
+    ignore::WalkBuilder::new(root)
         .hidden(false)
         .parents(false)
         .ignore(false)
@@ -153,53 +211,52 @@ pub fn scan(
         .git_exclude(false)
         .add_custom_ignore_filename(".vstignore")
         .follow_links(false)
-        .sort_by_file_name(|a, b| a.as_bytes().cmp(b.as_bytes()))
-        .filter_entry(move |e| e.path() != repo_dir)
-        .build();
-    for entry in walker {
-        let entry = entry.context("scanning the working directory")?;
-        if entry.depth() == 0 {
-            continue;
-        }
-        let full = entry.path();
-        let rel = full.strip_prefix(root).expect("the walk stays under its root");
-        let path = RepoPath::try_from(rel.as_os_str().as_bytes()).with_context(|| {
-            format!("{} cannot be stored: its path breaks vst's naming rules", rel.display())
-        })?;
-        let meta =
-            fs::symlink_metadata(full).with_context(|| format!("reading {}", full.display()))?;
-        let kind = meta.file_type();
-        let found = if kind.is_symlink() {
-            let target = fs::read_link(full)
-                .with_context(|| format!("reading the link {}", full.display()))?;
-            Found::Symlink(target.as_os_str().as_bytes().to_vec())
-        } else if kind.is_dir() {
-            Found::Dir
-        } else if kind.is_file() {
-            let stat = Stat::of(&meta);
-            let executable = stat.mode & 0o100 != 0;
-            // A cached id saves reading the file, but when the content must
-            // be stored, only if the store has it: `status` caches ids of
-            // content it hashed without storing.
-            let cached = cache.lookup(path.as_bytes(), &stat).filter(|id| match store {
-                Some(store) => store.contains(&id.object_id()).unwrap_or(false),
-                None => true,
-            });
-            match cached {
-                Some(id) => {
-                    stats.push((path.as_bytes().to_vec(), (stat, id)));
-                    Found::File(FileEntry { id, size: stat.size, executable })
+        // `.vst` sits at the top of the working directory.
+        .filter_entry(move |e| !(e.depth() == 1 && e.file_name() == repo_name))
+        .build_parallel()
+        .run(|| {
+            let walked = &walked;
+            Box::new(move |entry| {
+                let result = match entry {
+                    Ok(entry) if entry.depth() == 0 => return ignore::WalkState::Continue,
+                    Ok(entry) => visit(root, entry.path(), cache, store),
+                    Err(e) => Err(anyhow::Error::new(e).context("scanning the working directory")),
+                };
+                let failed = result.is_err();
+                walked.lock().unwrap_or_else(|e| e.into_inner()).push(result);
+                if failed { ignore::WalkState::Quit } else { ignore::WalkState::Continue }
+            })
+        });
+    let mut walked: Vec<Walked> = walked
+        .into_inner()
+        .unwrap_or_else(|e| e.into_inner())
+        .into_iter()
+        .collect::<Result<_>>()?;
+    walked.sort_unstable_by(|a, b| a.path().as_bytes().cmp(b.path().as_bytes()));
+
+    let mut entries: Vec<(RepoPath, Found)> = Vec::with_capacity(walked.len());
+    let mut to_hash: Vec<(usize, PathBuf, Stat)> = Vec::new();
+    let mut stats: Vec<(Vec<u8>, (Stat, BlobId))> = Vec::new();
+    let mut skipped = Vec::new();
+    for w in walked {
+        match w {
+            Walked::Entry(path, found, cached) => {
+                if let (Found::File(f), Some(stat)) = (&found, cached) {
+                    stats.push((path.as_bytes().to_vec(), (stat, f.id)));
                 }
-                None => {
-                    to_hash.push((entries.len(), full.to_owned(), stat));
-                    Found::File(FileEntry { id: BlobId::of(b""), size: stat.size, executable })
-                }
+                entries.push((path, found));
             }
-        } else {
-            skipped.push(rel.to_owned());
-            continue;
-        };
-        entries.push((path, found));
+            Walked::Hash(path, full, stat) => {
+                to_hash.push((entries.len(), full, stat));
+                let file = FileEntry {
+                    id: BlobId::of(b""),
+                    size: stat.size,
+                    executable: stat.mode & 0o100 != 0,
+                };
+                entries.push((path, Found::File(file)));
+            }
+            Walked::Skipped(_, rel) => skipped.push(rel),
+        }
     }
     if to_hash.len() >= 1000 {
         progress.set_length(to_hash.len() as u64);
