@@ -5,8 +5,9 @@
 #
 # Trees: a generated one (FILES small files in nested directories) and a
 # real one (a copy of this machine's Python standard library). For each:
-# first import, commit with no change, commit after changing one file,
-# status with no change, checkout into an empty directory. Each step runs
+# first import, commit with no change, commit after changing one file and
+# after changing 100, status with no change, checkout into an empty
+# directory. Each step runs
 # three times; the median is reported. Needs git and a release build of vst
 # (built here).
 set -euo pipefail
@@ -63,14 +64,31 @@ run_tree() { # name source
     SETUP="echo \$RANDOM >> '$g/$one'"
     local go; go=$(median_ms sh -c "git -C '$g' add -A && git -C '$g' commit -q -m one")
 
+    local step=$(( n / 100 > 0 ? n / 100 : 1 ))
+    local hundred; hundred=$(cd "$v" && find . -type f -not -path './.vst/*' | awk -v s="$step" '(NR - 1) % s == 0' | sed -n 1,100p | tr '\n' ' ')
+    SETUP="(cd '$v' && for f in $hundred; do echo \$RANDOM >> \$f; done)"
+    local vh; vh=$(median_ms "$VST" -C "$v" commit -q -m hundred)
+    SETUP="(cd '$g' && for f in $hundred; do echo \$RANDOM >> \$f; done)"
+    local gh; gh=$(median_ms sh -c "git -C '$g' add -A && git -C '$g' commit -q -m hundred")
+
     SETUP=":"
     local vs; vs=$(median_ms "$VST" -C "$v" status)
     local gs; gs=$(median_ms git -C "$g" status --porcelain)
 
-    SETUP="rm -rf '$work/out-v'"
-    local vc; vc=$(median_ms "$VST" -C "$v" checkout HEAD --into "$work/out-v" -q)
-    SETUP="rm -rf '$work/out-g' && mkdir '$work/out-g'"
-    local gc; gc=$(median_ms git -C "$g" --work-tree="$work/out-g" checkout HEAD -- .)
+    # Checkout: each run into a fresh directory, nothing deleted in between
+    # (ext4 spends seconds of kernel time allocating inodes right after a
+    # mass delete, which would decide the result), vst and git alternating.
+    sync
+    local tv=() tg=()
+    for i in 1 2 3; do
+        local s e
+        s=$(now); "$VST" -C "$v" checkout HEAD --into "$work/$name-out-v$i" -q; e=$(now); tv+=($(( (e - s) / 1000 )))
+        mkdir "$work/$name-out-g$i"
+        s=$(now); git -C "$g" --work-tree="$work/$name-out-g$i" checkout HEAD -- . ; e=$(now); tg+=($(( (e - s) / 1000 )))
+    done
+    local vc gc
+    vc=$(printf '%s\n' "${tv[@]}" | sort -n | sed -n 2p | awk '{printf "%.1f", $1/1000}')
+    gc=$(printf '%s\n' "${tg[@]}" | sort -n | sed -n 2p | awk '{printf "%.1f", $1/1000}')
 
     ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
     echo
@@ -81,6 +99,7 @@ run_tree() { # name source
     echo "| first import | $vi | $gi | $(ratio "$vi" "$gi") |"
     echo "| commit, no change | $vn | $gn | $(ratio "$vn" "$gn") |"
     echo "| commit, one file changed | $vo | $go | $(ratio "$vo" "$go") |"
+    echo "| commit, 100 files changed | $vh | $gh | $(ratio "$vh" "$gh") |"
     echo "| status, no change | $vs | $gs | $(ratio "$vs" "$gs") |"
     echo "| checkout into an empty directory | $vc | $gc | $(ratio "$vc" "$gc") |"
 }
