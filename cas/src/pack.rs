@@ -86,11 +86,32 @@ enum Kind {
     Manifest = 2,
 }
 
+impl Kind {
+    fn from_byte(b: u8) -> Option<Self> {
+        match b {
+            0 => Some(Kind::Object),
+            1 => Some(Kind::Chunk),
+            2 => Some(Kind::Manifest),
+            _ => None,
+        }
+    }
+}
+
 /// How a record's payload is stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Codec {
     Raw = 0,
     Zstd = 1,
+}
+
+impl Codec {
+    fn from_byte(b: u8) -> Option<Self> {
+        match b {
+            0 => Some(Codec::Raw),
+            1 => Some(Codec::Zstd),
+            _ => None,
+        }
+    }
 }
 
 /// Where a record is.
@@ -1221,17 +1242,7 @@ impl ReadAhead<'_> {
 /// header's fixed fields are valid (the checksum is not checked here).
 fn record_len(bytes: &[u8]) -> Option<usize> {
     let header = bytes.get(..RECORD_HEADER_LEN)?;
-    let kind = match header[0] {
-        0 => Kind::Object,
-        1 => Kind::Chunk,
-        2 => Kind::Manifest,
-        _ => return None,
-    };
-    let codec = match header[1] {
-        0 => Codec::Raw,
-        1 => Codec::Zstd,
-        _ => return None,
-    };
+    let (kind, codec) = (Kind::from_byte(header[0])?, Codec::from_byte(header[1])?);
     if header[2..4] != [0, 0] {
         return None;
     }
@@ -1293,17 +1304,7 @@ fn encode_record(out: &mut Vec<u8>, id: ObjectId, loc: &Location, stored: &[u8])
 /// truncated, malformed or fails its checksum.
 fn parse_record(bytes: &[u8]) -> Option<(ObjectId, Location, usize)> {
     let header = bytes.get(..RECORD_HEADER_LEN)?;
-    let kind = match header[0] {
-        0 => Kind::Object,
-        1 => Kind::Chunk,
-        2 => Kind::Manifest,
-        _ => return None,
-    };
-    let codec = match header[1] {
-        0 => Codec::Raw,
-        1 => Codec::Zstd,
-        _ => return None,
-    };
+    let (kind, codec) = (Kind::from_byte(header[0])?, Codec::from_byte(header[1])?);
     if header[2..4] != [0, 0] {
         return None;
     }
@@ -1399,17 +1400,7 @@ fn decode_index_entry(raw: &[u8]) -> Option<(ObjectId, Location)> {
     if crc32fast::hash(body).to_le_bytes() != crc {
         return None;
     }
-    let kind = match body[56] {
-        0 => Kind::Object,
-        1 => Kind::Chunk,
-        2 => Kind::Manifest,
-        _ => return None,
-    };
-    let codec = match body[57] {
-        0 => Codec::Raw,
-        1 => Codec::Zstd,
-        _ => return None,
-    };
+    let (kind, codec) = (Kind::from_byte(body[56])?, Codec::from_byte(body[57])?);
     if body[58..60] != [0, 0] {
         return None;
     }

@@ -13,6 +13,13 @@ fn sim_store(fs: &SimFs) -> PackStore {
     PackStore::open_with(Arc::new(fs.clone()), Path::new("/s"), Access::ReadWrite).unwrap()
 }
 
+/// A store whose packs roll over at 4 KiB, so tests see several packs.
+fn small_packs(fs: &SimFs) -> PackStore {
+    let options = vst_cas::PackOptions { pack_len_max: 4096 };
+    PackStore::open_with_options(Arc::new(fs.clone()), Path::new("/s"), Access::ReadWrite, options)
+        .unwrap()
+}
+
 fn pack1() -> PathBuf {
     PathBuf::from("/s/packs/pack-00000001.pack")
 }
@@ -361,18 +368,6 @@ fn flushed_objects_survive_the_process_dying() {
 mod review {
     //! Scenarios from the review of the pack store's durability.
     use super::*;
-    use vst_cas::PackOptions;
-
-    fn small_packs(fs: &SimFs) -> PackStore {
-        let options = PackOptions { pack_len_max: 4096 };
-        PackStore::open_with_options(
-            Arc::new(fs.clone()),
-            Path::new("/s"),
-            Access::ReadWrite,
-            options,
-        )
-        .unwrap()
-    }
 
     #[test]
     fn records_recovered_after_a_kill_are_synced_before_they_count() {
@@ -536,18 +531,6 @@ mod review {
 
 mod rereview {
     use super::*;
-    use vst_cas::PackOptions;
-
-    fn small_packs(fs: &SimFs) -> PackStore {
-        let options = PackOptions { pack_len_max: 4096 };
-        PackStore::open_with_options(
-            Arc::new(fs.clone()),
-            Path::new("/s"),
-            Access::ReadWrite,
-            options,
-        )
-        .unwrap()
-    }
 
     /// A kill at any step of a rollover, then a new process that commits,
     /// then a power cut: the acknowledged objects are there.
