@@ -344,11 +344,7 @@ fn changes(ws: &Workspace, repo: &Repo) -> Result<(Vec<(String, &'static str)>, 
         match head.remove(path.as_bytes()) {
             None => out.push((name, "added")),
             Some(old) if same(&old, found) => {}
-            Some(old)
-                if std::mem::discriminant(&old) == std::mem::discriminant(&to_kind(found)) =>
-            {
-                out.push((name, "modified"))
-            }
+            Some(old) if same_kind(&old, found) => out.push((name, "modified")),
             Some(_) => out.push((name, "type_changed")),
         }
     }
@@ -359,14 +355,16 @@ fn changes(ws: &Workspace, repo: &Repo) -> Result<(Vec<(String, &'static str)>, 
     Ok((out, scanned))
 }
 
-fn to_kind(found: &Found) -> EntryKind {
-    match found {
-        Found::File(f) => EntryKind::File(*f),
-        Found::Symlink(_) => {
-            EntryKind::Symlink(vst::SymlinkTarget::try_from("x").expect("a valid target"))
-        }
-        Found::Dir => EntryKind::Dir(vst::TreeId::of(b"")),
-    }
+/// Whether an entry of HEAD and what is on disk are the same kind (file,
+/// symlink, directory): a difference is then a modification, not a type
+/// change.
+fn same_kind(a: &EntryKind, b: &Found) -> bool {
+    matches!(
+        (a, b),
+        (EntryKind::File(_), Found::File(_))
+            | (EntryKind::Symlink(_), Found::Symlink(_))
+            | (EntryKind::Dir(_), Found::Dir)
+    )
 }
 
 fn status(cli: &Cli) -> Result<ExitCode> {
@@ -629,11 +627,7 @@ fn diff(cli: &Cli, revs: &[String], stat: bool, name_status: bool) -> Result<Exi
             let status = match before {
                 None => 'A',
                 Some(kind) if same(kind, found) => continue,
-                Some(kind)
-                    if std::mem::discriminant(kind) == std::mem::discriminant(&to_kind(found)) =>
-                {
-                    'M'
-                }
+                Some(kind) if same_kind(kind, found) => 'M',
                 Some(_) => 'T',
             };
             if matches!(found, Found::Dir) && matches!(before, None | Some(EntryKind::Dir(_))) {
@@ -804,19 +798,24 @@ fn checkout_cmd(cli: &Cli, spec: &str, into: Option<&Path>, force: bool) -> Resu
     }
     let repo = open(&ws, Access::ReadWrite)?;
     let target = rev::resolve(&repo, spec)?;
-    let (dirty, _) = changes(&ws, &repo)?;
-    if !dirty.is_empty() && !force {
-        bail!(
-            "the working directory has {} uncommitted change(s) (first: {}); commit them, or pass --force to overwrite them",
-            dirty.len(),
-            dirty[0].0
-        );
-    }
     // Update from what is on disk (HEAD's tree when clean; with --force,
     // the tree of the local changes, which are then overwritten), touching
     // only the paths that differ from the target.
     let (mut on_disk, _) = snapshot_disk(&ws, &repo, false)?;
     let from = vst::write_tree(&mut on_disk, Durability::None)?;
+    // An unborn HEAD is clean when the directory is empty.
+    let head_tree = match repo.head_commit()? {
+        Some(head) => read::read_commit(repo.store().as_ref(), head)?.tree,
+        None => vst::Tree::default().id(),
+    };
+    if from != head_tree && !force {
+        let (dirty, _) = changes(&ws, &repo)?;
+        bail!(
+            "the working directory has {} uncommitted change(s) (first: {}); commit them, or pass --force to overwrite them",
+            dirty.len(),
+            dirty.first().map_or("?", |d| d.0.as_str())
+        );
+    }
     let to = read::read_commit(repo.store().as_ref(), target)?.tree;
     let stats = checkout_update(repo.store().as_ref(), from, to, &ws.root)
         .with_context(|| format!("checking out {spec}"))?;
