@@ -270,3 +270,82 @@ fn diff_shows_patches_stats_and_statuses_and_switch_changes_branch() {
     assert!(ok(root, &["branch"]).contains("* old"));
     assert!(fails(root, &["switch", "nosuch"]).contains("no branch named"));
 }
+
+#[test]
+fn a_path_outside_the_repository_is_refused() {
+    let dir = repo();
+    let root = dir.path();
+    fs::write(root.join("f"), b"x").unwrap();
+    ok(root, &["commit", "-m", "one"]);
+    for spec in ["HEAD:../f", "HEAD:a/../../f", "HEAD:./f"] {
+        let err = fails(root, &["cat", spec]);
+        assert!(err.contains("bad path"), "{spec}: {err}");
+    }
+}
+
+/// A full disk, for real: a small ext4 image on a loop device. Needs root;
+/// in CI (`CI` set) not being able to mount is a failure, elsewhere the
+/// test says loudly that it did not run.
+#[test]
+fn a_full_disk_is_a_clear_error_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("disk.img");
+    let mnt = dir.path().join("mnt");
+    fs::create_dir(&mnt).unwrap();
+    let sh = |cmd: &str| {
+        Command::new("sh").arg("-c").arg(cmd).output().map(|o| o.status.success()).unwrap_or(false)
+    };
+    let mounted = sh(&format!(
+        "truncate -s 24M {img} && mkfs.ext4 -q -F -m 0 {img} && mount -o loop {img} {mnt}",
+        img = img.display(),
+        mnt = mnt.display()
+    ));
+    if !mounted {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must be able to mount a loop ext4 image (root, e2fsprogs)"
+        );
+        eprintln!(
+            "\n*** SKIPPED a_full_disk_is_a_clear_error_and_loses_nothing: cannot mount a loop ext4 image (needs root) ***\n"
+        );
+        return;
+    }
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(mnt.clone());
+    let root = mnt.join("repo");
+    fs::create_dir(&root).unwrap();
+    ok(&root, &["init", "-q"]);
+    fs::write(root.join("small"), b"committed").unwrap();
+    let first = ok(&root, &["commit", "-q", "-m", "one"]);
+    // New content to commit, then fill the disk.
+    // Incompressible, so that it cannot fit in the slack of blocks the pack
+    // already has.
+    let payload = vst_cas::sim::noise(1, 3_000_000);
+    fs::write(root.join("big"), &payload).unwrap();
+    {
+        use std::io::Write;
+        let mut filler = fs::File::create(mnt.join("filler")).unwrap();
+        let chunk = vec![0xa5u8; 1 << 20];
+        while filler.write_all(&chunk).is_ok() {}
+        let _ = filler.sync_all();
+    }
+    let err = fails(&root, &["commit", "-m", "two"]);
+    assert!(err.to_lowercase().contains("space"), "the error says the disk is full: {err}");
+    // Nothing was lost and nothing half-written is visible.
+    assert_eq!(ok(&root, &["log", "--json"]).matches("\"commit\"").count(), 1);
+    assert!(ok(&root, &["log"]).contains(first.trim()));
+    assert!(ok(&root, &["fsck", "--read-data"]).starts_with("ok:"));
+    // With space again, the same commit goes through.
+    fs::remove_file(mnt.join("filler")).unwrap();
+    ok(&root, &["commit", "-q", "-m", "two"]);
+    assert!(
+        vst(&root, &["cat", "HEAD:big"]).stdout == payload,
+        "the content committed after the disk had room"
+    );
+    assert!(ok(&root, &["fsck", "--read-data"]).starts_with("ok:"));
+}
