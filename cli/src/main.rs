@@ -180,6 +180,19 @@ fn open(ws: &Workspace, access: Access) -> Result<Repo> {
         .with_context(|| format!("opening the repository at {}", ws.repo_dir.display()))
 }
 
+/// A spinner with the elapsed time for a long operation that does not
+/// report its progress; draws nothing when stderr is not a terminal.
+fn spinner(message: &str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
+            .expect("a valid template"),
+    );
+    bar.set_message(message.to_owned());
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    bar
+}
+
 fn out() -> std::io::StdoutLock<'static> {
     std::io::stdout().lock()
 }
@@ -783,8 +796,11 @@ fn checkout_cmd(cli: &Cli, spec: &str, into: Option<&Path>, force: bool) -> Resu
         let repo = open(&ws, Access::ReadOnly)?;
         let tree = read::read_commit(repo.store().as_ref(), rev::resolve(&repo, spec)?)?.tree;
         let target = start_dir(cli)?.join(dir);
+        let bar = spinner(&format!("checking out {spec}"));
         let stats = checkout(repo.store().as_ref(), tree, &target)
-            .with_context(|| format!("checking out {spec} into {}", target.display()))?;
+            .with_context(|| format!("checking out {spec} into {}", target.display()));
+        bar.finish_and_clear();
+        let stats = stats?;
         if !cli.quiet {
             println!(
                 "checked out {spec} into {}: {} files, {} directories, {} symlinks",
@@ -817,8 +833,11 @@ fn checkout_cmd(cli: &Cli, spec: &str, into: Option<&Path>, force: bool) -> Resu
         );
     }
     let to = read::read_commit(repo.store().as_ref(), target)?.tree;
+    let bar = spinner(&format!("checking out {spec}"));
     let stats = checkout_update(repo.store().as_ref(), from, to, &ws.root)
-        .with_context(|| format!("checking out {spec}"))?;
+        .with_context(|| format!("checking out {spec}"));
+    bar.finish_and_clear();
+    let stats = stats?;
     let head = match vst_cas::RefName::try_from(spec) {
         Ok(name) if repo.refs().get(&name)?.is_some() => Head::Branch(name),
         _ => Head::Detached(target.object_id()),
@@ -835,7 +854,11 @@ fn checkout_cmd(cli: &Cli, spec: &str, into: Option<&Path>, force: bool) -> Resu
 fn fsck(cli: &Cli, read_data: bool) -> Result<ExitCode> {
     let ws = find(cli)?;
     let repo = open(&ws, Access::ReadOnly)?;
-    let report = repo.fsck(if read_data { ReadData::Yes } else { ReadData::No })?;
+    let bar =
+        spinner(if read_data { "checking every object and byte" } else { "checking every object" });
+    let report = repo.fsck(if read_data { ReadData::Yes } else { ReadData::No });
+    bar.finish_and_clear();
+    let report = report?;
     let mut out = out();
     for p in &report.problems {
         writeln!(out, "{} {}: {}", p.kind, p.id, p.error)?;
@@ -867,7 +890,10 @@ fn gc(cli: &Cli, dry_run: bool, grace_hours: u64) -> Result<ExitCode> {
     let ws = find(cli)?;
     let repo = open(&ws, Access::ReadWrite)?;
     let mode = if dry_run { GcMode::DryRun } else { GcMode::Collect };
-    let stats = repo.gc(std::time::Duration::from_secs(grace_hours * 3600), mode)?;
+    let bar = spinner("collecting garbage");
+    let stats = repo.gc(std::time::Duration::from_secs(grace_hours * 3600), mode);
+    bar.finish_and_clear();
+    let stats = stats?;
     if !cli.quiet {
         let verb = if dry_run { "would remove" } else { "removed" };
         println!(
