@@ -349,3 +349,56 @@ fn a_full_disk_is_a_clear_error_and_loses_nothing() {
     );
     assert!(ok(&root, &["fsck", "--read-data"]).starts_with("ok:"));
 }
+
+/// An unreadable file fails the commit with its name, and the repository
+/// stays as it was. Root reads everything, so as root the test runs `vst`
+/// as `nobody` (setpriv) on a directory given to it.
+#[test]
+fn an_unreadable_file_fails_the_commit_and_changes_nothing() {
+    use std::os::unix::fs::chown;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_owned();
+    let as_root =
+        Command::new("id").arg("-u").output().map(|o| o.stdout == b"0\n").unwrap_or(false);
+    let run = |args: &[&str]| -> Output {
+        let mut cmd = if as_root {
+            let mut c = Command::new("setpriv");
+            c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+                .arg(env!("CARGO_BIN_EXE_vst"));
+            c
+        } else {
+            Command::new(env!("CARGO_BIN_EXE_vst"))
+        };
+        cmd.current_dir(&root).env("VST_AUTHOR", "tester").args(args).output().unwrap()
+    };
+    if as_root {
+        chown(&root, Some(65534), Some(65534)).unwrap();
+    }
+    assert!(run(&["init", "-q"]).status.success());
+    fs::write(root.join("ok"), b"fine").unwrap();
+    fs::write(root.join("secret"), b"hidden").unwrap();
+    for p in ["ok", "secret"] {
+        if as_root {
+            chown(root.join(p), Some(65534), Some(65534)).unwrap();
+        }
+    }
+    let first = run(&["commit", "-q", "-m", "one"]);
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    fs::write(root.join("ok"), b"changed").unwrap();
+    fs::write(root.join("secret2"), b"x").unwrap();
+    fs::set_permissions(root.join("secret2"), fs::Permissions::from_mode(0o000)).unwrap();
+    if as_root {
+        chown(root.join("secret2"), Some(65534), Some(65534)).unwrap();
+    }
+    let out = run(&["commit", "-m", "two"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a commit with an unreadable file must fail");
+    assert!(err.contains("secret2") && err.to_lowercase().contains("permission denied"), "{err}");
+    let log = run(&["log", "--json"]);
+    assert_eq!(
+        String::from_utf8_lossy(&log.stdout).matches("\"commit\"").count(),
+        1,
+        "no commit was made"
+    );
+    assert!(run(&["fsck", "--read-data"]).status.success());
+}
