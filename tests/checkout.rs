@@ -215,6 +215,28 @@ fn a_chmod_does_not_reach_through_a_hard_link() {
 }
 
 #[test]
+fn removing_a_directory_keeps_files_the_tree_does_not_list() {
+    let sandbox = Sandbox::new();
+    let store = mem();
+    let (old, new) = two_trees(
+        &store,
+        |ws| {
+            ws.write(&p("crate/src/lib.rs"), b"code").unwrap();
+            ws.write(&p("other"), b"x").unwrap();
+        },
+        |ws| ws.remove(&p("crate")).unwrap(),
+    );
+    checkout(store.as_ref(), old, &sandbox.target).unwrap();
+    // Build output the tree never listed (an ignored directory).
+    fs::create_dir_all(sandbox.target.join("crate/target")).unwrap();
+    fs::write(sandbox.target.join("crate/target/app"), b"built").unwrap();
+    let stats = checkout_update(store.as_ref(), old, new, &sandbox.target).unwrap();
+    assert_eq!(fs::read(sandbox.target.join("crate/target/app")).unwrap(), b"built");
+    assert!(!sandbox.target.join("crate/src").exists(), "what the tree listed is gone");
+    assert_eq!(stats.kept_unknown, 1, "crate/ stays because of crate/target/");
+}
+
+#[test]
 fn symlinks_pointing_outside_are_created_not_followed() {
     let sandbox = Sandbox::new();
     let store = mem();
@@ -285,7 +307,7 @@ fn update_touches_only_what_differs() {
     checkout(store.as_ref(), old, &sandbox.target).unwrap();
     let stats = checkout_update(store.as_ref(), old, new, &sandbox.target).unwrap();
     assert_eq!(stats.files_written, 1);
-    assert_eq!(stats.removed, 2, "the changed file's old version and d2");
+    assert_eq!(stats.removed, 12, "the changed file's old version, d2's ten files, and d2");
     assert_eq!(stats.modes_changed, 1);
     assert_eq!(stats.dirs_created, 0);
 }

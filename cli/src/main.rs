@@ -4,7 +4,7 @@
 mod rev;
 mod scan;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -343,7 +343,7 @@ fn same(a: &EntryKind, b: &Found) -> bool {
 }
 
 /// (path, status) for everything that differs between HEAD and the disk.
-fn changes(ws: &Workspace, repo: &Repo) -> Result<(Vec<(String, &'static str)>, scan::Scan)> {
+fn changes(ws: &Workspace, repo: &Repo) -> Result<(Vec<(RepoPath, &'static str)>, scan::Scan)> {
     let cache = StatCache::load(&ws.repo_dir);
     let scanned = scan(&ws.root, &ws.repo_dir, &cache, None)?;
     let head_tree = match repo.head_commit()? {
@@ -353,7 +353,7 @@ fn changes(ws: &Workspace, repo: &Repo) -> Result<(Vec<(String, &'static str)>, 
     let mut head = flatten(repo, head_tree)?;
     let mut out = Vec::new();
     for (path, found) in &scanned.entries {
-        let name = path.to_string();
+        let name = path.clone();
         match head.remove(path.as_bytes()) {
             None => out.push((name, "added")),
             Some(old) if same(&old, found) => {}
@@ -362,7 +362,7 @@ fn changes(ws: &Workspace, repo: &Repo) -> Result<(Vec<(String, &'static str)>, 
         }
     }
     for path in head.keys() {
-        out.push((String::from_utf8_lossy(path).into_owned(), "deleted"));
+        out.push((RepoPath::try_from(&path[..]).expect("paths from a tree are valid"), "deleted"));
     }
     out.sort();
     Ok((out, scanned))
@@ -388,8 +388,10 @@ fn status(cli: &Cli) -> Result<ExitCode> {
     // written by another process is simply not refreshed.
     let _ = StatCache::save(&ws.repo_dir, &scanned);
     if cli.json {
-        let list: Vec<_> =
-            changes.iter().map(|(path, s)| json!({ "path": path, "status": s })).collect();
+        let list: Vec<_> = changes
+            .iter()
+            .map(|(path, s)| json!({ "path": path.to_string(), "status": s }))
+            .collect();
         writeln!(out(), "{}", json!({ "changes": list }))?;
     } else if changes.is_empty() {
         if !cli.quiet {
@@ -398,6 +400,7 @@ fn status(cli: &Cli) -> Result<ExitCode> {
     } else {
         let mut out = out();
         for (path, s) in &changes {
+            let path = path.to_string();
             let letter = match *s {
                 "added" => 'A',
                 "deleted" => 'D',
@@ -814,41 +817,165 @@ fn checkout_cmd(cli: &Cli, spec: &str, into: Option<&Path>, force: bool) -> Resu
     }
     let repo = open(&ws, Access::ReadWrite)?;
     let target = rev::resolve(&repo, spec)?;
-    // Update from what is on disk (HEAD's tree when clean; with --force,
-    // the tree of the local changes, which are then overwritten), touching
-    // only the paths that differ from the target.
-    let (mut on_disk, _) = snapshot_disk(&ws, &repo, false)?;
-    let from = vst::write_tree(&mut on_disk, Durability::None)?;
-    // An unborn HEAD is clean when the directory is empty.
+    let store = repo.store();
     let head_tree = match repo.head_commit()? {
-        Some(head) => read::read_commit(repo.store().as_ref(), head)?.tree,
+        Some(head) => read::read_commit(store.as_ref(), head)?.tree,
         None => vst::Tree::default().id(),
     };
-    if from != head_tree && !force {
-        let (dirty, _) = changes(&ws, &repo)?;
+    let to = read::read_commit(store.as_ref(), target)?.tree;
+    // The paths the checkout will touch: those that differ between HEAD
+    // and the target. Everything else on disk, local changes and ignored
+    // files included, is left as it is.
+    let touched: HashSet<Vec<u8>> = vst::diff_trees(store.as_ref(), Some(head_tree), Some(to))?
+        .into_iter()
+        .map(|c| c.path.as_bytes().to_vec())
+        .collect();
+    let (local, scanned) = changes(&ws, &repo)?;
+    // An untracked directory is not a conflict by itself (it may hold only
+    // ignored files, and a checkout fills it); the files in it are.
+    let dirs: HashSet<&[u8]> = scanned
+        .entries
+        .iter()
+        .filter(|(_, f)| matches!(f, Found::Dir))
+        .map(|(p, _)| p.as_bytes())
+        .collect();
+    let local: Vec<(RepoPath, &str)> = local
+        .into_iter()
+        .filter(|(p, s)| !(*s == "added" && dirs.contains(p.as_bytes())))
+        .collect();
+    let local_set: HashSet<Vec<u8>> = local.iter().map(|(p, _)| p.as_bytes().to_vec()).collect();
+    // A local change collides if it is a touched path, under one, or above
+    // one; so does anything already on disk where the target adds a path
+    // HEAD does not have (an ignored file, say).
+    let mut in_the_way: Vec<RepoPath> = local
+        .iter()
+        .filter(|(p, _)| overlaps(&touched, p.as_bytes()))
+        .map(|(p, _)| p.clone())
+        .collect();
+    for path in &touched {
+        let repo_path = RepoPath::try_from(&path[..]).expect("paths from a tree are valid");
+        let disk = std::fs::symlink_metadata(ws.root.join(std::ffi::OsStr::from_bytes(path)));
+        let in_head = read::lookup(store.as_ref(), head_tree, &repo_path)?.is_some();
+        // A directory on disk where the target adds one is merged into.
+        let target_dir =
+            matches!(read::lookup(store.as_ref(), to, &repo_path)?, Some(EntryKind::Dir(_)));
+        let on_disk = disk.is_ok_and(|m| !(m.is_dir() && target_dir));
+        if on_disk && !in_head && !local_set.contains(path) {
+            in_the_way.push(repo_path);
+        } else if overlaps(&local_set, path) && !local_set.contains(path) {
+            in_the_way.push(repo_path);
+        }
+    }
+    in_the_way.sort();
+    in_the_way.dedup();
+    if !in_the_way.is_empty() && !force {
+        let shown: Vec<String> = in_the_way.iter().take(5).map(|p| p.to_string()).collect();
         bail!(
-            "the working directory has {} uncommitted change(s) (first: {}); commit them, or pass --force to overwrite them",
-            dirty.len(),
-            dirty.first().map_or("?", |d| d.0.as_str())
+            "checking out {spec} would overwrite {} uncommitted change(s) or untracked file(s): {}{}; commit or move them, or pass --force to overwrite them",
+            in_the_way.len(),
+            shown.join(", "),
+            if in_the_way.len() > 5 { ", ..." } else { "" }
         );
     }
-    let to = read::read_commit(repo.store().as_ref(), target)?.tree;
+    if force {
+        // Make the disk match HEAD at the colliding paths, so that the
+        // update below can run; everything else stays.
+        for path in &in_the_way {
+            let full = ws.root.join(std::ffi::OsStr::from_bytes(path.as_bytes()));
+            if read::lookup(store.as_ref(), head_tree, path)?.is_none() {
+                match std::fs::symlink_metadata(&full) {
+                    Ok(meta) if meta.is_dir() => std::fs::remove_dir_all(&full),
+                    Ok(_) => std::fs::remove_file(&full),
+                    Err(_) => Ok(()),
+                }
+                .with_context(|| format!("removing {} to make way for {spec}", full.display()))?;
+            }
+        }
+    }
+    // With --force, local changes to tracked files are discarded: update
+    // from HEAD as modified on disk, so that each of them differs from the
+    // target and is rewritten. Untracked files are not in that tree, so
+    // they stay (unless they were in the way, above).
+    let from = if force && local.iter().any(|(_, s)| *s != "added") {
+        let (_, scanned) = changes(&ws, &repo)?;
+        let on_disk: BTreeMap<&[u8], &Found> =
+            scanned.entries.iter().map(|(p, f)| (p.as_bytes(), f)).collect();
+        let mut set = repo.working_set()?;
+        for (path, status) in &local {
+            if *status == "added" {
+                continue;
+            }
+            if set.stat(path).is_some() {
+                set.remove(path)?;
+            }
+            match on_disk.get(path.as_bytes()) {
+                Some(Found::File(f)) => set.put_file(path, *f)?,
+                Some(Found::Symlink(t)) => set.symlink(path, t)?,
+                Some(Found::Dir) => set.create_dir_all(path)?,
+                None => {}
+            }
+        }
+        vst::write_tree(&mut set, Durability::None)?
+    } else {
+        head_tree
+    };
     let bar = spinner(&format!("checking out {spec}"));
-    let stats = checkout_update(repo.store().as_ref(), from, to, &ws.root)
-        .with_context(|| format!("checking out {spec}"));
+    let stats = checkout_update(store.as_ref(), from, to, &ws.root).with_context(|| {
+        format!("checking out {spec}: the working directory may be partly updated; run `vst checkout {spec} --force` to finish")
+    });
     bar.finish_and_clear();
     let stats = stats?;
-    let head = match vst_cas::RefName::try_from(spec) {
-        Ok(name) if repo.refs().get(&name)?.is_some() => Head::Branch(name),
+    let base = spec.split('~').next().unwrap_or(spec);
+    let head = match vst_cas::RefName::try_from(base) {
+        // `checkout HEAD` keeps HEAD where it is (on its branch).
+        _ if (base == "HEAD" || base == "@") && !spec.contains('~') => repo.refs().head()?,
+        Ok(name) if !spec.contains('~') && repo.refs().get(&name)?.is_some() => Head::Branch(name),
         _ => Head::Detached(target.object_id()),
     };
     repo.refs().set_head(&head)?;
-    let (_, scanned) = changes(&ws, &repo)?;
-    StatCache::save(&ws.repo_dir, &scanned)?;
+    if let Head::Detached(_) = head
+        && !cli.quiet
+    {
+        eprintln!(
+            "vst: note: HEAD is now detached at {spec}; `vst switch BRANCH` goes back to a branch"
+        );
+    }
+    match changes(&ws, &repo) {
+        Ok((_, scanned)) => {
+            if let Err(e) = StatCache::save(&ws.repo_dir, &scanned) {
+                eprintln!("vst: warning: could not refresh the stat cache: {e}");
+            }
+        }
+        Err(e) => eprintln!("vst: warning: could not refresh the stat cache: {e}"),
+    }
     if !cli.quiet {
-        println!("now at {spec}: {} files written, {} removed", stats.files_written, stats.removed);
+        let mut out = out();
+        writeln!(
+            out,
+            "now at {spec}: {} files written, {} removed",
+            stats.files_written, stats.removed
+        )?;
+        if stats.kept_unknown > 0 {
+            writeln!(
+                out,
+                "kept {} directories that still hold untracked or ignored files",
+                stats.kept_unknown
+            )?;
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Whether `path` or one of its parent directories is in `set`, or `path`
+/// is a parent directory of something in `set`.
+fn overlaps(set: &HashSet<Vec<u8>>, path: &[u8]) -> bool {
+    if set.contains(path) {
+        return true;
+    }
+    let parent_in =
+        path.iter().enumerate().filter(|(_, b)| **b == b'/').any(|(i, _)| set.contains(&path[..i]));
+    parent_in
+        || set.iter().any(|s| s.len() > path.len() && s.starts_with(path) && s[path.len()] == b'/')
 }
 
 fn fsck(cli: &Cli, read_data: bool) -> Result<ExitCode> {

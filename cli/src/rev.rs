@@ -20,7 +20,8 @@ pub fn resolve(repo: &Repo, spec: &str) -> Result<CommitId> {
         }
         None => (spec, 0),
     };
-    let mut id = resolve_base(repo, base)?;
+    // `A~1~2` is `(A~1)~2`.
+    let mut id = if base.contains('~') { resolve(repo, base)? } else { resolve_base(repo, base)? };
     for step in 0..back {
         let commit = read::read_commit(repo.store().as_ref(), id)?;
         id = *commit.parents.first().ok_or_else(|| {

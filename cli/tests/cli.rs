@@ -402,3 +402,67 @@ fn an_unreadable_file_fails_the_commit_and_changes_nothing() {
     );
     assert!(run(&["fsck", "--read-data"]).status.success());
 }
+
+#[test]
+fn checkout_keeps_untracked_and_ignored_files_and_refuses_to_overwrite_them() {
+    let dir = repo();
+    let root = dir.path();
+    fs::write(root.join(".vstignore"), b"target/\n*.log\n").unwrap();
+    fs::create_dir_all(root.join("crate/src")).unwrap();
+    fs::write(root.join("crate/src/lib.rs"), b"code").unwrap();
+    fs::write(root.join("app.log"), b"tracked before it was ignored").unwrap();
+    fs::write(root.join(".vstignore"), b"target/\n").unwrap();
+    ok(root, &["commit", "-m", "with crate and app.log"]);
+    ok(root, &["branch", "old"]);
+    fs::remove_dir_all(root.join("crate")).unwrap();
+    fs::remove_file(root.join("app.log")).unwrap();
+    fs::write(root.join(".vstignore"), b"target/\n*.log\n").unwrap();
+    ok(root, &["commit", "-m", "without"]);
+    // Ignored and untracked files that no checkout should touch.
+    fs::create_dir_all(root.join("crate/target")).unwrap();
+    fs::write(root.join("crate/target/app"), b"built").unwrap();
+    fs::write(root.join("notes.txt"), b"mine").unwrap();
+    // An ignored file where the old commit has a tracked one.
+    fs::write(root.join("app.log"), b"today's log").unwrap();
+    let err = fails(root, &["checkout", "old"]);
+    assert!(err.contains("app.log"), "{err}");
+    assert_eq!(fs::read(root.join("app.log")).unwrap(), b"today's log", "refused: nothing touched");
+    ok(root, &["checkout", "old", "--force"]);
+    assert_eq!(fs::read(root.join("app.log")).unwrap(), b"tracked before it was ignored");
+    assert_eq!(fs::read(root.join("crate/src/lib.rs")).unwrap(), b"code");
+    assert_eq!(
+        fs::read(root.join("notes.txt")).unwrap(),
+        b"mine",
+        "--force keeps unrelated untracked files"
+    );
+    assert_eq!(fs::read(root.join("crate/target/app")).unwrap(), b"built");
+    ok(root, &["checkout", "main", "--force"]);
+    assert!(!root.join("crate/src").exists());
+    assert_eq!(
+        fs::read(root.join("crate/target/app")).unwrap(),
+        b"built",
+        "ignored output survives"
+    );
+    assert_eq!(fs::read(root.join("notes.txt")).unwrap(), b"mine");
+}
+
+#[test]
+fn checkout_head_stays_on_the_branch_and_an_ancestor_detaches() {
+    let dir = repo();
+    let root = dir.path();
+    fs::write(root.join("f"), b"1").unwrap();
+    ok(root, &["commit", "-m", "one"]);
+    fs::write(root.join("f"), b"2").unwrap();
+    ok(root, &["commit", "-m", "two"]);
+    fs::write(root.join("f"), b"local edit").unwrap();
+    ok(root, &["checkout", "HEAD", "--force"]);
+    assert_eq!(fs::read(root.join("f")).unwrap(), b"2", "--force HEAD discards the edit");
+    assert!(ok(root, &["branch"]).contains("* main"), "still on main");
+    let out = vst(root, &["checkout", "HEAD~1"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("detached"));
+    assert_eq!(fs::read(root.join("f")).unwrap(), b"1");
+    assert_eq!(ok(root, &["cat", "main~1~0:f"]), "1");
+    ok(root, &["switch", "main"]);
+    assert_eq!(fs::read(root.join("f")).unwrap(), b"2");
+}

@@ -38,8 +38,11 @@ pub struct CheckoutStats {
     pub dirs_created: u64,
     /// Files whose executable bit was changed in place.
     pub modes_changed: u64,
-    /// Entries removed (a directory with everything in it counts once).
+    /// Entries removed (files, symlinks, and directories left empty).
     pub removed: u64,
+    /// Directories of the old tree that were kept because they still hold
+    /// files the tree does not list (ignored or untracked).
+    pub kept_unknown: u64,
 }
 
 /// Writes the tree `tree` into `target`, which must be missing or an empty
@@ -113,7 +116,7 @@ fn sync_dir(
         let path = dir.join(OsStr::from_bytes(name));
         match (a.map(|e| &e.kind), b.map(|e| &e.kind)) {
             (Some(x), Some(y)) if x == y => {}
-            (Some(_), None) => remove(&path, stats)?,
+            (Some(x), None) => remove(store, &path, x, depth, stats)?,
             (None, Some(y)) => create(store, &path, y, depth, stats)?,
             (Some(EntryKind::Dir(x)), Some(EntryKind::Dir(y))) => {
                 sync_dir(store, &path, Some(*x), *y, depth + 1, Fresh::No, stats)?
@@ -124,15 +127,15 @@ fn sync_dir(
                 if shares_inode(&path)? {
                     // A hard link: changing its mode would change a file
                     // that may live outside the target. Replace it instead.
-                    remove(&path, stats)?;
+                    remove(store, &path, a.map(|e| &e.kind).expect("both sides"), depth, stats)?;
                     write_file(store, &path, y, stats)?;
                 } else {
                     set_executable(&path, y.executable)?;
                     stats.modes_changed += 1;
                 }
             }
-            (Some(_), Some(y)) => {
-                remove(&path, stats)?;
+            (Some(x), Some(y)) => {
+                remove(store, &path, x, depth, stats)?;
                 create(store, &path, y, depth, stats)?;
             }
             (None, None) => unreachable!("merge yields at least one side"),
@@ -151,11 +154,19 @@ fn create(
     match kind {
         EntryKind::File(f) => write_file(store, path, f, stats),
         EntryKind::Symlink(target) => create_symlink(path, target, stats),
-        EntryKind::Dir(id) => {
-            fs::create_dir(path).map_err(io("create directory", path))?;
-            stats.dirs_created += 1;
-            sync_dir(store, path, None, *id, depth + 1, Fresh::Yes, stats)
-        }
+        EntryKind::Dir(id) => match fs::create_dir(path) {
+            Ok(()) => {
+                stats.dirs_created += 1;
+                sync_dir(store, path, None, *id, depth + 1, Fresh::Yes, stats)
+            }
+            // A directory is already there (holding ignored or untracked
+            // files): fill it, checking it is a real directory, and fail
+            // on any file in the way rather than overwrite it.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                sync_dir(store, path, None, *id, depth + 1, Fresh::No, stats)
+            }
+            Err(e) => Err(io("create directory", path)(e)),
+        },
     }
 }
 
@@ -219,7 +230,17 @@ fn set_executable(path: &Path, executable: bool) -> Result<()> {
         .map_err(io("change mode of", path))
 }
 
-fn remove(path: &Path, stats: &mut CheckoutStats) -> Result<()> {
+/// Removes the entry `old` of the previous tree from disk. A directory
+/// loses only the entries its tree lists, and is removed itself only if
+/// that leaves it empty: files the tree does not know (ignored build
+/// output, untracked notes) are never deleted by a checkout.
+fn remove(
+    store: &dyn Store,
+    path: &Path,
+    old: &EntryKind,
+    depth: usize,
+    stats: &mut CheckoutStats,
+) -> Result<()> {
     let meta = match fs::symlink_metadata(path) {
         Ok(meta) => meta,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
@@ -227,12 +248,39 @@ fn remove(path: &Path, stats: &mut CheckoutStats) -> Result<()> {
     };
     // `symlink_metadata` does not follow links: a symlink to a directory is
     // removed as a link, never recursed into.
-    if meta.is_dir() {
-        fs::remove_dir_all(path).map_err(io("remove directory", path))?;
-    } else {
-        fs::remove_file(path).map_err(io("remove", path))?;
+    match (old, meta.is_dir()) {
+        (EntryKind::Dir(id), true) => {
+            let tree = read_tree(store, *id)?;
+            check_depth(depth + 1, *id, &tree)?;
+            for entry in tree.entries() {
+                remove(
+                    store,
+                    &path.join(OsStr::from_bytes(entry.name.as_bytes())),
+                    &entry.kind,
+                    depth + 1,
+                    stats,
+                )?;
+            }
+            match fs::remove_dir(path) {
+                Ok(()) => stats.removed += 1,
+                // Something the tree does not list is still in there: keep
+                // it (and the directory).
+                Err(e) if e.kind() == std::io::ErrorKind::DirectoryNotEmpty => {
+                    stats.kept_unknown += 1
+                }
+                Err(e) => return Err(io("remove directory", path)(e)),
+            }
+        }
+        (_, true) => {
+            // The tree had a file here but the disk has a directory: not
+            // ours to delete.
+            return Err(Error::CheckoutUnsafe { path: path.to_owned(), found: "a directory" });
+        }
+        (_, false) => {
+            fs::remove_file(path).map_err(io("remove", path))?;
+            stats.removed += 1;
+        }
     }
-    stats.removed += 1;
     Ok(())
 }
 
