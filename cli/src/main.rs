@@ -860,9 +860,9 @@ fn checkout_cmd(cli: &Cli, spec: &str, into: Option<&Path>, force: bool) -> Resu
         let target_dir =
             matches!(read::lookup(store.as_ref(), to, &repo_path)?, Some(EntryKind::Dir(_)));
         let on_disk = disk.is_ok_and(|m| !(m.is_dir() && target_dir));
-        if on_disk && !in_head && !local_set.contains(path) {
-            in_the_way.push(repo_path);
-        } else if overlaps(&local_set, path) && !local_set.contains(path) {
+        let unknown_file_there = on_disk && !in_head;
+        let under_or_above_a_change = overlaps(&local_set, path);
+        if (unknown_file_there || under_or_above_a_change) && !local_set.contains(path) {
             in_the_way.push(repo_path);
         }
     }
