@@ -154,10 +154,15 @@ struct Workspace {
 
 fn start_dir(cli: &Cli) -> Result<PathBuf> {
     let cwd = std::env::current_dir().context("reading the current directory")?;
-    Ok(match &cli.dir {
-        Some(dir) => cwd.join(dir),
-        None => cwd,
-    })
+    match &cli.dir {
+        // Resolved, so that `-C typo` fails instead of finding the
+        // repository around the current directory.
+        Some(dir) => cwd
+            .join(dir)
+            .canonicalize()
+            .with_context(|| format!("-C {}: no such directory", dir.display())),
+        None => Ok(cwd),
+    }
 }
 
 /// Finds the repository containing the start directory.
@@ -242,7 +247,7 @@ fn init(cli: &Cli, dir: Option<&Path>) -> Result<ExitCode> {
         .with_context(|| format!("creating the repository in {}", repo_dir.display()))?;
     repo.refs().set_head(&Head::Branch(Repo::branch("main")?))?;
     if !cli.quiet {
-        println!("initialized an empty vst repository in {}", repo_dir.display());
+        writeln!(out(), "initialized an empty vst repository in {}", repo_dir.display())?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -295,10 +300,10 @@ fn commit(
             writeln!(
                 out(),
                 "{}",
-                json!({ "commit": null, "tree": tree.to_string(), "reason": "nothing to commit" })
+                json!({ "commit": null, "tree": tree.to_string(), "hashed": scanned.hashed, "reason": "nothing to commit" })
             )?;
         } else if !cli.quiet {
-            println!("nothing to commit: the working directory matches HEAD");
+            writeln!(out(), "nothing to commit: the working directory matches HEAD")?;
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -308,7 +313,10 @@ fn commit(
         ..Default::default()
     };
     let id = repo.commit(&mut set, &options)?;
-    StatCache::save(&ws.repo_dir, &scanned)?;
+    // The commit is made: a cache that cannot be saved only costs a rehash.
+    if let Err(e) = StatCache::save(&ws.repo_dir, &scanned) {
+        eprintln!("vst: warning: could not save the stat cache: {e}");
+    }
     if cli.json {
         writeln!(
             out(),
@@ -395,7 +403,7 @@ fn status(cli: &Cli) -> Result<ExitCode> {
         writeln!(out(), "{}", json!({ "changes": list }))?;
     } else if changes.is_empty() {
         if !cli.quiet {
-            println!("clean: the working directory matches HEAD");
+            writeln!(out(), "clean: the working directory matches HEAD")?;
         }
     } else {
         let mut out = out();
@@ -563,7 +571,7 @@ fn show(cli: &Cli, rev: Option<&str>) -> Result<ExitCode> {
         let mut value = commit_json(id, &c);
         value["changes"] = changes
             .iter()
-            .map(|ch| json!({ "path": ch.path.to_string(), "status": format!("{:?}", ch.kind()).to_lowercase() }))
+            .map(|ch| json!({ "path": ch.path.to_string(), "status": status_word(letter(ch.kind())) }))
             .collect();
         writeln!(out, "{value}")?;
     } else {
@@ -582,6 +590,16 @@ struct FileDiff {
     status: char,
     old: Option<Vec<u8>>,
     new: Option<Vec<u8>>,
+}
+
+/// The one vocabulary of `--json` statuses.
+fn status_word(letter: char) -> &'static str {
+    match letter {
+        'A' => "added",
+        'D' => "deleted",
+        'M' => "modified",
+        _ => "type_changed",
+    }
 }
 
 fn letter(kind: vst::ChangeKind) -> char {
@@ -778,13 +796,18 @@ fn branch(cli: &Cli, name: Option<&str>, rev: Option<&str>, delete: bool) -> Res
             let old = repo.refs().get(&name)?.ok_or_else(|| anyhow!("no branch named {name}"))?;
             repo.refs().update(&name, Some(old), None, "branch: delete")?;
             if !cli.quiet {
-                println!("deleted branch {name} (was {:.12})", old.to_string());
+                writeln!(out(), "deleted branch {name} (was {:.12})", old.to_string())?;
             }
         }
         (Some(name), false) => {
             let repo = open(&ws, Access::ReadWrite)?;
             let name = Repo::branch(name)?;
             let target = rev::resolve(&repo, rev.unwrap_or("HEAD"))?;
+            if repo.refs().get(&name)?.is_some() {
+                bail!(
+                    "branch {name} already exists; pick another name, or delete it first with `vst branch -d {name}`"
+                );
+            }
             repo.refs()
                 .update(&name, None, Some(target.object_id()), "branch: create")
                 .with_context(|| format!("creating branch {name}"))?;
@@ -805,13 +828,14 @@ fn checkout_cmd(cli: &Cli, spec: &str, into: Option<&Path>, force: bool) -> Resu
         bar.finish_and_clear();
         let stats = stats?;
         if !cli.quiet {
-            println!(
+            writeln!(
+                out(),
                 "checked out {spec} into {}: {} files, {} directories, {} symlinks",
                 target.display(),
                 stats.files_written,
                 stats.dirs_created,
                 stats.symlinks_created
-            );
+            )?;
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -1018,15 +1042,19 @@ fn gc(cli: &Cli, dry_run: bool, grace_hours: u64) -> Result<ExitCode> {
     let repo = open(&ws, Access::ReadWrite)?;
     let mode = if dry_run { GcMode::DryRun } else { GcMode::Collect };
     let bar = spinner("collecting garbage");
-    let stats = repo.gc(std::time::Duration::from_secs(grace_hours * 3600), mode);
+    let stats = repo.gc(std::time::Duration::from_secs(grace_hours.saturating_mul(3600)), mode);
     bar.finish_and_clear();
     let stats = stats?;
     if !cli.quiet {
         let verb = if dry_run { "would remove" } else { "removed" };
-        println!(
+        writeln!(
+            out(),
             "{verb} {} records, kept {}; packs {} -> {} bytes",
-            stats.records_removed, stats.records_kept, stats.bytes_before, stats.bytes_after
-        );
+            stats.records_removed,
+            stats.records_kept,
+            stats.bytes_before,
+            stats.bytes_after
+        )?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -15,7 +15,7 @@ use vst_cas::{ObjectId, Store};
 
 /// The stat cache's file name in `.vst/`.
 const CACHE_FILE: &str = "statcache";
-const CACHE_MAGIC: &[u8; 8] = b"VSTSTAT1";
+const CACHE_MAGIC: &[u8; 8] = b"VSTSTAT2";
 
 /// What a scan found at one path.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,12 +42,18 @@ impl Stat {
     fn of(meta: &fs::Metadata) -> Self {
         Self {
             size: meta.size(),
-            mtime_ns: meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
-            ctime_ns: meta.ctime() * 1_000_000_000 + meta.ctime_nsec(),
+            mtime_ns: meta.mtime().saturating_mul(1_000_000_000).saturating_add(meta.mtime_nsec()),
+            ctime_ns: meta.ctime().saturating_mul(1_000_000_000).saturating_add(meta.ctime_nsec()),
             ino: meta.ino(),
             mode: meta.mode(),
         }
     }
+}
+
+#[derive(Serialize, Deserialize)]
+struct CacheFile {
+    scan_started_ns: i64,
+    entries: Vec<CacheEntry>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -60,9 +66,10 @@ struct CacheEntry {
 /// path -> (stat, blob id) as of the last scan.
 pub struct StatCache {
     entries: HashMap<Vec<u8>, (Stat, BlobId)>,
-    /// The cache file's own mtime: an entry whose file has an mtime at or
-    /// after it may have changed again within the same timestamp tick after
-    /// it was hashed ("racy"), so it is never trusted.
+    /// When the scan that wrote the cache started, on the filesystem's own
+    /// clock: a file modified at or after it may have changed again within
+    /// the same timestamp tick after it was hashed ("racy"), so its entry is
+    /// never trusted.
     written_ns: i64,
 }
 
@@ -70,23 +77,27 @@ impl StatCache {
     /// Loads the cache; an unreadable or damaged cache is an empty one (it
     /// only saves work).
     pub fn load(repo_dir: &Path) -> Self {
-        let path = repo_dir.join(CACHE_FILE);
         let empty = Self { entries: HashMap::new(), written_ns: i64::MIN };
-        let (Ok(bytes), Ok(meta)) = (fs::read(&path), fs::metadata(&path)) else { return empty };
+        let Ok(bytes) = fs::read(repo_dir.join(CACHE_FILE)) else { return empty };
         let Some(body) = bytes.strip_prefix(CACHE_MAGIC) else { return empty };
-        let Ok(list) = postcard::from_bytes::<Vec<CacheEntry>>(body) else { return empty };
+        let Ok(cache) = postcard::from_bytes::<CacheFile>(body) else { return empty };
         Self {
-            entries: list
+            entries: cache
+                .entries
                 .into_iter()
                 .map(|e| (e.path, (e.stat, BlobId::new(ObjectId::from_bytes(e.id)))))
                 .collect(),
-            written_ns: Stat::of(&meta).mtime_ns,
+            written_ns: cache.scan_started_ns,
         }
     }
 
     fn lookup(&self, path: &[u8], stat: &Stat) -> Option<BlobId> {
         let (cached, id) = self.entries.get(path)?;
-        (cached == stat && stat.mtime_ns < self.written_ns).then_some(*id)
+        // Trusted only if the file had not been touched when the scan that
+        // hashed it started: a change later in the same timestamp tick
+        // would leave mtime and ctime as they were.
+        let settled = stat.mtime_ns < self.written_ns && stat.ctime_ns < self.written_ns;
+        (cached == stat && settled).then_some(*id)
     }
 
     /// Writes a cache of `found` (with the stats the scan saw), replacing
@@ -97,7 +108,7 @@ impl StatCache {
         if scan.hashed == 0 && repo_dir.join(CACHE_FILE).exists() {
             return Ok(());
         }
-        let list: Vec<CacheEntry> = scan
+        let entries: Vec<CacheEntry> = scan
             .stats
             .iter()
             .map(|(path, (stat, id))| CacheEntry {
@@ -106,9 +117,12 @@ impl StatCache {
                 id: *id.as_bytes(),
             })
             .collect();
+        let file = CacheFile { scan_started_ns: scan.started_ns, entries };
         let mut bytes = CACHE_MAGIC.to_vec();
-        bytes.extend(postcard::to_allocvec(&list).context("encoding the stat cache")?);
-        let tmp = repo_dir.join(format!("{CACHE_FILE}.tmp"));
+        bytes.extend(postcard::to_allocvec(&file).context("encoding the stat cache")?);
+        // A name of its own, so that two processes saving at once cannot
+        // rename each other's file away.
+        let tmp = repo_dir.join(format!("{CACHE_FILE}.tmp-{}", std::process::id()));
         fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
         fs::rename(&tmp, repo_dir.join(CACHE_FILE)).context("replacing the stat cache")?;
         Ok(())
@@ -178,6 +192,8 @@ pub struct Scan {
     pub hashed: usize,
     /// Paths skipped: sockets, FIFOs, devices.
     pub skipped: Vec<PathBuf>,
+    /// When the scan started, on the filesystem's clock.
+    started_ns: i64,
     stats: Vec<(Vec<u8>, (Stat, BlobId))>,
 }
 
@@ -198,6 +214,15 @@ pub fn scan(
             .expect("a valid template")
             .progress_chars("=> "),
     );
+    // The filesystem's idea of "now", before anything is looked at: the
+    // mtime of a file written now. (The system clock may differ from the
+    // one that stamps files, in source and in granularity.)
+    let stamp = repo_dir.join(format!("scan-stamp-{}", std::process::id()));
+    let started_ns = fs::write(&stamp, b"")
+        .and_then(|()| fs::metadata(&stamp))
+        .map(|m| Stat::of(&m).mtime_ns)
+        .unwrap_or(i64::MIN);
+    let _ = fs::remove_file(&stamp);
     let repo_name = repo_dir.file_name().map(|n| n.to_owned()).unwrap_or_default();
     // The walk is bound by one lstat per entry: walk on all cores, look
     // each entry up in the cache where it is found, and sort afterwards.
@@ -211,8 +236,8 @@ pub fn scan(
         .git_exclude(false)
         .add_custom_ignore_filename(".vstignore")
         .follow_links(false)
-        // `.vst` sits at the top of the working directory.
-        .filter_entry(move |e| !(e.depth() == 1 && e.file_name() == repo_name))
+        // Never a repository directory, ours or a nested one.
+        .filter_entry(move |e| e.file_name() != repo_name)
         .build_parallel()
         .run(|| {
             let walked = &walked;
@@ -290,5 +315,5 @@ pub fn scan(
         // read, the next scan sees a different stat and hashes it again.
         stats.push((path.as_bytes().to_vec(), (stat, id)));
     }
-    Ok(Scan { entries, hashed: count, skipped, stats })
+    Ok(Scan { entries, hashed: count, skipped, stats, started_ns })
 }

@@ -466,3 +466,35 @@ fn checkout_head_stays_on_the_branch_and_an_ancestor_detaches() {
     ok(root, &["switch", "main"]);
     assert_eq!(fs::read(root.join("f")).unwrap(), b"2");
 }
+
+#[test]
+fn review_fixes_for_flags_branches_and_nested_repositories() {
+    let dir = repo();
+    let root = dir.path();
+    fs::write(root.join("f"), b"1").unwrap();
+    ok(root, &["commit", "-m", "one"]);
+    // -C to a missing directory fails instead of using the repository here.
+    assert!(fails(root, &["-C", "no-such-dir", "status"]).contains("no such directory"));
+    // Creating a branch that exists says so.
+    ok(root, &["branch", "b"]);
+    assert!(fails(root, &["branch", "b"]).contains("already exists"));
+    // A nested repository is not part of the outer one.
+    fs::create_dir(root.join("sub")).unwrap();
+    ok(&root.join("sub"), &["init", "-q"]);
+    fs::write(root.join("sub/x"), b"x").unwrap();
+    ok(root, &["commit", "-q", "-m", "with sub"]);
+    let listing = ok(root, &["ls", "HEAD:sub"]);
+    assert!(listing.contains(" x") && !listing.contains(".vst"), "{listing}");
+    // One vocabulary for statuses in JSON.
+    let show: serde_json::Value = serde_json::from_str(&ok(root, &["show", "--json"])).unwrap();
+    assert!(show["changes"].as_array().unwrap().iter().all(|c| c["status"] == "added"), "{show}");
+    // A closed pipe is not an error.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vst"))
+        .current_dir(root)
+        .args(["log"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    assert!(child.wait().unwrap().success());
+}
