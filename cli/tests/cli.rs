@@ -498,3 +498,45 @@ fn review_fixes_for_flags_branches_and_nested_repositories() {
     drop(child.stdout.take());
     assert!(child.wait().unwrap().success());
 }
+
+#[test]
+fn revisions_flags_and_fsck_failures() {
+    let dir = repo();
+    let root = dir.path();
+    fs::write(root.join("f"), b"1").unwrap();
+    let first = ok(root, &["commit", "-q", "-m", "one"]).trim().to_owned();
+    fs::write(root.join("f"), b"2").unwrap();
+    ok(root, &["commit", "-q", "-m", "two"]);
+    // A unique prefix resolves; a too-short or unknown one is refused.
+    assert_eq!(ok(root, &["cat", &format!("{}:f", &first[..10])]), "1");
+    assert!(fails(root, &["cat", "zzzz:f"]).contains("unknown revision"));
+    // log -n, --allow-empty, --quiet.
+    let log: serde_json::Value =
+        serde_json::from_str(&ok(root, &["log", "-n", "1", "--json"])).unwrap();
+    assert_eq!(log.as_array().unwrap().len(), 1);
+    assert!(ok(root, &["commit", "-m", "none"]).contains("nothing to commit"));
+    ok(root, &["commit", "-q", "--allow-empty", "-m", "empty"]);
+    let log: serde_json::Value = serde_json::from_str(&ok(root, &["log", "--json"])).unwrap();
+    assert_eq!(log.as_array().unwrap().len(), 3);
+    assert_eq!(ok(root, &["status", "--quiet"]), "");
+    // diff against one revision compares it with the working directory.
+    assert_eq!(ok(root, &["diff", &first, "--name-status"]), "M\tf\n");
+    // gc --dry-run removes nothing.
+    assert!(ok(root, &["gc", "--dry-run"]).contains("would remove"));
+    // A FIFO is skipped with a warning and does not stop the commit.
+    assert!(Command::new("mkfifo").arg(root.join("pipe")).status().unwrap().success());
+    fs::write(root.join("g"), b"g").unwrap();
+    let out = vst(root, &["commit", "-m", "with a fifo around"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("skipping"));
+    fs::remove_file(root.join("pipe")).unwrap();
+    // A damaged pack makes fsck --read-data fail with a non-zero exit.
+    let packs = root.join(".vst/packs");
+    let pack = fs::read_dir(&packs).unwrap().next().unwrap().unwrap().path();
+    let mut bytes = fs::read(&pack).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x40;
+    fs::write(&pack, bytes).unwrap();
+    let out = vst(root, &["fsck", "--read-data"]);
+    assert!(!out.status.success(), "fsck must fail on a damaged pack");
+}
