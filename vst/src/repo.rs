@@ -93,7 +93,7 @@ impl Repo {
                     Some(p) => Head::Detached(p.object_id()),
                     None => self.refs.head().map_err(ref_err)?,
                 };
-                let message = format!("commit: {}", options.message.lines().next().unwrap_or(""));
+                let message = reflog_message(options);
                 self.refs
                     .update_head(&expected, &Head::Detached(id.object_id()), &message)
                     .map_err(ref_err)?;
@@ -115,7 +115,7 @@ impl Repo {
         // A ref is durable, so what it names must be too, whatever
         // durability the options asked of the objects (a no-op if synced).
         self.store.sync()?;
-        let message = format!("commit: {}", options.message.lines().next().unwrap_or(""));
+        let message = reflog_message(options);
         self.refs
             .update(branch, parent.map(|p| p.object_id()), Some(id.object_id()), &message)
             .map_err(ref_err)?;
@@ -208,6 +208,11 @@ fn reachable(store: &dyn Store, roots: &[CommitId]) -> Result<HashSet<ObjectId>>
         Ok(())
     })?;
     Ok(live)
+}
+
+/// The reflog line for a commit: its message's first line.
+fn reflog_message(options: &CommitOptions) -> String {
+    format!("commit: {}", options.message.lines().next().unwrap_or(""))
 }
 
 fn ref_err(e: RefError) -> Error {
