@@ -147,14 +147,87 @@ impl Walked {
     }
 }
 
-/// Looks at one path of the walk: validates its name, lstats it, reads a
-/// link, and looks a file up in the cache.
-fn visit(root: &Path, full: &Path, cache: &StatCache, store: Option<&dyn Store>) -> Result<Walked> {
-    let rel = full.strip_prefix(root).expect("the walk stays under its root");
+/// `.vstignore` matchers from the root down to a directory.
+#[derive(Clone, Default)]
+struct IgnoreChain(Vec<std::sync::Arc<ignore::gitignore::Gitignore>>);
+
+impl IgnoreChain {
+    /// Whether `full` is ignored: the deepest `.vstignore` with a verdict
+    /// wins (a `!pattern` below can re-include what a parent excluded).
+    fn ignored(&self, full: &Path, is_dir: bool) -> bool {
+        for gi in self.0.iter().rev() {
+            match gi.matched(full, is_dir) {
+                ignore::Match::Ignore(_) => return true,
+                ignore::Match::Whitelist(_) => return false,
+                ignore::Match::None => {}
+            }
+        }
+        false
+    }
+}
+
+struct WalkCtx<'a> {
+    root: &'a Path,
+    repo_name: &'a std::ffi::OsStr,
+    cache: &'a StatCache,
+    store: Option<&'a dyn Store>,
+    out: &'a std::sync::Mutex<Vec<Result<Walked>>>,
+}
+
+/// Walks the directory `rel` (relative to the root): its entries into
+/// `ctx.out`, its subdirectories on rayon's threads.
+fn walk_dir(ctx: &WalkCtx<'_>, rel: &Path, parent_ignores: &IgnoreChain) -> Result<()> {
+    let dir = ctx.root.join(rel);
+    let mut ignores = parent_ignores.clone();
+    let ignore_file = dir.join(".vstignore");
+    if ignore_file.is_file() {
+        let mut builder = ignore::gitignore::GitignoreBuilder::new(&dir);
+        if let Some(e) = builder.add(&ignore_file) {
+            return Err(anyhow::Error::new(e).context(format!("reading {}", ignore_file.display())));
+        }
+        let gi = builder.build().with_context(|| format!("reading {}", ignore_file.display()))?;
+        ignores.0.push(std::sync::Arc::new(gi));
+    }
+    let mut subdirs = Vec::new();
+    let mut found = Vec::new();
+    let entries =
+        fs::read_dir(&dir).with_context(|| format!("reading the directory {}", dir.display()))?;
+    for entry in entries {
+        let entry = entry.with_context(|| format!("reading the directory {}", dir.display()))?;
+        let name = entry.file_name();
+        if name == ctx.repo_name {
+            continue; // a repository directory, ours or a nested one
+        }
+        // lstat relative to the directory being read (std uses statx on
+        // the directory's descriptor): no path lookup from the root.
+        let full = entry.path();
+        let meta = entry.metadata().with_context(|| format!("reading {}", full.display()))?;
+        if ignores.ignored(&full, meta.is_dir()) {
+            continue;
+        }
+        let rel_child = rel.join(&name);
+        let walked = visit(&rel_child, &full, &meta, ctx.cache, ctx.store);
+        if meta.is_dir() && walked.is_ok() {
+            subdirs.push(rel_child);
+        }
+        found.push(walked);
+    }
+    ctx.out.lock().unwrap_or_else(|e| e.into_inner()).extend(found);
+    subdirs.par_iter().try_for_each(|sub| walk_dir(ctx, sub, &ignores))
+}
+
+/// Looks at one entry of the walk: validates its path, reads a link, and
+/// looks a file up in the cache.
+fn visit(
+    rel: &Path,
+    full: &Path,
+    meta: &fs::Metadata,
+    cache: &StatCache,
+    store: Option<&dyn Store>,
+) -> Result<Walked> {
     let path = RepoPath::try_from(rel.as_os_str().as_bytes()).with_context(|| {
         format!("{} cannot be stored: its path breaks vst's naming rules", rel.display())
     })?;
-    let meta = fs::symlink_metadata(full).with_context(|| format!("reading {}", full.display()))?;
     let kind = meta.file_type();
     Ok(if kind.is_symlink() {
         let target =
@@ -163,7 +236,7 @@ fn visit(root: &Path, full: &Path, cache: &StatCache, store: Option<&dyn Store>)
     } else if kind.is_dir() {
         Walked::Entry(path, Found::Dir, None)
     } else if kind.is_file() {
-        let stat = Stat::of(&meta);
+        let stat = Stat::of(meta);
         // A cached id saves reading the file, but when the content must be
         // stored, only if the store has it: `status` caches ids of content
         // it hashed without storing.
@@ -224,34 +297,14 @@ pub fn scan(
         .unwrap_or(i64::MIN);
     let _ = fs::remove_file(&stamp);
     let repo_name = repo_dir.file_name().map(|n| n.to_owned()).unwrap_or_default();
-    // The walk is bound by one lstat per entry: walk on all cores, look
-    // each entry up in the cache where it is found, and sort afterwards.
+    // The walk is bound by one lstat per entry: walk directories on all
+    // cores, stat each entry relative to its directory (no path lookup from
+    // the root), look it up in the cache where it is found, sort afterwards.
     let walked: std::sync::Mutex<Vec<Result<Walked>>> = std::sync::Mutex::new(Vec::new());
-    ignore::WalkBuilder::new(root)
-        .hidden(false)
-        .parents(false)
-        .ignore(false)
-        .git_ignore(false)
-        .git_global(false)
-        .git_exclude(false)
-        .add_custom_ignore_filename(".vstignore")
-        .follow_links(false)
-        // Never a repository directory, ours or a nested one.
-        .filter_entry(move |e| e.file_name() != repo_name)
-        .build_parallel()
-        .run(|| {
-            let walked = &walked;
-            Box::new(move |entry| {
-                let result = match entry {
-                    Ok(entry) if entry.depth() == 0 => return ignore::WalkState::Continue,
-                    Ok(entry) => visit(root, entry.path(), cache, store),
-                    Err(e) => Err(anyhow::Error::new(e).context("scanning the working directory")),
-                };
-                let failed = result.is_err();
-                walked.lock().unwrap_or_else(|e| e.into_inner()).push(result);
-                if failed { ignore::WalkState::Quit } else { ignore::WalkState::Continue }
-            })
-        });
+    let ctx = WalkCtx { root, repo_name: &repo_name, cache, store, out: &walked };
+    if let Err(e) = walk_dir(&ctx, Path::new(""), &IgnoreChain::default()) {
+        return Err(e);
+    }
     let mut walked: Vec<Walked> = walked
         .into_inner()
         .unwrap_or_else(|e| e.into_inner())
