@@ -302,9 +302,7 @@ pub fn scan(
     // the root), look it up in the cache where it is found, sort afterwards.
     let walked: std::sync::Mutex<Vec<Result<Walked>>> = std::sync::Mutex::new(Vec::new());
     let ctx = WalkCtx { root, repo_name: &repo_name, cache, store, out: &walked };
-    if let Err(e) = walk_dir(&ctx, Path::new(""), &IgnoreChain::default()) {
-        return Err(e);
-    }
+    walk_dir(&ctx, Path::new(""), &IgnoreChain::default())?;
     let mut walked: Vec<Walked> = walked
         .into_inner()
         .unwrap_or_else(|e| e.into_inner())
