@@ -540,3 +540,48 @@ fn revisions_flags_and_fsck_failures() {
     let out = vst(root, &["fsck", "--read-data"]);
     assert!(!out.status.success(), "fsck must fail on a damaged pack");
 }
+
+#[test]
+fn nested_vstignore_files_and_negation() {
+    let dir = repo();
+    let root = dir.path();
+    fs::write(root.join(".vstignore"), b"*.tmp\n").unwrap();
+    fs::create_dir_all(root.join("sub/deeper")).unwrap();
+    // The deeper file re-includes one pattern the root excludes, and
+    // excludes something of its own.
+    fs::write(root.join("sub/.vstignore"), b"!keep.tmp\n*.bak\n").unwrap();
+    for f in [
+        "a.tmp",
+        "sub/keep.tmp",
+        "sub/drop.tmp",
+        "sub/x.bak",
+        "sub/deeper/y.bak",
+        "sub/deeper/z.txt",
+        "top.bak",
+    ] {
+        fs::write(root.join(f), b"x").unwrap();
+    }
+    ok(root, &["commit", "-m", "one"]);
+    let mut listed: Vec<String> = Vec::new();
+    for d in ["HEAD", "HEAD:sub", "HEAD:sub/deeper"] {
+        let prefix = d.split_once(':').map_or(String::new(), |(_, p)| format!("{p}/"));
+        let json: serde_json::Value =
+            serde_json::from_str(&ok(root, &["ls", d, "--json"])).unwrap();
+        for e in json.as_array().unwrap() {
+            listed.push(format!("{prefix}{}", e["name"].as_str().unwrap()));
+        }
+    }
+    listed.sort();
+    assert_eq!(
+        listed,
+        [
+            ".vstignore",
+            "sub",
+            "sub/.vstignore",
+            "sub/deeper",
+            "sub/deeper/z.txt",
+            "sub/keep.tmp",
+            "top.bak"
+        ]
+    );
+}
