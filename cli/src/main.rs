@@ -351,6 +351,45 @@ fn same(a: &EntryKind, b: &Found) -> bool {
 }
 
 /// (path, status) for everything that differs between HEAD and the disk.
+/// One path where the disk differs from a tree.
+struct Difference {
+    path: RepoPath,
+    /// `added`, `modified`, `deleted` or `type_changed`.
+    status: &'static str,
+    /// The tree's entry, if any.
+    old: Option<EntryKind>,
+    /// What is on disk, if anything.
+    new: Option<Found>,
+}
+
+/// Everything on disk (as `scanned` saw it) that differs from `base`
+/// (`None`: an empty tree), sorted by path.
+fn compare(
+    repo: &Repo,
+    base: Option<vst::TreeId>,
+    scanned: &scan::Scan,
+) -> Result<Vec<Difference>> {
+    let mut old = flatten(repo, base)?;
+    let mut out = Vec::new();
+    for (path, found) in &scanned.entries {
+        let before = old.remove(path.as_bytes());
+        let status = match &before {
+            None => "added",
+            Some(kind) if same(kind, found) => continue,
+            Some(kind) if same_kind(kind, found) => "modified",
+            Some(_) => "type_changed",
+        };
+        out.push(Difference { path: path.clone(), status, old: before, new: Some(found.clone()) });
+    }
+    for (path, kind) in old {
+        let path = RepoPath::try_from(&path[..]).expect("paths from a tree are valid");
+        out.push(Difference { path, status: "deleted", old: Some(kind), new: None });
+    }
+    out.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(out)
+}
+
+/// (path, status) for everything that differs between HEAD and the disk.
 fn changes(ws: &Workspace, repo: &Repo) -> Result<(Vec<(RepoPath, &'static str)>, scan::Scan)> {
     let cache = StatCache::load(&ws.repo_dir);
     let scanned = scan(&ws.root, &ws.repo_dir, &cache, None)?;
@@ -358,21 +397,7 @@ fn changes(ws: &Workspace, repo: &Repo) -> Result<(Vec<(RepoPath, &'static str)>
         Some(head) => Some(read::read_commit(repo.store().as_ref(), head)?.tree),
         None => None,
     };
-    let mut head = flatten(repo, head_tree)?;
-    let mut out = Vec::new();
-    for (path, found) in &scanned.entries {
-        let name = path.clone();
-        match head.remove(path.as_bytes()) {
-            None => out.push((name, "added")),
-            Some(old) if same(&old, found) => {}
-            Some(old) if same_kind(&old, found) => out.push((name, "modified")),
-            Some(_) => out.push((name, "type_changed")),
-        }
-    }
-    for path in head.keys() {
-        out.push((RepoPath::try_from(&path[..]).expect("paths from a tree are valid"), "deleted"));
-    }
-    out.sort();
+    let out = compare(repo, head_tree, &scanned)?.into_iter().map(|d| (d.path, d.status)).collect();
     Ok((out, scanned))
 }
 
@@ -651,49 +676,38 @@ fn diff(cli: &Cli, revs: &[String], stat: bool, name_status: bool) -> Result<Exi
                 None => None,
             },
         };
-        let old = flatten(&repo, base)?;
         let cache = StatCache::load(&ws.repo_dir);
         let scanned = scan(&ws.root, &ws.repo_dir, &cache, None)?;
-        let mut seen = std::collections::HashSet::new();
-        for (path, found) in &scanned.entries {
-            seen.insert(path.as_bytes().to_vec());
-            let before = old.get(path.as_bytes());
-            let status = match before {
-                None => 'A',
-                Some(kind) if same(kind, found) => continue,
-                Some(kind) if same_kind(kind, found) => 'M',
-                Some(_) => 'T',
-            };
-            if matches!(found, Found::Dir) && matches!(before, None | Some(EntryKind::Dir(_))) {
+        for d in compare(&repo, base, &scanned)? {
+            // A directory shows through its contents.
+            let dir_or_absent_before = matches!(d.old, None | Some(EntryKind::Dir(_)));
+            if dir_or_absent_before && matches!(d.new, None | Some(Found::Dir)) {
                 continue;
             }
-            let full = ws.root.join(std::ffi::OsStr::from_bytes(path.as_bytes()));
-            let new = match found {
-                Found::File(_) => Some(
-                    std::fs::read(&full).with_context(|| format!("reading {}", full.display()))?,
-                ),
-                Found::Symlink(t) => Some(t.clone()),
-                Found::Dir => None,
+            let new = match &d.new {
+                Some(Found::File(_)) => {
+                    let full = ws.root.join(std::ffi::OsStr::from_bytes(d.path.as_bytes()));
+                    Some(
+                        std::fs::read(&full)
+                            .with_context(|| format!("reading {}", full.display()))?,
+                    )
+                }
+                Some(Found::Symlink(t)) => Some(t.clone()),
+                Some(Found::Dir) | None => None,
+            };
+            let status = match d.status {
+                "added" => 'A',
+                "deleted" => 'D',
+                "modified" => 'M',
+                _ => 'T',
             };
             files.push(FileDiff {
-                path: path.to_string(),
+                path: d.path.to_string(),
                 status,
-                old: stored_bytes(&repo, before)?,
+                old: stored_bytes(&repo, d.old.as_ref())?,
                 new,
             });
         }
-        for (path, kind) in &old {
-            if !seen.contains(path) && !matches!(kind, EntryKind::Dir(_)) {
-                let path = String::from_utf8_lossy(path).into_owned();
-                files.push(FileDiff {
-                    path,
-                    status: 'D',
-                    old: stored_bytes(&repo, Some(kind))?,
-                    new: None,
-                });
-            }
-        }
-        files.sort_by(|a, b| a.path.cmp(&b.path));
     }
     print_diff(cli, &files, stat, name_status)
 }
@@ -921,7 +935,6 @@ fn checkout_cmd(cli: &Cli, spec: &str, into: Option<&Path>, force: bool) -> Resu
     // target and is rewritten. Untracked files are not in that tree, so
     // they stay (unless they were in the way, above).
     let from = if force && local.iter().any(|(_, s)| *s != "added") {
-        let (_, scanned) = changes(&ws, &repo)?;
         let on_disk: BTreeMap<&[u8], &Found> =
             scanned.entries.iter().map(|(p, f)| (p.as_bytes(), f)).collect();
         let mut set = repo.working_set()?;

@@ -120,7 +120,7 @@ impl Snapshot {
             return Some(Stat::Dir(self.root.id));
         }
         let (parent, name) = path.split_last()?;
-        find_dir(&self.root, &parent)?.children.get(name).map(Node::stat)
+        resolve_dir(&self.root, &parent).ok()?.children.get(name).map(Node::stat)
     }
 
     /// The content of the file at `path`, read from the store (verified).
@@ -173,26 +173,15 @@ fn walk_dir(dir: &Dir, path: &RepoPath, out: &mut Vec<(RepoPath, Stat)>) {
     }
 }
 
-fn find_dir<'a>(root: &'a Dir, path: &RepoPath) -> Option<&'a Dir> {
-    let mut dir = root;
-    for name in path.components() {
-        match dir.children.get(name)? {
-            Node::Dir(d) => dir = d,
-            _ => return None,
-        }
-    }
-    Some(dir)
-}
-
+/// The directory at `path`; the error names the first component that is
+/// missing or not a directory (built only on that path).
 fn resolve_dir<'a>(root: &'a Dir, path: &RepoPath) -> Result<&'a Dir> {
     let mut dir = root;
-    let mut walked = RepoPath::root();
-    for name in path.components() {
-        walked = walked.join_unchecked(name);
+    for (depth, name) in path.components().enumerate() {
         match dir.children.get(name) {
             Some(Node::Dir(d)) => dir = d,
-            Some(_) => return Err(Error::NotADirectory { path: walked }),
-            None => return Err(Error::NotFound { path: walked }),
+            Some(_) => return Err(Error::NotADirectory { path: path.prefix(depth + 1) }),
+            None => return Err(Error::NotFound { path: path.prefix(depth + 1) }),
         }
     }
     Ok(dir)
@@ -588,13 +577,19 @@ fn load_dir(
 /// `Durability::Sync`). Lets a caller compare the tree with its head's
 /// before deciding to commit.
 pub fn write_tree(ws: &mut WorkingSet, durability: Durability) -> Result<TreeId> {
+    let (tree, objects) = hash_changed(ws);
+    store_objects(ws, &objects, durability)?;
+    Ok(tree)
+}
+
+/// Encodes and hashes every changed directory (on all cores when there are
+/// enough of them), returning the root's id and the new tree objects.
+fn hash_changed(ws: &mut WorkingSet) -> (TreeId, Vec<(ObjectId, Vec<u8>)>) {
     let parallel =
         if ws.dirty_dirs >= PARALLEL_DIRTY_DIRS_MIN { Parallel::Yes } else { Parallel::No };
     let mut objects: Vec<(ObjectId, Vec<u8>)> = Vec::new();
     let tree = hash_dirty(&mut ws.current.root, &mut objects, parallel);
-    store_objects(ws, &objects, durability)?;
-    ws.dirty_dirs = 0;
-    Ok(tree)
+    (tree, objects)
 }
 
 /// Puts `objects` in one batch and applies `durability`; on failure, drops
@@ -614,6 +609,8 @@ fn store_objects(
         ws.forget_ids();
         return Err(e.into());
     }
+    // Every changed directory now has its id, and its tree is stored.
+    ws.dirty_dirs = 0;
     Ok(())
 }
 
@@ -637,17 +634,14 @@ pub fn commit(ws: &mut WorkingSet, options: &CommitOptions) -> Result<CommitId> 
     // Refuse bad options before hashing anything, so that a refused commit
     // leaves the cached ids alone.
     commit.validate()?;
-    let parallel =
-        if ws.dirty_dirs >= PARALLEL_DIRTY_DIRS_MIN { Parallel::Yes } else { Parallel::No };
-    let mut objects: Vec<(ObjectId, Vec<u8>)> = Vec::new();
-    commit.tree = hash_dirty(&mut ws.current.root, &mut objects, parallel);
+    let (tree, mut objects) = hash_changed(ws);
+    commit.tree = tree;
     let bytes = commit.encode()?;
     let id = CommitId::of(&bytes);
     objects.push((id.object_id(), bytes));
 
     store_objects(ws, &objects, options.durability)?;
     ws.current.head = Some(id);
-    ws.dirty_dirs = 0;
     Ok(id)
 }
 
