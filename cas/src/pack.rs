@@ -194,6 +194,11 @@ pub struct PackStore {
     poisoned: AtomicBool,
     recovery: Recovery,
     pack_len_max: u64,
+    /// The current pack and how much of it is in the file, published so
+    /// that a read of a record already appended takes no lock (see
+    /// [`PackStore::publish`]).
+    appended_pack: std::sync::atomic::AtomicU32,
+    appended_len: std::sync::atomic::AtomicU64,
     /// Bumped by every GC: a reader whose location went stale retries.
     generation: std::sync::atomic::AtomicU64,
     /// Every id put through this handle since it was opened, new or
@@ -308,6 +313,8 @@ impl PackStore {
             recovery: Recovery::default(),
             pack_len_max: options.pack_len_max.max(PACK_MAGIC.len() as u64 + 1),
             generation: std::sync::atomic::AtomicU64::new(0),
+            appended_pack: std::sync::atomic::AtomicU32::new(0),
+            appended_len: std::sync::atomic::AtomicU64::new(0),
             fresh: Mutex::new(Default::default()),
         };
         store.recover(&mut packs, index_bytes)?;
@@ -466,6 +473,8 @@ impl PackStore {
             w.pack = pack;
             w.pack_len = len;
         }
+        self.appended_len.store(len, Ordering::Release);
+        self.appended_pack.store(pack, Ordering::Release);
         self.synced.get_mut().unwrap_or_else(|e| e.into_inner()).durable = (pack, len);
         *self.index.get_mut().unwrap_or_else(|e| e.into_inner()) = map;
         self.recovery = recovery;
@@ -638,7 +647,25 @@ impl PackStore {
         self.poison(result)?;
         w.pack_len += w.buf.len() as u64;
         w.buf.clear();
+        self.publish(w);
         Ok(())
+    }
+
+    /// Publishes where the current pack's file ends. The length is stored
+    /// before the pack number: a reader loads the pack first, so if it sees
+    /// a new pack it also sees that pack's length; if it sees the old pack
+    /// with the new pack's short length, it only takes the locked path.
+    fn publish(&self, w: &Writer) {
+        self.appended_len.store(w.pack_len, Ordering::Release);
+        self.appended_pack.store(w.pack, Ordering::Release);
+    }
+
+    /// Whether the record at `loc` is entirely in its pack file (not in the
+    /// write buffer), known without a lock.
+    fn in_file(&self, loc: &Location) -> bool {
+        let pack = self.appended_pack.load(Ordering::Acquire);
+        let len = self.appended_len.load(Ordering::Acquire);
+        loc.pack < pack || (loc.pack == pack && loc.end() <= len)
     }
 
     /// Seals the current pack (durably, with its index entries) and starts
@@ -659,6 +686,7 @@ impl PackStore {
         self.poison(result)?;
         w.pack = next;
         w.pack_len = PACK_MAGIC.len() as u64;
+        self.publish(w);
         let mut synced = self.synced.lock().unwrap_or_else(|e| e.into_inner());
         synced.durable = synced.durable.max((next, w.pack_len));
         Ok(())
@@ -708,7 +736,8 @@ impl PackStore {
     ) -> Result<Vec<u8>, StoreError> {
         let total = RECORD_HEADER_LEN + loc.stored_len as usize + RECORD_TRAILER_LEN;
         let mut raw = vec![0u8; total];
-        let buffered = from == ReadFrom::PackOrBuffer && {
+        // Most reads are of records already in the file: no lock for them.
+        let buffered = from == ReadFrom::PackOrBuffer && !self.in_file(loc) && {
             let w = self.lock_writer();
             if loc.pack == w.pack && loc.offset >= w.pack_len {
                 let start = (loc.offset - w.pack_len) as usize;
@@ -1193,6 +1222,7 @@ impl PackStore {
         w.pack_len = out.len() as u64;
         w.buf.clear();
         w.unindexed.clear();
+        self.publish(w);
         {
             let mut synced = self.synced.lock().unwrap_or_else(|e| e.into_inner());
             synced.durable = (pack, w.pack_len);
