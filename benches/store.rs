@@ -21,6 +21,13 @@ fn scratch() -> tempfile::TempDir {
     tempfile::tempdir_in(base).unwrap()
 }
 
+/// An empty pack store in a new scratch directory (kept alive with it).
+fn fresh_store() -> (tempfile::TempDir, PackStore) {
+    let dir = scratch();
+    let store = PackStore::open(dir.path(), Access::ReadWrite).unwrap();
+    (dir, store)
+}
+
 fn small(c: &mut Criterion) {
     let mut group = c.benchmark_group("store");
     let objects: Vec<Vec<u8>> = (0..1000).map(|i| noise(i, 1024)).collect();
@@ -28,11 +35,7 @@ fn small(c: &mut Criterion) {
     group.throughput(Throughput::Elements(1000));
     group.bench_function(BenchmarkId::new("put_small", 1000), |b| {
         b.iter_batched(
-            || {
-                let dir = scratch();
-                let store = PackStore::open(dir.path(), Access::ReadWrite).unwrap();
-                (dir, store)
-            },
+            fresh_store,
             |(dir, store)| {
                 for (id, o) in ids.iter().zip(&objects) {
                     store.put(*id, o).unwrap();
@@ -68,11 +71,7 @@ fn large(c: &mut Criterion) {
     group.throughput(Throughput::Bytes(len as u64));
     group.bench_function(BenchmarkId::new("put_large", "64MiB"), |b| {
         b.iter_batched(
-            || {
-                let dir = scratch();
-                let store = PackStore::open(dir.path(), Access::ReadWrite).unwrap();
-                (dir, store)
-            },
+            fresh_store,
             |(dir, store)| {
                 store.put(id, &data).unwrap();
                 store.sync().unwrap();
