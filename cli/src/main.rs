@@ -42,7 +42,12 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Create a repository (DIR/.vst) in DIR, or in the current directory.
-    Init { dir: Option<PathBuf> },
+    Init {
+        /// Where to create it (default: the current directory, or -C's).
+        // Not named `dir`: clap would merge it with the global -C.
+        #[arg(value_name = "DIR")]
+        path: Option<PathBuf>,
+    },
     /// Snapshot the working directory and make it the current branch's head.
     Commit {
         /// Why.
@@ -204,7 +209,7 @@ fn out() -> std::io::StdoutLock<'static> {
 
 fn run(cli: &Cli) -> Result<ExitCode> {
     match &cli.command {
-        Command::Init { dir } => init(cli, dir.as_deref()),
+        Command::Init { path } => init(cli, path.as_deref()),
         Command::Commit { message, allow_empty, author } => {
             commit(cli, message, *allow_empty, author.clone())
         }

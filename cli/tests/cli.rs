@@ -475,6 +475,14 @@ fn review_fixes_for_flags_branches_and_nested_repositories() {
     ok(root, &["commit", "-m", "one"]);
     // -C to a missing directory fails instead of using the repository here.
     assert!(fails(root, &["-C", "no-such-dir", "status"]).contains("no such directory"));
+    // -C and init's own DIR compose: `-C a init` creates a/.vst, and
+    // `-C a init b` creates a/b/.vst.
+    fs::create_dir(root.join("a")).unwrap();
+    ok(root, &["-C", "a", "init", "-q"]);
+    assert!(root.join("a/.vst").is_dir() && !root.join("a/a").exists());
+    ok(root, &["-C", "a", "init", "-q", "b"]);
+    assert!(root.join("a/b/.vst").is_dir());
+    fs::remove_dir_all(root.join("a")).unwrap();
     // Creating a branch that exists says so.
     ok(root, &["branch", "b"]);
     assert!(fails(root, &["branch", "b"]).contains("already exists"));
