@@ -1,6 +1,7 @@
 //! `vst`: the command-line tool. The only crate that prints, reads the
 //! environment or exits.
 
+mod index;
 mod rev;
 mod scan;
 
@@ -15,12 +16,13 @@ use clap::{Parser, Subcommand};
 use serde_json::json;
 use vst::repo::REPO_DIR_NAME;
 use vst::{
-    CommitId, CommitOptions, EntryKind, ReadData, Repo, RepoPath, WorkingSet, checkout,
+    CommitId, CommitOptions, EntryKind, ReadData, Repo, RepoPath, TreeId, checkout,
     checkout_update, read,
 };
-use vst_cas::{Access, Durability, GcMode, Head};
+use vst_cas::{Access, GcMode, Head};
 
-use crate::scan::{Found, StatCache, scan};
+use crate::index::{Index, IndexNode};
+use crate::scan::{Delta, Found, Scan};
 
 /// Content-addressed snapshots of a file tree.
 #[derive(Parser)]
@@ -257,25 +259,64 @@ fn init(cli: &Cli, dir: Option<&Path>) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Scans the working directory and builds a working set of it on top of
-/// `HEAD`, storing new content when `write`.
-fn snapshot_disk(ws: &Workspace, repo: &Repo, write: bool) -> Result<(WorkingSet, scan::Scan)> {
-    let cache = StatCache::load(&ws.repo_dir);
-    let store = repo.store();
-    let scanned = scan(&ws.root, &ws.repo_dir, &cache, write.then_some(store.as_ref()))?;
-    for skipped in &scanned.skipped {
-        eprintln!("vst: warning: skipping {}: not a file, directory or symlink", skipped.display());
-    }
-    let mut set = WorkingSet::new(store);
-    set.set_head(repo.head_commit()?);
-    for (path, found) in &scanned.entries {
-        match found {
-            Found::Dir => set.create_dir_all(path)?,
-            Found::Symlink(target) => set.symlink(path, target)?,
-            Found::File(file) => set.put_file(path, *file)?,
+/// The commit `HEAD` names, read from the refs alone.
+fn head_from_refs(ws: &Workspace) -> Result<Option<CommitId>> {
+    let refs = vst_cas::Refs::new(std::sync::Arc::new(vst_cas::vfs::RealFs::new()), &ws.repo_dir);
+    Ok(match refs.head()? {
+        Head::Detached(id) => Some(CommitId::new(id)),
+        Head::Branch(name) => refs.get(&name)?.map(CommitId::new),
+    })
+}
+
+/// Scans the working directory against the index of `HEAD`'s tree: hashes
+/// only what changed, and stores new content when `write`. Returns the
+/// repository if it was opened (always when `write`; otherwise only if the
+/// index had to be rebuilt from the store: a scan against a current index
+/// reads no object, and opening the store costs a fifth of a scan), `HEAD`,
+/// the index with the stats the scan took, and the scan.
+fn scan_worktree(
+    ws: &Workspace,
+    write: bool,
+) -> Result<(Option<Repo>, Option<CommitId>, Index, Scan)> {
+    let access = if write { Access::ReadWrite } else { Access::ReadOnly };
+    let head = head_from_refs(ws)?;
+    let (repo, mut index, walk) = match Index::load_current(&ws.repo_dir, head) {
+        Some(index) => {
+            // Opening the store for writing (which reads its index) runs
+            // beside the walk.
+            let (repo, walk) = std::thread::scope(|s| {
+                let opening = write.then(|| s.spawn(|| open(ws, access)));
+                let walk = scan::walk(&ws.root, &ws.repo_dir, &index);
+                let repo = opening
+                    .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                    .transpose();
+                (repo, walk)
+            });
+            (repo?, index, walk?)
         }
+        None => {
+            let repo = open(ws, access)?;
+            let tree = match head {
+                Some(head) => Some(read::read_commit(repo.store().as_ref(), head)?.tree),
+                None => None,
+            };
+            let index = Index::load(&ws.repo_dir, repo.store().as_ref(), head, tree)?;
+            let walk = scan::walk(&ws.root, &ws.repo_dir, &index)?;
+            (Some(repo), index, walk)
+        }
+    };
+    let store = repo.as_ref().filter(|_| write).map(|r| r.store());
+    let scanned = walk.hash(store.as_deref())?;
+    scanned.refresh(&mut index);
+    Ok((repo, head, index, scanned))
+}
+
+/// Saves the index; it only saves work, so a failure is a warning (and a
+/// repository being written by another process is simply not refreshed).
+fn save_index(ws: &Workspace, index: &mut Index) {
+    if let Err(e) = index.save(&ws.repo_dir) {
+        eprintln!("vst: warning: could not save the index (the next scan rehashes more): {e:#}");
     }
-    Ok((set, scanned))
 }
 
 fn author(given: Option<String>) -> String {
@@ -292,41 +333,44 @@ fn commit(
     author_arg: Option<String>,
 ) -> Result<ExitCode> {
     let ws = find(cli)?;
-    let repo = open(&ws, Access::ReadWrite)?;
-    let (mut set, scanned) = snapshot_disk(&ws, &repo, true)?;
-    let head_tree = match set.head() {
-        Some(head) => Some(read::read_commit(repo.store().as_ref(), head)?.tree),
-        None => None,
-    };
-    let tree = vst::write_tree(&mut set, Durability::None)?;
-    if Some(tree) == head_tree && !allow_empty {
-        StatCache::save(&ws.repo_dir, &scanned)?;
+    let (repo, head, mut index, scanned) = scan_worktree(&ws, true)?;
+    let repo = repo.expect("opened to write");
+    let store = repo.store();
+    for skipped in &scanned.skipped {
+        eprintln!("vst: warning: skipping {}: not a file, directory or symlink", skipped.display());
+    }
+    let hashed = scanned.hashed.len();
+    if scanned.deltas.is_empty() && !allow_empty {
+        save_index(&ws, &mut index);
+        let tree = index.root.id.expect("an unchanged index has its id");
         if cli.json {
             writeln!(
                 out(),
                 "{}",
-                json!({ "commit": null, "tree": tree.to_string(), "hashed": scanned.hashed, "reason": "nothing to commit" })
+                json!({ "commit": null, "tree": tree.to_string(), "hashed": hashed, "reason": "nothing to commit" })
             )?;
         } else if !cli.quiet {
             writeln!(out(), "nothing to commit: the working directory matches HEAD")?;
         }
         return Ok(ExitCode::SUCCESS);
     }
+    index.apply(&scanned.deltas)?;
+    scanned.refresh(&mut index);
+    let tree = index.write_trees(store.as_ref())?;
     let options = CommitOptions {
         author: author(author_arg),
         message: message.to_owned(),
         ..Default::default()
     };
-    let id = repo.commit(&mut set, &options)?;
-    // The commit is made: a cache that cannot be saved only costs a rehash.
-    if let Err(e) = StatCache::save(&ws.repo_dir, &scanned) {
-        eprintln!("vst: warning: could not save the stat cache: {e}");
-    }
+    let id = repo.commit_tree(tree, head, &options)?;
+    index.commit = Some(id);
+    // The commit is made: an index that cannot be saved only costs a rehash.
+    save_index(&ws, &mut index);
     if cli.json {
         writeln!(
             out(),
             "{}",
-            json!({ "commit": id.to_string(), "tree": tree.to_string(), "hashed": scanned.hashed })
+            json!({ "commit": id.to_string(), "tree": tree.to_string(), "hashed": hashed })
         )?;
     } else {
         writeln!(out(), "{id}")?;
@@ -335,7 +379,7 @@ fn commit(
 }
 
 /// Path -> entry of everything in `tree`.
-fn flatten(repo: &Repo, tree: Option<vst::TreeId>) -> Result<BTreeMap<Vec<u8>, EntryKind>> {
+fn flatten(repo: &Repo, tree: Option<TreeId>) -> Result<BTreeMap<Vec<u8>, EntryKind>> {
     let mut map = BTreeMap::new();
     if let Some(tree) = tree {
         read::walk(repo.store().as_ref(), tree, &mut |path, kind| {
@@ -355,76 +399,53 @@ fn same(a: &EntryKind, b: &Found) -> bool {
     }
 }
 
-/// (path, status) for everything that differs between HEAD and the disk.
-/// One path where the disk differs from a tree.
-struct Difference {
-    path: RepoPath,
-    /// `added`, `modified`, `deleted` or `type_changed`.
-    status: &'static str,
-    /// The tree's entry, if any.
-    old: Option<EntryKind>,
-    /// What is on disk, if anything.
-    new: Option<Found>,
-}
-
-/// Everything on disk (as `scanned` saw it) that differs from `base`
-/// (`None`: an empty tree), sorted by path.
+/// Everything in the working directory (the index with a scan's deltas
+/// applied) that differs from `base` (`None`: an empty tree), sorted by
+/// path. When `base` is the index's own tree, that is the scan's deltas.
 fn compare(
     repo: &Repo,
-    base: Option<vst::TreeId>,
-    scanned: &scan::Scan,
-) -> Result<Vec<Difference>> {
+    base: Option<TreeId>,
+    mut index: Index,
+    scanned: Scan,
+) -> Result<Vec<Delta>> {
+    if base.is_some() && base == index.root.id {
+        return Ok(scanned.deltas);
+    }
+    index.apply(&scanned.deltas)?;
     let mut old = flatten(repo, base)?;
     let mut out = Vec::new();
-    for (path, found) in &scanned.entries {
-        let before = old.remove(path.as_bytes());
-        let status = match &before {
-            None => "added",
-            Some(kind) if same(kind, found) => continue,
-            Some(kind) if same_kind(kind, found) => "modified",
-            Some(_) => "type_changed",
+    index.root.for_each(&RepoPath::root(), &mut |path, node| {
+        let found = match node {
+            IndexNode::File(f, _) => Found::File(*f),
+            IndexNode::Symlink(t) => Found::Symlink(t.as_bytes().to_vec()),
+            IndexNode::Dir(_) => Found::Dir,
         };
-        out.push(Difference { path: path.clone(), status, old: before, new: Some(found.clone()) });
-    }
+        let before = old.remove(path.as_bytes());
+        if !before.as_ref().is_some_and(|kind| same(kind, &found)) {
+            out.push(Delta { path, old: before, new: Some(found) });
+        }
+    });
     for (path, kind) in old {
         let path = RepoPath::try_from(&path[..]).expect("paths from a tree are valid");
-        out.push(Difference { path, status: "deleted", old: Some(kind), new: None });
+        out.push(Delta { path, old: Some(kind), new: None });
     }
     out.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(out)
 }
 
-/// (path, status) for everything that differs between HEAD and the disk.
-fn changes(ws: &Workspace, repo: &Repo) -> Result<(Vec<(RepoPath, &'static str)>, scan::Scan)> {
-    let cache = StatCache::load(&ws.repo_dir);
-    let scanned = scan(&ws.root, &ws.repo_dir, &cache, None)?;
-    let head_tree = match repo.head_commit()? {
-        Some(head) => Some(read::read_commit(repo.store().as_ref(), head)?.tree),
-        None => None,
-    };
-    let out = compare(repo, head_tree, &scanned)?.into_iter().map(|d| (d.path, d.status)).collect();
-    Ok((out, scanned))
-}
-
-/// Whether an entry of HEAD and what is on disk are the same kind (file,
-/// symlink, directory): a difference is then a modification, not a type
-/// change.
-fn same_kind(a: &EntryKind, b: &Found) -> bool {
-    matches!(
-        (a, b),
-        (EntryKind::File(_), Found::File(_))
-            | (EntryKind::Symlink(_), Found::Symlink(_))
-            | (EntryKind::Dir(_), Found::Dir)
-    )
-}
-
 fn status(cli: &Cli) -> Result<ExitCode> {
     let ws = find(cli)?;
-    let repo = open(&ws, Access::ReadOnly)?;
-    let (changes, scanned) = changes(&ws, &repo)?;
-    // Refreshing the cache makes the next status cheap; a repository being
-    // written by another process is simply not refreshed.
-    let _ = StatCache::save(&ws.repo_dir, &scanned);
+    let (_, _, mut index, scanned) = scan_worktree(&ws, false)?;
+    // Refreshing the index makes the next status cheap.
+    save_index(&ws, &mut index);
+    let changes: Vec<(RepoPath, &str)> = scanned
+        .deltas
+        .into_iter()
+        .map(|d| {
+            let s = d.status();
+            (d.path, s)
+        })
+        .collect();
     if cli.json {
         let list: Vec<_> = changes
             .iter()
@@ -681,9 +702,9 @@ fn diff(cli: &Cli, revs: &[String], stat: bool, name_status: bool) -> Result<Exi
                 None => None,
             },
         };
-        let cache = StatCache::load(&ws.repo_dir);
-        let scanned = scan(&ws.root, &ws.repo_dir, &cache, None)?;
-        for d in compare(&repo, base, &scanned)? {
+        let (_, _, mut index, scanned) = scan_worktree(&ws, false)?;
+        save_index(&ws, &mut index);
+        for d in compare(&repo, base, index, scanned)? {
             // A directory shows through its contents.
             let dir_or_absent_before = matches!(d.old, None | Some(EntryKind::Dir(_)));
             if dir_or_absent_before && matches!(d.new, None | Some(Found::Dir)) {
@@ -700,7 +721,7 @@ fn diff(cli: &Cli, revs: &[String], stat: bool, name_status: bool) -> Result<Exi
                 Some(Found::Symlink(t)) => Some(t.clone()),
                 Some(Found::Dir) | None => None,
             };
-            let status = match d.status {
+            let status = match d.status() {
                 "added" => 'A',
                 "deleted" => 'D',
                 "modified" => 'M',
@@ -873,27 +894,19 @@ fn checkout_cmd(cli: &Cli, spec: &str, into: Option<&Path>, force: bool) -> Resu
         .into_iter()
         .map(|c| c.path.as_bytes().to_vec())
         .collect();
-    let (local, scanned) = changes(&ws, &repo)?;
+    let (_, _, index, scanned) = scan_worktree(&ws, false)?;
     // An untracked directory is not a conflict by itself (it may hold only
     // ignored files, and a checkout fills it); the files in it are.
-    let dirs: HashSet<&[u8]> = scanned
-        .entries
-        .iter()
-        .filter(|(_, f)| matches!(f, Found::Dir))
-        .map(|(p, _)| p.as_bytes())
-        .collect();
-    let local: Vec<(RepoPath, &str)> = local
-        .into_iter()
-        .filter(|(p, s)| !(*s == "added" && dirs.contains(p.as_bytes())))
-        .collect();
-    let local_set: HashSet<Vec<u8>> = local.iter().map(|(p, _)| p.as_bytes().to_vec()).collect();
+    let local: Vec<&Delta> =
+        scanned.deltas.iter().filter(|d| !(d.old.is_none() && d.new == Some(Found::Dir))).collect();
+    let local_set: HashSet<Vec<u8>> = local.iter().map(|d| d.path.as_bytes().to_vec()).collect();
     // A local change collides if it is a touched path, under one, or above
     // one; so does anything already on disk where the target adds a path
     // HEAD does not have (an ignored file, say).
     let mut in_the_way: Vec<RepoPath> = local
         .iter()
-        .filter(|(p, _)| overlaps(&touched, p.as_bytes()))
-        .map(|(p, _)| p.clone())
+        .filter(|d| overlaps(&touched, d.path.as_bytes()))
+        .map(|d| d.path.clone())
         .collect();
     for path in &touched {
         let repo_path = RepoPath::try_from(&path[..]).expect("paths from a tree are valid");
@@ -939,25 +952,12 @@ fn checkout_cmd(cli: &Cli, spec: &str, into: Option<&Path>, force: bool) -> Resu
     // from HEAD as modified on disk, so that each of them differs from the
     // target and is rewritten. Untracked files are not in that tree, so
     // they stay (unless they were in the way, above).
-    let from = if force && local.iter().any(|(_, s)| *s != "added") {
-        let on_disk: BTreeMap<&[u8], &Found> =
-            scanned.entries.iter().map(|(p, f)| (p.as_bytes(), f)).collect();
-        let mut set = repo.working_set()?;
-        for (path, status) in &local {
-            if *status == "added" {
-                continue;
-            }
-            if set.stat(path).is_some() {
-                set.remove(path)?;
-            }
-            match on_disk.get(path.as_bytes()) {
-                Some(Found::File(f)) => set.put_file(path, *f)?,
-                Some(Found::Symlink(t)) => set.symlink(path, t)?,
-                Some(Found::Dir) => set.create_dir_all(path)?,
-                None => {}
-            }
-        }
-        vst::write_tree(&mut set, Durability::None)?
+    let tracked: Vec<Delta> =
+        local.iter().filter(|d| d.old.is_some()).map(|d| (*d).clone()).collect();
+    let from = if force && !tracked.is_empty() {
+        let mut index = index;
+        index.apply(&tracked)?;
+        index.write_trees(store.as_ref())?
     } else {
         head_tree
     };
@@ -982,13 +982,11 @@ fn checkout_cmd(cli: &Cli, spec: &str, into: Option<&Path>, force: bool) -> Resu
             "vst: note: HEAD is now detached at {spec}; `vst switch BRANCH` goes back to a branch"
         );
     }
-    match changes(&ws, &repo) {
-        Ok((_, scanned)) => {
-            if let Err(e) = StatCache::save(&ws.repo_dir, &scanned) {
-                eprintln!("vst: warning: could not refresh the stat cache: {e}");
-            }
-        }
-        Err(e) => eprintln!("vst: warning: could not refresh the stat cache: {e}"),
+    // The index of the new HEAD, with the stats of what was written, so
+    // that the next scan reads nothing.
+    match scan_worktree(&ws, false) {
+        Ok((_, _, mut index, _)) => save_index(&ws, &mut index),
+        Err(e) => eprintln!("vst: warning: could not refresh the index: {e:#}"),
     }
     if !cli.quiet {
         let mut out = out();

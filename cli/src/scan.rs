@@ -1,26 +1,24 @@
-//! Scanning the working directory into entries, with a stat cache so that
-//! only files whose metadata changed are read and hashed again.
+//! Scanning the working directory against the index: what differs from
+//! `HEAD`'s tree, reading and hashing only files whose stat changed.
 
-use std::collections::HashMap;
+use std::ffi::OsStr;
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
 use rayon::prelude::*;
-use serde::{Deserialize, Serialize};
-use vst::{BlobId, FileEntry, RepoPath};
-use vst_cas::{ObjectId, Store};
+use vst::{BlobId, EntryKind, FileEntry, Name, RepoPath};
+use vst_cas::Store;
 
-/// The stat cache's file name in `.vst/`.
-const CACHE_FILE: &str = "statcache";
-const CACHE_MAGIC: &[u8; 8] = b"VSTSTAT2";
+use crate::index::{Index, IndexDir, IndexNode};
 
 /// What a scan found at one path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Found {
-    /// A regular file, hashed (or known from the cache).
+    /// A regular file, hashed.
     File(FileEntry),
     /// A symbolic link and its target.
     Symlink(Vec<u8>),
@@ -29,13 +27,18 @@ pub enum Found {
 }
 
 /// The metadata that says a file may have changed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-struct Stat {
-    size: u64,
-    mtime_ns: i64,
-    ctime_ns: i64,
-    ino: u64,
-    mode: u32,
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stat {
+    /// Length in bytes.
+    pub size: u64,
+    /// Modification time, ns since the epoch.
+    pub mtime_ns: i64,
+    /// Status change time, ns since the epoch.
+    pub ctime_ns: i64,
+    /// Inode number.
+    pub ino: u64,
+    /// Type and permission bits.
+    pub mode: u32,
 }
 
 impl Stat {
@@ -48,108 +51,86 @@ impl Stat {
             mode: meta.mode(),
         }
     }
+
+    /// Whether a file with this stat is the one the index hashed: the same
+    /// stat, and not touched when the scan that took it started (a change
+    /// later in the same timestamp tick would leave mtime and ctime as
+    /// they were, so such a "racy" file is always read again).
+    fn vouches(&self, cached: Option<Stat>, stamp_ns: i64) -> bool {
+        cached == Some(*self) && self.mtime_ns < stamp_ns && self.ctime_ns < stamp_ns
+    }
 }
 
-#[derive(Serialize, Deserialize)]
-struct CacheFile {
-    scan_started_ns: i64,
-    entries: Vec<CacheEntry>,
+/// One path where the disk differs from the index (`HEAD`'s tree).
+#[derive(Debug, Clone)]
+pub struct Delta {
+    /// Where.
+    pub path: RepoPath,
+    /// The index's entry, if any.
+    pub old: Option<EntryKind>,
+    /// What is on disk, if anything.
+    pub new: Option<Found>,
 }
 
-#[derive(Serialize, Deserialize)]
-struct CacheEntry {
-    path: Vec<u8>,
-    stat: Stat,
-    id: [u8; 32],
-}
-
-/// path -> (stat, blob id) as of the last scan.
-pub struct StatCache {
-    entries: HashMap<Vec<u8>, (Stat, BlobId)>,
-    /// When the scan that wrote the cache started, on the filesystem's own
-    /// clock: a file modified at or after it may have changed again within
-    /// the same timestamp tick after it was hashed ("racy"), so its entry is
-    /// never trusted.
-    written_ns: i64,
-}
-
-impl StatCache {
-    /// Loads the cache; an unreadable or damaged cache is an empty one (it
-    /// only saves work).
-    pub fn load(repo_dir: &Path) -> Self {
-        let empty = Self { entries: HashMap::new(), written_ns: i64::MIN };
-        let Ok(bytes) = fs::read(repo_dir.join(CACHE_FILE)) else { return empty };
-        let Some(body) = bytes.strip_prefix(CACHE_MAGIC) else { return empty };
-        let Ok(cache) = postcard::from_bytes::<CacheFile>(body) else { return empty };
-        Self {
-            entries: cache
-                .entries
-                .into_iter()
-                .map(|e| (e.path, (e.stat, BlobId::new(ObjectId::from_bytes(e.id)))))
-                .collect(),
-            written_ns: cache.scan_started_ns,
+impl Delta {
+    /// `added`, `modified`, `deleted` or `type_changed`.
+    pub fn status(&self) -> &'static str {
+        match (&self.old, &self.new) {
+            (None, _) => "added",
+            (_, None) => "deleted",
+            (Some(EntryKind::File(_)), Some(Found::File(_)))
+            | (Some(EntryKind::Symlink(_)), Some(Found::Symlink(_)))
+            | (Some(EntryKind::Dir(_)), Some(Found::Dir)) => "modified",
+            _ => "type_changed",
         }
     }
+}
 
-    fn lookup(&self, path: &[u8], stat: &Stat) -> Option<BlobId> {
-        let (cached, id) = self.entries.get(path)?;
-        // Trusted only if the file had not been touched when the scan that
-        // hashed it started: a change later in the same timestamp tick
-        // would leave mtime and ctime as they were.
-        let settled = stat.mtime_ns < self.written_ns && stat.ctime_ns < self.written_ns;
-        (cached == stat && settled).then_some(*id)
-    }
+/// The result of a scan.
+pub struct Scan {
+    /// Every path where the disk differs from the index. A directory that
+    /// appeared or went away comes with everything below it.
+    pub deltas: Vec<Delta>,
+    /// Files read and hashed because their stat changed (or was racy),
+    /// with the stat taken before reading: whether or not they differ
+    /// from the index, the next scan can trust that stat for that content.
+    pub hashed: Vec<(RepoPath, FileEntry, Stat)>,
+    /// Paths skipped: sockets, FIFOs, devices.
+    pub skipped: Vec<PathBuf>,
+    /// When the scan started, on the filesystem's clock.
+    pub stamp_ns: i64,
+}
 
-    /// Writes a cache of `found` (with the stats the scan saw), replacing
-    /// the old one, unless the scan hashed nothing (then the old cache
-    /// already says all it would). Not synced: after a crash it is rebuilt
-    /// by hashing.
-    pub fn save(repo_dir: &Path, scan: &Scan) -> Result<()> {
-        if scan.hashed == 0 && repo_dir.join(CACHE_FILE).exists() {
-            return Ok(());
+impl Scan {
+    /// Records in `index` the stats of the files this scan hashed, wherever
+    /// the index holds the content hashed, and the scan's stamp.
+    pub fn refresh(&self, index: &mut Index) {
+        if self.hashed.is_empty() {
+            return;
         }
-        let entries: Vec<CacheEntry> = scan
-            .stats
-            .iter()
-            .map(|(path, (stat, id))| CacheEntry {
-                path: path.clone(),
-                stat: *stat,
-                id: *id.as_bytes(),
-            })
-            .collect();
-        let file = CacheFile { scan_started_ns: scan.started_ns, entries };
-        let mut bytes = CACHE_MAGIC.to_vec();
-        bytes.extend(postcard::to_allocvec(&file).context("encoding the stat cache")?);
-        // A name of its own, so that two processes saving at once cannot
-        // rename each other's file away.
-        let tmp = repo_dir.join(format!("{CACHE_FILE}.tmp-{}", std::process::id()));
-        fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
-        fs::rename(&tmp, repo_dir.join(CACHE_FILE)).context("replacing the stat cache")?;
-        Ok(())
+        for (path, file, stat) in &self.hashed {
+            index.set_stat(path, file, *stat);
+        }
+        // Stats taken by earlier scans stay trustworthy under a later
+        // stamp: each was settled (older than its own scan's stamp) when
+        // it was last trusted or taken.
+        index.stamp_ns = self.stamp_ns;
     }
 }
 
-/// One entry the walk found.
+/// One thing the walk found.
 enum Walked {
-    /// Known without reading it (the stat is given for a cached file).
-    Entry(RepoPath, Found, Option<Stat>),
-    /// A file to read and hash.
-    Hash(RepoPath, PathBuf, Stat),
-    /// A socket, FIFO or device.
-    Skipped(RepoPath, PathBuf),
-}
-
-impl Walked {
-    fn path(&self) -> &RepoPath {
-        match self {
-            Walked::Entry(p, ..) | Walked::Hash(p, ..) | Walked::Skipped(p, ..) => p,
-        }
-    }
+    /// A difference known without reading a file.
+    Delta(Delta),
+    /// A file to read and hash; `old` is the index's entry there.
+    Hash { path: RepoPath, full: PathBuf, stat: Stat, old: Option<EntryKind> },
+    /// A socket, FIFO or device (its path relative to the root).
+    Skipped(PathBuf),
 }
 
 /// `.vstignore` matchers from the root down to a directory.
 #[derive(Clone, Default)]
-struct IgnoreChain(Vec<std::sync::Arc<ignore::gitignore::Gitignore>>);
+struct IgnoreChain(Vec<Arc<ignore::gitignore::Gitignore>>);
 
 impl IgnoreChain {
     /// Whether `full` is ignored: the deepest `.vstignore` with a verdict
@@ -164,207 +145,285 @@ impl IgnoreChain {
         }
         false
     }
+
+    /// This chain, plus `dir`'s `.vstignore` if it has one.
+    fn enter(&self, dir: &Path, has_ignore_file: bool) -> Result<Self> {
+        let mut chain = self.clone();
+        let file = dir.join(".vstignore");
+        if has_ignore_file && file.is_file() {
+            let mut builder = ignore::gitignore::GitignoreBuilder::new(dir);
+            if let Some(e) = builder.add(&file) {
+                return Err(anyhow::Error::new(e).context(format!("reading {}", file.display())));
+            }
+            let gi = builder.build().with_context(|| format!("reading {}", file.display()))?;
+            chain.0.push(Arc::new(gi));
+        }
+        Ok(chain)
+    }
 }
 
 struct WalkCtx<'a> {
     root: &'a Path,
-    repo_name: &'a std::ffi::OsStr,
-    cache: &'a StatCache,
-    store: Option<&'a dyn Store>,
-    out: &'a std::sync::Mutex<Vec<Result<Walked>>>,
+    repo_name: &'a OsStr,
+    stamp_ns: i64,
+    out: Mutex<Vec<Walked>>,
 }
 
-/// Walks the directory `rel` (relative to the root): its entries into
-/// `ctx.out`, its subdirectories on rayon's threads.
-fn walk_dir(ctx: &WalkCtx<'_>, rel: &Path, parent_ignores: &IgnoreChain) -> Result<()> {
-    let dir = ctx.root.join(rel);
-    let mut ignores = parent_ignores.clone();
-    let ignore_file = dir.join(".vstignore");
-    if ignore_file.is_file() {
-        let mut builder = ignore::gitignore::GitignoreBuilder::new(&dir);
-        if let Some(e) = builder.add(&ignore_file) {
-            return Err(anyhow::Error::new(e).context(format!("reading {}", ignore_file.display())));
+impl WalkCtx<'_> {
+    fn emit(&self, found: Vec<Walked>) {
+        if !found.is_empty() {
+            self.out.lock().unwrap_or_else(|e| e.into_inner()).extend(found);
         }
-        let gi = builder.build().with_context(|| format!("reading {}", ignore_file.display()))?;
-        ignores.0.push(std::sync::Arc::new(gi));
     }
-    let mut subdirs = Vec::new();
-    let mut found = Vec::new();
-    let entries =
-        fs::read_dir(&dir).with_context(|| format!("reading the directory {}", dir.display()))?;
-    for entry in entries {
+}
+
+/// A subdirectory still to walk: its path, and the index's directory there.
+type Pending<'i> = (RepoPath, Option<&'i IndexDir>);
+
+/// Walks the directory at `rel`, comparing it with `index` (the index's
+/// directory there, if any): differences go to `ctx.out`, subdirectories
+/// are walked on rayon's threads.
+fn walk_dir(
+    ctx: &WalkCtx<'_>,
+    rel: &RepoPath,
+    index: Option<&IndexDir>,
+    parent_ignores: &IgnoreChain,
+) -> Result<()> {
+    let dir = ctx.root.join(OsStr::from_bytes(rel.as_bytes()));
+    let mut disk = Vec::new();
+    for entry in
+        fs::read_dir(&dir).with_context(|| format!("reading the directory {}", dir.display()))?
+    {
         let entry = entry.with_context(|| format!("reading the directory {}", dir.display()))?;
         let name = entry.file_name();
-        if name == ctx.repo_name {
-            continue; // a repository directory, ours or a nested one
+        if name != ctx.repo_name {
+            disk.push((name, entry)); // (a repository directory, ours or a nested one, is not)
         }
-        // lstat relative to the directory being read (std uses statx on
-        // the directory's descriptor): no path lookup from the root.
-        let full = entry.path();
-        let meta = entry.metadata().with_context(|| format!("reading {}", full.display()))?;
-        if ignores.ignored(&full, meta.is_dir()) {
-            continue;
-        }
-        let rel_child = rel.join(&name);
-        let walked = visit(&rel_child, &full, &meta, ctx.cache, ctx.store);
-        if meta.is_dir() && walked.is_ok() {
-            subdirs.push(rel_child);
-        }
-        found.push(walked);
     }
-    ctx.out.lock().unwrap_or_else(|e| e.into_inner()).extend(found);
-    subdirs.par_iter().try_for_each(|sub| walk_dir(ctx, sub, &ignores))
-}
+    let ignores =
+        parent_ignores.enter(&dir, disk.iter().any(|(n, _)| n.as_bytes() == b".vstignore"))?;
+    disk.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    let old: &[(Name, IndexNode)] = index.map_or(&[], |d| &d.entries);
 
-/// Looks at one entry of the walk: validates its path, reads a link, and
-/// looks a file up in the cache.
-fn visit(
-    rel: &Path,
-    full: &Path,
-    meta: &fs::Metadata,
-    cache: &StatCache,
-    store: Option<&dyn Store>,
-) -> Result<Walked> {
-    let path = RepoPath::try_from(rel.as_os_str().as_bytes()).with_context(|| {
-        format!("{} cannot be stored: its path breaks vst's naming rules", rel.display())
-    })?;
-    let kind = meta.file_type();
-    Ok(if kind.is_symlink() {
-        let target =
-            fs::read_link(full).with_context(|| format!("reading the link {}", full.display()))?;
-        Walked::Entry(path, Found::Symlink(target.as_os_str().as_bytes().to_vec()), None)
-    } else if kind.is_dir() {
-        Walked::Entry(path, Found::Dir, None)
-    } else if kind.is_file() {
-        let stat = Stat::of(meta);
-        // A cached id saves reading the file, but when the content must be
-        // stored, only if the store has it: `status` caches ids of content
-        // it hashed without storing.
-        let cached = cache.lookup(path.as_bytes(), &stat).filter(|id| match store {
-            Some(store) => store.contains(&id.object_id()).unwrap_or(false),
-            None => true,
-        });
-        match cached {
-            Some(id) => {
-                let file = FileEntry { id, size: stat.size, executable: stat.mode & 0o100 != 0 };
-                Walked::Entry(path, Found::File(file), Some(stat))
+    let mut found = Vec::new();
+    let mut subdirs: Vec<Pending<'_>> = Vec::new();
+    let (mut i, mut j) = (0, 0);
+    while i < disk.len() || j < old.len() {
+        let order = match (disk.get(i), old.get(j)) {
+            (Some((d, _)), Some((o, _))) => d.as_bytes().cmp(o.as_bytes()),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            _ => std::cmp::Ordering::Greater,
+        };
+        let (on_disk, in_index) = match order {
+            std::cmp::Ordering::Less => (Some(&disk[i]), None),
+            std::cmp::Ordering::Greater => (None, Some(&old[j])),
+            std::cmp::Ordering::Equal => (Some(&disk[i]), Some(&old[j])),
+        };
+        i += usize::from(on_disk.is_some());
+        j += usize::from(in_index.is_some());
+        let in_index = in_index.map(|(_, node)| node);
+        match on_disk {
+            Some((name, entry)) => {
+                let full = dir.join(name);
+                // lstat relative to the directory being read (std uses
+                // statx on its descriptor): no path lookup from the root.
+                let meta =
+                    entry.metadata().with_context(|| format!("reading {}", full.display()))?;
+                if !ignores.0.is_empty() && ignores.ignored(&full, meta.is_dir()) {
+                    if let Some(node) = in_index {
+                        let path = rel.join(&Name::try_from(name.as_bytes())?)?;
+                        deleted(path, node, &mut found);
+                    }
+                    continue;
+                }
+                visit(ctx, rel, name, full, &meta, in_index, &mut found, &mut subdirs)?;
             }
-            None => Walked::Hash(path, full.to_owned(), stat),
+            None => {
+                let (name, node) = &old[j - 1];
+                deleted(rel.join(name)?, node, &mut found);
+            }
         }
+    }
+    ctx.emit(found);
+    subdirs.par_iter().try_for_each(|(sub, index)| walk_dir(ctx, sub, *index, &ignores))
+}
+
+/// Compares one entry on disk with the index's entry at the same path.
+#[allow(clippy::too_many_arguments)]
+fn visit<'i>(
+    ctx: &WalkCtx<'_>,
+    rel: &RepoPath,
+    name: &OsStr,
+    full: PathBuf,
+    meta: &fs::Metadata,
+    old: Option<&'i IndexNode>,
+    found: &mut Vec<Walked>,
+    subdirs: &mut Vec<Pending<'i>>,
+) -> Result<()> {
+    let kind = meta.file_type();
+    if kind.is_file() {
+        let stat = Stat::of(meta);
+        if let Some(IndexNode::File(_, cached)) = old
+            && stat.vouches(*cached, ctx.stamp_ns)
+        {
+            return Ok(());
+        }
+    }
+    // Something to report: it needs its path.
+    let path = Name::try_from(name.as_bytes())
+        .map_err(anyhow::Error::from)
+        .and_then(|n| Ok(rel.join(&n)?))
+        .with_context(|| {
+            format!("{} cannot be stored: its path breaks vst's naming rules", full.display())
+        })?;
+    if kind.is_dir()
+        && let Some(IndexNode::Dir(d)) = old
+    {
+        subdirs.push((path, Some(d)));
+        return Ok(());
+    }
+    // A type change: what was below the old directory is gone.
+    if let Some(IndexNode::Dir(d)) = old {
+        d.for_each(&path, &mut |p, node| {
+            found.push(Walked::Delta(Delta { path: p, old: Some(node.kind()), new: None }))
+        });
+    }
+    let old_kind = old.map(IndexNode::kind);
+    if kind.is_file() {
+        found.push(Walked::Hash { path, full, stat: Stat::of(meta), old: old_kind });
+    } else if kind.is_symlink() {
+        let target =
+            fs::read_link(&full).with_context(|| format!("reading the link {}", full.display()))?;
+        let target = target.as_os_str().as_bytes();
+        if !matches!(&old_kind, Some(EntryKind::Symlink(t)) if t.as_bytes() == target) {
+            let new = Some(Found::Symlink(target.to_vec()));
+            found.push(Walked::Delta(Delta { path, old: old_kind, new }));
+        }
+    } else if kind.is_dir() {
+        found.push(Walked::Delta(Delta {
+            path: path.clone(),
+            old: old_kind,
+            new: Some(Found::Dir),
+        }));
+        subdirs.push((path, None));
     } else {
-        Walked::Skipped(path, rel.to_owned())
-    })
+        if old_kind.is_some() {
+            found.push(Walked::Delta(Delta { path: path.clone(), old: old_kind, new: None }));
+        }
+        let rel_path = PathBuf::from(OsStr::from_bytes(path.as_bytes()));
+        found.push(Walked::Skipped(rel_path));
+    }
+    Ok(())
 }
 
-/// The result of a scan.
-pub struct Scan {
-    /// Every entry under the root (but `.vst/` and what `.vstignore`
-    /// excludes), sorted by path.
-    pub entries: Vec<(RepoPath, Found)>,
-    /// Files hashed because their stat changed (or was racy).
-    pub hashed: usize,
-    /// Paths skipped: sockets, FIFOs, devices.
-    pub skipped: Vec<PathBuf>,
-    /// When the scan started, on the filesystem's clock.
-    started_ns: i64,
-    stats: Vec<(Vec<u8>, (Stat, BlobId))>,
+/// `node` at `path` is in the index but not on disk: it and everything
+/// below it are deleted.
+fn deleted(path: RepoPath, node: &IndexNode, found: &mut Vec<Walked>) {
+    if let IndexNode::Dir(d) = node {
+        d.for_each(&path, &mut |p, node| {
+            found.push(Walked::Delta(Delta { path: p, old: Some(node.kind()), new: None }))
+        });
+    }
+    found.push(Walked::Delta(Delta { path, old: Some(node.kind()), new: None }));
 }
 
-/// Scans the working directory at `root` (whose repository directory is
-/// `repo_dir`), hashing on all cores the files whose stat differs from the
-/// cache, and storing their content when `store` is given.
-pub fn scan(
-    root: &Path,
-    repo_dir: &Path,
-    cache: &StatCache,
-    store: Option<&dyn Store>,
-) -> Result<Scan> {
-    // On a terminal, long scans show how far hashing got; elsewhere the bar
-    // draws nothing (indicatif hides itself when stderr is not a terminal).
-    let progress = indicatif::ProgressBar::new(0);
-    progress.set_style(
-        indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} files")
-            .expect("a valid template")
-            .progress_chars("=> "),
-    );
+/// What a walk found: the differences known without reading a file, and
+/// the files to read.
+pub struct Walk {
+    deltas: Vec<Delta>,
+    to_hash: Vec<(RepoPath, PathBuf, Stat, Option<EntryKind>)>,
+    skipped: Vec<PathBuf>,
+    stamp_ns: i64,
+}
+
+/// Walks the working directory at `root` (whose repository directory is
+/// `repo_dir`) and compares it with `index`, reading no file.
+pub fn walk(root: &Path, repo_dir: &Path, index: &Index) -> Result<Walk> {
     // The filesystem's idea of "now", before anything is looked at: the
     // mtime of a file written now. (The system clock may differ from the
     // one that stamps files, in source and in granularity.)
     let stamp = repo_dir.join(format!("scan-stamp-{}", std::process::id()));
-    let started_ns = fs::write(&stamp, b"")
+    let stamp_ns = fs::write(&stamp, b"")
         .and_then(|()| fs::metadata(&stamp))
         .map(|m| Stat::of(&m).mtime_ns)
         .unwrap_or(i64::MIN);
     let _ = fs::remove_file(&stamp);
     let repo_name = repo_dir.file_name().map(|n| n.to_owned()).unwrap_or_default();
-    // The walk is bound by one lstat per entry: walk directories on all
-    // cores, stat each entry relative to its directory (no path lookup from
-    // the root), look it up in the cache where it is found, sort afterwards.
-    let walked: std::sync::Mutex<Vec<Result<Walked>>> = std::sync::Mutex::new(Vec::new());
-    let ctx = WalkCtx { root, repo_name: &repo_name, cache, store, out: &walked };
-    walk_dir(&ctx, Path::new(""), &IgnoreChain::default())?;
-    let mut walked: Vec<Walked> = walked
-        .into_inner()
-        .unwrap_or_else(|e| e.into_inner())
-        .into_iter()
-        .collect::<Result<_>>()?;
-    walked.sort_unstable_by(|a, b| a.path().as_bytes().cmp(b.path().as_bytes()));
-
-    let mut entries: Vec<(RepoPath, Found)> = Vec::with_capacity(walked.len());
-    let mut to_hash: Vec<(usize, PathBuf, Stat)> = Vec::new();
-    let mut stats: Vec<(Vec<u8>, (Stat, BlobId))> = Vec::new();
-    let mut skipped = Vec::new();
+    // Bound by one lstat per entry: directories are walked on all cores,
+    // each entry is stat-ed relative to its directory and compared with the
+    // index where it is found; only differences leave the walk.
+    let ctx = WalkCtx {
+        root,
+        repo_name: &repo_name,
+        stamp_ns: index.stamp_ns,
+        out: Mutex::new(Vec::new()),
+    };
+    walk_dir(&ctx, &RepoPath::root(), Some(&index.root), &IgnoreChain::default())?;
+    let walked = ctx.out.into_inner().unwrap_or_else(|e| e.into_inner());
+    let mut out = Walk { deltas: Vec::new(), to_hash: Vec::new(), skipped: Vec::new(), stamp_ns };
     for w in walked {
         match w {
-            Walked::Entry(path, found, cached) => {
-                if let (Found::File(f), Some(stat)) = (&found, cached) {
-                    stats.push((path.as_bytes().to_vec(), (stat, f.id)));
-                }
-                entries.push((path, found));
-            }
-            Walked::Hash(path, full, stat) => {
-                to_hash.push((entries.len(), full, stat));
+            Walked::Delta(d) => out.deltas.push(d),
+            Walked::Hash { path, full, stat, old } => out.to_hash.push((path, full, stat, old)),
+            Walked::Skipped(rel) => out.skipped.push(rel),
+        }
+    }
+    Ok(out)
+}
+
+impl Walk {
+    /// Reads and hashes, on all cores, the files whose stat did not vouch
+    /// for the index's content, storing the content of those that differ
+    /// from it when `store` is given.
+    pub fn hash(self, store: Option<&dyn Store>) -> Result<Scan> {
+        let Walk { mut deltas, to_hash, mut skipped, stamp_ns } = self;
+        // On a terminal, long scans show how far hashing got; elsewhere the bar
+        // draws nothing (indicatif hides itself when stderr is not a terminal).
+        let progress = if to_hash.len() >= 1000 {
+            let bar = indicatif::ProgressBar::new(to_hash.len() as u64);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} files")
+                    .expect("a valid template")
+                    .progress_chars("=> "),
+            );
+            bar.set_message("hashing");
+            bar
+        } else {
+            indicatif::ProgressBar::hidden()
+        };
+        let results: Vec<(Option<Delta>, (RepoPath, FileEntry, Stat))> = to_hash
+            .into_par_iter()
+            .map(|(path, full, stat, old)| -> Result<_> {
+                let content =
+                    fs::read(&full).with_context(|| format!("reading {}", full.display()))?;
+                progress.inc(1);
                 let file = FileEntry {
-                    id: BlobId::of(b""),
-                    size: stat.size,
+                    id: BlobId::of(&content),
+                    size: content.len() as u64,
                     executable: stat.mode & 0o100 != 0,
                 };
-                entries.push((path, Found::File(file)));
-            }
-            Walked::Skipped(_, rel) => skipped.push(rel),
+                let same = matches!(&old, Some(EntryKind::File(f)) if *f == file);
+                if let (Some(store), false) = (store, same) {
+                    store
+                        .put(file.id.object_id(), &content)
+                        .with_context(|| format!("storing {}", full.display()))?;
+                }
+                let delta = (!same).then(|| Delta {
+                    path: path.clone(),
+                    old,
+                    new: Some(Found::File(file)),
+                });
+                Ok((delta, (path, file, stat)))
+            })
+            .collect::<Result<_>>()?;
+        progress.finish_and_clear();
+        let mut hashed = Vec::with_capacity(results.len());
+        for (delta, h) in results {
+            deltas.extend(delta);
+            hashed.push(h);
         }
+        deltas.sort_unstable_by(|a, b| a.path.cmp(&b.path));
+        skipped.sort();
+        Ok(Scan { deltas, hashed, skipped, stamp_ns })
     }
-    if to_hash.len() >= 1000 {
-        progress.set_length(to_hash.len() as u64);
-        progress.set_message("hashing");
-    } else {
-        progress.set_draw_target(indicatif::ProgressDrawTarget::hidden());
-    }
-    let hashed: Vec<(usize, Stat, BlobId, u64)> = to_hash
-        .par_iter()
-        .map(|(index, full, stat)| -> Result<_> {
-            let content = fs::read(full).with_context(|| format!("reading {}", full.display()))?;
-            progress.inc(1);
-            let id = BlobId::of(&content);
-            if let Some(store) = store {
-                store
-                    .put(id.object_id(), &content)
-                    .with_context(|| format!("storing {}", full.display()))?;
-            }
-            Ok((*index, *stat, id, content.len() as u64))
-        })
-        .collect::<Result<_>>()?;
-    progress.finish_and_clear();
-    let count = hashed.len();
-    for (index, stat, id, len) in hashed {
-        let (path, found) = &mut entries[index];
-        if let Found::File(f) = found {
-            f.id = id;
-            f.size = len;
-        }
-        // The stat taken before reading: if the file changed while it was
-        // read, the next scan sees a different stat and hashes it again.
-        stats.push((path.as_bytes().to_vec(), (stat, id)));
-    }
-    Ok(Scan { entries, hashed: count, skipped, stats, started_ns })
 }

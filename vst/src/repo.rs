@@ -9,10 +9,11 @@ use std::sync::Arc;
 use vst_cas::vfs::{RealFs, Vfs};
 use vst_cas::{Access, GcMode, GcStats, Head, ObjectId, PackStore, RefError, RefName, Refs, Store};
 
+use crate::commit::{Commit, Timestamp};
 use crate::error::{Error, Result};
 use crate::fsck::{FsckReport, ReadData, fsck};
 use crate::fsck::{Reached, for_each_reachable};
-use crate::id::CommitId;
+use crate::id::{CommitId, TreeId};
 use crate::working_set::{CommitOptions, WorkingSet, commit};
 
 /// The directory name a repository keeps under its working tree.
@@ -81,25 +82,16 @@ impl Repo {
     /// file written to a temporary name, synced, renamed, the directory
     /// synced. If the branch moved meanwhile (another writer), the commit
     /// object exists but no ref names it, and this is a
-    /// [`RefError::Conflict`].
+    /// [`RefError::Conflict`]. With a detached `HEAD`, `HEAD` itself moves
+    /// the same way.
     pub fn commit(&self, ws: &mut WorkingSet, options: &CommitOptions) -> Result<CommitId> {
+        let parent = ws.head();
+        let id = commit(ws, options)?;
         match self.refs.head().map_err(ref_err)? {
-            Head::Branch(name) => self.commit_on(ws, &name, options),
-            Head::Detached(_) => {
-                let parent = ws.head();
-                let id = commit(ws, options)?;
-                self.store.sync()?;
-                let expected = match parent {
-                    Some(p) => Head::Detached(p.object_id()),
-                    None => self.refs.head().map_err(ref_err)?,
-                };
-                let message = reflog_message(options);
-                self.refs
-                    .update_head(&expected, &Head::Detached(id.object_id()), &message)
-                    .map_err(ref_err)?;
-                Ok(id)
-            }
+            Head::Branch(name) => self.publish(&name, parent, id, options)?,
+            Head::Detached(_) => self.publish_detached(parent, id, options)?,
         }
+        Ok(id)
     }
 
     /// Commits `ws` and moves branch `branch` (whatever `HEAD` is) from
@@ -112,14 +104,69 @@ impl Repo {
     ) -> Result<CommitId> {
         let parent = ws.head();
         let id = commit(ws, options)?;
-        // A ref is durable, so what it names must be too, whatever
-        // durability the options asked of the objects (a no-op if synced).
+        self.publish(branch, parent, id, options)?;
+        Ok(id)
+    }
+
+    /// Commits `tree`, which the store must already hold with everything
+    /// below it, with `parent` as the only parent, and moves what `HEAD`
+    /// names from `parent` to the new commit, as [`Repo::commit`] does.
+    /// For callers that build trees themselves (the CLI's index).
+    pub fn commit_tree(
+        &self,
+        tree: TreeId,
+        parent: Option<CommitId>,
+        options: &CommitOptions,
+    ) -> Result<CommitId> {
+        let commit = Commit {
+            tree,
+            parents: parent.into_iter().collect(),
+            author: options.author.clone(),
+            time: options.time.unwrap_or_else(Timestamp::now),
+            message: options.message.clone(),
+        };
+        let bytes = commit.encode()?;
+        let id = CommitId::of(&bytes);
+        self.store.put(id.object_id(), &bytes)?;
+        match self.refs.head().map_err(ref_err)? {
+            Head::Branch(name) => self.publish(&name, parent, id, options)?,
+            Head::Detached(_) => self.publish_detached(parent, id, options)?,
+        }
+        Ok(id)
+    }
+
+    /// Moves `branch` from `parent` to `id` once everything `id` names is
+    /// durable: a ref is durable, so what it names must be too, whatever
+    /// durability the options asked of the objects (a no-op if synced).
+    fn publish(
+        &self,
+        branch: &RefName,
+        parent: Option<CommitId>,
+        id: CommitId,
+        options: &CommitOptions,
+    ) -> Result<()> {
         self.store.sync()?;
         let message = reflog_message(options);
         self.refs
             .update(branch, parent.map(|p| p.object_id()), Some(id.object_id()), &message)
-            .map_err(ref_err)?;
-        Ok(id)
+            .map_err(ref_err)
+    }
+
+    /// Moves a detached `HEAD` from `parent` to `id`, as [`Repo::publish`]
+    /// moves a branch.
+    fn publish_detached(
+        &self,
+        parent: Option<CommitId>,
+        id: CommitId,
+        options: &CommitOptions,
+    ) -> Result<()> {
+        self.store.sync()?;
+        let expected = match parent {
+            Some(p) => Head::Detached(p.object_id()),
+            None => self.refs.head().map_err(ref_err)?,
+        };
+        let message = reflog_message(options);
+        self.refs.update_head(&expected, &Head::Detached(id.object_id()), &message).map_err(ref_err)
     }
 
     /// Every commit a ref names: branches and a detached `HEAD`.

@@ -1,0 +1,486 @@
+//! The index: `HEAD`'s tree, kept in one file in `.vst/` together with the
+//! stat of each file as it was when the file was hashed (git's index and
+//! cache tree in one).
+//!
+//! A scan compares the disk with the index directory by directory and
+//! reads only files whose stat changed; a commit applies what the scan
+//! found to the index and encodes only the directories above a change,
+//! without reading a tree from the store. The index is a cache: when it is
+//! missing, damaged, or names another tree than `HEAD`'s, it is rebuilt
+//! from the store, keeping the stats of whatever it still shares with the
+//! new tree.
+//!
+//! The file (little-endian): the magic `VSTINDX1`; the commit whose tree it
+//! holds (a u8 flag, then 32 bytes; none on an unborn branch), so that an
+//! index for `HEAD` is known without opening the store; the stamp (i64, the
+//! filesystem's clock when the scan that took the stats started); the root
+//! directory; the BLAKE3 hash of everything before it. A directory is its
+//! tree id (32 bytes), its entry count (u32) and its entries sorted by name.
+//! An entry is its name (u8 length, bytes), a tag, and then: for a file
+//! (tag 0, or 1 if executable) its blob id, size (u64) and stat (a u8 flag,
+//! then size, mtime and ctime in ns, inode, mode); for a symlink (tag 2) its
+//! target (u16 length, bytes); for a directory (tag 3) the directory.
+
+use std::path::Path;
+
+use anyhow::{Context, Result, anyhow, bail};
+use vst::limits::PATH_DEPTH_MAX;
+use vst::{
+    BlobId, CommitId, EntryKind, FileEntry, Name, RepoPath, SymlinkTarget, Tree, TreeEntry, TreeId,
+};
+use vst_cas::{ObjectId, Store};
+
+use crate::scan::{Delta, Found, Stat};
+
+/// The index's file name in `.vst/` (`.vst/index` is the pack store's).
+const INDEX_FILE: &str = "worktree";
+const MAGIC: &[u8; 8] = b"VSTINDX1";
+
+/// One directory of the index.
+#[derive(Clone, Debug)]
+pub struct IndexDir {
+    /// The directory's tree id; `None` once an edit changed it, until
+    /// [`Index::write_trees`] computes it again.
+    pub id: Option<TreeId>,
+    /// The entries, sorted by name.
+    pub entries: Vec<(Name, IndexNode)>,
+}
+
+/// What an index entry is.
+#[derive(Clone, Debug)]
+pub enum IndexNode {
+    /// A file, and its stat when it was hashed, if known.
+    File(FileEntry, Option<Stat>),
+    /// A symbolic link.
+    Symlink(SymlinkTarget),
+    /// A directory.
+    Dir(IndexDir),
+}
+
+impl IndexNode {
+    /// The tree entry this node stands for.
+    pub fn kind(&self) -> EntryKind {
+        match self {
+            IndexNode::File(f, _) => EntryKind::File(*f),
+            IndexNode::Symlink(t) => EntryKind::Symlink(t.clone()),
+            // Ids are cleared only between an edit and write_trees,
+            // which asks for the kind of files and symlinks only.
+            IndexNode::Dir(d) => EntryKind::Dir(d.id.expect("a directory's id is known")),
+        }
+    }
+}
+
+impl IndexDir {
+    fn empty() -> Self {
+        Self { id: None, entries: Vec::new() }
+    }
+
+    /// The entry called `name`.
+    pub fn get(&self, name: &[u8]) -> Option<&IndexNode> {
+        self.find(name).ok().map(|i| &self.entries[i].1)
+    }
+
+    fn find(&self, name: &[u8]) -> std::result::Result<usize, usize> {
+        self.entries.binary_search_by(|(n, _)| n.as_bytes().cmp(name))
+    }
+
+    /// Calls `f` with the path and entry of everything below this
+    /// directory (at `path`), parents before their children.
+    pub fn for_each(&self, path: &RepoPath, f: &mut dyn FnMut(RepoPath, &IndexNode)) {
+        for (name, node) in &self.entries {
+            let child = path.join(name).expect("index paths are valid");
+            if let IndexNode::Dir(d) = node {
+                f(child.clone(), node);
+                d.for_each(&child, f);
+            } else {
+                f(child, node);
+            }
+        }
+    }
+}
+
+/// The index: a tree and the stats of its files.
+pub struct Index {
+    /// The commit whose tree this is (`None`: the empty tree, or a tree no
+    /// commit has yet).
+    pub commit: Option<CommitId>,
+    /// The root directory.
+    pub root: IndexDir,
+    /// When the scan that took the stats started, on the filesystem's
+    /// clock (see [`Stat`]).
+    pub stamp_ns: i64,
+    /// Whether the index differs from its file.
+    changed: bool,
+}
+
+impl Index {
+    /// The index file, if it holds the tree of `head` (the commit `HEAD`
+    /// names); reads nothing but that file.
+    pub fn load_current(repo_dir: &Path, head: Option<CommitId>) -> Option<Self> {
+        let index = Self::read(repo_dir)?;
+        // An unborn branch's index holds the empty tree.
+        let empty_ok = head.is_some() || index.root.id == Some(Tree::default().id());
+        (index.commit == head && empty_ok).then_some(index)
+    }
+
+    /// The index of `head`'s tree `tree` (`None`s: an unborn branch): the
+    /// file if it holds that tree, else the tree read from `store`, with
+    /// the stats the file has for what did not change.
+    pub fn load(
+        repo_dir: &Path,
+        store: &dyn Store,
+        head: Option<CommitId>,
+        tree: Option<TreeId>,
+    ) -> Result<Self> {
+        let tree = tree.unwrap_or_else(|| Tree::default().id());
+        let old = Self::read(repo_dir);
+        let (root, stamp_ns) = match old {
+            Some(index) if index.root.id == Some(tree) => (index.root, index.stamp_ns),
+            old => {
+                let reuse = old.as_ref().map(|i| &i.root);
+                let root = from_tree(store, tree, reuse, 0)
+                    .with_context(|| format!("reading the tree {tree} into the index"))?;
+                (root, old.map_or(i64::MIN, |i| i.stamp_ns))
+            }
+        };
+        Ok(Self { commit: head, root, stamp_ns, changed: true })
+    }
+
+    /// The index file, if it can be read and is sound.
+    fn read(repo_dir: &Path) -> Option<Self> {
+        decode(&std::fs::read(repo_dir.join(INDEX_FILE)).ok()?).ok()
+    }
+
+    /// Writes the index to its file if it changed. Not synced: after a
+    /// crash, a lost or stale index is rebuilt (it only saves work).
+    pub fn save(&mut self, repo_dir: &Path) -> Result<()> {
+        if !self.changed {
+            return Ok(());
+        }
+        let bytes = self.encode()?;
+        // A name of its own, so that two processes saving at once cannot
+        // rename each other's file away.
+        let tmp = repo_dir.join(format!("{INDEX_FILE}.tmp-{}", std::process::id()));
+        std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::rename(&tmp, repo_dir.join(INDEX_FILE)).context("replacing the index")?;
+        self.changed = false;
+        Ok(())
+    }
+
+    /// Applies a scan's differences: afterwards the index holds what the
+    /// disk held (directories above a change lose their ids until
+    /// [`Index::write_trees`]).
+    pub fn apply(&mut self, deltas: &[Delta]) -> Result<()> {
+        let mut sorted: Vec<&Delta> = deltas.iter().collect();
+        // Parents before children: by components, not bytes ("a/b" and
+        // "a/b/c" before "a/b.txt").
+        sorted.sort_by(|a, b| a.path.components().cmp(b.path.components()));
+        for delta in sorted {
+            let (parent, name) = delta.path.split_last_bytes().expect("a delta is never the root");
+            let Some(dir) = self.dir_mut(parent) else {
+                // Below a directory that went away or became something
+                // else: gone with it.
+                if delta.new.is_none() {
+                    continue;
+                }
+                bail!("internal error: {} has no directory to go in", delta.path);
+            };
+            let at = dir.find(name);
+            match (&delta.new, at) {
+                (None, Ok(i)) => {
+                    dir.entries.remove(i);
+                }
+                (None, Err(_)) => {}
+                (Some(found), at) => {
+                    let node = match found {
+                        Found::File(f) => IndexNode::File(*f, None),
+                        Found::Symlink(t) => IndexNode::Symlink(
+                            SymlinkTarget::try_from(&t[..])
+                                .with_context(|| format!("the symlink {}", delta.path))?,
+                        ),
+                        Found::Dir => IndexNode::Dir(IndexDir::empty()),
+                    };
+                    match at {
+                        Ok(i) => dir.entries[i].1 = node,
+                        Err(i) => dir.entries.insert(i, (Name::try_from(name)?, node)),
+                    }
+                }
+            }
+        }
+        self.changed = true;
+        Ok(())
+    }
+
+    /// Records the stat a file had when it was hashed to `file`, if the
+    /// index holds that file at `path` (so the stat vouches for the
+    /// index's content, never for something else).
+    pub fn set_stat(&mut self, path: &RepoPath, file: &FileEntry, stat: Stat) {
+        let Some((parent, name)) = path.split_last_bytes() else { return };
+        let Some(dir) = self.dir(parent) else { return };
+        let Ok(i) = dir.find(name) else { return };
+        if !matches!(&dir.entries[i].1, IndexNode::File(f, s) if f == file && *s != Some(stat)) {
+            return;
+        }
+        // Found read-only first, so that nothing is marked changed for a
+        // stat the index already has.
+        let dir = self.dir_mut_keep_ids(parent).expect("found above");
+        dir.entries[i].1 = IndexNode::File(*file, Some(stat));
+        self.changed = true;
+    }
+
+    /// Encodes and stores every directory whose id an edit cleared, bottom
+    /// up, in one batch; returns the root's tree id.
+    pub fn write_trees(&mut self, store: &dyn Store) -> Result<TreeId> {
+        let mut objects = Vec::new();
+        let root = hash_dirty(&mut self.root, &mut objects)?;
+        let batch: Vec<(ObjectId, &[u8])> =
+            objects.iter().map(|(id, b)| (*id, b.as_slice())).collect();
+        store.put_batch(&batch).context("storing the new trees")?;
+        Ok(root)
+    }
+
+    /// The directory at `path` (bytes, `""` for the root).
+    fn dir(&self, path: &[u8]) -> Option<&IndexDir> {
+        let mut dir = &self.root;
+        for name in path.split(|&b| b == b'/').filter(|c| !c.is_empty()) {
+            match dir.get(name)? {
+                IndexNode::Dir(d) => dir = d,
+                _ => return None,
+            }
+        }
+        Some(dir)
+    }
+
+    /// The directory at `path`, clearing the ids on the way (it is about
+    /// to change).
+    fn dir_mut(&mut self, path: &[u8]) -> Option<&mut IndexDir> {
+        self.dir(path)?;
+        let mut dir = &mut self.root;
+        dir.id = None;
+        for name in path.split(|&b| b == b'/').filter(|c| !c.is_empty()) {
+            let i = dir.find(name).ok()?;
+            let IndexNode::Dir(d) = &mut dir.entries[i].1 else { return None };
+            dir = d;
+            dir.id = None;
+        }
+        Some(dir)
+    }
+
+    /// The directory at `path`, ids kept (for a stat, which is not part of
+    /// a tree).
+    fn dir_mut_keep_ids(&mut self, path: &[u8]) -> Option<&mut IndexDir> {
+        let mut dir = &mut self.root;
+        for name in path.split(|&b| b == b'/').filter(|c| !c.is_empty()) {
+            let i = dir.find(name).ok()?;
+            let IndexNode::Dir(d) = &mut dir.entries[i].1 else { return None };
+            dir = d;
+        }
+        Some(dir)
+    }
+
+    fn encode(&self) -> Result<Vec<u8>> {
+        let mut out = Vec::with_capacity(1 << 20);
+        out.extend_from_slice(MAGIC);
+        match self.commit {
+            None => out.push(0),
+            Some(id) => {
+                out.push(1);
+                out.extend_from_slice(id.as_bytes());
+            }
+        }
+        out.extend_from_slice(&self.stamp_ns.to_le_bytes());
+        encode_dir(&self.root, &mut out)?;
+        let check = BlobId::of(&out);
+        out.extend_from_slice(check.as_bytes());
+        Ok(out)
+    }
+}
+
+/// The tree id of `dir`, encoding and queueing every directory below it
+/// whose id was cleared.
+fn hash_dirty(dir: &mut IndexDir, objects: &mut Vec<(ObjectId, Vec<u8>)>) -> Result<TreeId> {
+    if let Some(id) = dir.id {
+        return Ok(id);
+    }
+    let mut entries = Vec::with_capacity(dir.entries.len());
+    for (name, node) in &mut dir.entries {
+        let kind = match node {
+            IndexNode::Dir(d) => EntryKind::Dir(hash_dirty(d, objects)?),
+            other => other.kind(),
+        };
+        entries.push(TreeEntry { name: name.clone(), kind });
+    }
+    let bytes = Tree::new(entries)?.encode();
+    let id = TreeId::of(&bytes);
+    objects.push((id.object_id(), bytes));
+    dir.id = Some(id);
+    Ok(id)
+}
+
+/// The directory of the stored tree `id`, taking from `reuse` (the old
+/// index at the same path) every subtree it has with the same id, and the
+/// stat of every file it has with the same content.
+fn from_tree(
+    store: &dyn Store,
+    id: TreeId,
+    reuse: Option<&IndexDir>,
+    depth: usize,
+) -> Result<IndexDir> {
+    if let Some(old) = reuse.filter(|d| d.id == Some(id)) {
+        return Ok(old.clone());
+    }
+    if depth > PATH_DEPTH_MAX {
+        bail!("the tree is nested deeper than {PATH_DEPTH_MAX} directories");
+    }
+    if id == Tree::default().id() {
+        return Ok(IndexDir { id: Some(id), entries: Vec::new() });
+    }
+    let tree = vst::read::read_tree(store, id)?;
+    let mut entries = Vec::with_capacity(tree.len());
+    for entry in tree.entries() {
+        let old = reuse.and_then(|d| d.get(entry.name.as_bytes()));
+        let node = match &entry.kind {
+            EntryKind::File(f) => {
+                let stat = match old {
+                    Some(IndexNode::File(g, stat)) if g == f => *stat,
+                    _ => None,
+                };
+                IndexNode::File(*f, stat)
+            }
+            EntryKind::Symlink(t) => IndexNode::Symlink(t.clone()),
+            EntryKind::Dir(sub) => {
+                let old_dir = match old {
+                    Some(IndexNode::Dir(d)) => Some(d),
+                    _ => None,
+                };
+                IndexNode::Dir(from_tree(store, *sub, old_dir, depth + 1)?)
+            }
+        };
+        entries.push((entry.name.clone(), node));
+    }
+    Ok(IndexDir { id: Some(id), entries })
+}
+
+fn encode_dir(dir: &IndexDir, out: &mut Vec<u8>) -> Result<()> {
+    let id =
+        dir.id.ok_or_else(|| anyhow!("internal error: saving an index with unwritten trees"))?;
+    out.extend_from_slice(id.as_bytes());
+    out.extend_from_slice(&u32::try_from(dir.entries.len())?.to_le_bytes());
+    for (name, node) in &dir.entries {
+        out.push(u8::try_from(name.as_bytes().len())?);
+        out.extend_from_slice(name.as_bytes());
+        match node {
+            IndexNode::File(f, stat) => {
+                out.push(u8::from(f.executable));
+                out.extend_from_slice(f.id.as_bytes());
+                out.extend_from_slice(&f.size.to_le_bytes());
+                match stat {
+                    None => out.push(0),
+                    Some(s) => {
+                        out.push(1);
+                        out.extend_from_slice(&s.size.to_le_bytes());
+                        out.extend_from_slice(&s.mtime_ns.to_le_bytes());
+                        out.extend_from_slice(&s.ctime_ns.to_le_bytes());
+                        out.extend_from_slice(&s.ino.to_le_bytes());
+                        out.extend_from_slice(&s.mode.to_le_bytes());
+                    }
+                }
+            }
+            IndexNode::Symlink(t) => {
+                out.push(2);
+                out.extend_from_slice(&u16::try_from(t.as_bytes().len())?.to_le_bytes());
+                out.extend_from_slice(t.as_bytes());
+            }
+            IndexNode::Dir(d) => {
+                out.push(3);
+                encode_dir(d, out)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Reads an index file; anything unexpected is an error (and the caller
+/// rebuilds the index).
+fn decode(bytes: &[u8]) -> Result<Index> {
+    let body_len = bytes.len().checked_sub(32).ok_or_else(|| anyhow!("too short"))?;
+    let (body, check) = bytes.split_at(body_len);
+    if BlobId::of(body).as_bytes() != check {
+        bail!("checksum mismatch");
+    }
+    let mut r = Reader(body);
+    if r.take(8)? != MAGIC {
+        bail!("not an index");
+    }
+    let commit = match r.take(1)?[0] {
+        0 => None,
+        1 => Some(CommitId::new(ObjectId::from_bytes(r.array()?))),
+        _ => bail!("bad commit flag"),
+    };
+    let stamp_ns = i64::from_le_bytes(r.array()?);
+    let root = decode_dir(&mut r, 0)?;
+    if !r.0.is_empty() {
+        bail!("trailing bytes");
+    }
+    Ok(Index { commit, root, stamp_ns, changed: false })
+}
+
+fn decode_dir(r: &mut Reader<'_>, depth: usize) -> Result<IndexDir> {
+    if depth > PATH_DEPTH_MAX {
+        bail!("nested too deep");
+    }
+    let id = TreeId::new(ObjectId::from_bytes(r.array()?));
+    let count = u32::from_le_bytes(r.array()?) as usize;
+    let mut entries: Vec<(Name, IndexNode)> = Vec::with_capacity(count.min(1 << 16));
+    for _ in 0..count {
+        let len = r.take(1)?[0] as usize;
+        let name = Name::try_from(r.take(len)?)?;
+        if entries.last().is_some_and(|(last, _)| last >= &name) {
+            bail!("entries out of order");
+        }
+        let node = match r.take(1)?[0] {
+            tag @ (0 | 1) => {
+                let id = BlobId::new(ObjectId::from_bytes(r.array()?));
+                let size = u64::from_le_bytes(r.array()?);
+                let file = FileEntry { id, size, executable: tag == 1 };
+                let stat = match r.take(1)?[0] {
+                    0 => None,
+                    1 => Some(Stat {
+                        size: u64::from_le_bytes(r.array()?),
+                        mtime_ns: i64::from_le_bytes(r.array()?),
+                        ctime_ns: i64::from_le_bytes(r.array()?),
+                        ino: u64::from_le_bytes(r.array()?),
+                        mode: u32::from_le_bytes(r.array()?),
+                    }),
+                    _ => bail!("bad stat flag"),
+                };
+                IndexNode::File(file, stat)
+            }
+            2 => {
+                let len = u16::from_le_bytes(r.array()?) as usize;
+                IndexNode::Symlink(SymlinkTarget::try_from(r.take(len)?)?)
+            }
+            3 => IndexNode::Dir(decode_dir(r, depth + 1)?),
+            _ => bail!("bad entry tag"),
+        };
+        entries.push((name, node));
+    }
+    Ok(IndexDir { id: Some(id), entries })
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
+        if self.0.len() < n {
+            bail!("truncated");
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Ok(head)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N]> {
+        Ok(self.take(N)?.try_into().expect("took N bytes"))
+    }
+}
