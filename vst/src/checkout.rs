@@ -4,7 +4,9 @@
 //! name it joins to a path is a validated [`crate::Name`] (one component, not
 //! `.` or `..`), so a path can only go down. Every directory it writes into
 //! was either created by this checkout or checked with `lstat` to be a real
-//! directory, not a symlink. Files are created with `O_CREAT | O_EXCL`,
+//! directory, not a symlink, and each path is handled once, so nothing
+//! turns such a directory into a link before the files are written into it
+//! (after the walk, on all cores). Files are created with `O_CREAT | O_EXCL`,
 //! which never follows a symlink, and symlinks are created, never followed.
 //! A mode change touches only a regular file with one link; a hard link is
 //! replaced instead.
@@ -18,6 +20,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use rayon::prelude::*;
 use vst_cas::Store;
 
 use crate::error::{Error, Result};
@@ -63,9 +66,9 @@ pub fn checkout(store: &dyn Store, tree: TreeId, target: &Path) -> Result<Checko
         }
         Err(e) => return Err(io("inspect", target)(e)),
     }
-    let mut stats = CheckoutStats::default();
-    sync_dir(store, target, None, tree, 0, Fresh::Yes, &mut stats)?;
-    Ok(stats)
+    let mut pass = Pass::default();
+    sync_dir(store, target, None, tree, 0, Fresh::Yes, &mut pass)?;
+    pass.write_files(store)
 }
 
 /// Updates `target`, which holds a checkout of the tree `from`, to hold the
@@ -81,11 +84,35 @@ pub fn checkout_update(
     to: TreeId,
     target: &Path,
 ) -> Result<CheckoutStats> {
-    let mut stats = CheckoutStats::default();
+    let mut pass = Pass::default();
     if from != to {
-        sync_dir(store, target, Some(from), to, 0, Fresh::No, &mut stats)?;
+        sync_dir(store, target, Some(from), to, 0, Fresh::No, &mut pass)?;
     }
-    Ok(stats)
+    pass.write_files(store)
+}
+
+/// A checkout under way: what it did so far, and the files it has still to
+/// write. Directories, symlinks, removals and mode changes are done in one
+/// walk over the trees, on the caller's thread (its recursion is as deep as
+/// the tree); the files, most of the work, are written afterwards on all
+/// cores, once every directory they go in exists.
+#[derive(Default)]
+struct Pass {
+    stats: CheckoutStats,
+    writes: Vec<(PathBuf, FileEntry)>,
+}
+
+impl Pass {
+    fn write_files(self, store: &dyn Store) -> Result<CheckoutStats> {
+        let Pass { mut stats, writes } = self;
+        let bytes: Vec<u64> = writes
+            .par_iter()
+            .map(|(path, file)| write_file(store, path, file))
+            .collect::<Result<_>>()?;
+        stats.files_written += bytes.len() as u64;
+        stats.bytes_written += bytes.iter().sum::<u64>();
+        Ok(stats)
+    }
 }
 
 /// Whether a directory was just created by this checkout (and so cannot
@@ -103,7 +130,7 @@ fn sync_dir(
     new: TreeId,
     depth: usize,
     fresh: Fresh,
-    stats: &mut CheckoutStats,
+    pass: &mut Pass,
 ) -> Result<()> {
     if fresh == Fresh::No {
         ensure_real_dir(dir)?;
@@ -116,10 +143,10 @@ fn sync_dir(
         let path = dir.join(OsStr::from_bytes(name));
         match (a.map(|e| &e.kind), b.map(|e| &e.kind)) {
             (Some(x), Some(y)) if x == y => {}
-            (Some(x), None) => remove(store, &path, x, depth, stats)?,
-            (None, Some(y)) => create(store, &path, y, depth, stats)?,
+            (Some(x), None) => remove(store, &path, x, depth, pass)?,
+            (None, Some(y)) => create(store, &path, y, depth, pass)?,
             (Some(EntryKind::Dir(x)), Some(EntryKind::Dir(y))) => {
-                sync_dir(store, &path, Some(*x), *y, depth + 1, Fresh::No, stats)?
+                sync_dir(store, &path, Some(*x), *y, depth + 1, Fresh::No, pass)?
             }
             (Some(EntryKind::File(x)), Some(EntryKind::File(y)))
                 if x.id == y.id && x.size == y.size =>
@@ -127,16 +154,16 @@ fn sync_dir(
                 if shares_inode(&path)? {
                     // A hard link: changing its mode would change a file
                     // that may live outside the target. Replace it instead.
-                    remove(store, &path, a.map(|e| &e.kind).expect("both sides"), depth, stats)?;
-                    write_file(store, &path, y, stats)?;
+                    remove(store, &path, a.map(|e| &e.kind).expect("both sides"), depth, pass)?;
+                    pass.writes.push((path, *y));
                 } else {
                     set_executable(&path, y.executable)?;
-                    stats.modes_changed += 1;
+                    pass.stats.modes_changed += 1;
                 }
             }
             (Some(x), Some(y)) => {
-                remove(store, &path, x, depth, stats)?;
-                create(store, &path, y, depth, stats)?;
+                remove(store, &path, x, depth, pass)?;
+                create(store, &path, y, depth, pass)?;
             }
             (None, None) => unreachable!("merge yields at least one side"),
         }
@@ -149,33 +176,32 @@ fn create(
     path: &Path,
     kind: &EntryKind,
     depth: usize,
-    stats: &mut CheckoutStats,
+    pass: &mut Pass,
 ) -> Result<()> {
     match kind {
-        EntryKind::File(f) => write_file(store, path, f, stats),
-        EntryKind::Symlink(target) => create_symlink(path, target, stats),
+        EntryKind::File(f) => {
+            pass.writes.push((path.to_owned(), *f));
+            Ok(())
+        }
+        EntryKind::Symlink(target) => create_symlink(path, target, &mut pass.stats),
         EntryKind::Dir(id) => match fs::create_dir(path) {
             Ok(()) => {
-                stats.dirs_created += 1;
-                sync_dir(store, path, None, *id, depth + 1, Fresh::Yes, stats)
+                pass.stats.dirs_created += 1;
+                sync_dir(store, path, None, *id, depth + 1, Fresh::Yes, pass)
             }
             // A directory is already there (holding ignored or untracked
             // files): fill it, checking it is a real directory, and fail
             // on any file in the way rather than overwrite it.
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                sync_dir(store, path, None, *id, depth + 1, Fresh::No, stats)
+                sync_dir(store, path, None, *id, depth + 1, Fresh::No, pass)
             }
             Err(e) => Err(io("create directory", path)(e)),
         },
     }
 }
 
-fn write_file(
-    store: &dyn Store,
-    path: &Path,
-    file: &FileEntry,
-    stats: &mut CheckoutStats,
-) -> Result<()> {
+/// Creates the file `path` with `file`'s content; returns its length.
+fn write_file(store: &dyn Store, path: &Path, file: &FileEntry) -> Result<u64> {
     let content = store.get(&file.id.object_id())?;
     if content.len() as u64 != file.size {
         return Err(Error::SizeMismatch {
@@ -193,9 +219,7 @@ fn write_file(
         .open(path)
         .map_err(io("create file", path))?;
     out.write_all(&content).map_err(io("write file", path))?;
-    stats.files_written += 1;
-    stats.bytes_written += file.size;
-    Ok(())
+    Ok(file.size)
 }
 
 fn create_symlink(path: &Path, target: &SymlinkTarget, stats: &mut CheckoutStats) -> Result<()> {
@@ -239,7 +263,7 @@ fn remove(
     path: &Path,
     old: &EntryKind,
     depth: usize,
-    stats: &mut CheckoutStats,
+    pass: &mut Pass,
 ) -> Result<()> {
     let meta = match fs::symlink_metadata(path) {
         Ok(meta) => meta,
@@ -258,15 +282,15 @@ fn remove(
                     &path.join(OsStr::from_bytes(entry.name.as_bytes())),
                     &entry.kind,
                     depth + 1,
-                    stats,
+                    pass,
                 )?;
             }
             match fs::remove_dir(path) {
-                Ok(()) => stats.removed += 1,
+                Ok(()) => pass.stats.removed += 1,
                 // Something the tree does not list is still in there: keep
                 // it (and the directory).
                 Err(e) if e.kind() == std::io::ErrorKind::DirectoryNotEmpty => {
-                    stats.kept_unknown += 1
+                    pass.stats.kept_unknown += 1
                 }
                 Err(e) => return Err(io("remove directory", path)(e)),
             }
@@ -278,7 +302,7 @@ fn remove(
         }
         (_, false) => {
             fs::remove_file(path).map_err(io("remove", path))?;
-            stats.removed += 1;
+            pass.stats.removed += 1;
         }
     }
     Ok(())
