@@ -3,7 +3,7 @@
 #
 #   bash benches/cli_vs_git.sh [FILES]     (default 50000)
 #
-# Trees: a generated one (FILES small files in nested directories) and a
+# Trees: a generated one (FILES files of 100 B to 4 KB in 2,000 directories) and a
 # real one (a copy of this machine's Python standard library). For each:
 # first import, commit with no change, commit after changing one file and
 # after changing 100, status with no change, checkout into an empty
@@ -32,14 +32,18 @@ median_ms() {
 }
 
 generate() {
+    # As in the issue: FILES files of 100 B to 4 KB in 2,000 leaf
+    # directories under 20 top-level ones.
     python3 - "$1" "$2" <<'PY'
-import os, sys
+import os, random, sys
 root, n = sys.argv[1], int(sys.argv[2])
+rng = random.Random(1)
 for i in range(n):
-    d = os.path.join(root, f"d{i % 10}", f"e{(i // 10) % 10}", f"f{(i // 100) % 50}")
+    d = os.path.join(root, f"d{i % 20}", f"e{(i // 20) % 100}")
     os.makedirs(d, exist_ok=True)
+    size = rng.randint(100, 4096)
     with open(os.path.join(d, f"file{i}.txt"), "w") as f:
-        f.write(f"line {i}\n" * (1 + i % 20))
+        f.write((f"line {i} " * (size // 8 + 1))[:size])
 PY
 }
 

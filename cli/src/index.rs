@@ -10,7 +10,7 @@
 //! from the store, keeping the stats of whatever it still shares with the
 //! new tree.
 //!
-//! The file (little-endian): the magic `VSTINDX1`; the commit whose tree it
+//! The file (little-endian): the magic `VSTWTRE1`; the commit whose tree it
 //! holds (a u8 flag, then 32 bytes; none on an unborn branch), so that an
 //! index for `HEAD` is known without opening the store; the stamp (i64, the
 //! filesystem's clock when the scan that took the stats started); the root
@@ -34,7 +34,7 @@ use crate::scan::{Delta, Found, Stat};
 
 /// The index's file name in `.vst/` (`.vst/index` is the pack store's).
 const INDEX_FILE: &str = "worktree";
-const MAGIC: &[u8; 8] = b"VSTINDX1";
+const MAGIC: &[u8; 8] = b"VSTWTRE1";
 
 /// One directory of the index.
 #[derive(Clone, Debug)]

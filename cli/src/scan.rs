@@ -224,19 +224,19 @@ fn walk_dir(
         let in_index = in_index.map(|(_, node)| node);
         match on_disk {
             Some((name, entry)) => {
-                let full = dir.join(name);
                 // lstat relative to the directory being read (std uses
                 // statx on its descriptor): no path lookup from the root.
-                let meta =
-                    entry.metadata().with_context(|| format!("reading {}", full.display()))?;
-                if !ignores.0.is_empty() && ignores.ignored(&full, meta.is_dir()) {
+                let meta = entry
+                    .metadata()
+                    .with_context(|| format!("reading {}", dir.join(name).display()))?;
+                if !ignores.0.is_empty() && ignores.ignored(&dir.join(name), meta.is_dir()) {
                     if let Some(node) = in_index {
                         let path = rel.join(&Name::try_from(name.as_bytes())?)?;
                         deleted(path, node, &mut found);
                     }
                     continue;
                 }
-                visit(ctx, rel, name, full, &meta, in_index, &mut found, &mut subdirs)?;
+                visit(ctx, rel, &dir, name, &meta, in_index, &mut found, &mut subdirs)?;
             }
             None => {
                 let (name, node) = &old[j - 1];
@@ -253,8 +253,8 @@ fn walk_dir(
 fn visit<'i>(
     ctx: &WalkCtx<'_>,
     rel: &RepoPath,
+    dir: &Path,
     name: &OsStr,
-    full: PathBuf,
     meta: &fs::Metadata,
     old: Option<&'i IndexNode>,
     found: &mut Vec<Walked>,
@@ -269,7 +269,8 @@ fn visit<'i>(
             return Ok(());
         }
     }
-    // Something to report: it needs its path.
+    // Something to report: it needs its paths.
+    let full = dir.join(name);
     let path = Name::try_from(name.as_bytes())
         .map_err(anyhow::Error::from)
         .and_then(|n| Ok(rel.join(&n)?))

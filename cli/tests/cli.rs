@@ -593,3 +593,60 @@ fn nested_vstignore_files_and_negation() {
         ]
     );
 }
+
+#[test]
+fn the_index_is_a_cache_losing_or_damaging_it_costs_only_time() {
+    let dir = repo();
+    let root = dir.path();
+    fs::create_dir_all(root.join("a/b")).unwrap();
+    for i in 0..20 {
+        fs::write(root.join(format!("a/b/f{i}")), format!("{i}")).unwrap();
+    }
+    fs::write(root.join("top"), b"top").unwrap();
+    ok(root, &["commit", "-q", "-m", "one"]);
+    let index = root.join(".vst/worktree");
+    let first_index = fs::read(&index).unwrap();
+    // The pack store's own index, next to it, is never overwritten.
+    let pack_index = || fs::read(root.join(".vst/index")).unwrap()[..8].to_vec();
+    assert_eq!(pack_index(), b"VSTINDX\x01");
+
+    // A second commit, then the first commit's index put back: the index
+    // names another tree than HEAD's, so it is rebuilt from the store, and
+    // the edit is neither lost nor reported again.
+    fs::write(root.join("a/b/f3"), b"three").unwrap();
+    ok(root, &["commit", "-q", "-m", "two"]);
+    fs::write(&index, &first_index).unwrap();
+    assert_eq!(ok(root, &["status"]), "clean: the working directory matches HEAD\n");
+    assert!(ok(root, &["commit", "-m", "none"]).contains("nothing to commit"));
+
+    // Damaged (one byte flipped) or gone: the same answers.
+    let mut bytes = fs::read(&index).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 1;
+    fs::write(&index, &bytes).unwrap();
+    fs::write(root.join("a/b/f4"), b"four").unwrap();
+    assert_eq!(ok(root, &["status"]), "M a/b/f4\n");
+    fs::remove_file(&index).unwrap();
+    assert_eq!(ok(root, &["status"]), "M a/b/f4\n");
+    ok(root, &["commit", "-q", "-m", "three"]);
+    assert_eq!(ok(root, &["cat", "HEAD:a/b/f4"]), "four");
+    assert_eq!(ok(root, &["cat", "HEAD:a/b/f3"]), "three");
+    assert_eq!(ok(root, &["diff", "HEAD~2", "--name-status"]), "M\ta/b/f3\nM\ta/b/f4\n");
+
+    // Deleting a directory, replacing a file with a directory, and the
+    // reverse, in one commit: the commit holds exactly the disk.
+    fs::remove_dir_all(root.join("a/b")).unwrap();
+    fs::remove_file(root.join("top")).unwrap();
+    fs::create_dir(root.join("top")).unwrap();
+    fs::write(root.join("top/inner"), b"in").unwrap();
+    fs::write(root.join("a/b"), b"now a file").unwrap();
+    let status = ok(root, &["status"]);
+    assert!(status.contains("T a/b\n") && status.contains("D a/b/f0\n"), "{status}");
+    assert!(status.contains("T top\n") && status.contains("A top/inner\n"), "{status}");
+    ok(root, &["commit", "-q", "-m", "four"]);
+    assert_eq!(ok(root, &["status"]), "clean: the working directory matches HEAD\n");
+    let out = tempfile::tempdir().unwrap();
+    ok(root, &["checkout", "HEAD", "--into", out.path().join("c").to_str().unwrap()]);
+    assert_eq!(tree(&out.path().join("c")), tree(root));
+    assert_eq!(pack_index(), b"VSTINDX\x01");
+}
