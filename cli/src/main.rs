@@ -72,9 +72,9 @@ enum Command {
         max: Option<usize>,
     },
     /// List a directory of a commit: REV or REV:PATH.
-    Ls { spec: String },
+    Ls { spec: std::ffi::OsString },
     /// Print a file of a commit: REV:PATH.
-    Cat { spec: String },
+    Cat { spec: std::ffi::OsString },
     /// A commit's metadata and what it changed.
     Show { rev: Option<String> },
     /// Differences: the working directory against HEAD, against REV, or
@@ -539,14 +539,23 @@ fn utc(unix_us: i64) -> String {
 }
 
 /// Splits REV[:PATH].
-fn split_spec(spec: &str) -> Result<(&str, RepoPath)> {
-    let (rev, path) = spec.split_once(':').unwrap_or((spec, ""));
-    let path = RepoPath::try_from(path.trim_matches('/'))
+/// Splits REV[:PATH]; PATH is bytes (file names need not be UTF-8).
+fn split_spec(spec: &std::ffi::OsStr) -> Result<(&str, RepoPath)> {
+    let bytes = spec.as_bytes();
+    let (rev, path) = match bytes.iter().position(|&b| b == b':') {
+        Some(i) => (&bytes[..i], &bytes[i + 1..]),
+        None => (bytes, &b""[..]),
+    };
+    let rev = std::str::from_utf8(rev)
+        .map_err(|_| anyhow!("bad revision in {spec:?}: revisions are ASCII"))?;
+    let start = path.iter().position(|&b| b != b'/').unwrap_or(path.len());
+    let end = path.iter().rposition(|&b| b != b'/').map_or(start, |i| i + 1);
+    let path = RepoPath::try_from(&path[start..end.max(start)])
         .with_context(|| format!("bad path in {spec:?}"))?;
     Ok((rev, path))
 }
 
-fn ls(cli: &Cli, spec: &str) -> Result<ExitCode> {
+fn ls(cli: &Cli, spec: &std::ffi::OsStr) -> Result<ExitCode> {
     let ws = find(cli)?;
     let repo = open(&ws, Access::ReadOnly)?;
     let (rev, path) = split_spec(spec)?;
@@ -594,7 +603,7 @@ fn ls(cli: &Cli, spec: &str) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn cat(cli: &Cli, spec: &str) -> Result<ExitCode> {
+fn cat(cli: &Cli, spec: &std::ffi::OsStr) -> Result<ExitCode> {
     let ws = find(cli)?;
     let repo = open(&ws, Access::ReadOnly)?;
     let (rev, path) = split_spec(spec)?;

@@ -100,6 +100,15 @@ fn a_large_tree_round_trips_through_commit_and_checkout() {
     assert!(original.len() > 5200);
     assert_eq!(tree(&out), original, "checkout --into equals the committed tree");
     assert!(ok(root, &["fsck", "--read-data"]).starts_with("ok:"));
+    // cat and ls take paths that are not UTF-8.
+    let cat = Command::new(env!("CARGO_BIN_EXE_vst"))
+        .current_dir(root)
+        .arg("cat")
+        .arg(OsStr::from_bytes(b"HEAD:latin1-\xe9t\xe9"))
+        .output()
+        .unwrap();
+    assert!(cat.status.success(), "{}", String::from_utf8_lossy(&cat.stderr));
+    assert_eq!(cat.stdout, b"not UTF-8 name");
 }
 
 #[test]
@@ -649,4 +658,22 @@ fn the_index_is_a_cache_losing_or_damaging_it_costs_only_time() {
     ok(root, &["checkout", "HEAD", "--into", out.path().join("c").to_str().unwrap()]);
     assert_eq!(tree(&out.path().join("c")), tree(root));
     assert_eq!(pack_index(), b"VSTINDX\x01");
+}
+
+#[test]
+fn an_ambiguous_commit_prefix_is_refused_with_the_count() {
+    let dir = repo();
+    let root = dir.path();
+    // Commit until two commit ids share their first four hex digits (about
+    // 300 commits on average; 4,000 without a match is out of reach).
+    let mut seen = std::collections::HashSet::new();
+    let prefix = (0..4000)
+        .find_map(|i| {
+            let id = ok(root, &["commit", "-q", "--allow-empty", "-m", &format!("c{i}")]);
+            let prefix = id.trim()[..4].to_owned();
+            (!seen.insert(prefix.clone())).then_some(prefix)
+        })
+        .expect("two of 4,000 commit ids share a 4-digit prefix");
+    let err = fails(root, &["log", "-n", "1", &prefix]);
+    assert!(err.contains("ambiguous") && err.contains("give more digits"), "{err}");
 }
