@@ -460,13 +460,7 @@ fn status(cli: &Cli) -> Result<ExitCode> {
         let mut out = out();
         for (path, s) in &changes {
             let path = path.to_string();
-            let letter = match *s {
-                "added" => 'A',
-                "deleted" => 'D',
-                "modified" => 'M',
-                _ => 'T',
-            };
-            writeln!(out, "{letter} {path}")?;
+            writeln!(out, "{} {path}", status_letter(s))?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -538,7 +532,6 @@ fn utc(unix_us: i64) -> String {
     )
 }
 
-/// Splits REV[:PATH].
 /// Splits REV[:PATH]; PATH is bytes (file names need not be UTF-8).
 fn split_spec(spec: &std::ffi::OsStr) -> Result<(&str, RepoPath)> {
     let bytes = spec.as_bytes();
@@ -662,6 +655,16 @@ fn status_word(letter: char) -> &'static str {
     }
 }
 
+/// The letter of a `--json` status word.
+fn status_letter(word: &str) -> char {
+    match word {
+        "added" => 'A',
+        "deleted" => 'D',
+        "modified" => 'M',
+        _ => 'T',
+    }
+}
+
 fn letter(kind: vst::ChangeKind) -> char {
     match kind {
         vst::ChangeKind::Added => 'A',
@@ -730,12 +733,7 @@ fn diff(cli: &Cli, revs: &[String], stat: bool, name_status: bool) -> Result<Exi
                 Some(Found::Symlink(t)) => Some(t.clone()),
                 Some(Found::Dir) | None => None,
             };
-            let status = match d.status() {
-                "added" => 'A',
-                "deleted" => 'D',
-                "modified" => 'M',
-                _ => 'T',
-            };
+            let status = status_letter(d.status());
             files.push(FileDiff {
                 path: d.path.to_string(),
                 status,

@@ -285,9 +285,7 @@ fn visit<'i>(
     }
     // A type change: what was below the old directory is gone.
     if let Some(IndexNode::Dir(d)) = old {
-        d.for_each(&path, &mut |p, node| {
-            found.push(Walked::Delta(Delta { path: p, old: Some(node.kind()), new: None }))
-        });
+        deleted_below(&path, d, found);
     }
     let old_kind = old.map(IndexNode::kind);
     if kind.is_file() {
@@ -321,11 +319,16 @@ fn visit<'i>(
 /// below it are deleted.
 fn deleted(path: RepoPath, node: &IndexNode, found: &mut Vec<Walked>) {
     if let IndexNode::Dir(d) = node {
-        d.for_each(&path, &mut |p, node| {
-            found.push(Walked::Delta(Delta { path: p, old: Some(node.kind()), new: None }))
-        });
+        deleted_below(&path, d, found);
     }
     found.push(Walked::Delta(Delta { path, old: Some(node.kind()), new: None }));
+}
+
+/// Everything below the index's directory `dir` at `path` is deleted.
+fn deleted_below(path: &RepoPath, dir: &IndexDir, found: &mut Vec<Walked>) {
+    dir.for_each(path, &mut |p, node| {
+        found.push(Walked::Delta(Delta { path: p, old: Some(node.kind()), new: None }))
+    });
 }
 
 /// What a walk found: the differences known without reading a file, and
