@@ -19,12 +19,15 @@
 
 #![forbid(unsafe_code)]
 
+pub mod cache;
 pub mod conformance;
 mod error;
 mod id;
 mod mem;
 pub mod pack;
 pub mod refs;
+#[cfg(feature = "s3")]
+pub mod remote;
 pub mod sim;
 pub mod vfs;
 
