@@ -702,6 +702,14 @@ impl PackStore {
             }
             listed.push((cid, data.len() as u64));
         }
+        // An object that is one chunk (at most CHUNK_LEN_MAX long) has the
+        // chunk's id: the chunk record is the object, and a chunk list
+        // under the same id would shadow it.
+        if let [(only, _)] = listed[..]
+            && only == id
+        {
+            return Ok(());
+        }
         self.add_record(w, Kind::Manifest, id, &encode_manifest(&listed), bytes.len() as u64)
     }
 
