@@ -6,4 +6,7 @@ mod durability;
 mod encoding;
 mod gc;
 mod model;
+mod remote;
+#[path = "../cas/tests/support/seaweed.rs"]
+mod seaweed;
 mod support;

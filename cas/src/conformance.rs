@@ -12,6 +12,7 @@ pub fn run_all<S: Store>(open_empty: &mut dyn FnMut() -> S) {
     put_is_idempotent(&open_empty());
     batch_put(&open_empty());
     ranges(&open_empty());
+    large_objects(&open_empty());
     empty_object(&open_empty());
     sync_succeeds(&open_empty());
 }
@@ -50,6 +51,23 @@ fn batch_put<S: Store>(store: &S) {
     for (id, bytes) in &batch {
         assert_eq!(&store.get(id).unwrap()[..], *bytes, "every object of a batch is stored");
     }
+    let mut ids: Vec<ObjectId> = batch.iter().map(|(id, _)| *id).rev().collect();
+    ids.push(ids[0]);
+    let got = store.get_many(&ids).unwrap();
+    assert_eq!(got.len(), ids.len(), "get_many answers every id, duplicates included");
+    for (id, bytes) in ids.iter().zip(&got) {
+        assert_eq!(ObjectId::of(bytes), *id, "get_many returns each object in the order asked");
+    }
+    store.sync().unwrap();
+    let got = store.get_many(&ids).unwrap();
+    assert!(ids.iter().zip(&got).all(|(id, b)| ObjectId::of(b) == *id), "after sync too");
+    assert!(
+        matches!(
+            store.get_many(&[ids[0], ObjectId::of(b"absent")]),
+            Err(StoreError::NotFound { .. })
+        ),
+        "get_many of a missing object is NotFound"
+    );
 }
 
 fn ranges<S: Store>(store: &S) {
@@ -69,6 +87,49 @@ fn ranges<S: Store>(store: &S) {
             matches!(store.read_range(&id, offset, len), Err(StoreError::RangeOutOfBounds { .. })),
             "range {offset}+{len} past the end is an error"
         );
+    }
+}
+
+/// Objects around the chunking threshold, one of exactly one chunk (whose
+/// id is its only chunk's id) and one of two equal chunks, read back
+/// before and after `sync`.
+fn large_objects<S: Store>(store: &S) {
+    let len_min = crate::pack::CHUNKING_LEN_MIN;
+    let mut x = 0x2545_F491_4F6C_DD1Du64;
+    let noise: Vec<u8> = (0..len_min * 3)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    // FastCDC finds no cut point in zeros: 1 MiB of them is one chunk,
+    // 2 MiB two equal ones.
+    let zeros = vec![0u8; len_min * 2];
+    let objects: Vec<&[u8]> = vec![
+        &noise[..len_min - 1],
+        &noise[1..len_min + 1],
+        &noise[2..len_min * 3],
+        &zeros[..len_min],
+        &zeros[..],
+    ];
+    for bytes in &objects {
+        store.put(ObjectId::of(bytes), bytes).unwrap();
+    }
+    for round in ["before sync", "after sync"] {
+        for bytes in &objects {
+            let id = ObjectId::of(bytes);
+            assert_eq!(&store.get(&id).unwrap()[..], *bytes, "{} bytes, {round}", bytes.len());
+            let mid = bytes.len() as u64 / 2;
+            assert_eq!(
+                &store.read_range(&id, mid - 10, 20).unwrap()[..],
+                &bytes[mid as usize - 10..mid as usize + 10],
+                "a range of {} bytes, {round}",
+                bytes.len()
+            );
+        }
+        store.sync().unwrap();
     }
 }
 

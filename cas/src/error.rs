@@ -54,6 +54,31 @@ pub enum StoreError {
     /// reopened, because it can no longer tell what reached the disk.
     #[error("the store refused a write after an earlier failure; reopen it")]
     Poisoned,
+    /// A request to the object store failed, after its retries.
+    #[error("object store: {op} {key} failed")]
+    Remote {
+        /// What the store was doing.
+        op: &'static str,
+        /// The key (or prefix) it was working on.
+        key: String,
+        /// The object store's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A file in the object store is damaged or not what its name says.
+    #[error("object store: {key} is damaged: {what}")]
+    RemoteDamaged {
+        /// The key.
+        key: String,
+        /// What is wrong.
+        what: &'static str,
+    },
+    /// An object store location or its settings are unusable.
+    #[error("object store: {what}")]
+    RemoteConfig {
+        /// What is wrong, and what to do.
+        what: String,
+    },
     /// An I/O operation failed.
     #[error("{op} failed")]
     Io {

@@ -19,12 +19,15 @@
 
 #![forbid(unsafe_code)]
 
+pub mod cache;
 pub mod conformance;
 mod error;
 mod id;
 mod mem;
 pub mod pack;
 pub mod refs;
+#[cfg(feature = "s3")]
+pub mod remote;
 pub mod sim;
 pub mod vfs;
 
@@ -70,6 +73,13 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// The bytes of object `id`, verified against `id`.
     fn get(&self, id: &ObjectId) -> Result<Bytes, StoreError>;
 
+    /// The bytes of several objects, verified, in the order asked. A store
+    /// with a round trip per read fetches them together; the default reads
+    /// them one by one.
+    fn get_many(&self, ids: &[ObjectId]) -> Result<Vec<Bytes>, StoreError> {
+        ids.iter().map(|id| self.get(id)).collect()
+    }
+
     /// `len` bytes of object `id` from `offset`, verified. A store that keeps
     /// large objects in chunks reads only the chunks the range touches; the
     /// default reads the whole object.
@@ -105,6 +115,9 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
     }
     fn get(&self, id: &ObjectId) -> Result<Bytes, StoreError> {
         (**self).get(id)
+    }
+    fn get_many(&self, ids: &[ObjectId]) -> Result<Vec<Bytes>, StoreError> {
+        (**self).get_many(ids)
     }
     fn read_range(&self, id: &ObjectId, offset: u64, len: u64) -> Result<Bytes, StoreError> {
         (**self).read_range(id, offset, len)

@@ -58,14 +58,14 @@ pub const WRITE_BUFFER_LEN_MAX: usize = 4 << 20;
 /// zstd level for chunks and objects: fast, and most of the gain.
 const ZSTD_LEVEL: i32 = 3;
 
-const RECORD_HEADER_LEN: usize = 48;
+pub(crate) const RECORD_HEADER_LEN: usize = 48;
 /// How much of a pack a scan reads ahead at a time.
 const SCAN_WINDOW_LEN: usize = 4 << 20;
 /// Longest bad tail that can still be a torn append: more than the write
 /// buffer plus any one record (a chunk list of a very large file included)
 /// is damage, not an interrupted write.
 const TORN_TAIL_LEN_MAX: usize = 64 << 20;
-const RECORD_TRAILER_LEN: usize = 4;
+pub(crate) const RECORD_TRAILER_LEN: usize = 4;
 const INDEX_ENTRY_LEN: usize = 64;
 
 // A whole (unchunked) object and the largest chunk must fit a record's u32
@@ -77,7 +77,7 @@ const _: () = assert!(WRITE_BUFFER_LEN_MAX as u64 <= PACK_LEN_MAX);
 
 /// What a record holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
+pub(crate) enum Kind {
     /// A whole object.
     Object = 0,
     /// One chunk of a large object; its id is the hash of the chunk.
@@ -87,7 +87,7 @@ enum Kind {
 }
 
 impl Kind {
-    fn from_byte(b: u8) -> Option<Self> {
+    pub(crate) fn from_byte(b: u8) -> Option<Self> {
         match b {
             0 => Some(Kind::Object),
             1 => Some(Kind::Chunk),
@@ -99,13 +99,13 @@ impl Kind {
 
 /// How a record's payload is stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Codec {
+pub(crate) enum Codec {
     Raw = 0,
     Zstd = 1,
 }
 
 impl Codec {
-    fn from_byte(b: u8) -> Option<Self> {
+    pub(crate) fn from_byte(b: u8) -> Option<Self> {
         match b {
             0 => Some(Codec::Raw),
             1 => Some(Codec::Zstd),
@@ -114,21 +114,21 @@ impl Codec {
     }
 }
 
-/// Where a record is.
+/// Where a record is. The remote store numbers its packs the same way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Location {
-    pack: u32,
-    offset: u64,
-    stored_len: u32,
+pub(crate) struct Location {
+    pub(crate) pack: u32,
+    pub(crate) offset: u64,
+    pub(crate) stored_len: u32,
     /// Length of the payload once decoded; for a manifest, the length of the
     /// whole object.
-    raw_len: u64,
-    kind: Kind,
-    codec: Codec,
+    pub(crate) raw_len: u64,
+    pub(crate) kind: Kind,
+    pub(crate) codec: Codec,
 }
 
 impl Location {
-    fn end(&self) -> u64 {
+    pub(crate) fn end(&self) -> u64 {
         self.offset + (RECORD_HEADER_LEN + RECORD_TRAILER_LEN) as u64 + u64::from(self.stored_len)
     }
 }
@@ -601,13 +601,7 @@ impl PackStore {
         payload: &[u8],
         raw_len: u64,
     ) -> Result<(), StoreError> {
-        let compressed = if payload.len() >= COMPRESS_LEN_MIN && kind != Kind::Manifest {
-            zstd::bulk::compress(payload, ZSTD_LEVEL)
-                .ok()
-                .filter(|c| c.len() + payload.len() / 32 <= payload.len())
-        } else {
-            None
-        };
+        let compressed = compress(kind, payload);
         let (codec, stored) = match &compressed {
             Some(c) => (Codec::Zstd, c.as_slice()),
             None => (Codec::Raw, payload),
@@ -700,28 +694,23 @@ impl PackStore {
         if bytes.len() < CHUNKING_LEN_MIN {
             return self.add_record(w, Kind::Object, id, bytes, bytes.len() as u64);
         }
-        let mut manifest = Vec::new();
-        let chunks =
-            fastcdc::v2020::FastCDC::new(bytes, CHUNK_LEN_MIN, CHUNK_LEN_AVG, CHUNK_LEN_MAX);
-        let mut count = 0u64;
         let mut listed = Vec::new();
-        for chunk in chunks {
-            let data = &bytes[chunk.offset..chunk.offset + chunk.length];
+        for data in chunks(bytes) {
             let cid = ObjectId::of(data);
             if !self.index.read().unwrap_or_else(|e| e.into_inner()).contains_key(&cid) {
                 self.add_record(w, Kind::Chunk, cid, data, data.len() as u64)?;
             }
             listed.push((cid, data.len() as u64));
-            count += 1;
         }
-        put_varint(&mut manifest, count);
-        for (cid, len) in &listed {
-            manifest.extend_from_slice(cid.as_bytes());
-            put_varint(&mut manifest, *len);
+        // An object that is one chunk (at most CHUNK_LEN_MAX long) has the
+        // chunk's id: the chunk record is the object, and a chunk list
+        // under the same id would shadow it.
+        if let [(only, _)] = listed[..]
+            && only == id
+        {
+            return Ok(());
         }
-        let check = ObjectId::of(&manifest);
-        manifest.extend_from_slice(check.as_bytes());
-        self.add_record(w, Kind::Manifest, id, &manifest, bytes.len() as u64)
+        self.add_record(w, Kind::Manifest, id, &encode_manifest(&listed), bytes.len() as u64)
     }
 
     /// Reads and checks one record's payload (decompressed). Checks the
@@ -764,18 +753,7 @@ impl PackStore {
         if found != *id || !same {
             return Err(StoreError::Damaged { id: *id, damage: Damage::WrongRecord });
         }
-        let stored = &raw[RECORD_HEADER_LEN..RECORD_HEADER_LEN + loc.stored_len as usize];
-        match loc.codec {
-            Codec::Raw => Ok(stored.to_vec()),
-            Codec::Zstd => {
-                let len = usize::try_from(loc.raw_len)
-                    .map_err(|_| StoreError::Damaged { id: *id, damage: Damage::Decompress })?;
-                zstd::bulk::decompress(stored, len)
-                    .ok()
-                    .filter(|d| d.len() == len)
-                    .ok_or(StoreError::Damaged { id: *id, damage: Damage::Decompress })
-            }
-        }
+        decode_stored(id, loc, &raw[RECORD_HEADER_LEN..RECORD_HEADER_LEN + loc.stored_len as usize])
     }
 
     fn location(&self, id: &ObjectId) -> Result<Location, StoreError> {
@@ -800,27 +778,7 @@ impl PackStore {
         loc: &Location,
         from: ReadFrom,
     ) -> Result<Vec<(ObjectId, u64)>, StoreError> {
-        let bytes = self.read_record(id, loc, from)?;
-        let damaged = || StoreError::Damaged { id: *id, damage: Damage::Manifest };
-        let body_len = bytes.len().checked_sub(32).ok_or_else(damaged)?;
-        let (body, check) = bytes.split_at(body_len);
-        if ObjectId::of(body).as_bytes() != check {
-            return Err(damaged());
-        }
-        let (count, mut rest) = take_varint(body).ok_or_else(damaged)?;
-        let mut chunks = Vec::new();
-        let mut total = 0u64;
-        for _ in 0..count {
-            let cid: [u8; 32] = rest.get(..32).ok_or_else(damaged)?.try_into().expect("32 bytes");
-            let (len, next) = take_varint(&rest[32..]).ok_or_else(damaged)?;
-            total = total.checked_add(len).ok_or_else(damaged)?;
-            chunks.push((ObjectId::from_bytes(cid), len));
-            rest = next;
-        }
-        if !rest.is_empty() || total != loc.raw_len {
-            return Err(damaged());
-        }
-        Ok(chunks)
+        decode_manifest(id, loc.raw_len, &self.read_record(id, loc, from)?)
     }
 
     /// Every id in the store: objects and chunks.
@@ -1316,7 +1274,89 @@ impl std::fmt::Display for Damage {
     }
 }
 
-fn encode_record(out: &mut Vec<u8>, id: ObjectId, loc: &Location, stored: &[u8]) {
+/// The record payload's compressed form, if it is stored compressed: zstd
+/// for chunks and whole objects of at least [`COMPRESS_LEN_MIN`] bytes when
+/// that saves at least 1/32.
+pub(crate) fn compress(kind: Kind, payload: &[u8]) -> Option<Vec<u8>> {
+    if payload.len() >= COMPRESS_LEN_MIN && kind != Kind::Manifest {
+        zstd::bulk::compress(payload, ZSTD_LEVEL)
+            .ok()
+            .filter(|c| c.len() + payload.len() / 32 <= payload.len())
+    } else {
+        None
+    }
+}
+
+/// Decodes a record's stored payload (checked against its header already)
+/// to the bytes it holds. Does not hash them.
+pub(crate) fn decode_stored(
+    id: &ObjectId,
+    loc: &Location,
+    stored: &[u8],
+) -> Result<Vec<u8>, StoreError> {
+    match loc.codec {
+        Codec::Raw => Ok(stored.to_vec()),
+        Codec::Zstd => {
+            let len = usize::try_from(loc.raw_len)
+                .map_err(|_| StoreError::Damaged { id: *id, damage: Damage::Decompress })?;
+            zstd::bulk::decompress(stored, len)
+                .ok()
+                .filter(|d| d.len() == len)
+                .ok_or(StoreError::Damaged { id: *id, damage: Damage::Decompress })
+        }
+    }
+}
+
+/// The content-defined chunks of an object of at least
+/// [`CHUNKING_LEN_MIN`] bytes, in order.
+pub(crate) fn chunks(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
+    fastcdc::v2020::FastCDC::new(bytes, CHUNK_LEN_MIN, CHUNK_LEN_AVG, CHUNK_LEN_MAX)
+        .map(move |c| &bytes[c.offset..c.offset + c.length])
+}
+
+/// A chunk list's payload: the count, each chunk's id and length, and the
+/// BLAKE3 of what comes before.
+pub(crate) fn encode_manifest(listed: &[(ObjectId, u64)]) -> Vec<u8> {
+    let mut manifest = Vec::new();
+    put_varint(&mut manifest, listed.len() as u64);
+    for (cid, len) in listed {
+        manifest.extend_from_slice(cid.as_bytes());
+        put_varint(&mut manifest, *len);
+    }
+    let check = ObjectId::of(&manifest);
+    manifest.extend_from_slice(check.as_bytes());
+    manifest
+}
+
+/// Parses and checks the chunk list of object `id` of `raw_len` bytes.
+pub(crate) fn decode_manifest(
+    id: &ObjectId,
+    raw_len: u64,
+    bytes: &[u8],
+) -> Result<Vec<(ObjectId, u64)>, StoreError> {
+    let damaged = || StoreError::Damaged { id: *id, damage: Damage::Manifest };
+    let body_len = bytes.len().checked_sub(32).ok_or_else(damaged)?;
+    let (body, check) = bytes.split_at(body_len);
+    if ObjectId::of(body).as_bytes() != check {
+        return Err(damaged());
+    }
+    let (count, mut rest) = take_varint(body).ok_or_else(damaged)?;
+    let mut chunks = Vec::new();
+    let mut total = 0u64;
+    for _ in 0..count {
+        let cid: [u8; 32] = rest.get(..32).ok_or_else(damaged)?.try_into().expect("32 bytes");
+        let (len, next) = take_varint(&rest[32..]).ok_or_else(damaged)?;
+        total = total.checked_add(len).ok_or_else(damaged)?;
+        chunks.push((ObjectId::from_bytes(cid), len));
+        rest = next;
+    }
+    if !rest.is_empty() || total != raw_len {
+        return Err(damaged());
+    }
+    Ok(chunks)
+}
+
+pub(crate) fn encode_record(out: &mut Vec<u8>, id: ObjectId, loc: &Location, stored: &[u8]) {
     let start = out.len();
     out.push(loc.kind as u8);
     out.push(loc.codec as u8);
@@ -1332,7 +1372,7 @@ fn encode_record(out: &mut Vec<u8>, id: ObjectId, loc: &Location, stored: &[u8])
 /// Parses the record at the start of `bytes`: its id, its location fields
 /// (pack and offset left 0) and its total length. `None` if it is
 /// truncated, malformed or fails its checksum.
-fn parse_record(bytes: &[u8]) -> Option<(ObjectId, Location, usize)> {
+pub(crate) fn parse_record(bytes: &[u8]) -> Option<(ObjectId, Location, usize)> {
     let header = bytes.get(..RECORD_HEADER_LEN)?;
     let (kind, codec) = (Kind::from_byte(header[0])?, Codec::from_byte(header[1])?);
     if header[2..4] != [0, 0] {
@@ -1360,7 +1400,7 @@ fn parse_record(bytes: &[u8]) -> Option<(ObjectId, Location, usize)> {
 /// as long as its object, a compressed one shorter, and a chunk list is
 /// never compressed. Lengths come from disk; nothing is allocated or
 /// sliced by them before this holds.
-fn lengths_ok(kind: Kind, codec: Codec, stored_len: u32, raw_len: u64) -> bool {
+pub(crate) fn lengths_ok(kind: Kind, codec: Codec, stored_len: u32, raw_len: u64) -> bool {
     let stored = u64::from(stored_len);
     let size_ok = match kind {
         Kind::Object => raw_len < CHUNKING_LEN_MIN as u64,

@@ -117,12 +117,24 @@ pub enum RefError {
         /// What it holds (at most 100 bytes of it).
         content: String,
     },
-    /// The filesystem failed.
+    /// The object store holding the refs ignores conditional writes, so two
+    /// updates of one ref could both succeed and one be lost: vst keeps no
+    /// refs there.
+    #[error(
+        "the object store at {server} does not honour conditional writes: {failed}; vst keeps no refs there, because two pushes to one branch could both succeed and one of them be lost; use a server that supports If-None-Match and If-Match on PUT (AWS S3, MinIO, SeaweedFS 4, Cloudflare R2)"
+    )]
+    Unconditional {
+        /// The server (endpoint and bucket).
+        server: String,
+        /// Which check of the probe failed.
+        failed: &'static str,
+    },
+    /// The filesystem or the object store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
 }
 
-fn show(id: Option<ObjectId>) -> String {
+pub(crate) fn show(id: Option<ObjectId>) -> String {
     id.map_or_else(|| "none".to_owned(), |i| i.to_string())
 }
 

@@ -136,6 +136,16 @@ pub enum Error {
         /// What it found there.
         found: &'static str,
     },
+    /// A push would have lost commits on the remote, or lost a race to
+    /// another push; nothing was merged and the remote branch is as the
+    /// other side left it.
+    #[error("push of branch {branch} rejected: {reason}; pull first")]
+    PushRejected {
+        /// The branch.
+        branch: vst_cas::RefName,
+        /// Why.
+        reason: crate::sync::Rejection,
+    },
     /// A checkout into a fresh directory found the directory not empty.
     #[error("checkout target {path} exists and is not an empty directory")]
     TargetNotEmpty {

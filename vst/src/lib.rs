@@ -31,6 +31,7 @@ pub mod limits;
 mod name;
 pub mod read;
 pub mod repo;
+pub mod sync;
 pub mod tree;
 mod working_set;
 

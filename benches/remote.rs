@@ -1,0 +1,136 @@
+//! Push and clone throughput through SeaweedFS on loopback, against the
+//! same transfers between two local pack stores, in one run:
+//!
+//! - a tree of many small files (`VST_BENCH_FILES`, default 50,000: 100 B
+//!   to 4 KiB, 100 per directory);
+//! - one large file (`VST_BENCH_BIG_MIB`, default 1024);
+//! - a second push after changing one file of the first tree.
+//!
+//! `cargo bench --bench remote` (needs `weed`, as the tests do). At full
+//! size this moves about 1.2 GiB each way; set the variables smaller for a
+//! quick look, e.g. `VST_BENCH_FILES=2000 VST_BENCH_BIG_MIB=16`.
+
+#[path = "../cas/tests/support/seaweed.rs"]
+mod seaweed;
+
+use std::time::{Duration, Instant};
+
+use vst::sync::{push, transfer};
+use vst::{CommitId, CommitOptions, Repo, RepoPath};
+use vst_cas::RefName;
+use vst_cas::remote::{Remote, RemoteOptions, S3Config};
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// Deterministic bytes that do not compress.
+fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+fn commit(repo: &Repo, files: &[(String, Vec<u8>)], message: &str) -> CommitId {
+    let mut ws = repo.working_set().unwrap();
+    for (path, content) in files {
+        ws.write(&RepoPath::try_from(path.as_str()).unwrap(), content).unwrap();
+    }
+    let options = CommitOptions { message: message.to_owned(), ..Default::default() };
+    repo.commit_on(&mut ws, &RefName::try_from("main").unwrap(), &options).unwrap()
+}
+
+fn rate(bytes: u64, took: Duration) -> String {
+    format!("{:8.1} MiB/s", bytes as f64 / (1 << 20) as f64 / took.as_secs_f64())
+}
+
+struct Row {
+    workload: String,
+    bytes: u64,
+    s3_push: Duration,
+    s3_clone: Duration,
+    disk_push: Duration,
+    disk_clone: Duration,
+}
+
+fn main() {
+    let files_n = env_usize("VST_BENCH_FILES", 50_000);
+    let big_mib = env_usize("VST_BENCH_BIG_MIB", 1024);
+    let Some(server) = seaweed::start() else {
+        eprintln!("no SeaweedFS: nothing measured");
+        return;
+    };
+    server.bucket("bench");
+    let endpoint = server.endpoint.clone();
+    let var = move |k: &str| (k == "AWS_ENDPOINT_URL").then(|| endpoint.clone());
+    let tmp = tempfile::tempdir().unwrap();
+    let branch = RefName::try_from("main").unwrap();
+
+    let small: Vec<(String, Vec<u8>)> = (0..files_n)
+        .map(|i| (format!("d{}/f{i}", i / 100), noise(i as u64, 100 + (i * 7919) % 3997)))
+        .collect();
+    let big = vec![("big.bin".to_owned(), noise(u64::MAX, big_mib << 20))];
+    let mut rows = Vec::new();
+    for (name, files) in
+        [(format!("{files_n} files"), &small), (format!("{big_mib} MiB file"), &big)]
+    {
+        let bytes: u64 = files.iter().map(|(_, c)| c.len() as u64).sum();
+        let src = Repo::open(&tmp.path().join(format!("src-{}", rows.len()))).unwrap();
+        let tip = commit(&src, files, "bench");
+        let remote =
+            Remote::s3(&S3Config::from_url(&format!("s3://bench/{}", rows.len()), &var).unwrap())
+                .unwrap();
+        let store = remote.store(RemoteOptions::default()).unwrap();
+        let t = Instant::now();
+        push(src.store().as_ref(), &store, &remote.refs(), &branch, tip).unwrap();
+        let s3_push = t.elapsed();
+        let dst = Repo::open(&tmp.path().join(format!("clone-{}", rows.len()))).unwrap();
+        let t = Instant::now();
+        let fresh = remote.store(RemoteOptions::default()).unwrap();
+        transfer(&fresh, dst.store().as_ref(), tip).unwrap();
+        let s3_clone = t.elapsed();
+        let disk = Repo::open(&tmp.path().join(format!("disk-{}", rows.len()))).unwrap();
+        let t = Instant::now();
+        transfer(src.store().as_ref(), disk.store().as_ref(), tip).unwrap();
+        let disk_push = t.elapsed();
+        let back = Repo::open(&tmp.path().join(format!("disk-back-{}", rows.len()))).unwrap();
+        let t = Instant::now();
+        transfer(disk.store().as_ref(), back.store().as_ref(), tip).unwrap();
+        let disk_clone = t.elapsed();
+        rows.push(Row { workload: name, bytes, s3_push, s3_clone, disk_push, disk_clone });
+        if rows.len() == 1 {
+            // A second push after changing one file.
+            let changed = vec![(small[files_n / 2].0.clone(), b"changed".to_vec())];
+            let tip2 = commit(&src, &changed, "one file");
+            let t = Instant::now();
+            push(src.store().as_ref(), &store, &remote.refs(), &branch, tip2).unwrap();
+            let s3 = t.elapsed();
+            let t = Instant::now();
+            transfer(src.store().as_ref(), disk.store().as_ref(), tip2).unwrap();
+            let local = t.elapsed();
+            println!("second push after changing one file: S3 {s3:?}, local disk {local:?}");
+        }
+    }
+    println!(
+        "{:<16} {:>10} | {:>13} {:>13} | {:>13} {:>13} | push ratio",
+        "workload", "MiB", "S3 push", "S3 clone", "disk push", "disk clone"
+    );
+    for r in &rows {
+        println!(
+            "{:<16} {:>10.1} | {} {} | {} {} | {:.2}x",
+            r.workload,
+            r.bytes as f64 / (1 << 20) as f64,
+            rate(r.bytes, r.s3_push),
+            rate(r.bytes, r.s3_clone),
+            rate(r.bytes, r.disk_push),
+            rate(r.bytes, r.disk_clone),
+            r.s3_push.as_secs_f64() / r.disk_push.as_secs_f64()
+        );
+    }
+}

@@ -1,0 +1,1010 @@
+//! The remote store: objects in an S3-compatible object store, in packs
+//! written once under keys named by their content.
+//!
+//! Layout under the location's prefix (byte formats in `docs/format.md`):
+//!
+//! ```text
+//! packs/<H>.pack     PACK_MAGIC, then records exactly as in local packs
+//! packs/<H>.idx      the pack's index; <H> = BLAKE3 of the .pack, in hex
+//! refs/heads/NAME    "<64 hex>\n", written only by conditional writes
+//! probe/<random>     short-lived keys of the conditional-write probe
+//! ```
+//!
+//! **Write path.** Puts go into an in-memory pack (records with CRC, zstd,
+//! FastCDC chunks, as in [`crate::pack`]). When it reaches
+//! [`RemoteOptions::pack_len_target`], or on `flush`/`sync`, it is sealed:
+//! named by its BLAKE3, and uploaded on the store's runtime while puts go
+//! on into the next one (at most [`UPLOADS_IN_FLIGHT_MAX`] uploads at a
+//! time). An upload writes the pack, checks its length with a HEAD, then
+//! writes the index; **indexes are written strictly in the order the packs
+//! were sealed**, and none after a failed upload. Readers see a pack only
+//! through its index, so what becomes visible is always a prefix of what
+//! was put: since trees are put after what they name and commits after
+//! their trees, a store that holds a tree or commit holds everything it
+//! reaches. `sync` returns once every sealed pack is visible; a ref is
+//! written only after that (by the caller, see [`RemoteRefs`]).
+//!
+//! **Read path.** Opening lists `packs/` and loads every index (from the
+//! local cache when it has it). A read range-GETs one record and checks its
+//! CRC, its header against the index, then the BLAKE3 of what it decodes;
+//! a chunked object's chunks come from one coalesced request per pack. An
+//! id not in the loaded indexes makes the store list `packs/` again before
+//! it answers [`StoreError::NotFound`], so objects another writer published
+//! since are found. `contains` answers from the loaded indexes only: a
+//! stale `false` costs an upload of something already there, never a loss.
+//!
+//! A failed upload poisons the handle, as a failed write poisons the pack
+//! store. Requests are retried with exponential backoff on transient
+//! errors (timeouts, 5xx, throttling), for [`S3Config::retry_timeout`].
+
+mod refs;
+mod s3;
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use object_store::path::Path as Key;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+
+use crate::cache::FileCache;
+use crate::pack::{
+    CHUNKING_LEN_MIN, Codec, Damage, Kind, Location, PACK_MAGIC, RECORD_HEADER_LEN,
+    RECORD_TRAILER_LEN,
+};
+use crate::vfs::Vfs;
+use crate::{IdBuildHasher, ObjectId, Store, StoreError};
+
+pub use refs::RemoteRefs;
+pub use s3::{RETRY_TIMEOUT_DEFAULT, S3Config, is_loopback, parse_url};
+
+/// First bytes of a remote pack index.
+pub const REMOTE_INDEX_MAGIC: [u8; 8] = *b"VSTRIDX\x01";
+/// A pack is sealed and uploaded once it holds this much (default).
+pub const REMOTE_PACK_LEN_TARGET: usize = 16 << 20;
+/// Sealed packs uploading at once; a put that seals another waits.
+pub const UPLOADS_IN_FLIGHT_MAX: usize = 3;
+/// Indexes fetched at once when a store is opened.
+const INDEX_FETCHES_IN_FLIGHT_MAX: usize = 16;
+/// Largest remote index accepted: 56 bytes an entry, so 64 Mi entries.
+const REMOTE_INDEX_LEN_MAX: u64 = (64 * INDEX_ENTRY_LEN as u64) << 20;
+const INDEX_ENTRY_LEN: usize = 56;
+/// magic, pack name, pack length, entry count.
+const INDEX_HEADER_LEN: usize = 8 + 32 + 8 + 4;
+
+const _: () = assert!(REMOTE_PACK_LEN_TARGET >= CHUNKING_LEN_MIN);
+
+/// Tuning of a remote store.
+#[derive(Debug, Clone)]
+pub struct RemoteOptions {
+    /// A pack is sealed and uploaded once it holds this many bytes.
+    pub pack_len_target: usize,
+    /// A bounded local cache of what the store fetches: objects, chunks,
+    /// chunk lists and pack indexes.
+    pub cache: Option<CacheOptions>,
+}
+
+impl Default for RemoteOptions {
+    fn default() -> Self {
+        Self { pack_len_target: REMOTE_PACK_LEN_TARGET, cache: None }
+    }
+}
+
+/// Where the local cache is and how large it may grow.
+#[derive(Debug, Clone)]
+pub struct CacheOptions {
+    /// Its directory.
+    pub dir: PathBuf,
+    /// The most bytes it holds.
+    pub len_max: u64,
+    /// The filesystem it is on.
+    pub vfs: Arc<dyn Vfs>,
+}
+
+/// An object-store location: a client, a key prefix, and the runtime the
+/// client runs on. Cheap to clone; [`Remote::store`] and [`Remote::refs`]
+/// share it.
+#[derive(Debug, Clone)]
+pub struct Remote {
+    inner: Arc<RemoteInner>,
+}
+
+#[derive(Debug)]
+struct RemoteInner {
+    client: Arc<dyn ObjectStore>,
+    keys: Keys,
+    /// What the location is called in messages.
+    name: String,
+    /// Only the synchronous side holds the runtime: a runtime must not be
+    /// dropped by one of its own tasks.
+    rt: tokio::runtime::Runtime,
+}
+
+impl Remote {
+    /// The S3 location `config` describes.
+    pub fn s3(config: &S3Config) -> Result<Self, StoreError> {
+        let client = Arc::new(config.build()?);
+        Self::with_client(client, &config.prefix, &config.describe())
+    }
+
+    /// Keys under `prefix` in `client` (any object_store implementation,
+    /// such as `object_store::memory::InMemory` for tests); `name` is what
+    /// messages call it.
+    pub fn with_client(
+        client: Arc<dyn ObjectStore>,
+        prefix: &str,
+        name: &str,
+    ) -> Result<Self, StoreError> {
+        // The store is synchronous: requests run on a private runtime. Two
+        // workers overlap uploads with the caller's hashing and
+        // compression; more buy nothing on the machines vst targets.
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("vst-remote")
+            .enable_all()
+            .build()
+            .map_err(|source| StoreError::Io { op: "start the object store runtime", source })?;
+        let prefix = prefix.trim_matches('/').to_owned();
+        let keys = Keys { prefix };
+        Ok(Self { inner: Arc::new(RemoteInner { client, keys, name: name.to_owned(), rt }) })
+    }
+
+    /// What messages call this location.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// Opens the object store at this location (loading its indexes).
+    pub fn store(&self, options: RemoteOptions) -> Result<RemoteStore, StoreError> {
+        RemoteStore::open(self.clone(), options)
+    }
+
+    /// The refs at this location.
+    pub fn refs(&self) -> RemoteRefs {
+        RemoteRefs::new(self.clone())
+    }
+
+    fn key(&self, rel: &str) -> Key {
+        self.inner.keys.key(rel)
+    }
+
+    fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+        self.inner.rt.block_on(f)
+    }
+}
+
+/// The key names under a location's prefix.
+#[derive(Debug, Clone)]
+struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    fn key(&self, rel: &str) -> Key {
+        if self.prefix.is_empty() {
+            Key::from(rel)
+        } else {
+            Key::from(format!("{}/{rel}", self.prefix))
+        }
+    }
+
+    fn pack(&self, name: &ObjectId) -> Key {
+        self.key(&format!("packs/{name}.pack"))
+    }
+
+    fn index(&self, name: &ObjectId) -> Key {
+        self.key(&format!("packs/{name}.idx"))
+    }
+}
+
+fn remote_err(op: &'static str, key: &Key) -> impl FnOnce(object_store::Error) -> StoreError {
+    let key = key.to_string();
+    move |e| StoreError::Remote { op, key, source: Box::new(e) }
+}
+
+/// One pack, numbered by the order this handle learnt of it (the
+/// `Location::pack` of its records).
+#[derive(Debug, Clone, Default)]
+struct Pack {
+    /// BLAKE3 of the whole pack: its key. `None` while it is being filled.
+    name: Option<ObjectId>,
+    /// Its bytes, while sealed but not yet known to be uploaded.
+    data: Option<Bytes>,
+}
+
+/// State shared with the upload tasks (which must not hold the runtime).
+#[derive(Debug)]
+struct Shared {
+    index: RwLock<HashMap<ObjectId, Location, IdBuildHasher>>,
+    packs: RwLock<Vec<Pack>>,
+    /// Names of the packs whose index is loaded or being uploaded.
+    known: Mutex<HashSet<ObjectId>>,
+    poisoned: AtomicBool,
+    cache: Option<FileCache>,
+}
+
+#[derive(Debug)]
+struct Writer {
+    /// The pack being filled.
+    pack: u32,
+    buf: Vec<u8>,
+    entries: Vec<(ObjectId, Location)>,
+    /// Uploads in sealing order.
+    uploads: VecDeque<tokio::task::JoinHandle<Result<(), StoreError>>>,
+    /// Resolved when the last sealed pack's index is written (`true`) or
+    /// its upload failed (`false`); the next upload waits for it.
+    last_published: Option<tokio::sync::watch::Receiver<Option<bool>>>,
+}
+
+/// An object store used as a vst store. See the module documentation.
+#[derive(Debug)]
+pub struct RemoteStore {
+    remote: Remote,
+    shared: Arc<Shared>,
+    writer: Mutex<Writer>,
+    pack_len_target: usize,
+}
+
+fn read_lock<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    // Every update under these locks is a single insert or assignment, so a
+    // poisoned lock still guards a sound value.
+    l.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write_lock<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(|e| e.into_inner())
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl RemoteStore {
+    /// Opens the store at `remote`: lists `packs/` and loads every index.
+    pub fn open(remote: Remote, options: RemoteOptions) -> Result<Self, StoreError> {
+        let cache = match &options.cache {
+            Some(c) => {
+                Some(FileCache::open(c.vfs.clone(), &c.dir, c.len_max).map_err(|source| {
+                    StoreError::Io { op: "open the object store's local cache", source }
+                })?)
+            }
+            None => None,
+        };
+        let shared = Arc::new(Shared {
+            index: RwLock::default(),
+            packs: RwLock::new(vec![Pack::default()]),
+            known: Mutex::default(),
+            poisoned: AtomicBool::new(false),
+            cache,
+        });
+        let store = Self {
+            remote,
+            shared,
+            writer: Mutex::new(Writer {
+                pack: 0,
+                buf: Vec::new(),
+                entries: Vec::new(),
+                uploads: VecDeque::new(),
+                last_published: None,
+            }),
+            pack_len_target: options.pack_len_target.max(CHUNKING_LEN_MIN),
+        };
+        store.refresh()?;
+        Ok(store)
+    }
+
+    /// The location.
+    pub fn remote(&self) -> &Remote {
+        &self.remote
+    }
+
+    /// The local cache, if it has one.
+    pub fn cache(&self) -> Option<&FileCache> {
+        self.shared.cache.as_ref()
+    }
+
+    /// How many packs this handle knows of (uploaded, loaded or pending).
+    pub fn pack_count(&self) -> usize {
+        lock(&self.shared.known).len()
+    }
+
+    /// Every id in the loaded indexes and the unsent pack: objects and
+    /// chunks.
+    pub fn ids(&self) -> Vec<ObjectId> {
+        read_lock(&self.shared.index).keys().copied().collect()
+    }
+
+    /// Lists `packs/` and loads the indexes this handle has not seen, so
+    /// that objects published by other writers since it was opened are
+    /// found.
+    pub fn refresh(&self) -> Result<(), StoreError> {
+        let remote = &self.remote;
+        let dir = remote.key("packs");
+        let listed: Vec<object_store::ObjectMeta> = remote
+            .block_on(remote.inner.client.list(Some(&dir)).try_collect())
+            .map_err(remote_err("list", &dir))?;
+        let mut names: Vec<(ObjectId, u64)> = {
+            let known = lock(&self.shared.known);
+            listed
+                .iter()
+                .filter_map(|meta| {
+                    let stem = meta.location.filename()?.strip_suffix(".idx")?;
+                    let name: ObjectId = stem.parse().ok()?;
+                    (!known.contains(&name)).then_some((name, meta.size))
+                })
+                .collect()
+        };
+        // Sorted so that two handles number packs alike; the order means
+        // nothing else.
+        names.sort();
+        let fetched: Vec<(ObjectId, Vec<(ObjectId, Location)>)> = remote.block_on(
+            futures::stream::iter(names.into_iter().map(|(name, size)| {
+                let (client, keys) = (&remote.inner.client, &remote.inner.keys);
+                let shared = &self.shared;
+                async move {
+                    let entries = load_index(client.as_ref(), keys, shared, name, size).await?;
+                    Ok::<_, StoreError>((name, entries))
+                }
+            }))
+            .buffered(INDEX_FETCHES_IN_FLIGHT_MAX)
+            .try_collect(),
+        )?;
+        let mut known = lock(&self.shared.known);
+        let mut packs = write_lock(&self.shared.packs);
+        let mut index = write_lock(&self.shared.index);
+        for (name, entries) in fetched {
+            if !known.insert(name) {
+                continue;
+            }
+            let slot = u32::try_from(packs.len()).expect("fewer than 2^32 packs");
+            packs.push(Pack { name: Some(name), data: None });
+            for (id, mut loc) in entries {
+                loc.pack = slot;
+                index.entry(id).or_insert(loc);
+            }
+        }
+        Ok(())
+    }
+
+    fn check_writable(&self) -> Result<(), StoreError> {
+        if self.shared.poisoned.load(Ordering::Acquire) {
+            Err(StoreError::Poisoned)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn poison<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
+        if result.is_err() {
+            self.shared.poisoned.store(true, Ordering::Release);
+        }
+        result
+    }
+
+    fn contains_id(&self, id: &ObjectId) -> bool {
+        read_lock(&self.shared.index).contains_key(id)
+    }
+
+    fn add_record(
+        &self,
+        w: &mut Writer,
+        kind: Kind,
+        id: ObjectId,
+        payload: &[u8],
+        raw_len: u64,
+    ) -> Result<(), StoreError> {
+        if w.buf.is_empty() {
+            w.buf.extend_from_slice(&PACK_MAGIC);
+        }
+        let compressed = crate::pack::compress(kind, payload);
+        let (codec, stored) = match &compressed {
+            Some(c) => (Codec::Zstd, c.as_slice()),
+            None => (Codec::Raw, payload),
+        };
+        let loc = Location {
+            pack: w.pack,
+            offset: w.buf.len() as u64,
+            stored_len: u32::try_from(stored.len())
+                .expect("records are at most CHUNKING_LEN_MIN long"),
+            raw_len,
+            kind,
+            codec,
+        };
+        crate::pack::encode_record(&mut w.buf, id, &loc, stored);
+        w.entries.push((id, loc));
+        write_lock(&self.shared.index).insert(id, loc);
+        if w.buf.len() >= self.pack_len_target {
+            self.seal(w)?;
+        }
+        Ok(())
+    }
+
+    fn put_locked(&self, w: &mut Writer, id: ObjectId, bytes: &[u8]) -> Result<(), StoreError> {
+        if self.contains_id(&id) {
+            return Ok(());
+        }
+        if bytes.len() < CHUNKING_LEN_MIN {
+            return self.add_record(w, Kind::Object, id, bytes, bytes.len() as u64);
+        }
+        let mut listed = Vec::new();
+        for data in crate::pack::chunks(bytes) {
+            let cid = ObjectId::of(data);
+            if !self.contains_id(&cid) {
+                self.add_record(w, Kind::Chunk, cid, data, data.len() as u64)?;
+            }
+            listed.push((cid, data.len() as u64));
+        }
+        // An object that is one chunk (at most CHUNK_LEN_MAX long) has the
+        // chunk's id: the chunk record is the object, and a chunk list
+        // under the same id would shadow it.
+        if let [(only, _)] = listed[..]
+            && only == id
+        {
+            return Ok(());
+        }
+        let manifest = crate::pack::encode_manifest(&listed);
+        self.add_record(w, Kind::Manifest, id, &manifest, bytes.len() as u64)
+    }
+
+    /// Seals the pack being filled and starts its upload; waits for the
+    /// oldest upload first if too many are in flight.
+    fn seal(&self, w: &mut Writer) -> Result<(), StoreError> {
+        if w.buf.is_empty() {
+            return Ok(());
+        }
+        while w.uploads.len() >= UPLOADS_IN_FLIGHT_MAX {
+            let oldest = w.uploads.pop_front().expect("not empty");
+            let result = join(&self.remote, oldest);
+            self.poison(result)?;
+        }
+        let data = Bytes::from(std::mem::take(&mut w.buf));
+        let entries = std::mem::take(&mut w.entries);
+        let name = ObjectId::of(&data);
+        let index = encode_index(name, data.len() as u64, &entries);
+        {
+            let mut packs = write_lock(&self.shared.packs);
+            packs[w.pack as usize] = Pack { name: Some(name), data: Some(data.clone()) };
+            w.pack = u32::try_from(packs.len()).expect("fewer than 2^32 packs");
+            packs.push(Pack::default());
+        }
+        lock(&self.shared.known).insert(name);
+        let (done_tx, done_rx) = tokio::sync::watch::channel(None);
+        let previous = w.last_published.replace(done_rx);
+        let upload = Upload {
+            client: self.remote.inner.client.clone(),
+            keys: self.remote.inner.keys.clone(),
+            shared: self.shared.clone(),
+            slot: w.pack - 1,
+            name,
+            data,
+            index,
+        };
+        let handle = self.remote.inner.rt.spawn(async move {
+            let result = upload.run(previous).await;
+            let _ = done_tx.send(Some(result.is_ok()));
+            result
+        });
+        w.uploads.push_back(handle);
+        Ok(())
+    }
+
+    /// Seals the pack being filled and waits until every sealed pack is
+    /// uploaded and its index written.
+    fn publish_all(&self) -> Result<(), StoreError> {
+        self.check_writable()?;
+        let mut w = lock(&self.writer);
+        let sealed = self.seal(&mut w);
+        self.poison(sealed)?;
+        while let Some(upload) = w.uploads.pop_front() {
+            let result = join(&self.remote, upload);
+            self.poison(result)?;
+        }
+        Ok(())
+    }
+
+    fn location(&self, id: &ObjectId) -> Result<Location, StoreError> {
+        if let Some(loc) = read_lock(&self.shared.index).get(id) {
+            return Ok(*loc);
+        }
+        // Another writer may have published it since the indexes were
+        // loaded.
+        self.refresh()?;
+        read_lock(&self.shared.index).get(id).copied().ok_or(StoreError::NotFound { id: *id })
+    }
+
+    /// Where the records of pack `slot` are: its bytes in memory, or its
+    /// key. `None`: it is the pack being filled.
+    fn pack_source(&self, slot: u32) -> Option<Result<Bytes, Key>> {
+        let packs = read_lock(&self.shared.packs);
+        let pack = &packs[slot as usize];
+        match (&pack.data, &pack.name) {
+            (Some(data), _) => Some(Ok(data.clone())),
+            (None, Some(name)) => Some(Err(self.remote.inner.keys.pack(name))),
+            (None, None) => None,
+        }
+    }
+
+    /// The raw bytes of the records at `locs` (all of pack `slot`).
+    fn fetch_records(&self, slot: u32, locs: &[Location]) -> Result<Vec<Bytes>, StoreError> {
+        let ranges: Vec<std::ops::Range<u64>> = locs.iter().map(|l| l.offset..l.end()).collect();
+        let source = match self.pack_source(slot) {
+            Some(source) => source,
+            None => {
+                let w = lock(&self.writer);
+                if w.pack == slot {
+                    return Ok(ranges
+                        .iter()
+                        .map(|r| Bytes::copy_from_slice(&w.buf[r.start as usize..r.end as usize]))
+                        .collect());
+                }
+                drop(w);
+                // Sealed between the two looks.
+                self.pack_source(slot).expect("a sealed pack has a name")
+            }
+        };
+        match source {
+            Ok(data) => ranges
+                .iter()
+                .map(|r| {
+                    let range = r.start as usize..r.end as usize;
+                    (range.end <= data.len()).then(|| data.slice(range)).ok_or_else(|| {
+                        StoreError::RemoteDamaged {
+                            key: format!("pack {slot}"),
+                            what: "an index entry points past the end of its pack",
+                        }
+                    })
+                })
+                .collect(),
+            Err(key) => {
+                let client = &self.remote.inner.client;
+                let got = self
+                    .remote
+                    .block_on(client.get_ranges(&key, &ranges))
+                    .map_err(remote_err("read", &key))?;
+                if got.iter().zip(&ranges).any(|(b, r)| b.len() as u64 != r.end - r.start) {
+                    return Err(StoreError::RemoteDamaged {
+                        key: key.to_string(),
+                        what: "the server returned a range of the wrong length",
+                    });
+                }
+                Ok(got)
+            }
+        }
+    }
+
+    /// Decodes and checks one fetched record of `id` at `loc` (CRC, header,
+    /// codec); not its hash (callers check that by kind).
+    fn decode_record(id: &ObjectId, loc: &Location, raw: &[u8]) -> Result<Vec<u8>, StoreError> {
+        let Some((found, header, len)) = crate::pack::parse_record(raw) else {
+            return Err(StoreError::Damaged { id: *id, damage: Damage::Checksum });
+        };
+        let same = (header.kind, header.codec, header.stored_len, header.raw_len)
+            == (loc.kind, loc.codec, loc.stored_len, loc.raw_len);
+        if found != *id || !same || len != raw.len() {
+            return Err(StoreError::Damaged { id: *id, damage: Damage::WrongRecord });
+        }
+        let stored = &raw[RECORD_HEADER_LEN..raw.len() - RECORD_TRAILER_LEN];
+        crate::pack::decode_stored(id, loc, stored)
+    }
+
+    fn cache_get(&self, name: &str, check: impl Fn(&[u8]) -> bool) -> Option<Vec<u8>> {
+        let cache = self.shared.cache.as_ref()?;
+        let bytes = cache.get(name)?;
+        if check(&bytes) {
+            Some(bytes)
+        } else {
+            cache.remove(name);
+            None
+        }
+    }
+
+    fn cache_put(&self, name: &str, bytes: &[u8]) {
+        if let Some(cache) = &self.shared.cache {
+            cache.insert(name, bytes);
+        }
+    }
+
+    /// Whole objects or chunks (not chunk lists), verified, from the cache
+    /// or in one request per pack.
+    fn read_whole(&self, wanted: &[(ObjectId, Location)]) -> Result<Vec<Vec<u8>>, StoreError> {
+        let mut out: Vec<Option<Vec<u8>>> = vec![None; wanted.len()];
+        let mut by_pack: HashMap<u32, Vec<usize>> = HashMap::new();
+        for (i, (id, loc)) in wanted.iter().enumerate() {
+            match self.cache_get(&id.to_string(), |b| ObjectId::of(b) == *id) {
+                Some(bytes) => out[i] = Some(bytes),
+                None => by_pack.entry(loc.pack).or_default().push(i),
+            }
+        }
+        for (slot, members) in by_pack {
+            let locs: Vec<Location> = members.iter().map(|&i| wanted[i].1).collect();
+            let raws = self.fetch_records(slot, &locs)?;
+            for (&i, raw) in members.iter().zip(raws) {
+                let (id, loc) = &wanted[i];
+                let bytes = Self::decode_record(id, loc, &raw)?;
+                crate::verify(id, &bytes)?;
+                self.cache_put(&id.to_string(), &bytes);
+                out[i] = Some(bytes);
+            }
+        }
+        Ok(out.into_iter().map(|b| b.expect("every object read")).collect())
+    }
+
+    /// The chunk list of `id`.
+    fn read_manifest(
+        &self,
+        id: &ObjectId,
+        loc: &Location,
+    ) -> Result<Vec<(ObjectId, u64)>, StoreError> {
+        let name = format!("{id}.list");
+        if let Some(bytes) =
+            self.cache_get(&name, |b| crate::pack::decode_manifest(id, loc.raw_len, b).is_ok())
+        {
+            return crate::pack::decode_manifest(id, loc.raw_len, &bytes);
+        }
+        let raw = self.fetch_records(loc.pack, &[*loc])?.pop().expect("one record");
+        let bytes = Self::decode_record(id, loc, &raw)?;
+        let chunks = crate::pack::decode_manifest(id, loc.raw_len, &bytes)?;
+        self.cache_put(&name, &bytes);
+        Ok(chunks)
+    }
+
+    /// The chunks `[first, last]` of a chunk list, verified, in order.
+    fn read_chunks(
+        &self,
+        id: &ObjectId,
+        chunks: &[(ObjectId, u64)],
+    ) -> Result<Vec<Vec<u8>>, StoreError> {
+        let wanted: Vec<(ObjectId, Location)> = chunks
+            .iter()
+            .map(|(cid, _)| self.location(cid).map(|l| (*cid, l)))
+            .collect::<Result<_, _>>()?;
+        let datas = self.read_whole(&wanted)?;
+        for (data, (_, len)) in datas.iter().zip(chunks) {
+            if data.len() as u64 != *len {
+                return Err(StoreError::Damaged { id: *id, damage: Damage::Manifest });
+            }
+        }
+        Ok(datas)
+    }
+
+    fn get_one(&self, id: &ObjectId) -> Result<Bytes, StoreError> {
+        let loc = self.location(id)?;
+        match loc.kind {
+            Kind::Object | Kind::Chunk => {
+                Ok(Bytes::from(self.read_whole(&[(*id, loc)])?.pop().expect("one")))
+            }
+            Kind::Manifest => {
+                let chunks = self.read_manifest(id, &loc)?;
+                let mut out = Vec::with_capacity(loc.raw_len.min(64 << 20) as usize);
+                for data in self.read_chunks(id, &chunks)? {
+                    out.extend_from_slice(&data);
+                }
+                crate::verify(id, &out)?;
+                Ok(Bytes::from(out))
+            }
+        }
+    }
+}
+
+/// A sealed pack on its way to the server. Holds the client and the key
+/// names, never the runtime it runs on.
+struct Upload {
+    client: Arc<dyn ObjectStore>,
+    keys: Keys,
+    shared: Arc<Shared>,
+    slot: u32,
+    name: ObjectId,
+    data: Bytes,
+    index: Vec<u8>,
+}
+
+impl Upload {
+    /// Uploads the pack, checks it is there whole, waits for the previous
+    /// pack's index, then writes this one's.
+    async fn run(
+        self,
+        previous: Option<tokio::sync::watch::Receiver<Option<bool>>>,
+    ) -> Result<(), StoreError> {
+        let (pack_key, index_key) = (self.keys.pack(&self.name), self.keys.index(&self.name));
+        let client = &self.client;
+        // Immutable keys named by content: an overwrite writes the same
+        // bytes, so the plain (idempotent, retried) PUT is right.
+        client
+            .put(&pack_key, PutPayload::from_bytes(self.data.clone()))
+            .await
+            .map_err(remote_err("upload", &pack_key))?;
+        let meta = client.head(&pack_key).await.map_err(remote_err("check", &pack_key))?;
+        if meta.size != self.data.len() as u64 {
+            return Err(StoreError::RemoteDamaged {
+                key: pack_key.to_string(),
+                what: "the server holds a different length than was uploaded",
+            });
+        }
+        if let Some(mut previous) = previous {
+            let published = previous.wait_for(|v| v.is_some()).await.ok().and_then(|v| *v);
+            if published != Some(true) {
+                return Err(StoreError::RemoteDamaged {
+                    key: index_key.to_string(),
+                    what: "not written, because an earlier pack's upload failed",
+                });
+            }
+        }
+        client
+            .put(&index_key, PutPayload::from(self.index.clone()))
+            .await
+            .map_err(remote_err("upload", &index_key))?;
+        if let Some(cache) = &self.shared.cache {
+            cache.insert(&format!("{}.idx", self.name), &self.index);
+        }
+        // Reads now go to the server; the memory is freed.
+        write_lock(&self.shared.packs)[self.slot as usize].data = None;
+        Ok(())
+    }
+}
+
+fn join(
+    remote: &Remote,
+    handle: tokio::task::JoinHandle<Result<(), StoreError>>,
+) -> Result<(), StoreError> {
+    match remote.block_on(handle) {
+        Ok(result) => result,
+        Err(e) => Err(StoreError::Io {
+            op: "upload a pack",
+            source: std::io::Error::other(format!("the upload task failed: {e}")),
+        }),
+    }
+}
+
+/// Encodes the index of pack `name` (`pack_len` bytes).
+fn encode_index(name: ObjectId, pack_len: u64, entries: &[(ObjectId, Location)]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(INDEX_HEADER_LEN + entries.len() * INDEX_ENTRY_LEN + 32);
+    out.extend_from_slice(&REMOTE_INDEX_MAGIC);
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(&pack_len.to_le_bytes());
+    out.extend_from_slice(
+        &u32::try_from(entries.len()).expect("a pack holds fewer than 2^32 records").to_le_bytes(),
+    );
+    for (id, loc) in entries {
+        out.extend_from_slice(id.as_bytes());
+        out.extend_from_slice(&loc.offset.to_le_bytes());
+        out.extend_from_slice(&loc.stored_len.to_le_bytes());
+        out.extend_from_slice(&loc.raw_len.to_le_bytes());
+        out.push(loc.kind as u8);
+        out.push(loc.codec as u8);
+        out.extend_from_slice(&[0, 0]);
+    }
+    let check = ObjectId::of(&out);
+    out.extend_from_slice(check.as_bytes());
+    out
+}
+
+/// Decodes and checks the index of pack `name`; `None` if it is damaged.
+/// Locations come back with pack 0: the caller numbers them.
+fn decode_index(name: ObjectId, bytes: &[u8]) -> Option<Vec<(ObjectId, Location)>> {
+    let body = bytes.get(..bytes.len().checked_sub(32)?)?;
+    if ObjectId::of(body).as_bytes() != &bytes[body.len()..] {
+        return None;
+    }
+    let header = body.get(..INDEX_HEADER_LEN)?;
+    if header[..8] != REMOTE_INDEX_MAGIC || header[8..40] != *name.as_bytes() {
+        return None;
+    }
+    let pack_len = u64::from_le_bytes(header[40..48].try_into().ok()?);
+    let count = u32::from_le_bytes(header[48..52].try_into().ok()?) as usize;
+    let rest = &body[INDEX_HEADER_LEN..];
+    if rest.len() != count.checked_mul(INDEX_ENTRY_LEN)? {
+        return None;
+    }
+    let mut out = Vec::with_capacity(count);
+    for raw in rest.chunks_exact(INDEX_ENTRY_LEN) {
+        let (kind, codec) = (Kind::from_byte(raw[52])?, Codec::from_byte(raw[53])?);
+        if raw[54..56] != [0, 0] {
+            return None;
+        }
+        let loc = Location {
+            pack: 0,
+            offset: u64::from_le_bytes(raw[32..40].try_into().ok()?),
+            stored_len: u32::from_le_bytes(raw[40..44].try_into().ok()?),
+            raw_len: u64::from_le_bytes(raw[44..52].try_into().ok()?),
+            kind,
+            codec,
+        };
+        let inside = loc.offset >= PACK_MAGIC.len() as u64
+            && loc.offset < u64::MAX / 2
+            && loc.end() <= pack_len;
+        if !inside || !crate::pack::lengths_ok(kind, codec, loc.stored_len, loc.raw_len) {
+            return None;
+        }
+        out.push((ObjectId::from_bytes(raw[..32].try_into().ok()?), loc));
+    }
+    Some(out)
+}
+
+/// Loads the index of pack `name` (`size` bytes as listed), from the cache
+/// when it is there.
+async fn load_index(
+    client: &dyn ObjectStore,
+    keys: &Keys,
+    shared: &Shared,
+    name: ObjectId,
+    size: u64,
+) -> Result<Vec<(ObjectId, Location)>, StoreError> {
+    let cache_name = format!("{name}.idx");
+    if let Some(cache) = &shared.cache
+        && let Some(bytes) = cache.get(&cache_name)
+    {
+        match decode_index(name, &bytes) {
+            Some(entries) => return Ok(entries),
+            None => cache.remove(&cache_name),
+        }
+    }
+    let key = keys.index(&name);
+    if size > REMOTE_INDEX_LEN_MAX {
+        return Err(StoreError::RemoteDamaged { key: key.to_string(), what: "it is too large" });
+    }
+    let bytes =
+        async { client.get(&key).await?.bytes().await }.await.map_err(remote_err("read", &key))?;
+    let entries = decode_index(name, &bytes).ok_or_else(|| StoreError::RemoteDamaged {
+        key: key.to_string(),
+        what: "it fails its checksum or its entries are invalid",
+    })?;
+    if let Some(cache) = &shared.cache {
+        cache.insert(&cache_name, &bytes);
+    }
+    Ok(entries)
+}
+
+impl Store for RemoteStore {
+    fn put(&self, id: ObjectId, bytes: &[u8]) -> Result<(), StoreError> {
+        self.put_batch(&[(id, bytes)])
+    }
+
+    fn put_batch(&self, objects: &[(ObjectId, &[u8])]) -> Result<(), StoreError> {
+        self.check_writable()?;
+        let mut w = lock(&self.writer);
+        for (id, bytes) in objects {
+            debug_assert_eq!(
+                ObjectId::of(bytes),
+                *id,
+                "put with an id that is not the hash of the bytes"
+            );
+            let result = self.put_locked(&mut w, *id, bytes);
+            self.poison(result)?;
+        }
+        Ok(())
+    }
+
+    fn get(&self, id: &ObjectId) -> Result<Bytes, StoreError> {
+        self.get_one(id)
+    }
+
+    /// Whole objects come from one request per pack (adjacent records
+    /// coalesced); chunked ones one by one.
+    fn get_many(&self, ids: &[ObjectId]) -> Result<Vec<Bytes>, StoreError> {
+        let locs: Vec<Location> =
+            ids.iter().map(|id| self.location(id)).collect::<Result<_, _>>()?;
+        let whole: Vec<(ObjectId, Location)> = ids
+            .iter()
+            .zip(&locs)
+            .filter(|(_, l)| l.kind != Kind::Manifest)
+            .map(|(id, l)| (*id, *l))
+            .collect();
+        let mut fetched = self.read_whole(&whole)?.into_iter();
+        ids.iter()
+            .zip(&locs)
+            .map(|(id, loc)| match loc.kind {
+                Kind::Manifest => self.get_one(id),
+                _ => Ok(Bytes::from(fetched.next().expect("one for each whole object"))),
+            })
+            .collect()
+    }
+
+    fn read_range(&self, id: &ObjectId, offset: u64, len: u64) -> Result<Bytes, StoreError> {
+        let loc = self.location(id)?;
+        let size = loc.raw_len;
+        let Some(end) = offset.checked_add(len).filter(|&e| e <= size) else {
+            return Err(StoreError::RangeOutOfBounds { id: *id, offset, len, size });
+        };
+        if loc.kind != Kind::Manifest {
+            let bytes = self.get_one(id)?;
+            return Ok(bytes.slice(offset as usize..end as usize));
+        }
+        // Only the chunks that overlap the range are fetched.
+        let chunks = self.read_manifest(id, &loc)?;
+        let mut wanted = Vec::new();
+        let mut chunk_start = 0u64;
+        for (cid, chunk_len) in &chunks {
+            let chunk_end = chunk_start + chunk_len;
+            if chunk_end > offset && chunk_start < end {
+                wanted.push((*cid, *chunk_len, chunk_start));
+            }
+            if chunk_end >= end {
+                break;
+            }
+            chunk_start = chunk_end;
+        }
+        let listed: Vec<(ObjectId, u64)> = wanted.iter().map(|(c, l, _)| (*c, *l)).collect();
+        let mut out = Vec::with_capacity(len as usize);
+        for (data, (_, chunk_len, chunk_start)) in
+            self.read_chunks(id, &listed)?.iter().zip(&wanted)
+        {
+            let from = offset.max(*chunk_start) - chunk_start;
+            let to = end.min(chunk_start + chunk_len) - chunk_start;
+            out.extend_from_slice(&data[from as usize..to as usize]);
+        }
+        Ok(Bytes::from(out))
+    }
+
+    fn contains(&self, id: &ObjectId) -> Result<bool, StoreError> {
+        Ok(self.contains_id(id))
+    }
+
+    /// Uploads everything put so far: for an object store, the only way to
+    /// survive the process dying.
+    fn flush(&self) -> Result<(), StoreError> {
+        self.publish_all()
+    }
+
+    fn sync(&self) -> Result<(), StoreError> {
+        self.publish_all()
+    }
+}
+
+impl Drop for RemoteStore {
+    /// Waits for uploads already started, so that none is cut off by the
+    /// runtime shutting down; the unsealed pack is not uploaded (a store
+    /// dropped without a sync promised nothing about it).
+    fn drop(&mut self) {
+        let mut w = lock(&self.writer);
+        while let Some(upload) = w.uploads.pop_front() {
+            let _ = join(&self.remote, upload);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn index_round_trip_and_damage() {
+        let name = ObjectId::of(b"pack");
+        let entries = vec![
+            (
+                ObjectId::of(b"a"),
+                Location {
+                    pack: 0,
+                    offset: 8,
+                    stored_len: 1,
+                    raw_len: 1,
+                    kind: Kind::Object,
+                    codec: Codec::Raw,
+                },
+            ),
+            (
+                ObjectId::of(b"b"),
+                Location {
+                    pack: 0,
+                    offset: 61,
+                    stored_len: 10,
+                    raw_len: 5000,
+                    kind: Kind::Chunk,
+                    codec: Codec::Zstd,
+                },
+            ),
+        ];
+        let bytes = encode_index(name, 200, &entries);
+        assert_eq!(decode_index(name, &bytes).unwrap(), entries);
+        assert!(decode_index(ObjectId::of(b"other"), &bytes).is_none(), "named for its pack");
+        for i in 0..bytes.len() {
+            let mut bad = bytes.clone();
+            bad[i] ^= 1;
+            assert!(decode_index(name, &bad).is_none(), "flipped byte {i}");
+        }
+        assert!(decode_index(name, &encode_index(name, 60, &entries)).is_none(), "past the end");
+        assert!(decode_index(name, &bytes[..bytes.len() - 1]).is_none());
+    }
+}

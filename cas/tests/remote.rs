@@ -1,0 +1,383 @@
+//! The object-store backend: the conformance suite against an in-memory
+//! object store and against SeaweedFS, indexes published in order, faults,
+//! refs by conditional writes and the probe, the bounded cache.
+
+#![cfg(feature = "s3")]
+
+#[path = "support/seaweed.rs"]
+mod seaweed;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use async_trait::async_trait;
+use futures::stream::BoxStream;
+use object_store::memory::InMemory;
+use object_store::path::Path as Key;
+use object_store::{
+    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
+    ObjectStoreExt, PutMode, PutMultipartOptions, PutOptions, PutPayload, PutResult,
+};
+use vst_cas::remote::{CacheOptions, Remote, RemoteOptions, S3Config};
+use vst_cas::{ObjectId, RefError, RefName, Store, StoreError, conformance};
+
+/// An object store that fails or misbehaves on purpose.
+#[derive(Debug, Default)]
+struct Faulty {
+    inner: InMemory,
+    /// Treat every conditional write as a plain one (as some servers do).
+    ignore_conditions: bool,
+    /// Pack uploads that succeed before every later one fails.
+    packs_ok: Option<usize>,
+    packs_put: AtomicUsize,
+}
+
+impl std::fmt::Display for Faulty {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Faulty")
+    }
+}
+
+#[async_trait]
+impl ObjectStore for Faulty {
+    async fn put_opts(
+        &self,
+        location: &Key,
+        payload: PutPayload,
+        mut opts: PutOptions,
+    ) -> object_store::Result<PutResult> {
+        if self.ignore_conditions {
+            opts.mode = PutMode::Overwrite;
+        }
+        if location.as_ref().ends_with(".pack") {
+            let n = self.packs_put.fetch_add(1, Ordering::SeqCst);
+            if self.packs_ok.is_some_and(|ok| n >= ok) {
+                return Err(object_store::Error::Generic {
+                    store: "Faulty",
+                    source: "injected upload failure".into(),
+                });
+            }
+        }
+        self.inner.put_opts(location, payload, opts).await
+    }
+    async fn put_multipart_opts(
+        &self,
+        location: &Key,
+        opts: PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn MultipartUpload>> {
+        self.inner.put_multipart_opts(location, opts).await
+    }
+    async fn get_opts(
+        &self,
+        location: &Key,
+        options: GetOptions,
+    ) -> object_store::Result<GetResult> {
+        self.inner.get_opts(location, options).await
+    }
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, object_store::Result<Key>>,
+    ) -> BoxStream<'static, object_store::Result<Key>> {
+        self.inner.delete_stream(locations)
+    }
+    fn list(&self, prefix: Option<&Key>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        self.inner.list(prefix)
+    }
+    async fn list_with_delimiter(&self, prefix: Option<&Key>) -> object_store::Result<ListResult> {
+        self.inner.list_with_delimiter(prefix).await
+    }
+    async fn copy_opts(
+        &self,
+        from: &Key,
+        to: &Key,
+        options: CopyOptions,
+    ) -> object_store::Result<()> {
+        self.inner.copy_opts(from, to, options).await
+    }
+}
+
+fn memory() -> Remote {
+    Remote::with_client(Arc::new(InMemory::new()), "repo", "memory").unwrap()
+}
+
+fn small_packs() -> RemoteOptions {
+    RemoteOptions { pack_len_target: 1 << 20, ..Default::default() }
+}
+
+/// Deterministic bytes that do not compress.
+fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+#[test]
+fn conformance_in_memory() {
+    conformance::run_all(&mut || memory().store(RemoteOptions::default()).unwrap());
+}
+
+#[test]
+fn objects_survive_reopen_and_other_writers_are_found() {
+    let remote = memory();
+    let a = remote.store(small_packs()).unwrap();
+    let blobs: Vec<Vec<u8>> = (0..40).map(|i| noise(i, 100_000)).collect();
+    for b in &blobs[..20] {
+        a.put(ObjectId::of(b), b).unwrap();
+    }
+    a.sync().unwrap();
+    let b = remote.store(small_packs()).unwrap();
+    for blob in &blobs[..20] {
+        assert_eq!(&b.get(&ObjectId::of(blob)).unwrap()[..], &blob[..]);
+    }
+    for blob in &blobs[20..] {
+        a.put(ObjectId::of(blob), blob).unwrap();
+    }
+    a.sync().unwrap();
+    // Not yet in b's indexes: a miss makes it list again.
+    assert!(!b.contains(&ObjectId::of(&blobs[39])).unwrap());
+    assert_eq!(&b.get(&ObjectId::of(&blobs[39])).unwrap()[..], &blobs[39][..]);
+    assert!(b.contains(&ObjectId::of(&blobs[25])).unwrap());
+    assert!(a.pack_count() > 1, "the writes filled several packs");
+}
+
+#[test]
+fn large_objects_are_chunked_and_ranges_fetch_what_they_need() {
+    let remote = memory();
+    let store = remote.store(small_packs()).unwrap();
+    let data = noise(7, 5 << 20);
+    let id = ObjectId::of(&data);
+    store.put(id, &data).unwrap();
+    for (offset, len) in [(0u64, 10u64), (1 << 20, 3 << 20), ((5 << 20) - 1, 1), (0, 5 << 20)] {
+        // Read before and after the upload: from memory, then from the server.
+        let got = store.read_range(&id, offset, len).unwrap();
+        assert_eq!(&got[..], &data[offset as usize..(offset + len) as usize]);
+    }
+    store.sync().unwrap();
+    let fresh = remote.store(small_packs()).unwrap();
+    assert_eq!(&fresh.get(&id).unwrap()[..], &data[..]);
+    let got = fresh.read_range(&id, 3_000_000, 100_000).unwrap();
+    assert_eq!(&got[..], &data[3_000_000..3_100_000]);
+    // An edit in the middle stores only the chunks it touched.
+    let mut edited = data.clone();
+    edited[2_500_000] ^= 0xff;
+    let packs_before = fresh.pack_count();
+    fresh.put(ObjectId::of(&edited), &edited).unwrap();
+    fresh.sync().unwrap();
+    assert_eq!(fresh.pack_count(), packs_before + 1, "one small pack for one or two chunks");
+}
+
+#[test]
+fn a_damaged_record_is_an_error_never_wrong_bytes() {
+    let client = Arc::new(InMemory::new());
+    let remote = Remote::with_client(client.clone(), "", "memory").unwrap();
+    let store = remote.store(RemoteOptions::default()).unwrap();
+    let data = noise(3, 10_000);
+    let id = ObjectId::of(&data);
+    store.put(id, &data).unwrap();
+    store.sync().unwrap();
+    drop(store);
+    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let packs: Vec<ObjectMeta> = rt.block_on(async {
+        use futures::TryStreamExt;
+        client.list(Some(&Key::from("packs"))).try_collect().await.unwrap()
+    });
+    let pack = packs.iter().find(|m| m.location.as_ref().ends_with(".pack")).unwrap();
+    let mut bytes = rt
+        .block_on(async { client.get(&pack.location).await.unwrap().bytes().await.unwrap() })
+        .to_vec();
+    let last = bytes.len() - 100;
+    bytes[last] ^= 1;
+    rt.block_on(client.put(&pack.location, bytes.into())).unwrap();
+    let store = remote.store(RemoteOptions::default()).unwrap();
+    assert!(matches!(store.get(&id), Err(StoreError::Damaged { .. } | StoreError::Corrupt { .. })));
+}
+
+#[test]
+fn a_failed_upload_poisons_and_publishes_only_a_prefix() {
+    let faulty = Arc::new(Faulty { packs_ok: Some(2), ..Default::default() });
+    let remote = Remote::with_client(faulty, "r", "faulty").unwrap();
+    let store = remote.store(small_packs()).unwrap();
+    let blobs: Vec<Vec<u8>> = (0..60).map(|i| noise(100 + i, 200_000)).collect();
+    let mut failed = false;
+    for b in &blobs {
+        if store.put(ObjectId::of(b), b).is_err() {
+            failed = true;
+            break;
+        }
+    }
+    let synced = store.sync();
+    assert!(failed || synced.is_err(), "the third pack's upload fails");
+    assert!(matches!(store.put(ObjectId::of(b"x"), b"x"), Err(StoreError::Poisoned)));
+    drop(store);
+    // What another reader sees is a prefix of what was put, in order.
+    let reader = remote.store(small_packs()).unwrap();
+    let present: Vec<bool> =
+        blobs.iter().map(|b| reader.contains(&ObjectId::of(b)).unwrap()).collect();
+    let visible = present.iter().take_while(|p| **p).count();
+    assert!(visible > 0, "the first packs were published");
+    assert!(present[visible..].iter().all(|p| !p), "nothing after a gap: {present:?}");
+    assert_eq!(reader.pack_count(), 2);
+}
+
+#[test]
+fn refs_compare_and_swap() {
+    let remote = memory();
+    let refs = remote.refs();
+    let main = RefName::try_from("main").unwrap();
+    let (a, b, c) = (ObjectId::of(b"a"), ObjectId::of(b"b"), ObjectId::of(b"c"));
+    assert_eq!(refs.get(&main).unwrap(), None);
+    refs.update(&main, None, a).unwrap();
+    assert!(matches!(refs.update(&main, None, b), Err(RefError::Conflict { .. })));
+    refs.update(&main, Some(a), b).unwrap();
+    assert!(matches!(refs.update(&main, Some(a), c), Err(RefError::Conflict { .. })));
+    refs.update(&main, Some(a), b).unwrap(); // already there: success
+    let topic = RefName::try_from("team/topic").unwrap();
+    refs.update(&topic, None, c).unwrap();
+    assert_eq!(refs.list().unwrap(), vec![(main.clone(), b), (topic, c)]);
+    assert_eq!(remote.refs().get(&main).unwrap(), Some(b));
+}
+
+#[test]
+fn racing_updates_have_exactly_one_winner() {
+    let remote = memory();
+    let main = RefName::try_from("main").unwrap();
+    let base = ObjectId::of(b"base");
+    remote.refs().update(&main, None, base).unwrap();
+    let wins = AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for i in 0..8u8 {
+            let (remote, main, wins) = (&remote, &main, &wins);
+            s.spawn(move || {
+                let refs = remote.refs();
+                match refs.update(main, Some(base), ObjectId::of(&[i])) {
+                    Ok(()) => {
+                        wins.fetch_add(1, Ordering::SeqCst);
+                    }
+                    Err(RefError::Conflict { .. }) => {}
+                    Err(e) => panic!("{e}"),
+                }
+            });
+        }
+    });
+    assert_eq!(wins.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn a_server_that_ignores_conditions_gets_no_refs() {
+    let faulty = Arc::new(Faulty { ignore_conditions: true, ..Default::default() });
+    let remote = Remote::with_client(faulty, "r", "s3://bkt/r at http://garage.test").unwrap();
+    let refs = remote.refs();
+    let main = RefName::try_from("main").unwrap();
+    let err = refs.update(&main, None, ObjectId::of(b"a")).unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, RefError::Unconditional { .. }), "{text}");
+    assert!(text.contains("http://garage.test") && text.contains("If-None-Match"), "{text}");
+    assert_eq!(refs.get(&main).unwrap(), None, "nothing written");
+    // Objects are still fine there: only refs need conditions.
+    let store = remote.store(RemoteOptions::default()).unwrap();
+    store.put(ObjectId::of(b"x"), b"x").unwrap();
+    store.sync().unwrap();
+}
+
+#[test]
+fn the_cache_never_grows_beyond_its_limit() {
+    let remote = memory();
+    let writer = remote.store(small_packs()).unwrap();
+    let blobs: Vec<Vec<u8>> =
+        (0..200).map(|i| noise(500 + i, 1000 + (i as usize * 997) % 60_000)).collect();
+    for b in &blobs {
+        writer.put(ObjectId::of(b), b).unwrap();
+    }
+    let big = noise(9, 3 << 20);
+    writer.put(ObjectId::of(&big), &big).unwrap();
+    writer.sync().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let limit = 1_500_000u64;
+    let options = RemoteOptions {
+        cache: Some(CacheOptions {
+            dir: dir.path().to_owned(),
+            len_max: limit,
+            vfs: Arc::new(vst_cas::vfs::RealFs::new()),
+        }),
+        ..small_packs()
+    };
+    let disk = || -> u64 {
+        std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum()
+    };
+    for round in 0..2 {
+        let reader = remote.store(options.clone()).unwrap();
+        for (i, b) in blobs.iter().enumerate() {
+            assert_eq!(&reader.get(&ObjectId::of(b)).unwrap()[..], &b[..]);
+            if i % 10 == 0 {
+                assert_eq!(&reader.get(&ObjectId::of(&big)).unwrap()[..], &big[..]);
+            }
+            assert!(disk() <= limit, "round {round}, object {i}: {} bytes on disk", disk());
+        }
+        assert!(reader.cache().unwrap().len() > limit / 2, "the cache is used");
+    }
+}
+
+/// One SeaweedFS for this test binary; each test takes its own prefix.
+fn seaweed() -> Option<&'static Mutex<seaweed::Seaweed>> {
+    static SERVER: OnceLock<Option<Mutex<seaweed::Seaweed>>> = OnceLock::new();
+    SERVER
+        .get_or_init(|| {
+            let server = seaweed::start()?;
+            server.bucket("vst-test");
+            Some(Mutex::new(server))
+        })
+        .as_ref()
+}
+
+fn seaweed_remote(prefix: &str) -> Option<Remote> {
+    let server = seaweed()?;
+    let endpoint = server.lock().unwrap().endpoint.clone();
+    let var = |k: &str| (k == "AWS_ENDPOINT_URL").then(|| endpoint.clone());
+    let mut config = S3Config::from_url(&format!("s3://vst-test/{prefix}"), &var).unwrap();
+    config.retry_timeout = std::time::Duration::from_secs(10);
+    Some(Remote::s3(&config).unwrap())
+}
+
+#[test]
+fn conformance_seaweedfs() {
+    let Some(_) = seaweed() else { return };
+    let n = AtomicUsize::new(0);
+    conformance::run_all(&mut || {
+        let prefix = format!("conformance/{}", n.fetch_add(1, Ordering::SeqCst));
+        seaweed_remote(&prefix).unwrap().store(small_packs()).unwrap()
+    });
+}
+
+#[test]
+fn seaweedfs_round_trip_refs_and_probe() {
+    let Some(remote) = seaweed_remote("round-trip") else { return };
+    let store = remote.store(small_packs()).unwrap();
+    let blobs: Vec<Vec<u8>> = (0..30).map(|i| noise(900 + i, 150_000)).collect();
+    for b in &blobs {
+        store.put(ObjectId::of(b), b).unwrap();
+    }
+    let big = noise(77, 3 << 20);
+    store.put(ObjectId::of(&big), &big).unwrap();
+    store.sync().unwrap();
+    let fresh = remote.store(small_packs()).unwrap();
+    for b in &blobs {
+        assert_eq!(&fresh.get(&ObjectId::of(b)).unwrap()[..], &b[..]);
+    }
+    assert_eq!(
+        &fresh.read_range(&ObjectId::of(&big), 1_000_000, 1_500_000).unwrap()[..],
+        &big[1_000_000..2_500_000]
+    );
+    let refs = remote.refs();
+    refs.probe().expect("SeaweedFS honours conditional writes");
+    let main = RefName::try_from("main").unwrap();
+    refs.update(&main, None, ObjectId::of(&big)).unwrap();
+    assert!(matches!(refs.update(&main, None, ObjectId::of(b"x")), Err(RefError::Conflict { .. })));
+    refs.update(&main, Some(ObjectId::of(&big)), ObjectId::of(b"y")).unwrap();
+    assert_eq!(refs.get(&main).unwrap(), Some(ObjectId::of(b"y")));
+}

@@ -1,0 +1,300 @@
+//! Push, pull and clone through an object store: round trips, racing
+//! pushes, and a server killed in the middle of a push. Against
+//! object_store's InMemory and against SeaweedFS on loopback.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Barrier, Mutex, OnceLock};
+use std::time::Duration;
+
+use vst::sync::{PullOutcome, PushOutcome, Rejection, clone_into, pull, push, transfer};
+use vst::{CommitId, CommitOptions, ReadData, Repo, fsck, read};
+use vst_cas::remote::{Remote, RemoteOptions, S3Config};
+use vst_cas::{RefName, Store};
+
+use crate::seaweed;
+use crate::support::p;
+
+fn main_branch() -> RefName {
+    RefName::try_from("main").unwrap()
+}
+
+fn small_packs() -> RemoteOptions {
+    RemoteOptions { pack_len_target: 1 << 20, ..Default::default() }
+}
+
+/// Deterministic bytes that do not compress.
+fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// Commits `files` (path, content) on `main` of `repo`.
+fn commit_files(repo: &Repo, files: &[(String, Vec<u8>)], message: &str) -> CommitId {
+    let mut ws = repo.working_set().unwrap();
+    for (path, content) in files {
+        ws.write(&p(path), content).unwrap();
+    }
+    let options = CommitOptions { message: message.to_owned(), ..Default::default() };
+    repo.commit_on(&mut ws, &main_branch(), &options).unwrap()
+}
+
+fn tree_of(store: &dyn Store, commit: CommitId) -> vst::TreeId {
+    read::read_commit(store, commit).unwrap().tree
+}
+
+/// fsck of everything the remote's branches reach, reading every byte.
+fn assert_remote_clean(remote: &Remote) {
+    let store = remote.store(RemoteOptions::default()).unwrap();
+    let roots: Vec<CommitId> =
+        remote.refs().list().unwrap().into_iter().map(|(_, id)| CommitId::new(id)).collect();
+    let report = fsck(&store, &roots, ReadData::Yes);
+    assert!(report.is_clean(), "remote fsck: {:?}", report.problems);
+}
+
+fn round_trip(remote: &Remote) {
+    let dirs = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = Repo::open(dirs.0.path()).unwrap();
+    let files: Vec<(String, Vec<u8>)> = (0..300)
+        .map(|i| (format!("d{}/f{i}.txt", i % 17), noise(i, 100 + (i as usize * 53) % 4000)))
+        .chain([("big.bin".to_owned(), noise(1, 3 << 20))])
+        .collect();
+    let first = commit_files(&a, &files, "first");
+    let store = remote.store(small_packs()).unwrap();
+    let refs = remote.refs();
+    match push(a.store().as_ref(), &store, &refs, &main_branch(), first).unwrap() {
+        PushOutcome::Pushed { old: None, new, stats } => {
+            assert_eq!(new, first);
+            assert_eq!(stats.blobs, 301);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        push(a.store().as_ref(), &store, &refs, &main_branch(), first).unwrap(),
+        PushOutcome::UpToDate
+    );
+
+    // Clone into B, commit there, push.
+    let b = Repo::open(dirs.1.path()).unwrap();
+    let store_b = remote.store(small_packs()).unwrap();
+    let (branches, _) = clone_into(&b, &store_b, &remote.refs()).unwrap();
+    assert_eq!(branches, vec![(main_branch(), first)]);
+    let second = commit_files(&b, &[("d3/f3.txt".to_owned(), b"changed".to_vec())], "second");
+    match push(b.store().as_ref(), &store_b, &remote.refs(), &main_branch(), second).unwrap() {
+        PushOutcome::Pushed { stats, .. } => {
+            // One blob, the changed directory and the root, the commit:
+            // nothing unchanged is walked or sent.
+            assert_eq!((stats.commits, stats.trees, stats.blobs), (1, 2, 1), "{stats:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // A is now behind: its push is rejected, and nothing changes remotely.
+    let third = commit_files(&a, &[("x".to_owned(), b"x".to_vec())], "diverging");
+    let err = push(a.store().as_ref(), &store, &refs, &main_branch(), third).unwrap_err();
+    assert!(err.to_string().contains("pull first"), "{err}");
+    assert_eq!(refs.get(&main_branch()).unwrap(), Some(second.object_id()));
+    // Undo the diverging commit in A, then pull.
+    a.refs()
+        .update(&main_branch(), Some(third.object_id()), Some(first.object_id()), "test")
+        .unwrap();
+    let (outcome, stats) = pull(&a, &store, &refs, &main_branch()).unwrap().unwrap();
+    assert_eq!(outcome, PullOutcome::FastForward { old: first, new: second });
+    assert_eq!((stats.commits, stats.trees, stats.blobs), (1, 2, 1), "{stats:?}");
+    assert_eq!(a.head_commit().unwrap(), Some(second));
+    assert_eq!(tree_of(a.store().as_ref(), second), tree_of(b.store().as_ref(), second));
+    let report = a.fsck(ReadData::Yes).unwrap();
+    assert!(report.is_clean(), "{:?}", report.problems);
+    assert_eq!(pull(&a, &store, &refs, &main_branch()).unwrap().unwrap().0, PullOutcome::UpToDate);
+    // Identical trees, file by file.
+    let disk = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (ta, tb) = (tree_of(a.store().as_ref(), second), tree_of(&store_b, second));
+    vst::checkout(a.store().as_ref(), ta, &disk.0.path().join("w")).unwrap();
+    vst::checkout(&store_b, tb, &disk.1.path().join("w")).unwrap();
+    assert_eq!(
+        crate::support::read_disk(&disk.0.path().join("w")),
+        crate::support::read_disk(&disk.1.path().join("w"))
+    );
+    assert_remote_clean(remote);
+}
+
+#[test]
+fn round_trip_in_memory() {
+    let remote =
+        Remote::with_client(Arc::new(object_store::memory::InMemory::new()), "r", "memory")
+            .unwrap();
+    round_trip(&remote);
+}
+
+/// One SeaweedFS for the tests that do not kill it.
+fn shared_seaweed() -> Option<&'static Mutex<seaweed::Seaweed>> {
+    static SERVER: OnceLock<Option<Mutex<seaweed::Seaweed>>> = OnceLock::new();
+    SERVER
+        .get_or_init(|| {
+            let server = seaweed::start()?;
+            server.bucket("vst");
+            Some(Mutex::new(server))
+        })
+        .as_ref()
+}
+
+fn s3_remote(endpoint: &str, prefix: &str, retry: Duration) -> Remote {
+    let var = |k: &str| (k == "AWS_ENDPOINT_URL").then(|| endpoint.to_owned());
+    let mut config = S3Config::from_url(&format!("s3://vst/{prefix}"), &var).unwrap();
+    config.retry_timeout = retry;
+    Remote::s3(&config).unwrap()
+}
+
+fn seaweed_remote(prefix: &str) -> Option<Remote> {
+    let endpoint = shared_seaweed()?.lock().unwrap().endpoint.clone();
+    Some(s3_remote(&endpoint, prefix, Duration::from_secs(10)))
+}
+
+#[test]
+fn round_trip_seaweedfs() {
+    let Some(remote) = seaweed_remote("round-trip") else { return };
+    round_trip(&remote);
+}
+
+/// Two clients (each its own HTTP client, runtime and local repository,
+/// as two processes would have) push a new commit to the same branch at
+/// the same moment, many times: exactly one wins each round, the other is
+/// told to pull first, and the branch always reaches a complete tree.
+#[test]
+fn racing_pushes_seaweedfs() {
+    let Some(remote) = seaweed_remote("race") else { return };
+    let endpoint = shared_seaweed().unwrap().lock().unwrap().endpoint.clone();
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let seed = Repo::open(dirs[0].path()).unwrap();
+    let base = commit_files(&seed, &[("README".to_owned(), b"base".to_vec())], "base");
+    push(
+        seed.store().as_ref(),
+        &remote.store(small_packs()).unwrap(),
+        &remote.refs(),
+        &main_branch(),
+        base,
+    )
+    .unwrap();
+    drop(seed);
+    const ROUNDS: usize = 12;
+    let barrier = Barrier::new(2);
+    let wins = [AtomicUsize::new(0), AtomicUsize::new(0)];
+    let rejected = AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for side in 0..2 {
+            let (dirs, barrier, wins, rejected, endpoint) =
+                (&dirs, &barrier, &wins, &rejected, &endpoint);
+            s.spawn(move || {
+                let remote = s3_remote(endpoint, "race", Duration::from_secs(10));
+                let repo = Repo::open(dirs[side].path()).unwrap();
+                let store = remote.store(small_packs()).unwrap();
+                let refs = remote.refs();
+                for round in 0..ROUNDS {
+                    // Start from the remote's branch, whoever won last.
+                    let tip =
+                        vst::sync::fetch(&store, &refs, &main_branch(), repo.store().as_ref())
+                            .unwrap()
+                            .unwrap()
+                            .0;
+                    let current = repo.refs().get(&main_branch()).unwrap();
+                    repo.refs()
+                        .update(&main_branch(), current, Some(tip.object_id()), "reset")
+                        .unwrap();
+                    let files: Vec<(String, Vec<u8>)> = (0..20)
+                        .map(|i| {
+                            (
+                                format!("s{side}/r{round}/f{i}"),
+                                noise((side * 1000 + round * 50 + i) as u64, 3000),
+                            )
+                        })
+                        .collect();
+                    let mine = commit_files(&repo, &files, &format!("side {side} round {round}"));
+                    barrier.wait();
+                    match push(repo.store().as_ref(), &store, &refs, &main_branch(), mine) {
+                        Ok(PushOutcome::Pushed { .. }) => {
+                            wins[side].fetch_add(1, Ordering::SeqCst);
+                        }
+                        Err(vst::Error::PushRejected { reason, .. }) => {
+                            assert!(
+                                matches!(reason, Rejection::Raced | Rejection::Unknown { .. }),
+                                "{reason}"
+                            );
+                            rejected.fetch_add(1, Ordering::SeqCst);
+                        }
+                        other => panic!("{other:?}"),
+                    }
+                    // Both have pushed (or been refused) before either
+                    // looks at the result.
+                    barrier.wait();
+                    if side == 0 {
+                        assert_eq!(
+                            wins[0].load(Ordering::SeqCst) + wins[1].load(Ordering::SeqCst),
+                            round + 1,
+                            "exactly one winner in round {round}"
+                        );
+                    }
+                    barrier.wait();
+                }
+            });
+        }
+    });
+    assert_eq!(rejected.load(Ordering::SeqCst), ROUNDS);
+    assert_remote_clean(&remote);
+}
+
+/// The server is killed while a push uploads its packs: the push fails
+/// (after its retries), the remote's branch is unchanged and everything it
+/// reaches is complete; after a restart the same push succeeds.
+#[test]
+fn server_killed_during_a_push_seaweedfs() {
+    let Some(mut server) = seaweed::start() else { return };
+    server.bucket("vst");
+    let remote = s3_remote(&server.endpoint, "killed", Duration::from_secs(3));
+    let dir = tempfile::tempdir().unwrap();
+    let repo = Repo::open(dir.path()).unwrap();
+    let first = commit_files(&repo, &[("a".to_owned(), b"first".to_vec())], "first");
+    let store = remote.store(small_packs()).unwrap();
+    push(repo.store().as_ref(), &store, &remote.refs(), &main_branch(), first).unwrap();
+    let files: Vec<(String, Vec<u8>)> =
+        (0..48).map(|i| (format!("big/{i}"), noise(5000 + i, 1 << 20))).collect();
+    let second = commit_files(&repo, &files, "second");
+    let watcher = s3_remote(&server.endpoint, "killed", Duration::from_secs(3));
+    let result = std::thread::scope(|s| {
+        let pushing =
+            s.spawn(|| push(repo.store().as_ref(), &store, &remote.refs(), &main_branch(), second));
+        // Kill once the push has published some but not all of its packs.
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let packs = watcher.store(RemoteOptions::default()).unwrap().pack_count();
+            if packs > 2 || pushing.is_finished() || std::time::Instant::now() > deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        server.kill();
+        pushing.join().unwrap()
+    });
+    let err = result.expect_err("the push fails once the server is gone");
+    assert!(!matches!(err, vst::Error::PushRejected { .. }), "{err}");
+    drop(store);
+    server.restart();
+    assert_eq!(remote.refs().get(&main_branch()).unwrap(), Some(first.object_id()));
+    assert_remote_clean(&remote);
+    // A new handle (the old one is poisoned) finishes the job.
+    let store = remote.store(small_packs()).unwrap();
+    match push(repo.store().as_ref(), &store, &remote.refs(), &main_branch(), second).unwrap() {
+        PushOutcome::Pushed { old, .. } => assert_eq!(old, Some(first)),
+        other => panic!("{other:?}"),
+    }
+    assert_remote_clean(&remote);
+    let copy = tempfile::tempdir().unwrap();
+    let local = Repo::open(copy.path()).unwrap();
+    transfer(&remote.store(RemoteOptions::default()).unwrap(), local.store().as_ref(), second)
+        .unwrap();
+    assert!(local.store().contains(&tree_of(&store, second).object_id()).unwrap());
+}

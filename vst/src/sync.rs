@@ -1,0 +1,414 @@
+//! Copying history between stores, and the rules for moving a branch on
+//! either side: push, fetch, pull, clone.
+//!
+//! **Architecture invariant: a store that holds a commit or a tree holds
+//! everything it reaches.** Every writer puts what an object names before
+//! the object (blobs, then trees bottom-up, then the commit, parents before
+//! children), and every store makes objects visible in the order they were
+//! put (the pack store keeps a prefix after a crash; the remote store
+//! publishes pack indexes in order). So [`transfer`] never walks into a
+//! tree or commit the destination has: "fetch only what is missing" is a
+//! `contains` per edge of the part of the graph that is new.
+//!
+//! A push is fast-forward only and publishes the ref last: the objects are
+//! uploaded and synced, then the remote branch moves by compare-and-swap
+//! from the value the push read. A push that lost a race, or whose remote
+//! branch has commits the local one lacks, is [`Error::PushRejected`],
+//! never merged.
+
+use std::collections::HashSet;
+
+use bytes::Bytes;
+use vst_cas::remote::{RemoteRefs, RemoteStore};
+use vst_cas::{ObjectId, RefError, RefName, Store};
+
+use crate::commit::Commit;
+use crate::error::{Error, ObjectKind, Result};
+use crate::id::{CommitId, TreeId};
+use crate::read::{check_depth, read_commit};
+use crate::repo::Repo;
+use crate::tree::{EntryKind, Tree};
+
+/// Blobs copied in one batch at most this many bytes (one large blob is a
+/// batch by itself).
+pub const TRANSFER_BATCH_LEN_MAX: u64 = 32 << 20;
+/// Blobs or trees copied in one batch at most.
+pub const TRANSFER_BATCH_COUNT_MAX: usize = 4096;
+
+/// What a transfer copied.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TransferStats {
+    /// Commits copied.
+    pub commits: u64,
+    /// Trees copied.
+    pub trees: u64,
+    /// Blobs copied.
+    pub blobs: u64,
+    /// Bytes of the blobs copied.
+    pub blob_bytes: u64,
+}
+
+/// Why a push was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rejection {
+    /// The remote branch is at a commit this repository does not have.
+    Unknown {
+        /// The remote branch's commit.
+        remote: CommitId,
+    },
+    /// The remote branch's commit is not an ancestor of what is pushed.
+    NotAncestor {
+        /// The remote branch's commit.
+        remote: CommitId,
+    },
+    /// The remote branch moved between the push reading it and writing it:
+    /// another push won.
+    Raced,
+}
+
+impl std::fmt::Display for Rejection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Rejection::Unknown { remote } => {
+                write!(f, "the remote branch is at {remote}, which this repository does not have")
+            }
+            Rejection::NotAncestor { remote } => write!(
+                f,
+                "the remote branch is at {remote}, which is not an ancestor of what is pushed"
+            ),
+            Rejection::Raced => f.write_str("another push moved the remote branch first"),
+        }
+    }
+}
+
+/// Copies into `to` every object reachable from `tip` that `to` lacks,
+/// parents before children, and syncs `to`. Trees and commits `to` already
+/// has are not walked (see the module documentation). Every object read
+/// from `from` is verified, and every tree and commit decoded, before it is
+/// written.
+pub fn transfer(from: &dyn Store, to: &dyn Store, tip: CommitId) -> Result<TransferStats> {
+    let mut stats = TransferStats::default();
+    let mut seen_trees: HashSet<TreeId> = HashSet::new();
+    let mut seen_blobs: HashSet<ObjectId> = HashSet::new();
+    for (id, commit, bytes) in missing_commits(from, to, tip)? {
+        copy_tree(from, to, commit.tree, &mut seen_trees, &mut seen_blobs, &mut stats)?;
+        to.put(id.object_id(), &bytes)?;
+        stats.commits += 1;
+    }
+    to.sync()?;
+    Ok(stats)
+}
+
+/// The commits reachable from `tip` that `to` lacks, each after its
+/// parents.
+fn missing_commits(
+    from: &dyn Store,
+    to: &dyn Store,
+    tip: CommitId,
+) -> Result<Vec<(CommitId, Commit, Bytes)>> {
+    let mut out = Vec::new();
+    let mut seen: HashSet<CommitId> = HashSet::new();
+    // Post-order over parents, with an explicit stack: a long history
+    // cannot overflow the thread's stack.
+    let mut stack: Vec<(CommitId, Option<(Commit, Bytes)>)> = vec![(tip, None)];
+    while let Some((id, loaded)) = stack.pop() {
+        match loaded {
+            Some((commit, bytes)) => out.push((id, commit, bytes)),
+            None => {
+                if !seen.insert(id) || to.contains(&id.object_id())? {
+                    continue;
+                }
+                let bytes = from.get(&id.object_id())?;
+                let commit = Commit::decode(&bytes).map_err(|source| Error::Decode {
+                    kind: ObjectKind::Commit,
+                    id: id.object_id(),
+                    source,
+                })?;
+                let parents = commit.parents.clone();
+                stack.push((id, Some((commit, bytes))));
+                for parent in parents.iter().rev() {
+                    stack.push((*parent, None));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Copies the tree `root` and what it reaches that `to` lacks: reads the
+/// new trees level by level (one batch a level), copies the new blobs in
+/// batches, then writes the trees deepest level first.
+fn copy_tree(
+    from: &dyn Store,
+    to: &dyn Store,
+    root: TreeId,
+    seen_trees: &mut HashSet<TreeId>,
+    seen_blobs: &mut HashSet<ObjectId>,
+    stats: &mut TransferStats,
+) -> Result<()> {
+    let mut levels: Vec<Vec<(TreeId, Bytes)>> = Vec::new();
+    let mut blobs: Vec<(ObjectId, u64)> = Vec::new();
+    let mut frontier: Vec<TreeId> = Vec::new();
+    if !to.contains(&root.object_id())? && seen_trees.insert(root) {
+        frontier.push(root);
+    }
+    while !frontier.is_empty() {
+        let depth = levels.len();
+        let mut level = Vec::with_capacity(frontier.len());
+        let mut next = Vec::new();
+        for batch in frontier.chunks(TRANSFER_BATCH_COUNT_MAX) {
+            let ids: Vec<ObjectId> = batch.iter().map(|t| t.object_id()).collect();
+            for (id, bytes) in batch.iter().zip(from.get_many(&ids)?) {
+                let tree = Tree::decode(&bytes).map_err(|source| Error::Decode {
+                    kind: ObjectKind::Tree,
+                    id: id.object_id(),
+                    source,
+                })?;
+                check_depth(depth, *id, &tree)?;
+                for entry in tree.entries() {
+                    match &entry.kind {
+                        EntryKind::Dir(sub) => {
+                            if !seen_trees.contains(sub) && !to.contains(&sub.object_id())? {
+                                seen_trees.insert(*sub);
+                                next.push(*sub);
+                            }
+                        }
+                        EntryKind::File(f) => {
+                            let blob = f.id.object_id();
+                            if !seen_blobs.contains(&blob) && !to.contains(&blob)? {
+                                seen_blobs.insert(blob);
+                                blobs.push((blob, f.size));
+                            }
+                        }
+                        EntryKind::Symlink(_) => {}
+                    }
+                }
+                level.push((*id, bytes));
+            }
+        }
+        levels.push(level);
+        frontier = next;
+    }
+    copy_blobs(from, to, &blobs, stats)?;
+    for level in levels.iter().rev() {
+        let batch: Vec<(ObjectId, &[u8])> =
+            level.iter().map(|(id, bytes)| (id.object_id(), bytes.as_ref())).collect();
+        to.put_batch(&batch)?;
+        stats.trees += level.len() as u64;
+    }
+    Ok(())
+}
+
+fn copy_blobs(
+    from: &dyn Store,
+    to: &dyn Store,
+    blobs: &[(ObjectId, u64)],
+    stats: &mut TransferStats,
+) -> Result<()> {
+    let mut start = 0;
+    while start < blobs.len() {
+        let mut end = start;
+        let mut len = 0u64;
+        while end < blobs.len()
+            && end - start < TRANSFER_BATCH_COUNT_MAX
+            && (end == start || len + blobs[end].1 <= TRANSFER_BATCH_LEN_MAX)
+        {
+            len += blobs[end].1;
+            end += 1;
+        }
+        let ids: Vec<ObjectId> = blobs[start..end].iter().map(|(id, _)| *id).collect();
+        let datas = from.get_many(&ids)?;
+        let batch: Vec<(ObjectId, &[u8])> =
+            ids.iter().zip(&datas).map(|(id, bytes)| (*id, bytes.as_ref())).collect();
+        to.put_batch(&batch)?;
+        stats.blobs += ids.len() as u64;
+        stats.blob_bytes += datas.iter().map(|b| b.len() as u64).sum::<u64>();
+        start = end;
+    }
+    Ok(())
+}
+
+/// Whether `ancestor` is `descendant` or one of its ancestors (all parents
+/// followed), reading commits from `store`.
+pub fn is_ancestor(store: &dyn Store, ancestor: CommitId, descendant: CommitId) -> Result<bool> {
+    let mut seen = HashSet::new();
+    let mut stack = vec![descendant];
+    while let Some(id) = stack.pop() {
+        if id == ancestor {
+            return Ok(true);
+        }
+        if seen.insert(id) {
+            stack.extend(read_commit(store, id)?.parents.iter().copied());
+        }
+    }
+    Ok(false)
+}
+
+/// What a push did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PushOutcome {
+    /// The remote branch already named the commit.
+    UpToDate,
+    /// The remote branch moved from `old` (`None`: created) to `new`.
+    Pushed {
+        /// Where it was.
+        old: Option<CommitId>,
+        /// Where it is.
+        new: CommitId,
+        /// What was uploaded.
+        stats: TransferStats,
+    },
+}
+
+/// Pushes commit `tip` from `local` to the remote `branch`: fast-forward
+/// only, objects uploaded and synced before the ref moves, the ref moved
+/// by compare-and-swap from the value read at the start.
+pub fn push(
+    local: &dyn Store,
+    store: &RemoteStore,
+    refs: &RemoteRefs,
+    branch: &RefName,
+    tip: CommitId,
+) -> Result<PushOutcome> {
+    // Fail early, before uploading anything, on a server that cannot keep
+    // refs safely.
+    refs.probe().map_err(ref_err)?;
+    let old = refs.get(branch).map_err(ref_err)?.map(CommitId::new);
+    if old == Some(tip) {
+        return Ok(PushOutcome::UpToDate);
+    }
+    if let Some(remote) = old {
+        let reason = if !local.contains(&remote.object_id())? {
+            Some(Rejection::Unknown { remote })
+        } else if !is_ancestor(local, remote, tip)? {
+            Some(Rejection::NotAncestor { remote })
+        } else {
+            None
+        };
+        if let Some(reason) = reason {
+            return Err(Error::PushRejected { branch: branch.clone(), reason });
+        }
+    }
+    // Objects other writers published since the store was opened count as
+    // present: nothing they hold is uploaded again.
+    store.refresh()?;
+    let stats = transfer(local, store, tip)?;
+    match refs.update(branch, old.map(|c| c.object_id()), tip.object_id()) {
+        Ok(()) => Ok(PushOutcome::Pushed { old, new: tip, stats }),
+        Err(RefError::Conflict { .. }) => {
+            Err(Error::PushRejected { branch: branch.clone(), reason: Rejection::Raced })
+        }
+        Err(e) => Err(ref_err(e)),
+    }
+}
+
+/// Copies what the remote `branch` reaches into `local`; returns its
+/// commit (`None` if the remote has no such branch). Moves no local ref.
+pub fn fetch(
+    store: &RemoteStore,
+    refs: &RemoteRefs,
+    branch: &RefName,
+    local: &dyn Store,
+) -> Result<Option<(CommitId, TransferStats)>> {
+    let Some(tip) = refs.get(branch).map_err(ref_err)?.map(CommitId::new) else {
+        return Ok(None);
+    };
+    // The ref was written after what it names was published: list the
+    // packs again so that this handle sees them.
+    store.refresh()?;
+    let stats = transfer(store, local, tip)?;
+    Ok(Some((tip, stats)))
+}
+
+/// What a pull did to the local branch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PullOutcome {
+    /// The local branch already named the remote's commit.
+    UpToDate,
+    /// The local branch did not exist and was created at `new`.
+    Created {
+        /// The remote's commit.
+        new: CommitId,
+    },
+    /// The local branch moved forward from `old` to `new`.
+    FastForward {
+        /// Where it was.
+        old: CommitId,
+        /// The remote's commit.
+        new: CommitId,
+    },
+    /// The local branch already contains the remote's commit: nothing to do.
+    Ahead,
+    /// Both sides have commits the other lacks; the remote's are fetched,
+    /// the local branch is left as it was (vst does not merge).
+    Diverged {
+        /// The local branch's commit.
+        local: CommitId,
+        /// The remote's commit.
+        remote: CommitId,
+    },
+}
+
+/// Fetches the remote `branch` into `repo` and moves the local branch of
+/// the same name forward to it when that is a fast-forward (by
+/// compare-and-swap, logged as `pull`). `None` if the remote has no such
+/// branch.
+pub fn pull(
+    repo: &Repo,
+    store: &RemoteStore,
+    refs: &RemoteRefs,
+    branch: &RefName,
+) -> Result<Option<(PullOutcome, TransferStats)>> {
+    let local_store = repo.store();
+    let Some((remote, stats)) = fetch(store, refs, branch, local_store.as_ref())? else {
+        return Ok(None);
+    };
+    let local = repo.refs().get(branch).map_err(ref_err)?.map(CommitId::new);
+    let outcome = match local {
+        Some(local) if local == remote => PullOutcome::UpToDate,
+        None => PullOutcome::Created { new: remote },
+        Some(local) if is_ancestor(local_store.as_ref(), local, remote)? => {
+            PullOutcome::FastForward { old: local, new: remote }
+        }
+        Some(local) if is_ancestor(local_store.as_ref(), remote, local)? => PullOutcome::Ahead,
+        Some(local) => PullOutcome::Diverged { local, remote },
+    };
+    if matches!(outcome, PullOutcome::Created { .. } | PullOutcome::FastForward { .. }) {
+        repo.refs()
+            .update(branch, local.map(|c| c.object_id()), Some(remote.object_id()), "pull")
+            .map_err(ref_err)?;
+    }
+    Ok(Some((outcome, stats)))
+}
+
+/// Fetches every branch of the remote into `repo` (a new repository) and
+/// creates the local branches. Returns the branches and their commits.
+pub fn clone_into(
+    repo: &Repo,
+    store: &RemoteStore,
+    refs: &RemoteRefs,
+) -> Result<(Vec<(RefName, CommitId)>, TransferStats)> {
+    let local = repo.store();
+    let mut total = TransferStats::default();
+    let branches = refs.list().map_err(ref_err)?;
+    store.refresh()?;
+    let mut out = Vec::new();
+    for (name, id) in branches {
+        let tip = CommitId::new(id);
+        let stats = transfer(store, local.as_ref(), tip)?;
+        total.commits += stats.commits;
+        total.trees += stats.trees;
+        total.blobs += stats.blobs;
+        total.blob_bytes += stats.blob_bytes;
+        repo.refs().update(&name, None, Some(id), "clone").map_err(ref_err)?;
+        out.push((name, tip));
+    }
+    Ok((out, total))
+}
+
+fn ref_err(e: RefError) -> Error {
+    match e {
+        RefError::Store(e) => Error::Store(e),
+        other => Error::Ref(other),
+    }
+}
