@@ -2,6 +2,7 @@
 //! environment or exits.
 
 mod index;
+mod remote;
 mod rev;
 mod scan;
 
@@ -130,6 +131,17 @@ enum Command {
         #[arg(long, default_value_t = 24 * 14)]
         grace_hours: u64,
     },
+    /// Manage remotes (object stores to push to and pull from).
+    Remote {
+        #[command(subcommand)]
+        action: remote::RemoteAction,
+    },
+    /// Send a branch to a remote (fast-forward only).
+    Push(remote::PushArgs),
+    /// Fetch a branch from a remote and fast-forward to it.
+    Pull(remote::PullArgs),
+    /// Copy a remote into a new repository in DIR and check out HEAD.
+    Clone(remote::CloneArgs),
 }
 
 fn main() -> ExitCode {
@@ -217,6 +229,10 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         }
         Command::Status => status(cli),
         Command::Log { rev, max } => log(cli, rev.as_deref(), *max),
+        Command::Remote { action } => remote::remote_cmd(&find(cli)?.repo_dir, action, cli.quiet),
+        Command::Push(args) => remote::push_cmd(&find(cli)?.repo_dir, args, cli.quiet, cli.json),
+        Command::Pull(args) => remote::pull_cmd(cli, &find(cli)?, args),
+        Command::Clone(args) => remote::clone_cmd(&start_dir(cli)?, args, cli.quiet, cli.json),
         Command::Ls { spec } => ls(cli, spec),
         Command::Cat { spec } => cat(cli, spec),
         Command::Show { rev } => show(cli, rev.as_deref()),

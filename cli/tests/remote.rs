@@ -32,7 +32,6 @@ fn ok(dir: &Path, endpoint: &str, args: &[&str]) -> String {
 }
 
 #[test]
-#[ignore = "needs wiring in main.rs"]
 fn push_clone_commit_push_pull() {
     let Some(server) = seaweed::start() else { return };
     server.bucket("vst");
