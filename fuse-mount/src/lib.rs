@@ -259,10 +259,11 @@ pub fn mount(
     mountpoint: &Path,
     options: &MountOptions,
 ) -> Result<(), Error> {
-    let fs = VstFs::new(store, view, options);
-    let session = fuser::Session::new(fs, mountpoint, &config(options))
+    let canonical = mountpoint
+        .canonicalize()
         .map_err(|source| Error::Mount { mountpoint: mountpoint.to_owned(), source })?;
-    session.run().map_err(|source| Error::Serve { mountpoint: mountpoint.to_owned(), source })
+    let session = session(VstFs::new(store, view, options), &canonical, options)?;
+    session.run().map_err(|source| Error::Serve { mountpoint: canonical, source })
 }
 
 /// Mounts `view` at `mountpoint` and serves it from background threads.
@@ -275,13 +276,70 @@ pub fn spawn_mount(
     options: &MountOptions,
 ) -> Result<Mounted, Error> {
     let mount_err = |source| Error::Mount { mountpoint: mountpoint.to_owned(), source };
-    // The path fuser mounts at (it canonicalizes), for unmounting by path.
     let canonical = mountpoint.canonicalize().map_err(mount_err)?;
-    let fs = VstFs::new(store, view, options);
-    let session = fuser::Session::new(fs, &canonical, &config(options))
-        .and_then(fuser::Session::spawn)
-        .map_err(mount_err)?;
+    let session = session(VstFs::new(store, view, options), &canonical, options)?;
+    let session = session.spawn().map_err(mount_err)?;
     Ok(Mounted { session: Some(session), mountpoint: canonical })
+}
+
+/// Mounts `fs` at `mountpoint` (canonical) and opens the FUSE session:
+/// when privileged, with mount(2) here; otherwise through fuser, which
+/// runs `fusermount3`.
+///
+/// Why not always through fuser: the session fuser mounts unmounts its
+/// mount point again when it is dropped, even after an unmount from
+/// outside (fuser 0.18 takes a dead connection for a live one), and by
+/// then the same path may hold a new mount: `vst umount D; vst mount D`
+/// lost the new mount that way. A session made from a descriptor owns no
+/// mount, and [`Mounted`] unmounts only while its own session serves. The
+/// unprivileged path keeps that race; see ARCHITECTURE.md.
+fn session(
+    fs: VstFs,
+    mountpoint: &Path,
+    options: &MountOptions,
+) -> Result<fuser::Session<VstFs>, Error> {
+    let mount_err = |source| Error::Mount { mountpoint: mountpoint.to_owned(), source };
+    match mount_privileged(mountpoint, options) {
+        Ok(fd) => fuser::Session::from_fd(fs, fd, fuser::SessionACL::Owner, config(options))
+            .map_err(|e| {
+                let _ = unmount(mountpoint, Lazy::Yes);
+                mount_err(e)
+            }),
+        Err(nix::errno::Errno::EPERM) => {
+            fuser::Session::new(fs, mountpoint, &config(options)).map_err(mount_err)
+        }
+        Err(e) => Err(mount_err(io::Error::from(e))),
+    }
+}
+
+/// Opens `/dev/fuse` and mounts it at `mountpoint` with mount(2), read-only;
+/// `EPERM` when not privileged.
+fn mount_privileged(
+    mountpoint: &Path,
+    options: &MountOptions,
+) -> nix::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::AsRawFd as _;
+    use std::os::unix::fs::MetadataExt as _;
+
+    use nix::mount::MsFlags;
+    let io_errno = |e: io::Error| nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(0));
+    let root_mode = std::fs::metadata(mountpoint).map_err(io_errno)?.mode();
+    // Opened close-on-exec (std does), so no child inherits it.
+    let device =
+        std::fs::OpenOptions::new().read(true).write(true).open("/dev/fuse").map_err(io_errno)?;
+    let mut data = format!(
+        "fd={},rootmode={:o},user_id={},group_id={},default_permissions,subtype=vst",
+        device.as_raw_fd(),
+        root_mode & nix::libc::S_IFMT,
+        nix::unistd::getuid(),
+        nix::unistd::getgid()
+    );
+    if options.sharing == Sharing::Everyone {
+        data.push_str(",allow_other");
+    }
+    let flags = MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+    nix::mount::mount(Some("vst"), mountpoint, Some("fuse"), flags, Some(data.as_str()))?;
+    Ok(device.into())
 }
 
 /// A live mount served from background threads. Dropping it unmounts

@@ -525,6 +525,18 @@ fn unmounting_leaves_no_mount_thread_or_process() {
     assert!(!is_mounted(&mnt));
     assert!(fuse_threads().is_empty(), "threads left: {:?}", fuse_threads());
 
+    // Unmounted from outside and mounted again at once: the old mount's
+    // end must not take the new mount with it.
+    let old = try_mount(&repo, view(), &mnt, &quiet()).unwrap();
+    let out = std::process::Command::new("fusermount3").arg("-u").arg(&mnt).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut new = try_mount(&repo, view(), &mnt, &quiet()).unwrap();
+    old.wait().unwrap();
+    assert!(is_mounted(&mnt), "the new mount survives the old one's end");
+    assert_eq!(fs::read(mnt.join("f")).unwrap(), b"x");
+    new.unmount().unwrap();
+    assert!(!is_mounted(&mnt));
+
     // The foreground mount: serves in its thread until unmounted.
     let store = repo.store();
     let (at, v) = (mnt.clone(), view());
