@@ -411,15 +411,19 @@ impl VstFs {
         offset: u64,
         len: u64,
     ) -> Result<Bytes, Errno> {
-        self.store.read_range(&file.id.object_id(), offset, len).map_err(|e| {
+        let what = || format!("reading {len} bytes at {offset} of blob {}", file.id);
+        let bytes = self.store.read_range(&file.id.object_id(), offset, len).map_err(|e| {
             let e = vst::Error::from(e);
-            self.log_read_error(
-                ino,
-                &format!("reading {len} bytes at {offset} of blob {}", file.id),
-                &e,
-            );
+            self.log_read_error(ino, &what(), &e);
             errno(&e)
-        })
+        })?;
+        // The store's contract, checked: the slicing of windows relies on it.
+        if bytes.len() as u64 != len {
+            let path = self.read_table().path(ino);
+            self.log(&format!("{path}: {}: the store returned {} bytes", what(), bytes.len()));
+            return Err(Errno::EIO);
+        }
+        Ok(bytes)
     }
 }
 
