@@ -2,6 +2,7 @@
 //! environment or exits.
 
 mod index;
+mod mount;
 mod remote;
 mod rev;
 mod scan;
@@ -131,6 +132,10 @@ enum Command {
         #[arg(long, default_value_t = 24 * 14)]
         grace_hours: u64,
     },
+    /// Mount a commit (default HEAD), or every branch and commit, read-only.
+    Mount(mount::MountArgs),
+    /// Unmount what `vst mount` mounted.
+    Umount(mount::UmountArgs),
     /// Manage remotes (object stores to push to and pull from).
     Remote {
         #[command(subcommand)]
@@ -229,6 +234,12 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         }
         Command::Status => status(cli),
         Command::Log { rev, max } => log(cli, rev.as_deref(), *max),
+        Command::Mount(args) => {
+            let repo = open(&find(cli)?, Access::ReadOnly)?;
+            let target = mount::target(&repo, args)?;
+            mount::mount(&repo, target, args, cli.quiet)
+        }
+        Command::Umount(args) => mount::umount(args, cli.quiet),
         Command::Remote { action } => remote::remote_cmd(&find(cli)?.repo_dir, action, cli.quiet),
         Command::Push(args) => remote::push_cmd(&find(cli)?.repo_dir, args, cli.quiet, cli.json),
         Command::Pull(args) => remote::pull_cmd(cli, &find(cli)?, args),

@@ -1,0 +1,362 @@
+//! `vst mount` and `vst umount`: a commit, or every branch and commit, as
+//! a read-only filesystem (crate `vst-fuse`).
+//!
+//! Wiring into `main.rs`, all that is needed:
+//!
+//! ```text
+//! mod mount;
+//!
+//! // in `enum Command`:
+//!     /// Mount a commit (default HEAD), or every branch and commit, read-only.
+//!     Mount(mount::MountArgs),
+//!     /// Unmount what `vst mount` mounted.
+//!     Umount(mount::UmountArgs),
+//!
+//! // in `run`:
+//!     Command::Mount(args) => {
+//!         let repo = open(&find(cli)?, Access::ReadOnly)?;
+//!         let target = mount::target(&repo, args)?;
+//!         mount::mount(&repo, target, args, cli.quiet)
+//!     }
+//!     Command::Umount(args) => mount::umount(args, cli.quiet),
+//! ```
+//!
+//! `--background` starts this same binary again as
+//! `vst -C ROOT -q mount MOUNTPOINT (--rev ID | --all) --serve-detached`
+//! (the global `-C` and `-q` must stay as they are), in its own process
+//! group, and returns once the mount shows in `/proc/self/mountinfo`.
+
+use std::fs;
+use std::io::{ErrorKind, Read as _, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use vst::{CommitId, Repo};
+use vst_fuse::{ErrorLog, MountOptions, Sharing, View};
+
+/// How long `--background` waits for the mount to come up.
+const BACKGROUND_START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How often a foreground mount checks for a signal or an unmount from
+/// outside.
+const POLL_INTERVAL: Duration = Duration::from_millis(100);
+
+/// `vst mount`.
+#[derive(clap::Args, Debug)]
+pub struct MountArgs {
+    /// An existing, empty directory.
+    pub mountpoint: PathBuf,
+    /// The commit to mount (default: HEAD).
+    #[arg(long, conflicts_with = "all")]
+    pub rev: Option<String>,
+    /// Every branch (branches/NAME) and every commit they reach
+    /// (commits/ID), as they are when mounting.
+    #[arg(long)]
+    pub all: bool,
+    /// Return once the mount is live, leaving a detached process to serve
+    /// it until `vst umount`.
+    #[arg(long)]
+    pub background: bool,
+    /// Let other users read the mount (needs `user_allow_other` in
+    /// /etc/fuse.conf unless root).
+    #[arg(long)]
+    pub allow_other: bool,
+    /// Threads serving requests.
+    #[arg(long, value_name = "N", default_value_t = vst_fuse::THREADS_DEFAULT)]
+    pub threads: usize,
+    /// Append what cannot be read to FILE (default: standard error, which
+    /// `--background` drops once the mount is up).
+    #[arg(long, value_name = "FILE")]
+    pub log: Option<PathBuf>,
+    /// Internal: this process is the server `--background` started.
+    #[arg(long, hide = true)]
+    pub serve_detached: bool,
+}
+
+/// `vst umount`.
+#[derive(clap::Args, Debug)]
+pub struct UmountArgs {
+    /// Where `vst mount` mounted.
+    pub mountpoint: PathBuf,
+}
+
+/// What to mount, resolved before anything is mounted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// One commit's tree.
+    Commit(CommitId),
+    /// `branches/` and `commits/`.
+    All,
+}
+
+/// The target `args` ask for: `--all`, else `--rev` (default `HEAD`)
+/// resolved, so that an unknown revision fails before mounting.
+pub fn target(repo: &Repo, args: &MountArgs) -> Result<Target> {
+    if args.all {
+        return Ok(Target::All);
+    }
+    Ok(Target::Commit(crate::rev::resolve(repo, args.rev.as_deref().unwrap_or("HEAD"))?))
+}
+
+/// `vst mount`: checks the mount point, mounts `target` of `repo`, and
+/// serves it until unmounted, SIGINT or SIGTERM (then unmounts); with
+/// `--background`, returns once a detached server has it mounted.
+pub fn mount(repo: &Repo, target: Target, args: &MountArgs, quiet: bool) -> Result<ExitCode> {
+    let mountpoint = check_mountpoint(&args.mountpoint)?;
+    let what = match target {
+        Target::Commit(id) => format!("commit {id}"),
+        Target::All => "every branch and commit".to_owned(),
+    };
+    if args.background && !args.serve_detached {
+        return background(repo, target, args, &mountpoint, &what, quiet);
+    }
+    let view = match target {
+        Target::Commit(id) => View::commit(repo.store().as_ref(), id),
+        Target::All => View::all(repo),
+    }
+    .with_context(|| format!("reading {what}"))?;
+    let mut options = MountOptions::default();
+    options.threads = args.threads;
+    options.sharing = if args.allow_other { Sharing::Everyone } else { Sharing::Owner };
+    if let Some(log) = &args.log {
+        options.error_log = file_log(log)?;
+    }
+    // Before mounting: a signal that comes while the mount starts is then
+    // seen, not fatal.
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, stop.clone()).context("handling signals")?;
+    }
+    if args.serve_detached {
+        // Closing the terminal it was started from must not end it.
+        signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::new(AtomicBool::new(false)))
+            .context("handling signals")?;
+    }
+    let mut mounted = vst_fuse::spawn_mount(repo.store(), view, &mountpoint, &options)
+        .with_context(|| mount_hint(&mountpoint))?;
+    if !quiet {
+        writeln!(
+            std::io::stdout().lock(),
+            "mounted {what} at {}; Ctrl-C or `vst umount {}` unmounts",
+            mountpoint.display(),
+            mountpoint.display()
+        )?;
+    }
+    loop {
+        if mounted.is_finished() {
+            // Unmounted from outside.
+            mounted.wait().context("serving the mount")?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        if stop.swap(false, Ordering::SeqCst) {
+            match mounted.unmount() {
+                Ok(()) => return Ok(ExitCode::SUCCESS),
+                Err(e) => {
+                    let _ = writeln!(
+                        std::io::stderr().lock(),
+                        "vst: {}: {}; still mounted: close what uses it, then try again",
+                        e,
+                        std::error::Error::source(&e).map(|s| s.to_string()).unwrap_or_default()
+                    );
+                }
+            }
+        }
+        std::thread::sleep(POLL_INTERVAL);
+    }
+}
+
+/// `vst umount`: `fusermount3 -u`, else `umount`.
+pub fn umount(args: &UmountArgs, quiet: bool) -> Result<ExitCode> {
+    let mountpoint = absolute(&args.mountpoint)?;
+    let mounted = vst_fuse::mount_points().context("reading /proc/self/mountinfo")?;
+    if !mounted.contains(&mountpoint) {
+        bail!(
+            "{} is not a vst mount (`grep fuse.vst /proc/self/mountinfo` lists them)",
+            mountpoint.display()
+        );
+    }
+    let mut failures = Vec::new();
+    for (program, flag) in [("fusermount3", "-u"), ("umount", "")] {
+        let mut command = Command::new(program);
+        if !flag.is_empty() {
+            command.arg(flag);
+        }
+        match command.arg("--").arg(&mountpoint).output() {
+            Ok(out) if out.status.success() => {
+                if !quiet {
+                    writeln!(std::io::stdout().lock(), "unmounted {}", mountpoint.display())?;
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+            Ok(out) => {
+                let said = String::from_utf8_lossy(&out.stderr);
+                failures.push(said.trim().trim_end_matches('.').to_owned())
+            }
+            Err(e) => failures.push(format!("{program}: {e}")),
+        }
+    }
+    bail!(
+        "cannot unmount {}: {}. If it is busy, close what uses it (`fuser -vm {}` lists it)",
+        mountpoint.display(),
+        failures.join("; "),
+        mountpoint.display()
+    )
+}
+
+/// The mount point, canonical, once it is known to be an existing empty
+/// directory that is not already a vst mount.
+fn check_mountpoint(path: &Path) -> Result<PathBuf> {
+    let shown = path.display();
+    let meta = match fs::metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            bail!("mount point {shown} does not exist; create it with `mkdir {shown}`")
+        }
+        Err(e) if e.kind() == ErrorKind::NotConnected => bail!(
+            "{shown} is still mounted, but its server is gone; `vst umount {shown}` removes it"
+        ),
+        Err(e) => return Err(e).with_context(|| format!("mount point {shown}")),
+    };
+    if !meta.is_dir() {
+        bail!("mount point {shown} is not a directory");
+    }
+    let canonical = path.canonicalize().with_context(|| format!("mount point {shown}"))?;
+    if vst_fuse::mount_points().unwrap_or_default().contains(&canonical) {
+        bail!("{shown} is already a vst mount; `vst umount {shown}` first");
+    }
+    let mut entries = fs::read_dir(path).with_context(|| format!("listing {shown}"))?;
+    if entries.next().is_some() {
+        bail!("mount point {shown} is not empty; mount on an empty directory");
+    }
+    Ok(canonical)
+}
+
+/// `path` made absolute with its parent resolved, without touching `path`
+/// itself (a mount whose server died cannot be stat'ed).
+fn absolute(path: &Path) -> Result<PathBuf> {
+    if let Ok(p) = path.canonicalize() {
+        return Ok(p);
+    }
+    let abs = std::path::absolute(path).with_context(|| format!("{}", path.display()))?;
+    match (abs.parent(), abs.file_name()) {
+        (Some(parent), Some(name)) => Ok(parent
+            .canonicalize()
+            .with_context(|| format!("{}: no such directory", parent.display()))?
+            .join(name)),
+        _ => Ok(abs),
+    }
+}
+
+fn mount_hint(mountpoint: &Path) -> String {
+    let shown = mountpoint.display();
+    if Path::new("/dev/fuse").exists() {
+        format!("mounting at {shown} (needs root, or fusermount3 from the fuse3 package)")
+    } else {
+        format!("mounting at {shown}: /dev/fuse is missing (load the fuse module: `modprobe fuse`)")
+    }
+}
+
+/// An error log appending one line per error to `path`.
+fn file_log(path: &Path) -> Result<ErrorLog> {
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("opening the log {}", path.display()))?;
+    let file = Mutex::new(file);
+    Ok(ErrorLog::Call(Arc::new(move |line: &str| {
+        let mut f = file.lock().unwrap_or_else(PoisonError::into_inner);
+        let _ = writeln!(f, "{line}");
+    })))
+}
+
+/// Starts this binary again as a detached server and waits until it has
+/// the mount up, or reports what it said if it stopped before.
+fn background(
+    repo: &Repo,
+    target: Target,
+    args: &MountArgs,
+    mountpoint: &Path,
+    what: &str,
+    quiet: bool,
+) -> Result<ExitCode> {
+    use std::os::unix::process::CommandExt as _;
+    let exe = std::env::current_exe().context("finding the vst binary to start the server")?;
+    let dir = repo.dir().canonicalize().context("resolving the repository directory")?;
+    let root = dir.parent().ok_or_else(|| anyhow!("{} has no parent", dir.display()))?;
+    let count = |points: Vec<PathBuf>| points.iter().filter(|p| *p == mountpoint).count();
+    let before = count(vst_fuse::mount_points().context("reading /proc/self/mountinfo")?);
+
+    let mut command = Command::new(exe);
+    command.arg("-C").arg(root).arg("-q").arg("mount").arg(mountpoint);
+    match target {
+        Target::Commit(id) => command.arg("--rev").arg(id.to_string()),
+        Target::All => command.arg("--all"),
+    };
+    command.arg("--threads").arg(args.threads.to_string()).arg("--serve-detached");
+    if args.allow_other {
+        command.arg("--allow-other");
+    }
+    if let Some(log) = &args.log {
+        command.arg("--log").arg(std::path::absolute(log).context("the log's path")?);
+    }
+    // Its own process group, so that Ctrl-C in this terminal does not
+    // reach it; no directory kept busy; standard error read here until
+    // the mount is up, to report why it failed if it does.
+    command
+        .process_group(0)
+        .current_dir("/")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = command.spawn().context("starting the mount server")?;
+    let said = Arc::new(Mutex::new(Vec::new()));
+    if let Some(mut stderr) = child.stderr.take() {
+        let said = said.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0; 4096];
+            while let Ok(n @ 1..) = stderr.read(&mut buf) {
+                said.lock().unwrap_or_else(PoisonError::into_inner).extend_from_slice(&buf[..n]);
+            }
+        });
+    }
+    let deadline = Instant::now() + BACKGROUND_START_TIMEOUT;
+    loop {
+        if count(vst_fuse::mount_points()?) > before {
+            break;
+        }
+        if let Some(status) = child.try_wait().context("waiting for the mount server")? {
+            // Let the reader take the last of what it wrote.
+            std::thread::sleep(Duration::from_millis(50));
+            let said = said.lock().unwrap_or_else(PoisonError::into_inner).clone();
+            bail!(
+                "the mount server stopped ({status}) before mounting: {}",
+                String::from_utf8_lossy(&said).trim()
+            );
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!(
+                "the mount server did not mount {} within {} s; stopped it",
+                mountpoint.display(),
+                BACKGROUND_START_TIMEOUT.as_secs()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    if !quiet {
+        writeln!(
+            std::io::stdout().lock(),
+            "mounted {what} at {} (server process {}); `vst umount {}` unmounts",
+            mountpoint.display(),
+            child.id(),
+            mountpoint.display()
+        )?;
+    }
+    Ok(ExitCode::SUCCESS)
+}

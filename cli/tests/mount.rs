@@ -1,0 +1,190 @@
+//! End-to-end tests of `vst mount` and `vst umount`: they run the binary.
+//!
+//! They need the two commands wired into `main.rs` (see the top of
+//! `src/mount.rs`). Until then `vst mount` does not exist, and each test
+//! says so loudly and returns: once wired, they run with nothing to
+//! change here. They also need to mount FUSE: where that is impossible
+//! they fail when `CI` is set and warn otherwise, like the library's.
+
+use std::fs;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+/// One test at a time: they count server processes.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn vst(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_vst"))
+        .current_dir(dir)
+        .env("VST_AUTHOR", "tester")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn ok(dir: &Path, args: &[&str]) -> String {
+    let out = vst(dir, args);
+    assert!(out.status.success(), "vst {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn fails(dir: &Path, args: &[&str]) -> String {
+    let out = vst(dir, args);
+    assert!(!out.status.success(), "vst {args:?} should fail");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Whether these tests can run here; if not, says why (loudly) or, in CI
+/// where mounting must work, fails.
+fn can_run(dir: &Path) -> bool {
+    if !vst(dir, &["mount", "--help"]).status.success() {
+        eprintln!(
+            "\n!!!!!!!! WARNING: `vst mount` IS NOT WIRED INTO main.rs YET: CLI MOUNT TESTS SKIPPED !!!!!!!!\n"
+        );
+        return false;
+    }
+    if !Path::new("/dev/fuse").exists() {
+        assert!(std::env::var_os("CI").is_none(), "/dev/fuse is missing in CI");
+        eprintln!("\n!!!!!!!! WARNING: /dev/fuse IS MISSING: CLI MOUNT TESTS SKIPPED !!!!!!!!\n");
+        return false;
+    }
+    true
+}
+
+fn mounted(p: &Path) -> bool {
+    let p = p.canonicalize().unwrap_or_else(|_| p.to_owned());
+    vst_fuse::mount_points().unwrap().contains(&p)
+}
+
+/// A repository with two commits on main and a branch, and an empty
+/// directory outside it to mount on.
+fn setup() -> (tempfile::TempDir, tempfile::TempDir) {
+    let repo = tempfile::tempdir().unwrap();
+    let root = repo.path();
+    ok(root, &["init", "-q"]);
+    fs::create_dir_all(root.join("src/deep")).unwrap();
+    fs::write(root.join("src/deep/a.txt"), b"first\n").unwrap();
+    ok(root, &["commit", "-q", "-m", "one"]);
+    fs::write(root.join("src/deep/a.txt"), b"second\n").unwrap();
+    std::os::unix::fs::symlink("deep/a.txt", root.join("src/link")).unwrap();
+    ok(root, &["commit", "-q", "-m", "two"]);
+    ok(root, &["branch", "topic", "HEAD~1"]);
+    (repo, tempfile::tempdir().unwrap())
+}
+
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Whether process `pid` is still running (a zombie is not).
+fn running(pid: u32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|s| s.rsplit(')').next().is_some_and(|rest| !rest.trim_start().starts_with('Z')))
+}
+
+#[test]
+fn background_mount_and_umount() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(PoisonError::into_inner);
+    let (repo, mnt) = setup();
+    let (root, at) = (repo.path(), mnt.path().to_str().unwrap());
+    if !can_run(root) {
+        return;
+    }
+    let out = ok(root, &["mount", at, "--background"]);
+    assert!(mounted(mnt.path()), "live when the command returns: {out}");
+    let pid: u32 = out
+        .split("server process ")
+        .nth(1)
+        .and_then(|s| s.split(')').next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no server pid in {out:?}"));
+    assert_eq!(fs::read(mnt.path().join("src/deep/a.txt")).unwrap(), b"second\n");
+    assert_eq!(fs::read_link(mnt.path().join("src/link")).unwrap(), Path::new("deep/a.txt"));
+    // Mounting again on a live mount fails, and says why.
+    assert!(fails(root, &["mount", at]).contains("already a vst mount"));
+    // Busy: refused, still mounted.
+    let busy = Command::new("sleep")
+        .arg("30")
+        .current_dir(mnt.path().join("src"))
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(fails(root, &["umount", at]).contains("busy"));
+    assert!(mounted(mnt.path()));
+    let mut busy = busy;
+    busy.kill().unwrap();
+    busy.wait().unwrap();
+    ok(root, &["umount", at]);
+    assert!(!mounted(mnt.path()));
+    wait_until("the server exits", || !running(pid));
+    assert!(fails(root, &["umount", at]).contains("not a vst mount"));
+}
+
+#[test]
+fn foreground_mount_stops_on_sigterm_and_sigint() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(PoisonError::into_inner);
+    let (repo, mnt) = setup();
+    let root = repo.path();
+    if !can_run(root) {
+        return;
+    }
+    for signal in ["-TERM", "-INT"] {
+        let mut server = Command::new(env!("CARGO_BIN_EXE_vst"))
+            .current_dir(root)
+            .args(["mount", "--rev", "HEAD~1"])
+            .arg(mnt.path())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_until("mounted", || mounted(mnt.path()));
+        assert_eq!(fs::read(mnt.path().join("src/deep/a.txt")).unwrap(), b"first\n");
+        let kill = Command::new("kill").arg(signal).arg(server.id().to_string()).status();
+        assert!(kill.unwrap().success());
+        let status = server.wait().unwrap();
+        assert!(status.success(), "{signal}: {status}");
+        assert!(!mounted(mnt.path()), "{signal} unmounts");
+    }
+}
+
+#[test]
+fn all_view_and_errors_before_mounting() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(PoisonError::into_inner);
+    let (repo, mnt) = setup();
+    let (root, at) = (repo.path(), mnt.path().to_str().unwrap());
+    if !can_run(root) {
+        return;
+    }
+    // Nothing is mounted by a command that fails.
+    assert!(fails(root, &["mount", at, "--rev", "nosuch"]).contains("unknown revision"));
+    let missing = mnt.path().join("missing");
+    assert!(fails(root, &["mount", missing.to_str().unwrap()]).contains("does not exist"));
+    let file = mnt.path().join("file");
+    fs::write(&file, b"x").unwrap();
+    assert!(fails(root, &["mount", file.to_str().unwrap()]).contains("not a directory"));
+    assert!(fails(root, &["mount", at]).contains("not empty"));
+    fs::remove_file(&file).unwrap();
+    assert!(!mounted(mnt.path()));
+    // --all: every branch, every commit.
+    ok(root, &["mount", at, "--all", "--background", "-q"]);
+    let names = |p: &Path| {
+        let mut v: Vec<String> = fs::read_dir(p)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(names(mnt.path()), ["branches", "commits"]);
+    assert_eq!(names(&mnt.path().join("branches")), ["main", "topic"]);
+    assert_eq!(names(&mnt.path().join("commits")).len(), 2);
+    let topic = fs::read(mnt.path().join("branches/topic/src/deep/a.txt")).unwrap();
+    assert_eq!(topic, b"first\n");
+    ok(root, &["umount", at]);
+    assert!(!mounted(mnt.path()));
+}
