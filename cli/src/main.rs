@@ -235,7 +235,17 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         Command::Status => status(cli),
         Command::Log { rev, max } => log(cli, rev.as_deref(), *max),
         Command::Mount(args) => {
-            let repo = open(&find(cli)?, Access::ReadOnly)?;
+            let ws = find(cli)?;
+            if let Ok(point) = args.mountpoint.canonicalize()
+                && point.starts_with(&ws.root)
+            {
+                bail!(
+                    "mount point {} is inside the working tree {}: `vst commit` would snapshot the mount; mount outside it",
+                    args.mountpoint.display(),
+                    ws.root.display()
+                );
+            }
+            let repo = open(&ws, Access::ReadOnly)?;
             let target = mount::target(&repo, args)?;
             mount::mount(&repo, target, args, cli.quiet)
         }

@@ -39,12 +39,7 @@ fn fails(dir: &Path, args: &[&str]) -> String {
 /// Whether these tests can run here; if not, says why (loudly) or, in CI
 /// where mounting must work, fails.
 fn can_run(dir: &Path) -> bool {
-    if !vst(dir, &["mount", "--help"]).status.success() {
-        eprintln!(
-            "\n!!!!!!!! WARNING: `vst mount` IS NOT WIRED INTO main.rs YET: CLI MOUNT TESTS SKIPPED !!!!!!!!\n"
-        );
-        return false;
-    }
+    assert!(vst(dir, &["mount", "--help"]).status.success(), "`vst mount` exists");
     if !Path::new("/dev/fuse").exists() {
         assert!(std::env::var_os("CI").is_none(), "/dev/fuse is missing in CI");
         eprintln!("\n!!!!!!!! WARNING: /dev/fuse IS MISSING: CLI MOUNT TESTS SKIPPED !!!!!!!!\n");
@@ -169,6 +164,10 @@ fn all_view_and_errors_before_mounting() {
     assert!(fails(root, &["mount", file.to_str().unwrap()]).contains("not a directory"));
     assert!(fails(root, &["mount", at]).contains("not empty"));
     fs::remove_file(&file).unwrap();
+    // Inside the working tree, a commit would snapshot the mount.
+    fs::create_dir(root.join("mnt")).unwrap();
+    assert!(fails(root, &["mount", "mnt"]).contains("inside the working tree"));
+    fs::remove_dir(root.join("mnt")).unwrap();
     assert!(!mounted(mnt.path()));
     // --all: every branch, every commit.
     ok(root, &["mount", at, "--all", "--background", "-q"]);
