@@ -298,3 +298,59 @@ fn server_killed_during_a_push_seaweedfs() {
         .unwrap();
     assert!(local.store().contains(&tree_of(&store, second).object_id()).unwrap());
 }
+
+/// A store that refuses to take a tree before every subtree it names.
+#[derive(Debug)]
+struct ClosedUnderPut(vst_cas::MemStore);
+
+impl Store for ClosedUnderPut {
+    fn put(&self, id: vst_cas::ObjectId, bytes: &[u8]) -> Result<(), vst_cas::StoreError> {
+        if let Ok(tree) = vst::Tree::decode(bytes) {
+            for entry in tree.entries() {
+                if let vst::EntryKind::Dir(sub) = &entry.kind {
+                    assert!(
+                        self.0.contains(&sub.object_id())?,
+                        "tree {id} was stored before its subtree {sub}"
+                    );
+                }
+            }
+        }
+        self.0.put(id, bytes)
+    }
+    fn put_batch(&self, objects: &[(vst_cas::ObjectId, &[u8])]) -> Result<(), vst_cas::StoreError> {
+        objects.iter().try_for_each(|(id, bytes)| self.put(*id, bytes))
+    }
+    fn get(&self, id: &vst_cas::ObjectId) -> Result<bytes::Bytes, vst_cas::StoreError> {
+        self.0.get(id)
+    }
+    fn contains(&self, id: &vst_cas::ObjectId) -> Result<bool, vst_cas::StoreError> {
+        self.0.contains(id)
+    }
+    fn sync(&self) -> Result<(), vst_cas::StoreError> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_transfer_stores_every_tree_after_its_subtrees() {
+    // The same directory `s` at depth 1 (top/s) and at depth 3 (a/b/c/s):
+    // read first at level 1, but its parent c is at level 3, and a/b/c/s's
+    // copy must not make the transfer write c before s.
+    let from: Arc<dyn Store> = Arc::new(vst_cas::MemStore::new());
+    let mut ws = vst::WorkingSet::new(from.clone());
+    for dir in ["top/s", "a/b/c/s", "a/b/c/s2/deeper/s"] {
+        for f in ["x", "y"] {
+            ws.write(
+                &vst::RepoPath::try_from(format!("{dir}/{f}").as_str()).unwrap(),
+                f.as_bytes(),
+            )
+            .unwrap();
+        }
+    }
+    let tip = vst::commit(&mut ws, &vst::CommitOptions::default()).unwrap();
+    let to = ClosedUnderPut(vst_cas::MemStore::new());
+    let stats = vst::sync::transfer(from.as_ref(), &to, tip).unwrap();
+    // root, top (= deeper: both hold just s), s, a, b, c, s2.
+    assert_eq!(stats.trees, 7, "{stats:?}");
+    assert!(to.contains(&tip.object_id()).unwrap());
+}

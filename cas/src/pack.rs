@@ -802,16 +802,17 @@ impl PackStore {
                 Kind::Object | Kind::Chunk => self.read_verified(&id, &loc).map(drop),
                 Kind::Manifest => {
                     self.read_manifest(&id, &loc, ReadFrom::PackOrBuffer).and_then(|chunks| {
+                        // Each chunk must be a record of content of its own
+                        // (a list naming itself, which a store written
+                        // before the single-chunk fix can hold, is not).
                         chunks.iter().try_for_each(|(cid, _)| {
-                            if self
-                                .index
-                                .read()
-                                .unwrap_or_else(|e| e.into_inner())
-                                .contains_key(cid)
-                            {
-                                Ok(())
-                            } else {
-                                Err(StoreError::NotFound { id: *cid })
+                            let index = self.index.read().unwrap_or_else(|e| e.into_inner());
+                            match index.get(cid) {
+                                Some(l) if *cid != id && l.kind != Kind::Manifest => Ok(()),
+                                Some(_) => {
+                                    Err(StoreError::Damaged { id, damage: Damage::WrongRecord })
+                                }
+                                None => Err(StoreError::NotFound { id: *cid }),
                             }
                         })
                     })

@@ -1,26 +1,6 @@
 //! `vst mount` and `vst umount`: a commit, or every branch and commit, as
 //! a read-only filesystem (crate `vst-fuse`).
 //!
-//! Wiring into `main.rs`, all that is needed:
-//!
-//! ```text
-//! mod mount;
-//!
-//! // in `enum Command`:
-//!     /// Mount a commit (default HEAD), or every branch and commit, read-only.
-//!     Mount(mount::MountArgs),
-//!     /// Unmount what `vst mount` mounted.
-//!     Umount(mount::UmountArgs),
-//!
-//! // in `run`:
-//!     Command::Mount(args) => {
-//!         let repo = open(&find(cli)?, Access::ReadOnly)?;
-//!         let target = mount::target(&repo, args)?;
-//!         mount::mount(&repo, target, args, cli.quiet)
-//!     }
-//!     Command::Umount(args) => mount::umount(args, cli.quiet),
-//! ```
-//!
 //! `--background` starts this same binary again as
 //! `vst -C ROOT -q mount MOUNTPOINT (--rev ID | --all) --serve-detached`
 //! (the global `-C` and `-q` must stay as they are), in its own process

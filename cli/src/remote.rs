@@ -9,31 +9,6 @@
 //! `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_REGION`; plain HTTP
 //! is allowed for a loopback endpoint, or with `AWS_ALLOW_HTTP=true`.
 //!
-//! # Wiring in `main.rs`
-//!
-//! ```text
-//! mod remote;                                  // with the other mod lines
-//!
-//! // in `enum Command`:
-//!     /// Manage remotes (object stores to push to and pull from).
-//!     Remote {
-//!         #[command(subcommand)]
-//!         action: remote::RemoteAction,
-//!     },
-//!     /// Send a branch to a remote (fast-forward only).
-//!     Push(remote::PushArgs),
-//!     /// Fetch a branch from a remote and fast-forward to it.
-//!     Pull(remote::PullArgs),
-//!     /// Copy a remote into a new repository in DIR and check out HEAD.
-//!     Clone(remote::CloneArgs),
-//!
-//! // in `run`:
-//!         Command::Remote { action } => remote::remote_cmd(&find(cli)?.repo_dir, action, cli.quiet),
-//!         Command::Push(args) => remote::push_cmd(&find(cli)?.repo_dir, args, cli.quiet, cli.json),
-//!         Command::Pull(args) => remote::pull_cmd(cli, &find(cli)?, args),
-//!         Command::Clone(args) => remote::clone_cmd(&start_dir(cli)?, args, cli.quiet, cli.json),
-//! ```
-//!
 //! `pull_cmd` uses `scan_worktree` and `save_index` from `main.rs` (to
 //! refuse a pull over local changes and to refresh the index after
 //! updating the working directory).
@@ -256,7 +231,6 @@ pub fn pull_cmd(cli: &crate::Cli, ws: &crate::Workspace, args: &PullArgs) -> Res
     let repo = crate::open(ws, vst_cas::Access::ReadWrite)?;
     let branch = branch_or_current(&repo, args.branch.as_deref())?;
     let current = matches!(repo.refs().head()?, Head::Branch(ref b) if *b == branch);
-    let before = repo.refs().get(&branch)?.map(CommitId::new);
     if current {
         drop(repo);
         let (_, _, _, scanned) = crate::scan_worktree(ws, false)?;
@@ -276,9 +250,15 @@ pub fn pull_cmd(cli: &crate::Cli, ws: &crate::Workspace, args: &PullArgs) -> Res
         bail!("remote {} has no branch {branch}", args.remote);
     };
     let local_store = repo.store();
-    if current && let PullOutcome::FastForward { new, .. } | PullOutcome::Created { new } = outcome
-    {
-        let from = match before {
+    let moved = match outcome {
+        PullOutcome::FastForward { old, new } => Some((Some(old), new)),
+        PullOutcome::Created { new } => Some((None, new)),
+        _ => None,
+    };
+    // From where the branch was when it moved (a commit may have landed
+    // between the scan and the pull).
+    if current && let Some((old, new)) = moved {
+        let from = match old {
             Some(old) => read::read_commit(local_store.as_ref(), old)?.tree,
             None => {
                 let empty = vst::Tree::default();

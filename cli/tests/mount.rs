@@ -1,10 +1,7 @@
 //! End-to-end tests of `vst mount` and `vst umount`: they run the binary.
 //!
-//! They need the two commands wired into `main.rs` (see the top of
-//! `src/mount.rs`). Until then `vst mount` does not exist, and each test
-//! says so loudly and returns: once wired, they run with nothing to
-//! change here. They also need to mount FUSE: where that is impossible
-//! they fail when `CI` is set and warn otherwise, like the library's.
+//! They need to mount FUSE: where that is impossible they fail when `CI`
+//! is set and warn otherwise, like the library's.
 
 use std::fs;
 use std::path::Path;

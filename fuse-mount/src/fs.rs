@@ -2,8 +2,10 @@
 //! over the inode table and the store.
 //!
 //! Every handler runs inside [`VstFs::guard`]: a panic (there should be
-//! none) answers that one request with `EIO` and the mount goes on. Locks
-//! are never held across a read from the store.
+//! none) answers that one request with `EIO` and the mount goes on. The
+//! locks on shared tables are never held across a read from the store;
+//! a file's read window is (one lock per open inode), so that the kernel's
+//! parallel reads of one file fetch each window once.
 
 use std::collections::{BTreeMap, HashSet};
 use std::ffi::OsStr;

@@ -241,14 +241,19 @@ fn config(options: &MountOptions) -> fuser::Config {
         // mount shows as `fuse.vst`.
         MountOption::CUSTOM("subtype=vst".to_owned()),
     ];
-    config.acl = match options.sharing {
-        Sharing::Owner => fuser::SessionACL::Owner,
-        Sharing::Everyone => fuser::SessionACL::All,
-    };
+    config.acl = acl(options.sharing);
     config.n_threads = Some(options.threads.clamp(1, THREADS_MAX));
     // Each thread reads its own clone of the device (FUSE_DEV_IOC_CLONE).
     config.clone_fd = true;
     config
+}
+
+/// Who fuser lets through, for `sharing`.
+fn acl(sharing: Sharing) -> fuser::SessionACL {
+    match sharing {
+        Sharing::Owner => fuser::SessionACL::Owner,
+        Sharing::Everyone => fuser::SessionACL::All,
+    }
 }
 
 /// Mounts `view` at `mountpoint` and serves it in this thread until it is
@@ -300,11 +305,13 @@ fn session(
 ) -> Result<fuser::Session<VstFs>, Error> {
     let mount_err = |source| Error::Mount { mountpoint: mountpoint.to_owned(), source };
     match mount_privileged(mountpoint, options) {
-        Ok(fd) => fuser::Session::from_fd(fs, fd, fuser::SessionACL::Owner, config(options))
-            .map_err(|e| {
+        // from_fd takes the ACL as an argument and ignores the config's.
+        Ok(fd) => {
+            fuser::Session::from_fd(fs, fd, acl(options.sharing), config(options)).map_err(|e| {
                 let _ = unmount(mountpoint, Lazy::Yes);
                 mount_err(e)
-            }),
+            })
+        }
         Err(nix::errno::Errno::EPERM) => {
             fuser::Session::new(fs, mountpoint, &config(options)).map_err(mount_err)
         }

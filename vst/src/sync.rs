@@ -16,7 +16,7 @@
 //! branch has commits the local one lacks, is [`Error::PushRejected`],
 //! never merged.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use bytes::Bytes;
 use vst_cas::remote::{RemoteRefs, RemoteStore};
@@ -137,7 +137,10 @@ fn missing_commits(
 
 /// Copies the tree `root` and what it reaches that `to` lacks: reads the
 /// new trees level by level (one batch a level), copies the new blobs in
-/// batches, then writes the trees deepest level first.
+/// batches, then writes the trees, each after every tree below it (by
+/// height, not by level: a subtree shared at depths 1 and 3 is read at
+/// level 1 but must still be written before its parent at level 2), so
+/// that a transfer cut short never leaves a tree without its children.
 fn copy_tree(
     from: &dyn Store,
     to: &dyn Store,
@@ -146,15 +149,15 @@ fn copy_tree(
     seen_blobs: &mut HashSet<ObjectId>,
     stats: &mut TransferStats,
 ) -> Result<()> {
-    let mut levels: Vec<Vec<(TreeId, Bytes)>> = Vec::new();
+    // Read order, with each tree's subdirectories.
+    let mut read: Vec<(TreeId, Bytes, Vec<TreeId>)> = Vec::new();
+    let mut depth = 0;
     let mut blobs: Vec<(ObjectId, u64)> = Vec::new();
     let mut frontier: Vec<TreeId> = Vec::new();
     if !to.contains(&root.object_id())? && seen_trees.insert(root) {
         frontier.push(root);
     }
     while !frontier.is_empty() {
-        let depth = levels.len();
-        let mut level = Vec::with_capacity(frontier.len());
         let mut next = Vec::new();
         for batch in frontier.chunks(TRANSFER_BATCH_COUNT_MAX) {
             let ids: Vec<ObjectId> = batch.iter().map(|t| t.object_id()).collect();
@@ -165,9 +168,11 @@ fn copy_tree(
                     source,
                 })?;
                 check_depth(depth, *id, &tree)?;
+                let mut subdirs = Vec::new();
                 for entry in tree.entries() {
                     match &entry.kind {
                         EntryKind::Dir(sub) => {
+                            subdirs.push(*sub);
                             if !seen_trees.contains(sub) && !to.contains(&sub.object_id())? {
                                 seen_trees.insert(*sub);
                                 next.push(*sub);
@@ -183,20 +188,53 @@ fn copy_tree(
                         EntryKind::Symlink(_) => {}
                     }
                 }
-                level.push((*id, bytes));
+                read.push((*id, bytes, subdirs));
             }
         }
-        levels.push(level);
+        depth += 1;
         frontier = next;
     }
     copy_blobs(from, to, &blobs, stats)?;
-    for level in levels.iter().rev() {
-        let batch: Vec<(ObjectId, &[u8])> =
-            level.iter().map(|(id, bytes)| (id.object_id(), bytes.as_ref())).collect();
-        to.put_batch(&batch)?;
-        stats.trees += level.len() as u64;
+    // Heights within the new trees (a subdirectory `to` already has, or
+    // one an earlier call wrote, counts as 0), computed deepest read
+    // first; a shared subtree read early is computed on demand.
+    let index: HashMap<TreeId, usize> =
+        read.iter().enumerate().map(|(i, (id, ..))| (*id, i)).collect();
+    let mut height: Vec<Option<usize>> = vec![None; read.len()];
+    for i in (0..read.len()).rev() {
+        tree_height(i, &read, &index, &mut height);
+    }
+    let mut order: Vec<usize> = (0..read.len()).collect();
+    order.sort_by_key(|&i| height[i]);
+    for batch in order.chunks(TRANSFER_BATCH_COUNT_MAX) {
+        let objects: Vec<(ObjectId, &[u8])> =
+            batch.iter().map(|&i| (read[i].0.object_id(), read[i].1.as_ref())).collect();
+        to.put_batch(&objects)?;
+        stats.trees += batch.len() as u64;
     }
     Ok(())
+}
+
+/// The height of `read[i]` among the new trees: 0 without new
+/// subdirectories, else one more than the highest. Recursion is bounded by
+/// the nesting limit `check_depth` enforced while reading.
+fn tree_height(
+    i: usize,
+    read: &[(TreeId, Bytes, Vec<TreeId>)],
+    index: &HashMap<TreeId, usize>,
+    height: &mut [Option<usize>],
+) -> usize {
+    if let Some(h) = height[i] {
+        return h;
+    }
+    let mut h = 0;
+    for sub in &read[i].2 {
+        if let Some(&j) = index.get(sub) {
+            h = h.max(1 + tree_height(j, read, index, height));
+        }
+    }
+    height[i] = Some(h);
+    h
 }
 
 fn copy_blobs(
@@ -211,9 +249,9 @@ fn copy_blobs(
         let mut len = 0u64;
         while end < blobs.len()
             && end - start < TRANSFER_BATCH_COUNT_MAX
-            && (end == start || len + blobs[end].1 <= TRANSFER_BATCH_LEN_MAX)
+            && (end == start || len.saturating_add(blobs[end].1) <= TRANSFER_BATCH_LEN_MAX)
         {
-            len += blobs[end].1;
+            len = len.saturating_add(blobs[end].1);
             end += 1;
         }
         let ids: Vec<ObjectId> = blobs[start..end].iter().map(|(id, _)| *id).collect();

@@ -464,9 +464,13 @@ impl RemoteStore {
         let entries = std::mem::take(&mut w.entries);
         let name = ObjectId::of(&data);
         let index = encode_index(name, data.len() as u64, &entries);
+        let slot;
         {
             let mut packs = write_lock(&self.shared.packs);
             packs[w.pack as usize] = Pack { name: Some(name), data: Some(data.clone()) };
+            // The sealed pack's slot, taken before `w.pack` moves on (a
+            // refresh may have appended packs after it).
+            slot = w.pack;
             w.pack = u32::try_from(packs.len()).expect("fewer than 2^32 packs");
             packs.push(Pack::default());
         }
@@ -477,7 +481,7 @@ impl RemoteStore {
             client: self.remote.inner.client.clone(),
             keys: self.remote.inner.keys.clone(),
             shared: self.shared.clone(),
-            slot: w.pack - 1,
+            slot,
             name,
             data,
             index,
@@ -910,6 +914,11 @@ impl Store for RemoteStore {
         };
         if loc.kind != Kind::Manifest {
             let bytes = self.get_one(id)?;
+            // The object was verified by its hash, but its length comes
+            // from the index: they must agree before the slice.
+            if bytes.len() as u64 != size {
+                return Err(StoreError::Damaged { id: *id, damage: Damage::WrongRecord });
+            }
             return Ok(bytes.slice(offset as usize..end as usize));
         }
         // Only the chunks that overlap the range are fetched.
