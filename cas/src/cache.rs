@@ -35,6 +35,9 @@ struct State {
     files: HashMap<String, (u64, u64)>,
     /// Last use -> name: the eviction order.
     by_use: BTreeMap<u64, String>,
+    /// Name -> length of the files being written: counted in `len`, but
+    /// neither readable nor evictable until their rename is done.
+    pending: HashMap<String, u64>,
     /// Bytes on disk or reserved for a file being written.
     len: u64,
     clock: u64,
@@ -83,10 +86,13 @@ impl FileCache {
             vfs.list(dir)?.into_iter().filter(|(_, is_dir)| !is_dir).map(|(n, _)| n).collect();
         names.sort();
         for name in names {
-            if !valid_name(&name) {
+            if name.starts_with(".tmp-") {
                 // A temporary file of a write that did not finish.
                 vfs.remove(&dir.join(&name))?;
                 continue;
+            }
+            if !valid_name(&name) {
+                continue; // not the cache's: left alone
             }
             if let Some(len) = vfs.len(&dir.join(&name))? {
                 state.clock += 1;
@@ -165,16 +171,14 @@ impl FileCache {
         }
         {
             let mut state = self.lock();
-            if state.files.contains_key(name) {
+            if state.files.contains_key(name) || state.pending.contains_key(name) {
                 return;
             }
             self.evict(&mut state, len);
             // Reserved before writing, so that concurrent inserts cannot
-            // together go over the limit.
-            state.clock += 1;
-            let clock = state.clock;
-            state.files.insert(name.to_owned(), (len, clock));
-            state.by_use.insert(clock, name.to_owned());
+            // together go over the limit; pending, so that no reader sees
+            // the file half written and no eviction removes it early.
+            state.pending.insert(name.to_owned(), len);
             state.len += len;
         }
         let tmp = self.dir.join(format!(".tmp-{}-{name}", std::process::id()));
@@ -182,9 +186,17 @@ impl FileCache {
             .vfs
             .write_file(&tmp, bytes)
             .and_then(|()| self.vfs.rename(&tmp, &self.dir.join(name)));
-        if written.is_err() {
+        let mut state = self.lock();
+        state.pending.remove(name);
+        if written.is_ok() {
+            state.clock += 1;
+            let clock = state.clock;
+            state.files.insert(name.to_owned(), (len, clock));
+            state.by_use.insert(clock, name.to_owned());
+        } else {
+            state.len -= len;
+            drop(state);
             let _ = self.vfs.remove(&tmp);
-            self.lock().forget(name);
         }
     }
 
@@ -240,5 +252,39 @@ mod tests {
         let cache = FileCache::open(vfs, tmp.path(), 4_500).unwrap();
         assert_eq!(cache.len(), 4_000);
         assert_eq!(disk_len(tmp.path()), 4_000);
+    }
+
+    #[test]
+    fn files_not_named_like_the_caches_are_left_alone() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(tmp.path().join("_mine"), b"not the cache's").unwrap();
+        let cache = FileCache::open(Arc::new(RealFs::new()), tmp.path(), 100).unwrap();
+        assert!(tmp.path().join("_mine").exists());
+        assert_eq!(cache.len(), 0);
+    }
+
+    #[test]
+    fn concurrent_inserts_and_reads_keep_the_count_true() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cache = FileCache::open(Arc::new(RealFs::new()), tmp.path(), 20_000).unwrap();
+        std::thread::scope(|s| {
+            for t in 0..4u32 {
+                let cache = &cache;
+                s.spawn(move || {
+                    for i in 0..150u32 {
+                        // The same names from every thread: inserts race
+                        // with reads and evictions of one another's files.
+                        let name = format!("f{}", i % 40);
+                        cache.insert(&name, &vec![t as u8; 200 + (i as usize * 53) % 1500]);
+                        if let Some(bytes) = cache.get(&format!("f{}", (i + 7) % 40)) {
+                            assert!(!bytes.is_empty(), "a file is never read half written");
+                        }
+                        assert!(cache.len() <= 20_000);
+                    }
+                });
+            }
+        });
+        assert_eq!(cache.len(), disk_len(tmp.path()), "the count covers every file on disk");
+        assert!(disk_len(tmp.path()) <= 20_000);
     }
 }

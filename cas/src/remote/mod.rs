@@ -65,17 +65,28 @@ pub use s3::{RETRY_TIMEOUT_DEFAULT, S3Config, is_loopback, parse_url};
 pub const REMOTE_INDEX_MAGIC: [u8; 8] = *b"VSTRIDX\x01";
 /// A pack is sealed and uploaded once it holds this much (default).
 pub const REMOTE_PACK_LEN_TARGET: usize = 16 << 20;
+/// The largest pack target accepted: its index stays far below
+/// [`REMOTE_INDEX_LEN_MAX`].
+pub const REMOTE_PACK_LEN_MAX: usize = 32 << 20;
 /// Sealed packs uploading at once; a put that seals another waits.
 pub const UPLOADS_IN_FLIGHT_MAX: usize = 3;
 /// Indexes fetched at once when a store is opened.
 const INDEX_FETCHES_IN_FLIGHT_MAX: usize = 16;
-/// Largest remote index accepted: 56 bytes an entry, so 64 Mi entries.
-const REMOTE_INDEX_LEN_MAX: u64 = (64 * INDEX_ENTRY_LEN as u64) << 20;
+/// Largest remote index accepted: 1 Mi entries of 56 bytes, far above what
+/// a pack of the default target holds (a record is at least 52 bytes), and
+/// a bound on what a hostile listing can make a reader fetch.
+const REMOTE_INDEX_LEN_MAX: u64 = (INDEX_ENTRY_LEN as u64) << 20;
 const INDEX_ENTRY_LEN: usize = 56;
 /// magic, pack name, pack length, entry count.
 const INDEX_HEADER_LEN: usize = 8 + 32 + 8 + 4;
 
 const _: () = assert!(REMOTE_PACK_LEN_TARGET >= CHUNKING_LEN_MIN);
+const _: () = assert!(REMOTE_PACK_LEN_TARGET <= REMOTE_PACK_LEN_MAX);
+// A record is at least 52 bytes; a pack is sealed at most one record
+// (a chunk of at most 1 MiB) past its target.
+const _: () = assert!(
+    ((REMOTE_PACK_LEN_MAX + (2 << 20)) / 52) * INDEX_ENTRY_LEN < REMOTE_INDEX_LEN_MAX as usize
+);
 
 /// Tuning of a remote store.
 #[derive(Debug, Clone)]
@@ -290,7 +301,7 @@ impl RemoteStore {
                 uploads: VecDeque::new(),
                 last_published: None,
             }),
-            pack_len_target: options.pack_len_target.max(CHUNKING_LEN_MIN),
+            pack_len_target: options.pack_len_target.clamp(CHUNKING_LEN_MIN, REMOTE_PACK_LEN_MAX),
         };
         store.refresh()?;
         Ok(store)
@@ -408,7 +419,7 @@ impl RemoteStore {
             pack: w.pack,
             offset: w.buf.len() as u64,
             stored_len: u32::try_from(stored.len())
-                .expect("records are at most CHUNKING_LEN_MIN long"),
+                .expect("a record (a chunk, a small object or a chunk list) is under 4 GiB"),
             raw_len,
             kind,
             codec,
@@ -849,8 +860,8 @@ async fn load_index(
     if size > REMOTE_INDEX_LEN_MAX {
         return Err(StoreError::RemoteDamaged { key: key.to_string(), what: "it is too large" });
     }
-    let bytes =
-        async { client.get(&key).await?.bytes().await }.await.map_err(remote_err("read", &key))?;
+    // The range the listing promised, not whatever the body holds.
+    let bytes = client.get_range(&key, 0..size).await.map_err(remote_err("read", &key))?;
     let entries = decode_index(name, &bytes).ok_or_else(|| StoreError::RemoteDamaged {
         key: key.to_string(),
         what: "it fails its checksum or its entries are invalid",
