@@ -27,8 +27,9 @@ struct Faulty {
     inner: InMemory,
     /// Treat every conditional write as a plain one (as some servers do).
     ignore_conditions: bool,
-    /// Pack uploads that succeed before every later one fails.
-    packs_ok: Option<usize>,
+    /// The one pack upload (counting from 0) that fails; the others
+    /// succeed, so that a store publishing past the failure is caught.
+    pack_fails: Option<usize>,
     packs_put: AtomicUsize,
 }
 
@@ -51,7 +52,7 @@ impl ObjectStore for Faulty {
         }
         if location.as_ref().ends_with(".pack") {
             let n = self.packs_put.fetch_add(1, Ordering::SeqCst);
-            if self.packs_ok.is_some_and(|ok| n >= ok) {
+            if self.pack_fails == Some(n) {
                 return Err(object_store::Error::Generic {
                     store: "Faulty",
                     source: "injected upload failure".into(),
@@ -200,7 +201,7 @@ fn a_damaged_record_is_an_error_never_wrong_bytes() {
 
 #[test]
 fn a_failed_upload_poisons_and_publishes_only_a_prefix() {
-    let faulty = Arc::new(Faulty { packs_ok: Some(2), ..Default::default() });
+    let faulty = Arc::new(Faulty { pack_fails: Some(2), ..Default::default() });
     let remote = Remote::with_client(faulty, "r", "faulty").unwrap();
     let store = remote.store(small_packs()).unwrap();
     let blobs: Vec<Vec<u8>> = (0..60).map(|i| noise(100 + i, 200_000)).collect();

@@ -101,8 +101,16 @@ fn save_remotes(repo_dir: &Path, remotes: &[(String, String)]) -> Result<()> {
     let path = repo_dir.join(REMOTES_FILE);
     let tmp = repo_dir.join(format!("{REMOTES_FILE}.tmp-{}", std::process::id()));
     let text: String = remotes.iter().map(|(n, u)| format!("{n} {u}\n")).collect();
-    std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, &path).with_context(|| format!("replacing {}", path.display()))
+    // Written, synced, renamed, and the directory synced: a crash leaves
+    // the old list or the new one, never a torn or missing file.
+    let write = || -> std::io::Result<()> {
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(text.as_bytes())?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, &path)?;
+        std::fs::File::open(repo_dir)?.sync_all()
+    };
+    write().with_context(|| format!("replacing {}", path.display()))
 }
 
 /// The URL of remote `name`.
