@@ -688,29 +688,11 @@ impl PackStore {
 
     /// Puts one object: whole, or as chunks and a manifest.
     fn put_locked(&self, w: &mut Writer, id: ObjectId, bytes: &[u8]) -> Result<(), StoreError> {
-        if self.index.read().unwrap_or_else(|e| e.into_inner()).contains_key(&id) {
-            return Ok(());
-        }
-        if bytes.len() < CHUNKING_LEN_MIN {
-            return self.add_record(w, Kind::Object, id, bytes, bytes.len() as u64);
-        }
-        let mut listed = Vec::new();
-        for data in chunks(bytes) {
-            let cid = ObjectId::of(data);
-            if !self.index.read().unwrap_or_else(|e| e.into_inner()).contains_key(&cid) {
-                self.add_record(w, Kind::Chunk, cid, data, data.len() as u64)?;
-            }
-            listed.push((cid, data.len() as u64));
-        }
-        // An object that is one chunk (at most CHUNK_LEN_MAX long) has the
-        // chunk's id: the chunk record is the object, and a chunk list
-        // under the same id would shadow it.
-        if let [(only, _)] = listed[..]
-            && only == id
-        {
-            return Ok(());
-        }
-        self.add_record(w, Kind::Manifest, id, &encode_manifest(&listed), bytes.len() as u64)
+        let has =
+            |id: &ObjectId| self.index.read().unwrap_or_else(|e| e.into_inner()).contains_key(id);
+        put_records(id, bytes, &has, &mut |kind, id, data, raw_len| {
+            self.add_record(w, kind, id, data, raw_len)
+        })
     }
 
     /// Reads and checks one record's payload (decompressed). Checks the
@@ -1310,6 +1292,45 @@ pub(crate) fn decode_stored(
 
 /// The content-defined chunks of an object of at least
 /// [`CHUNKING_LEN_MIN`] bytes, in order.
+/// Appends one record: kind, id, payload, raw length.
+pub(crate) type AddRecord<'a> =
+    dyn FnMut(Kind, ObjectId, &[u8], u64) -> Result<(), StoreError> + 'a;
+
+/// Puts the records that store `bytes` as `id` through `add` (kind, id,
+/// payload, raw length), skipping what `has` says is stored: the object
+/// whole below [`CHUNKING_LEN_MIN`], else its chunks and a chunk list. One
+/// plan for every store that writes pack records.
+pub(crate) fn put_records(
+    id: ObjectId,
+    bytes: &[u8],
+    has: &dyn Fn(&ObjectId) -> bool,
+    add: &mut AddRecord<'_>,
+) -> Result<(), StoreError> {
+    if has(&id) {
+        return Ok(());
+    }
+    if bytes.len() < CHUNKING_LEN_MIN {
+        return add(Kind::Object, id, bytes, bytes.len() as u64);
+    }
+    let mut listed = Vec::new();
+    for data in chunks(bytes) {
+        let cid = ObjectId::of(data);
+        if !has(&cid) {
+            add(Kind::Chunk, cid, data, data.len() as u64)?;
+        }
+        listed.push((cid, data.len() as u64));
+    }
+    // An object that is one chunk (at most CHUNK_LEN_MAX long) has the
+    // chunk's id: the chunk record is the object, and a chunk list under
+    // the same id would shadow it.
+    if let [(only, _)] = listed[..]
+        && only == id
+    {
+        return Ok(());
+    }
+    add(Kind::Manifest, id, &encode_manifest(&listed), bytes.len() as u64)
+}
+
 pub(crate) fn chunks(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
     fastcdc::v2020::FastCDC::new(bytes, CHUNK_LEN_MIN, CHUNK_LEN_AVG, CHUNK_LEN_MAX)
         .map(move |c| &bytes[c.offset..c.offset + c.length])

@@ -434,30 +434,12 @@ impl RemoteStore {
     }
 
     fn put_locked(&self, w: &mut Writer, id: ObjectId, bytes: &[u8]) -> Result<(), StoreError> {
-        if self.contains_id(&id) {
-            return Ok(());
-        }
-        if bytes.len() < CHUNKING_LEN_MIN {
-            return self.add_record(w, Kind::Object, id, bytes, bytes.len() as u64);
-        }
-        let mut listed = Vec::new();
-        for data in crate::pack::chunks(bytes) {
-            let cid = ObjectId::of(data);
-            if !self.contains_id(&cid) {
-                self.add_record(w, Kind::Chunk, cid, data, data.len() as u64)?;
-            }
-            listed.push((cid, data.len() as u64));
-        }
-        // An object that is one chunk (at most CHUNK_LEN_MAX long) has the
-        // chunk's id: the chunk record is the object, and a chunk list
-        // under the same id would shadow it.
-        if let [(only, _)] = listed[..]
-            && only == id
-        {
-            return Ok(());
-        }
-        let manifest = crate::pack::encode_manifest(&listed);
-        self.add_record(w, Kind::Manifest, id, &manifest, bytes.len() as u64)
+        crate::pack::put_records(
+            id,
+            bytes,
+            &|id| self.contains_id(id),
+            &mut |kind, id, data, raw| self.add_record(w, kind, id, data, raw),
+        )
     }
 
     /// Seals the pack being filled and starts its upload; waits for the
