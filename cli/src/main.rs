@@ -51,6 +51,14 @@ enum Command {
         // Not named `dir`: clap would merge it with the global -C.
         #[arg(value_name = "DIR")]
         path: Option<PathBuf>,
+        /// Keep the objects in an object store (s3://BUCKET/PREFIX; the
+        /// endpoint and credentials come from the AWS_* environment), with
+        /// a bounded cache in .vst/cache; refs stay in .vst.
+        #[arg(long, value_name = "URL")]
+        store: Option<String>,
+        /// The local cache's limit with --store, in MiB.
+        #[arg(long, value_name = "MIB", default_value_t = remote::CACHE_MIB_DEFAULT, requires = "store")]
+        cache_mib: u64,
     },
     /// Snapshot the working directory and make it the current branch's head.
     Commit {
@@ -205,8 +213,20 @@ fn find(cli: &Cli) -> Result<Workspace> {
 }
 
 fn open(ws: &Workspace, access: Access) -> Result<Repo> {
-    Repo::open_with(std::sync::Arc::new(vst_cas::vfs::RealFs::new()), &ws.repo_dir, access)
-        .with_context(|| format!("opening the repository at {}", ws.repo_dir.display()))
+    open_dir(&ws.repo_dir, access)
+}
+
+/// Opens the repository in `repo_dir`: its pack store, or the object store
+/// `.vst/store` names.
+fn open_dir(repo_dir: &Path, access: Access) -> Result<Repo> {
+    let context = || format!("opening the repository at {}", repo_dir.display());
+    match remote::store_config(repo_dir)? {
+        Some((url, cache_len_max)) => {
+            remote::open_remote_repo(repo_dir, &url, cache_len_max).with_context(context)
+        }
+        None => Repo::open_with(std::sync::Arc::new(vst_cas::vfs::RealFs::new()), repo_dir, access)
+            .with_context(context),
+    }
 }
 
 /// A spinner with the elapsed time for a long operation that does not
@@ -228,7 +248,9 @@ fn out() -> std::io::StdoutLock<'static> {
 
 fn run(cli: &Cli) -> Result<ExitCode> {
     match &cli.command {
-        Command::Init { path } => init(cli, path.as_deref()),
+        Command::Init { path, store, cache_mib } => {
+            init(cli, path.as_deref(), store.as_deref(), *cache_mib)
+        }
         Command::Commit { message, allow_empty, author } => {
             commit(cli, message, *allow_empty, author.clone())
         }
@@ -279,7 +301,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
     }
 }
 
-fn init(cli: &Cli, dir: Option<&Path>) -> Result<ExitCode> {
+fn init(cli: &Cli, dir: Option<&Path>, store: Option<&str>, cache_mib: u64) -> Result<ExitCode> {
     let base = start_dir(cli)?;
     let root = dir.map_or(base.clone(), |d| base.join(d));
     let repo_dir = root.join(REPO_DIR_NAME);
@@ -287,8 +309,21 @@ fn init(cli: &Cli, dir: Option<&Path>) -> Result<ExitCode> {
         bail!("{} already holds a repository", root.display());
     }
     std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
-    let repo = Repo::open(&repo_dir)
-        .with_context(|| format!("creating the repository in {}", repo_dir.display()))?;
+    let repo = match store {
+        Some(url) => {
+            // Reached before anything is written, so that a wrong URL or
+            // missing credentials leave no half-made repository.
+            remote::open_remote(url)?
+                .store(Default::default())
+                .with_context(|| format!("opening the object store at {url}"))?;
+            std::fs::create_dir_all(&repo_dir)
+                .with_context(|| format!("creating {}", repo_dir.display()))?;
+            remote::write_store_config(&repo_dir, url, cache_mib.saturating_mul(1 << 20))?;
+            open_dir(&repo_dir, Access::ReadWrite)?
+        }
+        None => Repo::open(&repo_dir)
+            .with_context(|| format!("creating the repository in {}", repo_dir.display()))?,
+    };
     repo.refs().set_head(&Head::Branch(Repo::branch("main")?))?;
     if !cli.quiet {
         writeln!(out(), "initialized an empty vst repository in {}", repo_dir.display())?;

@@ -126,6 +126,64 @@ pub fn open_remote(url: &str) -> Result<Remote> {
     Remote::s3(&config).with_context(|| format!("connecting to {}", config.describe()))
 }
 
+/// The file in `.vst/` that says the repository's objects are in an
+/// object store: its URL on the first line, the local cache's limit in
+/// bytes on the second.
+pub const STORE_FILE: &str = "store";
+/// The local cache of a repository whose objects are remote, in `.vst/`.
+const CACHE_DIR: &str = "cache";
+/// The cache's limit unless `vst init --cache-mib` says otherwise.
+pub const CACHE_MIB_DEFAULT: u64 = 1024;
+
+/// Where a repository's objects are, if not in its own pack store: the
+/// URL and the cache limit from `.vst/store`.
+pub fn store_config(repo_dir: &Path) -> Result<Option<(String, u64)>> {
+    let path = repo_dir.join(STORE_FILE);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    let mut lines = text.lines();
+    let (Some(url), Some(len_max)) = (lines.next(), lines.next().and_then(|l| l.parse().ok()))
+    else {
+        bail!("{} is damaged: want a URL line and a cache size line", path.display());
+    };
+    Ok(Some((url.to_owned(), len_max)))
+}
+
+/// Writes `.vst/store` (durably: it decides where every object goes).
+pub fn write_store_config(repo_dir: &Path, url: &str, cache_len_max: u64) -> Result<()> {
+    vst_cas::remote::parse_url(url)?;
+    let path = repo_dir.join(STORE_FILE);
+    let write = || -> std::io::Result<()> {
+        let mut file = std::fs::File::create_new(&path)?;
+        file.write_all(format!("{url}\n{cache_len_max}\n").as_bytes())?;
+        file.sync_all()?;
+        std::fs::File::open(repo_dir)?.sync_all()
+    };
+    write().with_context(|| format!("writing {}", path.display()))
+}
+
+/// Opens the repository in `repo_dir` whose objects are at `url`, with its
+/// bounded cache in `.vst/cache`.
+pub fn open_remote_repo(repo_dir: &Path, url: &str, cache_len_max: u64) -> Result<Repo> {
+    let vfs: std::sync::Arc<dyn vst_cas::vfs::Vfs> =
+        std::sync::Arc::new(vst_cas::vfs::RealFs::new());
+    let options = RemoteOptions {
+        cache: Some(vst_cas::remote::CacheOptions {
+            dir: repo_dir.join(CACHE_DIR),
+            len_max: cache_len_max,
+            vfs: vfs.clone(),
+        }),
+        ..RemoteOptions::default()
+    };
+    let store = open_remote(url)?
+        .store(options)
+        .with_context(|| format!("opening the object store at {url}"))?;
+    Ok(Repo::open_remote(vfs, repo_dir, store)?)
+}
+
 /// `vst remote add/list/remove`.
 pub fn remote_cmd(repo_dir: &Path, action: &RemoteAction, quiet: bool) -> Result<ExitCode> {
     let mut remotes = load_remotes(repo_dir)?;

@@ -46,8 +46,7 @@ fn resolve_base(repo: &Repo, base: &str) -> Result<CommitId> {
     if hex.len() >= 4 && hex.len() <= 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
         let store = repo.store();
         let mut matches: Vec<CommitId> = repo
-            .pack_store()
-            .ids()
+            .object_ids()
             .into_iter()
             .filter(|id| id.to_string().starts_with(&hex))
             .map(CommitId::new)

@@ -146,6 +146,12 @@ pub enum Error {
         /// Why.
         reason: crate::sync::Rejection,
     },
+    /// Something this repository cannot do.
+    #[error("{what} is not supported")]
+    Unsupported {
+        /// What was asked.
+        what: &'static str,
+    },
     /// A checkout into a fresh directory found the directory not empty.
     #[error("checkout target {path} exists and is not an empty directory")]
     TargetNotEmpty {

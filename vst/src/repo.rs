@@ -6,6 +6,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use vst_cas::remote::RemoteStore;
 use vst_cas::vfs::{RealFs, Vfs};
 use vst_cas::{Access, GcMode, GcStats, Head, ObjectId, PackStore, RefError, RefName, Refs, Store};
 
@@ -19,12 +20,23 @@ use crate::working_set::{CommitOptions, WorkingSet, commit};
 /// The directory name a repository keeps under its working tree.
 pub const REPO_DIR_NAME: &str = ".vst";
 
-/// An open repository: a pack store and its refs.
+/// An open repository: where its objects are, and its refs (always in the
+/// repository directory).
 #[derive(Debug, Clone)]
 pub struct Repo {
     dir: PathBuf,
-    store: Arc<PackStore>,
+    objects: Objects,
     refs: Refs,
+}
+
+/// Where a repository keeps its objects.
+#[derive(Debug, Clone)]
+pub enum Objects {
+    /// The pack store in the repository directory (the default).
+    Local(Arc<PackStore>),
+    /// An object store, with a bounded cache on local disk in front;
+    /// reads fetch only what they need, when they need it.
+    Remote(Arc<RemoteStore>),
 }
 
 impl Repo {
@@ -37,7 +49,35 @@ impl Repo {
     /// Opens the repository in `dir` through `vfs`.
     pub fn open_with(vfs: Arc<dyn Vfs>, dir: &Path, access: Access) -> Result<Self> {
         let store = Arc::new(PackStore::open_with(vfs.clone(), dir, access)?);
-        Ok(Self { dir: dir.to_owned(), store, refs: Refs::new(vfs, dir) })
+        Ok(Self { dir: dir.to_owned(), objects: Objects::Local(store), refs: Refs::new(vfs, dir) })
+    }
+
+    /// Opens the repository in `dir` whose objects are in `store` (the
+    /// caller opens it: where it is and how to reach it is configuration
+    /// this library does not read). Refs stay in `dir`.
+    pub fn open_remote(vfs: Arc<dyn Vfs>, dir: &Path, store: RemoteStore) -> Result<Self> {
+        vfs.create_dir_all(dir).map_err(|source| vst_cas::StoreError::Io {
+            op: "create the repository directory",
+            source,
+        })?;
+        Ok(Self {
+            dir: dir.to_owned(),
+            objects: Objects::Remote(Arc::new(store)),
+            refs: Refs::new(vfs, dir),
+        })
+    }
+
+    /// Where the objects are.
+    pub fn objects(&self) -> &Objects {
+        &self.objects
+    }
+
+    /// The id of every object the store holds (for resolving a prefix).
+    pub fn object_ids(&self) -> Vec<ObjectId> {
+        match &self.objects {
+            Objects::Local(s) => s.ids(),
+            Objects::Remote(s) => s.ids(),
+        }
     }
 
     /// The store directory.
@@ -45,14 +85,20 @@ impl Repo {
         &self.dir
     }
 
-    /// The pack store.
-    pub fn pack_store(&self) -> &Arc<PackStore> {
-        &self.store
+    /// The pack store, for a repository whose objects are local.
+    pub fn pack_store(&self) -> Option<&Arc<PackStore>> {
+        match &self.objects {
+            Objects::Local(s) => Some(s),
+            Objects::Remote(_) => None,
+        }
     }
 
     /// The store, as the rest of the library takes it.
     pub fn store(&self) -> Arc<dyn Store> {
-        self.store.clone()
+        match &self.objects {
+            Objects::Local(s) => s.clone(),
+            Objects::Remote(s) => s.clone(),
+        }
     }
 
     /// The refs.
@@ -127,7 +173,7 @@ impl Repo {
         };
         let bytes = commit.encode()?;
         let id = CommitId::of(&bytes);
-        self.store.put(id.object_id(), &bytes)?;
+        self.store().put(id.object_id(), &bytes)?;
         match self.refs.head().map_err(ref_err)? {
             Head::Branch(name) => self.publish(&name, parent, id, options)?,
             Head::Detached(_) => self.publish_detached(parent, id, options)?,
@@ -145,7 +191,7 @@ impl Repo {
         id: CommitId,
         options: &CommitOptions,
     ) -> Result<()> {
-        self.store.sync()?;
+        self.store().sync()?;
         let message = reflog_message(options);
         self.refs
             .update(branch, parent.map(|p| p.object_id()), Some(id.object_id()), &message)
@@ -160,7 +206,7 @@ impl Repo {
         id: CommitId,
         options: &CommitOptions,
     ) -> Result<()> {
-        self.store.sync()?;
+        self.store().sync()?;
         let expected = match parent {
             Some(p) => Head::Detached(p.object_id()),
             None => self.refs.head().map_err(ref_err)?,
@@ -202,11 +248,13 @@ impl Repo {
             Ok(Head::Branch(_)) => {}
             Err(e) => bad_refs.push(("HEAD".to_owned(), ref_err(e))),
         }
-        let mut report = fsck(self.store.as_ref(), &roots, read_data);
+        let mut report = fsck(self.store().as_ref(), &roots, read_data);
         report.bad_refs = bad_refs;
-        report.damaged_packs = self.store.recovery().damaged_packs.clone();
-        if read_data == ReadData::Yes {
-            report.damaged_records = self.store.verify_all();
+        if let Objects::Local(store) = &self.objects {
+            report.damaged_packs = store.recovery().damaged_packs.clone();
+            if read_data == ReadData::Yes {
+                report.damaged_records = store.verify_all();
+            }
         }
         Ok(report)
     }
@@ -231,8 +279,13 @@ impl Repo {
                 roots.extend(entry.old.into_iter().chain(entry.new).map(CommitId::new));
             }
         }
-        let live = reachable(self.store.as_ref(), &roots)?;
-        Ok(self.store.gc(&live, mode)?)
+        let Objects::Local(store) = &self.objects else {
+            return Err(Error::Unsupported {
+                what: "gc of a repository whose objects are in an object store",
+            });
+        };
+        let live = reachable(store.as_ref(), &roots)?;
+        Ok(store.gc(&live, mode)?)
     }
 
     /// The branch `name`, validated.
