@@ -128,3 +128,63 @@ fn a_repository_whose_objects_are_in_the_object_store() {
     assert!(!gc.status.success());
     assert!(String::from_utf8_lossy(&gc.stderr).contains("not supported"));
 }
+
+#[test]
+fn two_processes_pushing_at_once_one_wins_the_other_is_told_to_pull() {
+    let Some(server) = seaweed::start() else { return };
+    server.bucket("race");
+    let e = server.endpoint.as_str();
+    let tmp = tempfile::tempdir().unwrap();
+    let seed = tmp.path().join("seed");
+    std::fs::create_dir_all(&seed).unwrap();
+    std::fs::write(seed.join("f"), "0").unwrap();
+    ok(&seed, e, &["init", "-q"]);
+    ok(&seed, e, &["commit", "-q", "-m", "base"]);
+    ok(&seed, e, &["remote", "add", "origin", "s3://race/r"]);
+    ok(&seed, e, &["push", "-q", "origin"]);
+    for round in 0..6 {
+        // Two repositories at the remote's head, each with a commit of its
+        // own, push at the same moment from two processes.
+        let dirs: Vec<_> = ["a", "b"]
+            .iter()
+            .map(|n| {
+                let d = tmp.path().join(format!("{n}{round}"));
+                ok(tmp.path(), e, &["clone", "-q", "s3://race/r", d.to_str().unwrap()]);
+                std::fs::write(d.join(format!("{n}-{round}")), n).unwrap();
+                ok(&d, e, &["commit", "-q", "-m", n]);
+                d
+            })
+            .collect();
+        let pushes: Vec<_> = dirs
+            .iter()
+            .map(|d| {
+                Command::new(env!("CARGO_BIN_EXE_vst"))
+                    .current_dir(d)
+                    .args(["push", "origin"])
+                    .env("AWS_ENDPOINT_URL", e)
+                    .env_remove("AWS_ACCESS_KEY_ID")
+                    .env_remove("AWS_SECRET_ACCESS_KEY")
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        let results: Vec<Output> =
+            pushes.into_iter().map(|p| p.wait_with_output().unwrap()).collect();
+        let won: Vec<bool> = results.iter().map(|r| r.status.success()).collect();
+        assert_eq!(won.iter().filter(|w| **w).count(), 1, "round {round}: exactly one wins");
+        let loser = &results[won.iter().position(|w| !w).unwrap()];
+        let err = String::from_utf8_lossy(&loser.stderr);
+        assert!(err.contains("pull first"), "round {round}: {err}");
+        // The remote names the winner's commit, with everything below it.
+        let check = tmp.path().join(format!("check{round}"));
+        ok(tmp.path(), e, &["clone", "-q", "s3://race/r", check.to_str().unwrap()]);
+        let winner = &dirs[won.iter().position(|w| *w).unwrap()];
+        assert_eq!(
+            ok(&check, e, &["log", "-n", "1", "--json"]),
+            ok(winner, e, &["log", "-n", "1", "--json"])
+        );
+        ok(&check, e, &["fsck", "--read-data"]);
+    }
+}
