@@ -19,22 +19,10 @@ use vst::sync::{push, transfer};
 use vst::{CommitId, CommitOptions, Repo, RepoPath};
 use vst_cas::RefName;
 use vst_cas::remote::{Remote, RemoteOptions, S3Config};
+use vst_cas::sim::noise;
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-/// Deterministic bytes that do not compress.
-fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
 }
 
 fn commit(repo: &Repo, files: &[(String, Vec<u8>)], message: &str) -> CommitId {

@@ -9,6 +9,7 @@ use std::time::Duration;
 use vst::sync::{PullOutcome, PushOutcome, Rejection, clone_into, pull, push, transfer};
 use vst::{CommitId, CommitOptions, ReadData, Repo, fsck, read};
 use vst_cas::remote::{Remote, RemoteOptions, S3Config};
+use vst_cas::sim::noise;
 use vst_cas::{RefName, Store};
 
 use crate::seaweed;
@@ -20,19 +21,6 @@ fn main_branch() -> RefName {
 
 fn small_packs() -> RemoteOptions {
     RemoteOptions { pack_len_target: 1 << 20, ..Default::default() }
-}
-
-/// Deterministic bytes that do not compress.
-fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
 }
 
 /// Commits `files` (path, content) on `main` of `repo`.

@@ -19,6 +19,7 @@ use object_store::{
     ObjectStoreExt, PutMode, PutMultipartOptions, PutOptions, PutPayload, PutResult,
 };
 use vst_cas::remote::{CacheOptions, Remote, RemoteOptions, S3Config};
+use vst_cas::sim::noise;
 use vst_cas::{ObjectId, RefError, RefName, Store, StoreError, conformance};
 
 /// An object store that fails or misbehaves on purpose.
@@ -103,19 +104,6 @@ fn memory() -> Remote {
 
 fn small_packs() -> RemoteOptions {
     RemoteOptions { pack_len_target: 1 << 20, ..Default::default() }
-}
-
-/// Deterministic bytes that do not compress.
-fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
 }
 
 #[test]
