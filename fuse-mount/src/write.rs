@@ -1231,7 +1231,9 @@ impl Shared {
             if inner.file(ino)?.writers == 0 {
                 self.finalize(&mut inner, ino)?;
             }
+            inner.node_mut(ino)?.meta.mtime = now();
         }
+        inner.node_mut(ino)?.meta.ctime = now();
         Ok(())
     }
 
