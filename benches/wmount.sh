@@ -44,10 +44,13 @@ for i in range(n):
 PY
 cp -a "$WORK/tree" "$WORK/vst"
 cp -a "$WORK/tree" "$WORK/git"
+# The mount's repository is its own: a writable mount holds its store.
+mkdir "$WORK/mrepo"
 (cd "$WORK/vst" && "$VST" init -q && VST_AUTHOR=bench "$VST" commit -q -m base)
+(cd "$WORK/mrepo" && "$VST" init -q && cp -a "$WORK/tree/." . && VST_AUTHOR=bench "$VST" commit -q -m base)
 (cd "$WORK/git" && git init -q && git add -A && git -c user.name=b -c user.email=b@b commit -q -m base)
 mkdir "$MNT"
-(cd "$WORK/vst" && "$VST" mount --write --background -q "$MNT")
+(cd "$WORK/mrepo" && "$VST" mount --write --background -q "$MNT")
 
 touch_files() { # DIR COUNT ROUND
     local i
@@ -72,7 +75,7 @@ for count in 1 100; do
         dtotal+=("$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["daemon_total_us"])' "$out")")
         touch_files "$WORK/vst" "$count" "$r"
         t0=$(now_us)
-        (cd "$WORK/vst" && VST_AUTHOR=bench "$VST" -q commit -m "r$r" >/dev/null) || true
+        (cd "$WORK/vst" && VST_AUTHOR=bench "$VST" -q commit -m "r$r" >/dev/null)
         disk+=($(( $(now_us) - t0 )))
         touch_files "$WORK/git" "$count" "$r"
         t0=$(now_us)

@@ -362,3 +362,63 @@ fn checkout_inside_the_mount_changes_what_open_readers_see() {
     drop(reader);
     unmount(repo, mnt, child);
 }
+
+#[test]
+fn many_processes_at_once_never_deadlock() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(PoisonError::into_inner);
+    if !can_run() {
+        return;
+    }
+    let (repo, mnt) = setup();
+    let (repo, mnt) = (repo.path(), mnt.path());
+    let Some(child) = mount(repo, mnt, &[]) else { return };
+    let deadline = Instant::now() + Duration::from_secs(3);
+    std::thread::scope(|s| {
+        // Writers: each in its own directory, creating, appending,
+        // renaming, reading back and removing.
+        for w in 0..4 {
+            s.spawn(move || {
+                let dir = mnt.join(format!("w{w}"));
+                fs::create_dir(&dir).unwrap();
+                let mut round = 0u32;
+                while Instant::now() < deadline {
+                    let a = dir.join(format!("f{round}"));
+                    fs::write(&a, format!("{w} {round}\n")).unwrap();
+                    let mut f = fs::OpenOptions::new().append(true).open(&a).unwrap();
+                    f.write_all(b"more\n").unwrap();
+                    drop(f);
+                    let b = dir.join(format!("g{round}"));
+                    fs::rename(&a, &b).unwrap();
+                    assert_eq!(fs::read(&b).unwrap(), format!("{w} {round}\nmore\n").as_bytes());
+                    if round.is_multiple_of(2) {
+                        fs::remove_file(&b).unwrap();
+                    }
+                    round += 1;
+                }
+            });
+        }
+        // A reader of a large stored file, and a lister.
+        s.spawn(move || {
+            while Instant::now() < deadline {
+                assert_eq!(fs::read(mnt.join("src/b.txt")).unwrap().len(), 3 << 20);
+                let _ = fs::read_dir(mnt).unwrap().count();
+            }
+        });
+        // Status and commits through the socket meanwhile.
+        let mut commits = 0;
+        while Instant::now() < deadline {
+            ok(mnt, &["status"]);
+            let out = vst(mnt, &["commit", "-m", "during"]);
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            commits += 1;
+        }
+        assert!(commits > 0);
+    });
+    // Everything settled: one more commit, and it matches the mount.
+    ok(mnt, &["commit", "-m", "after", "--allow-empty"]);
+    let out = tempfile::tempdir().unwrap();
+    let out = out.path().join("co");
+    ok(repo, &["checkout", "HEAD", "--into", out.to_str().unwrap()]);
+    assert_eq!(snapshot(&out), snapshot(mnt));
+    unmount(repo, mnt, child);
+}

@@ -151,6 +151,9 @@ pub fn writable_repo_for(dir: &Path) -> io::Result<Option<PathBuf>> {
 #[derive(Debug)]
 pub(crate) struct Server {
     path: PathBuf,
+    /// The listening socket, to shut down: that wakes the blocked accept
+    /// even when the socket's path is gone.
+    listener: UnixListener,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -166,15 +169,20 @@ impl Server {
             Err(e) => return Err(e),
         }
         let listener = UnixListener::bind(&path)?;
+        let accepting = listener.try_clone()?;
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
             let stop = stop.clone();
             std::thread::Builder::new().name("vst-mount-control".to_owned()).spawn(move || {
-                for stream in listener.incoming() {
+                for stream in accepting.incoming() {
                     if stop.load(Ordering::SeqCst) {
                         break;
                     }
-                    let Ok(mut stream) = stream else { continue };
+                    let Ok(mut stream) = stream else {
+                        // A listener shut down fails every accept at once.
+                        std::thread::sleep(Duration::from_millis(1));
+                        continue;
+                    };
                     let _ = stream.set_read_timeout(Some(REQUEST_TIMEOUT));
                     let response = match read_frame::<Request>(&mut stream) {
                         Ok(request) => serve(&shared, request),
@@ -184,14 +192,16 @@ impl Server {
                 }
             })?
         };
-        Ok(Self { path, stop, thread: Some(thread) })
+        Ok(Self { path, listener, stop, thread: Some(thread) })
     }
 
     /// Stops accepting and removes the socket.
     pub(crate) fn stop(&mut self) {
+        use std::os::fd::AsRawFd as _;
         self.stop.store(true, Ordering::SeqCst);
-        // Wake the accepting thread.
-        let _ = UnixStream::connect(&self.path);
+        // Wake the accepting thread: accept fails on a socket shut down.
+        let _ =
+            nix::sys::socket::shutdown(self.listener.as_raw_fd(), nix::sys::socket::Shutdown::Both);
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
