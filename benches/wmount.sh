@@ -26,7 +26,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-now_us() { echo $(( $(date +%s%N) / 1000 )); }
+# Times are read from bash's own clock (EPOCHREALTIME): no fork.
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 # The tree: FILES files of 100 B to 4 KB in 2,000 directories (as the CLI's
@@ -68,19 +68,23 @@ for count in 1 100; do
     e2e=(); dhash=(); dtotal=(); disk=(); git=()
     for ((r = 0; r < RUNS; r++)); do
         touch_files "$MNT" "$count" "$r"
-        t0=$(now_us)
-        out=$(cd "$MNT" && VST_AUTHOR=bench "$VST" --json commit -m "r$r")
-        e2e+=($(( $(now_us) - t0 )))
+        t0=${EPOCHREALTIME/./}
+        VST_AUTHOR=bench "$VST" -C "$MNT" --json commit -m "r$r" > "$WORK/out.json"
+        t1=${EPOCHREALTIME/./}
+        e2e+=($(( t1 - t0 )))
+        out=$(cat "$WORK/out.json")
         dhash+=("$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["daemon_hash_us"])' "$out")")
         dtotal+=("$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["daemon_total_us"])' "$out")")
         touch_files "$WORK/vst" "$count" "$r"
-        t0=$(now_us)
-        (cd "$WORK/vst" && VST_AUTHOR=bench "$VST" -q commit -m "r$r" >/dev/null)
-        disk+=($(( $(now_us) - t0 )))
+        t0=${EPOCHREALTIME/./}
+        VST_AUTHOR=bench "$VST" -C "$WORK/vst" -q commit -m "r$r" >/dev/null
+        t1=${EPOCHREALTIME/./}
+        disk+=($(( t1 - t0 )))
         touch_files "$WORK/git" "$count" "$r"
-        t0=$(now_us)
-        (cd "$WORK/git" && git add -A && git -c user.name=b -c user.email=b@b commit -q -m "r$r")
-        git+=($(( $(now_us) - t0 )))
+        t0=${EPOCHREALTIME/./}
+        git -C "$WORK/git" add -A && git -C "$WORK/git" -c user.name=b -c user.email=b@b commit -q -m "r$r"
+        t1=${EPOCHREALTIME/./}
+        git+=($(( t1 - t0 )))
     done
     row "touch $count, \`vst commit\` in the mount, end to end" "$(printf '%s\n' "${e2e[@]}" | median) µs"
     row "touch $count, daemon: finalize + hash trees" "$(printf '%s\n' "${dhash[@]}" | median) µs"
@@ -90,8 +94,17 @@ for count in 1 100; do
 done
 st=()
 for ((r = 0; r < RUNS; r++)); do
-    t0=$(now_us)
-    (cd "$MNT" && "$VST" -q status >/dev/null)
-    st+=($(( $(now_us) - t0 )))
+    t0=${EPOCHREALTIME/./}
+    "$VST" -C "$MNT" -q status >/dev/null
+    t1=${EPOCHREALTIME/./}
+    st+=($(( t1 - t0 )))
+done
+ver=()
+for ((r = 0; r < RUNS; r++)); do
+    t0=${EPOCHREALTIME/./}
+    "$VST" --version >/dev/null
+    t1=${EPOCHREALTIME/./}
+    ver+=($(( t1 - t0 )))
 done
 row "\`vst status\` in the mount, no change" "$(printf '%s\n' "${st[@]}" | median) µs"
+row "\`vst --version\` (process start alone)" "$(printf '%s\n' "${ver[@]}" | median) µs"
