@@ -10,7 +10,8 @@
 #   matching the README's list of unsupported operations).
 #
 # Needs root (mount, losetup, users for pjdfstest) and /dev/fuse. Run by
-# .ci/run; by hand: `sudo tests/posix.sh`.
+# .ci/run; by hand: `sudo tests/posix.sh` (KEEP_LOGS=DIR keeps the
+# pjdfstest output).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$PWD"
@@ -43,7 +44,15 @@ cleanup() {
     "$VST" umount "$MNT" >/dev/null 2>&1 || umount -l "$MNT" 2>/dev/null || true
     umount "$EXT" 2>/dev/null || true
     [ -n "$LOOP" ] && losetup -d "$LOOP" 2>/dev/null || true
-    [ -n "${KEEP_WORK:-}" ] && cp -r "$WORK"/*.txt /tmp/posix-logs/ 2>/dev/null; rm -rf "$WORK"
+    # Let the server save its state and exit before its repository goes.
+    for _ in $(seq 50); do
+        pgrep -f -- "mount $MNT .*--serve-detached" >/dev/null || break
+        sleep 0.1
+    done
+    if [ -n "${KEEP_LOGS:-}" ]; then
+        mkdir -p "$KEEP_LOGS" && cp "$WORK"/*.txt "$KEEP_LOGS"/ 2>/dev/null || true
+    fi
+    rm -rf "$WORK"
 }
 trap cleanup EXIT
 mkdir -p "$WORK/repo" "$MNT" "$EXT"
