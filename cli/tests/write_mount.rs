@@ -422,3 +422,18 @@ fn many_processes_at_once_never_deadlock() {
     assert_eq!(snapshot(&out), snapshot(mnt));
     unmount(repo, mnt, child);
 }
+
+#[test]
+fn the_server_exits_after_an_unmount_even_without_its_socket() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(PoisonError::into_inner);
+    if !can_run() {
+        return;
+    }
+    let (repo, mnt) = setup();
+    let (repo, mnt) = (repo.path(), mnt.path());
+    let Some(child) = mount(repo, mnt, &[]) else { return };
+    // The socket's path gone (say, the repository moved): stopping the
+    // control thread must not depend on connecting to it.
+    fs::remove_file(repo.join(".vst/mount/sock")).unwrap();
+    unmount(repo, mnt, child);
+}
