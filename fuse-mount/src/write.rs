@@ -84,6 +84,10 @@ const JOURNAL_COMPACT_LEN: u64 = 4 << 20;
 /// Copy-up and finalizing read a file in pieces of this many bytes.
 const COPY_LEN: u64 = 1 << 20;
 
+/// A closed file at least this long is hashed without holding the lock
+/// (a shorter one takes less time than two round trips through it).
+const FINALIZE_UNLOCKED_LEN_MIN: u64 = 1 << 20;
+
 /// The longest name a directory entry may have (as on ext4).
 const NAME_LEN_MAX: usize = 255;
 
@@ -110,6 +114,9 @@ struct Overlay {
     dirty: bool,
     /// Named by a journal record: deleted only once a later record is durable.
     journaled: bool,
+    /// Bumped by every change of the data, so that content hashed without
+    /// the lock is recorded only if nothing changed it meanwhile.
+    generation: u64,
 }
 
 #[derive(Debug)]
@@ -656,8 +663,14 @@ impl Shared {
             offset += len;
         }
         let file = Arc::new(file);
-        inner.file_mut(ino)?.overlay =
-            Some(Overlay { number, file: file.clone(), size, dirty: false, journaled: false });
+        inner.file_mut(ino)?.overlay = Some(Overlay {
+            number,
+            file: file.clone(),
+            size,
+            dirty: false,
+            journaled: false,
+            generation: 0,
+        });
         Ok(file)
     }
 
@@ -667,23 +680,44 @@ impl Shared {
     /// (the file is served from the store again).
     fn finalize(&self, inner: &mut Inner, ino: Ino) -> Result<(), Errno> {
         let path = inner.path(ino);
+        let Some(overlay) = &inner.file(ino)?.overlay else { return Ok(()) };
+        let (file, size, dirty) = (overlay.file.clone(), overlay.size, overlay.dirty);
+        let stored = match (&path, dirty) {
+            (Some(path), true) => Some((self.store_overlay(&file, size, path)?, size)),
+            _ => None,
+        };
+        self.settle(inner, ino, stored)
+    }
+
+    /// Reads, hashes and stores (handed to the operating system) the
+    /// first `size` bytes of an overlay: the content of the file at `path`.
+    fn store_overlay(&self, file: &File, size: u64, path: &RepoPath) -> Result<BlobId, Errno> {
+        let bytes = read_at(file, 0, size).map_err(|e| io_errno(&e))?;
+        if bytes.len() as u64 != size {
+            self.log(&format!("{path}: overlay is {} bytes, expected {size}", bytes.len()));
+            return Err(Errno::EIO);
+        }
+        let id = hash_blob(&bytes);
+        let stored = self.store.put(id.object_id(), &bytes).and_then(|()| self.store.flush());
+        if let Err(e) = stored {
+            self.log(&format!("{path}: storing its content: {e}"));
+            return Err(Errno::EIO);
+        }
+        Ok(id)
+    }
+
+    /// Records finalized content (`stored`: its id and size, if the file
+    /// was dirty) in the working set and the journal, marks the overlay
+    /// clean, and drops it if nothing may write the file any more.
+    fn settle(
+        &self,
+        inner: &mut Inner,
+        ino: Ino,
+        stored: Option<(BlobId, u64)>,
+    ) -> Result<(), Errno> {
+        let path = inner.path(ino);
         let perm = inner.node(ino)?.meta.perm;
-        let node = inner.file(ino)?;
-        let Some(overlay) = &node.overlay else { return Ok(()) };
-        let (file, size, dirty, writers) =
-            (overlay.file.clone(), overlay.size, overlay.dirty, node.writers);
-        if dirty && let Some(path) = &path {
-            let bytes = read_at(&file, 0, size).map_err(|e| io_errno(&e))?;
-            if bytes.len() as u64 != size {
-                self.log(&format!("{path}: overlay is {} bytes, expected {size}", bytes.len()));
-                return Err(Errno::EIO);
-            }
-            let id = hash_blob(&bytes);
-            let stored = self.store.put(id.object_id(), &bytes).and_then(|()| self.store.flush());
-            if let Err(e) = stored {
-                self.log(&format!("{path}: storing its content: {e}"));
-                return Err(Errno::EIO);
-            }
+        if let (Some((id, size)), Some(path)) = (stored, &path) {
             let entry = FileEntry { id, size, executable: perm & 0o100 != 0 };
             inner.file_mut(ino)?.stored = entry;
             inner.ws.put_file(path, entry).map_err(|e| errno(&e))?;
@@ -700,7 +734,7 @@ impl Shared {
         if let Some(o) = &mut node.overlay {
             o.dirty = false;
         }
-        let dropped = if writers == 0 { node.overlay.take() } else { None };
+        let dropped = if node.writers == 0 { node.overlay.take() } else { None };
         if let Some(o) = dropped {
             if o.journaled && path.is_some() {
                 inner.retired.push(o.number);
@@ -1023,6 +1057,7 @@ impl Shared {
         if let Some(o) = &mut inner.file_mut(ino)?.overlay {
             o.size = o.size.max(end);
             o.dirty = true;
+            o.generation += 1;
         }
         inner.dirty.insert(ino);
         let node = inner.node_mut(ino)?;
@@ -1048,6 +1083,7 @@ impl Shared {
         if let Some(o) = &mut inner.file_mut(ino)?.overlay {
             o.size = size;
             o.dirty = true;
+            o.generation += 1;
         }
         inner.dirty.insert(ino);
         if inner.file(ino)?.writers == 0 {
@@ -1138,13 +1174,34 @@ impl Shared {
         if !writable {
             return Ok(());
         }
-        if let Ok(f) = inner.file_mut(ino) {
-            f.writers = f.writers.saturating_sub(1);
-            if f.writers == 0 {
-                return self.finalize(&mut inner, ino);
-            }
+        let Ok(f) = inner.file_mut(ino) else { return Ok(()) };
+        f.writers = f.writers.saturating_sub(1);
+        if f.writers > 0 {
+            return Ok(());
         }
-        Ok(())
+        let large = match &f.overlay {
+            Some(o) if o.dirty && o.size >= FINALIZE_UNLOCKED_LEN_MIN => {
+                Some((o.file.clone(), o.size, o.generation))
+            }
+            _ => None,
+        };
+        let (Some((file, size, generation)), Some(path)) = (large, inner.path(ino)) else {
+            return self.finalize(&mut inner, ino);
+        };
+        // A large file is read and hashed without the lock, so that
+        // closing it holds up no other request; its content is recorded
+        // only if nothing changed it meanwhile (else it is finalized again,
+        // under the lock).
+        drop(inner);
+        let id = self.store_overlay(&file, size, &path)?;
+        let mut inner = self.lock();
+        let unchanged = matches!(&inner.file(ino)?.overlay,
+            Some(o) if Arc::ptr_eq(&o.file, &file) && o.generation == generation && o.dirty);
+        if unchanged {
+            self.settle(&mut inner, ino, Some((id, size)))
+        } else {
+            self.finalize(&mut inner, ino)
+        }
     }
 
     fn fsync(&self, ino: Ino) -> Result<(), Errno> {
@@ -1226,6 +1283,7 @@ impl Shared {
             if let Some(o) = &mut inner.file_mut(ino)?.overlay {
                 o.size = end;
                 o.dirty = true;
+                o.generation += 1;
             }
             inner.dirty.insert(ino);
             if inner.file(ino)?.writers == 0 {
