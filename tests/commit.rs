@@ -380,3 +380,44 @@ fn a_tree_nested_too_deep_is_refused() {
         Err(Error::TooDeep { .. })
     ));
 }
+
+#[test]
+fn rename_moves_files_and_subtrees_like_a_rewrite() {
+    let mut ws = WorkingSet::new(mem());
+    ws.write(&p("a/b/c.txt"), b"c").unwrap();
+    ws.write(&p("a/b/d.txt"), b"d").unwrap();
+    ws.write(&p("a/x.txt"), b"x").unwrap();
+    ws.write(&p("z/keep.txt"), b"keep").unwrap();
+    ws.write(&p("z/over.txt"), b"old").unwrap();
+    commit(&mut ws, &CommitOptions::default()).unwrap();
+
+    // A directory into another directory (its cached id travels with it),
+    // a file over a file, and a file renamed in place.
+    ws.rename(&p("a/b"), &p("z/b")).unwrap();
+    assert!(matches!(ws.stat(&p("z/b")), Some(Stat::Dir(Some(_)))), "the moved dir keeps its id");
+    ws.rename(&p("a/x.txt"), &p("z/over.txt")).unwrap();
+    ws.rename(&p("z/keep.txt"), &p("z/kept.txt")).unwrap();
+    let renamed = commit(&mut ws, &CommitOptions::default()).unwrap();
+
+    let mut fresh = WorkingSet::new(mem());
+    fresh.write(&p("z/b/c.txt"), b"c").unwrap();
+    fresh.write(&p("z/b/d.txt"), b"d").unwrap();
+    fresh.write(&p("z/over.txt"), b"x").unwrap();
+    fresh.write(&p("z/kept.txt"), b"keep").unwrap();
+    fresh.create_dir_all(&p("a")).unwrap();
+    let expected = commit(&mut fresh, &CommitOptions::default()).unwrap();
+    let tree = |ws: &WorkingSet, id| read::read_commit(ws.store().as_ref(), id).unwrap().tree;
+    assert_eq!(tree(&ws, renamed), tree(&fresh, expected));
+
+    // Into itself, over an ancestor, from nowhere, to a missing parent.
+    assert!(matches!(ws.rename(&p("z"), &p("z/b/in")), Err(Error::RenameIntoItself { .. })));
+    assert!(matches!(ws.rename(&p("z/b"), &p("z")), Err(Error::RenameIntoItself { .. })));
+    assert!(matches!(ws.rename(&p("nothing"), &p("q")), Err(Error::NotFound { .. })));
+    assert!(matches!(ws.rename(&p("z/b"), &p("no/where")), Err(Error::NotFound { .. })));
+    ws.rename(&p("z/b"), &p("z/b")).unwrap();
+    assert_eq!(
+        ws.snapshot().tree_id(),
+        Some(tree(&fresh, expected)),
+        "failed renames change nothing"
+    );
+}

@@ -206,9 +206,18 @@ fn find(cli: &Cli) -> Result<Workspace> {
         if candidate.is_dir() {
             return Ok(Workspace { root: dir.to_owned(), repo_dir: candidate });
         }
-        dir = dir.parent().ok_or_else(|| {
-            anyhow!("{} is not in a vst repository (no {REPO_DIR_NAME} here or above); create one with `vst init`", start.display())
-        })?;
+        let Some(parent) = dir.parent() else {
+            // Inside a writable mount: its repository.
+            if let Some(repo_dir) = mount::writable_repo(&start)? {
+                let root = repo_dir.parent().unwrap_or(&repo_dir).to_owned();
+                return Ok(Workspace { root, repo_dir });
+            }
+            bail!(
+                "{} is not in a vst repository (no {REPO_DIR_NAME} here or above); create one with `vst init`",
+                start.display()
+            )
+        };
+        dir = parent;
     }
 }
 
@@ -247,6 +256,9 @@ fn out() -> std::io::StdoutLock<'static> {
 }
 
 fn run(cli: &Cli) -> Result<ExitCode> {
+    if let Some(code) = mount::in_writable_mount(cli)? {
+        return Ok(code);
+    }
     match &cli.command {
         Command::Init { path, store, cache_mib } => {
             init(cli, path.as_deref(), store.as_deref(), *cache_mib)
@@ -268,6 +280,14 @@ fn run(cli: &Cli) -> Result<ExitCode> {
                 );
             }
             let repo = open(&ws, Access::ReadOnly)?;
+            if args.write {
+                let start = match &args.rev {
+                    Some(spec) => Some(rev::resolve(&repo, spec)?),
+                    None => repo.head_commit()?,
+                };
+                drop(repo);
+                return mount::mount_writable(&ws.repo_dir, start, args, cli.quiet);
+            }
             let target = mount::target(&repo, args)?;
             mount::mount(&repo, target, args, cli.quiet)
         }

@@ -1,5 +1,7 @@
 //! `vst mount` and `vst umount`: a commit, or every branch and commit, as
-//! a read-only filesystem (crate `vst-fuse`).
+//! a read-only filesystem, or with `--write` a writable working tree
+//! (crate `vst-fuse`); and the commands that, run inside a writable mount,
+//! go to its daemon ([`in_writable_mount`]).
 //!
 //! `--background` starts this same binary again as
 //! `vst -C ROOT -q mount MOUNTPOINT (--rev ID | --all) --serve-detached`
@@ -37,6 +39,12 @@ pub struct MountArgs {
     /// (commits/ID), as they are when mounting.
     #[arg(long)]
     pub all: bool,
+    /// A writable working tree of REV (default: the current branch's head),
+    /// or the uncommitted tree the last writable mount left. Inside it,
+    /// `vst commit`, `status`, `diff`, `checkout` and `switch` go to the
+    /// mount's daemon.
+    #[arg(long, conflicts_with = "all")]
+    pub write: bool,
     /// Return once the mount is live, leaving a detached process to serve
     /// it until `vst umount`.
     #[arg(long)]
@@ -92,7 +100,7 @@ pub fn mount(repo: &Repo, target: Target, args: &MountArgs, quiet: bool) -> Resu
         Target::All => "every branch and commit".to_owned(),
     };
     if args.background && !args.serve_detached {
-        return background(repo, target, args, &mountpoint, &what, quiet);
+        return background(repo.dir(), Some(target), args, &mountpoint, &what, quiet);
     }
     let view = match target {
         Target::Commit(id) => View::commit(repo.store().as_ref(), id),
@@ -116,8 +124,94 @@ pub fn mount(repo: &Repo, target: Target, args: &MountArgs, quiet: bool) -> Resu
         signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::new(AtomicBool::new(false)))
             .context("handling signals")?;
     }
-    let mut mounted = vst_fuse::spawn_mount(repo.store(), view, &mountpoint, &options)
+    let mounted = vst_fuse::spawn_mount(repo.store(), view, &mountpoint, &options)
         .with_context(|| mount_hint(&mountpoint))?;
+    serve(mounted, &mountpoint, &what, &stop, quiet)
+}
+
+/// `vst mount --write`: mounts a writable working tree of the repository
+/// in `repo_dir`, starting at `start` unless the last writable mount left
+/// an uncommitted tree, and serves it as [`mount`] does.
+pub fn mount_writable(
+    repo_dir: &Path,
+    start: Option<CommitId>,
+    args: &MountArgs,
+    quiet: bool,
+) -> Result<ExitCode> {
+    let mountpoint = check_mountpoint(&args.mountpoint)?;
+    let what = match start {
+        Some(id) => format!("a writable tree of commit {id}"),
+        None => "a writable empty tree".to_owned(),
+    };
+    if args.background && !args.serve_detached {
+        let target = start.map(Target::Commit);
+        return background(repo_dir, target, args, &mountpoint, &what, quiet);
+    }
+    let repo = Repo::open(repo_dir).with_context(|| {
+        format!(
+            "opening the repository at {} for writing (a writable mount holds it for as long as it lives: is one already up?)",
+            repo_dir.display()
+        )
+    })?;
+    let mut options = MountOptions::default();
+    options.threads = args.threads;
+    options.sharing = if args.allow_other { Sharing::Everyone } else { Sharing::Owner };
+    if let Some(log) = &args.log {
+        options.error_log = file_log(log)?;
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, stop.clone()).context("handling signals")?;
+    }
+    if args.serve_detached {
+        signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::new(AtomicBool::new(false)))
+            .context("handling signals")?;
+    }
+    let mounted = vst_fuse::spawn_writable(repo, start, &mountpoint, &options)
+        .with_context(|| mount_hint(&mountpoint))?;
+    serve(mounted, &mountpoint, &what, &stop, quiet)
+}
+
+/// A live mount of either kind.
+trait Live {
+    fn is_finished(&self) -> bool;
+    fn unmount(&mut self) -> Result<(), vst_fuse::Error>;
+    fn wait(self) -> Result<(), vst_fuse::Error>;
+}
+
+impl Live for vst_fuse::Mounted {
+    fn is_finished(&self) -> bool {
+        vst_fuse::Mounted::is_finished(self)
+    }
+    fn unmount(&mut self) -> Result<(), vst_fuse::Error> {
+        vst_fuse::Mounted::unmount(self)
+    }
+    fn wait(self) -> Result<(), vst_fuse::Error> {
+        vst_fuse::Mounted::wait(self)
+    }
+}
+
+impl Live for vst_fuse::WritableMount {
+    fn is_finished(&self) -> bool {
+        vst_fuse::WritableMount::is_finished(self)
+    }
+    fn unmount(&mut self) -> Result<(), vst_fuse::Error> {
+        vst_fuse::WritableMount::unmount(self)
+    }
+    fn wait(self) -> Result<(), vst_fuse::Error> {
+        vst_fuse::WritableMount::wait(self)
+    }
+}
+
+/// Serves `mounted` until it is unmounted from outside, or a signal asks
+/// to unmount it.
+fn serve(
+    mut mounted: impl Live,
+    mountpoint: &Path,
+    what: &str,
+    stop: &AtomicBool,
+    quiet: bool,
+) -> Result<ExitCode> {
     if !quiet {
         writeln!(
             std::io::stdout().lock(),
@@ -257,8 +351,8 @@ fn file_log(path: &Path) -> Result<ErrorLog> {
 /// Starts this binary again as a detached server and waits until it has
 /// the mount up, or reports what it said if it stopped before.
 fn background(
-    repo: &Repo,
-    target: Target,
+    repo_dir: &Path,
+    target: Option<Target>,
     args: &MountArgs,
     mountpoint: &Path,
     what: &str,
@@ -266,7 +360,7 @@ fn background(
 ) -> Result<ExitCode> {
     use std::os::unix::process::CommandExt as _;
     let exe = std::env::current_exe().context("finding the vst binary to start the server")?;
-    let dir = repo.dir().canonicalize().context("resolving the repository directory")?;
+    let dir = repo_dir.canonicalize().context("resolving the repository directory")?;
     let root = dir.parent().ok_or_else(|| anyhow!("{} has no parent", dir.display()))?;
     let count = |points: Vec<PathBuf>| points.iter().filter(|p| *p == mountpoint).count();
     let before = count(vst_fuse::mount_points().context("reading /proc/self/mountinfo")?);
@@ -274,9 +368,13 @@ fn background(
     let mut command = Command::new(exe);
     command.arg("-C").arg(root).arg("-q").arg("mount").arg(mountpoint);
     match target {
-        Target::Commit(id) => command.arg("--rev").arg(id.to_string()),
-        Target::All => command.arg("--all"),
+        Some(Target::Commit(id)) => command.arg("--rev").arg(id.to_string()),
+        Some(Target::All) => command.arg("--all"),
+        None => &mut command,
     };
+    if args.write {
+        command.arg("--write");
+    }
     command.arg("--threads").arg(args.threads.to_string()).arg("--serve-detached");
     if args.allow_other {
         command.arg("--allow-other");
@@ -339,4 +437,136 @@ fn background(
         )?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The repository of the writable mount `dir` is in, if any.
+pub fn writable_repo(dir: &Path) -> Result<Option<PathBuf>> {
+    vst_fuse::control::writable_repo_for(dir)
+        .with_context(|| format!("asking the vst mount above {} for its repository", dir.display()))
+}
+
+/// Runs `cli`'s command through the daemon of the writable mount the
+/// start directory is in, if it is in one and the command is one the
+/// daemon serves: `commit`, `status`, `diff` (of the working tree against
+/// HEAD: the changed paths, as `--name-status`), `checkout REV` (in place)
+/// and `switch NAME`. `None`: run it as usual.
+pub fn in_writable_mount(cli: &crate::Cli) -> Result<Option<ExitCode>> {
+    use crate::Command;
+    use vst_fuse::control::{ChangeKind, Request, Response, request};
+    let served = match &cli.command {
+        Command::Commit { .. } | Command::Status | Command::Switch { .. } => true,
+        Command::Diff { revs, .. } => revs.is_empty(),
+        Command::Checkout { into, .. } => into.is_none(),
+        _ => false,
+    };
+    if !served {
+        return Ok(None);
+    }
+    let start = crate::start_dir(cli)?;
+    let Some(repo_dir) = writable_repo(&start)? else { return Ok(None) };
+    let socket = repo_dir.join("mount").join("sock");
+    let ask = |req: Request| -> Result<Response> {
+        match request(&socket, &req).with_context(|| {
+            format!(
+                "asking the mount daemon at {} (is `vst mount --write` still running?)",
+                socket.display()
+            )
+        })? {
+            Response::Error(e) => bail!("the mount daemon: {e}"),
+            other => Ok(other),
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    let letter = |k: ChangeKind| match k {
+        ChangeKind::Added => 'A',
+        ChangeKind::Removed => 'D',
+        ChangeKind::Modified => 'M',
+        ChangeKind::TypeChanged => 'T',
+    };
+    let word = |k: ChangeKind| match k {
+        ChangeKind::Added => "added",
+        ChangeKind::Removed => "deleted",
+        ChangeKind::Modified => "modified",
+        ChangeKind::TypeChanged => "type_changed",
+    };
+    match &cli.command {
+        Command::Commit { message, allow_empty, author } => {
+            let req = Request::Commit {
+                message: message.clone(),
+                author: crate::author(author.clone()),
+                allow_empty: *allow_empty,
+            };
+            let Response::Committed { commit, tree, hash_us, total_us } = ask(req)? else {
+                bail!("the mount daemon answered a commit with something else");
+            };
+            let tree = vst::TreeId::new(vst_cas::ObjectId::from_bytes(tree));
+            let commit = commit.map(|c| CommitId::new(vst_cas::ObjectId::from_bytes(c)));
+            if cli.json {
+                let value = serde_json::json!({
+                    "commit": commit.map(|c| c.to_string()),
+                    "tree": tree.to_string(),
+                    "daemon_hash_us": hash_us,
+                    "daemon_total_us": total_us,
+                });
+                writeln!(out, "{value}")?;
+            } else if let Some(id) = commit {
+                writeln!(out, "{id}")?;
+            } else if !cli.quiet {
+                writeln!(out, "nothing to commit: the mount matches HEAD")?;
+            }
+        }
+        Command::Status | Command::Diff { .. } => {
+            let Response::Status { changes } = ask(Request::Status)? else {
+                bail!("the mount daemon answered a status with something else");
+            };
+            let show = |p: &[u8]| String::from_utf8_lossy(p).into_owned();
+            if cli.json {
+                let list: Vec<_> = changes
+                    .iter()
+                    .map(|(k, p)| serde_json::json!({ "path": show(p), "status": word(*k) }))
+                    .collect();
+                let value = if matches!(cli.command, Command::Status) {
+                    serde_json::json!({ "changes": list })
+                } else {
+                    serde_json::Value::Array(list)
+                };
+                writeln!(out, "{value}")?;
+            } else if changes.is_empty() {
+                if !cli.quiet && matches!(cli.command, Command::Status) {
+                    writeln!(out, "clean: the mount matches HEAD")?;
+                }
+            } else {
+                for (k, p) in &changes {
+                    writeln!(out, "{} {}", letter(*k), show(p))?;
+                }
+            }
+        }
+        Command::Checkout { rev, force, .. } | Command::Switch { name: rev, force } => {
+            let repo = Repo::open_with(
+                Arc::new(vst_cas::vfs::RealFs::new()),
+                &repo_dir,
+                vst_cas::Access::ReadOnly,
+            )
+            .with_context(|| format!("opening the repository at {}", repo_dir.display()))?;
+            let branch = match vst_cas::RefName::try_from(rev.as_str()) {
+                Ok(name) if !rev.contains('~') && repo.refs().get(&name)?.is_some() => {
+                    Some(rev.clone())
+                }
+                _ if matches!(cli.command, Command::Switch { .. }) => bail!(
+                    "no branch named {rev}; `vst branch` lists them, `vst branch {rev}` creates it"
+                ),
+                _ => None,
+            };
+            let target = crate::rev::resolve(&repo, rev)?;
+            let req = Request::Checkout { commit: *target.as_bytes(), branch, force: *force };
+            let Response::CheckedOut { changed } = ask(req)? else {
+                bail!("the mount daemon answered a checkout with something else");
+            };
+            if !cli.quiet {
+                writeln!(out, "now at {rev}: {changed} paths changed")?;
+            }
+        }
+        _ => return Ok(None),
+    }
+    Ok(Some(ExitCode::SUCCESS))
 }

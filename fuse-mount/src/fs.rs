@@ -913,7 +913,7 @@ impl Filesystem for VstFs {
 
 /// Answers an extended attribute request for `value`: its size when asked
 /// with size 0 (the probe), `ERANGE` if it does not fit, else the bytes.
-fn xattr_reply(reply: ReplyXattr, size: u32, value: &[u8]) {
+pub(crate) fn xattr_reply(reply: ReplyXattr, size: u32, value: &[u8]) {
     let len = u32::try_from(value.len()).unwrap_or(u32::MAX);
     if size == 0 {
         reply.size(len)

@@ -34,8 +34,11 @@
 
 #![forbid(unsafe_code)]
 
+pub mod control;
 mod fs;
 mod inodes;
+mod journal;
+mod write;
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -47,6 +50,9 @@ use vst::{CommitId, Repo, TreeId, read};
 use vst_cas::{RefName, Store};
 
 use crate::fs::VstFs;
+use crate::write::{Shared, WriteFs};
+
+pub use crate::write::{CheckoutError, Committed, StartError, StatusLine, XATTR_REPO};
 
 /// What a mount shows.
 #[derive(Debug, Clone)]
@@ -221,6 +227,18 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// The writable mount's state could not be opened.
+    #[error("cannot start the writable mount")]
+    Start(#[from] StartError),
+    /// The control socket could not be opened.
+    #[error("cannot open the control socket {}", path.display())]
+    Control {
+        /// Where.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
     /// A thread serving the mount panicked (a bug).
     #[error("a thread serving {} panicked", mountpoint.display())]
     Panicked {
@@ -229,11 +247,18 @@ pub enum Error {
     },
 }
 
-fn config(options: &MountOptions) -> fuser::Config {
+/// Whether a mount may be written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    ReadOnly,
+    ReadWrite,
+}
+
+fn config(options: &MountOptions, mode: Mode) -> fuser::Config {
     use fuser::MountOption;
     let mut config = fuser::Config::default();
     config.mount_options = vec![
-        MountOption::RO,
+        if mode == Mode::ReadOnly { MountOption::RO } else { MountOption::RW },
         MountOption::DefaultPermissions,
         MountOption::FSName("vst".to_owned()),
         // As a plain option (not `Subtype`) so that it reaches the kernel
@@ -267,7 +292,7 @@ pub fn mount(
     let canonical = mountpoint
         .canonicalize()
         .map_err(|source| Error::Mount { mountpoint: mountpoint.to_owned(), source })?;
-    let session = session(VstFs::new(store, view, options), &canonical, options)?;
+    let session = session(VstFs::new(store, view, options), &canonical, options, Mode::ReadOnly)?;
     session.run().map_err(|source| Error::Serve { mountpoint: canonical, source })
 }
 
@@ -282,9 +307,81 @@ pub fn spawn_mount(
 ) -> Result<Mounted, Error> {
     let mount_err = |source| Error::Mount { mountpoint: mountpoint.to_owned(), source };
     let canonical = mountpoint.canonicalize().map_err(mount_err)?;
-    let session = session(VstFs::new(store, view, options), &canonical, options)?;
+    let session = session(VstFs::new(store, view, options), &canonical, options, Mode::ReadOnly)?;
     let session = session.spawn().map_err(mount_err)?;
     Ok(Mounted { session: Some(session), mountpoint: canonical })
+}
+
+/// Mounts a writable working tree of `repo` at `mountpoint`, served from
+/// background threads, with its control socket in `.vst/mount/sock`.
+/// The tree is the uncommitted tree the last writable mount of `repo`
+/// left (its journal in `.vst/mount/`) if there is one, else the tree of
+/// `start` (empty for `None`). `repo` must be open for writing: the
+/// mount holds the store's lock while it lives.
+pub fn spawn_writable(
+    repo: Repo,
+    start: Option<CommitId>,
+    mountpoint: &Path,
+    options: &MountOptions,
+) -> Result<WritableMount, Error> {
+    let mount_err = |source| Error::Mount { mountpoint: mountpoint.to_owned(), source };
+    let canonical = mountpoint.canonicalize().map_err(mount_err)?;
+    // Short: the kernel asks again after a second. Every change but a
+    // checkout goes through the kernel, and a checkout invalidates what
+    // it changes.
+    let ttl = options.ttl.min(WRITABLE_TTL_MAX);
+    let shared = Arc::new(Shared::open(repo, start, options.error_log.clone(), ttl)?);
+    let fs = WriteFs { shared: shared.clone() };
+    let session = session(fs, &canonical, options, Mode::ReadWrite)?;
+    let _ = shared.notifier.set(session.notifier());
+    let server = control::Server::start(shared.clone())
+        .map_err(|source| Error::Control { path: shared.socket_path(), source })?;
+    let session = session.spawn().map_err(mount_err)?;
+    Ok(WritableMount {
+        mounted: Mounted { session: Some(session), mountpoint: canonical },
+        server: Some(server),
+    })
+}
+
+/// The longest the kernel may cache entries and attributes of a writable
+/// mount.
+pub const WRITABLE_TTL_MAX: Duration = Duration::from_secs(1);
+
+/// A live writable mount: the FUSE session and the control socket. An
+/// orderly unmount saves the uncommitted tree (the journal, compacted)
+/// for the next mount.
+#[derive(Debug)]
+pub struct WritableMount {
+    mounted: Mounted,
+    server: Option<control::Server>,
+}
+
+impl WritableMount {
+    /// Where it is mounted (canonical).
+    pub fn mountpoint(&self) -> &Path {
+        self.mounted.mountpoint()
+    }
+
+    /// Whether the serving threads have stopped (unmounted from outside).
+    pub fn is_finished(&self) -> bool {
+        self.mounted.is_finished()
+    }
+
+    /// Unmounts, waits for the uncommitted tree to be saved, and closes
+    /// the control socket. Fails, leaving the mount live, while something
+    /// under it is in use.
+    pub fn unmount(&mut self) -> Result<(), Error> {
+        self.mounted.unmount()?;
+        self.server.take();
+        Ok(())
+    }
+
+    /// Waits until the mount is unmounted from outside.
+    pub fn wait(mut self) -> Result<(), Error> {
+        let result = self.mounted.join();
+        self.server.take();
+        result
+    }
 }
 
 /// Mounts `fs` at `mountpoint` (canonical) and opens the FUSE session:
@@ -298,32 +395,32 @@ pub fn spawn_mount(
 /// lost the new mount that way. A session made from a descriptor owns no
 /// mount, and [`Mounted`] unmounts only while its own session serves. The
 /// unprivileged path keeps that race; see ARCHITECTURE.md.
-fn session(
-    fs: VstFs,
+fn session<FS: fuser::Filesystem>(
+    fs: FS,
     mountpoint: &Path,
     options: &MountOptions,
-) -> Result<fuser::Session<VstFs>, Error> {
+    mode: Mode,
+) -> Result<fuser::Session<FS>, Error> {
     let mount_err = |source| Error::Mount { mountpoint: mountpoint.to_owned(), source };
-    match mount_privileged(mountpoint, options) {
-        // from_fd takes the ACL as an argument and ignores the config's.
-        Ok(fd) => {
-            fuser::Session::from_fd(fs, fd, acl(options.sharing), config(options)).map_err(|e| {
-                let _ = unmount(mountpoint, Lazy::Yes);
-                mount_err(e)
-            })
-        }
+    let config = config(options, mode);
+    match mount_privileged(mountpoint, options, mode) {
+        Ok(fd) => fuser::Session::from_fd(fs, fd, config.acl, config).map_err(|e| {
+            let _ = unmount(mountpoint, Lazy::Yes);
+            mount_err(e)
+        }),
         Err(nix::errno::Errno::EPERM) => {
-            fuser::Session::new(fs, mountpoint, &config(options)).map_err(mount_err)
+            fuser::Session::new(fs, mountpoint, &config).map_err(mount_err)
         }
         Err(e) => Err(mount_err(io::Error::from(e))),
     }
 }
 
-/// Opens `/dev/fuse` and mounts it at `mountpoint` with mount(2), read-only;
-/// `EPERM` when not privileged.
+/// Opens `/dev/fuse` and mounts it at `mountpoint` with mount(2) (read-only
+/// unless `mode` says otherwise); `EPERM` when not privileged.
 fn mount_privileged(
     mountpoint: &Path,
     options: &MountOptions,
+    mode: Mode,
 ) -> nix::Result<std::os::fd::OwnedFd> {
     use std::os::fd::AsRawFd as _;
     use std::os::unix::fs::MetadataExt as _;
@@ -344,7 +441,10 @@ fn mount_privileged(
     if options.sharing == Sharing::Everyone {
         data.push_str(",allow_other");
     }
-    let flags = MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+    let mut flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+    if mode == Mode::ReadOnly {
+        flags |= MsFlags::MS_RDONLY;
+    }
     nix::mount::mount(Some("vst"), mountpoint, Some("fuse"), flags, Some(data.as_str()))?;
     Ok(device.into())
 }

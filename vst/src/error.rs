@@ -158,6 +158,15 @@ pub enum Error {
         /// The target.
         path: PathBuf,
     },
+    /// A rename would move a directory below itself, or over a directory
+    /// that contains it.
+    #[error("cannot move {from} to {to}: one contains the other")]
+    RenameIntoItself {
+        /// What was to move.
+        from: RepoPath,
+        /// Where to.
+        to: RepoPath,
+    },
 }
 
 /// `Result` with the library's [`Error`].

@@ -405,6 +405,46 @@ impl WorkingSet {
         })
     }
 
+    /// Moves whatever is at `from` (a file, a symlink, or a directory with
+    /// everything in it) to `to`, replacing whatever is at `to`. The parent
+    /// of `to` must exist. A directory keeps its cached tree id (its content
+    /// did not change), so a commit after moving a large directory encodes
+    /// only the two parents. Which replacements are allowed (POSIX refuses a
+    /// file over a directory, or a non-empty directory) is the caller's
+    /// business; moving a directory below itself, or over a directory that
+    /// contains it, is an error. Renaming a
+    /// path to itself changes nothing.
+    pub fn rename(&mut self, from: &RepoPath, to: &RepoPath) -> Result<()> {
+        if from == to {
+            return match self.stat(from) {
+                Some(_) => Ok(()),
+                None => Err(Error::NotFound { path: from.clone() }),
+            };
+        }
+        let below = |a: &RepoPath, b: &RepoPath| a.depth() > b.depth() && a.prefix(b.depth()) == *b;
+        if below(to, from) || below(from, to) {
+            return Err(Error::RenameIntoItself { from: from.clone(), to: to.clone() });
+        }
+        let (from_parent, from_name) = from.split_last().ok_or(Error::Root { op: "renamed" })?;
+        let node = resolve_dir(&self.current.root, &from_parent)?
+            .children
+            .get(from_name)
+            .cloned()
+            .ok_or_else(|| Error::NotFound { path: from.clone() })?;
+        let (to_parent, _) = to.split_last().ok_or(Error::Root { op: "replaced" })?;
+        resolve_dir(&self.current.root, &to_parent)?;
+        let moved_dirs = usize::from(matches!(node, Node::Dir(_)));
+        self.edit(to, "replaced", Missing::Fail, |dir, name| {
+            if !dir.children.contains_key(name) {
+                check_room(dir, to, to.depth() - 1)?;
+            }
+            dir.children.insert(Name::from_valid(name), node);
+            Ok(Edited::Changed)
+        })?;
+        self.dirty_dirs += moved_dirs;
+        self.remove(from)
+    }
+
     /// Runs `edit` on the parent directory of `path` and the last name of
     /// `path`. Walks down once; on the way back up, and only if `edit`
     /// changed something, clears the cached tree id of every directory from

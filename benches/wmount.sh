@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# Commit and status in a writable mount against the CLI's scan-based
+# commit on the local disk and against git, on the same generated tree.
+#
+#   benches/wmount.sh [FILES]        (default 100000; needs root or fusermount3)
+#
+# For each of "touch 1 file" and "touch 100 files" it times, end to end
+# (process start included), `vst commit` inside the mount, and reports
+# the daemon-side time the commit's --json carries (`daemon_hash_us`:
+# finalizing and hashing trees; `daemon_total_us`: with the syncs of the
+# store, the ref and the journal); then `vst status` with no change; then
+# `vst commit` on the local disk (scan + index) and `git add -A && git
+# commit` on the same tree. Prints a markdown table (median of RUNS).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+FILES="${1:-100000}"
+RUNS="${RUNS:-5}"
+cargo build --release -q -p vst-cli
+VST="$PWD/target/release/vst"
+WORK="$(mktemp -d /tmp/vst-wmount-bench.XXXXXX)"
+MNT="$WORK/mnt"
+cleanup() {
+    "$VST" umount "$MNT" >/dev/null 2>&1 || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+# Times are read from bash's own clock (EPOCHREALTIME): no fork.
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+# The tree: FILES files of 100 B to 4 KB in 2,000 directories (as the CLI's
+# git comparison generates it).
+python3 - "$WORK/tree" "$FILES" <<'PY'
+import os, random, sys
+root, n = sys.argv[1], int(sys.argv[2])
+rng = random.Random(7)
+dirs = max(1, n // 50)
+for i in range(n):
+    d = os.path.join(root, f"d{i % dirs // 40}", f"e{i % dirs}")
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, f"f{i}.txt"), "wb") as f:
+        f.write(rng.randbytes(rng.randint(100, 4000)))
+PY
+cp -a "$WORK/tree" "$WORK/vst"
+cp -a "$WORK/tree" "$WORK/git"
+# The mount's repository is its own: a writable mount holds its store.
+mkdir "$WORK/mrepo"
+(cd "$WORK/vst" && "$VST" init -q && VST_AUTHOR=bench "$VST" commit -q -m base)
+(cd "$WORK/mrepo" && "$VST" init -q && cp -a "$WORK/tree/." . && VST_AUTHOR=bench "$VST" commit -q -m base)
+(cd "$WORK/git" && git init -q && git add -A && git -c user.name=b -c user.email=b@b commit -q -m base)
+mkdir "$MNT"
+(cd "$WORK/mrepo" && "$VST" mount --write --background -q "$MNT")
+
+touch_files() { # DIR COUNT ROUND
+    local i
+    for ((i = 0; i < $2; i++)); do
+        local n=$(( (i * 997 + $3 * 31) % FILES ))
+        local dirs=$(( FILES / 50 > 0 ? FILES / 50 : 1 ))
+        echo "round $3" >> "$1/d$(( n % dirs / 40 ))/e$(( n % dirs ))/f$n.txt"
+    done
+}
+
+row() { printf '| %s | %s |\n' "$1" "$2"; }
+echo "| workload ($FILES files) | median of $RUNS |"
+echo "|---|---:|"
+for count in 1 100; do
+    e2e=(); dhash=(); dtotal=(); disk=(); git=()
+    for ((r = 0; r < RUNS; r++)); do
+        touch_files "$MNT" "$count" "$r"
+        t0=${EPOCHREALTIME/./}
+        VST_AUTHOR=bench "$VST" -C "$MNT" --json commit -m "r$r" > "$WORK/out.json"
+        t1=${EPOCHREALTIME/./}
+        e2e+=($(( t1 - t0 )))
+        out=$(cat "$WORK/out.json")
+        dhash+=("$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["daemon_hash_us"])' "$out")")
+        dtotal+=("$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["daemon_total_us"])' "$out")")
+        touch_files "$WORK/vst" "$count" "$r"
+        t0=${EPOCHREALTIME/./}
+        VST_AUTHOR=bench "$VST" -C "$WORK/vst" -q commit -m "r$r" >/dev/null
+        t1=${EPOCHREALTIME/./}
+        disk+=($(( t1 - t0 )))
+        touch_files "$WORK/git" "$count" "$r"
+        t0=${EPOCHREALTIME/./}
+        git -C "$WORK/git" add -A && git -C "$WORK/git" -c user.name=b -c user.email=b@b commit -q -m "r$r"
+        t1=${EPOCHREALTIME/./}
+        git+=($(( t1 - t0 )))
+    done
+    row "touch $count, \`vst commit\` in the mount, end to end" "$(printf '%s\n' "${e2e[@]}" | median) µs"
+    row "touch $count, daemon: finalize + hash trees" "$(printf '%s\n' "${dhash[@]}" | median) µs"
+    row "touch $count, daemon: whole commit (syncs included)" "$(printf '%s\n' "${dtotal[@]}" | median) µs"
+    row "touch $count, \`vst commit\` on local disk (scan)" "$(printf '%s\n' "${disk[@]}" | median) µs"
+    row "touch $count, \`git add -A && git commit\`" "$(printf '%s\n' "${git[@]}" | median) µs"
+done
+st=()
+for ((r = 0; r < RUNS; r++)); do
+    t0=${EPOCHREALTIME/./}
+    "$VST" -C "$MNT" -q status >/dev/null
+    t1=${EPOCHREALTIME/./}
+    st+=($(( t1 - t0 )))
+done
+ver=()
+for ((r = 0; r < RUNS; r++)); do
+    t0=${EPOCHREALTIME/./}
+    "$VST" --version >/dev/null
+    t1=${EPOCHREALTIME/./}
+    ver+=($(( t1 - t0 )))
+done
+row "\`vst status\` in the mount, no change" "$(printf '%s\n' "${st[@]}" | median) µs"
+row "\`vst --version\` (process start alone)" "$(printf '%s\n' "${ver[@]}" | median) µs"

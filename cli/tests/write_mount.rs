@@ -1,0 +1,439 @@
+//! End-to-end tests of `vst mount --write`: the binary mounts, the test
+//! edits through the kernel like any program, and `vst commit`, `status`
+//! and `checkout` run inside the mount go to the daemon.
+//!
+//! They need to mount FUSE: where that is impossible they fail when `CI`
+//! is set and warn otherwise.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{Read as _, Seek as _, SeekFrom, Write as _};
+use std::os::unix::fs::{FileExt as _, PermissionsExt as _};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+/// One test at a time: mounts and processes are counted.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn vst(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_vst"))
+        .current_dir(dir)
+        .env("VST_AUTHOR", "tester")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn ok(dir: &Path, args: &[&str]) -> String {
+    let out = vst(dir, args);
+    assert!(
+        out.status.success(),
+        "vst {args:?} in {} failed: {}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn can_run() -> bool {
+    if !Path::new("/dev/fuse").exists() {
+        assert!(std::env::var_os("CI").is_none(), "/dev/fuse is missing in CI");
+        eprintln!(
+            "\n!!!!!!!! WARNING: /dev/fuse IS MISSING: WRITABLE MOUNT TESTS SKIPPED !!!!!!!!\n"
+        );
+        return false;
+    }
+    true
+}
+
+fn mounted(p: &Path) -> bool {
+    let p = p.canonicalize().unwrap_or_else(|_| p.to_owned());
+    vst_fuse::mount_points().unwrap().contains(&p)
+}
+
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A repository with one commit, and an empty directory outside it.
+fn setup() -> (tempfile::TempDir, tempfile::TempDir) {
+    let repo = tempfile::tempdir().unwrap();
+    let root = repo.path();
+    ok(root, &["init", "-q"]);
+    fs::create_dir_all(root.join("src/deep")).unwrap();
+    fs::write(root.join("src/deep/a.txt"), b"first\n").unwrap();
+    fs::write(root.join("src/b.txt"), vec![b'b'; 3 << 20]).unwrap();
+    fs::write(root.join("keep.txt"), b"keep\n").unwrap();
+    std::os::unix::fs::symlink("deep/a.txt", root.join("src/link")).unwrap();
+    ok(root, &["commit", "-q", "-m", "one"]);
+    (repo, tempfile::tempdir().unwrap())
+}
+
+/// A foreground `vst mount --write` of the repository in `repo` at `at`,
+/// once it is live; `None` (after a loud warning, or a failure in CI) if
+/// it cannot mount here.
+fn mount(repo: &Path, at: &Path, extra: &[&str]) -> Option<Child> {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vst"))
+        .current_dir(repo)
+        .args(["mount", "-q", "--write"])
+        .args(extra)
+        .arg(at)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !mounted(at) {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut said = String::new();
+            child.stderr.take().unwrap().read_to_string(&mut said).unwrap();
+            let why = format!("vst mount --write exited ({status}): {said}");
+            assert!(std::env::var_os("CI").is_none(), "cannot mount in CI: {why}");
+            eprintln!("\n!!!!!!!! WARNING: WRITABLE MOUNT TEST SKIPPED: {why} !!!!!!!!\n");
+            return None;
+        }
+        assert!(Instant::now() < deadline, "the mount did not come up");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Some(child)
+}
+
+/// Unmounts `at` (the server saves the uncommitted tree and exits).
+fn unmount(repo: &Path, at: &Path, mut child: Child) {
+    ok(repo, &["umount", at.to_str().unwrap()]);
+    let status = child.wait().unwrap();
+    assert!(status.success(), "the mount server exited with {status}");
+    assert!(!mounted(at));
+}
+
+/// Everything under `root`: a file's bytes and executable bit, a link's
+/// target, a directory.
+#[derive(Debug, PartialEq, Eq)]
+enum Entry {
+    File(Vec<u8>, bool),
+    Link(PathBuf),
+    Dir,
+}
+
+fn snapshot(root: &Path) -> BTreeMap<PathBuf, Entry> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![PathBuf::new()];
+    while let Some(rel) = stack.pop() {
+        for entry in fs::read_dir(root.join(&rel)).unwrap() {
+            let entry = entry.unwrap();
+            let child = rel.join(entry.file_name());
+            if child == Path::new(".vst") {
+                continue;
+            }
+            let full = root.join(&child);
+            let meta = fs::symlink_metadata(&full).unwrap();
+            let value = if meta.file_type().is_symlink() {
+                Entry::Link(fs::read_link(&full).unwrap())
+            } else if meta.is_dir() {
+                stack.push(child.clone());
+                Entry::Dir
+            } else {
+                Entry::File(fs::read(&full).unwrap(), meta.permissions().mode() & 0o100 != 0)
+            };
+            out.insert(child, value);
+        }
+    }
+    out
+}
+
+/// The same edits, applied to `root` (the mount, or a plain directory for
+/// reference): every kind of change the mount supports.
+fn edit(root: &Path) {
+    let p = |s: &str| root.join(s);
+    // New files, nested directories, an empty directory.
+    fs::create_dir_all(p("new/dir/inner")).unwrap();
+    fs::create_dir(p("empty")).unwrap();
+    fs::write(p("new/dir/inner/x.txt"), b"x\n").unwrap();
+    fs::write(p("new/top.txt"), b"top\n").unwrap();
+    // Overwrite in the middle of an existing (large, chunked) file.
+    let f = fs::OpenOptions::new().write(true).open(p("src/b.txt")).unwrap();
+    f.write_all_at(b"MIDDLE", 1 << 20).unwrap();
+    drop(f);
+    // Sparse: a write far past the end.
+    let f =
+        fs::OpenOptions::new().write(true).create(true).truncate(true).open(p("sparse")).unwrap();
+    f.write_all_at(b"end", 5 << 20).unwrap();
+    drop(f);
+    // Append.
+    let mut f = fs::OpenOptions::new().append(true).open(p("keep.txt")).unwrap();
+    f.write_all(b"appended\n").unwrap();
+    drop(f);
+    // Truncate by path, shorter and longer.
+    fs::OpenOptions::new().write(true).open(p("src/deep/a.txt")).unwrap().set_len(3).unwrap();
+    fs::write(p("grow"), b"12").unwrap();
+    fs::OpenOptions::new().write(true).open(p("grow")).unwrap().set_len(10).unwrap();
+    // O_TRUNC on an existing file, then a write.
+    let mut f = fs::OpenOptions::new().write(true).truncate(true).open(p("new/top.txt")).unwrap();
+    f.write_all(b"rewritten\n").unwrap();
+    drop(f);
+    // O_EXCL: the second create fails.
+    fs::OpenOptions::new().write(true).create_new(true).open(p("excl")).unwrap();
+    let again = fs::OpenOptions::new().write(true).create_new(true).open(p("excl"));
+    assert_eq!(again.unwrap_err().kind(), std::io::ErrorKind::AlreadyExists);
+    // Executable bit.
+    fs::write(p("run.sh"), b"#!/bin/sh\n").unwrap();
+    fs::set_permissions(p("run.sh"), fs::Permissions::from_mode(0o755)).unwrap();
+    // Symlinks: new, and replacing a file.
+    std::os::unix::fs::symlink("../keep.txt", p("new/link")).unwrap();
+    // Renames: a file, a file over another, a directory.
+    fs::rename(p("new/dir/inner/x.txt"), p("new/x-moved.txt")).unwrap();
+    fs::write(p("victim"), b"victim\n").unwrap();
+    fs::rename(p("grow"), p("victim")).unwrap();
+    fs::rename(p("new/dir"), p("moved-dir")).unwrap();
+    // Removals: a file, an empty directory, a symlink.
+    fs::remove_file(p("excl")).unwrap();
+    fs::remove_dir(p("moved-dir/inner")).unwrap();
+    fs::remove_file(p("src/link")).unwrap();
+    // A file written through a handle kept open across a seek.
+    let mut f = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(p("rw"))
+        .unwrap();
+    f.write_all(b"hello world").unwrap();
+    f.seek(SeekFrom::Start(6)).unwrap();
+    f.write_all(b"WORLD").unwrap();
+    f.seek(SeekFrom::Start(0)).unwrap();
+    let mut back = String::new();
+    f.read_to_string(&mut back).unwrap();
+    assert_eq!(back, "hello WORLD");
+    drop(f);
+    // Errors the kernel gets from the daemon.
+    assert_eq!(fs::remove_dir(p("new")).unwrap_err().raw_os_error(), Some(39), "ENOTEMPTY");
+    assert_eq!(fs::create_dir(p("new")).unwrap_err().raw_os_error(), Some(17), "EEXIST");
+    assert_eq!(
+        fs::rename(p("moved-dir"), p("moved-dir/sub")).unwrap_err().raw_os_error(),
+        Some(22),
+        "EINVAL"
+    );
+    assert_eq!(fs::read(p("nothing")).unwrap_err().raw_os_error(), Some(2), "ENOENT");
+    let long = "n".repeat(256);
+    assert_eq!(fs::write(p(&long), b"").unwrap_err().raw_os_error(), Some(36), "ENAMETOOLONG");
+}
+
+#[test]
+fn edits_commit_through_the_daemon_and_check_out_identically() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(PoisonError::into_inner);
+    if !can_run() {
+        return;
+    }
+    let (repo, mnt) = setup();
+    let (repo, mnt) = (repo.path(), mnt.path());
+    // The reference: the same edits on the local disk, in a checkout.
+    let reference = tempfile::tempdir().unwrap();
+    let reference = reference.path().join("ref");
+    ok(repo, &["checkout", "HEAD", "--into", reference.to_str().unwrap()]);
+    edit(&reference);
+
+    let Some(child) = mount(repo, mnt, &[]) else { return };
+    assert_eq!(snapshot(mnt), snapshot(repo), "the mount shows HEAD");
+    edit(mnt);
+    assert_eq!(snapshot(mnt), snapshot(&reference), "the mount after the edits");
+
+    let status = ok(mnt, &["status"]);
+    assert!(status.contains("M keep.txt"), "{status}");
+    assert!(status.contains("A sparse"), "{status}");
+    assert!(status.contains("D src/link"), "{status}");
+    let id = ok(mnt, &["commit", "-m", "through the mount"]).trim().to_owned();
+    assert_eq!(id.len(), 64, "a commit id: {id}");
+    assert!(ok(mnt, &["status"]).contains("clean"), "nothing left after the commit");
+    let json = ok(mnt, &["--json", "commit", "-m", "again"]);
+    assert!(json.contains("\"commit\":null"), "{json}");
+
+    // Outside the mount, the CLI sees the commit: HEAD moved; inside, the
+    // commands the daemon does not serve use the mount's repository.
+    let log = ok(repo, &["log", "-n", "1"]);
+    assert!(log.contains(&id), "{log}");
+    assert_eq!(ok(mnt, &["log", "-n", "1"]), log);
+    let out = tempfile::tempdir().unwrap();
+    let out = out.path().join("co");
+    ok(repo, &["checkout", &id, "--into", out.to_str().unwrap()]);
+    assert_eq!(snapshot(&out), snapshot(&reference), "checkout --into of the mount's commit");
+
+    unmount(repo, mnt, child);
+}
+
+#[test]
+fn fsynced_data_survives_kill_9_and_the_tree_survives_unmount() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(PoisonError::into_inner);
+    if !can_run() {
+        return;
+    }
+    let (repo, mnt) = setup();
+    let (repo, mnt) = (repo.path(), mnt.path());
+    let Some(mut child) = mount(repo, mnt, &[]) else { return };
+    // Fsynced while open (the overlay is recorded), and closed then
+    // fsynced through the directory (the stored content is recorded).
+    let mut open = fs::File::create(mnt.join("open.bin")).unwrap();
+    open.write_all(&vec![7; 300_000]).unwrap();
+    open.sync_all().unwrap();
+    fs::create_dir(mnt.join("d")).unwrap();
+    fs::write(mnt.join("d/closed.txt"), b"closed\n").unwrap();
+    fs::rename(mnt.join("keep.txt"), mnt.join("d/kept.txt")).unwrap();
+    fs::File::open(mnt.join("d/closed.txt")).unwrap().sync_all().unwrap();
+    fs::File::open(mnt.join("d")).unwrap().sync_all().unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    drop(open);
+    // The dead mount's entry stays until it is unmounted.
+    let _ = Command::new("umount").arg("-l").arg(mnt).status();
+    let _ = Command::new("fusermount3").arg("-uz").arg(mnt).status();
+    wait_until("the dead mount is gone", || !mounted(mnt));
+
+    let Some(child) = mount(repo, mnt, &[]) else { return };
+    assert_eq!(fs::read(mnt.join("open.bin")).unwrap(), vec![7; 300_000]);
+    assert_eq!(fs::read(mnt.join("d/closed.txt")).unwrap(), b"closed\n");
+    assert_eq!(fs::read(mnt.join("d/kept.txt")).unwrap(), b"keep\n");
+    assert!(!mnt.join("keep.txt").exists());
+    // An orderly unmount keeps the uncommitted tree, unfsynced edits too.
+    fs::write(mnt.join("late.txt"), b"late\n").unwrap();
+    fs::remove_file(mnt.join("src/b.txt")).unwrap();
+    let before = snapshot(mnt);
+    unmount(repo, mnt, child);
+    let Some(child) = mount(repo, mnt, &[]) else { return };
+    assert_eq!(snapshot(mnt), before, "the same tree after an unmount and a mount");
+    let status = ok(mnt, &["status"]);
+    assert!(status.contains("A late.txt") && status.contains("D src/b.txt"), "{status}");
+    unmount(repo, mnt, child);
+}
+
+#[test]
+fn checkout_inside_the_mount_changes_what_open_readers_see() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(PoisonError::into_inner);
+    if !can_run() {
+        return;
+    }
+    let (repo, mnt) = setup();
+    let (repo, mnt) = (repo.path(), mnt.path());
+    let Some(child) = mount(repo, mnt, &[]) else { return };
+    fs::write(mnt.join("src/deep/a.txt"), b"second version\n").unwrap();
+    fs::write(mnt.join("added.txt"), b"added\n").unwrap();
+    let second = ok(mnt, &["commit", "-m", "two"]).trim().to_owned();
+    // A reader that keeps the file open, and a directory kept open.
+    let reader = fs::File::open(mnt.join("src/deep/a.txt")).unwrap();
+    let read_all = |f: &fs::File| {
+        let mut buf = vec![0; 100];
+        let n = f.read_at(&mut buf, 0).unwrap();
+        buf.truncate(n);
+        buf
+    };
+    assert_eq!(read_all(&reader), b"second version\n");
+    let names = |d: &Path| {
+        let mut v: Vec<String> = fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        v.sort();
+        v
+    };
+    assert!(names(mnt).contains(&"added.txt".to_owned()));
+    // Local changes block a checkout without --force.
+    fs::write(mnt.join("scratch"), b"x").unwrap();
+    let refused = vst(mnt, &["checkout", "HEAD~1"]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("uncommitted"));
+    fs::remove_file(mnt.join("scratch")).unwrap();
+
+    ok(mnt, &["checkout", "HEAD~1"]);
+    assert_eq!(read_all(&reader), b"first\n", "the open file shows the checked-out content");
+    assert_eq!(fs::read(mnt.join("src/deep/a.txt")).unwrap(), b"first\n");
+    assert!(!names(mnt).contains(&"added.txt".to_owned()), "the listing changed");
+    assert!(!mnt.join("added.txt").exists());
+    assert!(ok(mnt, &["status"]).contains("clean"));
+    // HEAD is detached at the first commit; switch goes back to main.
+    ok(mnt, &["switch", "main"]);
+    assert_eq!(read_all(&reader), b"second version\n");
+    assert_eq!(fs::read(mnt.join("added.txt")).unwrap(), b"added\n");
+    let head = ok(repo, &["log", "-n", "1"]);
+    assert!(head.contains(&second), "{head}");
+    drop(reader);
+    unmount(repo, mnt, child);
+}
+
+#[test]
+fn many_processes_at_once_never_deadlock() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(PoisonError::into_inner);
+    if !can_run() {
+        return;
+    }
+    let (repo, mnt) = setup();
+    let (repo, mnt) = (repo.path(), mnt.path());
+    let Some(child) = mount(repo, mnt, &[]) else { return };
+    let deadline = Instant::now() + Duration::from_secs(3);
+    std::thread::scope(|s| {
+        // Writers: each in its own directory, creating, appending,
+        // renaming, reading back and removing.
+        for w in 0..4 {
+            s.spawn(move || {
+                let dir = mnt.join(format!("w{w}"));
+                fs::create_dir(&dir).unwrap();
+                let mut round = 0u32;
+                while Instant::now() < deadline {
+                    let a = dir.join(format!("f{round}"));
+                    fs::write(&a, format!("{w} {round}\n")).unwrap();
+                    let mut f = fs::OpenOptions::new().append(true).open(&a).unwrap();
+                    f.write_all(b"more\n").unwrap();
+                    drop(f);
+                    let b = dir.join(format!("g{round}"));
+                    fs::rename(&a, &b).unwrap();
+                    assert_eq!(fs::read(&b).unwrap(), format!("{w} {round}\nmore\n").as_bytes());
+                    if round.is_multiple_of(2) {
+                        fs::remove_file(&b).unwrap();
+                    }
+                    round += 1;
+                }
+            });
+        }
+        // A reader of a large stored file, and a lister.
+        s.spawn(move || {
+            while Instant::now() < deadline {
+                assert_eq!(fs::read(mnt.join("src/b.txt")).unwrap().len(), 3 << 20);
+                let _ = fs::read_dir(mnt).unwrap().count();
+            }
+        });
+        // Status and commits through the socket meanwhile.
+        let mut commits = 0;
+        while Instant::now() < deadline {
+            ok(mnt, &["status"]);
+            let out = vst(mnt, &["commit", "-m", "during"]);
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            commits += 1;
+        }
+        assert!(commits > 0);
+    });
+    // Everything settled: one more commit, and it matches the mount.
+    ok(mnt, &["commit", "-m", "after", "--allow-empty"]);
+    let out = tempfile::tempdir().unwrap();
+    let out = out.path().join("co");
+    ok(repo, &["checkout", "HEAD", "--into", out.to_str().unwrap()]);
+    assert_eq!(snapshot(&out), snapshot(mnt));
+    unmount(repo, mnt, child);
+}
+
+#[test]
+fn the_server_exits_after_an_unmount_even_without_its_socket() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(PoisonError::into_inner);
+    if !can_run() {
+        return;
+    }
+    let (repo, mnt) = setup();
+    let (repo, mnt) = (repo.path(), mnt.path());
+    let Some(child) = mount(repo, mnt, &[]) else { return };
+    // The socket's path gone (say, the repository moved): stopping the
+    // control thread must not depend on connecting to it.
+    fs::remove_file(repo.join(".vst/mount/sock")).unwrap();
+    unmount(repo, mnt, child);
+}

@@ -1,0 +1,2097 @@
+//! The writable mount: [`WriteFs`], a `fuser::Filesystem` over a
+//! [`WorkingSet`], with written file data in an on-disk overlay and a
+//! metadata journal for crash safety.
+//!
+//! # Design
+//!
+//! - The **working set** is the truth for everything a commit takes: every
+//!   change made through the mount (create, mkdir, symlink, unlink, rmdir,
+//!   rename, chmod of the executable bit, a file's finalized content) is
+//!   applied to it at once, by path. A commit is [`Repo::commit`] of the
+//!   working set: it encodes only the directories whose cached id an edit
+//!   cleared, and scans nothing.
+//! - The **inode table** mirrors the working set for the kernel: a node per
+//!   path shown, with the metadata the working set does not version (the
+//!   permission bits other than the executable bit, owner, times). A
+//!   directory's children are loaded from the working set the first time
+//!   they are needed. One path keeps its inode for the life of the mount
+//!   (a rename moves the inode).
+//! - A file that is written gets an **overlay file**
+//!   (`.vst/mount/overlay/N`), a copy of its content that writes go to
+//!   (sparse writes make holes). Reads of a file without an overlay come
+//!   from the store by range. When the last writable handle is released
+//!   (or a path is truncated), the overlay is **finalized**: hashed
+//!   (BLAKE3), put into the store, handed to the operating system, and
+//!   recorded in the working set and the journal; then the overlay is
+//!   dropped, and the file is served from the store again. Content is
+//!   stored at close, not at commit, so that a commit has nothing left to
+//!   hash.
+//! - The **journal** (`journal.rs`) records each change by path. `fsync`
+//!   and `fsyncdir` make it durable (after syncing the store, so that
+//!   every blob a durable record names is durable first); a file fsynced
+//!   while still open is recorded as its overlay, which is kept until a
+//!   later record supersedes it durably.
+//!
+//! # Locking
+//!
+//! One mutex guards the table, the working set and the journal. It is held
+//! for in-memory work, overlay writes (to the page cache) and journal
+//! appends, never across a read from the store for a reader or an fsync:
+//! those run on handles cloned out of it. So a slow reader holds up only
+//! itself. Kernel notifications (after a checkout) are sent after the lock
+//! is released: the kernel may wait on requests that wait on the lock.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ffi::OsStr;
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::ffi::OsStrExt as _;
+use std::os::unix::fs::FileExt as _;
+use std::panic::AssertUnwindSafe;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
+
+use fuser::{
+    AccessFlags, BsdFileFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags,
+    Generation, INodeNo, InitFlags, KernelConfig, LockOwner, OpenAccMode, OpenFlags, RenameFlags,
+    ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen,
+    ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+};
+use vst::{
+    BlobId, Change, CommitId, CommitOptions, EntryKind, FileEntry, Name, Repo, RepoPath, Stat,
+    SymlinkTarget, TreeId, WorkingSet, diff_trees, read, write_tree,
+};
+use vst_cas::{Durability, Head, ObjectId, RefName, Store};
+
+use crate::ErrorLog;
+use crate::journal::{self, Journal, Record};
+
+/// An inode number.
+type Ino = u64;
+
+/// The root directory's inode.
+const ROOT: Ino = 1;
+
+/// The extended attribute of the mount's root that names the repository
+/// directory: how the CLI finds the daemon from inside the mount.
+pub const XATTR_REPO: &[u8] = b"user.vst.repo";
+
+/// A journal longer than this is rewritten from scratch at the next
+/// commit, instead of having a `Base` record appended.
+const JOURNAL_COMPACT_LEN: u64 = 4 << 20;
+
+/// Copy-up and finalizing read a file in pieces of this many bytes.
+const COPY_LEN: u64 = 1 << 20;
+
+/// A closed file at least this long is hashed without holding the lock
+/// (a shorter one takes less time than two round trips through it).
+const FINALIZE_UNLOCKED_LEN_MIN: u64 = 1 << 20;
+
+/// The longest name a directory entry may have (as on ext4).
+const NAME_LEN_MAX: usize = 255;
+
+/// The metadata vst does not version: kept in the mount only.
+#[derive(Debug, Clone, Copy)]
+struct Meta {
+    /// Permission bits (`0o7777`); the owner's executable bit is versioned.
+    perm: u16,
+    uid: u32,
+    gid: u32,
+    atime: SystemTime,
+    mtime: SystemTime,
+    ctime: SystemTime,
+}
+
+/// A file's data being written.
+#[derive(Debug)]
+struct Overlay {
+    /// `overlay/N`.
+    number: u64,
+    file: Arc<File>,
+    size: u64,
+    /// Written since last finalized.
+    dirty: bool,
+    /// Named by a journal record: deleted only once a later record is durable.
+    journaled: bool,
+    /// Bumped by every change of the data, so that content hashed without
+    /// the lock is recorded only if nothing changed it meanwhile.
+    generation: u64,
+}
+
+#[derive(Debug)]
+struct FileNode {
+    /// The content the working set holds for this file (last finalized).
+    stored: FileEntry,
+    overlay: Option<Overlay>,
+    /// Open handles that may write.
+    writers: u32,
+}
+
+#[derive(Debug)]
+enum Kind {
+    /// `None` until loaded from the working set.
+    Dir(Option<BTreeMap<Name, Ino>>),
+    File(FileNode),
+    Symlink(SymlinkTarget),
+}
+
+#[derive(Debug)]
+struct Node {
+    parent: Ino,
+    /// `None` for the root, and for a node no longer in the tree (unlinked
+    /// or replaced, possibly still open).
+    name: Option<Name>,
+    kind: Kind,
+    meta: Meta,
+}
+
+/// A directory entry for `readdir`: inode, offset of the next entry, kind,
+/// name.
+type DirEntry = (Ino, u64, FileType, Vec<u8>);
+
+/// A notification for the kernel, sent once the lock is released.
+#[derive(Debug)]
+enum Note {
+    Entry(Ino, Name),
+    Inode(Ino),
+}
+
+/// Everything the lock guards.
+struct Inner {
+    ws: WorkingSet,
+    /// The tree of the working set's head (`None`: no commit yet).
+    base_tree: Option<TreeId>,
+    nodes: HashMap<Ino, Node>,
+    next_ino: Ino,
+    next_overlay: u64,
+    next_fh: u64,
+    /// Open file handles: inode and whether it may write.
+    handles: HashMap<u64, (Ino, bool)>,
+    /// Files whose overlay was written since last finalized.
+    dirty: BTreeSet<Ino>,
+    journal: Journal,
+    /// Set when an append failed: the journal no longer matches, and every
+    /// fsync fails until the mount is restarted.
+    journal_failed: bool,
+    /// Overlays to delete once the journal is next synced.
+    retired: Vec<u64>,
+    /// The time shown for what was loaded from a commit.
+    base_time: SystemTime,
+}
+
+/// The state of a writable mount, shared by the threads serving the kernel
+/// and the control socket.
+pub(crate) struct Shared {
+    inner: Mutex<Inner>,
+    store: Arc<dyn Store>,
+    repo: Repo,
+    state_dir: PathBuf,
+    repo_dir: PathBuf,
+    pub(crate) notifier: OnceLock<fuser::Notifier>,
+    error_log: ErrorLog,
+    ttl: Duration,
+    uid: u32,
+    gid: u32,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared").field("state_dir", &self.state_dir).finish_non_exhaustive()
+    }
+}
+
+/// Why a writable mount could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// The mount's state directory or journal could not be read or written.
+    #[error("mount state in {}", dir.display())]
+    State {
+        /// `.vst/mount`.
+        dir: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// The repository could not be read.
+    #[error("reading the repository")]
+    Repo {
+        /// Why.
+        #[source]
+        source: vst::Error,
+    },
+}
+
+/// What a commit through the mount did.
+#[derive(Debug, Clone)]
+pub struct Committed {
+    /// The new commit, or `None` if there was nothing to commit.
+    pub commit: Option<CommitId>,
+    /// Its tree.
+    pub tree: TreeId,
+    /// Microseconds to finalize pending files and hash the changed trees.
+    pub hash_us: u64,
+    /// Microseconds for the whole commit in the daemon, the syncs of the
+    /// store, the ref and the journal included.
+    pub total_us: u64,
+}
+
+/// A path that differs from the commit the mount is based on.
+#[derive(Debug, Clone)]
+pub struct StatusLine {
+    /// What happened to it.
+    pub kind: vst::ChangeKind,
+    /// Where.
+    pub path: RepoPath,
+}
+
+/// How the mount's state directory is laid out.
+fn journal_path(state_dir: &Path) -> PathBuf {
+    state_dir.join("journal")
+}
+
+fn overlay_dir(state_dir: &Path) -> PathBuf {
+    state_dir.join("overlay")
+}
+
+fn now() -> SystemTime {
+    SystemTime::now()
+}
+
+/// The errno for a working-set error.
+fn errno(e: &vst::Error) -> Errno {
+    match e {
+        vst::Error::NotFound { .. } => Errno::ENOENT,
+        vst::Error::NotADirectory { .. } => Errno::ENOTDIR,
+        vst::Error::IsADirectory { .. } => Errno::EISDIR,
+        vst::Error::NotAFile { .. } => Errno::EINVAL,
+        vst::Error::TooManyEntries { .. } => Errno::ENOSPC,
+        vst::Error::RenameIntoItself { .. } => Errno::EINVAL,
+        vst::Error::TooDeep { .. } => Errno::ENAMETOOLONG,
+        vst::Error::Root { .. } => Errno::EBUSY,
+        vst::Error::InvalidSymlink { source, .. } => match source {
+            vst::tree::InvalidSymlink::TooLong(_) => Errno::ENAMETOOLONG,
+            vst::tree::InvalidSymlink::Empty => Errno::ENOENT,
+            _ => Errno::EINVAL,
+        },
+        _ => Errno::EIO,
+    }
+}
+
+fn io_errno(e: &io::Error) -> Errno {
+    e.raw_os_error().map_or(Errno::EIO, Errno::from_i32)
+}
+
+/// A name from the kernel, validated.
+fn name_of(name: &OsStr) -> Result<Name, Errno> {
+    let bytes = name.as_bytes();
+    if bytes.len() > NAME_LEN_MAX {
+        return Err(Errno::ENAMETOOLONG);
+    }
+    Name::try_from(bytes).map_err(|_| Errno::EINVAL)
+}
+
+/// Reads `len` bytes of `file` from `offset`, fewer at its end.
+fn read_at(file: &File, offset: u64, len: u64) -> io::Result<Vec<u8>> {
+    let mut buf = vec![0; usize::try_from(len).map_err(io::Error::other)?];
+    let mut filled = 0;
+    while filled < buf.len() {
+        match file.read_at(&mut buf[filled..], offset + filled as u64) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    buf.truncate(filled);
+    Ok(buf)
+}
+
+/// BLAKE3 of file content, on all cores when large (as the working set
+/// hashes written content).
+fn hash_blob(content: &[u8]) -> BlobId {
+    if content.len() >= vst::PARALLEL_BLOB_LEN_MIN {
+        let mut hasher = blake3::Hasher::new();
+        hasher.update_rayon(content);
+        BlobId::new(ObjectId::from(hasher.finalize()))
+    } else {
+        BlobId::of(content)
+    }
+}
+
+fn path_bytes(path: &RepoPath) -> Vec<u8> {
+    path.as_bytes().to_vec()
+}
+
+fn repo_path(bytes: &[u8]) -> Option<RepoPath> {
+    RepoPath::try_from(bytes).ok()
+}
+
+/// Applies one journal record to `ws` (replay). A record that cannot be
+/// applied is reported through `log` and skipped: the rest still counts.
+fn replay(ws: &mut WorkingSet, record: &Record, state_dir: &Path, log: &dyn Fn(String)) {
+    let store = ws.store().clone();
+    let result: Result<(), String> = (|| {
+        let path_of = |p: &[u8]| repo_path(p).ok_or_else(|| "an invalid path".to_owned());
+        match record {
+            Record::Base { commit } => {
+                *ws = match commit {
+                    Some(c) => {
+                        WorkingSet::from_commit(store, CommitId::new(ObjectId::from_bytes(*c)))
+                            .map_err(|e| e.to_string())?
+                    }
+                    None => WorkingSet::new(store),
+                };
+                Ok(())
+            }
+            Record::File { path, id, size, executable } => {
+                let id = BlobId::new(ObjectId::from_bytes(*id));
+                let path = path_of(path)?;
+                if !store.contains(&id.object_id()).map_err(|e| e.to_string())? {
+                    // Its blob was lost with the store's buffer: the file was
+                    // not fsynced since.
+                    let _ = ws.remove(&path);
+                    return Err(format!("{path}: content {id} is not in the store; dropped"));
+                }
+                let entry = FileEntry { id, size: *size, executable: *executable };
+                ws.put_file(&path, entry).map_err(|e| e.to_string())
+            }
+            Record::Overlay { path, overlay, executable } => {
+                let path = path_of(path)?;
+                let file = overlay_dir(state_dir).join(overlay.to_string());
+                let bytes = std::fs::read(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+                let id = hash_blob(&bytes);
+                store.put(id.object_id(), &bytes).map_err(|e| e.to_string())?;
+                let entry = FileEntry { id, size: bytes.len() as u64, executable: *executable };
+                ws.put_file(&path, entry).map_err(|e| e.to_string())
+            }
+            Record::Symlink { path, target } => {
+                ws.symlink(&path_of(path)?, target).map_err(|e| e.to_string())
+            }
+            Record::Mkdir { path } => ws.create_dir_all(&path_of(path)?).map_err(|e| e.to_string()),
+            Record::Remove { path } => match ws.remove(&path_of(path)?) {
+                Ok(()) | Err(vst::Error::NotFound { .. }) => Ok(()),
+                Err(e) => Err(e.to_string()),
+            },
+            Record::Rename { from, to } => {
+                ws.rename(&path_of(from)?, &path_of(to)?).map_err(|e| e.to_string())
+            }
+            Record::Executable { path, executable } => {
+                ws.set_executable(&path_of(path)?, *executable).map_err(|e| e.to_string())
+            }
+        }
+    })();
+    if let Err(e) = result {
+        log(format!("journal replay: {record:?}: {e}"));
+    }
+}
+
+/// The records that rebuild `changes` (from a diff of the base tree to the
+/// current one) on top of the base.
+fn records_of(changes: &[Change]) -> Vec<Record> {
+    let mut out = Vec::new();
+    for c in changes {
+        let path = path_bytes(&c.path);
+        let kind_changed = matches!((&c.old, &c.new), (Some(a), Some(b))
+            if std::mem::discriminant(a) != std::mem::discriminant(b));
+        if kind_changed || c.new.is_none() {
+            out.push(Record::Remove { path: path.clone() });
+        }
+        match &c.new {
+            None => {}
+            Some(EntryKind::File(f)) => out.push(Record::File {
+                path,
+                id: *f.id.as_bytes(),
+                size: f.size,
+                executable: f.executable,
+            }),
+            Some(EntryKind::Dir(_)) => out.push(Record::Mkdir { path }),
+            Some(EntryKind::Symlink(t)) => {
+                out.push(Record::Symlink { path, target: t.as_bytes().to_vec() })
+            }
+        }
+    }
+    out
+}
+
+/// The tree id of `commit` (`None` for no commit).
+fn tree_of(store: &dyn Store, commit: Option<CommitId>) -> vst::Result<Option<TreeId>> {
+    commit.map(|c| read::read_commit(store, c).map(|c| c.tree)).transpose()
+}
+
+impl Shared {
+    /// Opens the mount state of `repo`: resumes the journal in
+    /// `.vst/mount/` if there is one (the uncommitted tree of the last
+    /// mount), else starts at `start`. Then writes a compact journal (the
+    /// differences from the base, every blob synced first) and deletes the
+    /// overlays, which it has put into the store.
+    pub(crate) fn open(
+        repo: Repo,
+        start: Option<CommitId>,
+        error_log: ErrorLog,
+        ttl: Duration,
+    ) -> Result<Self, StartError> {
+        let repo_dir = repo.dir().canonicalize().unwrap_or_else(|_| repo.dir().to_owned());
+        let state_dir = repo_dir.join("mount");
+        let state_err = |source| StartError::State { dir: state_dir.clone(), source };
+        let repo_err = |source| StartError::Repo { source };
+        std::fs::create_dir_all(overlay_dir(&state_dir)).map_err(state_err)?;
+        let store = repo.store();
+        let empty = BlobId::of(b"");
+        store.put(empty.object_id(), b"").map_err(|e| repo_err(e.into()))?;
+
+        let log = |m: String| error_log.write(&m);
+        let journal_file = journal_path(&state_dir);
+        let found = journal::read(&journal_file).map_err(state_err)?;
+        let mut ws = match (start, &found) {
+            // The journal starts with its own base.
+            (_, Some(_)) | (None, None) => WorkingSet::new(store.clone()),
+            (Some(c), None) => WorkingSet::from_commit(store.clone(), c).map_err(repo_err)?,
+        };
+        if let Some(found) = found {
+            if found.torn {
+                log(format!(
+                    "{}: cut a torn tail after {} bytes (not fsynced)",
+                    journal_file.display(),
+                    found.valid_len
+                ));
+            }
+            for record in &found.records {
+                replay(&mut ws, record, &state_dir, &log);
+            }
+        }
+        let tree = write_tree(&mut ws, Durability::None).map_err(repo_err)?;
+        // A commit through the mount moves the ref before the journal's new
+        // base is durable: if the ref's commit has exactly this tree, the
+        // crash came in between, and that commit is the base.
+        if let Ok(Some(head)) = repo.head_commit()
+            && Some(head) != ws.head()
+            && tree_of(store.as_ref(), Some(head)).ok() == Some(Some(tree))
+        {
+            ws.set_head(Some(head));
+        }
+        let base_tree = tree_of(store.as_ref(), ws.head()).map_err(repo_err)?;
+        let changes = diff_trees(store.as_ref(), base_tree, Some(tree)).map_err(repo_err)?;
+        store.sync().map_err(|e| repo_err(e.into()))?;
+        let mut records = vec![Record::Base { commit: ws.head().map(|c| *c.as_bytes()) }];
+        records.extend(records_of(&changes));
+        let journal = Journal::create(&journal_file, &records).map_err(state_err)?;
+        remove_overlays(&overlay_dir(&state_dir)).map_err(state_err)?;
+
+        let base_time = match ws.head() {
+            Some(c) => read::read_commit(store.as_ref(), c)
+                .map(|c| crate::fs::system_time(c.time))
+                .map_err(repo_err)?,
+            None => now(),
+        };
+        let uid = nix::unistd::getuid().as_raw();
+        let gid = nix::unistd::getgid().as_raw();
+        let root = Node {
+            parent: ROOT,
+            name: None,
+            kind: Kind::Dir(None),
+            meta: Meta {
+                perm: 0o755,
+                uid,
+                gid,
+                atime: base_time,
+                mtime: base_time,
+                ctime: base_time,
+            },
+        };
+        let inner = Inner {
+            ws,
+            base_tree,
+            nodes: HashMap::from([(ROOT, root)]),
+            next_ino: ROOT + 1,
+            next_overlay: 1,
+            next_fh: 1,
+            handles: HashMap::new(),
+            dirty: BTreeSet::new(),
+            journal,
+            journal_failed: false,
+            retired: Vec::new(),
+            base_time,
+        };
+        Ok(Self {
+            inner: Mutex::new(inner),
+            store,
+            repo,
+            state_dir,
+            repo_dir,
+            notifier: OnceLock::new(),
+            error_log,
+            ttl,
+            uid,
+            gid,
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn log(&self, message: &str) {
+        self.error_log.write(message);
+    }
+
+    /// The repository directory (`.vst`).
+    pub(crate) fn repo_dir(&self) -> &Path {
+        &self.repo_dir
+    }
+
+    /// Where the control socket goes.
+    pub(crate) fn socket_path(&self) -> PathBuf {
+        self.state_dir.join("sock")
+    }
+
+    /// Appends `record` to the journal; a failure is logged and fails every
+    /// later fsync.
+    fn journal(&self, inner: &mut Inner, record: Record) {
+        if inner.journal_failed {
+            return;
+        }
+        if let Err(e) = inner.journal.append(&record) {
+            inner.journal_failed = true;
+            self.log(&format!("journal {}: append failed: {e}", inner.journal.path().display()));
+        }
+    }
+
+    /// Makes the store and then the journal durable, and deletes the
+    /// overlays retired before. Called without the lock.
+    fn sync(&self) -> Result<(), Errno> {
+        let (file, retired, failed) = {
+            let mut inner = self.lock();
+            (inner.journal.file(), std::mem::take(&mut inner.retired), inner.journal_failed)
+        };
+        if failed {
+            return Err(Errno::EIO);
+        }
+        if let Err(e) = self.store.sync() {
+            self.log(&format!("syncing the store: {e}"));
+            return Err(Errno::EIO);
+        }
+        if let Err(e) = file.sync_data() {
+            self.log(&format!("syncing the journal: {e}"));
+            return Err(io_errno(&e));
+        }
+        for number in retired {
+            let _ = std::fs::remove_file(overlay_dir(&self.state_dir).join(number.to_string()));
+        }
+        Ok(())
+    }
+
+    fn attr_of(&self, ino: Ino, node: &Node, subdirs: usize) -> FileAttr {
+        let (kind, size, nlink) = match &node.kind {
+            Kind::Dir(children) => {
+                (FileType::Directory, children.as_ref().map_or(0, |c| c.len()) as u64, 2 + subdirs)
+            }
+            Kind::File(f) => {
+                (FileType::RegularFile, f.overlay.as_ref().map_or(f.stored.size, |o| o.size), 1)
+            }
+            Kind::Symlink(t) => (FileType::Symlink, t.as_bytes().len() as u64, 1),
+        };
+        let nlink = if node.name.is_none() && ino != ROOT { 0 } else { nlink };
+        FileAttr {
+            ino: INodeNo(ino),
+            size,
+            blocks: size.div_ceil(512),
+            atime: node.meta.atime,
+            mtime: node.meta.mtime,
+            ctime: node.meta.ctime,
+            crtime: node.meta.ctime,
+            kind,
+            perm: node.meta.perm,
+            nlink: u32::try_from(nlink).unwrap_or(u32::MAX),
+            uid: node.meta.uid,
+            gid: node.meta.gid,
+            rdev: 0,
+            blksize: 4096,
+            flags: 0,
+        }
+    }
+
+    /// The attributes of `ino` (a directory is loaded for its link count).
+    fn attr(&self, inner: &mut Inner, ino: Ino) -> Result<FileAttr, Errno> {
+        let is_dir = matches!(inner.node(ino)?.kind, Kind::Dir(_));
+        let subdirs = if is_dir {
+            let children: Vec<Ino> = inner.children(ino)?.values().copied().collect();
+            children
+                .iter()
+                .filter(|c| matches!(inner.nodes.get(c).map(|n| &n.kind), Some(Kind::Dir(_))))
+                .count()
+        } else {
+            0
+        };
+        Ok(self.attr_of(ino, inner.node(ino)?, subdirs))
+    }
+
+    /// Gives `ino` an overlay if it has none: a copy of its stored content
+    /// (`Fill::Content`), or empty (`Fill::Nothing`, for a truncation to 0).
+    fn overlay(&self, inner: &mut Inner, ino: Ino, fill: Fill) -> Result<Arc<File>, Errno> {
+        let number = inner.next_overlay;
+        let stored = match &inner.file(ino)?.overlay {
+            Some(o) => return Ok(o.file.clone()),
+            None => inner.file(ino)?.stored,
+        };
+        let path = overlay_dir(&self.state_dir).join(number.to_string());
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .map_err(|e| {
+                self.log(&format!("creating overlay {}: {e}", path.display()));
+                io_errno(&e)
+            })?;
+        inner.next_overlay += 1;
+        let size = if fill == Fill::Content { stored.size } else { 0 };
+        let mut offset = 0;
+        while offset < size {
+            let len = COPY_LEN.min(size - offset);
+            let bytes =
+                self.store.read_range(&stored.id.object_id(), offset, len).map_err(|e| {
+                    self.log(&format!("copying blob {} into an overlay: {e}", stored.id));
+                    Errno::EIO
+                })?;
+            if bytes.len() as u64 != len {
+                return Err(Errno::EIO);
+            }
+            file.write_all_at(&bytes, offset).map_err(|e| io_errno(&e))?;
+            offset += len;
+        }
+        let file = Arc::new(file);
+        inner.file_mut(ino)?.overlay = Some(Overlay {
+            number,
+            file: file.clone(),
+            size,
+            dirty: false,
+            journaled: false,
+            generation: 0,
+        });
+        Ok(file)
+    }
+
+    /// Finalizes a dirty overlay: hashes it, puts it into the store (handed
+    /// to the operating system), records it in the working set and the
+    /// journal. Then, if nothing may write it any more, drops the overlay
+    /// (the file is served from the store again).
+    fn finalize(&self, inner: &mut Inner, ino: Ino) -> Result<(), Errno> {
+        let path = inner.path(ino);
+        let Some(overlay) = &inner.file(ino)?.overlay else { return Ok(()) };
+        let (file, size, dirty) = (overlay.file.clone(), overlay.size, overlay.dirty);
+        let stored = match (&path, dirty) {
+            (Some(path), true) => Some((self.store_overlay(&file, size, path)?, size)),
+            _ => None,
+        };
+        self.settle(inner, ino, stored)
+    }
+
+    /// Reads, hashes and stores (handed to the operating system) the
+    /// first `size` bytes of an overlay: the content of the file at `path`.
+    fn store_overlay(&self, file: &File, size: u64, path: &RepoPath) -> Result<BlobId, Errno> {
+        let bytes = read_at(file, 0, size).map_err(|e| io_errno(&e))?;
+        if bytes.len() as u64 != size {
+            self.log(&format!("{path}: overlay is {} bytes, expected {size}", bytes.len()));
+            return Err(Errno::EIO);
+        }
+        let id = hash_blob(&bytes);
+        let stored = self.store.put(id.object_id(), &bytes).and_then(|()| self.store.flush());
+        if let Err(e) = stored {
+            self.log(&format!("{path}: storing its content: {e}"));
+            return Err(Errno::EIO);
+        }
+        Ok(id)
+    }
+
+    /// Records finalized content (`stored`: its id and size, if the file
+    /// was dirty) in the working set and the journal, marks the overlay
+    /// clean, and drops it if nothing may write the file any more.
+    fn settle(
+        &self,
+        inner: &mut Inner,
+        ino: Ino,
+        stored: Option<(BlobId, u64)>,
+    ) -> Result<(), Errno> {
+        let path = inner.path(ino);
+        let perm = inner.node(ino)?.meta.perm;
+        if let (Some((id, size)), Some(path)) = (stored, &path) {
+            let entry = FileEntry { id, size, executable: perm & 0o100 != 0 };
+            inner.file_mut(ino)?.stored = entry;
+            inner.ws.put_file(path, entry).map_err(|e| errno(&e))?;
+            let record = Record::File {
+                path: path_bytes(path),
+                id: *id.as_bytes(),
+                size,
+                executable: entry.executable,
+            };
+            self.journal(inner, record);
+        }
+        inner.dirty.remove(&ino);
+        let node = inner.file_mut(ino)?;
+        if let Some(o) = &mut node.overlay {
+            o.dirty = false;
+        }
+        let dropped = if node.writers == 0 { node.overlay.take() } else { None };
+        if let Some(o) = dropped {
+            if o.journaled && path.is_some() {
+                inner.retired.push(o.number);
+            } else {
+                let _ =
+                    std::fs::remove_file(overlay_dir(&self.state_dir).join(o.number.to_string()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Finalizes every dirty overlay (before a commit or status).
+    fn finalize_all(&self, inner: &mut Inner) -> Result<(), Errno> {
+        let dirty: Vec<Ino> = inner.dirty.iter().copied().collect();
+        for ino in dirty {
+            self.finalize(inner, ino)?;
+        }
+        Ok(())
+    }
+
+    /// Takes `ino` out of the tree (after an unlink, rmdir, or a rename
+    /// over it): its name goes, its overlay too unless it is still open.
+    fn orphan(&self, inner: &mut Inner, ino: Ino) {
+        if let Some(node) = inner.nodes.get_mut(&ino) {
+            node.name = None;
+            node.meta.ctime = now();
+            if let Kind::File(f) = &mut node.kind
+                && f.writers == 0
+                && let Some(o) = f.overlay.take()
+            {
+                if o.journaled {
+                    inner.retired.push(o.number);
+                } else {
+                    let _ = std::fs::remove_file(
+                        overlay_dir(&self.state_dir).join(o.number.to_string()),
+                    );
+                }
+            }
+        }
+        inner.dirty.remove(&ino);
+    }
+
+    fn touch_dir(&self, inner: &mut Inner, ino: Ino) {
+        if let Some(node) = inner.nodes.get_mut(&ino) {
+            let t = now();
+            node.meta.mtime = t;
+            node.meta.ctime = t;
+        }
+    }
+
+    /// The metadata of a new node made by `req` in `parent`: owned by the
+    /// caller, except that a set-group-id directory passes on its group
+    /// (and, to a new directory, the bit), as on ext4.
+    fn new_meta(&self, inner: &Inner, parent: Ino, req: &Request, perm: u32, dir: bool) -> Meta {
+        let t = now();
+        let mut meta = Meta {
+            perm: (perm & 0o7777) as u16,
+            uid: req.uid(),
+            gid: req.gid(),
+            atime: t,
+            mtime: t,
+            ctime: t,
+        };
+        if let Ok(p) = inner.node(parent)
+            && p.meta.perm & 0o2000 != 0
+        {
+            meta.gid = p.meta.gid;
+            if dir {
+                meta.perm |= 0o2000;
+            }
+        }
+        meta
+    }
+
+    // ---- requests ----
+
+    fn lookup(&self, parent: Ino, name: &OsStr) -> Result<FileAttr, Errno> {
+        let name = name_of(name)?;
+        let mut inner = self.lock();
+        let ino = inner.child(parent, name.as_bytes())?.ok_or(Errno::ENOENT)?;
+        self.attr(&mut inner, ino)
+    }
+
+    fn getattr(&self, ino: Ino) -> Result<FileAttr, Errno> {
+        let mut inner = self.lock();
+        self.attr(&mut inner, ino)
+    }
+
+    fn create_file(
+        &self,
+        req: &Request,
+        parent: Ino,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        writable: Option<bool>,
+    ) -> Result<(FileAttr, Option<u64>), Errno> {
+        let name = name_of(name)?;
+        let mut inner = self.lock();
+        if inner.child(parent, name.as_bytes())?.is_some() {
+            return Err(Errno::EEXIST);
+        }
+        let path = inner.child_path(parent, &name)?;
+        let perm = mode & !umask;
+        let entry = FileEntry { id: BlobId::of(b""), size: 0, executable: perm & 0o100 != 0 };
+        inner.ws.put_file(&path, entry).map_err(|e| errno(&e))?;
+        let record = Record::File {
+            path: path_bytes(&path),
+            id: *entry.id.as_bytes(),
+            size: 0,
+            executable: entry.executable,
+        };
+        self.journal(&mut inner, record);
+        let file = FileNode { stored: entry, overlay: None, writers: 0 };
+        let meta = self.new_meta(&inner, parent, req, perm, false);
+        let ino = inner.insert(parent, name, Kind::File(file), meta)?;
+        self.touch_dir(&mut inner, parent);
+        let fh = writable.map(|w| inner.open_handle(ino, w));
+        Ok((self.attr(&mut inner, ino)?, fh))
+    }
+
+    fn mkdir(
+        &self,
+        req: &Request,
+        parent: Ino,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+    ) -> Result<FileAttr, Errno> {
+        let name = name_of(name)?;
+        let mut inner = self.lock();
+        if inner.child(parent, name.as_bytes())?.is_some() {
+            return Err(Errno::EEXIST);
+        }
+        let path = inner.child_path(parent, &name)?;
+        inner.ws.create_dir_all(&path).map_err(|e| errno(&e))?;
+        self.journal(&mut inner, Record::Mkdir { path: path_bytes(&path) });
+        let meta = self.new_meta(&inner, parent, req, mode & !umask, true);
+        let ino = inner.insert(parent, name, Kind::Dir(Some(BTreeMap::new())), meta)?;
+        self.touch_dir(&mut inner, parent);
+        self.attr(&mut inner, ino)
+    }
+
+    fn symlink(
+        &self,
+        req: &Request,
+        parent: Ino,
+        name: &OsStr,
+        target: &Path,
+    ) -> Result<FileAttr, Errno> {
+        let name = name_of(name)?;
+        let target_bytes = target.as_os_str().as_bytes();
+        let target = SymlinkTarget::try_from(target_bytes).map_err(|e| match e {
+            vst::tree::InvalidSymlink::TooLong(_) => Errno::ENAMETOOLONG,
+            vst::tree::InvalidSymlink::Empty => Errno::ENOENT,
+            _ => Errno::EINVAL,
+        })?;
+        let mut inner = self.lock();
+        if inner.child(parent, name.as_bytes())?.is_some() {
+            return Err(Errno::EEXIST);
+        }
+        let path = inner.child_path(parent, &name)?;
+        inner.ws.symlink(&path, target_bytes).map_err(|e| errno(&e))?;
+        let record = Record::Symlink { path: path_bytes(&path), target: target_bytes.to_vec() };
+        self.journal(&mut inner, record);
+        let meta = self.new_meta(&inner, parent, req, 0o777, false);
+        let ino = inner.insert(parent, name, Kind::Symlink(target), meta)?;
+        self.touch_dir(&mut inner, parent);
+        self.attr(&mut inner, ino)
+    }
+
+    fn unlink(&self, parent: Ino, name: &OsStr, dir: bool) -> Result<(), Errno> {
+        let name = name_of(name)?;
+        let mut inner = self.lock();
+        let ino = inner.child(parent, name.as_bytes())?.ok_or(Errno::ENOENT)?;
+        let is_dir = matches!(inner.node(ino)?.kind, Kind::Dir(_));
+        match (dir, is_dir) {
+            (false, true) => return Err(Errno::EISDIR),
+            (true, false) => return Err(Errno::ENOTDIR),
+            (true, true) if !inner.children(ino)?.is_empty() => return Err(Errno::ENOTEMPTY),
+            _ => {}
+        }
+        let path = inner.child_path(parent, &name)?;
+        inner.ws.remove(&path).map_err(|e| errno(&e))?;
+        self.journal(&mut inner, Record::Remove { path: path_bytes(&path) });
+        inner.children_mut(parent)?.remove(name.as_bytes());
+        self.orphan(&mut inner, ino);
+        self.touch_dir(&mut inner, parent);
+        Ok(())
+    }
+
+    fn rename(
+        &self,
+        parent: Ino,
+        name: &OsStr,
+        new_parent: Ino,
+        new_name: &OsStr,
+        flags: RenameFlags,
+    ) -> Result<(), Errno> {
+        if flags.contains(RenameFlags::RENAME_EXCHANGE)
+            || flags.contains(RenameFlags::RENAME_WHITEOUT)
+        {
+            return Err(Errno::EINVAL);
+        }
+        let (name, new_name) = (name_of(name)?, name_of(new_name)?);
+        let mut inner = self.lock();
+        let ino = inner.child(parent, name.as_bytes())?.ok_or(Errno::ENOENT)?;
+        if !matches!(inner.node(new_parent)?.kind, Kind::Dir(_)) {
+            return Err(Errno::ENOTDIR);
+        }
+        let is_dir = matches!(inner.node(ino)?.kind, Kind::Dir(_));
+        if is_dir {
+            // Not into itself or below itself.
+            let mut at = new_parent;
+            loop {
+                if at == ino {
+                    return Err(Errno::EINVAL);
+                }
+                if at == ROOT {
+                    break;
+                }
+                at = inner.node(at)?.parent;
+            }
+        }
+        let target = inner.child(new_parent, new_name.as_bytes())?;
+        if let Some(target) = target {
+            if target == ino {
+                return Ok(());
+            }
+            if flags.contains(RenameFlags::RENAME_NOREPLACE) {
+                return Err(Errno::EEXIST);
+            }
+            let target_is_dir = matches!(inner.node(target)?.kind, Kind::Dir(_));
+            match (is_dir, target_is_dir) {
+                (true, false) => return Err(Errno::ENOTDIR),
+                (false, true) => return Err(Errno::EISDIR),
+                (true, true) if !inner.children(target)?.is_empty() => {
+                    return Err(Errno::ENOTEMPTY);
+                }
+                _ => {}
+            }
+        }
+        let from = inner.child_path(parent, &name)?;
+        let to = inner.child_path(new_parent, &new_name)?;
+        inner.ws.rename(&from, &to).map_err(|e| errno(&e))?;
+        self.journal(&mut inner, Record::Rename { from: path_bytes(&from), to: path_bytes(&to) });
+        inner.children_mut(parent)?.remove(name.as_bytes());
+        if let Some(target) = target {
+            self.orphan(&mut inner, target);
+        }
+        inner.children_mut(new_parent)?.insert(new_name.clone(), ino);
+        let node = inner.node_mut(ino)?;
+        node.parent = new_parent;
+        node.name = Some(new_name);
+        node.meta.ctime = now();
+        self.touch_dir(&mut inner, parent);
+        self.touch_dir(&mut inner, new_parent);
+        Ok(())
+    }
+
+    fn open_file(&self, ino: Ino, flags: OpenFlags) -> Result<u64, Errno> {
+        let mut inner = self.lock();
+        match inner.node(ino)?.kind {
+            Kind::File(_) => {}
+            Kind::Dir(_) => return Err(Errno::EISDIR),
+            Kind::Symlink(_) => return Err(Errno::ELOOP),
+        }
+        let writable = flags.acc_mode() != OpenAccMode::O_RDONLY;
+        Ok(inner.open_handle(ino, writable))
+    }
+
+    fn read(&self, ino: Ino, offset: u64, size: u32) -> Result<Vec<u8>, Errno> {
+        enum Source {
+            Overlay(Arc<File>, u64),
+            Store(FileEntry),
+        }
+        let source = {
+            let mut inner = self.lock();
+            let file = inner.file(ino)?;
+            let source = match &file.overlay {
+                Some(o) => Source::Overlay(o.file.clone(), o.size),
+                None => Source::Store(file.stored),
+            };
+            if let Some(node) = inner.nodes.get_mut(&ino) {
+                node.meta.atime = now();
+            }
+            source
+        };
+        // The lock is released: a slow read holds up only this request.
+        match source {
+            Source::Overlay(file, file_size) => {
+                let end = offset.saturating_add(u64::from(size)).min(file_size);
+                if offset >= end {
+                    return Ok(Vec::new());
+                }
+                read_at(&file, offset, end - offset).map_err(|e| io_errno(&e))
+            }
+            Source::Store(entry) => {
+                let end = offset.saturating_add(u64::from(size)).min(entry.size);
+                if offset >= end {
+                    return Ok(Vec::new());
+                }
+                match self.store.read_range(&entry.id.object_id(), offset, end - offset) {
+                    Ok(bytes) if bytes.len() as u64 == end - offset => Ok(bytes.to_vec()),
+                    Ok(_) => Err(Errno::EIO),
+                    Err(e) => {
+                        self.log(&format!("reading blob {}: {e}", entry.id));
+                        Err(Errno::EIO)
+                    }
+                }
+            }
+        }
+    }
+
+    fn write(&self, ino: Ino, offset: u64, data: &[u8]) -> Result<u32, Errno> {
+        let mut inner = self.lock();
+        let file = self.overlay(&mut inner, ino, Fill::Content)?;
+        file.write_all_at(data, offset).map_err(|e| io_errno(&e))?;
+        let end = offset + data.len() as u64;
+        if let Some(o) = &mut inner.file_mut(ino)?.overlay {
+            o.size = o.size.max(end);
+            o.dirty = true;
+            o.generation += 1;
+        }
+        inner.dirty.insert(ino);
+        let node = inner.node_mut(ino)?;
+        let t = now();
+        node.meta.mtime = t;
+        node.meta.ctime = t;
+        // The set-user-id and set-group-id bits a write clears reach us from
+        // the kernel as a setattr of the mode.
+        Ok(u32::try_from(data.len()).unwrap_or(u32::MAX))
+    }
+
+    fn truncate(&self, inner: &mut Inner, ino: Ino, size: u64) -> Result<(), Errno> {
+        let fill = if size == 0 { Fill::Nothing } else { Fill::Content };
+        let current = match &inner.file(ino)?.overlay {
+            Some(o) => o.size,
+            None => inner.file(ino)?.stored.size,
+        };
+        if current == size && inner.file(ino)?.overlay.is_none() {
+            return Ok(());
+        }
+        let file = self.overlay(inner, ino, fill)?;
+        file.set_len(size).map_err(|e| io_errno(&e))?;
+        if let Some(o) = &mut inner.file_mut(ino)?.overlay {
+            o.size = size;
+            o.dirty = true;
+            o.generation += 1;
+        }
+        inner.dirty.insert(ino);
+        if inner.file(ino)?.writers == 0 {
+            // No release will come: finalize now.
+            self.finalize(inner, ino)?;
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn setattr(
+        &self,
+        ino: Ino,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+    ) -> Result<FileAttr, Errno> {
+        let mut inner = self.lock();
+        let t = now();
+        if let Some(size) = size {
+            match inner.node(ino)?.kind {
+                Kind::File(_) => {}
+                Kind::Dir(_) => return Err(Errno::EISDIR),
+                Kind::Symlink(_) => return Err(Errno::EINVAL),
+            }
+            self.truncate(&mut inner, ino, size)?;
+            let node = inner.node_mut(ino)?;
+            node.meta.mtime = t;
+            node.meta.ctime = t;
+        }
+        if let Some(mode) = mode {
+            let perm = (mode & 0o7777) as u16;
+            let executable = perm & 0o100 != 0;
+            let path = inner.path(ino);
+            let was = match &inner.node(ino)?.kind {
+                Kind::File(f) => Some(f.stored.executable),
+                _ => None,
+            };
+            if let (Some(was), Some(path)) = (was, path)
+                && was != executable
+            {
+                inner.ws.set_executable(&path, executable).map_err(|e| errno(&e))?;
+                self.journal(
+                    &mut inner,
+                    Record::Executable { path: path_bytes(&path), executable },
+                );
+            }
+            if let Kind::File(f) = &mut inner.node_mut(ino)?.kind {
+                f.stored.executable = executable;
+            }
+            let node = inner.node_mut(ino)?;
+            node.meta.perm = perm;
+            node.meta.ctime = t;
+        }
+        if uid.is_some() || gid.is_some() {
+            let node = inner.node_mut(ino)?;
+            if let Some(uid) = uid {
+                node.meta.uid = uid;
+            }
+            if let Some(gid) = gid {
+                node.meta.gid = gid;
+            }
+            node.meta.ctime = t;
+        }
+        let resolve = |x: TimeOrNow| match x {
+            TimeOrNow::SpecificTime(s) => s,
+            TimeOrNow::Now => t,
+        };
+        if let Some(a) = atime {
+            let node = inner.node_mut(ino)?;
+            node.meta.atime = resolve(a);
+            node.meta.ctime = t;
+        }
+        if let Some(m) = mtime {
+            let node = inner.node_mut(ino)?;
+            node.meta.mtime = resolve(m);
+            node.meta.ctime = t;
+        }
+        self.attr(&mut inner, ino)
+    }
+
+    fn release(&self, fh: u64) -> Result<(), Errno> {
+        let mut inner = self.lock();
+        let Some((ino, writable)) = inner.handles.remove(&fh) else { return Ok(()) };
+        if !writable {
+            return Ok(());
+        }
+        let Ok(f) = inner.file_mut(ino) else { return Ok(()) };
+        f.writers = f.writers.saturating_sub(1);
+        if f.writers > 0 {
+            return Ok(());
+        }
+        let large = match &f.overlay {
+            Some(o) if o.dirty && o.size >= FINALIZE_UNLOCKED_LEN_MIN => {
+                Some((o.file.clone(), o.size, o.generation))
+            }
+            _ => None,
+        };
+        let (Some((file, size, generation)), Some(path)) = (large, inner.path(ino)) else {
+            return self.finalize(&mut inner, ino);
+        };
+        // A large file is read and hashed without the lock, so that
+        // closing it holds up no other request; its content is recorded
+        // only if nothing changed it meanwhile (else it is finalized again,
+        // under the lock).
+        drop(inner);
+        let id = self.store_overlay(&file, size, &path)?;
+        let mut inner = self.lock();
+        let unchanged = matches!(&inner.file(ino)?.overlay,
+            Some(o) if Arc::ptr_eq(&o.file, &file) && o.generation == generation && o.dirty);
+        if unchanged {
+            self.settle(&mut inner, ino, Some((id, size)))
+        } else {
+            self.finalize(&mut inner, ino)
+        }
+    }
+
+    fn fsync(&self, ino: Ino) -> Result<(), Errno> {
+        let file = {
+            let inner = self.lock();
+            inner
+                .file(ino)
+                .ok()
+                .and_then(|f| f.overlay.as_ref().map(|o| (o.file.clone(), o.number)))
+        };
+        if let Some((file, number)) = file {
+            file.sync_data().map_err(|e| io_errno(&e))?;
+            let mut inner = self.lock();
+            let path = inner.path(ino);
+            let perm = inner.node(ino)?.meta.perm;
+            let record = match &mut inner.file_mut(ino)?.overlay {
+                Some(o) if o.number == number && o.dirty => path.map(|path| {
+                    o.journaled = true;
+                    Record::Overlay {
+                        path: path_bytes(&path),
+                        overlay: number,
+                        executable: perm & 0o100 != 0,
+                    }
+                }),
+                _ => None,
+            };
+            if let Some(record) = record {
+                self.journal(&mut inner, record);
+            }
+        }
+        self.sync()
+    }
+
+    fn readdir(&self, ino: Ino, offset: u64) -> Result<Vec<DirEntry>, Errno> {
+        let mut inner = self.lock();
+        let parent = inner.node(ino)?.parent;
+        let children: Vec<(Name, Ino)> =
+            inner.children(ino)?.iter().map(|(n, i)| (n.clone(), *i)).collect();
+        let kind = |inner: &Inner, i: Ino| match inner.nodes.get(&i).map(|n| &n.kind) {
+            Some(Kind::File(_)) => FileType::RegularFile,
+            Some(Kind::Symlink(_)) => FileType::Symlink,
+            _ => FileType::Directory,
+        };
+        let start = usize::try_from(offset).unwrap_or(usize::MAX);
+        let mut all = vec![
+            (ino, FileType::Directory, b".".to_vec()),
+            (parent, FileType::Directory, b"..".to_vec()),
+        ];
+        all.extend(children.into_iter().map(|(n, i)| (i, kind(&inner, i), n.as_bytes().to_vec())));
+        Ok(all
+            .into_iter()
+            .enumerate()
+            .skip(start)
+            .map(|(at, (i, k, n))| (i, at as u64 + 1, k, n))
+            .collect())
+    }
+
+    fn readlink(&self, ino: Ino) -> Result<Vec<u8>, Errno> {
+        let inner = self.lock();
+        match &inner.node(ino)?.kind {
+            Kind::Symlink(t) => Ok(t.as_bytes().to_vec()),
+            _ => Err(Errno::EINVAL),
+        }
+    }
+
+    fn fallocate(&self, ino: Ino, offset: u64, length: u64, mode: i32) -> Result<(), Errno> {
+        if mode != 0 {
+            return Err(Errno::EOPNOTSUPP);
+        }
+        let mut inner = self.lock();
+        let end = offset.checked_add(length).ok_or(Errno::EFBIG)?;
+        let size = match &inner.file(ino)?.overlay {
+            Some(o) => o.size,
+            None => inner.file(ino)?.stored.size,
+        };
+        if end > size {
+            let file = self.overlay(&mut inner, ino, Fill::Content)?;
+            file.set_len(end).map_err(|e| io_errno(&e))?;
+            if let Some(o) = &mut inner.file_mut(ino)?.overlay {
+                o.size = end;
+                o.dirty = true;
+                o.generation += 1;
+            }
+            inner.dirty.insert(ino);
+            if inner.file(ino)?.writers == 0 {
+                self.finalize(&mut inner, ino)?;
+            }
+            inner.node_mut(ino)?.meta.mtime = now();
+        }
+        inner.node_mut(ino)?.meta.ctime = now();
+        Ok(())
+    }
+
+    // ---- the control socket's operations ----
+
+    /// Commits the working set and moves the branch `HEAD` names (or a
+    /// detached `HEAD`) by compare-and-swap, as `vst commit` does. Scans
+    /// nothing: files closed since the last commit are already hashed and
+    /// stored; files still being written are finalized first.
+    pub(crate) fn commit(
+        &self,
+        options: &CommitOptions,
+        allow_empty: bool,
+    ) -> vst::Result<Committed> {
+        let started = Instant::now();
+        let (committed, file, retired) = {
+            let mut inner = self.lock();
+            self.finalize_all(&mut inner).map_err(|e| errno_error("finalizing open files", e))?;
+            let tree = write_tree(&mut inner.ws, Durability::None)?;
+            let hash_us = micros(started);
+            if !allow_empty && Some(tree) == inner.base_tree {
+                let total_us = micros(started);
+                return Ok(Committed { commit: None, tree, hash_us, total_us });
+            }
+            let id = self.repo.commit(&mut inner.ws, options)?;
+            inner.base_tree = Some(tree);
+            let base = Record::Base { commit: Some(*id.as_bytes()) };
+            if inner.journal.len() > JOURNAL_COMPACT_LEN {
+                let path = inner.journal.path().to_owned();
+                match Journal::create(&path, std::slice::from_ref(&base)) {
+                    Ok(j) => {
+                        inner.journal = j;
+                        inner.journal_failed = false;
+                    }
+                    Err(e) => {
+                        self.log(&format!("rewriting the journal: {e}"));
+                        inner.journal_failed = true;
+                    }
+                }
+            } else {
+                self.journal(&mut inner, base);
+            }
+            let retired = std::mem::take(&mut inner.retired);
+            (
+                Committed { commit: Some(id), tree, hash_us, total_us: 0 },
+                inner.journal.file(),
+                retired,
+            )
+        };
+        // The commit is durable (its ref moved). The journal's new base need
+        // not be: a mount that finds the ref's commit holding the journal's
+        // tree takes it as the base. Only if overlays named by the journal
+        // are to go must it be synced first (its replay would miss them).
+        if !retired.is_empty()
+            && let Err(e) = file.sync_data()
+        {
+            self.log(&format!("syncing the journal after a commit: {e}"));
+            return Ok(Committed { total_us: micros(started), ..committed });
+        }
+        for number in retired {
+            let _ = std::fs::remove_file(overlay_dir(&self.state_dir).join(number.to_string()));
+        }
+        Ok(Committed { total_us: micros(started), ..committed })
+    }
+
+    /// What differs from the commit the mount is based on: O(changed
+    /// directories), from the working set's cleared tree ids.
+    pub(crate) fn status(&self) -> vst::Result<Vec<StatusLine>> {
+        let mut inner = self.lock();
+        self.finalize_all(&mut inner).map_err(|e| errno_error("finalizing open files", e))?;
+        let tree = write_tree(&mut inner.ws, Durability::None)?;
+        let changes = diff_trees(self.store.as_ref(), inner.base_tree, Some(tree))?;
+        Ok(changes.into_iter().map(|c| StatusLine { kind: c.kind(), path: c.path }).collect())
+    }
+
+    /// Moves the mount to `target`: only the paths that differ change, and
+    /// the kernel's caches of them are invalidated. Refuses while there are
+    /// uncommitted changes, unless `force` (which discards them). Then
+    /// `HEAD` names `branch`, or `target` detached.
+    pub(crate) fn checkout(
+        &self,
+        target: CommitId,
+        branch: Option<RefName>,
+        force: bool,
+    ) -> Result<usize, CheckoutError> {
+        // Read the target's trees before taking the lock.
+        let new_ws = WorkingSet::from_commit(self.store.clone(), target)?;
+        let target_tree = tree_of(self.store.as_ref(), Some(target))?;
+        let (notes, changed, file, retired) = {
+            let mut inner = self.lock();
+            self.finalize_all(&mut inner)
+                .map_err(|e| CheckoutError::Vst(errno_error("finalizing open files", e)))?;
+            let current = write_tree(&mut inner.ws, Durability::None)?;
+            if !force && Some(current) != inner.base_tree {
+                return Err(CheckoutError::LocalChanges);
+            }
+            let changes = diff_trees(self.store.as_ref(), Some(current), target_tree)?;
+            let head = match &branch {
+                Some(b) => Head::Branch(b.clone()),
+                None => Head::Detached(target.object_id()),
+            };
+            self.repo.refs().set_head(&head).map_err(CheckoutError::Ref)?;
+            inner.ws = new_ws;
+            inner.base_tree = target_tree;
+            let notes = self.apply_changes(&mut inner, &changes);
+            self.journal(&mut inner, Record::Base { commit: Some(*target.as_bytes()) });
+            let retired = std::mem::take(&mut inner.retired);
+            (notes, changes.len(), inner.journal.file(), retired)
+        };
+        if let Err(e) = file.sync_data() {
+            self.log(&format!("syncing the journal after a checkout: {e}"));
+        }
+        for number in retired {
+            let _ = std::fs::remove_file(overlay_dir(&self.state_dir).join(number.to_string()));
+        }
+        self.notify(notes);
+        Ok(changed)
+    }
+
+    /// Brings the loaded part of the inode table to the new working set,
+    /// path by changed path; returns what the kernel must forget.
+    fn apply_changes(&self, inner: &mut Inner, changes: &[Change]) -> Vec<Note> {
+        let mut notes = Vec::new();
+        let t = now();
+        for change in changes {
+            let Some((parent_path, name)) = change.path.split_last() else { continue };
+            let Ok(name) = Name::try_from(name) else { continue };
+            let Some(parent) = inner.loaded(&parent_path) else { continue };
+            let old = match inner.nodes.get(&parent).map(|n| &n.kind) {
+                Some(Kind::Dir(Some(children))) => children.get(name.as_bytes()).copied(),
+                _ => continue,
+            };
+            notes.push(Note::Inode(parent));
+            let same_file = match (old.and_then(|o| inner.nodes.get(&o)), &change.new) {
+                (Some(Node { kind: Kind::File(_), .. }), Some(EntryKind::File(_))) => old,
+                _ => None,
+            };
+            if let (Some(ino), Some(EntryKind::File(f))) = (same_file, &change.new) {
+                // The same inode, new content: an open reader sees it.
+                inner.dirty.remove(&ino);
+                if let Some(node) = inner.nodes.get_mut(&ino)
+                    && let Kind::File(file) = &mut node.kind
+                {
+                    file.stored = *f;
+                    if let Some(o) = file.overlay.take() {
+                        if o.journaled {
+                            inner.retired.push(o.number);
+                        } else {
+                            let _ = std::fs::remove_file(
+                                overlay_dir(&self.state_dir).join(o.number.to_string()),
+                            );
+                        }
+                    }
+                    node.meta.perm =
+                        if f.executable { node.meta.perm | 0o111 } else { node.meta.perm & !0o111 };
+                    node.meta.mtime = t;
+                    node.meta.ctime = t;
+                }
+                notes.push(Note::Inode(ino));
+                continue;
+            }
+            if let Some(ino) = old {
+                if let Some(Node { kind: Kind::Dir(Some(children)), .. }) =
+                    inner.nodes.get_mut(&parent)
+                {
+                    children.remove(name.as_bytes());
+                }
+                self.orphan(inner, ino);
+            }
+            notes.push(Note::Entry(parent, name.clone()));
+            if let Some(kind) = &change.new {
+                let (kind, perm) = match kind {
+                    EntryKind::File(f) => (
+                        Kind::File(FileNode { stored: *f, overlay: None, writers: 0 }),
+                        if f.executable { 0o755 } else { 0o644 },
+                    ),
+                    EntryKind::Dir(_) => (Kind::Dir(None), 0o755),
+                    EntryKind::Symlink(s) => (Kind::Symlink(s.clone()), 0o777),
+                };
+                let meta =
+                    Meta { perm, uid: self.uid, gid: self.gid, atime: t, mtime: t, ctime: t };
+                let _ = inner.insert(parent, name, kind, meta);
+            }
+        }
+        notes
+    }
+
+    /// Tells the kernel to forget cached entries, attributes and pages.
+    /// Errors (the kernel did not know the entry) do not matter.
+    fn notify(&self, notes: Vec<Note>) {
+        let Some(notifier) = self.notifier.get() else { return };
+        for note in notes {
+            let _ = match note {
+                Note::Entry(parent, name) => {
+                    notifier.inval_entry(INodeNo(parent), OsStr::from_bytes(name.as_bytes()))
+                }
+                Note::Inode(ino) => notifier.inval_inode(INodeNo(ino), 0, 0),
+            };
+        }
+    }
+
+    /// Finalizes every file, syncs the store, and writes a compact journal
+    /// (the base and the differences from it), then deletes the overlays:
+    /// what an orderly unmount leaves for the next mount.
+    pub(crate) fn checkpoint(&self) -> vst::Result<()> {
+        let mut inner = self.lock();
+        let open: Vec<Ino> = inner.dirty.iter().copied().collect();
+        for ino in open {
+            if let Ok(f) = inner.file_mut(ino) {
+                f.writers = 0;
+            }
+        }
+        self.finalize_all(&mut inner).map_err(|e| errno_error("finalizing open files", e))?;
+        let tree = write_tree(&mut inner.ws, Durability::None)?;
+        let changes = diff_trees(self.store.as_ref(), inner.base_tree, Some(tree))?;
+        self.store.sync()?;
+        let mut records = vec![Record::Base { commit: inner.ws.head().map(|c| *c.as_bytes()) }];
+        records.extend(records_of(&changes));
+        let path = inner.journal.path().to_owned();
+        inner.journal = Journal::create(&path, &records).map_err(|e| io_error("the journal", e))?;
+        inner.journal_failed = false;
+        inner.retired.clear();
+        let overlays = overlay_dir(&self.state_dir);
+        drop(inner);
+        remove_overlays(&overlays).map_err(|e| io_error("the overlay directory", e))?;
+        Ok(())
+    }
+}
+
+/// Why a checkout through the mount failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckoutError {
+    /// There are uncommitted changes.
+    #[error(
+        "the mount has uncommitted changes: commit them, or check out with --force to discard them"
+    )]
+    LocalChanges,
+    /// Reading or writing the repository failed.
+    #[error(transparent)]
+    Vst(#[from] vst::Error),
+    /// `HEAD` could not be moved.
+    #[error("moving HEAD")]
+    Ref(#[source] vst_cas::RefError),
+}
+
+fn micros(since: Instant) -> u64 {
+    u64::try_from(since.elapsed().as_micros()).unwrap_or(u64::MAX)
+}
+
+fn errno_error(what: &'static str, e: Errno) -> vst::Error {
+    io_error(what, io::Error::from_raw_os_error(i32::from(e)))
+}
+
+fn io_error(what: &'static str, source: io::Error) -> vst::Error {
+    vst::Error::CheckoutIo { op: what, path: PathBuf::new(), source }
+}
+
+/// Deletes every overlay file.
+fn remove_overlays(dir: &Path) -> io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        std::fs::remove_file(entry?.path())?;
+    }
+    Ok(())
+}
+
+/// What a new overlay starts with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fill {
+    /// The file's stored content.
+    Content,
+    /// Nothing (the file is being truncated to 0).
+    Nothing,
+}
+
+impl Inner {
+    fn node(&self, ino: Ino) -> Result<&Node, Errno> {
+        self.nodes.get(&ino).ok_or(Errno::ENOENT)
+    }
+
+    fn node_mut(&mut self, ino: Ino) -> Result<&mut Node, Errno> {
+        self.nodes.get_mut(&ino).ok_or(Errno::ENOENT)
+    }
+
+    fn file(&self, ino: Ino) -> Result<&FileNode, Errno> {
+        match &self.node(ino)?.kind {
+            Kind::File(f) => Ok(f),
+            Kind::Dir(_) => Err(Errno::EISDIR),
+            Kind::Symlink(_) => Err(Errno::EINVAL),
+        }
+    }
+
+    fn file_mut(&mut self, ino: Ino) -> Result<&mut FileNode, Errno> {
+        match &mut self.node_mut(ino)?.kind {
+            Kind::File(f) => Ok(f),
+            Kind::Dir(_) => Err(Errno::EISDIR),
+            Kind::Symlink(_) => Err(Errno::EINVAL),
+        }
+    }
+
+    /// The path of `ino`; `None` if it is no longer in the tree.
+    fn path(&self, ino: Ino) -> Option<RepoPath> {
+        let mut names = Vec::new();
+        let mut at = ino;
+        while at != ROOT {
+            let node = self.nodes.get(&at)?;
+            names.push(node.name.as_ref()?);
+            at = node.parent;
+        }
+        let mut bytes = Vec::new();
+        for name in names.iter().rev() {
+            if !bytes.is_empty() {
+                bytes.push(b'/');
+            }
+            bytes.extend_from_slice(name.as_bytes());
+        }
+        repo_path(&bytes)
+    }
+
+    /// The path of `name` in directory `parent`.
+    fn child_path(&self, parent: Ino, name: &Name) -> Result<RepoPath, Errno> {
+        let dir = self.path(parent).ok_or(Errno::ENOENT)?;
+        dir.join(name).map_err(|_| Errno::ENAMETOOLONG)
+    }
+
+    /// The inode of the directory at `path` if it and every directory above
+    /// it are loaded.
+    fn loaded(&self, path: &RepoPath) -> Option<Ino> {
+        let mut at = ROOT;
+        for name in path.components() {
+            match &self.nodes.get(&at)?.kind {
+                Kind::Dir(Some(children)) => at = *children.get(name)?,
+                _ => return None,
+            }
+        }
+        Some(at)
+    }
+
+    /// The children of directory `ino`, loaded from the working set the
+    /// first time.
+    fn children(&mut self, ino: Ino) -> Result<&BTreeMap<Name, Ino>, Errno> {
+        self.load(ino)?;
+        match &self.node(ino)?.kind {
+            Kind::Dir(Some(children)) => Ok(children),
+            _ => Err(Errno::ENOTDIR),
+        }
+    }
+
+    fn children_mut(&mut self, ino: Ino) -> Result<&mut BTreeMap<Name, Ino>, Errno> {
+        self.load(ino)?;
+        match &mut self.node_mut(ino)?.kind {
+            Kind::Dir(Some(children)) => Ok(children),
+            _ => Err(Errno::ENOTDIR),
+        }
+    }
+
+    fn child(&mut self, parent: Ino, name: &[u8]) -> Result<Option<Ino>, Errno> {
+        Ok(self.children(parent)?.get(name).copied())
+    }
+
+    fn load(&mut self, ino: Ino) -> Result<(), Errno> {
+        match &self.node(ino)?.kind {
+            Kind::Dir(Some(_)) => return Ok(()),
+            Kind::Dir(None) => {}
+            _ => return Err(Errno::ENOTDIR),
+        }
+        let listed = match self.path(ino) {
+            Some(path) => self.ws.list_dir(&path).map_err(|e| errno(&e))?,
+            None => Vec::new(),
+        };
+        let (uid, gid, time) = {
+            let meta = self.node(ino)?.meta;
+            (meta.uid, meta.gid, self.base_time)
+        };
+        let mut children = BTreeMap::new();
+        for (name, stat) in listed {
+            let (kind, perm) = match stat {
+                Stat::File(f) => (
+                    Kind::File(FileNode { stored: f, overlay: None, writers: 0 }),
+                    if f.executable { 0o755 } else { 0o644 },
+                ),
+                Stat::Symlink(t) => (Kind::Symlink(t), 0o777),
+                Stat::Dir(_) => (Kind::Dir(None), 0o755),
+            };
+            let child = self.next_ino;
+            self.next_ino += 1;
+            let meta = Meta { perm, uid, gid, atime: time, mtime: time, ctime: time };
+            self.nodes.insert(child, Node { parent: ino, name: Some(name.clone()), kind, meta });
+            children.insert(name, child);
+        }
+        self.node_mut(ino)?.kind = Kind::Dir(Some(children));
+        Ok(())
+    }
+
+    /// Adds a new node `name` in directory `parent`.
+    fn insert(&mut self, parent: Ino, name: Name, kind: Kind, meta: Meta) -> Result<Ino, Errno> {
+        let ino = self.next_ino;
+        self.next_ino += 1;
+        self.nodes.insert(ino, Node { parent, name: Some(name.clone()), kind, meta });
+        self.children_mut(parent)?.insert(name, ino);
+        Ok(ino)
+    }
+
+    fn open_handle(&mut self, ino: Ino, writable: bool) -> u64 {
+        let fh = self.next_fh;
+        self.next_fh += 1;
+        self.handles.insert(fh, (ino, writable));
+        if writable && let Ok(f) = self.file_mut(ino) {
+            f.writers += 1;
+        }
+        fh
+    }
+}
+
+/// The writable filesystem the kernel talks to.
+pub(crate) struct WriteFs {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl WriteFs {
+    /// Runs one request's handler; a panic answers it with `EIO`.
+    fn guard(&self, op: &'static str, f: impl FnOnce()) {
+        if std::panic::catch_unwind(AssertUnwindSafe(f)).is_err() {
+            self.shared.log(&format!("{op}: internal error (panic); answered EIO"));
+        }
+    }
+
+    fn ttl(&self) -> Duration {
+        self.shared.ttl
+    }
+}
+
+fn reply_entry(reply: ReplyEntry, ttl: Duration, result: Result<FileAttr, Errno>) {
+    match result {
+        Ok(attr) => reply.entry(&ttl, &attr, Generation(0)),
+        Err(e) => reply.error(e),
+    }
+}
+
+fn reply_empty(reply: ReplyEmpty, result: Result<(), Errno>) {
+    match result {
+        Ok(()) => reply.ok(),
+        Err(e) => reply.error(e),
+    }
+}
+
+impl Filesystem for WriteFs {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> io::Result<()> {
+        // After a checkout invalidates a file's attributes, a read through
+        // a handle opened before must fetch them again (the size changed),
+        // and drop pages cached under the old ones.
+        let _ = config.add_capabilities(InitFlags::FUSE_AUTO_INVAL_DATA);
+        Ok(())
+    }
+
+    fn destroy(&mut self) {
+        if let Err(e) = self.shared.checkpoint() {
+            self.shared.log(&format!("saving the uncommitted tree at unmount: {e}"));
+        }
+    }
+
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        self.guard("lookup", || reply_entry(reply, self.ttl(), self.shared.lookup(parent.0, name)))
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        self.guard("getattr", || match self.shared.getattr(ino.0) {
+            Ok(attr) => reply.attr(&self.ttl(), &attr),
+            Err(e) => reply.error(e),
+        })
+    }
+
+    fn setattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+        _ctime: Option<SystemTime>,
+        _fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        self.guard("setattr", || {
+            match self.shared.setattr(ino.0, mode, uid, gid, size, atime, mtime) {
+                Ok(attr) => reply.attr(&self.ttl(), &attr),
+                Err(e) => reply.error(e),
+            }
+        })
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        self.guard("readlink", || match self.shared.readlink(ino.0) {
+            Ok(t) => reply.data(&t),
+            Err(e) => reply.error(e),
+        })
+    }
+
+    fn mknod(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        _rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        self.guard("mknod", || {
+            // Only regular files: vst trees hold no devices, FIFOs or sockets.
+            if (mode & nix::libc::S_IFMT) != nix::libc::S_IFREG {
+                return reply.error(Errno::EPERM);
+            }
+            let result = self.shared.create_file(req, parent.0, name, mode, umask, None);
+            reply_entry(reply, self.ttl(), result.map(|(attr, _)| attr))
+        })
+    }
+
+    fn mkdir(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        reply: ReplyEntry,
+    ) {
+        self.guard("mkdir", || {
+            reply_entry(reply, self.ttl(), self.shared.mkdir(req, parent.0, name, mode, umask))
+        })
+    }
+
+    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        self.guard("unlink", || reply_empty(reply, self.shared.unlink(parent.0, name, false)))
+    }
+
+    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        self.guard("rmdir", || reply_empty(reply, self.shared.unlink(parent.0, name, true)))
+    }
+
+    fn symlink(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        link_name: &OsStr,
+        target: &Path,
+        reply: ReplyEntry,
+    ) {
+        self.guard("symlink", || {
+            reply_entry(reply, self.ttl(), self.shared.symlink(req, parent.0, link_name, target))
+        })
+    }
+
+    fn rename(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
+        flags: RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        self.guard("rename", || {
+            reply_empty(reply, self.shared.rename(parent.0, name, newparent.0, newname, flags))
+        })
+    }
+
+    fn link(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _newparent: INodeNo,
+        _newname: &OsStr,
+        reply: ReplyEntry,
+    ) {
+        // A tree has no hard links: each path is its own file.
+        reply.error(Errno::EPERM)
+    }
+
+    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        self.guard("open", || match self.shared.open_file(ino.0, flags) {
+            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+            Err(e) => reply.error(e),
+        })
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        self.guard("read", || match self.shared.read(ino.0, offset, size) {
+            Ok(bytes) => reply.data(&bytes),
+            Err(e) => reply.error(e),
+        })
+    }
+
+    fn write(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        data: &[u8],
+        _write_flags: WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        self.guard("write", || match self.shared.write(ino.0, offset, data) {
+            Ok(n) => reply.written(n),
+            Err(e) => reply.error(e),
+        })
+    }
+
+    fn flush(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _lock_owner: LockOwner,
+        reply: ReplyEmpty,
+    ) {
+        // Content is finalized at release (after the last close).
+        reply.ok()
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        self.guard("release", || reply_empty(reply, self.shared.release(fh.0)))
+    }
+
+    fn fsync(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        self.guard("fsync", || reply_empty(reply, self.shared.fsync(ino.0)))
+    }
+
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        self.guard("opendir", || {
+            let kind = self.shared.lock().node(ino.0).map(|n| matches!(n.kind, Kind::Dir(_)));
+            match kind {
+                Ok(true) => reply.opened(FileHandle(0), FopenFlags::empty()),
+                Ok(false) => reply.error(Errno::ENOTDIR),
+                Err(e) => reply.error(e),
+            }
+        })
+    }
+
+    fn readdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
+        self.guard("readdir", || match self.shared.readdir(ino.0, offset) {
+            Ok(entries) => {
+                for (child, next, kind, name) in entries {
+                    if reply.add(INodeNo(child), next, kind, OsStr::from_bytes(&name)) {
+                        break;
+                    }
+                }
+                reply.ok()
+            }
+            Err(e) => reply.error(e),
+        })
+    }
+
+    fn fsyncdir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        self.guard("fsyncdir", || reply_empty(reply, self.shared.sync()))
+    }
+
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        self.guard("statfs", || match nix::sys::statvfs::statvfs(&self.shared.state_dir) {
+            Ok(s) => reply.statfs(
+                s.blocks(),
+                s.blocks_free(),
+                s.blocks_available(),
+                s.files(),
+                s.files_free(),
+                u32::try_from(s.block_size()).unwrap_or(4096),
+                NAME_LEN_MAX as u32,
+                u32::try_from(s.fragment_size()).unwrap_or(4096),
+            ),
+            Err(e) => reply.error(Errno::from_i32(e as i32)),
+        })
+    }
+
+    fn setxattr(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _name: &OsStr,
+        _value: &[u8],
+        _flags: i32,
+        _position: u32,
+        reply: ReplyEmpty,
+    ) {
+        reply.error(Errno::ENOTSUP)
+    }
+
+    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        self.guard("getxattr", || {
+            if ino.0 != ROOT || name.as_bytes() != XATTR_REPO {
+                return reply.error(Errno::NO_XATTR);
+            }
+            crate::fs::xattr_reply(reply, size, self.shared.repo_dir().as_os_str().as_bytes())
+        })
+    }
+
+    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        self.guard("listxattr", || {
+            let names: &[u8] = if ino.0 == ROOT { b"user.vst.repo\0" } else { b"" };
+            crate::fs::xattr_reply(reply, size, names)
+        })
+    }
+
+    fn removexattr(&self, _req: &Request, _ino: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
+        reply.error(Errno::ENOTSUP)
+    }
+
+    fn access(&self, _req: &Request, ino: INodeNo, _mask: AccessFlags, reply: ReplyEmpty) {
+        self.guard("access", || match self.shared.lock().node(ino.0) {
+            Ok(_) => reply.ok(),
+            Err(e) => reply.error(e),
+        })
+    }
+
+    fn create(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        flags: i32,
+        reply: ReplyCreate,
+    ) {
+        self.guard("create", || {
+            let writable = OpenFlags(flags).acc_mode() != OpenAccMode::O_RDONLY;
+            match self.shared.create_file(req, parent.0, name, mode, umask, Some(writable)) {
+                Ok((attr, fh)) => reply.created(
+                    &self.ttl(),
+                    &attr,
+                    Generation(0),
+                    FileHandle(fh.unwrap_or(0)),
+                    FopenFlags::empty(),
+                ),
+                Err(e) => reply.error(e),
+            }
+        })
+    }
+
+    fn fallocate(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        length: u64,
+        mode: i32,
+        reply: ReplyEmpty,
+    ) {
+        self.guard("fallocate", || {
+            reply_empty(reply, self.shared.fallocate(ino.0, offset, length, mode))
+        })
+    }
+}
