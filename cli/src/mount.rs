@@ -107,26 +107,38 @@ pub fn mount(repo: &Repo, target: Target, args: &MountArgs, quiet: bool) -> Resu
         Target::All => View::all(repo),
     }
     .with_context(|| format!("reading {what}"))?;
+    let options = mount_options(args)?;
+    let stop = stop_flag(args)?;
+    let mounted = vst_fuse::spawn_mount(repo.store(), view, &mountpoint, &options)
+        .with_context(|| mount_hint(&mountpoint))?;
+    serve(mounted, &mountpoint, &what, &stop, quiet)
+}
+
+/// The mount options `args` ask for.
+fn mount_options(args: &MountArgs) -> Result<MountOptions> {
     let mut options = MountOptions::default();
     options.threads = args.threads;
     options.sharing = if args.allow_other { Sharing::Everyone } else { Sharing::Owner };
     if let Some(log) = &args.log {
         options.error_log = file_log(log)?;
     }
-    // Before mounting: a signal that comes while the mount starts is then
-    // seen, not fatal.
+    Ok(options)
+}
+
+/// The flag SIGINT and SIGTERM set to stop serving, registered before
+/// mounting: a signal that comes while the mount starts is then seen, not
+/// fatal. A detached server also ignores SIGHUP (closing the terminal it
+/// was started from must not end it).
+fn stop_flag(args: &MountArgs) -> Result<Arc<AtomicBool>> {
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(signal, stop.clone()).context("handling signals")?;
     }
     if args.serve_detached {
-        // Closing the terminal it was started from must not end it.
         signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::new(AtomicBool::new(false)))
             .context("handling signals")?;
     }
-    let mounted = vst_fuse::spawn_mount(repo.store(), view, &mountpoint, &options)
-        .with_context(|| mount_hint(&mountpoint))?;
-    serve(mounted, &mountpoint, &what, &stop, quiet)
+    Ok(stop)
 }
 
 /// `vst mount --write`: mounts a writable working tree of the repository
@@ -147,26 +159,16 @@ pub fn mount_writable(
         let target = start.map(Target::Commit);
         return background(repo_dir, target, args, &mountpoint, &what, quiet);
     }
-    let repo = Repo::open(repo_dir).with_context(|| {
+    // Through the CLI's opening, so that a repository whose objects are
+    // remote is opened as such.
+    let repo = crate::open_dir(repo_dir, vst_cas::Access::ReadWrite).with_context(|| {
         format!(
             "opening the repository at {} for writing (a writable mount holds it for as long as it lives: is one already up?)",
             repo_dir.display()
         )
     })?;
-    let mut options = MountOptions::default();
-    options.threads = args.threads;
-    options.sharing = if args.allow_other { Sharing::Everyone } else { Sharing::Owner };
-    if let Some(log) = &args.log {
-        options.error_log = file_log(log)?;
-    }
-    let stop = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(signal, stop.clone()).context("handling signals")?;
-    }
-    if args.serve_detached {
-        signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::new(AtomicBool::new(false)))
-            .context("handling signals")?;
-    }
+    let options = mount_options(args)?;
+    let stop = stop_flag(args)?;
     let mounted = vst_fuse::spawn_writable(repo, start, &mountpoint, &options)
         .with_context(|| mount_hint(&mountpoint))?;
     serve(mounted, &mountpoint, &what, &stop, quiet)
