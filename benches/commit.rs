@@ -11,8 +11,8 @@ use std::sync::Arc;
 
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use rayon::prelude::*;
-use vst::{CommitOptions, FileWrite, RepoPath, WorkingSet, commit};
-use vst_cas::MemStore;
+use vst::{BlobId, CommitOptions, FileEntry, FileWrite, RepoPath, WorkingSet, commit};
+use vst_cas::{Access, MemStore, PackStore, Store};
 
 const FILE_LEN: usize = 1024;
 
@@ -209,6 +209,73 @@ fn import(c: &mut Criterion) {
     group.finish();
 }
 
+/// Paths of the writable-mount benchmark's tree (`benches/wmount.sh`):
+/// `n` files, 50 to a leaf directory, 40 leaf directories to a top one.
+fn mount_paths(n: usize) -> Vec<RepoPath> {
+    let dirs = (n / 50).max(1);
+    (0..n)
+        .map(|i| {
+            let leaf = i % dirs;
+            RepoPath::try_from(format!("d{}/e{leaf}/f{i}.txt", leaf / 40).as_str()).unwrap()
+        })
+        .collect()
+}
+
+/// The writable mount's commit: files already hashed and stored at close
+/// are recorded with `put_file` (not timed), then the commit encodes and
+/// puts the changed trees and the commit object into the store's write
+/// buffer (timed); then the buffer is written out (not timed: the daemon's
+/// sync after the commit does that, with the fsync).
+/// `k` files in `k` different leaf directories of a 100k-file tree, as
+/// `wmount.sh` touches them, into a pack store; `prepared` hashes the trees
+/// ahead with `hash_trees` (not timed), as the mount does while idle.
+fn mount_commit(c: &mut Criterion) {
+    let mut group = c.benchmark_group("mount_commit");
+    let n = 100_000;
+    let paths = mount_paths(n);
+    let entry = |i: usize, round: u64| FileEntry {
+        id: BlobId::of(format!("{i} {round}").as_bytes()),
+        size: 100,
+        executable: false,
+    };
+    // The daemon syncs after the commit, once for the store and the ref.
+    let no_sync = CommitOptions { durability: vst_cas::Durability::None, ..options() };
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(PackStore::open(dir.path(), Access::ReadWrite).unwrap());
+    let mut ws = WorkingSet::new(store.clone());
+    for (i, path) in paths.iter().enumerate() {
+        ws.put_file(path, entry(i, 0)).unwrap();
+    }
+    commit(&mut ws, &options()).unwrap();
+    let mut round = 0u64;
+    for prepared in [false, true] {
+        for k in [1usize, 100] {
+            let name = if prepared { "prepared" } else { "direct" };
+            group.bench_function(BenchmarkId::new(name, k), |b| {
+                b.iter_custom(|iters| {
+                    let mut timed = std::time::Duration::ZERO;
+                    for _ in 0..iters {
+                        round += 1;
+                        for i in 0..k {
+                            let f = ((i * 997) as u64 + round * 31) as usize % n;
+                            ws.put_file(&paths[f], entry(f, round)).unwrap();
+                        }
+                        if prepared {
+                            ws.hash_trees();
+                        }
+                        let started = std::time::Instant::now();
+                        black_box(commit(&mut ws, &no_sync).unwrap());
+                        timed += started.elapsed();
+                        store.flush().unwrap();
+                    }
+                    timed
+                })
+            });
+        }
+    }
+    group.finish();
+}
+
 fn snapshot(c: &mut Criterion) {
     let mut group = c.benchmark_group("snapshot");
     for n in [1000usize, 100_000] {
@@ -255,6 +322,6 @@ criterion_group! {
     config = Criterion::default()
         .warm_up_time(std::time::Duration::from_millis(500))
         .measurement_time(std::time::Duration::from_secs(2));
-    targets = seed, incremental, snapshot, threshold, import
+    targets = seed, incremental, snapshot, threshold, import, mount_commit
 }
 criterion_main!(benches);

@@ -421,3 +421,43 @@ fn rename_moves_files_and_subtrees_like_a_rewrite() {
         "failed renames change nothing"
     );
 }
+
+#[test]
+fn prepared_trees_are_stored_by_the_next_commit_and_dropped_when_edited() {
+    let store = Arc::new(MemStore::new());
+    let mut ws = WorkingSet::new(store.clone());
+    ws.write(&p("a/b/c.txt"), b"c").unwrap();
+    ws.write(&p("a/x.txt"), b"x").unwrap();
+    ws.write(&p("z/keep.txt"), b"keep").unwrap();
+    commit(&mut ws, &CommitOptions::default()).unwrap();
+
+    ws.write(&p("a/b/c.txt"), b"c2").unwrap();
+    ws.write(&p("z/new/n.txt"), b"n").unwrap();
+    let objects = store.len();
+    let prepared = ws.hash_trees();
+    assert_eq!(store.len(), objects, "hash_trees stores nothing");
+    assert_eq!(ws.snapshot().tree_id(), None, "a prepared root is not a stored tree");
+    assert_eq!(ws.stat(&p("a/b")), Some(Stat::Dir(None)), "nor a prepared directory");
+    assert_eq!(ws.hash_trees(), prepared, "preparing twice changes nothing");
+
+    // An edit after preparing: the prepared trees above it are dropped,
+    // and a prepared subtree moved elsewhere is still stored.
+    ws.write(&p("a/x.txt"), b"x2").unwrap();
+    ws.rename(&p("z/new"), &p("a/new")).unwrap();
+    let id = commit(&mut ws, &CommitOptions::default()).unwrap();
+    let tree = read::read_commit(store.as_ref(), id).unwrap().tree;
+    assert_eq!(ws.snapshot().tree_id(), Some(tree));
+
+    let mut fresh = WorkingSet::new(mem());
+    fresh.write(&p("a/b/c.txt"), b"c2").unwrap();
+    fresh.write(&p("a/x.txt"), b"x2").unwrap();
+    fresh.write(&p("a/new/n.txt"), b"n").unwrap();
+    fresh.write(&p("z/keep.txt"), b"keep").unwrap();
+    commit(&mut fresh, &CommitOptions::default()).unwrap();
+    assert_eq!(Some(tree), fresh.snapshot().tree_id());
+    // Every tree the commit names is in the store: loading reads them all.
+    let loaded = WorkingSet::from_commit(store.clone(), id).unwrap();
+    assert_eq!(loaded.read(&p("a/new/n.txt")).unwrap(), Bytes::from_static(b"n"));
+    // The prepared root of before the edit was never stored.
+    assert!(!store.contains(&prepared.object_id()).unwrap());
+}

@@ -21,6 +21,8 @@ enum Op {
     Chmod(Vec<u8>, bool),
     Mkdir(Vec<u8>),
     Snapshot,
+    /// `hash_trees`: ids computed ahead, trees kept for the next commit.
+    HashTrees,
     Commit,
     Checkout(usize),
 }
@@ -44,6 +46,7 @@ fn arb_op() -> impl Strategy<Value = Op> {
         2 => (arb_path(), any::<bool>()).prop_map(|(p, x)| Op::Chmod(p, x)),
         1 => arb_path().prop_map(Op::Mkdir),
         1 => Just(Op::Snapshot),
+        2 => Just(Op::HashTrees),
         2 => Just(Op::Commit),
         1 => any::<usize>().prop_map(Op::Checkout),
     ]
@@ -108,7 +111,7 @@ fn apply(model: &mut Model, op: &Op) -> bool {
             model.retain(|k, _| !k.starts_with(&prefix));
             true
         }
-        Op::Snapshot | Op::Commit | Op::Checkout(_) => true,
+        Op::Snapshot | Op::HashTrees | Op::Commit | Op::Checkout(_) => true,
     }
 }
 
@@ -120,7 +123,7 @@ fn run(ws: &mut WorkingSet, op: &Op) -> bool {
         Op::Symlink(p, t) => ws.symlink(&path(p), t).is_ok(),
         Op::Chmod(p, x) => ws.set_executable(&path(p), *x).is_ok(),
         Op::Mkdir(p) => ws.create_dir_all(&path(p)).is_ok(),
-        Op::Snapshot | Op::Commit | Op::Checkout(_) => true,
+        Op::Snapshot | Op::HashTrees | Op::Commit | Op::Checkout(_) => true,
     }
 }
 
@@ -196,6 +199,11 @@ fn check_sequence(ops: Vec<Op>) -> Result<(), TestCaseError> {
         prop_assert_eq!(run(&mut ws, op), expect_ok, "op {:?} succeeded on one side only", op);
         match op {
             Op::Snapshot => snapshots.push((ws.snapshot(), model.clone())),
+            Op::HashTrees => {
+                let before = store.len();
+                prop_assert_eq!(ws.hash_trees(), scratch_tree_id(&model), "prepared id = model's");
+                prop_assert_eq!(store.len(), before, "hash_trees stores nothing");
+            }
             Op::Commit => {
                 let id = commit(
                     &mut ws,

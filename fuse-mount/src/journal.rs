@@ -124,8 +124,15 @@ impl Journal {
 
     /// Appends `record` (handed to the operating system, not synced).
     pub(crate) fn append(&mut self, record: &Record) -> io::Result<()> {
+        self.append_all(std::slice::from_ref(record))
+    }
+
+    /// Appends `records` in one write.
+    pub(crate) fn append_all(&mut self, records: &[Record]) -> io::Result<()> {
         let mut bytes = Vec::new();
-        frame(record, &mut bytes)?;
+        for record in records {
+            frame(record, &mut bytes)?;
+        }
         self.file.write_all_at(&bytes, self.len)?;
         self.len += bytes.len() as u64;
         Ok(())

@@ -50,7 +50,7 @@ use vst::{CommitId, Repo, TreeId, read};
 use vst_cas::{RefName, Store};
 
 use crate::fs::VstFs;
-use crate::write::{Shared, WriteFs};
+use crate::write::{Settler, Shared, WriteFs};
 
 pub use crate::write::{CheckoutError, Committed, StartError, StatusLine, XATTR_REPO};
 
@@ -336,10 +336,12 @@ pub fn spawn_writable(
     let _ = shared.notifier.set(session.notifier());
     let server = control::Server::start(shared.clone())
         .map_err(|source| Error::Control { path: shared.socket_path(), source })?;
+    let settler = Settler::start(shared.clone()).map_err(mount_err)?;
     let session = session.spawn().map_err(mount_err)?;
     Ok(WritableMount {
         mounted: Mounted { session: Some(session), mountpoint: canonical },
         server: Some(server),
+        settler: Some(settler),
     })
 }
 
@@ -354,6 +356,8 @@ pub const WRITABLE_TTL_MAX: Duration = Duration::from_secs(1);
 pub struct WritableMount {
     mounted: Mounted,
     server: Option<control::Server>,
+    /// Finalizes closed files and hashes trees in the background.
+    settler: Option<Settler>,
 }
 
 impl WritableMount {
@@ -373,6 +377,7 @@ impl WritableMount {
     pub fn unmount(&mut self) -> Result<(), Error> {
         self.mounted.unmount()?;
         self.server.take();
+        self.settler.take();
         Ok(())
     }
 
@@ -380,6 +385,7 @@ impl WritableMount {
     pub fn wait(mut self) -> Result<(), Error> {
         let result = self.mounted.join();
         self.server.take();
+        self.settler.take();
         result
     }
 }

@@ -19,13 +19,18 @@
 //! - A file that is written gets an **overlay file**
 //!   (`.vst/mount/overlay/N`), a copy of its content that writes go to
 //!   (sparse writes make holes). Reads of a file without an overlay come
-//!   from the store by range. When the last writable handle is released
-//!   (or a path is truncated), the overlay is **finalized**: hashed
-//!   (BLAKE3), put into the store, handed to the operating system, and
-//!   recorded in the working set and the journal; then the overlay is
-//!   dropped, and the file is served from the store again. Content is
-//!   stored at close, not at commit, so that a commit has nothing left to
-//!   hash.
+//!   from the store by range. When the last writable handle is released,
+//!   the file is queued for the **settler** thread, which finalizes the
+//!   files closed meanwhile in one batch: reads their overlays and hashes
+//!   them (BLAKE3) on all cores without the lock, puts them into the store,
+//!   hands the store's buffer to the operating system once, and records
+//!   each in the working set and the journal, unless it changed meanwhile;
+//!   then the overlay is dropped, and the file is served from the store
+//!   again. A truncation of a file nobody has open is finalized at once.
+//!   Then the settler computes the ids of the changed directories
+//!   ([`WorkingSet::hash_trees`]), so that a commit finds content and trees
+//!   hashed and only stores the trees. It runs at most a quarter of the
+//!   time, so a stream of closes cannot keep the lock busy.
 //! - The **journal** (`journal.rs`) records each change by path. `fsync`
 //!   and `fsyncdir` make it durable (after syncing the store, so that
 //!   every blob a durable record names is durable first); a file fsynced
@@ -49,7 +54,7 @@ use std::os::unix::ffi::OsStrExt as _;
 use std::os::unix::fs::FileExt as _;
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use fuser::{
@@ -58,6 +63,7 @@ use fuser::{
     ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen,
     ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
+use rayon::prelude::*;
 use vst::{
     BlobId, Change, CommitId, CommitOptions, EntryKind, FileEntry, Name, Repo, RepoPath, Stat,
     SymlinkTarget, TreeId, WorkingSet, diff_trees, read, write_tree,
@@ -84,9 +90,12 @@ const JOURNAL_COMPACT_LEN: u64 = 4 << 20;
 /// Copy-up and finalizing read a file in pieces of this many bytes.
 const COPY_LEN: u64 = 1 << 20;
 
-/// A closed file at least this long is hashed without holding the lock
-/// (a shorter one takes less time than two round trips through it).
-const FINALIZE_UNLOCKED_LEN_MIN: u64 = 1 << 20;
+/// The settler pauses after a round for this many times the round's
+/// length (so it runs at most a quarter of the time), ...
+const SETTLE_PAUSE_FACTOR: u32 = 3;
+
+/// ... but never longer than this.
+const SETTLE_PAUSE_MAX: Duration = Duration::from_millis(20);
 
 /// The longest name a directory entry may have (as on ext4).
 const NAME_LEN_MAX: usize = 255;
@@ -170,12 +179,19 @@ struct Inner {
     handles: HashMap<u64, (Ino, bool)>,
     /// Files whose overlay was written since last finalized.
     dirty: BTreeSet<Ino>,
+    /// Files closed dirty since the settler's last round.
+    closed: BTreeSet<Ino>,
+    /// Set when the mount ends: the settler returns.
+    settler_stop: bool,
     journal: Journal,
     /// Set when an append failed: the journal no longer matches, and every
     /// fsync fails until the mount is restarted.
     journal_failed: bool,
     /// Overlays to delete once the journal is next synced.
     retired: Vec<u64>,
+    /// Overlays to delete, without the lock (by the settler, or after a
+    /// commit, checkout or sync).
+    trash: Vec<u64>,
     /// The time shown for what was loaded from a commit.
     base_time: SystemTime,
 }
@@ -184,6 +200,8 @@ struct Inner {
 /// and the control socket.
 pub(crate) struct Shared {
     inner: Mutex<Inner>,
+    /// Wakes the settler (with `inner`'s lock).
+    settle_wake: Condvar,
     store: Arc<dyn Store>,
     repo: Repo,
     state_dir: PathBuf,
@@ -230,7 +248,9 @@ pub struct Committed {
     pub commit: Option<CommitId>,
     /// Its tree.
     pub tree: TreeId,
-    /// Microseconds to finalize pending files and hash the changed trees.
+    /// Microseconds to finalize the files still pending and to hash and
+    /// store the changed trees (those the settler prepared only stored),
+    /// before any sync.
     pub hash_us: u64,
     /// Microseconds for the whole commit in the daemon, the syncs of the
     /// store, the ref and the journal included.
@@ -509,13 +529,17 @@ impl Shared {
             next_fh: 1,
             handles: HashMap::new(),
             dirty: BTreeSet::new(),
+            closed: BTreeSet::new(),
+            settler_stop: false,
             journal,
             journal_failed: false,
             retired: Vec::new(),
+            trash: Vec::new(),
             base_time,
         };
         Ok(Self {
             inner: Mutex::new(inner),
+            settle_wake: Condvar::new(),
             store,
             repo,
             state_dir,
@@ -553,6 +577,18 @@ impl Shared {
             return;
         }
         if let Err(e) = inner.journal.append(&record) {
+            inner.journal_failed = true;
+            self.log(&format!("journal {}: append failed: {e}", inner.journal.path().display()));
+        }
+    }
+
+    /// Appends `records` to the journal in one write, as [`Shared::journal`]
+    /// appends one.
+    fn journal_all(&self, inner: &mut Inner, records: &[Record]) {
+        if inner.journal_failed || records.is_empty() {
+            return;
+        }
+        if let Err(e) = inner.journal.append_all(records) {
             inner.journal_failed = true;
             self.log(&format!("journal {}: append failed: {e}", inner.journal.path().display()));
         }
@@ -686,34 +722,56 @@ impl Shared {
             (Some(path), true) => Some((self.store_overlay(&file, size, path)?, size)),
             _ => None,
         };
-        self.settle(inner, ino, stored)
+        let mut records = Vec::new();
+        let settled = self.settle(inner, ino, stored, &mut records);
+        self.journal_all(inner, &records);
+        settled
     }
 
     /// Reads, hashes and stores (handed to the operating system) the
     /// first `size` bytes of an overlay: the content of the file at `path`.
     fn store_overlay(&self, file: &File, size: u64, path: &RepoPath) -> Result<BlobId, Errno> {
+        let id = self.put_overlay(file, size, path)?;
+        self.flush_store()?;
+        Ok(id)
+    }
+
+    /// Reads, hashes and puts into the store the first `size` bytes of an
+    /// overlay, maybe only into the store's buffer: flush before a journal
+    /// record names the blob.
+    fn put_overlay(&self, file: &File, size: u64, path: &RepoPath) -> Result<BlobId, Errno> {
         let bytes = read_at(file, 0, size).map_err(|e| io_errno(&e))?;
         if bytes.len() as u64 != size {
             self.log(&format!("{path}: overlay is {} bytes, expected {size}", bytes.len()));
             return Err(Errno::EIO);
         }
         let id = hash_blob(&bytes);
-        let stored = self.store.put(id.object_id(), &bytes).and_then(|()| self.store.flush());
-        if let Err(e) = stored {
+        if let Err(e) = self.store.put(id.object_id(), &bytes) {
             self.log(&format!("{path}: storing its content: {e}"));
             return Err(Errno::EIO);
         }
         Ok(id)
     }
 
+    /// Hands the store's buffer to the operating system.
+    fn flush_store(&self) -> Result<(), Errno> {
+        self.store.flush().map_err(|e| {
+            self.log(&format!("writing to the store: {e}"));
+            Errno::EIO
+        })
+    }
+
     /// Records finalized content (`stored`: its id and size, if the file
     /// was dirty) in the working set and the journal, marks the overlay
     /// clean, and drops it if nothing may write the file any more.
+    /// The journal record goes to `records`, for the caller to append
+    /// with those of the rest of its batch.
     fn settle(
         &self,
         inner: &mut Inner,
         ino: Ino,
         stored: Option<(BlobId, u64)>,
+        records: &mut Vec<Record>,
     ) -> Result<(), Errno> {
         let path = inner.path(ino);
         let perm = inner.node(ino)?.meta.perm;
@@ -721,13 +779,12 @@ impl Shared {
             let entry = FileEntry { id, size, executable: perm & 0o100 != 0 };
             inner.file_mut(ino)?.stored = entry;
             inner.ws.put_file(path, entry).map_err(|e| errno(&e))?;
-            let record = Record::File {
+            records.push(Record::File {
                 path: path_bytes(path),
                 id: *id.as_bytes(),
                 size,
                 executable: entry.executable,
-            };
-            self.journal(inner, record);
+            });
         }
         inner.dirty.remove(&ino);
         let node = inner.file_mut(ino)?;
@@ -736,23 +793,69 @@ impl Shared {
         }
         let dropped = if node.writers == 0 { node.overlay.take() } else { None };
         if let Some(o) = dropped {
-            if o.journaled && path.is_some() {
-                inner.retired.push(o.number);
-            } else {
-                let _ =
-                    std::fs::remove_file(overlay_dir(&self.state_dir).join(o.number.to_string()));
-            }
+            self.discard_overlay(inner, &o, path.is_some());
         }
         Ok(())
     }
 
-    /// Finalizes every dirty overlay (before a commit or status).
+    /// Finalizes every dirty overlay (before a commit or status), as
+    /// [`Shared::finalize`] does one, but hashing them on all cores and
+    /// flushing the store once.
     fn finalize_all(&self, inner: &mut Inner) -> Result<(), Errno> {
-        let dirty: Vec<Ino> = inner.dirty.iter().copied().collect();
-        for ino in dirty {
-            self.finalize(inner, ino)?;
+        let work: Vec<(Ino, Option<(Arc<File>, u64, RepoPath)>)> = inner
+            .dirty
+            .iter()
+            .map(|&ino| {
+                let overlay = inner.file(ino).ok().and_then(|f| f.overlay.as_ref());
+                let work = match (overlay, inner.path(ino)) {
+                    (Some(o), Some(path)) if o.dirty => Some((o.file.clone(), o.size, path)),
+                    _ => None,
+                };
+                (ino, work)
+            })
+            .collect();
+        let ids: Vec<Result<Option<BlobId>, Errno>> = work
+            .par_iter()
+            .map(|(_, w)| {
+                w.as_ref().map(|(file, size, path)| self.put_overlay(file, *size, path)).transpose()
+            })
+            .collect();
+        if ids.iter().any(|id| matches!(id, Ok(Some(_)))) {
+            self.flush_store()?;
         }
-        Ok(())
+        let mut records = Vec::new();
+        let mut settled = Ok(());
+        for ((ino, w), id) in work.iter().zip(ids) {
+            settled = id.and_then(|id| {
+                let stored = id.zip(w.as_ref().map(|(_, size, _)| *size));
+                self.settle(inner, *ino, stored, &mut records)
+            });
+            if settled.is_err() {
+                break;
+            }
+        }
+        self.journal_all(inner, &records);
+        settled
+    }
+
+    /// Queues a dropped overlay's file for deletion: once the journal is
+    /// next synced if a record may name it (`journaled`, of a file still
+    /// named), else by the settler without the lock.
+    fn discard_overlay(&self, inner: &mut Inner, overlay: &Overlay, named: bool) {
+        if overlay.journaled && named {
+            inner.retired.push(overlay.number);
+        } else {
+            inner.trash.push(overlay.number);
+            self.settle_wake.notify_one();
+        }
+    }
+
+    /// Deletes overlay files (without the lock).
+    fn remove_overlay_files(&self, numbers: Vec<u64>) {
+        let dir = overlay_dir(&self.state_dir);
+        for number in numbers {
+            let _ = std::fs::remove_file(dir.join(number.to_string()));
+        }
     }
 
     /// Takes `ino` out of the tree (after an unlink, rmdir, or a rename
@@ -765,13 +868,7 @@ impl Shared {
                 && f.writers == 0
                 && let Some(o) = f.overlay.take()
             {
-                if o.journaled {
-                    inner.retired.push(o.number);
-                } else {
-                    let _ = std::fs::remove_file(
-                        overlay_dir(&self.state_dir).join(o.number.to_string()),
-                    );
-                }
+                self.discard_overlay(inner, &o, true);
             }
         }
         inner.dirty.remove(&ino);
@@ -1179,29 +1276,97 @@ impl Shared {
         if f.writers > 0 {
             return Ok(());
         }
-        let large = match &f.overlay {
-            Some(o) if o.dirty && o.size >= FINALIZE_UNLOCKED_LEN_MIN => {
-                Some((o.file.clone(), o.size, o.generation))
-            }
-            _ => None,
-        };
-        let (Some((file, size, generation)), Some(path)) = (large, inner.path(ino)) else {
-            return self.finalize(&mut inner, ino);
-        };
-        // A large file is read and hashed without the lock, so that
-        // closing it holds up no other request; its content is recorded
-        // only if nothing changed it meanwhile (else it is finalized again,
-        // under the lock).
-        drop(inner);
-        let id = self.store_overlay(&file, size, &path)?;
-        let mut inner = self.lock();
-        let unchanged = matches!(&inner.file(ino)?.overlay,
-            Some(o) if Arc::ptr_eq(&o.file, &file) && o.generation == generation && o.dirty);
-        if unchanged {
-            self.settle(&mut inner, ino, Some((id, size)))
+        if matches!(&f.overlay, Some(o) if o.dirty) && inner.path(ino).is_some() {
+            // Hashed by the settler with the other files closed meanwhile,
+            // without the lock: closing holds up no other request.
+            inner.closed.insert(ino);
+            self.settle_wake.notify_one();
+            Ok(())
         } else {
             self.finalize(&mut inner, ino)
         }
+    }
+
+    /// The settler's loop: waits for closed files, finalizes them in a
+    /// batch and hashes the changed trees ([`Shared::settle_round`]), then
+    /// pauses three times as long as the round took. Returns once
+    /// [`Shared::stop_settler`] is called.
+    pub(crate) fn run_settler(&self) {
+        loop {
+            {
+                let mut inner = self.lock();
+                while inner.closed.is_empty() && inner.trash.is_empty() && !inner.settler_stop {
+                    inner = self.settle_wake.wait(inner).unwrap_or_else(PoisonError::into_inner);
+                }
+                if inner.settler_stop {
+                    return;
+                }
+            }
+            let locked = self.settle_round();
+            std::thread::sleep((locked * SETTLE_PAUSE_FACTOR).min(SETTLE_PAUSE_MAX));
+        }
+    }
+
+    /// Makes [`Shared::run_settler`] return.
+    pub(crate) fn stop_settler(&self) {
+        self.lock().settler_stop = true;
+        self.settle_wake.notify_all();
+    }
+
+    /// Finalizes the files closed since the last round: reads, hashes and
+    /// stores them on all cores without the lock, flushes the store once,
+    /// then records each whose overlay did not change meanwhile (one that
+    /// did is left dirty, for its next close or the next commit). Then
+    /// computes the ids of the changed directories.
+    /// Returns how long it held the lock.
+    pub(crate) fn settle_round(&self) -> Duration {
+        struct Closed {
+            ino: Ino,
+            file: Arc<File>,
+            size: u64,
+            generation: u64,
+            path: RepoPath,
+        }
+        let started = Instant::now();
+        let batch: Vec<Closed> = {
+            let mut inner = self.lock();
+            let queued = std::mem::take(&mut inner.closed);
+            queued
+                .into_iter()
+                .filter_map(|ino| {
+                    let f = inner.file(ino).ok()?;
+                    let o = f.overlay.as_ref().filter(|o| o.dirty && f.writers == 0)?;
+                    let (file, size, generation) = (o.file.clone(), o.size, o.generation);
+                    Some(Closed { ino, file, size, generation, path: inner.path(ino)? })
+                })
+                .collect()
+        };
+        let mut locked = started.elapsed();
+        let ids: Vec<Option<BlobId>> =
+            batch.par_iter().map(|c| self.put_overlay(&c.file, c.size, &c.path).ok()).collect();
+        if !batch.is_empty() && self.flush_store().is_err() {
+            return locked;
+        }
+        let relocked = Instant::now();
+        let mut inner = self.lock();
+        let mut records = Vec::new();
+        for (c, id) in batch.iter().zip(ids) {
+            let Some(id) = id else { continue };
+            let unchanged = matches!(inner.file(c.ino).map(|f| &f.overlay),
+                Ok(Some(o)) if Arc::ptr_eq(&o.file, &c.file) && o.generation == c.generation && o.dirty);
+            if unchanged
+                && let Err(e) = self.settle(&mut inner, c.ino, Some((id, c.size)), &mut records)
+            {
+                self.log(&format!("{}: recording its content: {e:?}", c.path));
+            }
+        }
+        self.journal_all(&mut inner, &records);
+        inner.ws.hash_trees();
+        let trash = std::mem::take(&mut inner.trash);
+        drop(inner);
+        locked += relocked.elapsed();
+        self.remove_overlay_files(trash);
+        locked
     }
 
     fn fsync(&self, ino: Ino) -> Result<(), Errno> {
@@ -1436,19 +1601,14 @@ impl Shared {
                     && let Kind::File(file) = &mut node.kind
                 {
                     file.stored = *f;
-                    if let Some(o) = file.overlay.take() {
-                        if o.journaled {
-                            inner.retired.push(o.number);
-                        } else {
-                            let _ = std::fs::remove_file(
-                                overlay_dir(&self.state_dir).join(o.number.to_string()),
-                            );
-                        }
-                    }
+                    let dropped = file.overlay.take();
                     node.meta.perm =
                         if f.executable { node.meta.perm | 0o111 } else { node.meta.perm & !0o111 };
                     node.meta.mtime = t;
                     node.meta.ctime = t;
+                    if let Some(o) = dropped {
+                        self.discard_overlay(inner, &o, true);
+                    }
                 }
                 notes.push(Note::Inode(ino));
                 continue;
@@ -1518,6 +1678,35 @@ impl Shared {
         drop(inner);
         remove_overlays(&overlays).map_err(|e| io_error("the overlay directory", e))?;
         Ok(())
+    }
+}
+
+/// The settler thread of a writable mount ([`Shared::run_settler`]);
+/// stopped and joined when dropped.
+#[derive(Debug)]
+pub(crate) struct Settler {
+    shared: Arc<Shared>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Settler {
+    pub(crate) fn start(shared: Arc<Shared>) -> io::Result<Self> {
+        let thread = {
+            let shared = shared.clone();
+            std::thread::Builder::new()
+                .name("vst-mount-settle".to_owned())
+                .spawn(move || shared.run_settler())?
+        };
+        Ok(Self { shared, thread: Some(thread) })
+    }
+}
+
+impl Drop for Settler {
+    fn drop(&mut self) {
+        self.shared.stop_settler();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }
 

@@ -19,8 +19,16 @@
 //! O(tree).
 //!
 //! **Invariant:** if a `Dir` has `id == Some(t)`, then `t` is the id of its
-//! current contents, every directory below it also has `Some` id, and every
-//! tree and blob under `t` is in the store.
+//! current contents and every directory below it also has `Some` id. If its
+//! `encoded` is `None` as well, every tree and blob under `t` is in the
+//! store.
+//!
+//! [`WorkingSet::hash_trees`] computes ids ahead of a commit without storing
+//! anything: a directory it hashes keeps its encoding in `encoded` (a
+//! *prepared* tree) until the next commit stores it. A caller with idle
+//! time between changes and a commit (the writable mount) moves the
+//! hashing off the commit's path that way; an edit below a prepared
+//! directory drops its encoding with its id, so nothing stale is stored.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -65,6 +73,28 @@ pub(crate) struct Dir {
     /// The id of this directory's tree, if nothing below it changed since it
     /// was last computed.
     pub(crate) id: Option<TreeId>,
+    /// The tree's encoding while it is prepared (`id` computed by
+    /// [`WorkingSet::hash_trees`], the tree not yet stored).
+    encoded: Option<Arc<Prepared>>,
+}
+
+/// An encoded tree, shared by the working sets cloned from one another.
+type Encoded = Arc<Vec<u8>>;
+
+/// A prepared directory's tree, not yet stored.
+struct Prepared {
+    bytes: Encoded,
+    /// The subdirectories that were prepared too when it was: the only
+    /// ones the commit that stores it has to visit. (An edit below the
+    /// directory would have dropped its encoding, so the list stays true.)
+    dirs: SmallVec<[Name; 2]>,
+}
+
+impl Dir {
+    /// The id of this directory's tree if the store holds it.
+    fn stored_id(&self) -> Option<TreeId> {
+        if self.encoded.is_some() { None } else { self.id }
+    }
 }
 
 /// An entry of a [`Dir`].
@@ -92,7 +122,7 @@ impl Node {
         match self {
             Node::File(f) => Stat::File(*f),
             Node::Symlink(t) => Stat::Symlink(t.clone()),
-            Node::Dir(d) => Stat::Dir(d.id),
+            Node::Dir(d) => Stat::Dir(d.stored_id()),
         }
     }
 }
@@ -117,7 +147,7 @@ impl Snapshot {
     /// What is at `path`, if anything.
     pub fn stat(&self, path: &RepoPath) -> Option<Stat> {
         if path.is_root() {
-            return Some(Stat::Dir(self.root.id));
+            return Some(Stat::Dir(self.root.stored_id()));
         }
         let (parent, name) = path.split_last()?;
         resolve_dir(&self.root, &parent).ok()?.children.get(name).map(Node::stat)
@@ -147,9 +177,9 @@ impl Snapshot {
         out
     }
 
-    /// The root tree's id if nothing changed since it was last computed.
+    /// The root tree's id if nothing changed since it was last stored.
     pub fn tree_id(&self) -> Option<TreeId> {
-        self.root.id
+        self.root.stored_id()
     }
 
     /// The commit this state descends from.
@@ -523,6 +553,7 @@ fn edit_at<'a>(
         Err(_) => dir.children.iter().any(|(_, n)| matches!(n, Node::Dir(d) if d.id.is_none())),
     };
     if changed && dir.id.take().is_some() {
+        dir.encoded = None;
         *newly_dirty += 1;
     }
     result
@@ -607,7 +638,7 @@ fn load_dir(
         height = height.max(entry_height);
         children.insert(entry.name.clone(), node);
     }
-    let dir = Dir { children, id: Some(id) };
+    let dir = Dir { children, id: Some(id), encoded: None };
     memo.insert(id, (dir.clone(), height));
     Ok((dir, height))
 }
@@ -617,18 +648,18 @@ fn load_dir(
 /// `Durability::Sync`). Lets a caller compare the tree with its head's
 /// before deciding to commit.
 pub fn write_tree(ws: &mut WorkingSet, durability: Durability) -> Result<TreeId> {
-    let (tree, objects) = hash_changed(ws);
+    let (tree, objects) = hash_changed(ws, Mode::Store);
     store_objects(ws, &objects, durability)?;
     Ok(tree)
 }
 
 /// Encodes and hashes every changed directory (on all cores when there are
 /// enough of them), returning the root's id and the new tree objects.
-fn hash_changed(ws: &mut WorkingSet) -> (TreeId, Vec<(ObjectId, Vec<u8>)>) {
+fn hash_changed(ws: &mut WorkingSet, mode: Mode) -> (TreeId, Vec<(ObjectId, Encoded)>) {
     let parallel =
         if ws.dirty_dirs >= PARALLEL_DIRTY_DIRS_MIN { Parallel::Yes } else { Parallel::No };
-    let mut objects: Vec<(ObjectId, Vec<u8>)> = Vec::new();
-    let tree = hash_dirty(&mut ws.current.root, &mut objects, parallel);
+    let mut objects = Vec::new();
+    let tree = hash_dirty(&mut ws.current.root, &mut objects, parallel, mode);
     (tree, objects)
 }
 
@@ -636,7 +667,7 @@ fn hash_changed(ws: &mut WorkingSet) -> (TreeId, Vec<(ObjectId, Vec<u8>)>) {
 /// the cached ids (the store may not hold the trees they name).
 fn store_objects(
     ws: &mut WorkingSet,
-    objects: &[(ObjectId, Vec<u8>)],
+    objects: &[(ObjectId, Encoded)],
     durability: Durability,
 ) -> Result<()> {
     let batch: Vec<(ObjectId, &[u8])> = objects.iter().map(|(id, b)| (*id, b.as_slice())).collect();
@@ -674,11 +705,11 @@ pub fn commit(ws: &mut WorkingSet, options: &CommitOptions) -> Result<CommitId> 
     // Refuse bad options before hashing anything, so that a refused commit
     // leaves the cached ids alone.
     commit.validate()?;
-    let (tree, mut objects) = hash_changed(ws);
+    let (tree, mut objects) = hash_changed(ws, Mode::Store);
     commit.tree = tree;
     let bytes = commit.encode()?;
     let id = CommitId::of(&bytes);
-    objects.push((id.object_id(), bytes));
+    objects.push((id.object_id(), Arc::new(bytes)));
 
     store_objects(ws, &objects, options.durability)?;
     ws.current.head = Some(id);
@@ -686,6 +717,16 @@ pub fn commit(ws: &mut WorkingSet, options: &CommitOptions) -> Result<CommitId> 
 }
 
 impl WorkingSet {
+    /// Computes the id of every directory that changed since the last
+    /// commit, as a commit would, but stores nothing: the trees are kept
+    /// encoded in memory, and the next commit (or [`write_tree`]) only
+    /// stores them. Returns the root tree's id. For a caller with idle time
+    /// before a commit; a change made afterwards costs only the
+    /// directories above it again.
+    pub fn hash_trees(&mut self) -> TreeId {
+        hash_changed(self, Mode::Prepare).0
+    }
+
     /// Drops every cached tree id, after a failed commit: the store may not
     /// hold the trees they name. O(tree), and only on that error path.
     fn forget_ids(&mut self) {
@@ -700,19 +741,48 @@ enum Parallel {
     No,
 }
 
-/// The tree id of `dir`, computing and queueing for the store every changed
-/// directory below it first. Recursion depth is bounded by
-/// [`PATH_DEPTH_MAX`]: every path in the working set was validated.
-fn hash_dirty(dir: &mut Dir, objects: &mut Vec<(ObjectId, Vec<u8>)>, parallel: Parallel) -> TreeId {
-    if let Some(id) = dir.id {
+/// What [`hash_dirty`] does with the trees it encodes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Queues them, and every prepared tree, for the store.
+    Store,
+    /// Keeps them in their directories, prepared ([`WorkingSet::hash_trees`]).
+    Prepare,
+}
+
+impl Mode {
+    /// Whether `dir` has work for this mode.
+    fn visits(self, dir: &Dir) -> bool {
+        dir.id.is_none() || (self == Mode::Store && dir.encoded.is_some())
+    }
+}
+
+/// The tree id of `dir`, computing every changed directory below it first,
+/// and queueing for the store (by `mode`) the new and prepared trees.
+/// Recursion depth is bounded by [`PATH_DEPTH_MAX`]: every path in the
+/// working set was validated.
+fn hash_dirty(
+    dir: &mut Dir,
+    objects: &mut Vec<(ObjectId, Encoded)>,
+    parallel: Parallel,
+    mode: Mode,
+) -> TreeId {
+    if let Some(id) = dir.id
+        && !mode.visits(dir)
+    {
         return id;
     }
-    let dirty: SmallVec<[Name; 8]> = dir
-        .children
-        .iter()
-        .filter(|(_, node)| matches!(node, Node::Dir(d) if d.id.is_none()))
-        .map(|(name, _)| name.clone())
-        .collect();
+    let dirty: SmallVec<[Name; 8]> = match &dir.encoded {
+        // Prepared, and now being stored: only its prepared subdirectories
+        // have work (no need to look at every entry).
+        Some(prepared) => prepared.dirs.iter().cloned().collect(),
+        None => dir
+            .children
+            .iter()
+            .filter(|(_, node)| matches!(node, Node::Dir(d) if mode.visits(d)))
+            .map(|(name, _)| name.clone())
+            .collect(),
+    };
     if parallel == Parallel::Yes && dirty.len() > 1 {
         // Take the dirty subtrees out (an O(1) swap each), hash them on all
         // cores, and put them back with their ids set.
@@ -728,14 +798,14 @@ fn hash_dirty(dir: &mut Dir, objects: &mut Vec<(ObjectId, Vec<u8>)>, parallel: P
                 }
             })
             .collect();
-        let trees: Vec<Vec<(ObjectId, Vec<u8>)>> = taken
+        let trees: Vec<Vec<(ObjectId, Encoded)>> = taken
             .par_iter_mut()
             .map(|(_, child)| {
                 // Split once, at the top-most directory with several dirty
                 // subtrees: rayon balances these tasks across two cores, and
                 // nested splits below measured slower than none.
                 let mut out = Vec::new();
-                hash_dirty(child, &mut out, Parallel::No);
+                hash_dirty(child, &mut out, Parallel::No, mode);
                 out
             })
             .collect();
@@ -749,21 +819,39 @@ fn hash_dirty(dir: &mut Dir, objects: &mut Vec<(ObjectId, Vec<u8>)>, parallel: P
     } else {
         for name in &dirty {
             if let Some(Node::Dir(child)) = dir.children.get_mut(name) {
-                hash_dirty(child, objects, parallel);
+                hash_dirty(child, objects, parallel, mode);
             }
         }
     }
-    let bytes = encode_dir(dir);
+    if let Some(id) = dir.id {
+        // Prepared earlier: only its storing was left.
+        let prepared = dir.encoded.take().expect("a visited directory with an id is prepared");
+        objects.push((id.object_id(), prepared.bytes.clone()));
+        return id;
+    }
+    let mut prepared_dirs = SmallVec::new();
+    let collect = (mode == Mode::Prepare).then_some(&mut prepared_dirs);
+    let bytes = Arc::new(encode_dir(dir, collect));
     let id = TreeId::of(&bytes);
-    objects.push((id.object_id(), bytes));
+    match mode {
+        Mode::Store => objects.push((id.object_id(), bytes)),
+        Mode::Prepare => dir.encoded = Some(Arc::new(Prepared { bytes, dirs: prepared_dirs })),
+    }
     dir.id = Some(id);
     id
 }
 
-fn encode_dir(dir: &Dir) -> Vec<u8> {
+/// The encoding of `dir`'s tree; with `prepared_dirs`, also collects the
+/// names of its prepared subdirectories (in the same pass).
+fn encode_dir(dir: &Dir, mut prepared_dirs: Option<&mut SmallVec<[Name; 2]>>) -> Vec<u8> {
     encode_entries(
         dir.children.len(),
         dir.children.iter().map(|(name, node)| {
+            if let (Some(out), Node::Dir(d)) = (prepared_dirs.as_deref_mut(), node)
+                && d.encoded.is_some()
+            {
+                out.push(name.clone());
+            }
             let kind = match node {
                 Node::File(f) => WireKind::File {
                     id: f.id.object_id().into(),
@@ -784,6 +872,7 @@ fn encode_dir(dir: &Dir) -> Vec<u8> {
 /// directories that is.
 fn forget_ids(dir: &mut Dir) -> usize {
     dir.id = None;
+    dir.encoded = None;
     let mut count = 1;
     let names: Vec<Name> = dir
         .children
