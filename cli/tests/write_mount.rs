@@ -311,6 +311,36 @@ fn fsynced_data_survives_kill_9_and_the_tree_survives_unmount() {
 }
 
 #[test]
+fn closed_files_are_finalized_in_the_background() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(PoisonError::into_inner);
+    if !can_run() {
+        return;
+    }
+    let (repo, mnt) = setup();
+    let (repo, mnt) = (repo.path(), mnt.path());
+    let Some(child) = mount(repo, mnt, &[]) else { return };
+    for i in 0..50 {
+        fs::write(mnt.join(format!("src/new{i}.txt")), format!("{i}\n")).unwrap();
+    }
+    fs::write(mnt.join("src/deep/a.txt"), b"second\n").unwrap();
+    // The settler finalizes what was closed, without a commit asking: the
+    // overlays go once their content is stored and recorded.
+    let overlays = repo.join(".vst/mount/overlay");
+    wait_until("every closed file is finalized", || {
+        fs::read_dir(&overlays).unwrap().next().is_none()
+    });
+    let status = ok(mnt, &["status"]);
+    assert!(status.contains("A src/new49.txt") && status.contains("M src/deep/a.txt"), "{status}");
+    let before = snapshot(mnt);
+    ok(mnt, &["commit", "-q", "-m", "fifty"]);
+    let out = tempfile::tempdir().unwrap();
+    let into = out.path().join("c");
+    ok(repo, &["checkout", "HEAD", "--into", into.to_str().unwrap()]);
+    assert_eq!(snapshot(&into), before, "the commit holds what was written");
+    unmount(repo, mnt, child);
+}
+
+#[test]
 fn checkout_inside_the_mount_changes_what_open_readers_see() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(PoisonError::into_inner);
     if !can_run() {

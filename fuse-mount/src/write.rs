@@ -594,9 +594,13 @@ impl Shared {
         }
     }
 
-    /// Makes the store and then the journal durable, and deletes the
-    /// overlays retired before. Called without the lock.
+    /// Finalizes the files closed meanwhile, makes the store and then the
+    /// journal durable, and deletes the overlays retired before. Called
+    /// without the lock.
     fn sync(&self) -> Result<(), Errno> {
+        // Files closed but not yet finalized are recorded first: their
+        // content, like that of files finalized before, survives.
+        self.settle_round();
         let (file, retired, failed) = {
             let mut inner = self.lock();
             (inner.journal.file(), std::mem::take(&mut inner.retired), inner.journal_failed)
