@@ -806,13 +806,19 @@ impl Shared {
     /// [`Shared::finalize`] does one, but hashing them on all cores and
     /// flushing the store once.
     fn finalize_all(&self, inner: &mut Inner) -> Result<(), Errno> {
-        let work: Vec<(Ino, Option<(Arc<File>, u64, RepoPath)>)> = inner
+        let work: Vec<(Ino, Option<Unsettled>)> = inner
             .dirty
             .iter()
             .map(|&ino| {
                 let overlay = inner.file(ino).ok().and_then(|f| f.overlay.as_ref());
                 let work = match (overlay, inner.path(ino)) {
-                    (Some(o), Some(path)) if o.dirty => Some((o.file.clone(), o.size, path)),
+                    (Some(o), Some(path)) if o.dirty => Some(Unsettled {
+                        ino,
+                        file: o.file.clone(),
+                        size: o.size,
+                        generation: o.generation,
+                        path,
+                    }),
                     _ => None,
                 };
                 (ino, work)
@@ -821,7 +827,7 @@ impl Shared {
         let ids: Vec<Result<Option<BlobId>, Errno>> = work
             .par_iter()
             .map(|(_, w)| {
-                w.as_ref().map(|(file, size, path)| self.put_overlay(file, *size, path)).transpose()
+                w.as_ref().map(|u| self.put_overlay(&u.file, u.size, &u.path)).transpose()
             })
             .collect();
         if ids.iter().any(|id| matches!(id, Ok(Some(_)))) {
@@ -831,7 +837,7 @@ impl Shared {
         let mut settled = Ok(());
         for ((ino, w), id) in work.iter().zip(ids) {
             settled = id.and_then(|id| {
-                let stored = id.zip(w.as_ref().map(|(_, size, _)| *size));
+                let stored = id.zip(w.as_ref().map(|u| u.size));
                 self.settle(inner, *ino, stored, &mut records)
             });
             if settled.is_err() {
@@ -1324,15 +1330,8 @@ impl Shared {
     /// computes the ids of the changed directories.
     /// Returns how long it held the lock.
     pub(crate) fn settle_round(&self) -> Duration {
-        struct Closed {
-            ino: Ino,
-            file: Arc<File>,
-            size: u64,
-            generation: u64,
-            path: RepoPath,
-        }
         let started = Instant::now();
-        let batch: Vec<Closed> = {
+        let batch: Vec<Unsettled> = {
             let mut inner = self.lock();
             let queued = std::mem::take(&mut inner.closed);
             queued
@@ -1341,7 +1340,7 @@ impl Shared {
                     let f = inner.file(ino).ok()?;
                     let o = f.overlay.as_ref().filter(|o| o.dirty && f.writers == 0)?;
                     let (file, size, generation) = (o.file.clone(), o.size, o.generation);
-                    Some(Closed { ino, file, size, generation, path: inner.path(ino)? })
+                    Some(Unsettled { ino, file, size, generation, path: inner.path(ino)? })
                 })
                 .collect()
         };
@@ -1683,6 +1682,17 @@ impl Shared {
         remove_overlays(&overlays).map_err(|e| io_error("the overlay directory", e))?;
         Ok(())
     }
+}
+
+/// A closed file's overlay to finalize, taken out of the lock: hashed
+/// without it, recorded only if the overlay is still this one at this
+/// generation.
+struct Unsettled {
+    ino: Ino,
+    file: Arc<File>,
+    size: u64,
+    generation: u64,
+    path: RepoPath,
 }
 
 /// The settler thread of a writable mount ([`Shared::run_settler`]);
