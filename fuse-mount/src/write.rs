@@ -90,8 +90,8 @@ const JOURNAL_COMPACT_LEN: u64 = 4 << 20;
 /// Copy-up and finalizing read a file in pieces of this many bytes.
 const COPY_LEN: u64 = 1 << 20;
 
-/// The settler pauses after a round for this many times the round's
-/// length (so it runs at most a quarter of the time), ...
+/// The settler pauses after a round for this many times as long as the
+/// round held the lock (so it holds it at most a quarter of the time), ...
 const SETTLE_PAUSE_FACTOR: u32 = 3;
 
 /// ... but never longer than this.
@@ -189,8 +189,8 @@ struct Inner {
     journal_failed: bool,
     /// Overlays to delete once the journal is next synced.
     retired: Vec<u64>,
-    /// Overlays to delete, without the lock (by the settler, or after a
-    /// commit, checkout or sync).
+    /// Overlays to delete, by the settler without the lock (an unmount
+    /// deletes whatever is left).
     trash: Vec<u64>,
     /// The time shown for what was loaded from a commit.
     base_time: SystemTime,
@@ -1299,7 +1299,7 @@ impl Shared {
 
     /// The settler's loop: waits for closed files, finalizes them in a
     /// batch and hashes the changed trees ([`Shared::settle_round`]), then
-    /// pauses three times as long as the round took. Returns once
+    /// pauses three times as long as the round held the lock. Returns once
     /// [`Shared::stop_settler`] is called.
     pub(crate) fn run_settler(&self) {
         loop {
