@@ -1178,13 +1178,16 @@ impl Shared {
 
     fn truncate(&self, inner: &mut Inner, ino: Ino, size: u64) -> Result<(), Errno> {
         let fill = if size == 0 { Fill::Nothing } else { Fill::Content };
-        let current = match &inner.file(ino)?.overlay {
-            Some(o) => o.size,
-            None => inner.file(ino)?.stored.size,
-        };
-        if current == size && inner.file(ino)?.overlay.is_none() {
+        if inner.size(ino)? == size && inner.file(ino)?.overlay.is_none() {
             return Ok(());
         }
+        self.resize(inner, ino, size, fill)
+    }
+
+    /// Sets the length of `ino`'s content (in its overlay, made with
+    /// `fill` if it has none), and finalizes it at once if no writable
+    /// handle is open (no release will come).
+    fn resize(&self, inner: &mut Inner, ino: Ino, size: u64, fill: Fill) -> Result<(), Errno> {
         let file = self.overlay(inner, ino, fill)?;
         file.set_len(size).map_err(|e| io_errno(&e))?;
         if let Some(o) = &mut inner.file_mut(ino)?.overlay {
@@ -1194,7 +1197,6 @@ impl Shared {
         }
         inner.dirty.insert(ino);
         if inner.file(ino)?.writers == 0 {
-            // No release will come: finalize now.
             self.finalize(inner, ino)?;
         }
         Ok(())
@@ -1441,22 +1443,8 @@ impl Shared {
         }
         let mut inner = self.lock();
         let end = offset.checked_add(length).ok_or(Errno::EFBIG)?;
-        let size = match &inner.file(ino)?.overlay {
-            Some(o) => o.size,
-            None => inner.file(ino)?.stored.size,
-        };
-        if end > size {
-            let file = self.overlay(&mut inner, ino, Fill::Content)?;
-            file.set_len(end).map_err(|e| io_errno(&e))?;
-            if let Some(o) = &mut inner.file_mut(ino)?.overlay {
-                o.size = end;
-                o.dirty = true;
-                o.generation += 1;
-            }
-            inner.dirty.insert(ino);
-            if inner.file(ino)?.writers == 0 {
-                self.finalize(&mut inner, ino)?;
-            }
+        if end > inner.size(ino)? {
+            self.resize(&mut inner, ino, end, Fill::Content)?;
             inner.node_mut(ino)?.meta.mtime = now();
         }
         inner.node_mut(ino)?.meta.ctime = now();
@@ -1784,6 +1772,12 @@ impl Inner {
             Kind::Dir(_) => Err(Errno::EISDIR),
             Kind::Symlink(_) => Err(Errno::EINVAL),
         }
+    }
+
+    /// The length of a file's content: its overlay's, else the stored one.
+    fn size(&self, ino: Ino) -> Result<u64, Errno> {
+        let f = self.file(ino)?;
+        Ok(f.overlay.as_ref().map_or(f.stored.size, |o| o.size))
     }
 
     fn file_mut(&mut self, ino: Ino) -> Result<&mut FileNode, Errno> {
