@@ -134,6 +134,10 @@ pub enum RefError {
     Store(#[from] StoreError),
 }
 
+/// What must succeed before a ref may name new objects: makes them
+/// durable (a store's `sync`).
+pub type Durable<'a> = dyn Fn() -> Result<(), StoreError> + Sync + 'a;
+
 pub(crate) fn show(id: Option<ObjectId>) -> String {
     id.map_or_else(|| "none".to_owned(), |i| i.to_string())
 }
@@ -235,6 +239,33 @@ impl Refs {
         new: Option<ObjectId>,
         message: &str,
     ) -> Result<(), RefError> {
+        self.update_once(name, expected, new, message, None)
+    }
+
+    /// As [`Refs::update`], once `durable` has made what `new` names
+    /// durable (a store's `sync`). `durable` runs while the ref's new
+    /// content is written and synced to its temporary file, so the two
+    /// syncs overlap; the rename that publishes the ref waits for both. If
+    /// `durable` fails, the ref is left as it was.
+    pub fn update_once_durable(
+        &self,
+        name: &RefName,
+        expected: Option<ObjectId>,
+        new: Option<ObjectId>,
+        message: &str,
+        durable: &Durable<'_>,
+    ) -> Result<(), RefError> {
+        self.update_once(name, expected, new, message, Some(durable))
+    }
+
+    fn update_once(
+        &self,
+        name: &RefName,
+        expected: Option<ObjectId>,
+        new: Option<ObjectId>,
+        message: &str,
+        durable: Option<&Durable<'_>>,
+    ) -> Result<(), RefError> {
         let path = self.ref_path(name);
         let parent = path.parent().expect("a ref path has a parent").to_owned();
         self.vfs.create_dir_all(&parent).map_err(io_err("create a ref directory"))?;
@@ -250,8 +281,11 @@ impl Refs {
             });
         }
         match new {
-            Some(id) => self.write_atomic(&path, format!("{id}\n").as_bytes())?,
+            Some(id) => self.write_atomic(&path, format!("{id}\n").as_bytes(), durable)?,
             None => {
+                if let Some(durable) = durable {
+                    durable()?;
+                }
                 self.vfs.remove(&path).map_err(io_err("delete a ref"))?;
                 self.vfs.sync_dir(&parent).map_err(io_err("sync a ref directory"))?;
             }
@@ -260,13 +294,37 @@ impl Refs {
     }
 
     /// Writes `bytes` to `path` so that a crash leaves either the old or the
-    /// new content: temp file, fsync, rename, fsync of the directory.
-    fn write_atomic(&self, path: &Path, bytes: &[u8]) -> Result<(), RefError> {
+    /// new content: temp file, fsync, rename, fsync of the directory. With
+    /// `durable`, it runs on this thread while another writes and syncs the
+    /// temporary file, and the rename waits for both.
+    fn write_atomic(
+        &self,
+        path: &Path,
+        bytes: &[u8],
+        durable: Option<&Durable<'_>>,
+    ) -> Result<(), RefError> {
         let dir = path.parent().expect("a ref path has a parent");
         let tmp = dir
             .join(format!(".tmp-{}", path.file_name().and_then(|n| n.to_str()).unwrap_or("ref")));
-        self.vfs.write_file(&tmp, bytes).map_err(io_err("write a ref"))?;
-        self.vfs.sync(&tmp).map_err(io_err("sync a ref"))?;
+        let write_tmp = || -> Result<(), RefError> {
+            self.vfs.write_file(&tmp, bytes).map_err(io_err("write a ref"))?;
+            self.vfs.sync(&tmp).map_err(io_err("sync a ref"))
+        };
+        match durable {
+            None => write_tmp()?,
+            Some(durable) => {
+                let both = std::thread::scope(|s| {
+                    let written = s.spawn(write_tmp);
+                    let synced = durable();
+                    let written = written.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+                    synced.map_err(RefError::from).and(written)
+                });
+                if both.is_err() {
+                    let _ = self.vfs.remove(&tmp);
+                }
+                both?;
+            }
+        }
         self.vfs.rename(&tmp, path).map_err(io_err("rename a ref into place"))?;
         self.vfs.sync_dir(dir).map_err(io_err("sync a ref directory"))
     }
@@ -360,6 +418,28 @@ impl Refs {
     /// Moves `HEAD` from `expected` to `new` by compare-and-swap, durably,
     /// and logs detached values in `logs/HEAD`.
     pub fn update_head(&self, expected: &Head, new: &Head, message: &str) -> Result<(), RefError> {
+        self.update_head_once(expected, new, message, None)
+    }
+
+    /// As [`Refs::update_head`], once `durable` has made what `new` names
+    /// durable, overlapping the syncs as [`Refs::update_once_durable`] does.
+    pub fn update_head_once_durable(
+        &self,
+        expected: &Head,
+        new: &Head,
+        message: &str,
+        durable: &Durable<'_>,
+    ) -> Result<(), RefError> {
+        self.update_head_once(expected, new, message, Some(durable))
+    }
+
+    fn update_head_once(
+        &self,
+        expected: &Head,
+        new: &Head,
+        message: &str,
+        durable: Option<&Durable<'_>>,
+    ) -> Result<(), RefError> {
         self.vfs.create_dir_all(&self.dir).map_err(io_err("create the store directory"))?;
         let _lock =
             self.vfs.lock(&self.dir.join("HEAD.lock"), true).map_err(io_err("lock HEAD"))?;
@@ -371,7 +451,7 @@ impl Refs {
                 actual: format!("{actual:?}"),
             });
         }
-        self.write_head(new)?;
+        self.write_head(new, durable)?;
         let detached = |h: &Head| match h {
             Head::Detached(id) => Some(*id),
             Head::Branch(_) => None,
@@ -384,14 +464,14 @@ impl Refs {
         self.vfs.create_dir_all(&self.dir).map_err(io_err("create the store directory"))?;
         let _lock =
             self.vfs.lock(&self.dir.join("HEAD.lock"), true).map_err(io_err("lock HEAD"))?;
-        self.write_head(head)
+        self.write_head(head, None)
     }
 
-    fn write_head(&self, head: &Head) -> Result<(), RefError> {
+    fn write_head(&self, head: &Head, durable: Option<&Durable<'_>>) -> Result<(), RefError> {
         let text = match head {
             Head::Branch(name) => format!("ref: heads/{name}\n"),
             Head::Detached(id) => format!("{id}\n"),
         };
-        self.write_atomic(&self.dir.join("HEAD"), text.as_bytes())
+        self.write_atomic(&self.dir.join("HEAD"), text.as_bytes(), durable)
     }
 }

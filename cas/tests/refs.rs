@@ -110,3 +110,65 @@ fn an_update_survives_any_crash_as_old_or_new() {
         }
     }
 }
+
+/// `update_once_durable` overlaps the store's sync with the ref's, yet a
+/// ref that names the new value after any crash implies the durable step
+/// finished; a failing durable step leaves the ref as it was.
+#[test]
+fn a_ref_never_names_what_is_not_durable() {
+    let (a, b) = (ObjectId::of(b"a"), ObjectId::of(b"b"));
+    let main = name("main");
+    let setup = || {
+        let fs = SimFs::new();
+        fs.create_dir_all(Path::new("/s")).unwrap();
+        let refs = Refs::new(Arc::new(fs.clone()), Path::new("/s"));
+        refs.update(&main, None, Some(a), "one").unwrap();
+        // The pack's name is durable; what is appended to it is not yet.
+        fs.write_file(Path::new("/s/pack"), b"").unwrap();
+        fs.sync(Path::new("/s/pack")).unwrap();
+        fs.sync_dir(Path::new("/s")).unwrap();
+        fs.append(Path::new("/s/pack"), b"the objects b names").unwrap();
+        (fs, refs)
+    };
+    let (fs, refs) = setup();
+    let failing =
+        || Err(vst_cas::StoreError::Io { op: "sync", source: std::io::Error::other("x") });
+    assert!(refs.update_once_durable(&main, Some(a), Some(b), "two", &failing).is_err());
+    assert_eq!(refs.get(&main).unwrap(), Some(a), "a failed durable step moves nothing");
+    let files: Vec<String> =
+        fs.list(Path::new("/s/refs/heads")).unwrap().into_iter().map(|(n, _)| n).collect();
+    assert_eq!(files, ["main"], "the temporary file is gone");
+    let start = fs.ops();
+    let sync = || {
+        fs.sync(Path::new("/s/pack"))
+            .map_err(|source| vst_cas::StoreError::Io { op: "sync", source })
+    };
+    refs.update_once_durable(&main, Some(a), Some(b), "two", &sync).unwrap();
+    let ops = fs.ops() - start;
+    for at in 0..=ops {
+        for unsynced in [Unsynced::Drop, Unsynced::Keep, Unsynced::TearHalf] {
+            let (fs, refs) = setup();
+            fs.set_fault(fs.ops() + at, vst_cas::sim::Fault::Crash);
+            let sync = || {
+                fs.sync(Path::new("/s/pack"))
+                    .map_err(|source| vst_cas::StoreError::Io { op: "sync", source })
+            };
+            let acknowledged =
+                refs.update_once_durable(&main, Some(a), Some(b), "two", &sync).is_ok();
+            let image = fs.crash_image(unsynced);
+            let value = Refs::new(Arc::new(image.clone()), Path::new("/s")).get(&main).unwrap();
+            if acknowledged {
+                assert_eq!(value, Some(b), "acknowledged is durable ({at}, {unsynced:?})");
+            }
+            if value == Some(b) {
+                assert_eq!(
+                    image.read_file(Path::new("/s/pack")).unwrap(),
+                    b"the objects b names",
+                    "the ref names only durable objects ({at}, {unsynced:?})"
+                );
+            } else {
+                assert_eq!(value, Some(a), "old or new ({at}, {unsynced:?})");
+            }
+        }
+    }
+}

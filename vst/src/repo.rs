@@ -8,7 +8,9 @@ use std::sync::Arc;
 
 use vst_cas::remote::RemoteStore;
 use vst_cas::vfs::{RealFs, Vfs};
-use vst_cas::{Access, GcMode, GcStats, Head, ObjectId, PackStore, RefError, RefName, Refs, Store};
+use vst_cas::{
+    Access, Durability, GcMode, GcStats, Head, ObjectId, PackStore, RefError, RefName, Refs, Store,
+};
 
 use crate::commit::{Commit, Timestamp};
 use crate::error::{Error, Result};
@@ -123,16 +125,16 @@ impl Repo {
     }
 
     /// Commits `ws` and moves the current branch to the new commit. The
-    /// protocol (see `docs/format.md`): objects appended and synced, then
-    /// the branch moved by compare-and-swap from `ws`'s previous head, its
-    /// file written to a temporary name, synced, renamed, the directory
-    /// synced. If the branch moved meanwhile (another writer), the commit
+    /// protocol (see `docs/format.md`): objects appended; the branch
+    /// compared with `ws`'s previous head, under its lock; the objects
+    /// synced while the branch's new value is written to a temporary name
+    /// and synced; then renamed, the directory synced. If the branch moved meanwhile (another writer), the commit
     /// object exists but no ref names it, and this is a
     /// [`RefError::Conflict`]. With a detached `HEAD`, `HEAD` itself moves
     /// the same way.
     pub fn commit(&self, ws: &mut WorkingSet, options: &CommitOptions) -> Result<CommitId> {
         let parent = ws.head();
-        let id = commit(ws, options)?;
+        let id = commit(ws, &unsynced(options))?;
         match self.refs.head().map_err(ref_err)? {
             Head::Branch(name) => self.publish(&name, parent, id, options)?,
             Head::Detached(_) => self.publish_detached(parent, id, options)?,
@@ -149,7 +151,7 @@ impl Repo {
         options: &CommitOptions,
     ) -> Result<CommitId> {
         let parent = ws.head();
-        let id = commit(ws, options)?;
+        let id = commit(ws, &unsynced(options))?;
         self.publish(branch, parent, id, options)?;
         Ok(id)
     }
@@ -184,6 +186,8 @@ impl Repo {
     /// Moves `branch` from `parent` to `id` once everything `id` names is
     /// durable: a ref is durable, so what it names must be too, whatever
     /// durability the options asked of the objects (a no-op if synced).
+    /// The store's sync overlaps the ref's own (see
+    /// [`Refs::update_once_durable`]).
     fn publish(
         &self,
         branch: &RefName,
@@ -191,10 +195,16 @@ impl Repo {
         id: CommitId,
         options: &CommitOptions,
     ) -> Result<()> {
-        self.store().sync()?;
         let message = reflog_message(options);
+        let durable = || self.store().sync();
         self.refs
-            .update(branch, parent.map(|p| p.object_id()), Some(id.object_id()), &message)
+            .update_once_durable(
+                branch,
+                parent.map(|p| p.object_id()),
+                Some(id.object_id()),
+                &message,
+                &durable,
+            )
             .map_err(ref_err)
     }
 
@@ -206,13 +216,20 @@ impl Repo {
         id: CommitId,
         options: &CommitOptions,
     ) -> Result<()> {
-        self.store().sync()?;
         let expected = match parent {
             Some(p) => Head::Detached(p.object_id()),
             None => self.refs.head().map_err(ref_err)?,
         };
         let message = reflog_message(options);
-        self.refs.update_head(&expected, &Head::Detached(id.object_id()), &message).map_err(ref_err)
+        let durable = || self.store().sync();
+        self.refs
+            .update_head_once_durable(
+                &expected,
+                &Head::Detached(id.object_id()),
+                &message,
+                &durable,
+            )
+            .map_err(ref_err)
     }
 
     /// Every commit a ref names: branches and a detached `HEAD`.
@@ -313,6 +330,13 @@ fn reachable(store: &dyn Store, roots: &[CommitId]) -> Result<HashSet<ObjectId>>
 /// The reflog line for a commit: its message's first line.
 fn reflog_message(options: &CommitOptions) -> String {
     format!("commit: {}", options.message.lines().next().unwrap_or(""))
+}
+
+/// `options` for the objects of a commit about to be published: not
+/// synced by the commit, since publishing syncs them while it writes the
+/// ref.
+fn unsynced(options: &CommitOptions) -> CommitOptions {
+    CommitOptions { durability: Durability::None, ..options.clone() }
 }
 
 fn ref_err(e: RefError) -> Error {
