@@ -70,6 +70,28 @@ fn uncommitted_writes_survive_gc() {
     assert!(repo.fsck(ReadData::Yes).unwrap().is_clean());
 }
 
+/// An uncommitted working set may hold objects the store had before the
+/// handle opened (garbage then, written again now): GC keeps them, and a
+/// second GC through the same handle keeps what the first kept as fresh.
+#[test]
+fn garbage_written_again_survives_gc_until_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, side) = setup(&|| Repo::open(dir.path()).unwrap());
+    let big = read::read_commit(Repo::open(dir.path()).unwrap().store().as_ref(), side).unwrap();
+    let repo = Repo::open(dir.path()).unwrap();
+    let mut ws = repo.working_set().unwrap();
+    // The deleted branch's large file, written again: the store has it.
+    ws.write(&p("again"), &noise(2, 3_000_000)).unwrap();
+    ws.write(&p("new"), &noise(4, 10_000)).unwrap();
+    repo.gc(Duration::ZERO, GcMode::Collect).unwrap();
+    repo.gc(Duration::ZERO, GcMode::Collect).unwrap();
+    let id = repo.commit(&mut ws, &CommitOptions::default()).unwrap();
+    assert!(repo.fsck(ReadData::Yes).unwrap().is_clean());
+    let tree = read::read_commit(repo.store().as_ref(), id).unwrap().tree;
+    assert_eq!(read::read_file(repo.store().as_ref(), tree, &p("again")).unwrap().len(), 3_000_000);
+    assert!(!repo.store().contains(&big.tree.object_id()).unwrap(), "the rest of it went");
+}
+
 #[test]
 fn gc_while_another_thread_commits_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();

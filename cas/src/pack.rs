@@ -201,9 +201,11 @@ pub struct PackStore {
     appended_len: std::sync::atomic::AtomicU64,
     /// Bumped by every GC: a reader whose location went stale retries.
     generation: std::sync::atomic::AtomicU64,
-    /// Every id put through this handle since it was opened, new or
-    /// already stored. GC keeps them all: they may belong to a working set
-    /// that has not committed yet.
+    /// Ids put through this handle that were already stored before
+    /// [`Writer::fresh_from`] (the put found them). GC keeps these and
+    /// every record from `fresh_from` on: they may belong to a working set
+    /// that has not committed yet. Only re-puts of old objects are listed,
+    /// so a long-lived handle's set does not grow with what it writes.
     fresh: Mutex<std::collections::HashSet<ObjectId, IdBuildHasher>>,
 }
 
@@ -216,6 +218,10 @@ struct Writer {
     buf: Vec<u8>,
     /// Index entries of records appended but not yet made durable.
     unindexed: Vec<(ObjectId, Location)>,
+    /// Where this handle's records start (where the packs ended when it
+    /// opened, or after its last GC): every record from here on was put
+    /// through it.
+    fresh_from: (u32, u64),
 }
 
 impl Writer {
@@ -306,6 +312,7 @@ impl PackStore {
                 pack_len: 0,
                 buf: Vec::new(),
                 unindexed: Vec::new(),
+                fresh_from: (0, 0),
             }),
             synced: Mutex::new(SyncState::default()),
             synced_cond: Condvar::new(),
@@ -472,6 +479,7 @@ impl PackStore {
             let w = self.writer.get_mut().unwrap_or_else(|e| e.into_inner());
             w.pack = pack;
             w.pack_len = len;
+            w.fresh_from = (pack, len);
         }
         self.appended_len.store(len, Ordering::Release);
         self.appended_pack.store(pack, Ordering::Release);
@@ -688,8 +696,16 @@ impl PackStore {
 
     /// Puts one object: whole, or as chunks and a manifest.
     fn put_locked(&self, w: &mut Writer, id: ObjectId, bytes: &[u8]) -> Result<(), StoreError> {
-        let has =
-            |id: &ObjectId| self.index.read().unwrap_or_else(|e| e.into_inner()).contains_key(id);
+        let fresh_from = w.fresh_from;
+        let has = |id: &ObjectId| {
+            let found = self.index.read().unwrap_or_else(|e| e.into_inner()).get(id).copied();
+            if let Some(loc) = found
+                && (loc.pack, loc.offset) < fresh_from
+            {
+                self.fresh.lock().unwrap_or_else(|e| e.into_inner()).insert(*id);
+            }
+            found.is_some()
+        };
         put_records(id, bytes, &has, &mut |kind, id, data, raw_len| {
             self.add_record(w, kind, id, data, raw_len)
         })
@@ -815,10 +831,6 @@ impl Store for PackStore {
 
     fn put_batch(&self, objects: &[(ObjectId, &[u8])]) -> Result<(), StoreError> {
         self.check_writable()?;
-        self.fresh
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .extend(objects.iter().map(|(id, _)| *id));
         let mut w = self.lock_writer();
         for (id, bytes) in objects {
             debug_assert_eq!(
@@ -1073,7 +1085,14 @@ impl PackStore {
         self.poison(synced)?;
         let index = self.index.read().unwrap_or_else(|e| e.into_inner()).clone();
         let mut keep: std::collections::HashSet<ObjectId> = live.clone();
-        keep.extend(self.fresh.lock().unwrap_or_else(|e| e.into_inner()).iter().copied());
+        // What this handle put: the old objects it put again, and every
+        // record since it opened.
+        let fresh: Vec<ObjectId> = {
+            let listed = self.fresh.lock().unwrap_or_else(|e| e.into_inner());
+            let since = index.iter().filter(|(_, l)| (l.pack, l.offset) >= w.fresh_from);
+            listed.iter().copied().chain(since.map(|(id, _)| *id)).collect()
+        };
+        keep.extend(fresh.iter().copied());
         // Chunks of kept chunk lists are kept.
         let manifests: Vec<(ObjectId, Location)> = index
             .iter()
@@ -1113,6 +1132,9 @@ impl PackStore {
         }
         let result = self.repack(&mut w, &kept, &old_packs);
         self.poison(result)?;
+        // The records moved: from here on the fresh ones are listed.
+        *self.fresh.lock().unwrap_or_else(|e| e.into_inner()) = fresh.into_iter().collect();
+        w.fresh_from = w.position();
         Ok(stats)
     }
 

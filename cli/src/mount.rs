@@ -518,7 +518,7 @@ pub fn in_writable_mount(cli: &crate::Cli) -> Result<Option<ExitCode>> {
             }
         }
         Command::Status | Command::Diff { .. } => {
-            let Response::Status { changes } = ask(Request::Status)? else {
+            let Response::Status { changes, stats } = ask(Request::Status)? else {
                 bail!("the mount daemon answered a status with something else");
             };
             let show = |p: &[u8]| String::from_utf8_lossy(p).into_owned();
@@ -528,7 +528,7 @@ pub fn in_writable_mount(cli: &crate::Cli) -> Result<Option<ExitCode>> {
                     .map(|(k, p)| serde_json::json!({ "path": show(p), "status": word(*k) }))
                     .collect();
                 let value = if matches!(cli.command, Command::Status) {
-                    serde_json::json!({ "changes": list })
+                    serde_json::json!({ "changes": list, "mount": stats })
                 } else {
                     serde_json::Value::Array(list)
                 };

@@ -340,6 +340,56 @@ fn closed_files_are_finalized_in_the_background() {
     unmount(repo, mnt, child);
 }
 
+/// Files made and deleted through the mount leave the daemon's inode
+/// table once the kernel forgets them, except one still open: a long-lived
+/// mount does not grow with its churn.
+#[test]
+fn deleted_files_leave_the_inode_table_once_forgotten() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(PoisonError::into_inner);
+    if !can_run() {
+        return;
+    }
+    let (repo, mnt) = setup();
+    let (repo, mnt) = (repo.path(), mnt.path());
+    let Some(child) = mount(repo, mnt, &[]) else { return };
+    let inodes = || -> u64 {
+        let out = ok(mnt, &["--json", "status"]);
+        let value: serde_json::Value = serde_json::from_str(&out).unwrap();
+        value["mount"]["inodes"].as_u64().unwrap_or_else(|| panic!("no inode count in {out}"))
+    };
+    let forget = || {
+        // Evicting the kernel's unused dentries and inodes sends the
+        // forgets now rather than under memory pressure.
+        let _ = fs::write("/proc/sys/vm/drop_caches", "2");
+    };
+    fs::create_dir(mnt.join("scratch")).unwrap();
+    let before = inodes();
+    for round in 0..3 {
+        for i in 0..200 {
+            fs::write(mnt.join(format!("scratch/f{i}")), format!("{round} {i}\n")).unwrap();
+        }
+        for i in 0..200 {
+            fs::remove_file(mnt.join(format!("scratch/f{i}"))).unwrap();
+        }
+    }
+    let mut open = fs::File::create(mnt.join("scratch/open")).unwrap();
+    fs::remove_file(mnt.join("scratch/open")).unwrap();
+    wait_until("the kernel forgets the deleted files", || {
+        forget();
+        inodes() <= before + 1
+    });
+    // The deleted file still open is still there for its handle.
+    open.write_all(b"still open\n").unwrap();
+    open.seek(SeekFrom::Start(0)).unwrap();
+    drop(open);
+    wait_until("the last deleted file is forgotten once closed", || {
+        forget();
+        inodes() <= before
+    });
+    assert!(ok(mnt, &["status"]).contains("A scratch"), "the empty directory is still there");
+    unmount(repo, mnt, child);
+}
+
 #[test]
 fn checkout_inside_the_mount_changes_what_open_readers_see() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(PoisonError::into_inner);

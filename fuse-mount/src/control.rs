@@ -82,6 +82,8 @@ pub enum Response {
     Status {
         /// Each changed path (bytes, not necessarily UTF-8) and how.
         changes: Vec<(ChangeKind, Vec<u8>)>,
+        /// What the daemon holds.
+        stats: crate::MountStats,
     },
     /// The checkout is done.
     CheckedOut {
@@ -242,7 +244,8 @@ fn serve(shared: &Shared, request: Request) -> Response {
             }
         }
         Request::Status => match shared.status() {
-            Ok(lines) => Response::Status {
+            Ok((lines, stats)) => Response::Status {
+                stats,
                 changes: lines
                     .into_iter()
                     .map(|l| {

@@ -52,7 +52,7 @@ use vst_cas::{RefName, Store};
 use crate::fs::VstFs;
 use crate::write::{Settler, Shared, WriteFs};
 
-pub use crate::write::{CheckoutError, Committed, StartError, StatusLine, XATTR_REPO};
+pub use crate::write::{CheckoutError, Committed, MountStats, StartError, StatusLine, XATTR_REPO};
 
 /// What a mount shows.
 #[derive(Debug, Clone)]

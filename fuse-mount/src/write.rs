@@ -153,6 +153,10 @@ struct Node {
     name: Option<Name>,
     kind: Kind,
     meta: Meta,
+    /// How many times the kernel was handed this inode (`lookup`,
+    /// `create`, `mkdir`, ...) and has not yet forgotten it. A node out of
+    /// the tree leaves the table once this is 0 and no handle is open.
+    lookups: u64,
 }
 
 /// A directory entry for `readdir`: inode, offset of the next entry, kind,
@@ -255,6 +259,19 @@ pub struct Committed {
     /// Microseconds for the whole commit in the daemon, the syncs of the
     /// store, the ref and the journal included.
     pub total_us: u64,
+}
+
+/// What a writable mount's daemon holds, for `vst status --json`: a
+/// long-lived mount's memory follows these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct MountStats {
+    /// Inodes in the table: the loaded part of the tree, plus files out of
+    /// it that are still open or not yet forgotten by the kernel.
+    pub inodes: u64,
+    /// Open file handles.
+    pub open_handles: u64,
+    /// Records in the journal of uncommitted changes.
+    pub journal_records: u64,
 }
 
 /// A path that differs from the commit the mount is based on.
@@ -510,6 +527,7 @@ impl Shared {
         let root = Node {
             parent: ROOT,
             name: None,
+            lookups: 0,
             kind: Kind::Dir(None),
             meta: Meta {
                 perm: 0o755,
@@ -871,17 +889,66 @@ impl Shared {
     /// Takes `ino` out of the tree (after an unlink, rmdir, or a rename
     /// over it): its name goes, its overlay too unless it is still open.
     fn orphan(&self, inner: &mut Inner, ino: Ino) {
-        if let Some(node) = inner.nodes.get_mut(&ino) {
-            node.name = None;
-            node.meta.ctime = now();
-            if let Kind::File(f) = &mut node.kind
-                && f.writers == 0
-                && let Some(o) = f.overlay.take()
-            {
-                self.discard_overlay(inner, &o, true);
+        let t = now();
+        let mut below = vec![ino];
+        while let Some(ino) = below.pop() {
+            if let Some(node) = inner.nodes.get_mut(&ino) {
+                node.name = None;
+                node.meta.ctime = t;
+                match &mut node.kind {
+                    // A directory a checkout removes may be loaded: what is
+                    // below it leaves the tree with it, and it lists empty.
+                    Kind::Dir(Some(children)) => {
+                        below.extend(std::mem::take(children).into_values());
+                    }
+                    Kind::File(f) if f.writers == 0 => {
+                        if let Some(o) = f.overlay.take() {
+                            self.discard_overlay(inner, &o, true);
+                        }
+                    }
+                    _ => {}
+                }
             }
+            inner.dirty.remove(&ino);
+            self.drop_if_unused(inner, ino);
+        }
+    }
+
+    /// Removes `ino` from the inode table once nothing can reach it: out
+    /// of the tree, no handle open, and every lookup forgotten by the
+    /// kernel. A long-lived mount's table so stays as large as the loaded
+    /// tree plus what is still open.
+    fn drop_if_unused(&self, inner: &mut Inner, ino: Ino) {
+        let unused = ino != ROOT
+            && inner.nodes.get(&ino).is_some_and(|n| n.name.is_none() && n.lookups == 0)
+            && !inner.handles.values().any(|(i, _)| *i == ino);
+        if !unused {
+            return;
+        }
+        if let Some(Node { kind: Kind::File(f), .. }) = inner.nodes.remove(&ino)
+            && let Some(o) = f.overlay
+        {
+            // As `orphan` does: a journal record may still name it.
+            self.discard_overlay(inner, &o, true);
         }
         inner.dirty.remove(&ino);
+        inner.closed.remove(&ino);
+    }
+
+    /// The kernel dropped `count` of its lookups of `ino`.
+    fn forget(&self, inner: &mut Inner, ino: Ino, count: u64) {
+        if let Some(node) = inner.nodes.get_mut(&ino) {
+            node.lookups = node.lookups.saturating_sub(count);
+        }
+        self.drop_if_unused(inner, ino);
+    }
+
+    /// The attributes of `ino` for a reply that hands the kernel the inode
+    /// (an entry): counts the lookup that the kernel will later forget.
+    fn entry(&self, inner: &mut Inner, ino: Ino) -> Result<FileAttr, Errno> {
+        let attr = self.attr(inner, ino)?;
+        inner.node_mut(ino)?.lookups += 1;
+        Ok(attr)
     }
 
     fn touch_dir(&self, inner: &mut Inner, ino: Ino) {
@@ -922,7 +989,7 @@ impl Shared {
         let name = name_of(name)?;
         let mut inner = self.lock();
         let ino = inner.child(parent, name.as_bytes())?.ok_or(Errno::ENOENT)?;
-        self.attr(&mut inner, ino)
+        self.entry(&mut inner, ino)
     }
 
     fn getattr(&self, ino: Ino) -> Result<FileAttr, Errno> {
@@ -960,7 +1027,7 @@ impl Shared {
         let ino = inner.insert(parent, name, Kind::File(file), meta)?;
         self.touch_dir(&mut inner, parent);
         let fh = writable.map(|w| inner.open_handle(ino, w));
-        Ok((self.attr(&mut inner, ino)?, fh))
+        Ok((self.entry(&mut inner, ino)?, fh))
     }
 
     fn mkdir(
@@ -982,7 +1049,7 @@ impl Shared {
         let meta = self.new_meta(&inner, parent, req, mode & !umask, true);
         let ino = inner.insert(parent, name, Kind::Dir(Some(BTreeMap::new())), meta)?;
         self.touch_dir(&mut inner, parent);
-        self.attr(&mut inner, ino)
+        self.entry(&mut inner, ino)
     }
 
     fn symlink(
@@ -1010,7 +1077,7 @@ impl Shared {
         let meta = self.new_meta(&inner, parent, req, 0o777, false);
         let ino = inner.insert(parent, name, Kind::Symlink(target), meta)?;
         self.touch_dir(&mut inner, parent);
-        self.attr(&mut inner, ino)
+        self.entry(&mut inner, ino)
     }
 
     fn unlink(&self, parent: Ino, name: &OsStr, dir: bool) -> Result<(), Errno> {
@@ -1280,9 +1347,13 @@ impl Shared {
     fn release(&self, fh: u64) -> Result<(), Errno> {
         let mut inner = self.lock();
         let Some((ino, writable)) = inner.handles.remove(&fh) else { return Ok(()) };
-        if !writable {
-            return Ok(());
-        }
+        let released = if writable { self.release_writer(&mut inner, ino) } else { Ok(()) };
+        self.drop_if_unused(&mut inner, ino);
+        released
+    }
+
+    /// The last writable handle of `ino` closed: its content is final.
+    fn release_writer(&self, inner: &mut Inner, ino: Ino) -> Result<(), Errno> {
         let Ok(f) = inner.file_mut(ino) else { return Ok(()) };
         f.writers = f.writers.saturating_sub(1);
         if f.writers > 0 {
@@ -1295,7 +1366,7 @@ impl Shared {
             self.settle_wake.notify_one();
             Ok(())
         } else {
-            self.finalize(&mut inner, ino)
+            self.finalize(inner, ino)
         }
     }
 
@@ -1515,12 +1586,18 @@ impl Shared {
 
     /// What differs from the commit the mount is based on: O(changed
     /// directories), from the working set's cleared tree ids.
-    pub(crate) fn status(&self) -> vst::Result<Vec<StatusLine>> {
+    pub(crate) fn status(&self) -> vst::Result<(Vec<StatusLine>, MountStats)> {
         let mut inner = self.lock();
         self.finalize_all(&mut inner).map_err(|e| errno_error("finalizing open files", e))?;
         let tree = write_tree(&mut inner.ws, Durability::None)?;
         let changes = diff_trees(self.store.as_ref(), inner.base_tree, Some(tree))?;
-        Ok(changes.into_iter().map(|c| StatusLine { kind: c.kind(), path: c.path }).collect())
+        let stats = MountStats {
+            inodes: inner.nodes.len() as u64,
+            open_handles: inner.handles.len() as u64,
+            journal_records: inner.journal.len(),
+        };
+        let lines = changes.into_iter().map(|c| StatusLine { kind: c.kind(), path: c.path });
+        Ok((lines.collect(), stats))
     }
 
     /// Moves the mount to `target`: only the paths that differ change, and
@@ -1875,7 +1952,8 @@ impl Inner {
             let child = self.next_ino;
             self.next_ino += 1;
             let meta = Meta { perm, uid, gid, atime: time, mtime: time, ctime: time };
-            self.nodes.insert(child, Node { parent: ino, name: Some(name.clone()), kind, meta });
+            let node = Node { parent: ino, name: Some(name.clone()), kind, meta, lookups: 0 };
+            self.nodes.insert(child, node);
             children.insert(name, child);
         }
         self.node_mut(ino)?.kind = Kind::Dir(Some(children));
@@ -1886,7 +1964,7 @@ impl Inner {
     fn insert(&mut self, parent: Ino, name: Name, kind: Kind, meta: Meta) -> Result<Ino, Errno> {
         let ino = self.next_ino;
         self.next_ino += 1;
-        self.nodes.insert(ino, Node { parent, name: Some(name.clone()), kind, meta });
+        self.nodes.insert(ino, Node { parent, name: Some(name.clone()), kind, meta, lookups: 0 });
         self.children_mut(parent)?.insert(name, ino);
         Ok(ino)
     }
@@ -1951,6 +2029,12 @@ impl Filesystem for WriteFs {
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         self.guard("lookup", || reply_entry(reply, self.ttl(), self.shared.lookup(parent.0, name)))
+    }
+
+    // fuser's default `batch_forget` calls this for each inode (its
+    // `ForgetOne` is not exported, so it cannot be overridden).
+    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        self.guard("forget", || self.shared.forget(&mut self.shared.lock(), ino.0, nlookup))
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
