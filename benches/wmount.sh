@@ -4,15 +4,19 @@
 #
 #   benches/wmount.sh [FILES]        (default 100000; needs root or fusermount3)
 #
-# For each of "touch 1 file" and "touch 100 files" it times, end to end
-# (process start included), `vst commit` inside the mount, and reports
-# the daemon-side time the commit's --json carries (`daemon_hash_us`:
-# finalizing the files the settler had not yet, hashing the trees it had
-# not prepared, and putting the trees into the store, before any sync;
-# `daemon_total_us`: with the syncs of the store, the ref and the
-# journal); then `vst status` with no change; then
-# `vst commit` on the local disk (scan + index) and `git add -A && git
-# commit` on the same tree. Prints a markdown table (median of RUNS).
+# For each of "touch 1 file", "touch 100 files" (one in each of 100
+# directories) and "touch 100 files in one directory" it times, end to
+# end (process start included), `vst commit` inside the mount right after
+# the touch, and reports the daemon-side time the commit's --json carries
+# (`daemon_hash_us`: finalizing the files the settler had not yet,
+# hashing the trees it had not prepared, and putting the trees into the
+# store, before any sync; `daemon_total_us`: with the syncs of the store,
+# the ref and the journal); then the same daemon-side time when the
+# commit comes once the settler is done (every closed file hashed, the
+# trees prepared: what a commit costs after the content was hashed at
+# close); then `vst commit` on the local disk (scan + index) and `git add
+# -A && git commit` on the same tree; then `vst status` with no change.
+# Prints a markdown table (median of RUNS).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -54,45 +58,68 @@ mkdir "$WORK/mrepo"
 mkdir "$MNT"
 (cd "$WORK/mrepo" && "$VST" mount --write --background -q "$MNT")
 
-touch_files() { # DIR COUNT ROUND
-    local i
+touch_files() { # DIR COUNT ROUND [one: all in one directory]
+    local i n
+    local dirs=$(( FILES / 50 > 0 ? FILES / 50 : 1 ))
     for ((i = 0; i < $2; i++)); do
-        local n=$(( (i * 997 + $3 * 31) % FILES ))
-        local dirs=$(( FILES / 50 > 0 ? FILES / 50 : 1 ))
-        echo "round $3" >> "$1/d$(( n % dirs / 40 ))/e$(( n % dirs ))/f$n.txt"
+        if [[ "${4:-}" == one ]]; then
+            n=$(( ($3 % 7) * dirs + i ))
+            echo "round $3 of new$n" >> "$1/d0/e0/new$n.txt"
+        else
+            n=$(( (i * 997 + $3 * 31) % FILES ))
+            echo "round $3" >> "$1/d$(( n % dirs / 40 ))/e$(( n % dirs ))/f$n.txt"
+        fi
     done
 }
+# Waits until the mount's settler has finalized every closed file (their
+# overlays are gone) and then a little more for its tree preparation.
+settled() {
+    while [[ -n "$(ls -A "$WORK/mrepo/.vst/mount/overlay")" ]]; do sleep 0.01; done
+    sleep 0.05
+}
+json_field() { python3 -c 'import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$1" "$2"; }
 
 row() { printf '| %s | %s |\n' "$1" "$2"; }
 echo "| workload ($FILES files) | median of $RUNS |"
 echo "|---|---:|"
-for count in 1 100; do
-    e2e=(); dhash=(); dtotal=(); disk=(); git=()
+for workload in 1 100 100-one-dir; do
+    count=${workload%%-*}
+    where=spread
+    if [[ "$workload" == *one-dir ]]; then where=one; fi
+    e2e=(); dhash=(); dtotal=(); shash=(); disk=(); git=()
     for ((r = 0; r < RUNS; r++)); do
-        touch_files "$MNT" "$count" "$r"
+        touch_files "$MNT" "$count" "$r" "$where"
         t0=${EPOCHREALTIME/./}
         VST_AUTHOR=bench "$VST" -C "$MNT" --json commit -m "r$r" > "$WORK/out.json"
         t1=${EPOCHREALTIME/./}
         e2e+=($(( t1 - t0 )))
         out=$(cat "$WORK/out.json")
-        dhash+=("$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["daemon_hash_us"])' "$out")")
-        dtotal+=("$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["daemon_total_us"])' "$out")")
-        touch_files "$WORK/vst" "$count" "$r"
+        dhash+=("$(json_field "$out" daemon_hash_us)")
+        dtotal+=("$(json_field "$out" daemon_total_us)")
+        # The same touch, committed once the settler is done.
+        touch_files "$MNT" "$count" "$(( r + 100 ))" "$where"
+        settled
+        out=$(VST_AUTHOR=bench "$VST" -C "$MNT" --json commit -m "s$r")
+        shash+=("$(json_field "$out" daemon_hash_us)")
+        touch_files "$WORK/vst" "$count" "$r" "$where"
         t0=${EPOCHREALTIME/./}
         VST_AUTHOR=bench "$VST" -C "$WORK/vst" -q commit -m "r$r" >/dev/null
         t1=${EPOCHREALTIME/./}
         disk+=($(( t1 - t0 )))
-        touch_files "$WORK/git" "$count" "$r"
+        touch_files "$WORK/git" "$count" "$r" "$where"
         t0=${EPOCHREALTIME/./}
         git -C "$WORK/git" add -A && git -C "$WORK/git" -c user.name=b -c user.email=b@b commit -q -m "r$r"
         t1=${EPOCHREALTIME/./}
         git+=($(( t1 - t0 )))
     done
-    row "touch $count, \`vst commit\` in the mount, end to end" "$(printf '%s\n' "${e2e[@]}" | median) µs"
-    row "touch $count, daemon: commit before syncs" "$(printf '%s\n' "${dhash[@]}" | median) µs"
-    row "touch $count, daemon: whole commit (syncs included)" "$(printf '%s\n' "${dtotal[@]}" | median) µs"
-    row "touch $count, \`vst commit\` on local disk (scan)" "$(printf '%s\n' "${disk[@]}" | median) µs"
-    row "touch $count, \`git add -A && git commit\`" "$(printf '%s\n' "${git[@]}" | median) µs"
+    name="touch $count"
+    if [[ $where == one ]]; then name+=" in one directory"; fi
+    row "$name, \`vst commit\` in the mount, end to end" "$(printf '%s\n' "${e2e[@]}" | median) µs"
+    row "$name, daemon: commit before syncs" "$(printf '%s\n' "${dhash[@]}" | median) µs"
+    row "$name, daemon: whole commit (syncs included)" "$(printf '%s\n' "${dtotal[@]}" | median) µs"
+    row "$name, daemon: commit before syncs, settler done" "$(printf '%s\n' "${shash[@]}" | median) µs"
+    row "$name, \`vst commit\` on local disk (scan)" "$(printf '%s\n' "${disk[@]}" | median) µs"
+    row "$name, \`git add -A && git commit\`" "$(printf '%s\n' "${git[@]}" | median) µs"
 done
 st=()
 for ((r = 0; r < RUNS; r++)); do

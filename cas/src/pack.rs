@@ -23,7 +23,9 @@
 //! chunks ([`fastcdc`]); the file's id then names a manifest record that
 //! lists the chunk ids, so a range read touches only the chunks it needs.
 //! Chunks and whole objects are compressed with zstd where that saves at
-//! least 1/32 of their size.
+//! least 1/32 of their size; what a sample's byte entropy shows to be
+//! nearly incompressible (random or compressed data, directory trees) is
+//! stored raw without trying.
 
 use std::collections::HashMap;
 use std::io;
@@ -1283,13 +1285,60 @@ impl std::fmt::Display for Damage {
 /// for chunks and whole objects of at least [`COMPRESS_LEN_MIN`] bytes when
 /// that saves at least 1/32.
 pub(crate) fn compress(kind: Kind, payload: &[u8]) -> Option<Vec<u8>> {
-    if payload.len() >= COMPRESS_LEN_MIN && kind != Kind::Manifest {
-        zstd::bulk::compress(payload, ZSTD_LEVEL)
-            .ok()
-            .filter(|c| c.len() + payload.len() / 32 <= payload.len())
-    } else {
-        None
+    thread_local! {
+        /// One compression context per thread: making one per record cost
+        /// about 40 µs, as much as compressing 20 KB of text.
+        static COMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> =
+            const { std::cell::RefCell::new(None) };
     }
+    if payload.len() < COMPRESS_LEN_MIN || kind == Kind::Manifest || looks_incompressible(payload) {
+        return None;
+    }
+    COMPRESSOR
+        .with_borrow_mut(|c| {
+            let c = match c {
+                Some(c) => c,
+                None => c.insert(zstd::bulk::Compressor::new(ZSTD_LEVEL).ok()?),
+            };
+            c.compress(payload).ok()
+        })
+        .filter(|c| c.len() + payload.len() / 32 <= payload.len())
+}
+
+/// Bits per byte of order-0 entropy above which a payload is stored
+/// without trying zstd. Random and already compressed data measure about
+/// 8; a directory's tree (mostly 32-byte ids) about 7.5, where zstd saves
+/// under a fifth at about 120 MB/s on the project's machine; source text
+/// and executables measure 3 to 5.
+const INCOMPRESSIBLE_BITS_PER_BYTE: f64 = 7.0;
+/// Bytes the estimate reads: this many slices of [`ENTROPY_SLICE_LEN`],
+/// spread over the payload.
+const ENTROPY_SLICES: usize = 16;
+const ENTROPY_SLICE_LEN: usize = 256;
+
+/// Whether `payload` would gain too little from zstd to be worth its
+/// time, judged by the byte entropy of a sample (a few µs, where trying
+/// zstd on a 20 KB tree costs about 150 µs).
+fn looks_incompressible(payload: &[u8]) -> bool {
+    let mut counts = [0u32; 256];
+    let step = (payload.len() / ENTROPY_SLICES).max(ENTROPY_SLICE_LEN);
+    let mut n = 0u32;
+    for start in (0..payload.len()).step_by(step) {
+        for &b in &payload[start..payload.len().min(start + ENTROPY_SLICE_LEN)] {
+            counts[b as usize] += 1;
+        }
+        n += payload.len().min(start + ENTROPY_SLICE_LEN) as u32 - start as u32;
+    }
+    let n = f64::from(n);
+    let bits: f64 = counts
+        .iter()
+        .filter(|&&c| c > 0)
+        .map(|&c| {
+            let p = f64::from(c) / n;
+            -p * p.log2()
+        })
+        .sum();
+    bits > INCOMPRESSIBLE_BITS_PER_BYTE
 }
 
 /// Decodes a record's stored payload (checked against its header already)
@@ -1552,4 +1601,34 @@ fn take_varint(bytes: &[u8]) -> Option<(u64, &[u8])> {
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Text and repetitive data are worth compressing; random bytes and a
+    /// tree-like layout (short names, 32-byte ids) are not.
+    #[test]
+    fn incompressible_data_is_recognized_by_its_entropy() {
+        let text = include_bytes!("pack.rs");
+        assert!(!looks_incompressible(text));
+        assert!(!looks_incompressible(&[7u8; 10_000]));
+        let mut random = Vec::new();
+        let mut tree = Vec::new();
+        for i in 0..500u32 {
+            let id = ObjectId::of(&i.to_le_bytes());
+            random.extend_from_slice(id.as_bytes());
+            let name = format!("f{i}.txt");
+            tree.push(name.len() as u8);
+            tree.extend_from_slice(name.as_bytes());
+            tree.push(1);
+            tree.extend_from_slice(id.as_bytes());
+            tree.extend_from_slice(&(i * 37 % 4000).to_le_bytes()[..2]);
+        }
+        assert!(looks_incompressible(&random));
+        assert!(looks_incompressible(&tree));
+        assert_eq!(compress(Kind::Object, &tree), None, "stored as it is");
+        assert!(compress(Kind::Object, text).is_some());
+    }
 }
