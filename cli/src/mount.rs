@@ -40,11 +40,16 @@ pub struct MountArgs {
     #[arg(long)]
     pub all: bool,
     /// A writable working tree of REV (default: the current branch's head),
-    /// or the uncommitted tree the last writable mount left. Inside it,
-    /// `vst commit`, `status`, `diff`, `checkout` and `switch` go to the
-    /// mount's daemon.
+    /// or the uncommitted tree the last writable mount left if it left
+    /// changes (with --rev, only if they are on REV). Inside it, `vst
+    /// commit`, `status`, `diff`, `checkout` and `switch` go to the mount's
+    /// daemon.
     #[arg(long, conflicts_with = "all")]
     pub write: bool,
+    /// With --write: drop the uncommitted changes the last writable mount
+    /// left, and start at REV (they cannot be recovered).
+    #[arg(long, requires = "write")]
+    pub discard: bool,
     /// Return once the mount is live, leaving a detached process to serve
     /// it until `vst umount`.
     #[arg(long)]
@@ -142,21 +147,23 @@ fn stop_flag(args: &MountArgs) -> Result<Arc<AtomicBool>> {
 }
 
 /// `vst mount --write`: mounts a writable working tree of the repository
-/// in `repo_dir`, starting at `start` unless the last writable mount left
-/// an uncommitted tree, and serves it as [`mount`] does.
+/// in `repo_dir`, starting at `start` or at the uncommitted tree the last
+/// writable mount left (as [`vst_fuse::Start`] says), and serves it as
+/// [`mount`] does.
 pub fn mount_writable(
     repo_dir: &Path,
-    start: Option<CommitId>,
+    start: vst_fuse::Start,
     args: &MountArgs,
     quiet: bool,
 ) -> Result<ExitCode> {
     let mountpoint = check_mountpoint(&args.mountpoint)?;
-    let what = match start {
+    let what = match start.commit() {
         Some(id) => format!("a writable tree of commit {id}"),
         None => "a writable empty tree".to_owned(),
     };
     if args.background && !args.serve_detached {
-        let target = start.map(Target::Commit);
+        // The server resolves HEAD itself unless a revision was given.
+        let target = start.commit().filter(|_| args.rev.is_some()).map(Target::Commit);
         return background(repo_dir, target, args, &mountpoint, &what, quiet);
     }
     // Through the CLI's opening, so that a repository whose objects are
@@ -169,8 +176,12 @@ pub fn mount_writable(
     })?;
     let options = mount_options(args)?;
     let stop = stop_flag(args)?;
-    let mounted = vst_fuse::spawn_writable(repo, start, &mountpoint, &options)
-        .with_context(|| mount_hint(&mountpoint))?;
+    let mounted = match vst_fuse::spawn_writable(repo, start, &mountpoint, &options) {
+        Err(vst_fuse::Error::Start(e @ vst_fuse::StartError::Uncommitted { .. })) => {
+            bail!("{e}: mount without --rev to resume them, or add --discard to drop them")
+        }
+        other => other.with_context(|| mount_hint(&mountpoint))?,
+    };
     serve(mounted, &mountpoint, &what, &stop, quiet)
 }
 
@@ -376,6 +387,9 @@ fn background(
     };
     if args.write {
         command.arg("--write");
+    }
+    if args.discard {
+        command.arg("--discard");
     }
     command.arg("--threads").arg(args.threads.to_string()).arg("--serve-detached");
     if args.allow_other {

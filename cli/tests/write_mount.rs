@@ -310,6 +310,50 @@ fn fsynced_data_survives_kill_9_and_the_tree_survives_unmount() {
     unmount(repo, mnt, child);
 }
 
+/// A remount starts at the branch's head when the last mount left nothing
+/// uncommitted (the branch may have moved meanwhile); it resumes changes
+/// the last mount left, refuses `--rev` of another commit while they are
+/// there, and `--discard` drops them.
+#[test]
+fn a_remount_resumes_changes_or_starts_at_the_head() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(PoisonError::into_inner);
+    if !can_run() {
+        return;
+    }
+    let (repo, mnt) = setup();
+    let (repo, mnt) = (repo.path(), mnt.path());
+    let Some(child) = mount(repo, mnt, &[]) else { return };
+    fs::write(mnt.join("keep.txt"), b"from the mount\n").unwrap();
+    ok(mnt, &["commit", "-q", "-m", "in the mount"]);
+    unmount(repo, mnt, child);
+    // The branch moves while nothing is mounted.
+    fs::write(repo.join("outside.txt"), b"outside\n").unwrap();
+    ok(repo, &["commit", "-q", "-m", "outside"]);
+    let out = tempfile::tempdir().unwrap();
+    let head = out.path().join("head");
+    ok(repo, &["checkout", "HEAD", "--into", head.to_str().unwrap()]);
+
+    let Some(child) = mount(repo, mnt, &[]) else { return };
+    assert_eq!(snapshot(mnt), snapshot(&head), "the mount starts at the head, not where it was");
+    fs::write(mnt.join("pending.txt"), b"pending\n").unwrap();
+    unmount(repo, mnt, child);
+
+    let at = mnt.to_str().unwrap();
+    let refused = vst(repo, &["mount", "-q", "--write", "--rev", "HEAD~1", at]);
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success() && said.contains("--discard"), "{said}");
+    assert!(!mounted(mnt));
+    // On the same commit they are resumed.
+    let Some(child) = mount(repo, mnt, &["--rev", "HEAD"]) else { return };
+    assert_eq!(fs::read(mnt.join("pending.txt")).unwrap(), b"pending\n");
+    unmount(repo, mnt, child);
+    let Some(child) = mount(repo, mnt, &["--discard", "--rev", "HEAD~1"]) else { return };
+    assert!(!mnt.join("pending.txt").exists() && !mnt.join("outside.txt").exists());
+    assert_eq!(fs::read(mnt.join("keep.txt")).unwrap(), b"from the mount\n");
+    assert!(ok(mnt, &["status"]).trim().starts_with("clean"), "nothing uncommitted");
+    unmount(repo, mnt, child);
+}
+
 #[test]
 fn closed_files_are_finalized_in_the_background() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(PoisonError::into_inner);

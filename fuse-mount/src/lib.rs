@@ -52,7 +52,9 @@ use vst_cas::{RefName, Store};
 use crate::fs::VstFs;
 use crate::write::{Settler, Shared, WriteFs};
 
-pub use crate::write::{CheckoutError, Committed, MountStats, StartError, StatusLine, XATTR_REPO};
+pub use crate::write::{
+    CheckoutError, Committed, MountStats, Start, StartError, StatusLine, XATTR_REPO,
+};
 
 /// What a mount shows.
 #[derive(Debug, Clone)]
@@ -315,12 +317,12 @@ pub fn spawn_mount(
 /// Mounts a writable working tree of `repo` at `mountpoint`, served from
 /// background threads, with its control socket in `.vst/mount/sock`.
 /// The tree is the uncommitted tree the last writable mount of `repo`
-/// left (its journal in `.vst/mount/`) if there is one, else the tree of
-/// `start` (empty for `None`). `repo` must be open for writing: the
-/// mount holds the store's lock while it lives.
+/// left (its journal in `.vst/mount/`) if it holds changes, else the tree
+/// of `start`'s commit; [`Start`] says which wins. `repo` must be open for
+/// writing: the mount holds the store's lock while it lives.
 pub fn spawn_writable(
     repo: Repo,
-    start: Option<CommitId>,
+    start: Start,
     mountpoint: &Path,
     options: &MountOptions,
 ) -> Result<WritableMount, Error> {

@@ -243,6 +243,42 @@ pub enum StartError {
         #[source]
         source: vst::Error,
     },
+    /// A mount at a given commit was asked for, and the last writable
+    /// mount left uncommitted changes on top of another.
+    #[error(
+        "the last writable mount of this repository left {changes} uncommitted changes on top of {}, not the commit asked for",
+        base.map_or_else(|| "an empty tree".to_owned(), |c| format!("commit {c}"))
+    )]
+    Uncommitted {
+        /// The commit the changes are on.
+        base: Option<CommitId>,
+        /// How many paths they change.
+        changes: usize,
+    },
+}
+
+/// Where a writable mount starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    /// The uncommitted tree the last writable mount left, if it left any
+    /// change; else this commit (the branch's head; `None`: empty).
+    Resume(Option<CommitId>),
+    /// This commit; refused ([`StartError::Uncommitted`]) if the last
+    /// writable mount left changes on top of another.
+    At(CommitId),
+    /// This commit (`None`: empty), dropping what the last writable mount
+    /// left uncommitted.
+    Discard(Option<CommitId>),
+}
+
+impl Start {
+    /// The commit asked for.
+    pub fn commit(self) -> Option<CommitId> {
+        match self {
+            Start::Resume(c) | Start::Discard(c) => c,
+            Start::At(c) => Some(c),
+        }
+    }
 }
 
 /// What a commit through the mount did.
@@ -459,13 +495,14 @@ fn tree_of(store: &dyn Store, commit: Option<CommitId>) -> vst::Result<Option<Tr
 
 impl Shared {
     /// Opens the mount state of `repo`: resumes the journal in
-    /// `.vst/mount/` if there is one (the uncommitted tree of the last
-    /// mount), else starts at `start`. Then writes a compact journal (the
-    /// differences from the base, every blob synced first) and deletes the
-    /// overlays, which it has put into the store.
+    /// `.vst/mount/` (the uncommitted tree of the last mount) if it holds
+    /// changes and `start` allows, else starts at `start`'s commit. Then
+    /// writes a compact journal (the differences from the base, every blob
+    /// synced first) and deletes the overlays, which it has put into the
+    /// store.
     pub(crate) fn open(
         repo: Repo,
-        start: Option<CommitId>,
+        start: Start,
         error_log: ErrorLog,
         ttl: Duration,
     ) -> Result<Self, StartError> {
@@ -480,12 +517,17 @@ impl Shared {
 
         let log = |m: String| error_log.write(&m);
         let journal_file = journal_path(&state_dir);
-        let found = journal::read(&journal_file).map_err(state_err)?;
-        let mut ws = match (start, &found) {
-            // The journal starts with its own base.
-            (_, Some(_)) | (None, None) => WorkingSet::new(store.clone()),
-            (Some(c), None) => WorkingSet::from_commit(store.clone(), c).map_err(repo_err)?,
+        let found = match start {
+            Start::Discard(_) => None,
+            _ => journal::read(&journal_file).map_err(state_err)?,
         };
+        let at = |commit: Option<CommitId>| match commit {
+            Some(c) => WorkingSet::from_commit(store.clone(), c).map_err(repo_err),
+            None => Ok(WorkingSet::new(store.clone())),
+        };
+        // The journal starts with its own base.
+        let resumed = found.is_some();
+        let mut ws = if resumed { WorkingSet::new(store.clone()) } else { at(start.commit())? };
         if let Some(found) = found {
             if found.torn {
                 log(format!(
@@ -508,8 +550,18 @@ impl Shared {
         {
             ws.set_head(Some(head));
         }
-        let base_tree = tree_of(store.as_ref(), ws.head()).map_err(repo_err)?;
+        let mut base_tree = tree_of(store.as_ref(), ws.head()).map_err(repo_err)?;
         let changes = diff_trees(store.as_ref(), base_tree, Some(tree)).map_err(repo_err)?;
+        if resumed && ws.head() != start.commit() {
+            if changes.is_empty() {
+                // Nothing uncommitted: start where asked (the branch may
+                // have moved while nothing was mounted).
+                ws = at(start.commit())?;
+                base_tree = tree_of(store.as_ref(), ws.head()).map_err(repo_err)?;
+            } else if let Start::At(_) = start {
+                return Err(StartError::Uncommitted { base: ws.head(), changes: changes.len() });
+            }
+        }
         store.sync().map_err(|e| repo_err(e.into()))?;
         let mut records = vec![Record::Base { commit: ws.head().map(|c| *c.as_bytes()) }];
         records.extend(records_of(&changes));
