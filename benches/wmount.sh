@@ -16,6 +16,9 @@
 # trees prepared: what a commit costs after the content was hashed at
 # close); then `vst commit` on the local disk (scan + index) and `git add
 # -A && git commit` on the same tree; then `vst status` with no change.
+# Each timed command starts after a `sync`, so that none pays for the
+# writeback of what another wrote just before (git's index, say: on ext4
+# an fsync waits for other files' dirty data in the same journal commit).
 # Prints a markdown table (median of RUNS).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -89,6 +92,7 @@ for workload in 1 100 100-one-dir; do
     e2e=(); dhash=(); dtotal=(); shash=(); disk=(); git=()
     for ((r = 0; r < RUNS; r++)); do
         touch_files "$MNT" "$count" "$r" "$where"
+        sync
         t0=${EPOCHREALTIME/./}
         VST_AUTHOR=bench "$VST" -C "$MNT" --json commit -m "r$r" > "$WORK/out.json"
         t1=${EPOCHREALTIME/./}
@@ -102,11 +106,13 @@ for workload in 1 100 100-one-dir; do
         out=$(VST_AUTHOR=bench "$VST" -C "$MNT" --json commit -m "s$r")
         shash+=("$(json_field "$out" daemon_hash_us)")
         touch_files "$WORK/vst" "$count" "$r" "$where"
+        sync
         t0=${EPOCHREALTIME/./}
         VST_AUTHOR=bench "$VST" -C "$WORK/vst" -q commit -m "r$r" >/dev/null
         t1=${EPOCHREALTIME/./}
         disk+=($(( t1 - t0 )))
         touch_files "$WORK/git" "$count" "$r" "$where"
+        sync
         t0=${EPOCHREALTIME/./}
         git -C "$WORK/git" add -A && git -C "$WORK/git" -c user.name=b -c user.email=b@b commit -q -m "r$r"
         t1=${EPOCHREALTIME/./}
@@ -123,6 +129,7 @@ for workload in 1 100 100-one-dir; do
 done
 st=()
 for ((r = 0; r < RUNS; r++)); do
+    sync
     t0=${EPOCHREALTIME/./}
     "$VST" -C "$MNT" -q status >/dev/null
     t1=${EPOCHREALTIME/./}
