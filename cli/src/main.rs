@@ -787,21 +787,7 @@ fn diff(cli: &Cli, revs: &[String], stat: bool, name_status: bool) -> Result<Exi
     };
     let mut files = Vec::new();
     if let [a, b] = revs {
-        for change in vst::diff_trees(repo.store().as_ref(), Some(tree_of(a)?), Some(tree_of(b)?))?
-        {
-            if matches!(
-                (&change.old, &change.new),
-                (Some(EntryKind::Dir(_)) | None, Some(EntryKind::Dir(_)) | None)
-            ) {
-                continue;
-            }
-            files.push(FileDiff {
-                path: change.path.to_string(),
-                status: letter(change.kind()),
-                old: stored_bytes(&repo, change.old.as_ref())?,
-                new: stored_bytes(&repo, change.new.as_ref())?,
-            });
-        }
+        files = tree_diff(&repo, Some(tree_of(a)?), Some(tree_of(b)?))?;
     } else {
         // Against the working directory.
         let base = match revs.first() {
@@ -842,6 +828,27 @@ fn diff(cli: &Cli, revs: &[String], stat: bool, name_status: bool) -> Result<Exi
     print_diff(cli, &files, stat, name_status)
 }
 
+/// The files (and symlinks) that differ between trees `a` and `b` of the
+/// store, with both sides' bytes; a directory shows through its contents.
+fn tree_diff(repo: &Repo, a: Option<vst::TreeId>, b: Option<vst::TreeId>) -> Result<Vec<FileDiff>> {
+    let mut files = Vec::new();
+    for change in vst::diff_trees(repo.store().as_ref(), a, b)? {
+        if matches!(
+            (&change.old, &change.new),
+            (Some(EntryKind::Dir(_)) | None, Some(EntryKind::Dir(_)) | None)
+        ) {
+            continue;
+        }
+        files.push(FileDiff {
+            path: change.path.to_string(),
+            status: letter(change.kind()),
+            old: stored_bytes(repo, change.old.as_ref())?,
+            new: stored_bytes(repo, change.new.as_ref())?,
+        });
+    }
+    Ok(files)
+}
+
 fn is_binary(bytes: &[u8]) -> bool {
     bytes.iter().take(8000).any(|&b| b == 0) || std::str::from_utf8(bytes).is_err()
 }
@@ -851,7 +858,7 @@ fn print_diff(cli: &Cli, files: &[FileDiff], stat: bool, name_status: bool) -> R
     if cli.json {
         let list: Vec<_> = files
             .iter()
-            .map(|f| json!({ "path": f.path, "status": f.status.to_string() }))
+            .map(|f| json!({ "path": f.path, "status": status_word(f.status) }))
             .collect();
         writeln!(out, "{}", serde_json::Value::Array(list))?;
         return Ok(ExitCode::SUCCESS);

@@ -455,6 +455,13 @@ fn background(
     Ok(ExitCode::SUCCESS)
 }
 
+/// The repository in `repo_dir`, read-only: a writable mount holds its
+/// lock.
+fn open_read_only(repo_dir: &Path) -> Result<Repo> {
+    Repo::open_with(Arc::new(vst_cas::vfs::RealFs::new()), repo_dir, vst_cas::Access::ReadOnly)
+        .with_context(|| format!("opening the repository at {}", repo_dir.display()))
+}
+
 /// The repository of the writable mount `dir` is in, if any.
 pub fn writable_repo(dir: &Path) -> Result<Option<PathBuf>> {
     vst_fuse::control::writable_repo_for(dir)
@@ -531,8 +538,20 @@ pub fn in_writable_mount(cli: &crate::Cli) -> Result<Option<ExitCode>> {
                 writeln!(out, "nothing to commit: the mount matches HEAD")?;
             }
         }
-        Command::Status | Command::Diff { .. } => {
-            let Response::Status { changes, stats } = ask(Request::Status)? else {
+        Command::Diff { stat, name_status, .. } => {
+            let Response::Status { base, tree, .. } = ask(Request::Status)? else {
+                bail!("the mount daemon answered a status with something else");
+            };
+            // The daemon stored the mount's tree: diff it from the store
+            // against the base, as `vst diff A B` does.
+            let repo = open_read_only(&repo_dir)?;
+            let tree_id = |t: [u8; 32]| vst::TreeId::new(vst_cas::ObjectId::from_bytes(t));
+            let files = crate::tree_diff(&repo, base.map(tree_id), Some(tree_id(tree)))?;
+            drop(out);
+            return crate::print_diff(cli, &files, *stat, *name_status).map(Some);
+        }
+        Command::Status => {
+            let Response::Status { changes, stats, .. } = ask(Request::Status)? else {
                 bail!("the mount daemon answered a status with something else");
             };
             let show = |p: &[u8]| String::from_utf8_lossy(p).into_owned();
@@ -541,14 +560,10 @@ pub fn in_writable_mount(cli: &crate::Cli) -> Result<Option<ExitCode>> {
                     .iter()
                     .map(|(k, p)| serde_json::json!({ "path": show(p), "status": word(*k) }))
                     .collect();
-                let value = if matches!(cli.command, Command::Status) {
-                    serde_json::json!({ "changes": list, "mount": stats })
-                } else {
-                    serde_json::Value::Array(list)
-                };
+                let value = serde_json::json!({ "changes": list, "mount": stats });
                 writeln!(out, "{value}")?;
             } else if changes.is_empty() {
-                if !cli.quiet && matches!(cli.command, Command::Status) {
+                if !cli.quiet {
                     writeln!(out, "clean: the mount matches HEAD")?;
                 }
             } else {
@@ -558,12 +573,7 @@ pub fn in_writable_mount(cli: &crate::Cli) -> Result<Option<ExitCode>> {
             }
         }
         Command::Checkout { rev, force, .. } | Command::Switch { name: rev, force } => {
-            let repo = Repo::open_with(
-                Arc::new(vst_cas::vfs::RealFs::new()),
-                &repo_dir,
-                vst_cas::Access::ReadOnly,
-            )
-            .with_context(|| format!("opening the repository at {}", repo_dir.display()))?;
+            let repo = open_read_only(&repo_dir)?;
             let branch = match vst_cas::RefName::try_from(rev.as_str()) {
                 Ok(name) if !rev.contains('~') && repo.refs().get(&name)?.is_some() => {
                     Some(rev.clone())

@@ -268,6 +268,8 @@ fn diff_shows_patches_stats_and_statuses_and_switch_changes_branch() {
     assert_eq!(ok(root, &["diff", "--name-status"]), "M\tf\nD\tgone\nA\tnew\n");
     let stat = ok(root, &["diff", "--stat"]);
     assert!(stat.contains("3 files changed, 3 insertions(+), 2 deletions(-)"), "{stat}");
+    let json: serde_json::Value = serde_json::from_str(&ok(root, &["--json", "diff"])).unwrap();
+    assert_eq!(json[1], serde_json::json!({ "path": "gone", "status": "deleted" }));
     ok(root, &["commit", "-m", "two"]);
     assert_eq!(ok(root, &["diff", "HEAD~1", "HEAD", "--name-status"]), "M\tf\nD\tgone\nA\tnew\n");
     assert_eq!(ok(root, &["diff"]), "", "clean: no diff");

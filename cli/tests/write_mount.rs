@@ -247,7 +247,14 @@ fn edits_commit_through_the_daemon_and_check_out_identically() {
     assert!(status.contains("M keep.txt"), "{status}");
     assert!(status.contains("A sparse"), "{status}");
     assert!(status.contains("D src/link"), "{status}");
+    // The content diff of the mount, as the CLI shows it between commits.
+    let patch = ok(mnt, &["diff"]);
+    assert!(patch.contains("+++ b/keep.txt") && patch.contains("+appended"), "{patch}");
+    let names = ok(mnt, &["diff", "--name-status"]);
+    assert!(names.contains("M\tkeep.txt\n") && names.contains("A\tsparse\n"), "{names}");
     let id = ok(mnt, &["commit", "-m", "through the mount"]).trim().to_owned();
+    assert_eq!(ok(repo, &["diff", "HEAD~1", "HEAD"]), patch, "the same diff once committed");
+    assert_eq!(ok(repo, &["diff", "HEAD~1", "HEAD", "--name-status"]), names);
     assert_eq!(id.len(), 64, "a commit id: {id}");
     assert!(ok(mnt, &["status"]).contains("clean"), "nothing left after the commit");
     let json = ok(mnt, &["--json", "commit", "-m", "again"]);

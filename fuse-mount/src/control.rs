@@ -84,6 +84,11 @@ pub enum Response {
         changes: Vec<(ChangeKind, Vec<u8>)>,
         /// What the daemon holds.
         stats: crate::MountStats,
+        /// The tree of the commit the mount is based on.
+        base: Option<[u8; 32]>,
+        /// The mount's tree, in the store (not synced): with `base`, what
+        /// a content diff compares.
+        tree: [u8; 32],
     },
     /// The checkout is done.
     CheckedOut {
@@ -244,9 +249,12 @@ fn serve(shared: &Shared, request: Request) -> Response {
             }
         }
         Request::Status => match shared.status() {
-            Ok((lines, stats)) => Response::Status {
-                stats,
-                changes: lines
+            Ok(status) => Response::Status {
+                stats: status.stats,
+                base: status.base.map(|t| *t.as_bytes()),
+                tree: *status.tree.as_bytes(),
+                changes: status
+                    .lines
                     .into_iter()
                     .map(|l| {
                         let kind = match l.kind {

@@ -310,6 +310,17 @@ pub struct MountStats {
     pub journal_records: u64,
 }
 
+/// What differs from the commit the mount is based on.
+#[derive(Debug, Clone)]
+pub(crate) struct Status {
+    pub(crate) lines: Vec<StatusLine>,
+    pub(crate) stats: MountStats,
+    /// The base commit's tree.
+    pub(crate) base: Option<TreeId>,
+    /// The mount's tree, stored (not synced).
+    pub(crate) tree: TreeId,
+}
+
 /// A path that differs from the commit the mount is based on.
 #[derive(Debug, Clone)]
 pub struct StatusLine {
@@ -1638,10 +1649,13 @@ impl Shared {
 
     /// What differs from the commit the mount is based on: O(changed
     /// directories), from the working set's cleared tree ids.
-    pub(crate) fn status(&self) -> vst::Result<(Vec<StatusLine>, MountStats)> {
+    /// The mount's trees are handed to the operating system, so that
+    /// another process can read them (and the files) from the store.
+    pub(crate) fn status(&self) -> vst::Result<Status> {
         let mut inner = self.lock();
         self.finalize_all(&mut inner).map_err(|e| errno_error("finalizing open files", e))?;
         let tree = write_tree(&mut inner.ws, Durability::None)?;
+        self.flush_store().map_err(|e| errno_error("writing the store", e))?;
         let changes = diff_trees(self.store.as_ref(), inner.base_tree, Some(tree))?;
         let stats = MountStats {
             inodes: inner.nodes.len() as u64,
@@ -1649,7 +1663,7 @@ impl Shared {
             journal_records: inner.journal.len(),
         };
         let lines = changes.into_iter().map(|c| StatusLine { kind: c.kind(), path: c.path });
-        Ok((lines.collect(), stats))
+        Ok(Status { lines: lines.collect(), stats, base: inner.base_tree, tree })
     }
 
     /// Moves the mount to `target`: only the paths that differ change, and
