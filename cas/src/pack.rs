@@ -1307,9 +1307,10 @@ pub(crate) fn compress(kind: Kind, payload: &[u8]) -> Option<Vec<u8>> {
 
 /// Bits per byte of order-0 entropy above which a payload is stored
 /// without trying zstd. Random and already compressed data measure about
-/// 8; a directory's tree (mostly 32-byte ids) about 7.5, where zstd saves
-/// under a fifth at about 120 MB/s on the project's machine; source text
-/// and executables measure 3 to 5.
+/// 8; a directory's tree of short names (mostly 32-byte ids) about 7.5,
+/// where zstd saves under a fifth at about 120 MB/s on the project's
+/// machine (longer names bring a tree below the limit, and zstd then
+/// gains more); source text and executables measure 3 to 5.
 const INCOMPRESSIBLE_BITS_PER_BYTE: f64 = 7.0;
 /// Bytes the estimate reads: this many slices of [`ENTROPY_SLICE_LEN`],
 /// spread over the payload.

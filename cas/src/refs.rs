@@ -12,8 +12,10 @@
 //! HEAD.lock             the same, for HEAD
 //! ```
 //!
-//! An update writes the new value to a temporary file, syncs it, renames it
-//! over the ref, and syncs the directory: after `update` returns, the new
+//! An update writes the new value to a temporary file, syncs it (while the
+//! caller's store syncs what the value names, with
+//! [`Refs::update_once_durable`]), renames it over the ref, and syncs the
+//! directory: after `update` returns, the new
 //! value survives a crash, and at no point can a crash leave a ref half
 //! written. Two processes updating the same ref serialize on its lock file
 //! (names ending in `.lock` are not valid ref names, so a lock can never be
@@ -314,9 +316,13 @@ impl Refs {
             None => write_tmp()?,
             Some(durable) => {
                 let both = std::thread::scope(|s| {
-                    let written = s.spawn(write_tmp);
+                    // Without a thread to spare, one after the other.
+                    let writer = std::thread::Builder::new().spawn_scoped(s, write_tmp).ok();
                     let synced = durable();
-                    let written = written.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+                    let written = match writer {
+                        Some(w) => w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
+                        None => write_tmp(),
+                    };
                     synced.map_err(RefError::from).and(written)
                 });
                 if both.is_err() {

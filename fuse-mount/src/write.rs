@@ -1648,9 +1648,9 @@ impl Shared {
     }
 
     /// What differs from the commit the mount is based on: O(changed
-    /// directories), from the working set's cleared tree ids.
-    /// The mount's trees are handed to the operating system, so that
-    /// another process can read them (and the files) from the store.
+    /// directories), from the working set's cleared tree ids. The mount's
+    /// trees are stored and handed to the operating system, so that another
+    /// process can read them (and the files) from the store.
     pub(crate) fn status(&self) -> vst::Result<Status> {
         let mut inner = self.lock();
         self.finalize_all(&mut inner).map_err(|e| errno_error("finalizing open files", e))?;
