@@ -233,8 +233,21 @@ fn open_dir(repo_dir: &Path, access: Access) -> Result<Repo> {
         Some((url, cache_len_max)) => {
             remote::open_remote_repo(repo_dir, &url, cache_len_max).with_context(context)
         }
-        None => Repo::open_with(std::sync::Arc::new(vst_cas::vfs::RealFs::new()), repo_dir, access)
-            .with_context(context),
+        None => {
+            let vfs = std::sync::Arc::new(vst_cas::vfs::RealFs::new());
+            let opened = Repo::open_with(vfs, repo_dir, access);
+            if let Err(vst::Error::Store(vst_cas::StoreError::Locked { .. })) = &opened
+                && let Some(point) = mount::writable_mount_of(repo_dir)
+            {
+                bail!(
+                    "the repository at {} is held by its writable mount at {}: run this inside the mount (commit, status, diff, checkout and switch go to its daemon), or `vst umount {}` first",
+                    repo_dir.display(),
+                    point.display(),
+                    point.display()
+                );
+            }
+            opened.with_context(context)
+        }
     }
 }
 

@@ -462,6 +462,15 @@ fn open_read_only(repo_dir: &Path) -> Result<Repo> {
         .with_context(|| format!("opening the repository at {}", repo_dir.display()))
 }
 
+/// The live writable mount of the repository in `repo_dir`, if any.
+pub fn writable_mount_of(repo_dir: &Path) -> Option<PathBuf> {
+    let repo_dir = repo_dir.canonicalize().ok()?;
+    vst_fuse::mount_points().ok()?.into_iter().find(|point| {
+        let held = vst_fuse::control::writable_repo_for(point).ok().flatten();
+        held.and_then(|r| r.canonicalize().ok()).as_ref() == Some(&repo_dir)
+    })
+}
+
 /// The repository of the writable mount `dir` is in, if any.
 pub fn writable_repo(dir: &Path) -> Result<Option<PathBuf>> {
     vst_fuse::control::writable_repo_for(dir)

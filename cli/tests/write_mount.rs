@@ -240,6 +240,10 @@ fn edits_commit_through_the_daemon_and_check_out_identically() {
 
     let Some(child) = mount(repo, mnt, &[]) else { return };
     assert_eq!(snapshot(mnt), snapshot(repo), "the mount shows HEAD");
+    // Outside the mount, writing the repository says where it is held.
+    let held = vst(repo, &["commit", "-m", "outside"]);
+    let said = String::from_utf8_lossy(&held.stderr);
+    assert!(!held.status.success() && said.contains("held by its writable mount"), "{said}");
     edit(mnt);
     assert_eq!(snapshot(mnt), snapshot(&reference), "the mount after the edits");
 
