@@ -11,7 +11,7 @@ use std::io::{Read as _, Seek as _, SeekFrom, Write as _};
 use std::os::unix::fs::{FileExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 /// One test at a time: mounts and processes are counted.
@@ -61,8 +61,14 @@ fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
-/// A repository with one commit, and an empty directory outside it.
-fn setup() -> (tempfile::TempDir, tempfile::TempDir) {
+/// The start of every test: the turn to run (one at a time), then a
+/// repository with one commit and an empty directory outside it; `None`
+/// where FUSE is missing (after a loud warning, or a failure in CI).
+fn setup() -> Option<(MutexGuard<'static, ()>, tempfile::TempDir, tempfile::TempDir)> {
+    let one = ONE_AT_A_TIME.lock().unwrap_or_else(PoisonError::into_inner);
+    if !can_run() {
+        return None;
+    }
     let repo = tempfile::tempdir().unwrap();
     let root = repo.path();
     ok(root, &["init", "-q"]);
@@ -72,7 +78,7 @@ fn setup() -> (tempfile::TempDir, tempfile::TempDir) {
     fs::write(root.join("keep.txt"), b"keep\n").unwrap();
     std::os::unix::fs::symlink("deep/a.txt", root.join("src/link")).unwrap();
     ok(root, &["commit", "-q", "-m", "one"]);
-    (repo, tempfile::tempdir().unwrap())
+    Some((one, repo, tempfile::tempdir().unwrap()))
 }
 
 /// A foreground `vst mount --write` of the repository in `repo` at `at`,
@@ -226,11 +232,7 @@ fn edit(root: &Path) {
 
 #[test]
 fn edits_commit_through_the_daemon_and_check_out_identically() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(PoisonError::into_inner);
-    if !can_run() {
-        return;
-    }
-    let (repo, mnt) = setup();
+    let Some((_one, repo, mnt)) = setup() else { return };
     let (repo, mnt) = (repo.path(), mnt.path());
     // The reference: the same edits on the local disk, in a checkout.
     let reference = tempfile::tempdir().unwrap();
@@ -279,11 +281,7 @@ fn edits_commit_through_the_daemon_and_check_out_identically() {
 
 #[test]
 fn fsynced_data_survives_kill_9_and_the_tree_survives_unmount() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(PoisonError::into_inner);
-    if !can_run() {
-        return;
-    }
-    let (repo, mnt) = setup();
+    let Some((_one, repo, mnt)) = setup() else { return };
     let (repo, mnt) = (repo.path(), mnt.path());
     let Some(mut child) = mount(repo, mnt, &[]) else { return };
     // Fsynced while open (the overlay is recorded), and closed then
@@ -327,11 +325,7 @@ fn fsynced_data_survives_kill_9_and_the_tree_survives_unmount() {
 /// there, and `--discard` drops them.
 #[test]
 fn a_remount_resumes_changes_or_starts_at_the_head() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(PoisonError::into_inner);
-    if !can_run() {
-        return;
-    }
-    let (repo, mnt) = setup();
+    let Some((_one, repo, mnt)) = setup() else { return };
     let (repo, mnt) = (repo.path(), mnt.path());
     let Some(child) = mount(repo, mnt, &[]) else { return };
     fs::write(mnt.join("keep.txt"), b"from the mount\n").unwrap();
@@ -367,11 +361,7 @@ fn a_remount_resumes_changes_or_starts_at_the_head() {
 
 #[test]
 fn closed_files_are_finalized_in_the_background() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(PoisonError::into_inner);
-    if !can_run() {
-        return;
-    }
-    let (repo, mnt) = setup();
+    let Some((_one, repo, mnt)) = setup() else { return };
     let (repo, mnt) = (repo.path(), mnt.path());
     let Some(child) = mount(repo, mnt, &[]) else { return };
     for i in 0..50 {
@@ -400,11 +390,7 @@ fn closed_files_are_finalized_in_the_background() {
 /// mount does not grow with its churn.
 #[test]
 fn deleted_files_leave_the_inode_table_once_forgotten() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(PoisonError::into_inner);
-    if !can_run() {
-        return;
-    }
-    let (repo, mnt) = setup();
+    let Some((_one, repo, mnt)) = setup() else { return };
     let (repo, mnt) = (repo.path(), mnt.path());
     let Some(child) = mount(repo, mnt, &[]) else { return };
     let inodes = || -> u64 {
@@ -447,11 +433,7 @@ fn deleted_files_leave_the_inode_table_once_forgotten() {
 
 #[test]
 fn checkout_inside_the_mount_changes_what_open_readers_see() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(PoisonError::into_inner);
-    if !can_run() {
-        return;
-    }
-    let (repo, mnt) = setup();
+    let Some((_one, repo, mnt)) = setup() else { return };
     let (repo, mnt) = (repo.path(), mnt.path());
     let Some(child) = mount(repo, mnt, &[]) else { return };
     fs::write(mnt.join("src/deep/a.txt"), b"second version\n").unwrap();
@@ -500,11 +482,7 @@ fn checkout_inside_the_mount_changes_what_open_readers_see() {
 
 #[test]
 fn many_processes_at_once_never_deadlock() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(PoisonError::into_inner);
-    if !can_run() {
-        return;
-    }
-    let (repo, mnt) = setup();
+    let Some((_one, repo, mnt)) = setup() else { return };
     let (repo, mnt) = (repo.path(), mnt.path());
     let Some(child) = mount(repo, mnt, &[]) else { return };
     let deadline = Instant::now() + Duration::from_secs(3);
@@ -560,11 +538,7 @@ fn many_processes_at_once_never_deadlock() {
 
 #[test]
 fn the_server_exits_after_an_unmount_even_without_its_socket() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(PoisonError::into_inner);
-    if !can_run() {
-        return;
-    }
-    let (repo, mnt) = setup();
+    let Some((_one, repo, mnt)) = setup() else { return };
     let (repo, mnt) = (repo.path(), mnt.path());
     let Some(child) = mount(repo, mnt, &[]) else { return };
     // The socket's path gone (say, the repository moved): stopping the
