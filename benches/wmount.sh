@@ -13,8 +13,8 @@
 # store, before any sync; `daemon_total_us`: with the syncs of the store,
 # the ref and the journal); then the same daemon-side time when the
 # commit comes once the settler is done (every closed file hashed, the
-# trees prepared: what a commit costs after the content was hashed at
-# close); then `vst commit` on the local disk (scan + index) and `git add
+# trees stored: what a commit costs after the content was hashed at
+# close and the mount went quiet); then `vst commit` on the local disk (scan + index) and `git add
 # -A && git commit` on the same tree; then `vst status` with no change.
 # Each timed command starts after a `sync`, so that none pays for the
 # writeback of what another wrote just before (git's index, say: on ext4
@@ -75,10 +75,11 @@ touch_files() { # DIR COUNT ROUND [one: all in one directory]
     done
 }
 # Waits until the mount's settler has finalized every closed file (their
-# overlays are gone) and then a little more for its tree preparation.
+# overlays are gone), then past its quiet time (100 ms), after which it
+# stores and syncs the changed trees.
 settled() {
     while [[ -n "$(ls -A "$WORK/mrepo/.vst/mount/overlay")" ]]; do sleep 0.01; done
-    sleep 0.05
+    sleep 0.3
 }
 json_field() { python3 -c 'import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$1" "$2"; }
 

@@ -385,6 +385,43 @@ fn closed_files_are_finalized_in_the_background() {
     unmount(repo, mnt, child);
 }
 
+/// Once the mount has been quiet a moment, the settler stores the trees of
+/// what changed and syncs them, so that a commit only adds its commit
+/// object: the edited tree is in the store before anything asks for it.
+#[test]
+fn a_quiet_mount_stores_its_trees_before_a_commit() {
+    let Some((_one, repo, mnt)) = setup() else { return };
+    let (repo, mnt) = (repo.path(), mnt.path());
+    let Some(child) = mount(repo, mnt, &[]) else { return };
+    fs::write(mnt.join("src/deep/a.txt"), b"quiet\n").unwrap();
+    fs::create_dir(mnt.join("fresh")).unwrap();
+    fs::write(mnt.join("fresh/new.txt"), b"new\n").unwrap();
+    // The same tree made outside, by the CLI in a repository of its own:
+    // content addressing gives it the same id.
+    let out = tempfile::tempdir().unwrap();
+    let copy = out.path().join("copy");
+    ok(repo, &["checkout", "HEAD", "--into", copy.to_str().unwrap()]);
+    fs::write(copy.join("src/deep/a.txt"), b"quiet\n").unwrap();
+    fs::create_dir(copy.join("fresh")).unwrap();
+    fs::write(copy.join("fresh/new.txt"), b"new\n").unwrap();
+    ok(&copy, &["init", "-q"]);
+    ok(&copy, &["commit", "-q", "-m", "same"]);
+    let log = ok(&copy, &["--json", "log", "-n", "1"]);
+    let tree = log.split("\"tree\":\"").nth(1).and_then(|t| t.get(..64)).expect("a tree id");
+    let tree: vst_cas::ObjectId = tree.parse().unwrap();
+    use vst_cas::Store as _;
+    // Looked for from another handle, read-only, as `vst` outside would:
+    // nothing in the mount is asked (a status would store the trees itself).
+    wait_until("the quiet mount's tree is in the store", || {
+        let store =
+            vst_cas::PackStore::open(&repo.join(".vst"), vst_cas::Access::ReadOnly).unwrap();
+        store.contains(&tree).unwrap()
+    });
+    let status = ok(mnt, &["status"]);
+    assert!(status.contains("M src/deep/a.txt") && status.contains("A fresh/new.txt"), "{status}");
+    unmount(repo, mnt, child);
+}
+
 /// Files made and deleted through the mount leave the daemon's inode
 /// table once the kernel forgets them, except one still open: a long-lived
 /// mount does not grow with its churn.

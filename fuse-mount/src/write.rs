@@ -30,7 +30,9 @@
 //!   Then the settler computes the ids of the changed directories
 //!   ([`WorkingSet::hash_trees`]), so that a commit finds content and trees
 //!   hashed and only stores the trees. It runs at most a quarter of the
-//!   time, so a stream of closes cannot keep the lock busy.
+//!   time, so a stream of closes cannot keep the lock busy. Once the mount
+//!   has been quiet for [`STORE_QUIET`], it stores the trees and syncs the
+//!   store, so a commit after a pause puts only its commit object.
 //! - The **journal** (`journal.rs`) records each change by path. `fsync`
 //!   and `fsyncdir` make it durable (after syncing the store, so that
 //!   every blob a durable record names is durable first); a file fsynced
@@ -96,6 +98,12 @@ const SETTLE_PAUSE_FACTOR: u32 = 3;
 
 /// ... but never longer than this.
 const SETTLE_PAUSE_MAX: Duration = Duration::from_millis(20);
+
+/// Once the mount has gone this long without a change, the settler stores
+/// the trees of what changed and syncs the store, so that a commit finds
+/// them stored and durable. Only a quiet mount pays: a build writing file
+/// after file does not leave a tree in the store for every pause.
+const STORE_QUIET: Duration = Duration::from_millis(100);
 
 /// The longest name a directory entry may have (as on ext4).
 const NAME_LEN_MAX: usize = 255;
@@ -187,6 +195,14 @@ struct Inner {
     closed: BTreeSet<Ino>,
     /// Set when the mount ends: the settler returns.
     settler_stop: bool,
+    /// Set while the settler waits with nothing to do: the next change
+    /// wakes it.
+    settler_idle: bool,
+    /// When the working set last changed (the journal's last record).
+    last_change: Instant,
+    /// How many times it changed (journal records), for the settler to
+    /// tell whether anything changed since storing trees failed.
+    changes: u64,
     journal: Journal,
     /// Set when an append failed: the journal no longer matches, and every
     /// fsync fails until the mount is restarted.
@@ -612,6 +628,9 @@ impl Shared {
             dirty: BTreeSet::new(),
             closed: BTreeSet::new(),
             settler_stop: false,
+            settler_idle: false,
+            last_change: Instant::now(),
+            changes: 0,
             journal,
             journal_failed: false,
             retired: Vec::new(),
@@ -654,6 +673,7 @@ impl Shared {
     /// Appends `record` to the journal; a failure is logged and fails every
     /// later fsync.
     fn journal(&self, inner: &mut Inner, record: Record) {
+        self.changed(inner);
         if inner.journal_failed {
             return;
         }
@@ -663,10 +683,25 @@ impl Shared {
         }
     }
 
+    /// Notes that the working set changed (every change is journaled), and
+    /// wakes the settler if it waits for one.
+    fn changed(&self, inner: &mut Inner) {
+        inner.last_change = Instant::now();
+        inner.changes += 1;
+        if inner.settler_idle {
+            inner.settler_idle = false;
+            self.settle_wake.notify_one();
+        }
+    }
+
     /// Appends `records` to the journal in one write, as [`Shared::journal`]
     /// appends one.
     fn journal_all(&self, inner: &mut Inner, records: &[Record]) {
-        if inner.journal_failed || records.is_empty() {
+        if records.is_empty() {
+            return;
+        }
+        self.changed(inner);
+        if inner.journal_failed {
             return;
         }
         if let Err(e) = inner.journal.append_all(records) {
@@ -1435,22 +1470,76 @@ impl Shared {
 
     /// The settler's loop: waits for closed files, finalizes them in a
     /// batch and hashes the changed trees ([`Shared::settle_round`]), then
-    /// pauses three times as long as the round held the lock. Returns once
-    /// [`Shared::stop_settler`] is called.
+    /// pauses three times as long as the round held the lock. Once the
+    /// mount has been quiet for [`STORE_QUIET`], stores the changed trees
+    /// ([`Shared::store_trees`]). Returns once [`Shared::stop_settler`] is
+    /// called.
     pub(crate) fn run_settler(&self) {
+        // The changes count at which storing trees last failed: not retried
+        // before the next change (a full disk is not hashed against).
+        let mut failed_at = None;
         loop {
-            {
+            let work = {
                 let mut inner = self.lock();
-                while inner.closed.is_empty() && inner.trash.is_empty() && !inner.settler_stop {
-                    inner = self.settle_wake.wait(inner).unwrap_or_else(PoisonError::into_inner);
+                loop {
+                    if inner.settler_stop {
+                        return;
+                    }
+                    if !inner.closed.is_empty() || !inner.trash.is_empty() {
+                        break Work::Settle;
+                    }
+                    if inner.ws.changed_dirs_estimate() == 0 || failed_at == Some(inner.changes) {
+                        // Nothing to store: sleep until the next change.
+                        inner.settler_idle = true;
+                        inner =
+                            self.settle_wake.wait(inner).unwrap_or_else(PoisonError::into_inner);
+                        continue;
+                    }
+                    let quiet = inner.last_change.elapsed();
+                    if quiet >= STORE_QUIET {
+                        break Work::Store;
+                    }
+                    inner = self
+                        .settle_wake
+                        .wait_timeout(inner, STORE_QUIET - quiet)
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0;
                 }
-                if inner.settler_stop {
-                    return;
+            };
+            match work {
+                Work::Settle => {
+                    let locked = self.settle_round();
+                    std::thread::sleep((locked * SETTLE_PAUSE_FACTOR).min(SETTLE_PAUSE_MAX));
+                }
+                Work::Store => {
+                    if let Err(changes) = self.store_trees() {
+                        failed_at = Some(changes);
+                    }
                 }
             }
-            let locked = self.settle_round();
-            std::thread::sleep((locked * SETTLE_PAUSE_FACTOR).min(SETTLE_PAUSE_MAX));
         }
+    }
+
+    /// Stores the trees of every directory changed since the last commit
+    /// (or since the last time this ran) and syncs the store, without the
+    /// lock: a commit that follows only stores its commit object, and its
+    /// sync has little left to write. Trees a later change replaces before
+    /// a commit stay in the store until `vst gc`, as files rewritten before
+    /// a commit do; [`STORE_QUIET`] keeps that to one set per pause.
+    /// On failure, returns the changes count it failed at.
+    fn store_trees(&self) -> Result<(), u64> {
+        let changes = {
+            let mut inner = self.lock();
+            if let Err(e) = write_tree(&mut inner.ws, Durability::None) {
+                self.log(&format!("storing the changed trees: {e}"));
+                return Err(inner.changes);
+            }
+            inner.changes
+        };
+        self.store.sync().map_err(|e| {
+            self.log(&format!("syncing the store after storing trees: {e}"));
+            changes
+        })
     }
 
     /// Makes [`Shared::run_settler`] return.
@@ -1824,6 +1913,14 @@ struct Unsettled {
     size: u64,
     generation: u64,
     path: RepoPath,
+}
+
+/// What the settler does next.
+enum Work {
+    /// Finalize closed files ([`Shared::settle_round`]).
+    Settle,
+    /// Store the changed trees of a quiet mount ([`Shared::store_trees`]).
+    Store,
 }
 
 /// The settler thread of a writable mount ([`Shared::run_settler`]);
