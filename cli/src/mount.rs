@@ -266,6 +266,10 @@ pub fn umount(args: &UmountArgs, quiet: bool) -> Result<ExitCode> {
             mountpoint.display()
         );
     }
+    // A writable mount's server lets go of its repository only after the
+    // unmount (it saves the uncommitted tree first): wait for that, so that
+    // a command right after this one finds the repository free.
+    let held = vst_fuse::control::writable_repo_for(&mountpoint).ok().flatten();
     let mut failures = Vec::new();
     for (program, flag) in [("fusermount3", "-u"), ("umount", "")] {
         let mut command = Command::new(program);
@@ -274,6 +278,9 @@ pub fn umount(args: &UmountArgs, quiet: bool) -> Result<ExitCode> {
         }
         match command.arg("--").arg(&mountpoint).output() {
             Ok(out) if out.status.success() => {
+                if let Some(repo_dir) = &held {
+                    wait_for_release(repo_dir)?;
+                }
                 if !quiet {
                     writeln!(std::io::stdout().lock(), "unmounted {}", mountpoint.display())?;
                 }
@@ -292,6 +299,37 @@ pub fn umount(args: &UmountArgs, quiet: bool) -> Result<ExitCode> {
         failures.join("; "),
         mountpoint.display()
     )
+}
+
+/// How long `vst umount` waits for a writable mount's server to exit.
+const RELEASE_WAIT: Duration = Duration::from_secs(60);
+
+/// Waits until no process holds the store lock of the repository in
+/// `repo_dir` (a writable mount's server holds it until it exits).
+fn wait_for_release(repo_dir: &Path) -> Result<()> {
+    let lock = repo_dir.join("lock");
+    let deadline = Instant::now() + RELEASE_WAIT;
+    loop {
+        let file = match fs::OpenOptions::new().read(true).open(&lock) {
+            Ok(file) => file,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e).with_context(|| format!("opening {}", lock.display())),
+        };
+        match file.try_lock() {
+            Ok(()) => return Ok(()),
+            Err(fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(fs::TryLockError::WouldBlock) => bail!(
+                "unmounted, but the mount server still holds {} after {}s; it may still be saving the uncommitted tree",
+                repo_dir.display(),
+                RELEASE_WAIT.as_secs()
+            ),
+            Err(fs::TryLockError::Error(e)) => {
+                return Err(e).with_context(|| format!("locking {}", lock.display()));
+            }
+        }
+    }
 }
 
 /// The mount point, canonical, once it is known to be an existing empty

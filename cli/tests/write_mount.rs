@@ -111,8 +111,13 @@ fn mount(repo: &Path, at: &Path, extra: &[&str]) -> Option<Child> {
 }
 
 /// Unmounts `at` (the server saves the uncommitted tree and exits).
+/// `vst umount` returns only once the server has let go of the
+/// repository, so the next command may write it.
 fn unmount(repo: &Path, at: &Path, mut child: Child) {
     ok(repo, &["umount", at.to_str().unwrap()]);
+    let lock = fs::File::open(repo.join(".vst/lock")).unwrap();
+    assert!(lock.try_lock().is_ok(), "vst umount returned while the server held the repository");
+    drop(lock);
     let status = child.wait().unwrap();
     assert!(status.success(), "the mount server exited with {status}");
     assert!(!mounted(at));
