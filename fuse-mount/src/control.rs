@@ -3,9 +3,12 @@
 //! daemon instead of scanning.
 //!
 //! One request per connection: the client writes a frame, the daemon
-//! answers with one frame and closes. A frame is `len: u32 LE` and a
-//! postcard payload of at most [`FRAME_LEN_MAX`] bytes. Requests are
-//! served one at a time, on the socket's own thread.
+//! answers with one frame and closes. A frame is `"VSC"`, the protocol's
+//! version (one byte, [`PROTOCOL_VERSION`]), `len: u32 LE` and a postcard
+//! payload of at most [`FRAME_LEN_MAX`] bytes. A daemon started by another
+//! build of vst may speak another version: either side refuses a frame of
+//! another version with an error that says so, rather than misreading it.
+//! Requests are served one at a time, on the socket's own thread.
 
 use std::io::{self, Read as _, Write as _};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -22,6 +25,13 @@ use crate::write::Shared;
 
 /// The longest frame either side accepts (a status of many paths).
 pub const FRAME_LEN_MAX: u32 = 256 << 20;
+
+/// The version of the requests and responses below: bumped whenever
+/// either changes shape.
+pub const PROTOCOL_VERSION: u8 = 1;
+
+/// What every frame starts with, before the version.
+const FRAME_MAGIC: [u8; 3] = *b"VSC";
 
 /// How long a connection may take to send its request.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -99,21 +109,41 @@ pub enum Response {
     Error(String),
 }
 
-fn write_frame(stream: &mut UnixStream, value: &impl Serialize) -> io::Result<()> {
+fn write_frame(stream: &mut (impl io::Write + ?Sized), value: &impl Serialize) -> io::Result<()> {
     let payload = postcard::to_allocvec(value).map_err(io::Error::other)?;
     let len = u32::try_from(payload.len())
         .ok()
         .filter(|&l| l <= FRAME_LEN_MAX)
         .ok_or_else(|| io::Error::other("frame too long"))?;
-    let mut bytes = len.to_le_bytes().to_vec();
+    let mut bytes = Vec::with_capacity(8 + payload.len());
+    bytes.extend_from_slice(&FRAME_MAGIC);
+    bytes.push(PROTOCOL_VERSION);
+    bytes.extend_from_slice(&len.to_le_bytes());
     bytes.extend_from_slice(&payload);
     stream.write_all(&bytes)
 }
 
-fn read_frame<T: for<'de> Deserialize<'de>>(stream: &mut UnixStream) -> io::Result<T> {
-    let mut len = [0; 4];
-    stream.read_exact(&mut len)?;
-    let len = u32::from_le_bytes(len);
+fn read_frame<T: for<'de> Deserialize<'de>>(
+    stream: &mut (impl io::Read + ?Sized),
+) -> io::Result<T> {
+    let mut header = [0; 8];
+    stream.read_exact(&mut header)?;
+    if header[..3] != FRAME_MAGIC {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "the other side does not speak the vst mount protocol (a vst from before its protocol had versions?): unmount and mount again with this vst",
+        ));
+    }
+    if header[3] != PROTOCOL_VERSION {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "the other side speaks version {} of the vst mount protocol, this vst speaks {PROTOCOL_VERSION}: the mount was started by another build of vst; unmount and mount again with this one",
+                header[3]
+            ),
+        ));
+    }
+    let len = u32::from_le_bytes(header[4..].try_into().expect("four bytes"));
     if len > FRAME_LEN_MAX {
         return Err(io::Error::new(io::ErrorKind::InvalidData, "frame too long"));
     }
@@ -280,5 +310,26 @@ fn serve(shared: &Shared, request: Request) -> Response {
                 Err(e) => Response::Error(chain(&e)),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_frame_of_another_version_is_refused_naming_it() {
+        let mut bytes = Vec::new();
+        write_frame(&mut bytes, &Request::Status).unwrap();
+        assert!(matches!(read_frame::<Request>(&mut bytes.as_slice()).unwrap(), Request::Status));
+        bytes[3] = PROTOCOL_VERSION + 1;
+        let e = read_frame::<Request>(&mut bytes.as_slice()).unwrap_err();
+        let theirs = format!("version {} of", PROTOCOL_VERSION + 1);
+        assert!(e.to_string().contains(&theirs), "{e}");
+        // A frame from before versions: a bare length, then the payload.
+        let mut old = 1u32.to_le_bytes().to_vec();
+        old.extend_from_slice(&[1, 0, 0, 0]);
+        let e = read_frame::<Request>(&mut old.as_slice()).unwrap_err();
+        assert!(e.to_string().contains("does not speak"), "{e}");
     }
 }
