@@ -10,7 +10,7 @@
 //! another version with an error that says so, rather than misreading it.
 //! Requests are served one at a time, on the socket's own thread.
 
-use std::io::{self, Read as _, Write as _};
+use std::io;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
