@@ -19,7 +19,7 @@
 # Each timed command starts after a `sync`, so that none pays for the
 # writeback of what another wrote just before (git's index, say: on ext4
 # an fsync waits for other files' dirty data in the same journal commit).
-# Prints a markdown table (median of RUNS).
+# Prints a markdown table (median of RUNS, and the range).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -36,7 +36,9 @@ cleanup() {
 trap cleanup EXIT
 
 # Times are read from bash's own clock (EPOCHREALTIME): no fork.
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+# The median of the numbers on stdin, and their range (this machine is a
+# VM: single runs stray by milliseconds).
+median() { sort -n | awk '{a[NR]=$1} END {printf "%s (%s to %s)", a[int((NR+1)/2)], a[1], a[NR]}'; }
 
 # The tree: FILES files of 100 B to 4 KB in 2,000 directories (as the CLI's
 # git comparison generates it).
@@ -90,7 +92,7 @@ for workload in 1 100 100-one-dir; do
     count=${workload%%-*}
     where=spread
     if [[ "$workload" == *one-dir ]]; then where=one; fi
-    e2e=(); dhash=(); dtotal=(); shash=(); disk=(); git=()
+    e2e=(); dhash=(); dtotal=(); shash=(); stotal=(); disk=(); git=()
     for ((r = 0; r < RUNS; r++)); do
         touch_files "$MNT" "$count" "$r" "$where"
         sync
@@ -106,6 +108,7 @@ for workload in 1 100 100-one-dir; do
         settled
         out=$(VST_AUTHOR=bench "$VST" -C "$MNT" --json commit -m "s$r")
         shash+=("$(json_field "$out" daemon_hash_us)")
+        stotal+=("$(json_field "$out" daemon_total_us)")
         touch_files "$WORK/vst" "$count" "$r" "$where"
         sync
         t0=${EPOCHREALTIME/./}
@@ -125,6 +128,7 @@ for workload in 1 100 100-one-dir; do
     row "$name, daemon: commit before syncs" "$(printf '%s\n' "${dhash[@]}" | median) µs"
     row "$name, daemon: whole commit (syncs included)" "$(printf '%s\n' "${dtotal[@]}" | median) µs"
     row "$name, daemon: commit before syncs, settler done" "$(printf '%s\n' "${shash[@]}" | median) µs"
+    row "$name, daemon: whole commit, settler done" "$(printf '%s\n' "${stotal[@]}" | median) µs"
     row "$name, \`vst commit\` on local disk (scan)" "$(printf '%s\n' "${disk[@]}" | median) µs"
     row "$name, \`git add -A && git commit\`" "$(printf '%s\n' "${git[@]}" | median) µs"
 done
