@@ -1521,9 +1521,9 @@ impl Shared {
     }
 
     /// Stores the trees of every directory changed since the last commit
-    /// (or since the last time this ran) and syncs the store, without the
-    /// lock: a commit that follows only stores its commit object, and its
-    /// sync has little left to write. Trees a later change replaces before
+    /// (or since the last time this ran), under the lock, then syncs the
+    /// store without it: a commit that follows only stores its commit
+    /// object, and its sync has little left to write. Trees a later change replaces before
     /// a commit stay in the store until `vst gc`, as files rewritten before
     /// a commit do; [`STORE_QUIET`] keeps that to one set per pause.
     /// On failure, returns the changes count it failed at.
