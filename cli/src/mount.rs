@@ -305,29 +305,25 @@ pub fn umount(args: &UmountArgs, quiet: bool) -> Result<ExitCode> {
 const RELEASE_WAIT: Duration = Duration::from_secs(60);
 
 /// Waits until no process holds the store lock of the repository in
-/// `repo_dir` (a writable mount's server holds it until it exits).
+/// `repo_dir` (a writable mount's server holds it until it exits), taking
+/// it the way the store does and letting go at once.
 fn wait_for_release(repo_dir: &Path) -> Result<()> {
+    use vst_cas::vfs::Vfs as _;
     let lock = repo_dir.join("lock");
+    let fs = vst_cas::vfs::RealFs::new();
     let deadline = Instant::now() + RELEASE_WAIT;
     loop {
-        let file = match fs::OpenOptions::new().read(true).open(&lock) {
-            Ok(file) => file,
-            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(e).with_context(|| format!("opening {}", lock.display())),
-        };
-        match file.try_lock() {
-            Ok(()) => return Ok(()),
-            Err(fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
+        match fs.lock(&lock, false) {
+            Ok(_taken) => return Ok(()),
+            Err(e) if e.kind() == ErrorKind::WouldBlock && Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(10));
             }
-            Err(fs::TryLockError::WouldBlock) => bail!(
+            Err(e) if e.kind() == ErrorKind::WouldBlock => bail!(
                 "unmounted, but the mount server still holds {} after {}s; it may still be saving the uncommitted tree",
                 repo_dir.display(),
                 RELEASE_WAIT.as_secs()
             ),
-            Err(fs::TryLockError::Error(e)) => {
-                return Err(e).with_context(|| format!("locking {}", lock.display()));
-            }
+            Err(e) => return Err(e).with_context(|| format!("locking {}", lock.display())),
         }
     }
 }
