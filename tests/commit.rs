@@ -461,3 +461,43 @@ fn prepared_trees_are_stored_by_the_next_commit_and_dropped_when_edited() {
     // The prepared root of before the edit was never stored.
     assert!(!store.contains(&prepared.object_id()).unwrap());
 }
+
+#[test]
+fn a_tree_prepared_in_two_directories_is_stored_while_either_still_has_it() {
+    let store = Arc::new(MemStore::new());
+    let mut ws = WorkingSet::new(store.clone());
+    ws.write(&p("base.txt"), b"base").unwrap();
+    commit(&mut ws, &CommitOptions::default()).unwrap();
+
+    // Two directories with the same content: one tree, prepared twice.
+    ws.write(&p("one/same.txt"), b"same").unwrap();
+    ws.write(&p("two/same.txt"), b"same").unwrap();
+    ws.hash_trees();
+    assert_eq!(ws.stat(&p("one")), Some(Stat::Dir(None)), "prepared, not stored yet");
+    // An edit in one of them drops one count of the shared tree, not the
+    // tree: the other directory still has it.
+    ws.write(&p("one/other.txt"), b"other").unwrap();
+    let id = commit(&mut ws, &CommitOptions::default()).unwrap();
+    let loaded = WorkingSet::from_commit(store.clone(), id).unwrap();
+    assert_eq!(loaded.read(&p("two/same.txt")).unwrap(), Bytes::from_static(b"same"));
+    assert_eq!(loaded.read(&p("one/other.txt")).unwrap(), Bytes::from_static(b"other"));
+}
+
+#[test]
+fn preparing_after_every_edit_stores_only_the_trees_of_the_commit() {
+    let store = Arc::new(MemStore::new());
+    let mut ws = WorkingSet::new(store.clone());
+    ws.write(&p("d/e/f.txt"), b"0").unwrap();
+    commit(&mut ws, &CommitOptions::default()).unwrap();
+    // Ten rounds of edit and prepare, as the mount's settler does between
+    // closes: each round prepares a new root, d and d/e.
+    for round in 1..=10u32 {
+        ws.write(&p("d/e/f.txt"), round.to_string().as_bytes()).unwrap();
+        ws.hash_trees();
+    }
+    let before = store.len();
+    commit(&mut ws, &CommitOptions::default()).unwrap();
+    // The last round's three trees and the commit object; the blobs were
+    // stored as they were written.
+    assert_eq!(store.len(), before + 4, "only the trees the commit names are stored");
+}

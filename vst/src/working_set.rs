@@ -19,16 +19,22 @@
 //! O(tree).
 //!
 //! **Invariant:** if a `Dir` has `id == Some(t)`, then `t` is the id of its
-//! current contents and every directory below it also has `Some` id. If its
-//! `encoded` is `None` as well, every tree and blob under `t` is in the
-//! store.
+//! current contents and every directory below it also has `Some` id. If it
+//! is not *prepared* in the current generation as well, every tree and blob
+//! under `t` is in the store.
 //!
 //! [`WorkingSet::hash_trees`] computes ids ahead of a commit without storing
-//! anything: a directory it hashes keeps its encoding in `encoded` (a
-//! *prepared* tree) until the next commit stores it. A caller with idle
-//! time between changes and a commit (the writable mount) moves the
-//! hashing off the commit's path that way; an edit below a prepared
-//! directory drops its encoding with its id, so nothing stale is stored.
+//! anything: a directory it hashes is marked with the working set's current
+//! generation, and its encoding goes into the working set's table of
+//! prepared trees (counted: several directories may have the same tree)
+//! until the next commit stores the whole table and starts a new
+//! generation. A caller with idle time between changes and a commit (the
+//! writable mount) moves the hashing off the commit's path that way, and
+//! the commit does not walk the prepared directories at all. An edit below
+//! a prepared directory clears its id and takes one count off its tree, so
+//! a tree that no directory has any more is not stored. (A prepared
+//! directory that is removed keeps its count: its tree is stored, unused,
+//! as the blobs of files written and removed before a commit are.)
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -73,27 +79,24 @@ pub(crate) struct Dir {
     /// The id of this directory's tree, if nothing below it changed since it
     /// was last computed.
     pub(crate) id: Option<TreeId>,
-    /// The tree's encoding while it is prepared (`id` computed by
-    /// [`WorkingSet::hash_trees`], the tree not yet stored).
-    encoded: Option<Arc<Prepared>>,
+    /// The generation in which [`WorkingSet::hash_trees`] computed `id`
+    /// (0: a commit did, or it was loaded). The tree is not stored yet while
+    /// that is the working set's current generation.
+    prepared: u64,
 }
 
 /// An encoded tree, shared by the working sets cloned from one another.
 type Encoded = Arc<Vec<u8>>;
 
-/// A prepared directory's tree, not yet stored.
-struct Prepared {
-    bytes: Encoded,
-    /// The subdirectories that were prepared too when it was: the only
-    /// ones the commit that stores it has to visit. (An edit below the
-    /// directory would have dropped its encoding, so the list stays true.)
-    dirs: SmallVec<[Name; 2]>,
-}
+/// The trees [`WorkingSet::hash_trees`] encoded and no commit stored yet:
+/// each with how many of the working set's directories have it.
+type Prepared = HashMap<ObjectId, (Encoded, usize)>;
 
 impl Dir {
-    /// The id of this directory's tree if the store holds it.
-    fn stored_id(&self) -> Option<TreeId> {
-        if self.encoded.is_some() { None } else { self.id }
+    /// The id of this directory's tree if the store holds it, in a working
+    /// set whose current generation is `generation`.
+    fn stored_id(&self, generation: u64) -> Option<TreeId> {
+        if self.prepared == generation { None } else { self.id }
     }
 }
 
@@ -118,11 +121,11 @@ pub enum Stat {
 }
 
 impl Node {
-    fn stat(&self) -> Stat {
+    fn stat(&self, generation: u64) -> Stat {
         match self {
             Node::File(f) => Stat::File(*f),
             Node::Symlink(t) => Stat::Symlink(t.clone()),
-            Node::Dir(d) => Stat::Dir(d.stored_id()),
+            Node::Dir(d) => Stat::Dir(d.stored_id(generation)),
         }
     }
 }
@@ -135,6 +138,9 @@ pub struct Snapshot {
     root: Dir,
     store: Arc<dyn Store>,
     head: Option<CommitId>,
+    /// The generation of prepared trees not yet stored (at least 1; see
+    /// [`Dir::prepared`]).
+    generation: u64,
 }
 
 impl std::fmt::Debug for Snapshot {
@@ -147,10 +153,11 @@ impl Snapshot {
     /// What is at `path`, if anything.
     pub fn stat(&self, path: &RepoPath) -> Option<Stat> {
         if path.is_root() {
-            return Some(Stat::Dir(self.root.stored_id()));
+            return Some(Stat::Dir(self.root.stored_id(self.generation)));
         }
         let (parent, name) = path.split_last()?;
-        resolve_dir(&self.root, &parent).ok()?.children.get(name).map(Node::stat)
+        let node = resolve_dir(&self.root, &parent).ok()?.children.get(name)?;
+        Some(node.stat(self.generation))
     }
 
     /// The content of the file at `path`, read from the store (verified).
@@ -166,20 +173,24 @@ impl Snapshot {
     /// The entries of the directory at `path`, sorted by name.
     pub fn list_dir(&self, path: &RepoPath) -> Result<Vec<(Name, Stat)>> {
         let dir = resolve_dir(&self.root, path)?;
-        Ok(dir.children.iter().map(|(name, node)| (name.clone(), node.stat())).collect())
+        Ok(dir
+            .children
+            .iter()
+            .map(|(name, node)| (name.clone(), node.stat(self.generation)))
+            .collect())
     }
 
     /// Every entry below the root, in tree order (pre-order, siblings by
     /// name).
     pub fn walk(&self) -> Vec<(RepoPath, Stat)> {
         let mut out = Vec::new();
-        walk_dir(&self.root, &RepoPath::root(), &mut out);
+        walk_dir(&self.root, &RepoPath::root(), self.generation, &mut out);
         out
     }
 
     /// The root tree's id if nothing changed since it was last stored.
     pub fn tree_id(&self) -> Option<TreeId> {
-        self.root.stored_id()
+        self.root.stored_id(self.generation)
     }
 
     /// The commit this state descends from.
@@ -193,12 +204,12 @@ impl Snapshot {
     }
 }
 
-fn walk_dir(dir: &Dir, path: &RepoPath, out: &mut Vec<(RepoPath, Stat)>) {
+fn walk_dir(dir: &Dir, path: &RepoPath, generation: u64, out: &mut Vec<(RepoPath, Stat)>) {
     for (name, node) in dir.children.iter() {
         let child = path.join_unchecked(name.as_bytes());
-        out.push((child.clone(), node.stat()));
+        out.push((child.clone(), node.stat(generation)));
         if let Node::Dir(d) = node {
-            walk_dir(d, &child, out);
+            walk_dir(d, &child, generation, out);
         }
     }
 }
@@ -223,13 +234,26 @@ fn resolve_dir<'a>(root: &'a Dir, path: &RepoPath) -> Result<&'a Dir> {
 /// commit), so a commit only encodes and hashes the directories that
 /// changed. The store must not be garbage-collected behind a working set's
 /// back.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct WorkingSet {
     current: Snapshot,
     /// How many directories were created or lost their cached id since the
     /// last commit (an upper bound: removals do not subtract). Commit
     /// decides from it, in O(1), whether hashing trees on all cores pays.
     dirty_dirs: usize,
+    /// Trees hashed ahead and not stored yet, of generation
+    /// `current.generation`.
+    prepared: Prepared,
+}
+
+impl std::fmt::Debug for WorkingSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkingSet")
+            .field("current", &self.current)
+            .field("dirty_dirs", &self.dirty_dirs)
+            .field("prepared_trees", &self.prepared.len())
+            .finish()
+    }
 }
 
 /// A file to write with [`WorkingSet::write_batch`].
@@ -257,7 +281,11 @@ pub struct CommitOptions {
 impl WorkingSet {
     /// An empty working set with no commits, over `store`.
     pub fn new(store: Arc<dyn Store>) -> Self {
-        Self { current: Snapshot { root: Dir::default(), store, head: None }, dirty_dirs: 1 }
+        Self {
+            current: Snapshot { root: Dir::default(), store, head: None, generation: 1 },
+            dirty_dirs: 1,
+            prepared: Prepared::new(),
+        }
     }
 
     /// A working set holding the tree of `commit`, with `commit` as its head.
@@ -273,7 +301,11 @@ impl WorkingSet {
     pub fn from_tree(store: Arc<dyn Store>, tree: TreeId) -> Result<Self> {
         let mut memo = HashMap::new();
         let (root, _) = load_dir(store.as_ref(), tree, 0, &mut memo)?;
-        Ok(Self { current: Snapshot { root, store, head: None }, dirty_dirs: 0 })
+        Ok(Self {
+            current: Snapshot { root, store, head: None, generation: 1 },
+            dirty_dirs: 0,
+            prepared: Prepared::new(),
+        })
     }
 
     /// Makes `head` the commit the next commit descends from, without
@@ -489,15 +521,35 @@ impl WorkingSet {
     ) -> Result<()> {
         let (parent, name) = path.split_last_bytes().ok_or(Error::Root { op })?;
         let parents = parent.split(|&b| b == b'/').filter(|c| !c.is_empty());
-        let mut newly_dirty = 0;
+        let mut dirtied =
+            Dirtied { generation: self.current.generation, count: 0, released: SmallVec::new() };
         let edited =
-            edit_at(&mut self.current.root, path, parents, 0, missing, &mut newly_dirty, |dir| {
+            edit_at(&mut self.current.root, path, parents, 0, missing, &mut dirtied, |dir| {
                 edit(dir, name)
             });
         // Directories created on the way count even if the edit then failed.
-        self.dirty_dirs += newly_dirty;
+        self.dirty_dirs += dirtied.count;
+        for id in dirtied.released {
+            if let Some((_, count)) = self.prepared.get_mut(&id.object_id()) {
+                *count -= 1;
+                if *count == 0 {
+                    self.prepared.remove(&id.object_id());
+                }
+            }
+        }
         edited.map(drop)
     }
+}
+
+/// What an edit did to the cached ids on its way back up.
+struct Dirtied {
+    /// The working set's current generation of prepared trees.
+    generation: u64,
+    /// Directories created or whose id was cleared.
+    count: usize,
+    /// The ids cleared from directories prepared in `generation`: one
+    /// directory fewer has each of those trees.
+    released: SmallVec<[TreeId; 4]>,
 }
 
 /// Whether an edit changed the working set.
@@ -520,7 +572,7 @@ fn edit_at<'a>(
     mut parents: impl Iterator<Item = &'a [u8]>,
     depth: usize,
     missing: Missing,
-    newly_dirty: &mut usize,
+    dirtied: &mut Dirtied,
     edit: impl FnOnce(&mut Dir) -> Result<Edited>,
 ) -> Result<Edited> {
     let result = match parents.next() {
@@ -530,12 +582,12 @@ fn edit_at<'a>(
             if missing == Missing::Create && !dir.children.contains_key(name) {
                 check_room(dir, path, depth)?;
                 dir.children.insert(Name::from_valid(name), Node::Dir(Dir::default()));
-                *newly_dirty += 1;
+                dirtied.count += 1;
                 created = true;
             }
             match dir.children.get_mut(name) {
                 Some(Node::Dir(child)) => {
-                    edit_at(child, path, parents, depth + 1, missing, newly_dirty, edit)
+                    edit_at(child, path, parents, depth + 1, missing, dirtied, edit)
                         // A directory created here is a change, whatever the
                         // edit below it did.
                         .map(|edited| if created { Edited::Changed } else { edited })
@@ -552,9 +604,12 @@ fn edit_at<'a>(
         Ok(edited) => *edited == Edited::Changed,
         Err(_) => dir.children.iter().any(|(_, n)| matches!(n, Node::Dir(d) if d.id.is_none())),
     };
-    if changed && dir.id.take().is_some() {
-        dir.encoded = None;
-        *newly_dirty += 1;
+    if changed && let Some(id) = dir.id.take() {
+        if dir.prepared == dirtied.generation {
+            dirtied.released.push(id);
+        }
+        dir.prepared = 0;
+        dirtied.count += 1;
     }
     result
 }
@@ -638,7 +693,7 @@ fn load_dir(
         height = height.max(entry_height);
         children.insert(entry.name.clone(), node);
     }
-    let dir = Dir { children, id: Some(id), encoded: None };
+    let dir = Dir { children, id: Some(id), prepared: 0 };
     memo.insert(id, (dir.clone(), height));
     Ok((dir, height))
 }
@@ -648,29 +703,35 @@ fn load_dir(
 /// `Durability::Sync`). Lets a caller compare the tree with its head's
 /// before deciding to commit.
 pub fn write_tree(ws: &mut WorkingSet, durability: Durability) -> Result<TreeId> {
-    let (tree, objects) = hash_changed(ws, Mode::Store);
+    let (tree, objects) = hash_changed(ws, 0);
     store_objects(ws, &objects, durability)?;
     Ok(tree)
 }
 
 /// Encodes and hashes every changed directory (on all cores when there are
 /// enough of them), returning the root's id and the new tree objects.
-fn hash_changed(ws: &mut WorkingSet, mode: Mode) -> (TreeId, Vec<(ObjectId, Encoded)>) {
+/// `generation` marks the directories hashed (0 when they are to be
+/// stored now).
+fn hash_changed(ws: &mut WorkingSet, generation: u64) -> (TreeId, Vec<(ObjectId, Encoded)>) {
     let parallel =
         if ws.dirty_dirs >= PARALLEL_DIRTY_DIRS_MIN { Parallel::Yes } else { Parallel::No };
     let mut objects = Vec::new();
-    let tree = hash_dirty(&mut ws.current.root, &mut objects, parallel, mode);
+    let tree = hash_dirty(&mut ws.current.root, &mut objects, parallel, generation);
     (tree, objects)
 }
 
-/// Puts `objects` in one batch and applies `durability`; on failure, drops
-/// the cached ids (the store may not hold the trees they name).
+/// Puts `objects` and every prepared tree in one batch and applies
+/// `durability`; then the prepared trees are stored, and a new generation
+/// starts. On failure, drops the cached ids (the store may not hold the
+/// trees they name).
 fn store_objects(
     ws: &mut WorkingSet,
     objects: &[(ObjectId, Encoded)],
     durability: Durability,
 ) -> Result<()> {
-    let batch: Vec<(ObjectId, &[u8])> = objects.iter().map(|(id, b)| (*id, b.as_slice())).collect();
+    let prepared = ws.prepared.iter().map(|(id, (bytes, _))| (*id, bytes.as_slice()));
+    let batch: Vec<(ObjectId, &[u8])> =
+        prepared.chain(objects.iter().map(|(id, b)| (*id, b.as_slice()))).collect();
     let stored = ws.current.store.put_batch(&batch).and_then(|()| match durability {
         Durability::Sync => ws.current.store.sync(),
         Durability::Flush => ws.current.store.flush(),
@@ -682,6 +743,10 @@ fn store_objects(
     }
     // Every changed directory now has its id, and its tree is stored.
     ws.dirty_dirs = 0;
+    if !ws.prepared.is_empty() {
+        ws.prepared.clear();
+        ws.current.generation += 1;
+    }
     Ok(())
 }
 
@@ -705,7 +770,7 @@ pub fn commit(ws: &mut WorkingSet, options: &CommitOptions) -> Result<CommitId> 
     // Refuse bad options before hashing anything, so that a refused commit
     // leaves the cached ids alone.
     commit.validate()?;
-    let (tree, mut objects) = hash_changed(ws, Mode::Store);
+    let (tree, mut objects) = hash_changed(ws, 0);
     commit.tree = tree;
     let bytes = commit.encode()?;
     let id = CommitId::of(&bytes);
@@ -724,13 +789,18 @@ impl WorkingSet {
     /// before a commit; a change made afterwards costs only the
     /// directories above it again.
     pub fn hash_trees(&mut self) -> TreeId {
-        hash_changed(self, Mode::Prepare).0
+        let (tree, objects) = hash_changed(self, self.current.generation);
+        for (id, bytes) in objects {
+            self.prepared.entry(id).or_insert((bytes, 0)).1 += 1;
+        }
+        tree
     }
 
     /// Drops every cached tree id, after a failed commit: the store may not
     /// hold the trees they name. O(tree), and only on that error path.
     fn forget_ids(&mut self) {
         self.dirty_dirs = forget_ids(&mut self.current.root);
+        self.prepared.clear();
     }
 }
 
@@ -741,48 +811,25 @@ enum Parallel {
     No,
 }
 
-/// What [`hash_dirty`] does with the trees it encodes.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Mode {
-    /// Queues them, and every prepared tree, for the store.
-    Store,
-    /// Keeps them in their directories, prepared ([`WorkingSet::hash_trees`]).
-    Prepare,
-}
-
-impl Mode {
-    /// Whether `dir` has work for this mode.
-    fn visits(self, dir: &Dir) -> bool {
-        dir.id.is_none() || (self == Mode::Store && dir.encoded.is_some())
-    }
-}
-
 /// The tree id of `dir`, computing every changed directory below it first,
-/// and queueing for the store (by `mode`) the new and prepared trees.
-/// Recursion depth is bounded by [`PATH_DEPTH_MAX`]: every path in the
-/// working set was validated.
+/// and queueing the new trees in `objects`; each directory hashed is marked
+/// with `generation`. Recursion depth is bounded by [`PATH_DEPTH_MAX`]:
+/// every path in the working set was validated.
 fn hash_dirty(
     dir: &mut Dir,
     objects: &mut Vec<(ObjectId, Encoded)>,
     parallel: Parallel,
-    mode: Mode,
+    generation: u64,
 ) -> TreeId {
-    if let Some(id) = dir.id
-        && !mode.visits(dir)
-    {
+    if let Some(id) = dir.id {
         return id;
     }
-    let dirty: SmallVec<[Name; 8]> = match &dir.encoded {
-        // Prepared, and now being stored: only its prepared subdirectories
-        // have work (no need to look at every entry).
-        Some(prepared) => prepared.dirs.iter().cloned().collect(),
-        None => dir
-            .children
-            .iter()
-            .filter(|(_, node)| matches!(node, Node::Dir(d) if mode.visits(d)))
-            .map(|(name, _)| name.clone())
-            .collect(),
-    };
+    let dirty: SmallVec<[Name; 8]> = dir
+        .children
+        .iter()
+        .filter(|(_, node)| matches!(node, Node::Dir(d) if d.id.is_none()))
+        .map(|(name, _)| name.clone())
+        .collect();
     if parallel == Parallel::Yes && dirty.len() > 1 {
         // Take the dirty subtrees out (an O(1) swap each), hash them on all
         // cores, and put them back with their ids set.
@@ -805,7 +852,7 @@ fn hash_dirty(
                 // subtrees: rayon balances these tasks across two cores, and
                 // nested splits below measured slower than none.
                 let mut out = Vec::new();
-                hash_dirty(child, &mut out, Parallel::No, mode);
+                hash_dirty(child, &mut out, Parallel::No, generation);
                 out
             })
             .collect();
@@ -819,39 +866,23 @@ fn hash_dirty(
     } else {
         for name in &dirty {
             if let Some(Node::Dir(child)) = dir.children.get_mut(name) {
-                hash_dirty(child, objects, parallel, mode);
+                hash_dirty(child, objects, parallel, generation);
             }
         }
     }
-    if let Some(id) = dir.id {
-        // Prepared earlier: only its storing was left.
-        let prepared = dir.encoded.take().expect("a visited directory with an id is prepared");
-        objects.push((id.object_id(), prepared.bytes.clone()));
-        return id;
-    }
-    let mut prepared_dirs = SmallVec::new();
-    let collect = (mode == Mode::Prepare).then_some(&mut prepared_dirs);
-    let bytes = Arc::new(encode_dir(dir, collect));
+    let bytes = Arc::new(encode_dir(dir));
     let id = TreeId::of(&bytes);
-    match mode {
-        Mode::Store => objects.push((id.object_id(), bytes)),
-        Mode::Prepare => dir.encoded = Some(Arc::new(Prepared { bytes, dirs: prepared_dirs })),
-    }
+    objects.push((id.object_id(), bytes));
     dir.id = Some(id);
+    dir.prepared = generation;
     id
 }
 
-/// The encoding of `dir`'s tree; with `prepared_dirs`, also collects the
-/// names of its prepared subdirectories (in the same pass).
-fn encode_dir(dir: &Dir, mut prepared_dirs: Option<&mut SmallVec<[Name; 2]>>) -> Vec<u8> {
+/// The encoding of `dir`'s tree.
+fn encode_dir(dir: &Dir) -> Vec<u8> {
     encode_entries(
         dir.children.len(),
         dir.children.iter().map(|(name, node)| {
-            if let (Some(out), Node::Dir(d)) = (prepared_dirs.as_deref_mut(), node)
-                && d.encoded.is_some()
-            {
-                out.push(name.clone());
-            }
             let kind = match node {
                 Node::File(f) => WireKind::File {
                     id: f.id.object_id().into(),
@@ -872,7 +903,7 @@ fn encode_dir(dir: &Dir, mut prepared_dirs: Option<&mut SmallVec<[Name; 2]>>) ->
 /// directories that is.
 fn forget_ids(dir: &mut Dir) -> usize {
     dir.id = None;
-    dir.encoded = None;
+    dir.prepared = 0;
     let mut count = 1;
     let names: Vec<Name> = dir
         .children
