@@ -77,7 +77,8 @@ touch_files() { # DIR COUNT ROUND [one: all in one directory]
     done
 }
 # Waits until the mount's settler has finalized every closed file (their
-# overlays are gone), then past its quiet time (100 ms), after which it
+# overlays are gone), then past its quiet time (2 ms after a commit, up to
+# 100 ms after stores without a commit between), after which it
 # stores and syncs the changed trees.
 settled() {
     while [[ -n "$(ls -A "$WORK/mrepo/.vst/mount/overlay")" ]]; do sleep 0.01; done

@@ -398,32 +398,41 @@ fn a_quiet_mount_stores_its_trees_before_a_commit() {
     let Some((_one, repo, mnt)) = setup() else { return };
     let (repo, mnt) = (repo.path(), mnt.path());
     let Some(child) = mount(repo, mnt, &[]) else { return };
-    fs::write(mnt.join("src/deep/a.txt"), b"quiet\n").unwrap();
-    fs::create_dir(mnt.join("fresh")).unwrap();
-    fs::write(mnt.join("fresh/new.txt"), b"new\n").unwrap();
-    // The same tree made outside, by the CLI in a repository of its own:
-    // content addressing gives it the same id.
+    // The same trees made outside, by the CLI in a repository of its own:
+    // content addressing gives them the same ids.
     let out = tempfile::tempdir().unwrap();
     let copy = out.path().join("copy");
     ok(repo, &["checkout", "HEAD", "--into", copy.to_str().unwrap()]);
-    fs::write(copy.join("src/deep/a.txt"), b"quiet\n").unwrap();
-    fs::create_dir(copy.join("fresh")).unwrap();
-    fs::write(copy.join("fresh/new.txt"), b"new\n").unwrap();
     ok(&copy, &["init", "-q"]);
-    ok(&copy, &["commit", "-q", "-m", "same"]);
-    let log = ok(&copy, &["--json", "log", "-n", "1"]);
-    let tree = log.split("\"tree\":\"").nth(1).and_then(|t| t.get(..64)).expect("a tree id");
-    let tree: vst_cas::ObjectId = tree.parse().unwrap();
-    use vst_cas::Store as _;
-    // Looked for from another handle, read-only, as `vst` outside would:
-    // nothing in the mount is asked (a status would store the trees itself).
-    wait_until("the quiet mount's tree is in the store", || {
-        let store =
-            vst_cas::PackStore::open(&repo.join(".vst"), vst_cas::Access::ReadOnly).unwrap();
-        store.contains(&tree).unwrap()
+    // Makes the same edit in the mount and in the copy; then waits until
+    // the mount's tree is in the store, looked for from another handle,
+    // read-only, as `vst` outside would: nothing in the mount is asked (a
+    // status would store the trees itself).
+    let edit_and_wait = |edit: &dyn Fn(&Path)| {
+        edit(mnt);
+        edit(&copy);
+        ok(&copy, &["commit", "-q", "-m", "same"]);
+        let log = ok(&copy, &["--json", "log", "-n", "1"]);
+        let tree = log.split("\"tree\":\"").nth(1).and_then(|t| t.get(..64)).expect("a tree id");
+        let tree: vst_cas::ObjectId = tree.parse().unwrap();
+        use vst_cas::Store as _;
+        wait_until("the quiet mount's tree is in the store", || {
+            let store =
+                vst_cas::PackStore::open(&repo.join(".vst"), vst_cas::Access::ReadOnly).unwrap();
+            store.contains(&tree).unwrap()
+        });
+    };
+    edit_and_wait(&|root| {
+        fs::write(root.join("src/deep/a.txt"), b"quiet\n").unwrap();
+        fs::create_dir(root.join("fresh")).unwrap();
+        fs::write(root.join("fresh/new.txt"), b"new\n").unwrap();
     });
     let status = ok(mnt, &["status"]);
     assert!(status.contains("M src/deep/a.txt") && status.contains("A fresh/new.txt"), "{status}");
+    // Each store makes the next wait longer, until a commit; both go on.
+    edit_and_wait(&|root| fs::write(root.join("fresh/second.txt"), b"2\n").unwrap());
+    ok(mnt, &["commit", "-q", "-m", "through the mount"]);
+    edit_and_wait(&|root| fs::write(root.join("fresh/third.txt"), b"3\n").unwrap());
     unmount(repo, mnt, child);
 }
 

@@ -31,8 +31,10 @@
 //!   ([`WorkingSet::hash_trees`]), so that a commit finds content and trees
 //!   hashed and only stores the trees. It runs at most a quarter of the
 //!   time, so a stream of closes cannot keep the lock busy. Once the mount
-//!   has been quiet for [`STORE_QUIET`], it stores the trees and syncs the
-//!   store, so a commit after a pause puts only its commit object.
+//!   has been quiet for a moment ([`STORE_QUIET_MIN`] after a commit,
+//!   twice as long after each store, up to [`STORE_QUIET_MAX`]), it stores
+//!   the trees and syncs the store, so a commit after a pause puts only its
+//!   commit object.
 //! - The **journal** (`journal.rs`) records each change by path. `fsync`
 //!   and `fsyncdir` make it durable (after syncing the store, so that
 //!   every blob a durable record names is durable first); a file fsynced
@@ -99,11 +101,19 @@ const SETTLE_PAUSE_FACTOR: u32 = 3;
 /// ... but never longer than this.
 const SETTLE_PAUSE_MAX: Duration = Duration::from_millis(20);
 
-/// Once the mount has gone this long without a change, the settler stores
-/// the trees of what changed and syncs the store, so that a commit finds
-/// them stored and durable. Only a quiet mount pays: a build writing file
-/// after file does not leave a tree in the store for every pause.
-const STORE_QUIET: Duration = Duration::from_millis(100);
+/// Once the mount has gone this long without a change since the last
+/// commit, the settler stores the trees of what changed and syncs the
+/// store, so that a commit finds them stored and durable: a build step
+/// that writes its files and exits leaves the few milliseconds before the
+/// next `vst commit` starts.
+const STORE_QUIET_MIN: Duration = Duration::from_millis(2);
+
+/// Each store doubles the quiet time the next one waits for, up to this,
+/// until a commit: a writer that keeps pausing between changes (each pause
+/// would store a new set of trees, which the next change replaces) leaves
+/// at most one set of trees per pause this long, plus a few sets before the
+/// doubling gets here.
+const STORE_QUIET_MAX: Duration = Duration::from_millis(100);
 
 /// The longest name a directory entry may have (as on ext4).
 const NAME_LEN_MAX: usize = 255;
@@ -203,6 +213,10 @@ struct Inner {
     /// How many times it changed (journal records), for the settler to
     /// tell whether anything changed since storing trees failed.
     changes: u64,
+    /// How long the mount must go without a change before the settler
+    /// stores trees: [`STORE_QUIET_MIN`] after a commit, doubled by each
+    /// store up to [`STORE_QUIET_MAX`].
+    store_quiet: Duration,
     journal: Journal,
     /// Set when an append failed: the journal no longer matches, and every
     /// fsync fails until the mount is restarted.
@@ -631,6 +645,7 @@ impl Shared {
             settler_idle: false,
             last_change: Instant::now(),
             changes: 0,
+            store_quiet: STORE_QUIET_MIN,
             journal,
             journal_failed: false,
             retired: Vec::new(),
@@ -1471,9 +1486,9 @@ impl Shared {
     /// The settler's loop: waits for closed files, finalizes them in a
     /// batch and hashes the changed trees ([`Shared::settle_round`]), then
     /// pauses three times as long as the round held the lock. Once the
-    /// mount has been quiet for [`STORE_QUIET`], stores the changed trees
-    /// ([`Shared::store_trees`]). Returns once [`Shared::stop_settler`] is
-    /// called.
+    /// mount has been quiet for `Inner::store_quiet`, stores the changed
+    /// trees ([`Shared::store_trees`]) and doubles that time. Returns once
+    /// [`Shared::stop_settler`] is called.
     pub(crate) fn run_settler(&self) {
         // The changes count at which storing trees last failed: not retried
         // before the next change (a full disk is not hashed against).
@@ -1496,12 +1511,14 @@ impl Shared {
                         continue;
                     }
                     let quiet = inner.last_change.elapsed();
-                    if quiet >= STORE_QUIET {
+                    if quiet >= inner.store_quiet {
+                        inner.store_quiet = (inner.store_quiet * 2).min(STORE_QUIET_MAX);
                         break Work::Store;
                     }
+                    let rest = inner.store_quiet - quiet;
                     inner = self
                         .settle_wake
-                        .wait_timeout(inner, STORE_QUIET - quiet)
+                        .wait_timeout(inner, rest)
                         .unwrap_or_else(PoisonError::into_inner)
                         .0;
                 }
@@ -1525,7 +1542,8 @@ impl Shared {
     /// store without it: a commit that follows only stores its commit
     /// object, and its sync has little left to write. Trees a later change replaces before
     /// a commit stay in the store until `vst gc`, as files rewritten before
-    /// a commit do; [`STORE_QUIET`] keeps that to one set per pause.
+    /// a commit do; the growing quiet time bounds them (see
+    /// [`STORE_QUIET_MAX`]).
     /// On failure, returns the changes count it failed at.
     fn store_trees(&self) -> Result<(), u64> {
         let changes = {
@@ -1697,6 +1715,7 @@ impl Shared {
             }
             let id = self.repo.commit(&mut inner.ws, options)?;
             inner.base_tree = Some(tree);
+            inner.store_quiet = STORE_QUIET_MIN;
             let base = Record::Base { commit: Some(*id.as_bytes()) };
             if inner.journal.len() > JOURNAL_COMPACT_LEN {
                 let path = inner.journal.path().to_owned();
