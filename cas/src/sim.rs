@@ -39,8 +39,9 @@ pub fn noise(seed: u64, len: usize) -> Vec<u8> {
 pub enum Fault {
     /// The process dies at this operation: it and everything after fail.
     Crash,
-    /// This operation fails with this error; an append writes half of its
-    /// bytes first (a short write). Later operations work again.
+    /// This operation fails with this error; an append or an in-place
+    /// write writes half of its bytes first (a short write). Later
+    /// operations work again.
     Error(io::ErrorKind),
 }
 
@@ -51,9 +52,11 @@ pub enum Unsynced {
     Drop,
     /// They all reached the disk.
     Keep,
-    /// The first half of them reached the disk.
+    /// The first half of them reached the disk (of bytes appended, or of
+    /// the range overwritten in place).
     TearHalf,
-    /// The file kept its new length but the new bytes read as zeros.
+    /// The file kept its new length but the new bytes read as zeros (bytes
+    /// overwritten in place read as zeros too).
     Zeros,
     /// Each file fares differently: by the order the files were created
     /// in, unsynced bytes are kept, dropped, torn in half, zeroed, in turn.
@@ -127,24 +130,43 @@ impl SimFs {
         for (n, inode) in st.inodes.iter().enumerate() {
             let (durable, data) = (&inode.durable, &inode.data);
             let appended = data.len() > durable.len() && data.starts_with(durable);
+            // Bytes overwritten in place and not synced: from the first to
+            // the last byte that differs.
+            let overwritten = if data.len() == durable.len() {
+                let first = data.iter().zip(durable).position(|(a, b)| a != b);
+                let last = data.iter().zip(durable).rposition(|(a, b)| a != b);
+                first.zip(last).map(|(first, last)| first..last + 1)
+            } else {
+                None
+            };
             let unsynced = match unsynced {
                 Unsynced::Mixed => {
                     [Unsynced::Keep, Unsynced::Drop, Unsynced::TearHalf, Unsynced::Zeros][n % 4]
                 }
                 other => other,
             };
-            let after = match unsynced {
-                Unsynced::Drop => durable.clone(),
-                Unsynced::Keep => data.clone(),
-                Unsynced::TearHalf if appended => {
+            let after = match (unsynced, overwritten) {
+                (Unsynced::Keep, _) => data.clone(),
+                (Unsynced::TearHalf, _) if appended => {
                     data[..durable.len() + (data.len() - durable.len()) / 2].to_vec()
                 }
-                Unsynced::Zeros if appended => {
+                (Unsynced::Zeros, _) if appended => {
                     let mut v = durable.clone();
                     v.resize(data.len(), 0);
                     v
                 }
-                Unsynced::TearHalf | Unsynced::Zeros | Unsynced::Mixed => durable.clone(),
+                (Unsynced::TearHalf, Some(range)) => {
+                    let half = range.start..range.start + range.len() / 2;
+                    let mut v = durable.clone();
+                    v[half.clone()].copy_from_slice(&data[half]);
+                    v
+                }
+                (Unsynced::Zeros, Some(range)) => {
+                    let mut v = durable.clone();
+                    v[range].fill(0);
+                    v
+                }
+                _ => durable.clone(),
             };
             inodes.push(Inode { data: after.clone(), durable: after });
         }
@@ -283,6 +305,20 @@ impl Vfs for SimFs {
                 Err(kind.into())
             }
         }
+    }
+
+    fn write_at(&self, path: &Path, offset: u64, bytes: &[u8]) -> io::Result<()> {
+        let mut st = self.lock_state();
+        let fault = Self::step(&mut st)?;
+        let inode = Self::inode(&mut st, path)?;
+        let start = usize::try_from(offset).map_err(io::Error::other)?;
+        let written = if fault.is_some() { &bytes[..bytes.len() / 2] } else { bytes };
+        let end = start + written.len();
+        if inode.data.len() < end {
+            inode.data.resize(end, 0);
+        }
+        inode.data[start..end].copy_from_slice(written);
+        fault.map_or(Ok(()), |kind| Err(kind.into()))
     }
 
     fn truncate(&self, path: &Path, len: u64) -> io::Result<()> {

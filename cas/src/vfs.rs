@@ -44,6 +44,10 @@ pub trait Vfs: Send + Sync + std::fmt::Debug {
     /// Appends `bytes` at the end of `path`, creating it if missing. On an
     /// error, any prefix of `bytes` may have been written.
     fn append(&self, path: &Path, bytes: &[u8]) -> io::Result<()>;
+    /// Overwrites the bytes of the existing file `path` at `offset` with
+    /// `bytes`, in place (not durable: a crash may leave any part of them
+    /// written). On an error, any part of `bytes` may have been written.
+    fn write_at(&self, path: &Path, offset: u64, bytes: &[u8]) -> io::Result<()>;
     /// Cuts `path` to `len` bytes.
     fn truncate(&self, path: &Path, len: u64) -> io::Result<()>;
     /// Makes the content of `path` durable (`fsync`).
@@ -190,6 +194,11 @@ impl Vfs for RealFs {
 
     fn sync(&self, path: &Path) -> io::Result<()> {
         self.writer(path, false)?.sync_data()
+    }
+
+    fn write_at(&self, path: &Path, offset: u64, bytes: &[u8]) -> io::Result<()> {
+        self.forget(path);
+        OpenOptions::new().write(true).open(path)?.write_all_at(bytes, offset)
     }
 
     fn write_file(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {

@@ -172,3 +172,110 @@ fn a_ref_never_names_what_is_not_durable() {
         }
     }
 }
+
+/// A branch file holds two slots: each update overwrites the older one in
+/// place, so a torn or damaged slot leaves the other, the value before.
+#[test]
+fn a_torn_slot_leaves_the_value_before_it() {
+    let ids: Vec<ObjectId> = (0..4u8).map(|i| ObjectId::of(&[i])).collect();
+    let main = name("main");
+    let dir = tempfile::tempdir().unwrap();
+    let refs = Refs::new(Arc::new(RealFs::new()), dir.path());
+    let path = dir.path().join("refs/heads/main");
+    refs.update(&main, None, Some(ids[0]), "create").unwrap();
+    for pair in ids.windows(2) {
+        refs.update(&main, Some(pair[0]), Some(pair[1]), "move").unwrap();
+        assert_eq!(refs.get(&main).unwrap(), Some(pair[1]));
+    }
+    let before = std::fs::read(&path).unwrap();
+    assert_eq!(before.len(), 8192, "two 4 KiB slots");
+    // The slot with the highest sequence number holds the value.
+    let newest = (0..2).find(|k| before[k * 4096..].starts_with(b"0000000000000004")).unwrap();
+    // In the sequence number, the id, the CRC.
+    for at in [0, 20, 85] {
+        let mut torn = before.clone();
+        let byte = &mut torn[newest * 4096 + at];
+        *byte = if *byte == b'a' { b'b' } else { b'a' };
+        std::fs::write(&path, &torn).unwrap();
+        assert_eq!(refs.get(&main).unwrap(), Some(ids[2]), "byte {at} torn: the value before");
+    }
+    // Updating from there overwrites the torn slot, not the good one.
+    refs.update(&main, Some(ids[2]), Some(ids[0]), "again").unwrap();
+    assert_eq!(refs.get(&main).unwrap(), Some(ids[0]));
+    let mut both = std::fs::read(&path).unwrap();
+    both[4] ^= 1;
+    both[4096 + 4] ^= 1;
+    std::fs::write(&path, &both).unwrap();
+    assert!(matches!(refs.get(&main), Err(RefError::Damaged { .. })), "no valid slot");
+}
+
+/// A crash during any of several updates in a row (both slots in turn)
+/// leaves the old or the new value, the new one if it was acknowledged.
+#[test]
+fn updates_in_place_survive_any_crash_as_old_or_new() {
+    let ids: Vec<ObjectId> = (0..4u8).map(|i| ObjectId::of(&[i])).collect();
+    let main = name("main");
+    for last in 1..ids.len() {
+        let run = |fault: Option<usize>, unsynced: Unsynced| {
+            let fs = SimFs::new();
+            fs.create_dir_all(Path::new("/s")).unwrap();
+            let refs = Refs::new(Arc::new(fs.clone()), Path::new("/s"));
+            refs.update(&main, None, Some(ids[0]), "create").unwrap();
+            for i in 1..last {
+                refs.update(&main, Some(ids[i - 1]), Some(ids[i]), "move").unwrap();
+            }
+            let start = fs.ops();
+            if let Some(at) = fault {
+                fs.set_fault(start + at, vst_cas::sim::Fault::Crash);
+            }
+            let acknowledged =
+                refs.update(&main, Some(ids[last - 1]), Some(ids[last]), "last").is_ok();
+            let after = Refs::new(Arc::new(fs.crash_image(unsynced)), Path::new("/s"));
+            (fs.ops() - start, acknowledged, after.get(&main).unwrap())
+        };
+        let (ops, ..) = run(None, Unsynced::Keep);
+        for at in 0..=ops {
+            for unsynced in [
+                Unsynced::Drop,
+                Unsynced::Keep,
+                Unsynced::TearHalf,
+                Unsynced::Zeros,
+                Unsynced::Mixed,
+            ] {
+                let (_, acknowledged, value) = run(Some(at), unsynced);
+                if acknowledged {
+                    assert_eq!(
+                        value,
+                        Some(ids[last]),
+                        "update {last}, crash at {at}, {unsynced:?}"
+                    );
+                } else {
+                    assert!(
+                        value == Some(ids[last - 1]) || value == Some(ids[last]),
+                        "update {last}, crash at {at}, {unsynced:?}: old or new, got {value:?}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// A branch written in the one-line form (`"<64 hex>\n"`, before the
+/// slots) is read as it is and becomes a file of slots at its next update.
+#[test]
+fn a_one_line_ref_is_read_and_converted_on_update() {
+    let (a, b) = (ObjectId::of(b"a"), ObjectId::of(b"b"));
+    let main = name("main");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("refs/heads/main");
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, format!("{a}\n")).unwrap();
+    let refs = Refs::new(Arc::new(RealFs::new()), dir.path());
+    assert_eq!(refs.get(&main).unwrap(), Some(a));
+    assert_eq!(refs.list().unwrap(), [(main.clone(), a)]);
+    refs.update(&main, Some(a), Some(b), "convert").unwrap();
+    assert_eq!(refs.get(&main).unwrap(), Some(b));
+    assert_eq!(std::fs::read(&path).unwrap().len(), 8192);
+    refs.update(&main, Some(b), Some(a), "in place").unwrap();
+    assert_eq!(refs.get(&main).unwrap(), Some(a));
+}
