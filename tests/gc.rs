@@ -217,3 +217,37 @@ fn detached_commits_are_compared_and_swapped_and_kept_for_the_grace_period() {
     assert!(!repo.store().contains(&detached.object_id()).unwrap());
     assert!(repo.fsck(ReadData::Yes).unwrap().is_clean());
 }
+
+/// A branch file keeps its value before the last update in its other slot,
+/// which the branch falls back to if the current slot is ever damaged: GC
+/// keeps what that value reaches, even past the reflog's grace period and
+/// when the branch moved to an unrelated commit.
+#[test]
+fn gc_keeps_what_the_value_before_in_a_branch_file_reaches() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = Repo::open(dir.path()).unwrap();
+    let mut ws = repo.working_set().unwrap();
+    ws.write(&p("big"), &noise(3, 2_000_000)).unwrap();
+    let before = repo.commit(&mut ws, &CommitOptions::default()).unwrap();
+    let mut other = vst::WorkingSet::new(repo.store());
+    other.write(&p("small"), b"unrelated").unwrap();
+    let unrelated = vst::commit(&mut other, &CommitOptions::default()).unwrap();
+    let main = Repo::branch("main").unwrap();
+    let (b, u) = (before.object_id(), unrelated.object_id());
+    repo.refs().update(&main, Some(b), Some(u), "reset").unwrap();
+    assert_eq!(repo.refs().held(&main).unwrap(), [u, b]);
+    drop((repo, ws, other));
+    let repo = Repo::open(dir.path()).unwrap();
+    repo.gc(Duration::ZERO, GcMode::Collect).unwrap();
+    assert!(repo.store().contains(&b).unwrap(), "the value before is kept");
+    // The current slot damaged: the branch reads as the value before,
+    // and everything it reaches is there.
+    let path = dir.path().join("refs/heads/main");
+    let mut file = std::fs::read(&path).unwrap();
+    let current = (0..2).find(|k| file[k * 4096..].starts_with(b"0000000000000002")).unwrap();
+    file[current * 4096 + 30] ^= 1;
+    std::fs::write(&path, file).unwrap();
+    assert_eq!(repo.head_commit().unwrap(), Some(before));
+    let tree = read::read_commit(repo.store().as_ref(), before).unwrap().tree;
+    assert_eq!(read::read_file(repo.store().as_ref(), tree, &p("big")).unwrap().len(), 2_000_000);
+}

@@ -20,7 +20,10 @@
 //! 0.1 ms here, where a temporary file, rename and directory sync take
 //! 0.5 ms). A crash that tears the slot being written leaves its CRC wrong
 //! and the other slot, the old value, in force; a reader that catches a
-//! slot half copied does the same. A branch is created (or converted from
+//! slot half copied does the same. If the in-place write or its sync fails,
+//! the whole file is rewritten as below (see `docs/format.md` for why).
+//! The other slot keeps the value before, which [`Refs::held`] reports so
+//! that GC keeps it too. A branch is created (or converted from
 //! the one-line form) by writing the whole file to a temporary file,
 //! syncing it, renaming it over the ref and syncing the directory; `HEAD`
 //! is always written that way.
@@ -167,6 +170,9 @@ struct Stored {
     /// Where and with which sequence number, if the file has slots (`None`:
     /// the one-line form).
     slot: Option<(usize, u64)>,
+    /// The other slot's id, if it is valid: the value before, which the
+    /// branch falls back to if the current slot is ever damaged.
+    other: Option<ObjectId>,
 }
 
 fn encode_slot(seq: u64, id: ObjectId) -> Vec<u8> {
@@ -246,8 +252,27 @@ impl Refs {
         Ok(self.read_branch(&self.ref_path(name))?.map(|s| s.id))
     }
 
-    /// A branch file: its slots, or the one-line form.
+    /// Every id branch `name`'s file holds: its value and, if valid, the
+    /// other slot's (the value before, which the branch would fall back to
+    /// if its current slot were damaged). GC keeps both.
+    pub fn held(&self, name: &RefName) -> Result<Vec<ObjectId>, RefError> {
+        Ok(self.read_branch(&self.ref_path(name))?.map_or(Vec::new(), |s| {
+            std::iter::once(s.id).chain(s.other.filter(|o| *o != s.id)).collect()
+        }))
+    }
+
+    /// A branch file: its slots, or the one-line form. A file of slots
+    /// with neither valid is read once more before it is called damaged: a
+    /// reader that took no lock may have caught two updates in a row, each
+    /// tearing the slot it copied.
     fn read_branch(&self, path: &Path) -> Result<Option<Stored>, RefError> {
+        match self.read_branch_once(path) {
+            Err(RefError::Damaged { .. }) => self.read_branch_once(path),
+            other => other,
+        }
+    }
+
+    fn read_branch_once(&self, path: &Path) -> Result<Option<Stored>, RefError> {
         let bytes = match self.vfs.read_file(path) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -259,12 +284,13 @@ impl Refs {
         };
         if bytes.len() != SLOTS_FILE_LEN {
             let text = String::from_utf8_lossy(&bytes);
-            return Ok(Some(Stored { id: Self::parse_id(path, &text)?, slot: None }));
+            return Ok(Some(Stored { id: Self::parse_id(path, &text)?, slot: None, other: None }));
         }
         let slots = [0, 1].map(|k| decode_slot(&bytes[k * SLOT_LEN..]));
         let current = (0..2).filter_map(|k| slots[k].map(|(seq, id)| (seq, k, id))).max();
         let (seq, k, id) = current.ok_or_else(damaged)?;
-        Ok(Some(Stored { id, slot: Some((k, seq)) }))
+        let other = slots[1 - k].map(|(_, id)| id);
+        Ok(Some(Stored { id, slot: Some((k, seq)), other }))
     }
 
     /// Every branch and its value, sorted by name.
@@ -371,8 +397,18 @@ impl Refs {
                     }
                     let offset = ((1 - current) * SLOT_LEN) as u64;
                     let slot = encode_slot(seq + 1, id);
-                    self.vfs.write_at(&path, offset, &slot).map_err(io_err("write a ref"))?;
-                    self.vfs.sync(&path).map_err(io_err("sync a ref"))?;
+                    let in_place = self
+                        .vfs
+                        .write_at(&path, offset, &slot)
+                        .map_err(io_err("write a ref"))
+                        .and_then(|()| self.vfs.sync(&path).map_err(io_err("sync a ref")));
+                    if let Err(e) = in_place {
+                        // The new slot may be readable yet not durable, and
+                        // the next update would overwrite the only durable
+                        // one: rewrite the whole file instead (one valid
+                        // slot), or report the first failure.
+                        self.write_atomic(&path, &slots_file(id), None).map_err(|_| e)?;
+                    }
                 }
                 None => self.write_atomic(&path, &slots_file(id), durable)?,
             },

@@ -69,6 +69,30 @@ pub enum Unsynced {
 struct Inode {
     data: Vec<u8>,
     durable: Vec<u8>,
+    /// Bytes overwritten in place whose sync failed, not written since, as
+    /// (offset, the durable bytes there): like Linux after a failed
+    /// `fsync`, the new bytes stay readable, but their pages count as
+    /// written back, so no later sync makes them durable.
+    lost: Vec<(usize, Vec<u8>)>,
+}
+
+impl Inode {
+    /// `data` as a crash or a sync leaves it on disk: lost bytes as they
+    /// were.
+    fn on_disk(&self) -> Vec<u8> {
+        let mut out = self.data.clone();
+        for (at, old) in &self.lost {
+            if let Some(range) = out.get_mut(*at..*at + old.len()) {
+                range.copy_from_slice(old);
+            }
+        }
+        out
+    }
+
+    /// A write of `len` bytes at `at`: the pages are dirty again.
+    fn rewritten(&mut self, at: usize, len: usize) {
+        self.lost.retain(|(start, old)| *start + old.len() <= at || at + len <= *start);
+    }
 }
 
 #[derive(Debug, Default)]
@@ -128,7 +152,8 @@ impl SimFs {
         let st = self.lock_state();
         let mut inodes = Vec::with_capacity(st.inodes.len());
         for (n, inode) in st.inodes.iter().enumerate() {
-            let (durable, data) = (&inode.durable, &inode.data);
+            let on_disk = inode.on_disk();
+            let (durable, data) = (&inode.durable, &on_disk);
             let appended = data.len() > durable.len() && data.starts_with(durable);
             // Bytes overwritten in place and not synced: from the first to
             // the last byte that differs.
@@ -168,7 +193,7 @@ impl SimFs {
                 }
                 _ => durable.clone(),
             };
-            inodes.push(Inode { data: after.clone(), durable: after });
+            inodes.push(Inode { data: after.clone(), durable: after, lost: Vec::new() });
         }
         let names = st.durable_names.clone();
         SimFs {
@@ -318,6 +343,7 @@ impl Vfs for SimFs {
             inode.data.resize(end, 0);
         }
         inode.data[start..end].copy_from_slice(written);
+        inode.rewritten(start, written.len());
         fault.map_or(Ok(()), |kind| Err(kind.into()))
     }
 
@@ -333,11 +359,21 @@ impl Vfs for SimFs {
 
     fn sync(&self, path: &Path) -> io::Result<()> {
         let mut st = self.lock_state();
-        if let Some(kind) = Self::step(&mut st)? {
+        let fault = Self::step(&mut st)?;
+        let inode = Self::inode(&mut st, path)?;
+        if let Some(kind) = fault {
+            // The bytes overwritten since the last sync are lost for good.
+            let len = inode.data.len().min(inode.durable.len());
+            let differs = |i: &usize| inode.data[*i] != inode.durable[*i];
+            if let (Some(first), Some(last)) =
+                ((0..len).find(differs), (0..len).rev().find(differs))
+            {
+                let old = inode.durable[first..=last].to_vec();
+                inode.lost.push((first, old));
+            }
             return Err(kind.into());
         }
-        let inode = Self::inode(&mut st, path)?;
-        inode.durable = inode.data.clone();
+        inode.durable = inode.on_disk();
         Ok(())
     }
 
@@ -348,7 +384,7 @@ impl Vfs for SimFs {
         }
         // A new inode, like O_TRUNC on a fresh file: the old one may still
         // be named durably until the directory is synced.
-        st.inodes.push(Inode { data: bytes.to_vec(), durable: Vec::new() });
+        st.inodes.push(Inode { data: bytes.to_vec(), durable: Vec::new(), lost: Vec::new() });
         let ino = st.inodes.len() - 1;
         st.names.insert(path.to_owned(), ino);
         Ok(())

@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use vst_cas::sim::{SimFs, Unsynced};
+use vst_cas::sim::{Fault, SimFs, Unsynced};
 use vst_cas::vfs::{RealFs, Vfs};
 use vst_cas::{Head, ObjectId, RefError, RefName, Refs};
 
@@ -200,8 +200,12 @@ fn a_torn_slot_leaves_the_value_before_it() {
         assert_eq!(refs.get(&main).unwrap(), Some(ids[2]), "byte {at} torn: the value before");
     }
     // Updating from there overwrites the torn slot, not the good one.
+    let good = 1 - newest;
     refs.update(&main, Some(ids[2]), Some(ids[0]), "again").unwrap();
     assert_eq!(refs.get(&main).unwrap(), Some(ids[0]));
+    let after = std::fs::read(&path).unwrap();
+    assert_eq!(after[good * 4096..][..4096], before[good * 4096..][..4096], "the good slot kept");
+    assert_eq!(refs.held(&main).unwrap(), [ids[0], ids[2]], "the value and the one before");
     let mut both = std::fs::read(&path).unwrap();
     both[4] ^= 1;
     both[4096 + 4] ^= 1;
@@ -278,4 +282,103 @@ fn a_one_line_ref_is_read_and_converted_on_update() {
     assert_eq!(std::fs::read(&path).unwrap().len(), 8192);
     refs.update(&main, Some(b), Some(a), "in place").unwrap();
     assert_eq!(refs.get(&main).unwrap(), Some(a));
+}
+
+/// An in-place update whose write or sync fails may leave a slot that
+/// reads as the new value but will never be durable (after a failed
+/// `fsync`, Linux counts the pages as written back; the simulated disk
+/// does the same). The next update must not then overwrite the only
+/// durable slot: after a failure at any step of one update, a crash at any
+/// step of the next leaves the value that update started from or its new
+/// one (the new one if it was acknowledged), never an older one.
+#[test]
+fn a_failed_update_in_place_never_costs_a_later_one() {
+    let ids: Vec<ObjectId> = (0..3u8).map(|i| ObjectId::of(&[i])).collect();
+    let main = name("main");
+    let setup = || {
+        let fs = SimFs::new();
+        fs.create_dir_all(Path::new("/s")).unwrap();
+        let refs = Refs::new(Arc::new(fs.clone()), Path::new("/s"));
+        refs.update(&main, None, Some(ids[0]), "create").unwrap();
+        (fs, refs)
+    };
+    let ops = |run: &dyn Fn(&SimFs, &Refs)| {
+        let (fs, refs) = setup();
+        let start = fs.ops();
+        run(&fs, &refs);
+        fs.ops() - start
+    };
+    let first = ops(&|_, refs| refs.update(&main, Some(ids[0]), Some(ids[1]), "x").unwrap());
+    let second = ops(&|_, refs| refs.update(&main, Some(ids[0]), Some(ids[2]), "y").unwrap());
+    for fail_at in 0..first {
+        for crash_at in 0..=second {
+            let (fs, refs) = setup();
+            fs.set_fault(fs.ops() + fail_at, Fault::Error(std::io::ErrorKind::Other));
+            let _ = refs.update(&main, Some(ids[0]), Some(ids[1]), "fails");
+            let now = refs.get(&main).unwrap();
+            assert!(now == Some(ids[0]) || now == Some(ids[1]), "failure at {fail_at}: {now:?}");
+            fs.set_fault(fs.ops() + crash_at, Fault::Crash);
+            let acknowledged = refs.update(&main, now, Some(ids[2]), "later").is_ok();
+            for unsynced in [Unsynced::Drop, Unsynced::Keep, Unsynced::TearHalf, Unsynced::Zeros] {
+                let after = Refs::new(Arc::new(fs.crash_image(unsynced)), Path::new("/s"));
+                let value = after.get(&main).unwrap();
+                let at = format!("failure at {fail_at}, crash at {crash_at}, {unsynced:?}");
+                if acknowledged {
+                    assert_eq!(value, Some(ids[2]), "{at}");
+                } else {
+                    assert!(value == now || value == Some(ids[2]), "{at}: {value:?}");
+                }
+            }
+        }
+    }
+}
+
+/// Creating a branch with `update_once_durable` (a temporary file synced
+/// while the store syncs, then the rename): after a crash at any step, the
+/// branch names the new value only if the store's sync finished, and an
+/// acknowledged creation is durable.
+#[test]
+fn a_branch_created_never_names_what_is_not_durable() {
+    let a = ObjectId::of(b"a");
+    let main = name("main");
+    let setup = || {
+        let fs = SimFs::new();
+        fs.create_dir_all(Path::new("/s")).unwrap();
+        fs.write_file(Path::new("/s/pack"), b"").unwrap();
+        fs.sync(Path::new("/s/pack")).unwrap();
+        fs.sync_dir(Path::new("/s")).unwrap();
+        fs.append(Path::new("/s/pack"), b"the objects a names").unwrap();
+        let refs = Refs::new(Arc::new(fs.clone()), Path::new("/s"));
+        (fs, refs)
+    };
+    let sync_of = |fs: &SimFs| {
+        let fs = fs.clone();
+        move || {
+            fs.sync(Path::new("/s/pack"))
+                .map_err(|source| vst_cas::StoreError::Io { op: "sync", source })
+        }
+    };
+    let ops = {
+        let (fs, refs) = setup();
+        let start = fs.ops();
+        refs.update_once_durable(&main, None, Some(a), "create", &sync_of(&fs)).unwrap();
+        fs.ops() - start
+    };
+    for at in 0..=ops {
+        for unsynced in [Unsynced::Drop, Unsynced::Keep, Unsynced::TearHalf, Unsynced::Zeros] {
+            let (fs, refs) = setup();
+            fs.set_fault(fs.ops() + at, vst_cas::sim::Fault::Crash);
+            let acknowledged =
+                refs.update_once_durable(&main, None, Some(a), "create", &sync_of(&fs)).is_ok();
+            let image = fs.crash_image(unsynced);
+            let value = Refs::new(Arc::new(image.clone()), Path::new("/s")).get(&main).unwrap();
+            let pack = image.read_file(Path::new("/s/pack")).unwrap();
+            if acknowledged {
+                assert_eq!(value, Some(a), "crash at {at}, {unsynced:?}");
+            }
+            if value.is_some() {
+                assert_eq!(pack, b"the objects a names", "crash at {at}, {unsynced:?}");
+            }
+        }
+    }
 }

@@ -127,11 +127,13 @@ impl Repo {
     /// Commits `ws` and moves the current branch to the new commit. The
     /// protocol (see `docs/format.md`): objects appended; the branch
     /// compared with `ws`'s previous head, under its lock; the objects
-    /// synced while the branch's new value is written to a temporary name
-    /// and synced; then renamed, the directory synced. If the branch moved meanwhile (another writer), the commit
+    /// synced; then the branch's new value written into the older of its
+    /// file's two slots and synced (a new branch: written to a temporary
+    /// name and synced while the objects sync, renamed, the directory
+    /// synced). If the branch moved meanwhile (another writer), the commit
     /// object exists but no ref names it, and this is a
-    /// [`RefError::Conflict`]. With a detached `HEAD`, `HEAD` itself moves
-    /// the same way.
+    /// [`RefError::Conflict`]. With a detached `HEAD`, `HEAD` itself moves,
+    /// through a temporary name.
     pub fn commit(&self, ws: &mut WorkingSet, options: &CommitOptions) -> Result<CommitId> {
         let parent = ws.head();
         let id = commit(ws, &unsynced(options))?;
@@ -186,8 +188,8 @@ impl Repo {
     /// Moves `branch` from `parent` to `id` once everything `id` names is
     /// durable: a ref is durable, so what it names must be too, whatever
     /// durability the options asked of the objects (a no-op if synced).
-    /// The store's sync overlaps the ref's own (see
-    /// [`Refs::update_once_durable`]).
+    /// The store's sync comes first, or overlaps the ref's own for a new
+    /// branch (see [`Refs::update_once_durable`]).
     fn publish(
         &self,
         branch: &RefName,
@@ -287,6 +289,10 @@ impl Repo {
             .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
         let cutoff_us = now_us.saturating_sub(i64::try_from(grace.as_micros()).unwrap_or(i64::MAX));
         let mut roots = self.roots()?;
+        // A branch file also holds its value before (see `Refs::held`).
+        for name in self.refs.names().map_err(ref_err)? {
+            roots.extend(self.refs.held(&name).map_err(ref_err)?.into_iter().map(CommitId::new));
+        }
         let mut logs = vec![self.refs.head_reflog().map_err(ref_err)?];
         for name in self.refs.logged().map_err(ref_err)? {
             logs.push(self.refs.reflog(&name).map_err(ref_err)?);
