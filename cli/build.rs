@@ -16,15 +16,20 @@
 //! - `gcc_eh`: the unwinder linked in statically, so `libgcc_s.so` is not
 //!   loaded at all (`--as-needed` drops it) and its constructor, which
 //!   queries the CPU with `cpuid` (a trap to the hypervisor in a VM), does
-//!   not run. Panics unwind as before. Only for glibc targets: musl's Rust
-//!   target brings its own unwinder.
+//!   not run. Panics unwind as before.
+//!
+//! Only for Linux with glibc, linked dynamically: a `+crt-static` or musl
+//! build is static already (and passes `-static-pie`, which `-no-pie`
+//! would contradict). The mount daemon is this same binary, so it too
+//! runs at a fixed address; a distribution that wants every executable
+//! PIE can drop this file.
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     let var = |name: &str| std::env::var(name).unwrap_or_default();
-    if var("CARGO_CFG_TARGET_OS") == "linux" {
+    let static_crt = var("CARGO_CFG_TARGET_FEATURE").split(',').any(|f| f == "crt-static");
+    if var("CARGO_CFG_TARGET_OS") == "linux" && var("CARGO_CFG_TARGET_ENV") == "gnu" && !static_crt
+    {
         println!("cargo:rustc-link-arg-bins=-no-pie");
-        if var("CARGO_CFG_TARGET_ENV") == "gnu" {
-            println!("cargo:rustc-link-lib=static:-bundle=gcc_eh");
-        }
+        println!("cargo:rustc-link-lib=static:-bundle=gcc_eh");
     }
 }
