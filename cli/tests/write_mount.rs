@@ -482,6 +482,38 @@ fn deleted_files_leave_the_inode_table_once_forgotten() {
     unmount(repo, mnt, child);
 }
 
+/// A program that removes entries while it reads the directory (as `rm -r`
+/// or a scandir loop may) still sees every other entry exactly once: the
+/// offsets of an open directory handle do not shift when entries go.
+#[test]
+fn entries_removed_while_a_directory_is_read_do_not_hide_others() {
+    let Some((_one, repo, mnt)) = setup() else { return };
+    let (repo, mnt) = (repo.path(), mnt.path());
+    let Some(child) = mount(repo, mnt, &[]) else { return };
+    let dir = mnt.join("many");
+    fs::create_dir(&dir).unwrap();
+    // Enough long names that one getdents buffer cannot hold them all.
+    let names: Vec<String> =
+        (0..2000).map(|i| format!("an-entry-with-a-long-name-{i:05}")).collect();
+    for name in &names {
+        fs::write(dir.join(name), b"x").unwrap();
+    }
+    let mut seen = Vec::new();
+    for entry in fs::read_dir(&dir).unwrap() {
+        let entry = entry.unwrap();
+        fs::remove_file(entry.path()).unwrap();
+        seen.push(entry.file_name().into_string().unwrap());
+    }
+    seen.sort();
+    assert_eq!(seen, names, "every entry listed once while the others went");
+    assert_eq!(fs::read_dir(&dir).unwrap().count(), 0);
+    // A new handle lists what is there now.
+    fs::write(dir.join("late"), b"y").unwrap();
+    let now: Vec<_> = fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(now, ["late"]);
+    unmount(repo, mnt, child);
+}
+
 #[test]
 fn checkout_inside_the_mount_changes_what_open_readers_see() {
     let Some((_one, repo, mnt)) = setup() else { return };

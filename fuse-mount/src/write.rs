@@ -58,6 +58,7 @@ use std::os::unix::ffi::OsStrExt as _;
 use std::os::unix::fs::FileExt as _;
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -234,6 +235,15 @@ struct Inner {
 /// and the control socket.
 pub(crate) struct Shared {
     inner: Mutex<Inner>,
+    /// What each open directory handle lists, taken when it reads from
+    /// offset 0 (opening, `rewinddir`): an offset then names the same
+    /// entry however the directory changes meanwhile, so that a program
+    /// that removes entries as it reads them (`rm -r`, a scandir loop) sees
+    /// every other entry once. POSIX leaves it open whether entries added
+    /// or removed after the open are listed.
+    listings: Mutex<HashMap<u64, Arc<Vec<DirEntry>>>>,
+    /// The last directory handle given out.
+    last_listing: AtomicU64,
     /// Wakes the settler (with `inner`'s lock).
     settle_wake: Condvar,
     store: Arc<dyn Store>,
@@ -654,6 +664,8 @@ impl Shared {
         };
         Ok(Self {
             inner: Mutex::new(inner),
+            listings: Mutex::new(HashMap::new()),
+            last_listing: AtomicU64::new(0),
             settle_wake: Condvar::new(),
             store,
             repo,
@@ -1646,7 +1658,32 @@ impl Shared {
         self.sync()
     }
 
-    fn readdir(&self, ino: Ino, offset: u64) -> Result<Vec<DirEntry>, Errno> {
+    /// A new directory handle (never 0).
+    fn open_listing(&self) -> u64 {
+        self.last_listing.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// The listing of directory handle `fh`, taken afresh at offset 0 (or
+    /// if the handle has none).
+    fn listing(&self, ino: Ino, fh: u64, offset: u64) -> Result<Arc<Vec<DirEntry>>, Errno> {
+        let held = || self.listings.lock().unwrap_or_else(PoisonError::into_inner);
+        if offset != 0
+            && let Some(listing) = held().get(&fh)
+        {
+            return Ok(listing.clone());
+        }
+        let listing = Arc::new(self.list(ino)?);
+        held().insert(fh, listing.clone());
+        Ok(listing)
+    }
+
+    fn release_listing(&self, fh: u64) {
+        self.listings.lock().unwrap_or_else(PoisonError::into_inner).remove(&fh);
+    }
+
+    /// Every entry of directory `ino`, `.` and `..` first, each with the
+    /// offset of the one after it.
+    fn list(&self, ino: Ino) -> Result<Vec<DirEntry>, Errno> {
         let mut inner = self.lock();
         let parent = inner.node(ino)?.parent;
         let children: Vec<(Name, Ino)> =
@@ -1656,18 +1693,12 @@ impl Shared {
             Some(Kind::Symlink(_)) => FileType::Symlink,
             _ => FileType::Directory,
         };
-        let start = usize::try_from(offset).unwrap_or(usize::MAX);
         let mut all = vec![
             (ino, FileType::Directory, b".".to_vec()),
             (parent, FileType::Directory, b"..".to_vec()),
         ];
         all.extend(children.into_iter().map(|(n, i)| (i, kind(&inner, i), n.as_bytes().to_vec())));
-        Ok(all
-            .into_iter()
-            .enumerate()
-            .skip(start)
-            .map(|(at, (i, k, n))| (i, at as u64 + 1, k, n))
-            .collect())
+        Ok(all.into_iter().enumerate().map(|(at, (i, k, n))| (i, at as u64 + 1, k, n)).collect())
     }
 
     fn readlink(&self, ino: Ino) -> Result<Vec<u8>, Errno> {
@@ -2423,7 +2454,9 @@ impl Filesystem for WriteFs {
         self.guard("opendir", || {
             let kind = self.shared.lock().node(ino.0).map(|n| matches!(n.kind, Kind::Dir(_)));
             match kind {
-                Ok(true) => reply.opened(FileHandle(0), FopenFlags::empty()),
+                Ok(true) => {
+                    reply.opened(FileHandle(self.shared.open_listing()), FopenFlags::empty())
+                }
                 Ok(false) => reply.error(Errno::ENOTDIR),
                 Err(e) => reply.error(e),
             }
@@ -2434,20 +2467,35 @@ impl Filesystem for WriteFs {
         &self,
         _req: &Request,
         ino: INodeNo,
-        _fh: FileHandle,
+        fh: FileHandle,
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        self.guard("readdir", || match self.shared.readdir(ino.0, offset) {
-            Ok(entries) => {
-                for (child, next, kind, name) in entries {
-                    if reply.add(INodeNo(child), next, kind, OsStr::from_bytes(&name)) {
+        self.guard("readdir", || match self.shared.listing(ino.0, fh.0, offset) {
+            Ok(listing) => {
+                let start = usize::try_from(offset).unwrap_or(usize::MAX);
+                for (child, next, kind, name) in listing.iter().skip(start) {
+                    if reply.add(INodeNo(*child), *next, *kind, OsStr::from_bytes(name)) {
                         break;
                     }
                 }
                 reply.ok()
             }
             Err(e) => reply.error(e),
+        })
+    }
+
+    fn releasedir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        reply: ReplyEmpty,
+    ) {
+        self.guard("releasedir", || {
+            self.shared.release_listing(fh.0);
+            reply.ok()
         })
     }
 
