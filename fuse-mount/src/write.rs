@@ -159,9 +159,32 @@ struct FileNode {
 #[derive(Debug)]
 enum Kind {
     /// `None` until loaded from the working set.
-    Dir(Option<BTreeMap<Name, Ino>>),
+    Dir(Option<Children>),
     File(FileNode),
     Symlink(SymlinkTarget),
+}
+
+/// A loaded directory's entries, and how many of them are directories
+/// (its link count is 2 plus that, asked for after every change in it:
+/// counting them there cost O(entries) a `create` or an `unlink`).
+#[derive(Debug, Default)]
+struct Children {
+    by_name: BTreeMap<Name, Ino>,
+    dirs: usize,
+}
+
+impl Children {
+    fn add(&mut self, name: Name, ino: Ino, is_dir: bool) {
+        if self.by_name.insert(name, ino).is_none() {
+            self.dirs += usize::from(is_dir);
+        }
+    }
+
+    fn remove(&mut self, name: &[u8], is_dir: bool) {
+        if self.by_name.remove(name).is_some() {
+            self.dirs -= usize::from(is_dir);
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -767,9 +790,11 @@ impl Shared {
 
     fn attr_of(&self, ino: Ino, node: &Node, subdirs: usize) -> FileAttr {
         let (kind, size, nlink) = match &node.kind {
-            Kind::Dir(children) => {
-                (FileType::Directory, children.as_ref().map_or(0, |c| c.len()) as u64, 2 + subdirs)
-            }
+            Kind::Dir(children) => (
+                FileType::Directory,
+                children.as_ref().map_or(0, |c| c.by_name.len()) as u64,
+                2 + subdirs,
+            ),
             Kind::File(f) => {
                 (FileType::RegularFile, f.overlay.as_ref().map_or(f.stored.size, |o| o.size), 1)
             }
@@ -799,11 +824,22 @@ impl Shared {
     fn attr(&self, inner: &mut Inner, ino: Ino) -> Result<FileAttr, Errno> {
         let is_dir = matches!(inner.node(ino)?.kind, Kind::Dir(_));
         let subdirs = if is_dir {
-            let children: Vec<Ino> = inner.children(ino)?.values().copied().collect();
-            children
-                .iter()
-                .filter(|c| matches!(inner.nodes.get(c).map(|n| &n.kind), Some(Kind::Dir(_))))
-                .count()
+            inner.load(ino)?;
+            let dirs = match &inner.node(ino)?.kind {
+                Kind::Dir(Some(children)) => children.dirs,
+                _ => 0,
+            };
+            if cfg!(debug_assertions) {
+                let below: Vec<Ino> = inner.children(ino)?.values().copied().collect();
+                let is_dir =
+                    |c: &Ino| matches!(inner.nodes.get(c).map(|n| &n.kind), Some(Kind::Dir(_)));
+                assert_eq!(
+                    dirs,
+                    below.iter().filter(|c| is_dir(c)).count(),
+                    "subdirectories miscounted"
+                );
+            }
+            dirs
         } else {
             0
         };
@@ -1024,7 +1060,7 @@ impl Shared {
                     // A directory a checkout removes may be loaded: what is
                     // below it leaves the tree with it, and it lists empty.
                     Kind::Dir(Some(children)) => {
-                        below.extend(std::mem::take(children).into_values());
+                        below.extend(std::mem::take(children).by_name.into_values());
                     }
                     Kind::File(f) if f.writers == 0 => {
                         if let Some(o) = f.overlay.take() {
@@ -1172,7 +1208,7 @@ impl Shared {
         inner.ws.create_dir_all(&path).map_err(|e| errno(&e))?;
         self.journal(&mut inner, Record::Mkdir { path: path_bytes(&path) });
         let meta = self.new_meta(&inner, parent, req, mode & !umask, true);
-        let ino = inner.insert(parent, name, Kind::Dir(Some(BTreeMap::new())), meta)?;
+        let ino = inner.insert(parent, name, Kind::Dir(Some(Children::default())), meta)?;
         self.touch_dir(&mut inner, parent);
         self.entry(&mut inner, ino)
     }
@@ -1219,7 +1255,7 @@ impl Shared {
         let path = inner.child_path(parent, &name)?;
         inner.ws.remove(&path).map_err(|e| errno(&e))?;
         self.journal(&mut inner, Record::Remove { path: path_bytes(&path) });
-        inner.children_mut(parent)?.remove(name.as_bytes());
+        inner.children_mut(parent)?.remove(name.as_bytes(), is_dir);
         self.orphan(&mut inner, ino);
         self.touch_dir(&mut inner, parent);
         Ok(())
@@ -1280,11 +1316,13 @@ impl Shared {
         let to = inner.child_path(new_parent, &new_name)?;
         inner.ws.rename(&from, &to).map_err(|e| errno(&e))?;
         self.journal(&mut inner, Record::Rename { from: path_bytes(&from), to: path_bytes(&to) });
-        inner.children_mut(parent)?.remove(name.as_bytes());
+        inner.children_mut(parent)?.remove(name.as_bytes(), is_dir);
         if let Some(target) = target {
+            // Same kind as the entry replacing it: the count stands.
+            inner.children_mut(new_parent)?.remove(new_name.as_bytes(), is_dir);
             self.orphan(&mut inner, target);
         }
-        inner.children_mut(new_parent)?.insert(new_name.clone(), ino);
+        inner.children_mut(new_parent)?.add(new_name.clone(), ino, is_dir);
         let node = inner.node_mut(ino)?;
         node.parent = new_parent;
         node.name = Some(new_name);
@@ -1859,7 +1897,7 @@ impl Shared {
             let Ok(name) = Name::try_from(name) else { continue };
             let Some(parent) = inner.loaded(&parent_path) else { continue };
             let old = match inner.nodes.get(&parent).map(|n| &n.kind) {
-                Some(Kind::Dir(Some(children))) => children.get(name.as_bytes()).copied(),
+                Some(Kind::Dir(Some(children))) => children.by_name.get(name.as_bytes()).copied(),
                 _ => continue,
             };
             notes.push(Note::Inode(parent));
@@ -1887,10 +1925,11 @@ impl Shared {
                 continue;
             }
             if let Some(ino) = old {
+                let was_dir = matches!(inner.nodes.get(&ino).map(|n| &n.kind), Some(Kind::Dir(_)));
                 if let Some(Node { kind: Kind::Dir(Some(children)), .. }) =
                     inner.nodes.get_mut(&parent)
                 {
-                    children.remove(name.as_bytes());
+                    children.remove(name.as_bytes(), was_dir);
                 }
                 self.orphan(inner, ino);
             }
@@ -2109,7 +2148,7 @@ impl Inner {
         let mut at = ROOT;
         for name in path.components() {
             match &self.nodes.get(&at)?.kind {
-                Kind::Dir(Some(children)) => at = *children.get(name)?,
+                Kind::Dir(Some(children)) => at = *children.by_name.get(name)?,
                 _ => return None,
             }
         }
@@ -2121,12 +2160,12 @@ impl Inner {
     fn children(&mut self, ino: Ino) -> Result<&BTreeMap<Name, Ino>, Errno> {
         self.load(ino)?;
         match &self.node(ino)?.kind {
-            Kind::Dir(Some(children)) => Ok(children),
+            Kind::Dir(Some(children)) => Ok(&children.by_name),
             _ => Err(Errno::ENOTDIR),
         }
     }
 
-    fn children_mut(&mut self, ino: Ino) -> Result<&mut BTreeMap<Name, Ino>, Errno> {
+    fn children_mut(&mut self, ino: Ino) -> Result<&mut Children, Errno> {
         self.load(ino)?;
         match &mut self.node_mut(ino)?.kind {
             Kind::Dir(Some(children)) => Ok(children),
@@ -2152,7 +2191,7 @@ impl Inner {
             let meta = self.node(ino)?.meta;
             (meta.uid, meta.gid, self.base_time)
         };
-        let mut children = BTreeMap::new();
+        let mut children = Children::default();
         for (name, stat) in listed {
             let (kind, perm) = match stat {
                 Stat::File(f) => (
@@ -2166,8 +2205,9 @@ impl Inner {
             self.next_ino += 1;
             let meta = Meta { perm, uid, gid, atime: time, mtime: time, ctime: time };
             let node = Node { parent: ino, name: Some(name.clone()), kind, meta, lookups: 0 };
+            let is_dir = matches!(node.kind, Kind::Dir(_));
             self.nodes.insert(child, node);
-            children.insert(name, child);
+            children.add(name, child, is_dir);
         }
         self.node_mut(ino)?.kind = Kind::Dir(Some(children));
         Ok(())
@@ -2177,8 +2217,9 @@ impl Inner {
     fn insert(&mut self, parent: Ino, name: Name, kind: Kind, meta: Meta) -> Result<Ino, Errno> {
         let ino = self.next_ino;
         self.next_ino += 1;
+        let is_dir = matches!(kind, Kind::Dir(_));
         self.nodes.insert(ino, Node { parent, name: Some(name.clone()), kind, meta, lookups: 0 });
-        self.children_mut(parent)?.insert(name, ino);
+        self.children_mut(parent)?.add(name, ino, is_dir);
         Ok(ino)
     }
 
