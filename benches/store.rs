@@ -1,6 +1,8 @@
-//! Store benchmarks: the pack store's puts and gets, small and large, and
+//! Store benchmarks: the pack store's puts and gets, small and large,
 //! durable commits (the whole protocol: objects, fsync, ref) with one and
-//! with eight committers sharing fsyncs.
+//! with eight committers sharing fsyncs, and opening a store of 100,000
+//! objects read-only to read one (what a short command like `vst cat`
+//! pays before its work).
 //!
 //! Run: `cargo bench --bench store`. Uses a temporary directory on the
 //! disk that holds `target/` (so `fsync` costs what it costs there).
@@ -131,11 +133,42 @@ fn durable(c: &mut Criterion) {
     group.finish();
 }
 
+fn open(c: &mut Criterion) {
+    let mut group = c.benchmark_group("store");
+    group.sample_size(20);
+    let dir = scratch();
+    let ids: Vec<ObjectId> = {
+        let store = PackStore::open(dir.path(), Access::ReadWrite).unwrap();
+        let ids: Vec<ObjectId> = (0..100_000u32)
+            .map(|i| {
+                let bytes = format!("object {i}").into_bytes();
+                let id = ObjectId::of(&bytes);
+                store.put(id, &bytes).unwrap();
+                id
+            })
+            .collect();
+        store.sync().unwrap();
+        ids
+    };
+    // A writer's open folds the log into the table, as the first command
+    // after many puts does.
+    drop(PackStore::open(dir.path(), Access::ReadWrite).unwrap());
+    let mut n = 0;
+    group.bench_function(BenchmarkId::new("open_read_one", 100_000), |b| {
+        b.iter(|| {
+            n = (n + 7919) % ids.len();
+            let store = PackStore::open(dir.path(), Access::ReadOnly).unwrap();
+            store.get(&ids[n]).unwrap()
+        })
+    });
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(3));
-    targets = small, large, durable
+    targets = small, large, durable, open
 }
 criterion_main!(benches);

@@ -25,6 +25,7 @@ mod error;
 mod id;
 mod mem;
 pub mod pack;
+mod pack_index;
 pub mod refs;
 #[cfg(feature = "s3")]
 pub mod remote;

@@ -40,8 +40,7 @@ use crate::{IdBuildHasher, ObjectId, Store, StoreError};
 
 /// First bytes of every pack file.
 pub const PACK_MAGIC: [u8; 8] = *b"VSTPACK\x01";
-/// First bytes of the index file.
-pub const INDEX_MAGIC: [u8; 8] = *b"VSTINDX\x01";
+pub use crate::pack_index::{INDEX_MAGIC, INDEX_MAGIC_V1};
 /// A pack is sealed and a new one started once it reaches this length.
 pub const PACK_LEN_MAX: u64 = 1 << 30;
 /// Objects at least this long are split into content-defined chunks.
@@ -68,7 +67,7 @@ const SCAN_WINDOW_LEN: usize = 4 << 20;
 /// is damage, not an interrupted write.
 const TORN_TAIL_LEN_MAX: usize = 64 << 20;
 pub(crate) const RECORD_TRAILER_LEN: usize = 4;
-const INDEX_ENTRY_LEN: usize = 64;
+use crate::pack_index::{self, INDEX_ENTRY_LEN, Index, LOG_ENTRIES_COMPACT_MIN};
 
 // A whole (unchunked) object and the largest chunk must fit a record's u32
 // length, and chunks must be smaller than what gets chunked.
@@ -189,7 +188,7 @@ pub struct PackStore {
     dir: PathBuf,
     access: Access,
     _lock: Option<VfsLock>,
-    index: RwLock<HashMap<ObjectId, Location, IdBuildHasher>>,
+    index: RwLock<Index>,
     writer: Mutex<Writer>,
     synced: Mutex<SyncState>,
     synced_cond: Condvar,
@@ -308,7 +307,7 @@ impl PackStore {
             dir: dir.to_owned(),
             access,
             _lock: lock,
-            index: RwLock::new(HashMap::default()),
+            index: RwLock::new(Index::default()),
             writer: Mutex::new(Writer {
                 pack: 0,
                 pack_len: 0,
@@ -357,33 +356,14 @@ impl PackStore {
     ) -> Result<(), StoreError> {
         let rw = self.access == Access::ReadWrite;
         let pack_len: HashMap<u32, u64> = packs.iter().copied().collect();
-        let (mut map, index_valid_len, index_ok) = load_index(index_bytes, &pack_len);
+        let loaded = index_bytes.and_then(|b| pack_index::load(b, &pack_len));
+        let index_ok = loaded.is_some();
         let mut recovery = Recovery { index_rebuilt: !index_ok, ..Recovery::default() };
-        if !index_ok {
-            map.clear();
-        }
+        let (mut index, covers, index_valid_len) =
+            loaded.map_or_else(Default::default, |l| (l.index, l.covers, l.valid_len));
         // What the index covers of each pack: the contiguous run of
-        // records from the header on. Entries may be appended out of order
-        // and a power cut may keep any prefix of them, so the highest end
-        // an entry names proves nothing about the records before it.
-        let mut by_pack: HashMap<u32, Vec<(u64, u64)>> = HashMap::new();
-        for loc in map.values() {
-            by_pack.entry(loc.pack).or_default().push((loc.offset, loc.end()));
-        }
-        let covered: HashMap<u32, u64> = by_pack
-            .into_iter()
-            .map(|(pack, mut extents)| {
-                extents.sort_unstable();
-                let mut cursor = PACK_MAGIC.len() as u64;
-                for (offset, end) in extents {
-                    if offset != cursor {
-                        break;
-                    }
-                    cursor = end;
-                }
-                (pack, cursor)
-            })
-            .collect();
+        // records from the header on (see `pack_index::covered`).
+        let covered = pack_index::covered(&covers, index.map.values().copied());
         let last = packs.last().map(|p| p.0);
         let mut found: Vec<(ObjectId, Location)> = Vec::new();
         let mut damaged_last = false;
@@ -432,15 +412,21 @@ impl PackStore {
         // Keep the first location of an id (the index's own, then the scan
         // order) and index only what was new, so that duplicates left by an
         // interrupted GC are not appended again on every open.
-        found.retain(|(id, _)| !map.contains_key(id));
+        found.retain(|(id, _)| !index.contains(id));
         let mut seen_now = std::collections::HashSet::new();
         found.retain(|(id, _)| seen_now.insert(*id));
         recovery.records_reindexed = found.len() as u64;
         for (id, loc) in &found {
-            map.entry(*id).or_insert(*loc);
+            index.insert(*id, *loc);
         }
         if rw {
-            if index_ok {
+            // The table is rewritten once the log outgrows an eighth of it,
+            // so that opening stays one read of a sorted table.
+            let compact = index.map.len() > LOG_ENTRIES_COMPACT_MIN
+                && index.map.len() > index.table.len() / 8;
+            if !index_ok || compact {
+                self.write_index(&mut index)?;
+            } else {
                 if let Some(valid) = index_valid_len {
                     self.vfs
                         .truncate(&self.index_path(), valid)
@@ -451,8 +437,6 @@ impl PackStore {
                         .append(&self.index_path(), &encode_index_entries(&found))
                         .map_err(io_err("append to the index"))?;
                 }
-            } else {
-                self.write_index(&map)?;
             }
         }
         // The current pack: the last one, unless it is missing, empty of
@@ -486,7 +470,7 @@ impl PackStore {
         self.appended_len.store(len, Ordering::Release);
         self.appended_pack.store(pack, Ordering::Release);
         self.synced.get_mut().unwrap_or_else(|e| e.into_inner()).durable = (pack, len);
-        *self.index.get_mut().unwrap_or_else(|e| e.into_inner()) = map;
+        *self.index.get_mut().unwrap_or_else(|e| e.into_inner()) = index;
         self.recovery = recovery;
         Ok(())
     }
@@ -499,20 +483,17 @@ impl PackStore {
         self.vfs.sync_dir(&self.dir.join("packs")).map_err(io_err("sync the packs directory"))
     }
 
-    /// Writes a complete index for `map`, durably, replacing the old one.
-    fn write_index(
-        &self,
-        map: &HashMap<ObjectId, Location, IdBuildHasher>,
-    ) -> Result<(), StoreError> {
-        let mut entries: Vec<(ObjectId, Location)> = map.iter().map(|(id, l)| (*id, *l)).collect();
-        entries.sort_unstable_by_key(|(_, l)| (l.pack, l.offset));
-        let mut bytes = INDEX_MAGIC.to_vec();
-        bytes.extend_from_slice(&encode_index_entries(&entries));
+    /// Writes `index` whole, as a table, durably, replacing the index
+    /// file; then `index` holds it as its table and nothing else.
+    fn write_index(&self, index: &mut Index) -> Result<(), StoreError> {
+        let (bytes, table) = pack_index::encode(index.iter().collect());
         let tmp = self.dir.join("index.tmp");
         self.vfs.write_file(&tmp, &bytes).map_err(io_err("write the index"))?;
         self.vfs.sync(&tmp).map_err(io_err("sync the index"))?;
         self.vfs.rename(&tmp, &self.index_path()).map_err(io_err("replace the index"))?;
-        self.vfs.sync_dir(&self.dir).map_err(io_err("sync the store directory"))
+        self.vfs.sync_dir(&self.dir).map_err(io_err("sync the store directory"))?;
+        *index = Index { table, map: HashMap::default() };
+        Ok(())
     }
 
     /// Scans the records of a pack from `start` (0: from the header) to
@@ -700,7 +681,7 @@ impl PackStore {
     fn put_locked(&self, w: &mut Writer, id: ObjectId, bytes: &[u8]) -> Result<(), StoreError> {
         let fresh_from = w.fresh_from;
         let has = |id: &ObjectId| {
-            let found = self.index.read().unwrap_or_else(|e| e.into_inner()).get(id).copied();
+            let found = self.index.read().unwrap_or_else(|e| e.into_inner()).get(id);
             if let Some(loc) = found
                 && (loc.pack, loc.offset) < fresh_from
             {
@@ -761,7 +742,6 @@ impl PackStore {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .get(id)
-            .copied()
             .ok_or(StoreError::NotFound { id: *id })
     }
 
@@ -783,19 +763,14 @@ impl PackStore {
 
     /// Every id in the store: objects and chunks.
     pub fn ids(&self) -> Vec<ObjectId> {
-        self.index.read().unwrap_or_else(|e| e.into_inner()).keys().copied().collect()
+        self.index.read().unwrap_or_else(|e| e.into_inner()).iter().map(|(id, _)| id).collect()
     }
 
     /// Checks every record the index names: checksum, decoding, and the
     /// hash of every whole object and chunk. Returns the ids that fail.
     pub fn verify_all(&self) -> Vec<(ObjectId, StoreError)> {
-        let entries: Vec<(ObjectId, Location)> = self
-            .index
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .map(|(i, l)| (*i, *l))
-            .collect();
+        let entries: Vec<(ObjectId, Location)> =
+            self.index.read().unwrap_or_else(|e| e.into_inner()).iter().collect();
         let mut bad = Vec::new();
         for (id, loc) in entries {
             let result = match loc.kind {
@@ -854,7 +829,7 @@ impl Store for PackStore {
     }
 
     fn contains(&self, id: &ObjectId) -> Result<bool, StoreError> {
-        Ok(self.index.read().unwrap_or_else(|e| e.into_inner()).contains_key(id))
+        Ok(self.index.read().unwrap_or_else(|e| e.into_inner()).contains(id))
     }
 
     fn flush(&self) -> Result<(), StoreError> {
@@ -1085,7 +1060,8 @@ impl PackStore {
         let current = self.pack_path(w.pack);
         let synced = self.vfs.sync(&current).map_err(io_err("sync a pack"));
         self.poison(synced)?;
-        let index = self.index.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let index: HashMap<ObjectId, Location, IdBuildHasher> =
+            self.index.read().unwrap_or_else(|e| e.into_inner()).iter().collect();
         let mut keep: std::collections::HashSet<ObjectId> = live.clone();
         // What this handle put: the old objects it put again, and every
         // record since it opened.
@@ -1151,7 +1127,7 @@ impl PackStore {
         let first_new = w.pack + 1;
         let mut pack = first_new;
         let mut out = PACK_MAGIC.to_vec();
-        let mut new_index: HashMap<ObjectId, Location, IdBuildHasher> = HashMap::default();
+        let mut new_index = Index::default();
         let write_pack = |n: u32, bytes: &[u8]| -> Result<(), StoreError> {
             let path = self.pack_path(n);
             self.vfs.write_file(&path, bytes).map_err(io_err("write a new pack"))?;
@@ -1171,14 +1147,14 @@ impl PackStore {
             if parse_record(&record).map(|r| r.0) != Some(*id) {
                 return Err(StoreError::Damaged { id: *id, damage: Damage::Checksum });
             }
-            new_index.insert(*id, Location { pack, offset: out.len() as u64, ..*loc });
+            new_index.map.insert(*id, Location { pack, offset: out.len() as u64, ..*loc });
             out.extend_from_slice(&record);
         }
         write_pack(pack, &out)?;
         self.vfs.sync_dir(&self.dir.join("packs")).map_err(io_err("sync the packs directory"))?;
         // The new index names only the new packs; once it is in place the
         // old packs are garbage.
-        self.write_index(&new_index)?;
+        self.write_index(&mut new_index)?;
         *self.index.write().unwrap_or_else(|e| e.into_inner()) = new_index;
         // Before any old pack goes: a reader that fails on one from now on
         // sees the new generation and retries against the new index.
@@ -1513,32 +1489,7 @@ pub(crate) fn lengths_ok(kind: Kind, codec: Codec, stored_len: u32, raw_len: u64
 /// of its valid prefix, the length to cut the file to if its tail is torn,
 /// and whether it can be used at all (false: rebuild from the packs).
 #[allow(clippy::type_complexity)]
-fn load_index(
-    bytes: Option<Vec<u8>>,
-    pack_len: &HashMap<u32, u64>,
-) -> (HashMap<ObjectId, Location, IdBuildHasher>, Option<u64>, bool) {
-    let mut map = HashMap::default();
-    let Some(bytes) = bytes else { return (map, None, false) };
-    if bytes.len() < INDEX_MAGIC.len() || bytes[..8] != INDEX_MAGIC {
-        return (map, None, false);
-    }
-    let mut valid = 8u64;
-    for raw in bytes[8..].chunks(INDEX_ENTRY_LEN) {
-        let Some((id, loc)) = decode_index_entry(raw) else { break };
-        // An entry that points past the end of its pack, or into a pack
-        // that is gone, means the index does not match the packs.
-        match pack_len.get(&loc.pack) {
-            Some(&len) if loc.end() <= len => {}
-            _ => return (HashMap::default(), None, false),
-        }
-        map.entry(id).or_insert(loc);
-        valid += INDEX_ENTRY_LEN as u64;
-    }
-    let torn = (valid < bytes.len() as u64).then_some(valid);
-    (map, torn, true)
-}
-
-fn encode_index_entries(entries: &[(ObjectId, Location)]) -> Vec<u8> {
+pub(crate) fn encode_index_entries(entries: &[(ObjectId, Location)]) -> Vec<u8> {
     let mut out = Vec::with_capacity(entries.len() * INDEX_ENTRY_LEN);
     for (id, loc) in entries {
         let start = out.len();
@@ -1556,7 +1507,7 @@ fn encode_index_entries(entries: &[(ObjectId, Location)]) -> Vec<u8> {
     out
 }
 
-fn decode_index_entry(raw: &[u8]) -> Option<(ObjectId, Location)> {
+pub(crate) fn decode_index_entry(raw: &[u8]) -> Option<(ObjectId, Location)> {
     if raw.len() != INDEX_ENTRY_LEN {
         return None;
     }

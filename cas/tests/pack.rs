@@ -589,3 +589,136 @@ mod rereview {
         assert_eq!(&store.get(&ObjectId::of(&a)).unwrap()[..], &a[..]);
     }
 }
+
+/// Puts `n` small distinct objects into a new simulated store, synced, and
+/// returns them.
+fn many_objects(fs: &SimFs, n: u32) -> Vec<Vec<u8>> {
+    let objects: Vec<Vec<u8>> = (0..n).map(|i| format!("object {i}").into_bytes()).collect();
+    let store = sim_store(fs);
+    for o in &objects {
+        store.put(ObjectId::of(o), o).unwrap();
+    }
+    store.sync().unwrap();
+    objects
+}
+
+fn all_there(store: &PackStore, objects: &[Vec<u8>]) {
+    for o in objects {
+        assert_eq!(&store.get(&ObjectId::of(o)).unwrap()[..], &o[..]);
+    }
+}
+
+/// The header of an index with a table: magic, count, pack count, 20
+/// bytes a pack, CRC.
+fn table_header_len(index: &[u8]) -> usize {
+    let packs = u32::from_le_bytes(index[16..20].try_into().unwrap()) as usize;
+    8 + 8 + 4 + 20 * packs + 4
+}
+
+/// How many entries an index's table holds.
+fn table_len(index: &[u8]) -> u64 {
+    u64::from_le_bytes(index[8..16].try_into().unwrap())
+}
+
+/// Entries appended since the table was written are rewritten into it at
+/// the next open once there are many, so opening reads one sorted table;
+/// a few are left in the log.
+#[test]
+fn the_index_log_is_folded_into_the_table_once_long() {
+    let fs = SimFs::new();
+    let index = Path::new("/s/index");
+    let objects = many_objects(&fs, 5000);
+    let before = fs.read_file(index).unwrap();
+    assert_eq!(&before[..8], vst_cas::pack::INDEX_MAGIC.as_slice());
+    assert_eq!(table_len(&before), 0, "a new store's table is empty");
+    assert_eq!(before.len(), table_header_len(&before) + 5000 * 64, "5,000 in the log");
+    let store = sim_store(&fs);
+    all_there(&store, &objects);
+    let after = fs.read_file(index).unwrap();
+    assert_eq!(table_len(&after), 5000, "all in the table");
+    assert_eq!(after.len(), table_header_len(&after) + 5000 * 64, "none in the log");
+    let more: Vec<Vec<u8>> = (0..10).map(|i| format!("more {i}").into_bytes()).collect();
+    for o in &more {
+        store.put(ObjectId::of(o), o).unwrap();
+    }
+    store.sync().unwrap();
+    drop(store);
+    let store = sim_store(&fs);
+    let later = fs.read_file(index).unwrap();
+    assert_eq!((table_len(&later), later.len()), (5000, after.len() + 10 * 64), "ten in the log");
+    all_there(&store, &objects);
+    all_there(&store, &more);
+    let reader =
+        PackStore::open_with(Arc::new(fs.clone()), Path::new("/s"), Access::ReadOnly).unwrap();
+    all_there(&reader, &more);
+    assert_eq!(reader.ids().len(), 5010);
+}
+
+/// An index written before the table (the first form: a log of entries
+/// after `VSTINDX\x01`) is read as it is, and folded into a table.
+#[test]
+fn an_index_of_the_first_form_is_read_and_folded() {
+    let fs = SimFs::new();
+    let index = Path::new("/s/index");
+    let objects = many_objects(&fs, 5000);
+    drop(sim_store(&fs));
+    // The same entries as a log of the first form.
+    let table = fs.read_file(index).unwrap();
+    let mut first_form = vst_cas::pack::INDEX_MAGIC_V1.to_vec();
+    first_form.extend_from_slice(&table[table_header_len(&table)..]);
+    fs.write_file(index, &first_form).unwrap();
+    let reader =
+        PackStore::open_with(Arc::new(fs.clone()), Path::new("/s"), Access::ReadOnly).unwrap();
+    assert!(!reader.recovery().index_rebuilt);
+    all_there(&reader, &objects);
+    drop(reader);
+    let store = sim_store(&fs);
+    assert!(!store.recovery().index_rebuilt);
+    let folded = fs.read_file(index).unwrap();
+    assert_eq!(&folded[..8], vst_cas::pack::INDEX_MAGIC.as_slice());
+    assert_eq!(table_len(&folded), 5000);
+    all_there(&store, &objects);
+}
+
+/// A table whose bytes do not match its checksum is not trusted: the
+/// index is rebuilt from the packs.
+#[test]
+fn a_damaged_table_is_rebuilt_from_the_packs() {
+    let fs = SimFs::new();
+    let objects = many_objects(&fs, 5000);
+    drop(sim_store(&fs));
+    let index = Path::new("/s/index");
+    let len = fs.read_file(index).unwrap().len();
+    fs.tamper(index, |b| b[len / 2] ^= 0x40);
+    let store = sim_store(&fs);
+    assert!(store.recovery().index_rebuilt);
+    all_there(&store, &objects);
+}
+
+/// A crash at any step of folding the log into the table loses nothing.
+#[test]
+fn a_crash_while_the_table_is_written_loses_nothing() {
+    let setup = || {
+        let fs = SimFs::new();
+        let objects = many_objects(&fs, 5000);
+        (fs, objects)
+    };
+    let ops = {
+        let (fs, _) = setup();
+        let start = fs.ops();
+        drop(sim_store(&fs));
+        fs.ops() - start
+    };
+    for at in 0..ops {
+        for unsynced in [Unsynced::Drop, Unsynced::Keep, Unsynced::TearHalf, Unsynced::Mixed] {
+            let (fs, objects) = setup();
+            fs.set_fault(fs.ops() + at, Fault::Crash);
+            assert!(
+                PackStore::open_with(Arc::new(fs.clone()), Path::new("/s"), Access::ReadWrite)
+                    .is_err()
+            );
+            let image = fs.crash_image(unsynced);
+            all_there(&sim_store(&image), &objects);
+        }
+    }
+}

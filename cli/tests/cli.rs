@@ -619,7 +619,7 @@ fn the_index_is_a_cache_losing_or_damaging_it_costs_only_time() {
     let first_index = fs::read(&index).unwrap();
     // The pack store's own index, next to it, is never overwritten.
     let pack_index = || fs::read(root.join(".vst/index")).unwrap()[..8].to_vec();
-    assert_eq!(pack_index(), b"VSTINDX\x01");
+    assert_eq!(pack_index(), vst_cas::pack::INDEX_MAGIC);
 
     // A second commit, then the first commit's index put back: the index
     // names another tree than HEAD's, so it is rebuilt from the store, and
@@ -659,7 +659,7 @@ fn the_index_is_a_cache_losing_or_damaging_it_costs_only_time() {
     let out = tempfile::tempdir().unwrap();
     ok(root, &["checkout", "HEAD", "--into", out.path().join("c").to_str().unwrap()]);
     assert_eq!(tree(&out.path().join("c")), tree(root));
-    assert_eq!(pack_index(), b"VSTINDX\x01");
+    assert_eq!(pack_index(), vst_cas::pack::INDEX_MAGIC);
 }
 
 #[test]
