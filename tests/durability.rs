@@ -66,9 +66,7 @@ fn a_crash_at_any_step_of_a_commit_leaves_the_old_or_the_new_state() {
     assert!(end - start >= 5, "the commit does some I/O ({} steps)", end - start);
 
     for at in start..=end {
-        for unsynced in
-            [Unsynced::Drop, Unsynced::Keep, Unsynced::TearHalf, Unsynced::Zeros, Unsynced::Mixed]
-        {
+        for unsynced in Unsynced::ALL {
             let fs = SimFs::new();
             let repo = open(&fs);
             let (mut ws, got_first) = first_commit(&repo);

@@ -65,6 +65,12 @@ pub enum Unsynced {
     Mixed,
 }
 
+impl Unsynced {
+    /// Every outcome, for tests that try each.
+    pub const ALL: [Unsynced; 5] =
+        [Unsynced::Drop, Unsynced::Keep, Unsynced::TearHalf, Unsynced::Zeros, Unsynced::Mixed];
+}
+
 #[derive(Debug, Clone, Default)]
 struct Inode {
     data: Vec<u8>,

@@ -472,13 +472,7 @@ mod review {
         }
         drop(store);
         for at in start..end {
-            for unsynced in [
-                Unsynced::Drop,
-                Unsynced::Keep,
-                Unsynced::TearHalf,
-                Unsynced::Zeros,
-                Unsynced::Mixed,
-            ] {
+            for unsynced in Unsynced::ALL {
                 let fs = SimFs::new();
                 let store = small_packs(&fs);
                 fs.set_fault(fs.ops() + (at - start), Fault::Crash);

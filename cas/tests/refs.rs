@@ -84,9 +84,7 @@ fn an_update_survives_any_crash_as_old_or_new() {
     refs.update(&main, Some(a), Some(b), "two").unwrap();
     let end = probe.ops();
     for at in start..=end {
-        for unsynced in
-            [Unsynced::Drop, Unsynced::Keep, Unsynced::TearHalf, Unsynced::Zeros, Unsynced::Mixed]
-        {
+        for unsynced in Unsynced::ALL {
             let fs = SimFs::new();
             fs.create_dir_all(Path::new("/s")).unwrap();
             let refs = Refs::new(Arc::new(fs.clone()), Path::new("/s"));
@@ -239,13 +237,7 @@ fn updates_in_place_survive_any_crash_as_old_or_new() {
         };
         let (ops, ..) = run(None, Unsynced::Keep);
         for at in 0..=ops {
-            for unsynced in [
-                Unsynced::Drop,
-                Unsynced::Keep,
-                Unsynced::TearHalf,
-                Unsynced::Zeros,
-                Unsynced::Mixed,
-            ] {
+            for unsynced in Unsynced::ALL {
                 let (_, acknowledged, value) = run(Some(at), unsynced);
                 if acknowledged {
                     assert_eq!(
