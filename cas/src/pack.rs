@@ -4,7 +4,8 @@
 //!
 //! ```text
 //! lock                 held exclusively by the one process that writes
-//! index                append-only list of (id -> pack, offset, ...) entries
+//! index                a table of (id -> pack, offset, ...) entries sorted by
+//!                      id, then a log of entries appended (`pack_index`)
 //! packs/pack-00000001.pack
 //! packs/pack-00000002.pack ...
 //! ```
@@ -18,6 +19,8 @@
 //! the packs. On open, the index is read (not the packs), then only the
 //! tail of each pack that the index does not cover is scanned; a torn last
 //! record is cut away. A missing or damaged index is rebuilt from the packs.
+//! Once its log is long, the index is rewritten whole as a sorted table
+//! (at a writer's open, by GC, or by [`PackStore::fold_index`]).
 //!
 //! Files larger than [`CHUNKING_LEN_MIN`] are split into content-defined
 //! chunks ([`fastcdc`]); the file's id then names a manifest record that
@@ -67,7 +70,7 @@ const SCAN_WINDOW_LEN: usize = 4 << 20;
 /// is damage, not an interrupted write.
 const TORN_TAIL_LEN_MAX: usize = 64 << 20;
 pub(crate) const RECORD_TRAILER_LEN: usize = 4;
-use crate::pack_index::{self, INDEX_ENTRY_LEN, Index, LOG_ENTRIES_COMPACT_MIN};
+use crate::pack_index::{self, INDEX_ENTRY_LEN, Index, LOG_ENTRIES_COMPACT_MIN, Table};
 
 // A whole (unchunked) object and the largest chunk must fit a record's u32
 // length, and chunks must be smaller than what gets chunked.
@@ -422,11 +425,25 @@ impl PackStore {
         if rw {
             // The table is rewritten once the log outgrows an eighth of it,
             // so that opening stays one read of a sorted table.
-            let compact = index.map.len() > LOG_ENTRIES_COMPACT_MIN
-                && index.map.len() > index.table.len() / 8;
-            if !index_ok || compact {
+            let folded = if !index_ok {
                 self.write_index(&mut index)?;
+                true
+            } else if log_is_long(&index) {
+                // Optional: if the table cannot be written (a full disk),
+                // the log is kept and appended to as usual. Once renamed
+                // into place it is the index, so errors after that fail.
+                match self.prepare_table(index.iter().collect()) {
+                    Ok(table) => {
+                        self.install_table()?;
+                        index = Index { table, map: HashMap::default() };
+                        true
+                    }
+                    Err(_) => false,
+                }
             } else {
+                false
+            };
+            if !folded {
                 if let Some(valid) = index_valid_len {
                     self.vfs
                         .truncate(&self.index_path(), valid)
@@ -486,14 +503,34 @@ impl PackStore {
     /// Writes `index` whole, as a table, durably, replacing the index
     /// file; then `index` holds it as its table and nothing else.
     fn write_index(&self, index: &mut Index) -> Result<(), StoreError> {
-        let (bytes, table) = pack_index::encode(index.iter().collect());
-        let tmp = self.dir.join("index.tmp");
-        self.vfs.write_file(&tmp, &bytes).map_err(io_err("write the index"))?;
-        self.vfs.sync(&tmp).map_err(io_err("sync the index"))?;
-        self.vfs.rename(&tmp, &self.index_path()).map_err(io_err("replace the index"))?;
-        self.vfs.sync_dir(&self.dir).map_err(io_err("sync the store directory"))?;
+        let table = self.prepare_table(index.iter().collect())?;
+        self.install_table()?;
         *index = Index { table, map: HashMap::default() };
         Ok(())
+    }
+
+    /// Writes an index of `entries` as a table to `index.tmp`, synced, and
+    /// returns the table. On an error the temporary file is removed and the
+    /// index file is untouched.
+    fn prepare_table(&self, entries: Vec<(ObjectId, Location)>) -> Result<Table, StoreError> {
+        let (bytes, table) = pack_index::encode(entries);
+        let tmp = self.dir.join("index.tmp");
+        let written = self
+            .vfs
+            .write_file(&tmp, &bytes)
+            .map_err(io_err("write the index"))
+            .and_then(|()| self.vfs.sync(&tmp).map_err(io_err("sync the index")));
+        if written.is_err() {
+            let _ = self.vfs.remove(&tmp);
+        }
+        written.map(|()| table)
+    }
+
+    /// Renames the table `prepare_table` wrote over the index, durably.
+    fn install_table(&self) -> Result<(), StoreError> {
+        let tmp = self.dir.join("index.tmp");
+        self.vfs.rename(&tmp, &self.index_path()).map_err(io_err("replace the index"))?;
+        self.vfs.sync_dir(&self.dir).map_err(io_err("sync the store directory"))
     }
 
     /// Scans the records of a pack from `start` (0: from the header) to
@@ -1008,6 +1045,50 @@ impl PackStore {
     }
 }
 
+impl PackStore {
+    /// Rewrites the index whole as a sorted table if its log has grown long
+    /// (see `docs/format.md`, Index), after syncing what was put, so that
+    /// the next open, in any process, reads one table. For a long-lived
+    /// writer (a mount), which never reopens; costs a write of the whole
+    /// index and two fsyncs when it does. Returns whether it did.
+    pub fn fold_index(&self) -> Result<bool, StoreError> {
+        self.check_writable()?;
+        if !log_is_long(&self.index.read().unwrap_or_else(|e| e.into_inner())) {
+            return Ok(false);
+        }
+        // No sync leader, GC or put meanwhile; the table may name only
+        // durable records, so everything put is synced first.
+        let _lead = self.lead();
+        let mut w = self.lock_writer();
+        self.check_writable()?;
+        self.append_buffer(&mut w)?;
+        let synced = self.vfs.sync(&self.pack_path(w.pack)).map_err(io_err("sync a pack"));
+        self.poison(synced)?;
+        {
+            let mut state = self.synced.lock().unwrap_or_else(|e| e.into_inner());
+            state.durable = state.durable.max(w.position());
+        }
+        // Written outside the index's lock, so that reads go on: with the
+        // writer lock held and no leader, nothing changes the index.
+        let entries: Vec<(ObjectId, Location)> =
+            self.index.read().unwrap_or_else(|e| e.into_inner()).iter().collect();
+        let table = self.prepare_table(entries)?;
+        self.install_table()?;
+        *self.index.write().unwrap_or_else(|e| e.into_inner()) =
+            Index { table, map: HashMap::default() };
+        // The entries not yet logged are in the table now. (Had the install
+        // failed after its rename, they would be logged by the next sync
+        // again: a duplicate of a table entry, which a reader skips.)
+        w.unindexed.clear();
+        Ok(true)
+    }
+}
+
+/// Whether the index's log is long enough to be folded into its table.
+fn log_is_long(index: &Index) -> bool {
+    index.map.len() > LOG_ENTRIES_COMPACT_MIN && index.map.len() > index.table.len() / 8
+}
+
 /// Whether GC changes anything.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GcMode {
@@ -1485,10 +1566,7 @@ pub(crate) fn lengths_ok(kind: Kind, codec: Codec, stored_len: u32, raw_len: u64
     size_ok && codec_ok
 }
 
-/// Parses the index file's bytes (`None`: no index). Returns the entries
-/// of its valid prefix, the length to cut the file to if its tail is torn,
-/// and whether it can be used at all (false: rebuild from the packs).
-#[allow(clippy::type_complexity)]
+/// The 64-byte index entries of `entries` (`docs/format.md`, Index).
 pub(crate) fn encode_index_entries(entries: &[(ObjectId, Location)]) -> Vec<u8> {
     let mut out = Vec::with_capacity(entries.len() * INDEX_ENTRY_LEN);
     for (id, loc) in entries {

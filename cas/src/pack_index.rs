@@ -167,6 +167,10 @@ pub(crate) fn load(bytes: Vec<u8>, pack_len: &HashMap<u32, u64>) -> Option<Loade
         valid += INDEX_ENTRY_LEN;
     }
     let valid_len = (valid < len).then_some(valid as u64);
+    // The log's bytes are in the map now: keep only the table's.
+    let mut table = table;
+    table.bytes.truncate(log_start);
+    table.bytes.shrink_to_fit();
     Some(Loaded { index: Index { table, map }, covers, valid_len })
 }
 

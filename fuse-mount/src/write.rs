@@ -1607,7 +1607,14 @@ impl Shared {
         self.store.sync().map_err(|e| {
             self.log(&format!("syncing the store after storing trees: {e}"));
             changes
-        })
+        })?;
+        // A mount never reopens its store: fold the index's log into its
+        // table here once it is long, so that commands outside the mount
+        // open one table (tens of ms, about every hundred commits).
+        if let Err(e) = self.repo.fold_index() {
+            self.log(&format!("rewriting the store's index: {e}"));
+        }
+        Ok(())
     }
 
     /// Makes [`Shared::run_settler`] return.

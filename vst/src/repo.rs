@@ -311,6 +311,17 @@ impl Repo {
         Ok(store.gc(&live, mode)?)
     }
 
+    /// Rewrites the local store's index as one sorted table if its log of
+    /// entries has grown long (see `PackStore::fold_index`): for a
+    /// long-lived writer such as a mount, which never reopens the store.
+    /// Returns whether it did; a store that is not local has nothing to do.
+    pub fn fold_index(&self) -> Result<bool> {
+        match &self.objects {
+            Objects::Local(store) => Ok(store.fold_index()?),
+            Objects::Remote(_) => Ok(false),
+        }
+    }
+
     /// The branch `name`, validated.
     pub fn branch(name: &str) -> Result<RefName> {
         RefName::try_from(name).map_err(ref_err)
