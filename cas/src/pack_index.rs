@@ -70,6 +70,11 @@ impl Table {
     }
 
     fn get(&self, id: &ObjectId) -> Option<Location> {
+        self.find(id).and_then(|i| decode_entry(self.entry(i)).map(|e| e.1))
+    }
+
+    /// Where `id`'s entry is, by its id alone (no decoding).
+    fn find(&self, id: &ObjectId) -> Option<usize> {
         if self.start == self.end {
             return None;
         }
@@ -81,7 +86,7 @@ impl Table {
             match self.entry(mid)[..32].cmp(key) {
                 std::cmp::Ordering::Less => lo = mid + 1,
                 std::cmp::Ordering::Greater => hi = mid,
-                std::cmp::Ordering::Equal => return decode_entry(self.entry(mid)).map(|e| e.1),
+                std::cmp::Ordering::Equal => return Some(mid),
             }
         }
         None
@@ -107,12 +112,12 @@ impl Index {
     }
 
     pub(crate) fn contains(&self, id: &ObjectId) -> bool {
-        self.get(id).is_some()
+        self.map.contains_key(id) || self.table.find(id).is_some()
     }
 
     /// Adds an entry for an id the index does not have.
     pub(crate) fn insert(&mut self, id: ObjectId, loc: Location) {
-        debug_assert!(self.table.get(&id).is_none(), "an id indexed twice");
+        debug_assert!(self.table.find(&id).is_none(), "an id indexed twice");
         self.map.insert(id, loc);
     }
 
@@ -161,7 +166,7 @@ pub(crate) fn load(bytes: Vec<u8>, pack_len: &HashMap<u32, u64>) -> Option<Loade
             return None;
         }
         // The first entry of an id wins (the table's, then the log's).
-        if table.get(&id).is_none() {
+        if table.find(&id).is_none() {
             map.entry(id).or_insert(loc);
         }
         valid += INDEX_ENTRY_LEN;
