@@ -38,12 +38,13 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 
 use bytes::Bytes;
 
+use crate::pack_index::{self, INDEX_ENTRY_LEN, Index, LOG_ENTRIES_COMPACT_MIN, Table};
+pub use crate::pack_index::{INDEX_MAGIC, INDEX_MAGIC_V1};
 use crate::vfs::{Vfs, VfsLock};
 use crate::{IdBuildHasher, ObjectId, Store, StoreError};
 
 /// First bytes of every pack file.
 pub const PACK_MAGIC: [u8; 8] = *b"VSTPACK\x01";
-pub use crate::pack_index::{INDEX_MAGIC, INDEX_MAGIC_V1};
 /// A pack is sealed and a new one started once it reaches this length.
 pub const PACK_LEN_MAX: u64 = 1 << 30;
 /// Objects at least this long are split into content-defined chunks.
@@ -70,7 +71,6 @@ const SCAN_WINDOW_LEN: usize = 4 << 20;
 /// is damage, not an interrupted write.
 const TORN_TAIL_LEN_MAX: usize = 64 << 20;
 pub(crate) const RECORD_TRAILER_LEN: usize = 4;
-use crate::pack_index::{self, INDEX_ENTRY_LEN, Index, LOG_ENTRIES_COMPACT_MIN, Table};
 
 // A whole (unchunked) object and the largest chunk must fit a record's u32
 // length, and chunks must be smaller than what gets chunked.
@@ -1056,14 +1056,9 @@ impl PackStore {
         if !log_is_long(&self.index.read().unwrap_or_else(|e| e.into_inner())) {
             return Ok(false);
         }
-        // No sync leader, GC or put meanwhile; the table may name only
-        // durable records, so everything put is synced first.
-        let _lead = self.lead();
-        let mut w = self.lock_writer();
-        self.check_writable()?;
-        self.append_buffer(&mut w)?;
-        let synced = self.vfs.sync(&self.pack_path(w.pack)).map_err(io_err("sync a pack"));
-        self.poison(synced)?;
+        // No sync, GC or put meanwhile; the table may name only durable
+        // records, so everything put is synced first.
+        let (_lead, mut w) = self.hold_all_synced()?;
         {
             let mut state = self.synced.lock().unwrap_or_else(|e| e.into_inner());
             state.durable = state.durable.max(w.position());
@@ -1081,6 +1076,25 @@ impl PackStore {
         // again: a duplicate of a table entry, which a reader skips.)
         w.unindexed.clear();
         Ok(true)
+    }
+}
+
+impl PackStore {
+    /// Takes the group-commit leader role (no sync runs) and the writer
+    /// lock (no put runs), then appends the buffer and syncs the current
+    /// pack: every record is durable until both are dropped. For GC and
+    /// `fold_index`.
+    fn hold_all_synced(&self) -> Result<(Leadership<'_>, MutexGuard<'_, Writer>), StoreError> {
+        self.check_writable()?;
+        let lead = self.lead();
+        let mut w = self.lock_writer();
+        // A sync that failed while this waited for the leader role
+        // poisoned the store: check again.
+        self.check_writable()?;
+        self.append_buffer(&mut w)?;
+        let synced = self.vfs.sync(&self.pack_path(w.pack)).map_err(io_err("sync a pack"));
+        self.poison(synced)?;
+        Ok((lead, w))
     }
 }
 
@@ -1129,18 +1143,8 @@ impl PackStore {
         live: &std::collections::HashSet<ObjectId>,
         mode: GcMode,
     ) -> Result<GcStats, StoreError> {
-        self.check_writable()?;
-        // As the group-commit leader, no sync runs while the packs are
-        // rewritten; as the writer, no put does.
-        let _lead = self.lead();
-        let mut w = self.lock_writer();
-        // A sync that failed while GC waited for the leader role poisoned
-        // the store: check again.
-        self.check_writable()?;
-        self.append_buffer(&mut w)?;
-        let current = self.pack_path(w.pack);
-        let synced = self.vfs.sync(&current).map_err(io_err("sync a pack"));
-        self.poison(synced)?;
+        // No sync runs while the packs are rewritten, and no put.
+        let (_lead, mut w) = self.hold_all_synced()?;
         let index: HashMap<ObjectId, Location, IdBuildHasher> =
             self.index.read().unwrap_or_else(|e| e.into_inner()).iter().collect();
         let mut keep: std::collections::HashSet<ObjectId> = live.clone();
