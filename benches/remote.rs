@@ -69,7 +69,7 @@ fn main() {
         [(format!("{files_n} files"), &small), (format!("{big_mib} MiB file"), &big)]
     {
         let bytes: u64 = files.iter().map(|(_, c)| c.len() as u64).sum();
-        let src = Repo::open(&tmp.path().join(format!("src-{}", rows.len()))).unwrap();
+        let src = init(&tmp.path().join(format!("src-{}", rows.len()))).unwrap();
         let tip = commit(&src, files, "bench");
         let remote =
             Remote::s3(&S3Config::from_url(&format!("s3://bench/{}", rows.len()), &var).unwrap())
@@ -78,16 +78,16 @@ fn main() {
         let t = Instant::now();
         push(src.store().as_ref(), &store, &remote.refs(), &branch, tip).unwrap();
         let s3_push = t.elapsed();
-        let dst = Repo::open(&tmp.path().join(format!("clone-{}", rows.len()))).unwrap();
+        let dst = init(&tmp.path().join(format!("clone-{}", rows.len()))).unwrap();
         let t = Instant::now();
         let fresh = remote.store(RemoteOptions::default()).unwrap();
         transfer(&fresh, dst.store().as_ref(), tip).unwrap();
         let s3_clone = t.elapsed();
-        let disk = Repo::open(&tmp.path().join(format!("disk-{}", rows.len()))).unwrap();
+        let disk = init(&tmp.path().join(format!("disk-{}", rows.len()))).unwrap();
         let t = Instant::now();
         transfer(src.store().as_ref(), disk.store().as_ref(), tip).unwrap();
         let disk_push = t.elapsed();
-        let back = Repo::open(&tmp.path().join(format!("disk-back-{}", rows.len()))).unwrap();
+        let back = init(&tmp.path().join(format!("disk-back-{}", rows.len()))).unwrap();
         let t = Instant::now();
         transfer(disk.store().as_ref(), back.store().as_ref(), tip).unwrap();
         let disk_clone = t.elapsed();
@@ -121,4 +121,9 @@ fn main() {
             r.s3_push.as_secs_f64() / r.disk_push.as_secs_f64()
         );
     }
+}
+
+/// A new repository in `dir`.
+fn init(dir: &std::path::Path) -> Result<Repo, vst::Error> {
+    Repo::init(dir, &vst::repo::InitStore::Local, &|_| None)
 }

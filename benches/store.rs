@@ -98,7 +98,7 @@ fn durable(c: &mut Criterion) {
     let content = noise(7, 1024);
     for committers in [1usize, 8] {
         let dir = scratch();
-        let repo = Repo::open(dir.path()).unwrap();
+        let repo = vst::Repo::init(dir.path(), &vst::repo::InitStore::Local, &|_| None).unwrap();
         let branches: Vec<_> =
             (0..committers).map(|t| Repo::branch(&format!("c{t}")).unwrap()).collect();
         let mut sets: Vec<_> = (0..committers).map(|_| repo.working_set().unwrap()).collect();

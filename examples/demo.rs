@@ -16,7 +16,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .nth(1)
         .map(PathBuf::from)
         .unwrap_or_else(|| std::env::temp_dir().join(format!("vst-demo-{}", std::process::id())));
-    let repo = Repo::open(&out.join(".vst"))?;
+    let repo = Repo::init(&out.join(".vst"), &vst::repo::InitStore::Local, &|_| None)?;
     let store = repo.store();
     let mut ws = repo.working_set()?;
     let options = |message: &str| CommitOptions {

@@ -106,7 +106,7 @@ fn a_crash_at_any_step_of_a_commit_leaves_the_old_or_the_new_state() {
 #[test]
 fn kill_test_child() {
     let Ok(dir) = std::env::var("VST_KILL_TEST_REPO") else { return };
-    let repo = Repo::open(Path::new(&dir)).unwrap();
+    let repo = crate::support::repo(Path::new(&dir));
     let mut ws = repo.working_set().unwrap();
     let start = ws.head().map_or(0, |_| 1);
     for i in start..100_000u64 {
@@ -165,7 +165,7 @@ fn commits_survive_sigkill_at_random_moments() {
         }
         child.wait().unwrap();
 
-        let repo = Repo::open(&repo_dir).unwrap();
+        let repo = crate::support::repo(&repo_dir);
         let report = repo.fsck(ReadData::No).unwrap();
         assert!(report.is_clean(), "round {round}: {:?}", report.problems);
         // Every acknowledged commit is the head or one of its ancestors.
@@ -180,7 +180,7 @@ fn commits_survive_sigkill_at_random_moments() {
         }
     }
     assert!(acknowledged.len() >= rounds, "the children made progress");
-    let repo = Repo::open(&repo_dir).unwrap();
+    let repo = crate::support::repo(&repo_dir);
     assert!(repo.fsck(ReadData::Yes).unwrap().is_clean());
 }
 

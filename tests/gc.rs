@@ -35,9 +35,9 @@ fn setup(open: &dyn Fn() -> Repo) -> (CommitId, CommitId) {
 #[test]
 fn gc_keeps_what_refs_and_recent_reflogs_reach_and_removes_the_rest() {
     let dir = tempfile::tempdir().unwrap();
-    let (main, side) = setup(&|| Repo::open(dir.path()).unwrap());
+    let (main, side) = setup(&|| crate::support::repo(dir.path()));
     // A new handle: nothing is "fresh" any more.
-    let repo = Repo::open(dir.path()).unwrap();
+    let repo = crate::support::repo(dir.path());
     let dry = repo.gc(Duration::ZERO, GcMode::DryRun).unwrap();
     assert!(dry.records_removed > 0);
     let kept = repo.gc(HOUR, GcMode::Collect).unwrap();
@@ -49,7 +49,7 @@ fn gc_keeps_what_refs_and_recent_reflogs_reach_and_removes_the_rest() {
     assert!(!repo.store().contains(&side.object_id()).unwrap());
     assert!(repo.fsck(ReadData::Yes).unwrap().is_clean());
     drop(repo);
-    let repo = Repo::open(dir.path()).unwrap();
+    let repo = crate::support::repo(dir.path());
     assert_eq!(repo.head_commit().unwrap(), Some(main));
     assert!(repo.fsck(ReadData::Yes).unwrap().is_clean());
     assert!(!repo.store().contains(&side.object_id()).unwrap(), "gone for good");
@@ -60,7 +60,7 @@ fn gc_keeps_what_refs_and_recent_reflogs_reach_and_removes_the_rest() {
 #[test]
 fn uncommitted_writes_survive_gc() {
     let dir = tempfile::tempdir().unwrap();
-    let repo = Repo::open(dir.path()).unwrap();
+    let repo = crate::support::repo(dir.path());
     let mut ws = repo.working_set().unwrap();
     ws.write(&p("a"), b"committed").unwrap();
     repo.commit(&mut ws, &CommitOptions::default()).unwrap();
@@ -76,9 +76,9 @@ fn uncommitted_writes_survive_gc() {
 #[test]
 fn garbage_written_again_survives_gc_until_committed() {
     let dir = tempfile::tempdir().unwrap();
-    let (_, side) = setup(&|| Repo::open(dir.path()).unwrap());
-    let big = read::read_commit(Repo::open(dir.path()).unwrap().store().as_ref(), side).unwrap();
-    let repo = Repo::open(dir.path()).unwrap();
+    let (_, side) = setup(&|| crate::support::repo(dir.path()));
+    let big = read::read_commit(crate::support::repo(dir.path()).store().as_ref(), side).unwrap();
+    let repo = crate::support::repo(dir.path());
     let mut ws = repo.working_set().unwrap();
     // The deleted branch's large file, written again: the store has it.
     ws.write(&p("again"), &noise(2, 3_000_000)).unwrap();
@@ -95,7 +95,7 @@ fn garbage_written_again_survives_gc_until_committed() {
 #[test]
 fn gc_while_another_thread_commits_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let repo = Repo::open(dir.path()).unwrap();
+    let repo = crate::support::repo(dir.path());
     let committer = {
         let repo = repo.clone();
         std::thread::spawn(move || {
@@ -114,7 +114,7 @@ fn gc_while_another_thread_commits_loses_nothing() {
     let acknowledged = committer.join().unwrap();
     repo.gc(Duration::ZERO, GcMode::Collect).unwrap();
     drop(repo);
-    let repo = Repo::open(dir.path()).unwrap();
+    let repo = crate::support::repo(dir.path());
     assert!(repo.fsck(ReadData::Yes).unwrap().is_clean());
     assert_eq!(repo.head_commit().unwrap(), acknowledged.last().copied());
 }
@@ -165,7 +165,7 @@ fn a_crash_at_any_step_of_gc_loses_nothing_live() {
 fn a_file_that_equals_a_tree_encoding_does_not_hide_the_tree() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let repo = Repo::open(dir.path()).unwrap();
+        let repo = crate::support::repo(dir.path());
         let mut ws = repo.working_set().unwrap();
         ws.write(&p("d/inner"), &noise(5, 10_000)).unwrap();
         repo.commit(&mut ws, &CommitOptions::default()).unwrap();
@@ -179,7 +179,7 @@ fn a_file_that_equals_a_tree_encoding_does_not_hide_the_tree() {
         ws.write(&p("a"), &encoding).unwrap();
         repo.commit(&mut ws, &CommitOptions::default()).unwrap();
     }
-    let repo = Repo::open(dir.path()).unwrap();
+    let repo = crate::support::repo(dir.path());
     repo.gc(Duration::ZERO, GcMode::Collect).unwrap();
     assert!(repo.fsck(ReadData::Yes).unwrap().is_clean(), "d/inner survived GC");
 }
@@ -188,7 +188,7 @@ fn a_file_that_equals_a_tree_encoding_does_not_hide_the_tree() {
 fn detached_commits_are_compared_and_swapped_and_kept_for_the_grace_period() {
     let dir = tempfile::tempdir().unwrap();
     let detached = {
-        let repo = Repo::open(dir.path()).unwrap();
+        let repo = crate::support::repo(dir.path());
         let mut ws = repo.working_set().unwrap();
         ws.write(&p("a"), b"on main").unwrap();
         let main = repo.commit(&mut ws, &CommitOptions::default()).unwrap();
@@ -210,7 +210,7 @@ fn detached_commits_are_compared_and_swapped_and_kept_for_the_grace_period() {
         repo.refs().set_head(&vst_cas::Head::Branch(Repo::branch("main").unwrap())).unwrap();
         detached
     };
-    let repo = Repo::open(dir.path()).unwrap();
+    let repo = crate::support::repo(dir.path());
     repo.gc(HOUR, GcMode::Collect).unwrap();
     assert!(repo.store().contains(&detached.object_id()).unwrap(), "kept: HEAD's reflog is young");
     repo.gc(Duration::ZERO, GcMode::Collect).unwrap();
@@ -225,7 +225,7 @@ fn detached_commits_are_compared_and_swapped_and_kept_for_the_grace_period() {
 #[test]
 fn gc_keeps_what_the_value_before_in_a_branch_file_reaches() {
     let dir = tempfile::tempdir().unwrap();
-    let repo = Repo::open(dir.path()).unwrap();
+    let repo = crate::support::repo(dir.path());
     let mut ws = repo.working_set().unwrap();
     ws.write(&p("big"), &noise(3, 2_000_000)).unwrap();
     let before = repo.commit(&mut ws, &CommitOptions::default()).unwrap();
@@ -237,7 +237,7 @@ fn gc_keeps_what_the_value_before_in_a_branch_file_reaches() {
     repo.refs().update(&main, Some(b), Some(u), "reset").unwrap();
     assert_eq!(repo.refs().held(&main).unwrap(), [u, b]);
     drop((repo, ws, other));
-    let repo = Repo::open(dir.path()).unwrap();
+    let repo = crate::support::repo(dir.path());
     repo.gc(Duration::ZERO, GcMode::Collect).unwrap();
     assert!(repo.store().contains(&b).unwrap(), "the value before is kept");
     // The current slot damaged: the branch reads as the value before,

@@ -48,7 +48,7 @@ fn assert_remote_clean(remote: &Remote) {
 
 fn round_trip(remote: &Remote) {
     let dirs = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let a = Repo::open(dirs.0.path()).unwrap();
+    let a = crate::support::repo(dirs.0.path());
     let files: Vec<(String, Vec<u8>)> = (0..300)
         .map(|i| (format!("d{}/f{i}.txt", i % 17), noise(i, 100 + (i as usize * 53) % 4000)))
         .chain([("big.bin".to_owned(), noise(1, 3 << 20))])
@@ -69,7 +69,7 @@ fn round_trip(remote: &Remote) {
     );
 
     // Clone into B, commit there, push.
-    let b = Repo::open(dirs.1.path()).unwrap();
+    let b = crate::support::repo(dirs.1.path());
     let store_b = remote.store(small_packs()).unwrap();
     let (branches, _) = clone_into(&b, &store_b, &remote.refs()).unwrap();
     assert_eq!(branches, vec![(main_branch(), first)]);
@@ -158,7 +158,7 @@ fn racing_pushes_seaweedfs() {
     let Some(remote) = seaweed_remote("race") else { return };
     let endpoint = shared_seaweed().unwrap().lock().unwrap().endpoint.clone();
     let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
-    let seed = Repo::open(dirs[0].path()).unwrap();
+    let seed = crate::support::repo(dirs[0].path());
     let base = commit_files(&seed, &[("README".to_owned(), b"base".to_vec())], "base");
     push(
         seed.store().as_ref(),
@@ -179,7 +179,7 @@ fn racing_pushes_seaweedfs() {
                 (&dirs, &barrier, &wins, &rejected, &endpoint);
             s.spawn(move || {
                 let remote = s3_remote(endpoint, "race", Duration::from_secs(10));
-                let repo = Repo::open(dirs[side].path()).unwrap();
+                let repo = crate::support::repo(dirs[side].path());
                 let store = remote.store(small_packs()).unwrap();
                 let refs = remote.refs();
                 for round in 0..ROUNDS {
@@ -244,7 +244,7 @@ fn server_killed_during_a_push_seaweedfs() {
     server.bucket("vst");
     let remote = s3_remote(&server.endpoint, "killed", Duration::from_secs(3));
     let dir = tempfile::tempdir().unwrap();
-    let repo = Repo::open(dir.path()).unwrap();
+    let repo = crate::support::repo(dir.path());
     let first = commit_files(&repo, &[("a".to_owned(), b"first".to_vec())], "first");
     let store = remote.store(small_packs()).unwrap();
     push(repo.store().as_ref(), &store, &remote.refs(), &main_branch(), first).unwrap();
@@ -281,7 +281,7 @@ fn server_killed_during_a_push_seaweedfs() {
     }
     assert_remote_clean(&remote);
     let copy = tempfile::tempdir().unwrap();
-    let local = Repo::open(copy.path()).unwrap();
+    let local = crate::support::repo(copy.path());
     transfer(&remote.store(RemoteOptions::default()).unwrap(), local.store().as_ref(), second)
         .unwrap();
     assert!(local.store().contains(&tree_of(&store, second).object_id()).unwrap());

@@ -143,3 +143,15 @@ pub mod raw {
         out
     }
 }
+
+/// The repository in `dir`: opened if it exists, else created (with a
+/// local pack store).
+pub fn repo(dir: &Path) -> vst::Repo {
+    match vst::Repo::open(dir) {
+        Ok(repo) => repo,
+        Err(vst::Error::NotARepository { .. }) => {
+            vst::Repo::init(dir, &vst::repo::InitStore::Local, &|_| None).unwrap()
+        }
+        Err(e) => panic!("opening {}: {e}", dir.display()),
+    }
+}

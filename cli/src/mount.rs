@@ -168,7 +168,7 @@ pub fn mount_writable(
     }
     // Through the CLI's opening, so that a repository whose objects are
     // remote is opened as such.
-    let repo = crate::open_dir(repo_dir, vst_cas::Access::ReadWrite).with_context(|| {
+    let repo = crate::workspace::open_dir(repo_dir, vst_cas::Access::ReadWrite).with_context(|| {
         format!(
             "opening the repository at {} for writing (a writable mount holds it for as long as it lives: is one already up?)",
             repo_dir.display()
@@ -516,11 +516,13 @@ pub fn writable_repo(dir: &Path) -> Result<Option<PathBuf>> {
 /// daemon serves: `commit`, `status`, `diff` (of the working tree against
 /// HEAD: the changed paths, as `--name-status`), `checkout REV` (in place)
 /// and `switch NAME`. `None`: run it as usual.
-pub fn in_writable_mount(cli: &crate::Cli) -> Result<Option<ExitCode>> {
-    use crate::Command;
+pub fn in_writable_mount(cli: &crate::args::Cli) -> Result<Option<ExitCode>> {
+    use crate::args::Command;
     use vst_fuse::control::{ChangeKind, Request, Response, request};
     let served = match &cli.command {
-        Command::Commit { .. } | Command::Status | Command::Switch { .. } => true,
+        Command::Commit { paths, .. } => paths.is_empty(),
+        Command::Status { paths } => paths.is_empty(),
+        Command::Switch { .. } => true,
         Command::Diff { revs, .. } => revs.is_empty(),
         Command::Checkout { into, .. } => into.is_none(),
         _ => false,
@@ -528,7 +530,7 @@ pub fn in_writable_mount(cli: &crate::Cli) -> Result<Option<ExitCode>> {
     if !served {
         return Ok(None);
     }
-    let start = crate::start_dir(cli)?;
+    let start = crate::workspace::start_dir(cli)?;
     let Some(repo_dir) = writable_repo(&start)? else { return Ok(None) };
     let socket = repo_dir.join("mount").join("sock");
     let ask = |req: Request| -> Result<Response> {
@@ -556,10 +558,10 @@ pub fn in_writable_mount(cli: &crate::Cli) -> Result<Option<ExitCode>> {
         ChangeKind::TypeChanged => "type_changed",
     };
     match &cli.command {
-        Command::Commit { message, allow_empty, author } => {
+        Command::Commit { message, allow_empty, author, .. } => {
             let req = Request::Commit {
                 message: message.clone(),
-                author: crate::author(author.clone()),
+                author: crate::workspace::author(author.clone()),
                 allow_empty: *allow_empty,
             };
             let Response::Committed { commit, tree, hash_us, total_us } = ask(req)? else {
@@ -589,11 +591,13 @@ pub fn in_writable_mount(cli: &crate::Cli) -> Result<Option<ExitCode>> {
             // against the base, as `vst diff A B` does.
             let repo = open_read_only(&repo_dir)?;
             let tree_id = |t: [u8; 32]| vst::TreeId::new(vst_cas::ObjectId::from_bytes(t));
-            let files = crate::tree_diff(&repo, base.map(tree_id), Some(tree_id(tree)))?;
+            let files =
+                crate::commands::history::tree_diff(&repo, base.map(tree_id), Some(tree_id(tree)))?;
             drop(out);
-            return crate::print_diff(cli, &files, *stat, *name_status).map(Some);
+            return crate::commands::history::print_diff(cli, &files, *stat, *name_status)
+                .map(Some);
         }
-        Command::Status => {
+        Command::Status { .. } => {
             let Response::Status { changes, stats, .. } = ask(Request::Status)? else {
                 bail!("the mount daemon answered a status with something else");
             };

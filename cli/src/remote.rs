@@ -9,9 +9,9 @@
 //! `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_REGION`; plain HTTP
 //! is allowed for a loopback endpoint, or with `AWS_ALLOW_HTTP=true`.
 //!
-//! `pull_cmd` uses `scan_worktree` and `save_index` from `main.rs` (to
-//! refuse a pull over local changes and to refresh the index after
-//! updating the working directory).
+//! `pull` updates the work tree by the one update rule
+//! (`vst::worktree::WorkTree::check_out`, through
+//! `commands::worktree::check_out`).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -19,11 +19,14 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, anyhow, bail};
 use serde_json::json;
-use vst::repo::REPO_DIR_NAME;
+use vst::repo::{InitStore, Location, REPO_DIR_NAME};
 use vst::sync::{PullOutcome, PushOutcome, TransferStats};
-use vst::{CommitId, Repo, read};
+use vst::worktree::{CheckoutOptions, WorkTree};
+use vst::{CommitId, Repo};
 use vst_cas::remote::{Remote, RemoteOptions, S3Config};
-use vst_cas::{Head, RefName, Store};
+use vst_cas::{Head, RefName};
+
+use crate::args::Cli;
 
 /// `vst remote ...`.
 #[derive(clap::Subcommand, Debug)]
@@ -122,66 +125,8 @@ fn remote_url(repo_dir: &Path, name: &str) -> Result<String> {
 
 /// The object store at `url`, configured from the environment.
 pub fn open_remote(url: &str) -> Result<Remote> {
-    let config = S3Config::from_url(url, &|k| std::env::var(k).ok())?;
+    let config = S3Config::from_url(url, &crate::workspace::settings)?;
     Remote::s3(&config).with_context(|| format!("connecting to {}", config.describe()))
-}
-
-/// The file in `.vst/` that says the repository's objects are in an
-/// object store: its URL on the first line, the local cache's limit in
-/// bytes on the second.
-pub const STORE_FILE: &str = "store";
-/// The local cache of a repository whose objects are remote, in `.vst/`.
-const CACHE_DIR: &str = "cache";
-/// The cache's limit unless `vst init --cache-mib` says otherwise.
-pub const CACHE_MIB_DEFAULT: u64 = 1024;
-
-/// Where a repository's objects are, if not in its own pack store: the
-/// URL and the cache limit from `.vst/store`.
-pub fn store_config(repo_dir: &Path) -> Result<Option<(String, u64)>> {
-    let path = repo_dir.join(STORE_FILE);
-    let text = match std::fs::read_to_string(&path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
-    };
-    let mut lines = text.lines();
-    let (Some(url), Some(len_max)) = (lines.next(), lines.next().and_then(|l| l.parse().ok()))
-    else {
-        bail!("{} is damaged: want a URL line and a cache size line", path.display());
-    };
-    Ok(Some((url.to_owned(), len_max)))
-}
-
-/// Writes `.vst/store` (durably: it decides where every object goes).
-pub fn write_store_config(repo_dir: &Path, url: &str, cache_len_max: u64) -> Result<()> {
-    vst_cas::remote::parse_url(url)?;
-    let path = repo_dir.join(STORE_FILE);
-    let write = || -> std::io::Result<()> {
-        let mut file = std::fs::File::create_new(&path)?;
-        file.write_all(format!("{url}\n{cache_len_max}\n").as_bytes())?;
-        file.sync_all()?;
-        std::fs::File::open(repo_dir)?.sync_all()
-    };
-    write().with_context(|| format!("writing {}", path.display()))
-}
-
-/// Opens the repository in `repo_dir` whose objects are at `url`, with its
-/// bounded cache in `.vst/cache`.
-pub fn open_remote_repo(repo_dir: &Path, url: &str, cache_len_max: u64) -> Result<Repo> {
-    let vfs: std::sync::Arc<dyn vst_cas::vfs::Vfs> =
-        std::sync::Arc::new(vst_cas::vfs::RealFs::new());
-    let options = RemoteOptions {
-        cache: Some(vst_cas::remote::CacheOptions {
-            dir: repo_dir.join(CACHE_DIR),
-            len_max: cache_len_max,
-            vfs: vfs.clone(),
-        }),
-        ..RemoteOptions::default()
-    };
-    let store = open_remote(url)?
-        .store(options)
-        .with_context(|| format!("opening the object store at {url}"))?;
-    Ok(Repo::open_remote(vfs, repo_dir, store)?)
 }
 
 /// `vst remote add/list/remove`.
@@ -239,13 +184,12 @@ fn stats_json(stats: &TransferStats) -> serde_json::Value {
 }
 
 /// `vst push NAME [BRANCH]`.
-pub fn push_cmd(repo_dir: &Path, args: &PushArgs, quiet: bool, as_json: bool) -> Result<ExitCode> {
-    let repo = Repo::open_with(
-        std::sync::Arc::new(vst_cas::vfs::RealFs::new()),
-        repo_dir,
-        vst_cas::Access::ReadOnly,
-    )
-    .with_context(|| format!("opening the repository at {}", repo_dir.display()))?;
+pub fn push_cmd(cli: &Cli, ws: &Location, args: &PushArgs) -> Result<ExitCode> {
+    let (quiet, as_json) = (cli.quiet, cli.json);
+    // Where `.vst/store` says: a repository made by `init --store` pushes
+    // from its object store.
+    let repo = crate::workspace::open(ws, vst_cas::Access::ReadOnly)?;
+    let repo_dir = &ws.repo_dir;
     let branch = branch_or_current(&repo, args.branch.as_deref())?;
     let tip = repo
         .refs()
@@ -290,24 +234,16 @@ pub fn push_cmd(repo_dir: &Path, args: &PushArgs, quiet: bool, as_json: bool) ->
 }
 
 /// `vst pull NAME [BRANCH]`: fetches and fast-forwards the local branch;
-/// if it is the current branch, the working directory is updated too,
-/// which requires it to have no uncommitted changes.
-pub fn pull_cmd(cli: &crate::Cli, ws: &crate::Workspace, args: &PullArgs) -> Result<ExitCode> {
+/// if it is the current branch, the work tree follows by the one update
+/// rule (local changes in the way refuse the update, and the branch is
+/// left moved: `vst status` says so and `vst checkout HEAD` finishes).
+pub fn pull_cmd(cli: &Cli, ws: &Location, args: &PullArgs) -> Result<ExitCode> {
     let url = remote_url(&ws.repo_dir, &args.remote)?;
-    let repo = crate::open(ws, vst_cas::Access::ReadWrite)?;
+    // Opened once, for writing: the pull and the work-tree update share it.
+    let mut worktree = crate::workspace::open_worktree(ws, vst_cas::Access::ReadWrite)?;
+    let repo = worktree.repo().clone();
     let branch = branch_or_current(&repo, args.branch.as_deref())?;
     let current = matches!(repo.refs().head()?, Head::Branch(ref b) if *b == branch);
-    if current {
-        drop(repo);
-        let (_, _, _, scanned) = crate::scan_worktree(ws, false)?;
-        if !scanned.deltas.is_empty() {
-            bail!(
-                "the working directory has {} uncommitted change(s); commit them (or check out {branch} --force) before pulling",
-                scanned.deltas.len()
-            );
-        }
-    }
-    let repo = crate::open(ws, vst_cas::Access::ReadWrite)?;
     let remote = open_remote(&url)?;
     let store = remote.store(RemoteOptions::default())?;
     let pulled = vst::sync::pull(&repo, &store, &remote.refs(), &branch)
@@ -315,32 +251,23 @@ pub fn pull_cmd(cli: &crate::Cli, ws: &crate::Workspace, args: &PullArgs) -> Res
     let Some((outcome, stats)) = pulled else {
         bail!("remote {} has no branch {branch}", args.remote);
     };
-    let local_store = repo.store();
     let moved = match outcome {
-        PullOutcome::FastForward { old, new } => Some((Some(old), new)),
-        PullOutcome::Created { new } => Some((None, new)),
+        PullOutcome::FastForward { new, .. } | PullOutcome::Created { new } => Some(new),
         _ => None,
     };
-    // From where the branch was when it moved (a commit may have landed
-    // between the scan and the pull).
-    if current && let Some((old, new)) = moved {
-        let from = match old {
-            Some(old) => read::read_commit(local_store.as_ref(), old)?.tree,
-            None => {
-                let empty = vst::Tree::default();
-                local_store.put(empty.id().object_id(), &empty.encode())?;
-                empty.id()
-            }
-        };
-        let to = read::read_commit(local_store.as_ref(), new)?.tree;
-        vst::checkout_update(local_store.as_ref(), from, to, &ws.root).with_context(|| {
-            format!("updating the working directory to {branch}: it may be partly updated; run `vst checkout {branch} --force` to finish")
+    if current && let Some(new) = moved {
+        let head = Head::Branch(branch.clone());
+        crate::commands::worktree::check_out(
+            cli,
+            &mut worktree,
+            new,
+            &head,
+            false,
+            branch.as_str(),
+        )
+        .with_context(|| {
+            format!("{branch} moved to {:.12}, but the work tree was not updated", new.to_string())
         })?;
-        drop(repo);
-        match crate::scan_worktree(ws, false) {
-            Ok((_, _, mut index, _)) => crate::save_index(ws, &mut index),
-            Err(e) => eprintln!("vst: warning: could not refresh the index: {e:#}"),
-        }
     }
     let mut out = std::io::stdout().lock();
     if cli.json {
@@ -384,40 +311,48 @@ pub fn pull_cmd(cli: &crate::Cli, ws: &crate::Workspace, args: &PullArgs) -> Res
     Ok(ExitCode::SUCCESS)
 }
 
+/// The file in a repository being cloned into: a clone that stops before
+/// it is removed (killed, interrupted, failed) is cleaned up by the next
+/// `vst clone` into the same directory.
+const CLONING_MARKER: &str = "cloning";
+
 /// `vst clone URL DIR`: a new repository in DIR with every branch of the
 /// remote, `origin` naming it, HEAD on `main` (or the first branch) and
 /// checked out.
-pub fn clone_cmd(base: &Path, args: &CloneArgs, quiet: bool, as_json: bool) -> Result<ExitCode> {
-    let root = base.join(&args.target);
+pub fn clone_cmd(cli: &Cli, args: &CloneArgs) -> Result<ExitCode> {
+    let (quiet, as_json) = (cli.quiet, cli.json);
+    let root = crate::workspace::start_dir(cli)?.join(&args.target);
+    let repo_dir = root.join(REPO_DIR_NAME);
+    if repo_dir.join(CLONING_MARKER).exists() {
+        // What an earlier clone into this directory left: the directory
+        // was new or empty when it started, so all of it is the clone's.
+        empty_dir(&root).with_context(|| {
+            format!("removing what an earlier clone left in {}", root.display())
+        })?;
+    }
     if std::fs::read_dir(&root).is_ok_and(|mut d| d.next().is_some()) {
         bail!("{} exists and is not empty; clone into a new or empty directory", root.display());
     }
     let remote = open_remote(&args.url)?;
     let store = remote.store(RemoteOptions::default())?;
-    let refs = remote.refs();
+    let created_root = !root.exists();
     std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
-    let repo_dir = root.join(REPO_DIR_NAME);
-    let repo = Repo::open(&repo_dir)
-        .with_context(|| format!("creating the repository in {}", repo_dir.display()))?;
-    save_remotes(&repo_dir, &[("origin".to_owned(), args.url.clone())])?;
-    let (branches, stats) = vst::sync::clone_into(&repo, &store, &refs)
-        .with_context(|| format!("cloning {}", args.url))?;
-    let main = Repo::branch("main")?;
-    let head = if branches.iter().any(|(n, _)| *n == main) {
-        main
-    } else {
-        branches.first().map_or(main, |(n, _)| n.clone())
+    let cloned = clone_into(&root, &repo_dir, args, &store, &remote.refs());
+    let (branches, stats, head) = match cloned {
+        Ok(done) => done,
+        Err(e) => {
+            // Leave nothing behind: the directory was new or empty.
+            let cleaned =
+                if created_root { std::fs::remove_dir_all(&root) } else { empty_dir(&root) };
+            if let Err(c) = cleaned {
+                eprintln!(
+                    "vst: warning: could not clean up {}: {c}; `vst clone` into it again cleans it",
+                    root.display()
+                );
+            }
+            return Err(e);
+        }
     };
-    repo.refs().set_head(&Head::Branch(head.clone()))?;
-    if let Some((_, tip)) = branches.iter().find(|(n, _)| *n == head) {
-        let local = repo.store();
-        let empty = vst::Tree::default();
-        local.put(empty.id().object_id(), &empty.encode())?;
-        local.sync()?;
-        let tree = read::read_commit(local.as_ref(), *tip)?.tree;
-        vst::checkout_update(local.as_ref(), empty.id(), tree, &root)
-            .with_context(|| format!("checking out {head} into {}", root.display()))?;
-    }
     let mut out = std::io::stdout().lock();
     if as_json {
         let list: Vec<_> = branches
@@ -442,6 +377,61 @@ pub fn clone_cmd(base: &Path, args: &CloneArgs, quiet: bool, as_json: bool) -> R
         )?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Makes the repository in `repo_dir` (marked as a clone under way), takes
+/// every branch of the remote, and checks out `main` (or the first branch)
+/// into `root`; returns the branches, what was fetched, and the branch
+/// checked out.
+fn clone_into(
+    root: &Path,
+    repo_dir: &Path,
+    args: &CloneArgs,
+    store: &vst_cas::remote::RemoteStore,
+    refs: &vst_cas::remote::RemoteRefs,
+) -> Result<(Vec<(RefName, CommitId)>, TransferStats, RefName)> {
+    let repo = Repo::init(repo_dir, &InitStore::Local, &crate::workspace::settings)
+        .with_context(|| format!("creating the repository in {}", repo_dir.display()))?;
+    let marker = repo_dir.join(CLONING_MARKER);
+    std::fs::write(&marker, format!("{}\n", args.url))
+        .with_context(|| format!("writing {}", marker.display()))?;
+    save_remotes(repo_dir, &[("origin".to_owned(), args.url.clone())])?;
+    let (branches, stats) = vst::sync::clone_into(&repo, store, refs)
+        .with_context(|| format!("cloning {}", args.url))?;
+    let main = Repo::branch("main")?;
+    let head = if branches.iter().any(|(n, _)| *n == main) {
+        main
+    } else {
+        branches.first().map_or(main, |(n, _)| n.clone())
+    };
+    let head_ref = Head::Branch(head.clone());
+    match branches.iter().find(|(n, _)| *n == head) {
+        Some((_, tip)) => {
+            let mut worktree = WorkTree::open(repo, root)?;
+            // The files are at no commit yet.
+            worktree.reset(None)?;
+            let options = CheckoutOptions { head: Some(&head_ref), ..Default::default() };
+            worktree
+                .check_out(*tip, &options)
+                .with_context(|| format!("checking out {head} into {}", root.display()))?;
+        }
+        None => repo.refs().set_head(&head_ref)?,
+    }
+    std::fs::remove_file(&marker).with_context(|| format!("removing {}", marker.display()))?;
+    Ok((branches, stats, head))
+}
+
+/// Removes everything in the directory `dir`.
+fn empty_dir(dir: &Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.symlink_metadata()?.is_dir() {
+            std::fs::remove_dir_all(&path)?;
+        } else {
+            std::fs::remove_file(&path)?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -622,11 +622,20 @@ fn the_index_is_a_cache_losing_or_damaging_it_costs_only_time() {
     assert_eq!(pack_index(), vst_cas::pack::INDEX_MAGIC);
 
     // A second commit, then the first commit's index put back: the index
-    // names another tree than HEAD's, so it is rebuilt from the store, and
-    // the edit is neither lost nor reported again.
+    // says the files are at the first commit while HEAD is at the second
+    // (what a writable mount's commit leaves): status says so and shows
+    // the edit against the files' commit, commit refuses, and a checkout
+    // of HEAD, finding the edit already as HEAD has it, brings the index
+    // there without a conflict. Nothing is lost or reported again.
     fs::write(root.join("a/b/f3"), b"three").unwrap();
     ok(root, &["commit", "-q", "-m", "two"]);
     fs::write(&index, &first_index).unwrap();
+    let out = vst(root, &["status"]);
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "M a/b/f3\n");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("vst checkout HEAD"));
+    assert!(fails(root, &["commit", "-m", "none"]).contains("vst checkout HEAD"));
+    ok(root, &["checkout", "HEAD"]);
     assert_eq!(ok(root, &["status"]), "clean: the working directory matches HEAD\n");
     assert!(ok(root, &["commit", "-m", "none"]).contains("nothing to commit"));
 

@@ -1,32 +1,43 @@
-//! Materializing a tree as files on disk.
+//! Materializing a tree as files on disk: into an empty directory, or by
+//! updating a directory from one tree to another.
 //!
-//! **Invariant: checkout never writes outside its target directory.** Every
-//! name it joins to a path is a validated [`crate::Name`] (one component, not
-//! `.` or `..`), so a path can only go down. Every directory it writes into
-//! was either created by this checkout or checked with `lstat` to be a real
-//! directory, not a symlink, and each path is handled once, so nothing
-//! turns such a directory into a link before the files are written into it
-//! (after the walk, on all cores). Files are created with `O_CREAT | O_EXCL`,
-//! which never follows a symlink, and symlinks are created, never followed.
-//! A mode change touches only a regular file with one link; a hard link is
-//! replaced instead.
-//! A tree that breaks the naming rules does not decode, so it is refused
-//! before anything is written for it.
+//! **Invariant: checkout never writes outside its target directory.** It
+//! works one component at a time through directory descriptors: every
+//! directory is opened relative to its parent with `O_NOFOLLOW |
+//! O_DIRECTORY`, and every create, remove, rename and mode change is an
+//! `*at` call on a single validated [`crate::Name`] (never `.` or `..`)
+//! relative to such a descriptor. A symlink on disk is never followed: it
+//! is removed or replaced as a link, and where the update needs a
+//! directory and finds a symlink it stops ([`Error::CheckoutUnsafe`]).
+//! Files are written under a temporary name (in the repository's own
+//! directory when the caller gives one, so a killed checkout leaves no
+//! half-written file in the work tree) and renamed into place, which
+//! replaces a link instead of following it. A mode change opens the file
+//! with `O_NOFOLLOW` and changes it only if it is a regular file with one
+//! link; a hard link is replaced instead. A tree that breaks the naming
+//! rules does not decode, so it is refused before anything is written for
+//! it.
 
-use std::ffi::OsStr;
 use std::fs;
 use std::io::Write;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use rayon::prelude::*;
+use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+use rustix::io::Errno;
 use vst_cas::Store;
 
 use crate::error::{Error, Result};
 use crate::id::TreeId;
+use crate::limits::PATH_DEPTH_MAX;
+use crate::name::RepoPath;
 use crate::read::{check_depth, merge, read_tree};
 use crate::tree::{EntryKind, FileEntry, SymlinkTarget};
+use crate::worktree::{DiskStat, Force, Progress, ProgressEvent};
 
 /// What a checkout did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +59,43 @@ pub struct CheckoutStats {
     pub kept_unknown: u64,
 }
 
+/// How to update.
+#[derive(Clone, Copy, Default)]
+pub struct UpdateOptions<'a> {
+    /// With [`Force::Yes`], whatever is on disk where the new tree puts
+    /// something is removed first (a directory with all it holds, never
+    /// following a link); with [`Force::No`] it stops the update.
+    pub force: Force,
+    /// A directory on the same filesystem where files are written before
+    /// they are renamed into place (created if missing); `None`: files are
+    /// written in place.
+    pub tmp_dir: Option<&'a Path>,
+    /// Where to report progress.
+    pub progress: Option<Progress<'a>>,
+    /// Set to stop at the next safe point ([`Error::Interrupted`]).
+    pub interrupt: Option<&'a AtomicBool>,
+}
+
+/// A file an update wrote, with its stat right after it was written.
+#[derive(Debug, Clone)]
+pub struct Written {
+    /// Where.
+    pub path: RepoPath,
+    /// What.
+    pub file: FileEntry,
+    /// Its stat once in place.
+    pub stat: DiskStat,
+}
+
+/// What an update did.
+#[derive(Debug, Default)]
+pub struct UpdateOutcome {
+    /// Counts.
+    pub stats: CheckoutStats,
+    /// Every file written.
+    pub written: Vec<Written>,
+}
+
 /// Writes the tree `tree` into `target`, which must be missing or an empty
 /// directory (it is created if missing).
 pub fn checkout(store: &dyn Store, tree: TreeId, target: &Path) -> Result<CheckoutStats> {
@@ -66,53 +114,63 @@ pub fn checkout(store: &dyn Store, tree: TreeId, target: &Path) -> Result<Checko
         }
         Err(e) => return Err(io("inspect", target)(e)),
     }
+    let ctx = Ctx::new(store, target, &UpdateOptions::default())?;
     let mut pass = Pass::default();
-    sync_dir(store, target, None, tree, 0, Fresh::Yes, &mut pass)?;
-    pass.write_files(store)
+    let root = ctx.root.clone();
+    ctx.sync_dir(&root, target, &RepoPath::root(), None, tree, 0, Fresh::Yes, &mut pass)?;
+    Ok(ctx.write_files(pass)?.stats)
 }
 
 /// Updates `target`, which holds a checkout of the tree `from`, to hold the
-/// tree `to`, touching only the paths that differ between the two trees.
-///
-/// The caller vouches that `target` matches `from` (the CLI checks for
-/// local changes first). Where the disk disagrees in a way that could lead
-/// outside `target` (a symlink where `from` has a directory), the checkout
-/// stops with [`Error::CheckoutUnsafe`].
+/// tree `to`, touching only the paths that differ between the two trees,
+/// with the default [`UpdateOptions`].
 pub fn checkout_update(
     store: &dyn Store,
     from: TreeId,
     to: TreeId,
     target: &Path,
 ) -> Result<CheckoutStats> {
-    let mut pass = Pass::default();
-    if from != to {
-        sync_dir(store, target, Some(from), to, 0, Fresh::No, &mut pass)?;
-    }
-    pass.write_files(store)
+    Ok(update(store, from, to, target, &UpdateOptions::default())?.stats)
 }
 
-/// A checkout under way: what it did so far, and the files it has still to
-/// write. Directories, symlinks, removals and mode changes are done in one
-/// walk over the trees, on the caller's thread (its recursion is as deep as
-/// the tree); the files, most of the work, are written afterwards on all
+/// Updates `target` from the tree `from` to the tree `to`, touching only
+/// the paths that differ. The caller vouches that `target` matches `from`
+/// (the work tree checks for local changes first); where the disk
+/// disagrees in a way that could lead outside `target` (a symlink where
+/// `from` has a directory), the update stops with
+/// [`Error::CheckoutUnsafe`].
+pub fn update(
+    store: &dyn Store,
+    from: TreeId,
+    to: TreeId,
+    target: &Path,
+    options: &UpdateOptions<'_>,
+) -> Result<UpdateOutcome> {
+    let ctx = Ctx::new(store, target, options)?;
+    let mut pass = Pass::default();
+    if from != to {
+        let root = ctx.root.clone();
+        ctx.sync_dir(&root, target, &RepoPath::root(), Some(from), to, 0, Fresh::No, &mut pass)?;
+    }
+    ctx.write_files(pass)
+}
+
+/// A file still to write: the directory it goes in, its name there.
+struct Pending {
+    dir: Arc<OwnedFd>,
+    dir_path: PathBuf,
+    path: RepoPath,
+    file: FileEntry,
+}
+
+/// Directories, symlinks, removals and mode changes are done in one walk
+/// over the trees, on the caller's thread (its recursion is as deep as the
+/// tree); the files, most of the work, are written afterwards on all
 /// cores, once every directory they go in exists.
 #[derive(Default)]
 struct Pass {
     stats: CheckoutStats,
-    writes: Vec<(PathBuf, FileEntry)>,
-}
-
-impl Pass {
-    fn write_files(self, store: &dyn Store) -> Result<CheckoutStats> {
-        let Pass { mut stats, writes } = self;
-        let bytes: Vec<u64> = writes
-            .par_iter()
-            .map(|(path, file)| write_file(store, path, file))
-            .collect::<Result<_>>()?;
-        stats.files_written += bytes.len() as u64;
-        stats.bytes_written += bytes.iter().sum::<u64>();
-        Ok(stats)
-    }
+    writes: Vec<Pending>,
 }
 
 /// Whether a directory was just created by this checkout (and so cannot
@@ -123,211 +181,426 @@ enum Fresh {
     No,
 }
 
-fn sync_dir(
-    store: &dyn Store,
-    dir: &Path,
-    old: Option<TreeId>,
-    new: TreeId,
-    depth: usize,
-    fresh: Fresh,
-    pass: &mut Pass,
-) -> Result<()> {
-    if fresh == Fresh::No {
-        ensure_real_dir(dir)?;
-    }
-    let old_tree = old.map(|id| read_tree(store, id)).transpose()?.unwrap_or_default();
-    let new_tree = read_tree(store, new)?;
-    check_depth(depth, new, &new_tree)?;
-    for (a, b) in merge(old_tree.entries(), new_tree.entries()) {
-        let name = a.or(b).expect("merge yields at least one side").name.as_bytes();
-        let path = dir.join(OsStr::from_bytes(name));
-        match (a.map(|e| &e.kind), b.map(|e| &e.kind)) {
-            (Some(x), Some(y)) if x == y => {}
-            (Some(x), None) => remove(store, &path, x, depth, pass)?,
-            (None, Some(y)) => create(store, &path, y, depth, pass)?,
-            (Some(EntryKind::Dir(x)), Some(EntryKind::Dir(y))) => {
-                sync_dir(store, &path, Some(*x), *y, depth + 1, Fresh::No, pass)?
+struct Ctx<'a> {
+    store: &'a dyn Store,
+    root: Arc<OwnedFd>,
+    force: Force,
+    tmp: Option<(OwnedFd, PathBuf)>,
+    tmp_seq: AtomicU64,
+    progress: Option<Progress<'a>>,
+    interrupt: Option<&'a AtomicBool>,
+}
+
+impl<'a> Ctx<'a> {
+    fn new(store: &'a dyn Store, target: &Path, options: &UpdateOptions<'a>) -> Result<Self> {
+        let root = open_dir(target).map_err(io("open directory", target))?;
+        let tmp = match options.tmp_dir {
+            Some(dir) => {
+                match fs::create_dir(dir) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                    Err(e) => return Err(io("create directory", dir)(e)),
+                }
+                Some((open_dir(dir).map_err(io("open directory", dir))?, dir.to_owned()))
             }
-            (Some(EntryKind::File(x)), Some(EntryKind::File(y)))
-                if x.id == y.id && x.size == y.size =>
-            {
-                if shares_inode(&path)? {
-                    // A hard link: changing its mode would change a file
-                    // that may live outside the target. Replace it instead.
-                    remove(store, &path, a.map(|e| &e.kind).expect("both sides"), depth, pass)?;
-                    pass.writes.push((path, *y));
-                } else {
-                    set_executable(&path, y.executable)?;
-                    pass.stats.modes_changed += 1;
+            None => None,
+        };
+        Ok(Self {
+            store,
+            root: Arc::new(root),
+            force: options.force,
+            tmp,
+            tmp_seq: AtomicU64::new(0),
+            progress: options.progress,
+            interrupt: options.interrupt,
+        })
+    }
+
+    fn check_interrupt(&self) -> Result<()> {
+        match self.interrupt {
+            Some(flag) if flag.load(Ordering::Relaxed) => Err(Error::Interrupted),
+            _ => Ok(()),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn sync_dir(
+        &self,
+        dir: &Arc<OwnedFd>,
+        dir_path: &Path,
+        rel: &RepoPath,
+        old: Option<TreeId>,
+        new: TreeId,
+        depth: usize,
+        fresh: Fresh,
+        pass: &mut Pass,
+    ) -> Result<()> {
+        self.check_interrupt()?;
+        // The empty tree need not be stored.
+        let old = old.filter(|id| *id != crate::Tree::default().id());
+        let old_tree = old.map(|id| read_tree(self.store, id)).transpose()?.unwrap_or_default();
+        let new_tree = read_tree(self.store, new)?;
+        check_depth(depth, new, &new_tree)?;
+        for (a, b) in merge(old_tree.entries(), new_tree.entries()) {
+            let name = a.or(b).expect("merge yields at least one side").name.as_bytes();
+            let at = At { dir, dir_path, name, rel };
+            match (a.map(|e| &e.kind), b.map(|e| &e.kind)) {
+                (Some(x), Some(y)) if x == y => {}
+                (Some(x), None) => self.remove(&at, x, depth, pass)?,
+                (None, Some(y)) => self.create(&at, y, depth, fresh, pass)?,
+                (Some(EntryKind::Dir(x)), Some(EntryKind::Dir(y))) => {
+                    let sub = Arc::new(at.open_dir()?);
+                    let sub_path = at.path();
+                    let sub_rel = rel.join_unchecked(name);
+                    self.sync_dir(
+                        &sub,
+                        &sub_path,
+                        &sub_rel,
+                        Some(*x),
+                        *y,
+                        depth + 1,
+                        Fresh::No,
+                        pass,
+                    )?
+                }
+                (Some(EntryKind::File(x)), Some(EntryKind::File(y)))
+                    if x.id == y.id && x.size == y.size =>
+                {
+                    if set_executable(&at, y.executable)? {
+                        pass.stats.modes_changed += 1;
+                    } else {
+                        // A hard link (or not a regular file): changing
+                        // its mode would change a file that may live
+                        // outside the target. Replace it instead.
+                        pass.writes.push(at.pending(*y));
+                    }
+                }
+                // New content: written aside and renamed over the old.
+                (Some(EntryKind::File(_)), Some(EntryKind::File(y))) => {
+                    if let Some(meta) = at.lstat()?
+                        && meta.is_dir()
+                    {
+                        self.clear(&at, "a directory", pass)?;
+                    }
+                    pass.writes.push(at.pending(*y));
+                }
+                (Some(x), Some(y)) => {
+                    self.remove(&at, x, depth, pass)?;
+                    self.create(&at, y, depth, Fresh::No, pass)?;
+                }
+                (None, None) => unreachable!("merge yields at least one side"),
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates `kind` at `at`. In a directory that is not fresh, something
+    /// may be there already: a directory where one is wanted is filled;
+    /// anything else is removed with [`Force::Yes`] and stops the update
+    /// otherwise.
+    fn create(
+        &self,
+        at: &At<'_>,
+        kind: &EntryKind,
+        depth: usize,
+        fresh: Fresh,
+        pass: &mut Pass,
+    ) -> Result<()> {
+        if fresh == Fresh::No
+            && let Some(meta) = at.lstat()?
+        {
+            let wanted_dir = matches!(kind, EntryKind::Dir(_));
+            if !(wanted_dir && meta.is_dir()) {
+                self.clear(at, describe(meta), pass)?;
+            }
+        }
+        match kind {
+            EntryKind::File(f) => {
+                pass.writes.push(at.pending(*f));
+                Ok(())
+            }
+            EntryKind::Symlink(target) => {
+                create_symlink(at, target)?;
+                pass.stats.symlinks_created += 1;
+                Ok(())
+            }
+            EntryKind::Dir(id) => {
+                let fresh = match rustix::fs::mkdirat(at.dir.as_fd(), at.name, Mode::from(0o777)) {
+                    Ok(()) => {
+                        pass.stats.dirs_created += 1;
+                        Fresh::Yes
+                    }
+                    // A directory already there (holding ignored or
+                    // untracked files): filled, checked entry by entry.
+                    Err(Errno::EXIST) => Fresh::No,
+                    Err(e) => return Err(at.err("create directory", e)),
+                };
+                let sub = Arc::new(at.open_dir()?);
+                let sub_rel = at.rel.join_unchecked(at.name);
+                self.sync_dir(&sub, &at.path(), &sub_rel, None, *id, depth + 1, fresh, pass)
+            }
+        }
+    }
+
+    /// Something not in the old tree is where the new tree puts an entry:
+    /// removed with [`Force::Yes`], else the update stops.
+    fn clear(&self, at: &At<'_>, found: &'static str, pass: &mut Pass) -> Result<()> {
+        if self.force == Force::No {
+            return Err(Error::CheckoutUnsafe { path: at.path(), found });
+        }
+        remove_all(at.dir, &at.path(), at.name, 0)?;
+        pass.stats.removed += 1;
+        Ok(())
+    }
+
+    /// Removes the entry `old` of the previous tree from disk. A directory
+    /// loses only the entries its tree lists, and is removed itself only if
+    /// that leaves it empty: files the tree does not know (ignored build
+    /// output, untracked notes) are never deleted by a checkout.
+    fn remove(&self, at: &At<'_>, old: &EntryKind, depth: usize, pass: &mut Pass) -> Result<()> {
+        let Some(meta) = at.lstat()? else { return Ok(()) };
+        match (old, meta.is_dir()) {
+            (EntryKind::Dir(id), true) => {
+                let tree = read_tree(self.store, *id)?;
+                check_depth(depth + 1, *id, &tree)?;
+                let sub = Arc::new(at.open_dir()?);
+                let sub_path = at.path();
+                let sub_rel = at.rel.join_unchecked(at.name);
+                for entry in tree.entries() {
+                    let child = At {
+                        dir: &sub,
+                        dir_path: &sub_path,
+                        name: entry.name.as_bytes(),
+                        rel: &sub_rel,
+                    };
+                    self.remove(&child, &entry.kind, depth + 1, pass)?;
+                }
+                drop(sub);
+                match rustix::fs::unlinkat(at.dir.as_fd(), at.name, AtFlags::REMOVEDIR) {
+                    Ok(()) => pass.stats.removed += 1,
+                    // Something the tree does not list is still in there:
+                    // keep it (and the directory).
+                    Err(Errno::NOTEMPTY) => pass.stats.kept_unknown += 1,
+                    Err(e) => return Err(at.err("remove directory", e)),
                 }
             }
-            (Some(x), Some(y)) => {
-                remove(store, &path, x, depth, pass)?;
-                create(store, &path, y, depth, pass)?;
+            // The tree had a file here but the disk has a directory: not
+            // ours to delete, unless forced.
+            (_, true) => self.clear(at, "a directory", pass)?,
+            (_, false) => {
+                rustix::fs::unlinkat(at.dir.as_fd(), at.name, AtFlags::empty())
+                    .map_err(|e| at.err("remove", e))?;
+                pass.stats.removed += 1;
             }
-            (None, None) => unreachable!("merge yields at least one side"),
+        }
+        Ok(())
+    }
+
+    /// Writes the pending files on all cores.
+    fn write_files(&self, pass: Pass) -> Result<UpdateOutcome> {
+        let Pass { mut stats, writes } = pass;
+        let total = writes.len() as u64;
+        let done = AtomicU64::new(0);
+        let written: Vec<Written> = writes
+            .par_iter()
+            .map(|p| {
+                self.check_interrupt()?;
+                let stat = self.write_file(p)?;
+                if let Some(progress) = self.progress {
+                    let done = done.fetch_add(1, Ordering::Relaxed) + 1;
+                    progress(ProgressEvent::Written { done, total });
+                }
+                Ok(Written { path: p.path.clone(), file: p.file, stat })
+            })
+            .collect::<Result<_>>()?;
+        stats.files_written += written.len() as u64;
+        stats.bytes_written += written.iter().map(|w| w.file.size).sum::<u64>();
+        Ok(UpdateOutcome { stats, written })
+    }
+
+    /// Writes one file: aside and renamed into place (a rename replaces a
+    /// file or a link at the name, never following it), or in place with
+    /// `O_CREAT | O_EXCL` when there is no temporary directory or it is on
+    /// another filesystem.
+    fn write_file(&self, p: &Pending) -> Result<DiskStat> {
+        let content = self.store.get(&p.file.id.object_id())?;
+        if content.len() as u64 != p.file.size {
+            return Err(Error::SizeMismatch {
+                id: p.file.id,
+                recorded: p.file.size,
+                actual: content.len() as u64,
+            });
+        }
+        let name = p.path.components().next_back().expect("a file is never the root");
+        let full = p.dir_path.join(std::ffi::OsStr::from_bytes(name));
+        let mode = Mode::from(if p.file.executable { 0o777 } else { 0o666 });
+        let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC;
+        if let Some((tmp, tmp_path)) = &self.tmp {
+            let tmp_name = format!(
+                "checkout-{}-{}",
+                std::process::id(),
+                self.tmp_seq.fetch_add(1, Ordering::Relaxed)
+            );
+            let fd = rustix::fs::openat(tmp.as_fd(), tmp_name.as_str(), flags, mode)
+                .map_err(|e| errno_io("create file", &tmp_path.join(&tmp_name), e))?;
+            let mut file = fs::File::from(fd);
+            file.write_all(&content).map_err(io("write file", &full))?;
+            match rustix::fs::renameat(tmp.as_fd(), tmp_name.as_str(), p.dir.as_fd(), name) {
+                Ok(()) => return file_stat(&file, &full),
+                Err(Errno::XDEV) => {
+                    let _ = rustix::fs::unlinkat(tmp.as_fd(), tmp_name.as_str(), AtFlags::empty());
+                }
+                Err(e) => {
+                    let _ = rustix::fs::unlinkat(tmp.as_fd(), tmp_name.as_str(), AtFlags::empty());
+                    return Err(errno_io("rename into place", &full, e));
+                }
+            }
+        }
+        // In place: whatever is at the name (a file being replaced) goes
+        // first; O_EXCL then fails on anything that appears meanwhile.
+        match rustix::fs::unlinkat(p.dir.as_fd(), name, AtFlags::empty()) {
+            Ok(()) | Err(Errno::NOENT) => {}
+            Err(e) => return Err(errno_io("remove", &full, e)),
+        }
+        let fd = rustix::fs::openat(p.dir.as_fd(), name, flags, mode)
+            .map_err(|e| errno_io("create file", &full, e))?;
+        let mut file = fs::File::from(fd);
+        file.write_all(&content).map_err(io("write file", &full))?;
+        file_stat(&file, &full)
+    }
+}
+
+fn file_stat(file: &fs::File, path: &Path) -> Result<DiskStat> {
+    Ok(DiskStat::of(&file.metadata().map_err(io("inspect", path))?))
+}
+
+/// One entry of a directory open as a descriptor.
+struct At<'a> {
+    dir: &'a Arc<OwnedFd>,
+    dir_path: &'a Path,
+    name: &'a [u8],
+    /// The directory's path in the tree.
+    rel: &'a RepoPath,
+}
+
+impl At<'_> {
+    fn path(&self) -> PathBuf {
+        self.dir_path.join(std::ffi::OsStr::from_bytes(self.name))
+    }
+
+    fn err(&self, op: &'static str, e: Errno) -> Error {
+        errno_io(op, &self.path(), e)
+    }
+
+    /// The entry's type, not following a link; `None` if there is none.
+    fn lstat(&self) -> Result<Option<FileType>> {
+        match rustix::fs::statat(self.dir.as_fd(), self.name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => Ok(Some(FileType::from_raw_mode(st.st_mode))),
+            Err(Errno::NOENT) => Ok(None),
+            Err(e) => Err(self.err("inspect", e)),
         }
     }
-    Ok(())
-}
 
-fn create(
-    store: &dyn Store,
-    path: &Path,
-    kind: &EntryKind,
-    depth: usize,
-    pass: &mut Pass,
-) -> Result<()> {
-    match kind {
-        EntryKind::File(f) => {
-            pass.writes.push((path.to_owned(), *f));
-            Ok(())
+    /// Opens the entry as a directory, refusing a link or anything else.
+    fn open_dir(&self) -> Result<OwnedFd> {
+        match open_dir_at(self.dir.as_fd(), self.name) {
+            Ok(fd) => Ok(fd),
+            Err(Errno::LOOP | Errno::NOTDIR) => {
+                let found = self.lstat()?.map_or("missing", describe);
+                Err(Error::CheckoutUnsafe { path: self.path(), found })
+            }
+            Err(e) => Err(self.err("open directory", e)),
         }
-        EntryKind::Symlink(target) => create_symlink(path, target, &mut pass.stats),
-        EntryKind::Dir(id) => match fs::create_dir(path) {
-            Ok(()) => {
-                pass.stats.dirs_created += 1;
-                sync_dir(store, path, None, *id, depth + 1, Fresh::Yes, pass)
-            }
-            // A directory is already there (holding ignored or untracked
-            // files): fill it, checking it is a real directory, and fail
-            // on any file in the way rather than overwrite it.
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                sync_dir(store, path, None, *id, depth + 1, Fresh::No, pass)
-            }
-            Err(e) => Err(io("create directory", path)(e)),
-        },
+    }
+
+    fn pending(&self, file: FileEntry) -> Pending {
+        Pending {
+            dir: self.dir.clone(),
+            dir_path: self.dir_path.to_owned(),
+            path: self.rel.join_unchecked(self.name),
+            file,
+        }
     }
 }
 
-/// Creates the file `path` with `file`'s content; returns its length.
-fn write_file(store: &dyn Store, path: &Path, file: &FileEntry) -> Result<u64> {
-    let content = store.get(&file.id.object_id())?;
-    if content.len() as u64 != file.size {
-        return Err(Error::SizeMismatch {
-            id: file.id,
-            recorded: file.size,
-            actual: content.len() as u64,
-        });
+fn open_dir_at(dir: impl AsFd, name: &[u8]) -> rustix::io::Result<OwnedFd> {
+    rustix::fs::openat(
+        dir,
+        name,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+}
+
+fn open_dir(path: &Path) -> std::io::Result<OwnedFd> {
+    Ok(rustix::fs::open(path, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?)
+}
+
+/// Removes the entry `name` of `dir` and, if it is a directory, all it
+/// holds, never following a link.
+fn remove_all(dir: &OwnedFd, dir_path: &Path, name: &[u8], depth: usize) -> Result<()> {
+    let path = dir_path.join(std::ffi::OsStr::from_bytes(name));
+    match rustix::fs::unlinkat(dir.as_fd(), name, AtFlags::empty()) {
+        Ok(()) | Err(Errno::NOENT) => return Ok(()),
+        Err(Errno::ISDIR | Errno::PERM) => {}
+        Err(e) => return Err(errno_io("remove", &path, e)),
     }
-    // O_CREAT | O_EXCL: fails on anything already there, a symlink included,
-    // so the write can never land anywhere but at `path` itself.
-    let mut out = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(file_mode(file.executable))
-        .open(path)
-        .map_err(io("create file", path))?;
-    out.write_all(&content).map_err(io("write file", path))?;
-    Ok(file.size)
-}
-
-fn create_symlink(path: &Path, target: &SymlinkTarget, stats: &mut CheckoutStats) -> Result<()> {
-    std::os::unix::fs::symlink(OsStr::from_bytes(target.as_bytes()), path)
-        .map_err(io("create symlink", path))?;
-    stats.symlinks_created += 1;
-    Ok(())
-}
-
-/// Permission bits a checkout asks for; the process umask still applies,
-/// as it does for git.
-fn file_mode(executable: bool) -> u32 {
-    if executable { 0o777 } else { 0o666 }
-}
-
-/// Whether the regular file at `path` has other hard links.
-fn shares_inode(path: &Path) -> Result<bool> {
-    use std::os::unix::fs::MetadataExt;
-    let meta = fs::symlink_metadata(path).map_err(io("inspect", path))?;
-    Ok(meta.file_type().is_file() && meta.nlink() > 1)
-}
-
-fn set_executable(path: &Path, executable: bool) -> Result<()> {
-    let meta = fs::symlink_metadata(path).map_err(io("inspect", path))?;
-    if !meta.file_type().is_file() {
-        return Err(Error::CheckoutUnsafe { path: path.to_owned(), found: describe(&meta) });
+    if depth > PATH_DEPTH_MAX {
+        return Err(Error::CheckoutUnsafe { path, found: "a directory nested too deep" });
     }
-    let mode = meta.permissions().mode();
+    let sub = open_dir_at(dir.as_fd(), name).map_err(|e| errno_io("open directory", &path, e))?;
+    let names: Vec<Vec<u8>> = rustix::fs::Dir::read_from(sub.as_fd())
+        .map_err(|e| errno_io("read directory", &path, e))?
+        .map(|entry| entry.map(|e| e.file_name().to_bytes().to_vec()))
+        .collect::<rustix::io::Result<_>>()
+        .map_err(|e| errno_io("read directory", &path, e))?;
+    for child in names.iter().filter(|n| n.as_slice() != b"." && n.as_slice() != b"..") {
+        remove_all(&sub, &path, child, depth + 1)?;
+    }
+    rustix::fs::unlinkat(dir.as_fd(), name, AtFlags::REMOVEDIR)
+        .map_err(|e| errno_io("remove directory", &path, e))
+}
+
+fn create_symlink(at: &At<'_>, target: &SymlinkTarget) -> Result<()> {
+    rustix::fs::symlinkat(target.as_bytes(), at.dir.as_fd(), at.name)
+        .map_err(|e| at.err("create symlink", e))
+}
+
+/// Sets or clears the executable bits of the regular file at `at` with one
+/// link; returns `false` (and changes nothing) for anything else.
+fn set_executable(at: &At<'_>, executable: bool) -> Result<bool> {
+    let fd = match rustix::fs::openat(
+        at.dir.as_fd(),
+        at.name,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) {
+        Ok(fd) => fd,
+        Err(Errno::LOOP | Errno::NOENT | Errno::ACCESS) => return Ok(false),
+        Err(e) => return Err(at.err("open", e)),
+    };
+    let st = rustix::fs::fstat(&fd).map_err(|e| at.err("inspect", e))?;
+    if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile || st.st_nlink > 1 {
+        return Ok(false);
+    }
+    let mode = st.st_mode & 0o7777;
     // Give execute permission to whoever may read, as git does.
     let new_mode = if executable { mode | ((mode & 0o444) >> 2) } else { mode & !0o111 };
-    fs::set_permissions(path, fs::Permissions::from_mode(new_mode))
-        .map_err(io("change mode of", path))
+    rustix::fs::fchmod(&fd, Mode::from(new_mode)).map_err(|e| at.err("change mode of", e))?;
+    Ok(true)
 }
 
-/// Removes the entry `old` of the previous tree from disk. A directory
-/// loses only the entries its tree lists, and is removed itself only if
-/// that leaves it empty: files the tree does not know (ignored build
-/// output, untracked notes) are never deleted by a checkout.
-fn remove(
-    store: &dyn Store,
-    path: &Path,
-    old: &EntryKind,
-    depth: usize,
-    pass: &mut Pass,
-) -> Result<()> {
-    let meta = match fs::symlink_metadata(path) {
-        Ok(meta) => meta,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(io("inspect", path)(e)),
-    };
-    // `symlink_metadata` does not follow links: a symlink to a directory is
-    // removed as a link, never recursed into.
-    match (old, meta.is_dir()) {
-        (EntryKind::Dir(id), true) => {
-            let tree = read_tree(store, *id)?;
-            check_depth(depth + 1, *id, &tree)?;
-            for entry in tree.entries() {
-                remove(
-                    store,
-                    &path.join(OsStr::from_bytes(entry.name.as_bytes())),
-                    &entry.kind,
-                    depth + 1,
-                    pass,
-                )?;
-            }
-            match fs::remove_dir(path) {
-                Ok(()) => pass.stats.removed += 1,
-                // Something the tree does not list is still in there: keep
-                // it (and the directory).
-                Err(e) if e.kind() == std::io::ErrorKind::DirectoryNotEmpty => {
-                    pass.stats.kept_unknown += 1
-                }
-                Err(e) => return Err(io("remove directory", path)(e)),
-            }
-        }
-        (_, true) => {
-            // The tree had a file here but the disk has a directory: not
-            // ours to delete.
-            return Err(Error::CheckoutUnsafe { path: path.to_owned(), found: "a directory" });
-        }
-        (_, false) => {
-            fs::remove_file(path).map_err(io("remove", path))?;
-            pass.stats.removed += 1;
-        }
-    }
-    Ok(())
-}
-
-fn ensure_real_dir(path: &Path) -> Result<()> {
-    let meta = fs::symlink_metadata(path).map_err(io("inspect", path))?;
-    if meta.is_dir() {
-        Ok(())
-    } else {
-        Err(Error::CheckoutUnsafe { path: path.to_owned(), found: describe(&meta) })
+fn describe(t: FileType) -> &'static str {
+    match t {
+        FileType::Symlink => "a symlink",
+        FileType::Directory => "a directory",
+        FileType::RegularFile => "a file",
+        _ => "a special file",
     }
 }
 
-fn describe(meta: &fs::Metadata) -> &'static str {
-    let t = meta.file_type();
-    if t.is_symlink() {
-        "a symlink"
-    } else if t.is_dir() {
-        "a directory"
-    } else if t.is_file() {
-        "a file"
-    } else {
-        "a special file"
-    }
+fn errno_io(op: &'static str, path: &Path, e: Errno) -> Error {
+    Error::CheckoutIo { op, path: path.to_owned(), source: e.into() }
 }
 
 fn io<'p>(op: &'static str, path: &'p Path) -> impl FnOnce(std::io::Error) -> Error + 'p {

@@ -167,6 +167,98 @@ pub enum Error {
         /// Where to.
         to: RepoPath,
     },
+    /// A repository file could not be read or written.
+    #[error("{op} {path}")]
+    RepoIo {
+        /// What was being done.
+        op: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The repository's format file names a version or a feature this
+    /// library does not know; nothing was written.
+    #[error("the repository format in {path} needs a newer vst: it names {what}")]
+    UnsupportedFormat {
+        /// The format file.
+        path: PathBuf,
+        /// The unknown version or feature.
+        what: String,
+    },
+    /// There is no repository at this directory (or above it, when
+    /// discovering).
+    #[error("{path} is not in a vst repository (no .vst here or above)")]
+    NotARepository {
+        /// Where the search started, or the directory opened.
+        path: PathBuf,
+    },
+    /// `init` found a repository already there.
+    #[error("{path} already holds a repository")]
+    AlreadyARepository {
+        /// The repository directory.
+        path: PathBuf,
+    },
+    /// A repository file is damaged (it does not parse).
+    #[error("{path} is damaged: {reason}")]
+    DamagedRepoFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// A work-tree operation failed on a path on disk.
+    #[error("{op} {path}")]
+    WorkTreeIo {
+        /// What was being done.
+        op: &'static str,
+        /// The path on disk.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A `.vstignore` file could not be read or parsed.
+    #[error("reading {path}")]
+    Ignore {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: ignore::Error,
+    },
+    /// A path on disk cannot be stored: one of its components breaks the
+    /// naming rules (see `docs/format.md`).
+    #[error("{path} cannot be stored: its path breaks vst's naming rules")]
+    Unstorable {
+        /// The path on disk.
+        path: PathBuf,
+        /// The rule it breaks.
+        #[source]
+        source: crate::InvalidName,
+    },
+    /// A work-tree update would overwrite uncommitted changes or untracked
+    /// files; nothing was written.
+    #[error("{} uncommitted change(s) or untracked file(s) in the way: {}{}", .paths.len(), crate::worktree::shown(.paths), if .paths.len() > 5 { ", ..." } else { "" })]
+    Conflicts {
+        /// Every path in the way, sorted.
+        paths: Vec<RepoPath>,
+    },
+    /// A work-tree update stopped at a safe point because it was asked to
+    /// (an interrupt); the next update finishes it.
+    #[error("interrupted: the work tree is partly updated")]
+    Interrupted,
+    /// The work tree is not where its branch is: another process (a
+    /// writable mount, say) moved the branch, or a checkout was
+    /// interrupted. Nothing was changed.
+    #[error("the work tree is at {at}, not at {head} where HEAD is")]
+    WorkTreeBehind {
+        /// The commit the work tree's files are at (`None`: empty).
+        at: crate::worktree::AtCommit,
+        /// The commit `HEAD` names.
+        head: crate::worktree::AtCommit,
+    },
 }
 
 /// `Result` with the library's [`Error`].

@@ -25,6 +25,7 @@ pub mod checkout;
 pub mod commit;
 pub mod diff;
 mod error;
+pub mod format;
 pub mod fsck;
 mod id;
 pub mod limits;
@@ -34,6 +35,7 @@ pub mod repo;
 pub mod sync;
 pub mod tree;
 mod working_set;
+pub mod worktree;
 
 pub use checkout::{CheckoutStats, checkout, checkout_update};
 pub use commit::{Commit, Timestamp};
@@ -48,3 +50,4 @@ pub use working_set::{
     CommitOptions, FileWrite, PARALLEL_BATCH_LEN_MIN, PARALLEL_BLOB_LEN_MIN,
     PARALLEL_DIRTY_DIRS_MIN, Snapshot, Stat, WorkingSet, commit, write_tree,
 };
+pub use worktree::WorkTree;

@@ -178,6 +178,13 @@ impl RepoPath {
     }
 
     /// `join` for a caller that bounds the depth itself.
+    /// Whether `prefix` is this path or one of its ancestors (component by
+    /// component: `a/b` starts with `a`, not with `a/` or `a/b.txt`'s `a/b`).
+    pub fn starts_with(&self, prefix: &RepoPath) -> bool {
+        let (p, s) = (&prefix.0, &self.0);
+        prefix.is_root() || (s.starts_with(p) && (s.len() == p.len() || s[p.len()] == b'/'))
+    }
+
     pub(crate) fn join_unchecked(&self, name: &[u8]) -> RepoPath {
         let mut bytes = Vec::with_capacity(self.0.len() + 1 + name.len());
         bytes.extend_from_slice(&self.0);

@@ -14,6 +14,7 @@ use vst_cas::{
 
 use crate::commit::{Commit, Timestamp};
 use crate::error::{Error, Result};
+use crate::format::{self, Format};
 use crate::fsck::{FsckReport, ReadData, fsck};
 use crate::fsck::{Reached, for_each_reachable};
 use crate::id::{CommitId, TreeId};
@@ -41,14 +42,133 @@ pub enum Objects {
     Remote(Arc<RemoteStore>),
 }
 
+/// The file in the repository directory that says its objects are in an
+/// object store: the URL on the first line, the local cache's limit in
+/// bytes on the second.
+pub const STORE_FILE: &str = "store";
+/// The local cache of a repository whose objects are remote.
+const CACHE_DIR: &str = "cache";
+
+/// A repository's own settings lookup: a function from a setting's name
+/// (`AWS_ENDPOINT_URL`, `AWS_ACCESS_KEY_ID`, ...) to its value. The
+/// library never reads the environment; the CLI passes one that does.
+pub type Settings<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// Where a new repository keeps its objects.
+#[derive(Debug, Clone, Default)]
+pub enum InitStore {
+    /// A pack store in the repository directory.
+    #[default]
+    Local,
+    /// An object store (`s3://BUCKET/PREFIX`) with a bounded local cache
+    /// of `cache_len_max` bytes.
+    Remote {
+        /// The object store's URL.
+        url: String,
+        /// The cache's limit in bytes.
+        cache_len_max: u64,
+    },
+}
+
+/// Where a repository is: its work tree's root and its repository
+/// directory (`root/.vst`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    /// The work tree's root.
+    pub root: PathBuf,
+    /// The repository directory.
+    pub repo_dir: PathBuf,
+}
+
 impl Repo {
-    /// Opens the repository whose store directory is `dir` (created if
-    /// missing), for writing: one process at a time.
-    pub fn open(dir: &Path) -> Result<Self> {
-        Self::open_with(Arc::new(RealFs::new()), dir, Access::ReadWrite)
+    /// Creates a repository in `dir` (the repository directory, `.vst`
+    /// under a work tree for the CLI) with its format file and the
+    /// objects where `store` says, with `HEAD` on `main`. Refuses a
+    /// directory that already holds one. A remote store is reached before
+    /// anything is written, so a wrong URL or missing credentials leave no
+    /// half-made repository.
+    pub fn init(dir: &Path, store: &InitStore, settings: Settings<'_>) -> Result<Self> {
+        if is_repo_dir(dir) {
+            return Err(Error::AlreadyARepository { path: dir.to_owned() });
+        }
+        let remote = match store {
+            InitStore::Local => None,
+            InitStore::Remote { url, .. } => Some(open_remote_store(url, settings, None)?),
+        };
+        std::fs::create_dir_all(dir).map_err(|source| Error::RepoIo {
+            op: "create",
+            path: dir.to_owned(),
+            source,
+        })?;
+        Format::current(remote.is_some()).write(dir)?;
+        let repo = match (store, remote) {
+            (InitStore::Remote { url, cache_len_max }, Some(_)) => {
+                format::write_durably(
+                    dir,
+                    STORE_FILE,
+                    format!("{url}\n{cache_len_max}\n").as_bytes(),
+                )?;
+                Self::open_configured(dir, Access::ReadWrite, settings)?
+            }
+            _ => Self::open_with(Arc::new(RealFs::new()), dir, Access::ReadWrite)?,
+        };
+        repo.refs.set_head(&Head::Branch(Self::branch("main")?)).map_err(ref_err)?;
+        Ok(repo)
     }
 
-    /// Opens the repository in `dir` through `vfs`.
+    /// Opens the existing repository in `dir` for writing (one process at
+    /// a time), with no settings: a repository whose objects are in an
+    /// object store needs [`Repo::open_configured`]. Never creates one.
+    pub fn open(dir: &Path) -> Result<Self> {
+        Self::open_configured(dir, Access::ReadWrite, &|_| None)
+    }
+
+    /// Opens the existing repository in `dir`: refuses a format this
+    /// library does not know before anything is written, and opens the
+    /// objects where `.vst/store` says (an object store, reached with
+    /// `settings`), else the local pack store. Opened for writing, a
+    /// repository made before the format file gets one.
+    pub fn open_configured(dir: &Path, access: Access, settings: Settings<'_>) -> Result<Self> {
+        let format = Format::read(dir)?;
+        if format.is_none() && !is_repo_dir(dir) {
+            return Err(Error::NotARepository { path: dir.to_owned() });
+        }
+        let repo = match read_store_file(dir)? {
+            Some((url, cache_len_max)) => {
+                let vfs: Arc<dyn Vfs> = Arc::new(RealFs::new());
+                let cache = vst_cas::remote::CacheOptions {
+                    dir: dir.join(CACHE_DIR),
+                    len_max: cache_len_max,
+                    vfs: vfs.clone(),
+                };
+                let store = open_remote_store(&url, settings, Some(cache))?;
+                Self::open_remote(vfs, dir, store)?
+            }
+            None => Self::open_with(Arc::new(RealFs::new()), dir, access)?,
+        };
+        if format.is_none() && access == Access::ReadWrite {
+            Format::current(matches!(repo.objects, Objects::Remote(_))).write(dir)?;
+        }
+        Ok(repo)
+    }
+
+    /// Finds the repository for `start`: the nearest directory at or above
+    /// it holding `.vst`.
+    pub fn discover(start: &Path) -> Result<Location> {
+        let mut dir = start;
+        loop {
+            let repo_dir = dir.join(REPO_DIR_NAME);
+            if repo_dir.is_dir() {
+                return Ok(Location { root: dir.to_owned(), repo_dir });
+            }
+            dir = dir.parent().ok_or_else(|| Error::NotARepository { path: start.to_owned() })?;
+        }
+    }
+
+    /// Opens the pack store repository in `dir` through `vfs`: the
+    /// low-level constructor (tests on a simulated disk, the mount). With
+    /// [`Access::ReadWrite`] it creates the store if missing; it reads no
+    /// format or store file.
     pub fn open_with(vfs: Arc<dyn Vfs>, dir: &Path, access: Access) -> Result<Self> {
         let store = Arc::new(PackStore::open_with(vfs.clone(), dir, access)?);
         Ok(Self { dir: dir.to_owned(), objects: Objects::Local(store), refs: Refs::new(vfs, dir) })
@@ -328,6 +448,49 @@ impl Repo {
     }
 }
 
+/// Whether `dir` holds a repository: a format file, or (made before
+/// format files) a `HEAD`.
+fn is_repo_dir(dir: &Path) -> bool {
+    dir.join(format::FORMAT_FILE).exists() || dir.join("HEAD").exists()
+}
+
+/// The longest `.vst/store` read (a URL and a number).
+const STORE_FILE_LEN_MAX: u64 = 4096;
+
+/// The URL and cache limit `dir/store` names, if there is one.
+fn read_store_file(dir: &Path) -> Result<Option<(String, u64)>> {
+    use std::io::Read;
+    let path = dir.join(STORE_FILE);
+    let file = match std::fs::File::open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(Error::RepoIo { op: "read", path, source }),
+    };
+    let mut text = String::new();
+    file.take(STORE_FILE_LEN_MAX).read_to_string(&mut text).map_err(|source| Error::RepoIo {
+        op: "read",
+        path: path.clone(),
+        source,
+    })?;
+    let mut lines = text.lines();
+    match (lines.next(), lines.next().and_then(|l| l.parse().ok())) {
+        (Some(url), Some(len_max)) => Ok(Some((url.to_owned(), len_max))),
+        _ => Err(Error::DamagedRepoFile { path, reason: "want a URL line and a cache size line" }),
+    }
+}
+
+/// The object store at `url`, reached with `settings`.
+fn open_remote_store(
+    url: &str,
+    settings: Settings<'_>,
+    cache: Option<vst_cas::remote::CacheOptions>,
+) -> Result<RemoteStore> {
+    let config = vst_cas::remote::S3Config::from_url(url, settings)?;
+    let remote = vst_cas::remote::Remote::s3(&config)?;
+    let options = vst_cas::remote::RemoteOptions { cache, ..Default::default() };
+    Ok(remote.store(options)?)
+}
+
 /// Every object reachable from `roots`: commits, trees and blobs. An
 /// object that cannot be read is an error: GC must not guess.
 fn reachable(store: &dyn Store, roots: &[CommitId]) -> Result<HashSet<ObjectId>> {
@@ -356,7 +519,7 @@ fn unsynced(options: &CommitOptions) -> CommitOptions {
     CommitOptions { durability: Durability::None, ..options.clone() }
 }
 
-fn ref_err(e: RefError) -> Error {
+pub(crate) fn ref_err(e: RefError) -> Error {
     match e {
         RefError::Store(e) => Error::Store(e),
         other => Error::Ref(other),

@@ -1,5 +1,6 @@
-//! Scanning the working directory against the index: what differs from
-//! `HEAD`'s tree, reading and hashing only files whose stat changed.
+//! Scanning the work tree against the index: what differs from the
+//! index's tree, reading and hashing only files whose stat changed; the
+//! whole tree, or only the paths a caller says changed.
 
 use std::ffi::OsStr;
 use std::fs;
@@ -8,12 +9,21 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use anyhow::{Context, Result};
 use rayon::prelude::*;
-use vst::{BlobId, EntryKind, FileEntry, Name, RepoPath};
 use vst_cas::Store;
 
-use crate::index::{Index, IndexDir, IndexNode};
+use super::index::{Index, IndexDir, IndexNode};
+use super::{Progress, ProgressEvent};
+use crate::error::{Error, Result};
+use crate::{BlobId, EntryKind, FileEntry, Name, RepoPath};
+
+fn io<'p>(op: &'static str, path: &'p Path) -> impl FnOnce(std::io::Error) -> Error + 'p {
+    move |source| Error::WorkTreeIo { op, path: path.to_owned(), source }
+}
+
+fn unstorable<'p>(path: &'p Path) -> impl FnOnce(crate::InvalidName) -> Error + 'p {
+    move |source| Error::Unstorable { path: path.to_owned(), source }
+}
 
 /// What a scan found at one path.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,7 +38,7 @@ pub enum Found {
 
 /// The metadata that says a file may have changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Stat {
+pub struct DiskStat {
     /// Length in bytes.
     pub size: u64,
     /// Modification time, ns since the epoch.
@@ -41,8 +51,9 @@ pub struct Stat {
     pub mode: u32,
 }
 
-impl Stat {
-    fn of(meta: &fs::Metadata) -> Self {
+impl DiskStat {
+    /// The stat of `meta`.
+    pub fn of(meta: &fs::Metadata) -> Self {
         Self {
             size: meta.size(),
             mtime_ns: meta.mtime().saturating_mul(1_000_000_000).saturating_add(meta.mtime_nsec()),
@@ -56,7 +67,7 @@ impl Stat {
     /// stat, and not touched when the scan that took it started (a change
     /// later in the same timestamp tick would leave mtime and ctime as
     /// they were, so such a "racy" file is always read again).
-    fn vouches(&self, cached: Option<Stat>, stamp_ns: i64) -> bool {
+    fn vouches(&self, cached: Option<DiskStat>, stamp_ns: i64) -> bool {
         cached == Some(*self) && self.mtime_ns < stamp_ns && self.ctime_ns < stamp_ns
     }
 }
@@ -94,11 +105,13 @@ pub struct Scan {
     /// Files read and hashed because their stat changed (or was racy),
     /// with the stat taken before reading: whether or not they differ
     /// from the index, the next scan can trust that stat for that content.
-    pub hashed: Vec<(RepoPath, FileEntry, Stat)>,
+    pub hashed: Vec<(RepoPath, FileEntry, DiskStat)>,
     /// Paths skipped: sockets, FIFOs, devices.
     pub skipped: Vec<PathBuf>,
-    /// When the scan started, on the filesystem's clock.
-    pub stamp_ns: i64,
+    /// When the scan started, on the filesystem's clock; `None` for a scan
+    /// of some paths only, which vouches for nothing else (see
+    /// [`Scan::refresh`]).
+    pub stamp_ns: Option<i64>,
 }
 
 impl Scan {
@@ -113,8 +126,12 @@ impl Scan {
         }
         // Stats taken by earlier scans stay trustworthy under a later
         // stamp: each was settled (older than its own scan's stamp) when
-        // it was last trusted or taken.
-        index.stamp_ns = self.stamp_ns;
+        // it was last trusted or taken. Not so after a scan of some paths:
+        // a racy stat elsewhere was neither trusted nor taken again, so
+        // the stamp stays (what it hashed counts as racy until a full scan).
+        if let Some(stamp_ns) = self.stamp_ns {
+            index.stamp_ns = stamp_ns;
+        }
     }
 }
 
@@ -123,10 +140,13 @@ enum Walked {
     /// A difference known without reading a file.
     Delta(Delta),
     /// A file to read and hash; `old` is the index's entry there.
-    Hash { path: RepoPath, full: PathBuf, stat: Stat, old: Option<EntryKind> },
+    Hash { path: RepoPath, full: PathBuf, stat: DiskStat, old: Option<EntryKind> },
     /// A socket, FIFO or device (its path relative to the root).
     Skipped(PathBuf),
 }
+
+/// The ignore file's name: gitignore syntax, in any directory.
+pub const IGNORE_FILE: &str = ".vstignore";
 
 /// `.vstignore` matchers from the root down to a directory.
 #[derive(Clone, Default)]
@@ -149,13 +169,13 @@ impl IgnoreChain {
     /// This chain, plus `dir`'s `.vstignore` if it has one.
     fn enter(&self, dir: &Path, has_ignore_file: bool) -> Result<Self> {
         let mut chain = self.clone();
-        let file = dir.join(".vstignore");
+        let file = dir.join(IGNORE_FILE);
         if has_ignore_file && file.is_file() {
             let mut builder = ignore::gitignore::GitignoreBuilder::new(dir);
-            if let Some(e) = builder.add(&file) {
-                return Err(anyhow::Error::new(e).context(format!("reading {}", file.display())));
+            if let Some(source) = builder.add(&file) {
+                return Err(Error::Ignore { path: file, source });
             }
-            let gi = builder.build().with_context(|| format!("reading {}", file.display()))?;
+            let gi = builder.build().map_err(|source| Error::Ignore { path: file, source })?;
             chain.0.push(Arc::new(gi));
         }
         Ok(chain)
@@ -191,17 +211,15 @@ fn walk_dir(
 ) -> Result<()> {
     let dir = ctx.root.join(OsStr::from_bytes(rel.as_bytes()));
     let mut disk = Vec::new();
-    for entry in
-        fs::read_dir(&dir).with_context(|| format!("reading the directory {}", dir.display()))?
-    {
-        let entry = entry.with_context(|| format!("reading the directory {}", dir.display()))?;
+    for entry in fs::read_dir(&dir).map_err(io("read the directory", &dir))? {
+        let entry = entry.map_err(io("read the directory", &dir))?;
         let name = entry.file_name();
         if name != ctx.repo_name {
             disk.push((name, entry)); // (a repository directory, ours or a nested one, is not)
         }
     }
-    let ignores =
-        parent_ignores.enter(&dir, disk.iter().any(|(n, _)| n.as_bytes() == b".vstignore"))?;
+    let ignores = parent_ignores
+        .enter(&dir, disk.iter().any(|(n, _)| n.as_bytes() == IGNORE_FILE.as_bytes()))?;
     disk.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
     let old: &[(Name, IndexNode)] = index.map_or(&[], |d| &d.entries);
 
@@ -226,21 +244,12 @@ fn walk_dir(
             Some((name, entry)) => {
                 // lstat relative to the directory being read (std uses
                 // statx on its descriptor): no path lookup from the root.
-                let meta = entry
-                    .metadata()
-                    .with_context(|| format!("reading {}", dir.join(name).display()))?;
-                if !ignores.0.is_empty() && ignores.ignored(&dir.join(name), meta.is_dir()) {
-                    if let Some(node) = in_index {
-                        let path = rel.join(&Name::try_from(name.as_bytes())?)?;
-                        deleted(path, node, &mut found);
-                    }
-                    continue;
-                }
-                visit(ctx, rel, &dir, name, &meta, in_index, &mut found, &mut subdirs)?;
+                let meta = entry.metadata().map_err(io("inspect", &dir.join(name)))?;
+                visit(ctx, rel, &dir, &ignores, name, &meta, in_index, &mut found, &mut subdirs)?;
             }
             None => {
                 let (name, node) = &old[j - 1];
-                deleted(rel.join(name)?, node, &mut found);
+                deleted(rel.join_unchecked(name.as_bytes()), node, &mut found);
             }
         }
     }
@@ -248,21 +257,31 @@ fn walk_dir(
     subdirs.par_iter().try_for_each(|(sub, index)| walk_dir(ctx, sub, *index, &ignores))
 }
 
-/// Compares one entry on disk with the index's entry at the same path.
+/// Compares one entry on disk with the index's entry at the same path
+/// (an ignored entry counts as absent).
 #[allow(clippy::too_many_arguments)]
 fn visit<'i>(
     ctx: &WalkCtx<'_>,
     rel: &RepoPath,
     dir: &Path,
+    ignores: &IgnoreChain,
     name: &OsStr,
     meta: &fs::Metadata,
     old: Option<&'i IndexNode>,
     found: &mut Vec<Walked>,
     subdirs: &mut Vec<Pending<'i>>,
 ) -> Result<()> {
+    if !ignores.0.is_empty() && ignores.ignored(&dir.join(name), meta.is_dir()) {
+        if let Some(node) = old {
+            let full = dir.join(name);
+            let name = Name::try_from(name.as_bytes()).map_err(unstorable(&full))?;
+            deleted(rel.join(&name).map_err(unstorable(&full))?, node, found);
+        }
+        return Ok(());
+    }
     let kind = meta.file_type();
     if kind.is_file() {
-        let stat = Stat::of(meta);
+        let stat = DiskStat::of(meta);
         if let Some(IndexNode::File(_, cached)) = old
             && stat.vouches(*cached, ctx.stamp_ns)
         {
@@ -271,12 +290,8 @@ fn visit<'i>(
     }
     // Something to report: it needs its paths.
     let full = dir.join(name);
-    let path = Name::try_from(name.as_bytes())
-        .map_err(anyhow::Error::from)
-        .and_then(|n| Ok(rel.join(&n)?))
-        .with_context(|| {
-            format!("{} cannot be stored: its path breaks vst's naming rules", full.display())
-        })?;
+    let path =
+        Name::try_from(name.as_bytes()).and_then(|n| rel.join(&n)).map_err(unstorable(&full))?;
     if kind.is_dir()
         && let Some(IndexNode::Dir(d)) = old
     {
@@ -289,10 +304,9 @@ fn visit<'i>(
     }
     let old_kind = old.map(IndexNode::kind);
     if kind.is_file() {
-        found.push(Walked::Hash { path, full, stat: Stat::of(meta), old: old_kind });
+        found.push(Walked::Hash { path, full, stat: DiskStat::of(meta), old: old_kind });
     } else if kind.is_symlink() {
-        let target =
-            fs::read_link(&full).with_context(|| format!("reading the link {}", full.display()))?;
+        let target = fs::read_link(&full).map_err(io("read the link", &full))?;
         let target = target.as_os_str().as_bytes();
         if !matches!(&old_kind, Some(EntryKind::Symlink(t)) if t.as_bytes() == target) {
             let new = Some(Found::Symlink(target.to_vec()));
@@ -335,23 +349,40 @@ fn deleted_below(path: &RepoPath, dir: &IndexDir, found: &mut Vec<Walked>) {
 /// the files to read.
 pub struct Walk {
     deltas: Vec<Delta>,
-    to_hash: Vec<(RepoPath, PathBuf, Stat, Option<EntryKind>)>,
+    to_hash: Vec<(RepoPath, PathBuf, DiskStat, Option<EntryKind>)>,
     skipped: Vec<PathBuf>,
-    stamp_ns: i64,
+    stamp_ns: Option<i64>,
 }
 
-/// Walks the working directory at `root` (whose repository directory is
-/// `repo_dir`) and compares it with `index`, reading no file.
-pub fn walk(root: &Path, repo_dir: &Path, index: &Index) -> Result<Walk> {
-    // The filesystem's idea of "now", before anything is looked at: the
-    // mtime of a file written now. (The system clock may differ from the
-    // one that stamps files, in source and in granularity.)
+/// The filesystem's idea of "now": the mtime of a file written now in
+/// `repo_dir` (the system clock may differ from the one that stamps files,
+/// in source and in granularity). `i64::MIN` if it cannot be had, which
+/// makes every stat racy: slower, never wrong.
+pub(crate) fn fs_now(repo_dir: &Path) -> i64 {
     let stamp = repo_dir.join(format!("scan-stamp-{}", std::process::id()));
     let stamp_ns = fs::write(&stamp, b"")
         .and_then(|()| fs::metadata(&stamp))
-        .map(|m| Stat::of(&m).mtime_ns)
+        .map(|m| DiskStat::of(&m).mtime_ns)
         .unwrap_or(i64::MIN);
     let _ = fs::remove_file(&stamp);
+    stamp_ns
+}
+
+/// Walks the work tree at `root` (whose repository directory is
+/// `repo_dir`) and compares it with `index`, reading no file: everything,
+/// or with `changed` only those paths (and what is below them), looking at
+/// nothing else. A path in `changed` that did not change costs a `lstat`;
+/// a path that changed but is not in `changed` (nor below one) is not
+/// seen.
+pub fn walk(
+    root: &Path,
+    repo_dir: &Path,
+    index: &Index,
+    changed: Option<&[RepoPath]>,
+) -> Result<Walk> {
+    // A full scan takes its stamp before anything is looked at; a scan of
+    // some paths vouches for nothing it did not look at, and needs none.
+    let stamp_ns = changed.is_none().then(|| fs_now(repo_dir));
     let repo_name = repo_dir.file_name().map(|n| n.to_owned()).unwrap_or_default();
     // Bound by one lstat per entry: directories are walked on all cores,
     // each entry is stat-ed relative to its directory and compared with the
@@ -362,7 +393,10 @@ pub fn walk(root: &Path, repo_dir: &Path, index: &Index) -> Result<Walk> {
         stamp_ns: index.stamp_ns,
         out: Mutex::new(Vec::new()),
     };
-    walk_dir(&ctx, &RepoPath::root(), Some(&index.root), &IgnoreChain::default())?;
+    match changed {
+        None => walk_dir(&ctx, &RepoPath::root(), Some(&index.root), &IgnoreChain::default())?,
+        Some(paths) => walk_paths(&ctx, index, paths)?,
+    }
     let walked = ctx.out.into_inner().unwrap_or_else(|e| e.into_inner());
     let mut out = Walk { deltas: Vec::new(), to_hash: Vec::new(), skipped: Vec::new(), stamp_ns };
     for w in walked {
@@ -375,32 +409,144 @@ pub fn walk(root: &Path, repo_dir: &Path, index: &Index) -> Result<Walk> {
     Ok(out)
 }
 
+/// Compares the paths in `changed` with the index. Each path is reached
+/// from the root one component at a time: where a directory on the way is
+/// not a directory on both sides (or is ignored, or is the repository),
+/// that directory is what changed and is compared instead. A path below
+/// another one given, or below a directory that changed, is covered by it.
+fn walk_paths(ctx: &WalkCtx<'_>, index: &Index, changed: &[RepoPath]) -> Result<()> {
+    let mut paths: Vec<&RepoPath> = changed.iter().filter(|p| !p.is_root()).collect();
+    if paths.len() < changed.len() {
+        // The root itself: everything.
+        return walk_dir(ctx, &RepoPath::root(), Some(&index.root), &IgnoreChain::default());
+    }
+    // Parents before children, so that a covered path is dropped by
+    // looking at the last kept one.
+    paths.sort_by(|a, b| a.components().cmp(b.components()));
+    paths.dedup();
+    // Directories on the way that are directories on both sides, with
+    // their ignore chains: each looked at once.
+    let mut dirs: std::collections::HashMap<RepoPath, Option<IgnoreChain>> =
+        std::collections::HashMap::new();
+    dirs.insert(RepoPath::root(), Some(IgnoreChain::default().enter(ctx.root, true)?));
+    let mut covered: Vec<RepoPath> = Vec::new();
+    let mut found = Vec::new();
+    let mut subdirs: Vec<(RepoPath, Option<&IndexDir>, IgnoreChain)> = Vec::new();
+    'paths: for path in paths {
+        if covered.last().is_some_and(|c| path.starts_with(c)) {
+            continue;
+        }
+        // Down from the root to the path's parent.
+        let mut parent = RepoPath::root();
+        let mut index_dir = Some(&index.root);
+        let depth = path.depth();
+        for (i, component) in path.components().enumerate() {
+            let here = parent.join_unchecked(component);
+            let last = i + 1 == depth;
+            let node = index_dir.and_then(|d| d.get(component));
+            if !last {
+                let known = dirs.get(&here).cloned();
+                let chain = match known {
+                    Some(chain) => chain,
+                    None => {
+                        let parent_chain =
+                            dirs[&parent].clone().expect("a parent on the way is a directory");
+                        let chain = through_dir(ctx, &parent, &parent_chain, component, node)?;
+                        dirs.insert(here.clone(), chain.clone());
+                        chain
+                    }
+                };
+                if chain.is_some() {
+                    index_dir = match node {
+                        Some(IndexNode::Dir(d)) => Some(d),
+                        _ => None,
+                    };
+                    parent = here;
+                    continue;
+                }
+                // Not a directory on both sides: this is what changed.
+                if covered.last().is_some_and(|c| here.starts_with(c)) {
+                    continue 'paths;
+                }
+            }
+            let chain = dirs[&parent].clone().expect("a parent on the way is a directory");
+            let dir = ctx.root.join(OsStr::from_bytes(parent.as_bytes()));
+            let name = OsStr::from_bytes(component);
+            let mut pending = Vec::new();
+            if name != ctx.repo_name {
+                match fs::symlink_metadata(dir.join(name)) {
+                    Ok(meta) => visit(
+                        ctx,
+                        &parent,
+                        &dir,
+                        &chain,
+                        name,
+                        &meta,
+                        node,
+                        &mut found,
+                        &mut pending,
+                    )?,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        if let Some(node) = node {
+                            deleted(here.clone(), node, &mut found);
+                        }
+                    }
+                    Err(e) => return Err(io("inspect", &dir.join(name))(e)),
+                }
+            }
+            subdirs.extend(pending.into_iter().map(|(p, d)| (p, d, chain.clone())));
+            covered.push(here);
+            continue 'paths;
+        }
+    }
+    ctx.emit(found);
+    subdirs
+        .par_iter()
+        .try_for_each(|(sub, index, parent_chain)| walk_dir(ctx, sub, *index, parent_chain))
+}
+
+/// Whether the entry `name` of the directory `parent` is a directory on
+/// disk and in the index (`node`), neither ignored nor the repository: if
+/// so, its ignore chain.
+fn through_dir(
+    ctx: &WalkCtx<'_>,
+    parent: &RepoPath,
+    parent_chain: &IgnoreChain,
+    name: &[u8],
+    node: Option<&IndexNode>,
+) -> Result<Option<IgnoreChain>> {
+    if !matches!(node, Some(IndexNode::Dir(_))) || OsStr::from_bytes(name) == ctx.repo_name {
+        return Ok(None);
+    }
+    let full = ctx.root.join(OsStr::from_bytes(parent.as_bytes())).join(OsStr::from_bytes(name));
+    match fs::symlink_metadata(&full) {
+        Ok(meta) if meta.is_dir() => {
+            if !parent_chain.0.is_empty() && parent_chain.ignored(&full, true) {
+                return Ok(None);
+            }
+            Ok(Some(parent_chain.enter(&full, true)?))
+        }
+        Ok(_) => Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io("inspect", &full)(e)),
+    }
+}
+
 impl Walk {
     /// Reads and hashes, on all cores, the files whose stat did not vouch
     /// for the index's content, storing the content of those that differ
-    /// from it when `store` is given.
-    pub fn hash(self, store: Option<&dyn Store>) -> Result<Scan> {
+    /// from it when `store` is given. Reports progress to `progress`.
+    pub fn hash(self, store: Option<&dyn Store>, progress: Option<Progress<'_>>) -> Result<Scan> {
         let Walk { mut deltas, to_hash, mut skipped, stamp_ns } = self;
-        // On a terminal, long scans show how far hashing got; elsewhere the bar
-        // draws nothing (indicatif hides itself when stderr is not a terminal).
-        let progress = if to_hash.len() >= 1000 {
-            let bar = indicatif::ProgressBar::new(to_hash.len() as u64);
-            bar.set_style(
-                indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} files")
-                    .expect("a valid template")
-                    .progress_chars("=> "),
-            );
-            bar.set_message("hashing");
-            bar
-        } else {
-            indicatif::ProgressBar::hidden()
-        };
-        let results: Vec<(Option<Delta>, (RepoPath, FileEntry, Stat))> = to_hash
-            .into_par_iter()
-            .map(|(path, full, stat, old)| -> Result<_> {
-                let content =
-                    fs::read(&full).with_context(|| format!("reading {}", full.display()))?;
-                progress.inc(1);
+        let total = to_hash.len() as u64;
+        let done = std::sync::atomic::AtomicU64::new(0);
+        let hash_one =
+            |(path, full, stat, old): (RepoPath, PathBuf, DiskStat, Option<EntryKind>)| {
+                let content = fs::read(&full).map_err(io("read", &full))?;
+                if let Some(progress) = progress {
+                    let done = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                    progress(ProgressEvent::Hashed { done, total });
+                }
                 let file = FileEntry {
                     id: BlobId::of(&content),
                     size: content.len() as u64,
@@ -408,9 +554,7 @@ impl Walk {
                 };
                 let same = matches!(&old, Some(EntryKind::File(f)) if *f == file);
                 if let (Some(store), false) = (store, same) {
-                    store
-                        .put(file.id.object_id(), &content)
-                        .with_context(|| format!("storing {}", full.display()))?;
+                    store.put(file.id.object_id(), &content)?;
                 }
                 let delta = (!same).then(|| Delta {
                     path: path.clone(),
@@ -418,9 +562,15 @@ impl Walk {
                     new: Some(Found::File(file)),
                 });
                 Ok((delta, (path, file, stat)))
-            })
-            .collect::<Result<_>>()?;
-        progress.finish_and_clear();
+            };
+        // A few files are read on this thread: waking a worker costs more
+        // than reading and hashing a small file.
+        let results: Vec<(Option<Delta>, (RepoPath, FileEntry, DiskStat))> =
+            if to_hash.len() <= HASH_SERIAL_FILES_MAX {
+                to_hash.into_iter().map(hash_one).collect::<Result<_>>()?
+            } else {
+                to_hash.into_par_iter().map(hash_one).collect::<Result<_>>()?
+            };
         let mut hashed = Vec::with_capacity(results.len());
         for (delta, h) in results {
             deltas.extend(delta);
@@ -431,3 +581,8 @@ impl Walk {
         Ok(Scan { deltas, hashed, skipped, stamp_ns })
     }
 }
+
+/// Up to this many files to read, a scan reads them on the calling thread.
+/// Reading and hashing a small file costs a few microseconds; waking a
+/// rayon worker about 20 (see ARCHITECTURE.md, performance notes).
+const HASH_SERIAL_FILES_MAX: usize = 4;

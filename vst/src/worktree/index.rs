@@ -1,6 +1,7 @@
-//! The index: `HEAD`'s tree, kept in one file in `.vst/` together with the
-//! stat of each file as it was when the file was hashed (git's index and
-//! cache tree in one).
+//! The index: the tree the work tree's files are at (`HEAD`'s, or the last
+//! snapshot's), kept in one file in `.vst/` together with the stat of each
+//! file as it was when the file was hashed (git's index and cache tree in
+//! one).
 //!
 //! A scan compares the disk with the index directory by directory and
 //! reads only files whose stat changed; a commit applies what the scan
@@ -10,9 +11,10 @@
 //! from the store, keeping the stats of whatever it still shares with the
 //! new tree.
 //!
-//! The file (little-endian): the magic `VSTWTRE1`; the commit whose tree it
-//! holds (a u8 flag, then 32 bytes; none on an unborn branch), so that an
-//! index for `HEAD` is known without opening the store; the stamp (i64, the
+//! The file (little-endian): the magic `VSTWTRE2`; the commit the tree is
+//! based on (a u8 flag, then 32 bytes; none on an unborn branch), so that
+//! an index for `HEAD` is known without opening the store; that commit's
+//! tree id (32 bytes; the empty tree's for none); the stamp (i64, the
 //! filesystem's clock when the scan that took the stats started); the root
 //! directory; the BLAKE3 hash of everything before it. A directory is its
 //! tree id (32 bytes), its entry count (u32) and its entries sorted by name.
@@ -23,18 +25,18 @@
 
 use std::path::Path;
 
-use anyhow::{Context, Result, anyhow, bail};
-use vst::limits::PATH_DEPTH_MAX;
-use vst::{
-    BlobId, CommitId, EntryKind, FileEntry, Name, RepoPath, SymlinkTarget, Tree, TreeEntry, TreeId,
-};
 use vst_cas::{ObjectId, Store};
 
-use crate::scan::{Delta, Found, Stat};
+use super::scan::{Delta, DiskStat, Found};
+use crate::error::{Error, Result};
+use crate::limits::PATH_DEPTH_MAX;
+use crate::{
+    BlobId, CommitId, EntryKind, FileEntry, Name, RepoPath, SymlinkTarget, Tree, TreeEntry, TreeId,
+};
 
 /// The index's file name in `.vst/` (`.vst/index` is the pack store's).
-const INDEX_FILE: &str = "worktree";
-const MAGIC: &[u8; 8] = b"VSTWTRE1";
+pub const INDEX_FILE: &str = "worktree";
+const MAGIC: &[u8; 8] = b"VSTWTRE2";
 
 /// One directory of the index.
 #[derive(Clone, Debug)]
@@ -50,7 +52,7 @@ pub struct IndexDir {
 #[derive(Clone, Debug)]
 pub enum IndexNode {
     /// A file, and its stat when it was hashed, if known.
-    File(FileEntry, Option<Stat>),
+    File(FileEntry, Option<DiskStat>),
     /// A symbolic link.
     Symlink(SymlinkTarget),
     /// A directory.
@@ -104,23 +106,23 @@ pub struct Index {
     /// The commit whose tree this is (`None`: the empty tree, or a tree no
     /// commit has yet).
     pub commit: Option<CommitId>,
+    /// That commit's tree (the empty tree for none): the root's id when
+    /// no snapshot since changed the index.
+    pub base_tree: TreeId,
     /// The root directory.
     pub root: IndexDir,
     /// When the scan that took the stats started, on the filesystem's
-    /// clock (see [`Stat`]).
+    /// clock (see [`DiskStat`]).
     pub stamp_ns: i64,
     /// Whether the index differs from its file.
     changed: bool,
 }
 
 impl Index {
-    /// The index file, if it holds the tree of `head` (the commit `HEAD`
-    /// names); reads nothing but that file.
-    pub fn load_current(repo_dir: &Path, head: Option<CommitId>) -> Option<Self> {
-        let index = Self::read(repo_dir)?;
-        // An unborn branch's index holds the empty tree.
-        let empty_ok = head.is_some() || index.root.id == Some(Tree::default().id());
-        (index.commit == head && empty_ok).then_some(index)
+    /// The index file, if it can be read and is sound; reads nothing but
+    /// that file.
+    pub fn load_file(repo_dir: &Path) -> Option<Self> {
+        Self::read(repo_dir)
     }
 
     /// The index of `head`'s tree `tree` (`None`s: an unborn branch): the
@@ -138,16 +140,68 @@ impl Index {
             Some(index) if index.root.id == Some(tree) => (index.root, index.stamp_ns),
             old => {
                 let reuse = old.as_ref().map(|i| &i.root);
-                let root = from_tree(store, tree, reuse, 0)
-                    .with_context(|| format!("reading the tree {tree} into the index"))?;
+                let root = from_tree(store, tree, reuse, 0)?;
                 (root, old.map_or(i64::MIN, |i| i.stamp_ns))
             }
         };
-        Ok(Self { commit: head, root, stamp_ns, changed: true })
+        Ok(Self { commit: head, base_tree: tree, root, stamp_ns, changed: true })
+    }
+
+    /// The index of `commit`'s tree `tree` (`None`s: empty), taking from
+    /// `old` every subtree with the same id and every stat of a file with
+    /// the same content; `old`'s stamp stays.
+    pub fn rebase(
+        old: &Index,
+        store: &dyn Store,
+        commit: Option<CommitId>,
+        tree: Option<TreeId>,
+    ) -> Result<Self> {
+        let tree = tree.unwrap_or_else(|| Tree::default().id());
+        let root = from_tree(store, tree, Some(&old.root), 0)?;
+        Ok(Self { commit, base_tree: tree, root, stamp_ns: old.stamp_ns, changed: true })
+    }
+
+    /// Records that the index's tree is now `commit`'s, `tree`.
+    pub fn set_base(&mut self, commit: Option<CommitId>, tree: TreeId) {
+        self.commit = commit;
+        self.base_tree = tree;
+        self.changed = true;
+    }
+
+    /// A copy of this index to edit (the file is not shared).
+    pub fn clone_tree(&self) -> Self {
+        Self {
+            commit: self.commit,
+            base_tree: self.base_tree,
+            root: self.root.clone(),
+            stamp_ns: self.stamp_ns,
+            changed: true,
+        }
+    }
+
+    /// Forgets every stat whose mtime or ctime is at or after `stamp_ns`
+    /// (taken in the tick a scan started: not to be trusted under a later
+    /// stamp).
+    pub fn drop_stats_since(&mut self, stamp_ns: i64) {
+        fn walk(dir: &mut IndexDir, stamp_ns: i64) {
+            for (_, node) in &mut dir.entries {
+                match node {
+                    IndexNode::File(_, stat) => {
+                        if stat.is_some_and(|s| s.mtime_ns >= stamp_ns || s.ctime_ns >= stamp_ns) {
+                            *stat = None;
+                        }
+                    }
+                    IndexNode::Dir(d) => walk(d, stamp_ns),
+                    IndexNode::Symlink(_) => {}
+                }
+            }
+        }
+        walk(&mut self.root, stamp_ns);
+        self.changed = true;
     }
 
     /// The index file, if it can be read and is sound.
-    fn read(repo_dir: &Path) -> Option<Self> {
+    pub(crate) fn read(repo_dir: &Path) -> Option<Self> {
         decode(&std::fs::read(repo_dir.join(INDEX_FILE)).ok()?).ok()
     }
 
@@ -157,12 +211,21 @@ impl Index {
         if !self.changed {
             return Ok(());
         }
-        let bytes = self.encode()?;
+        let bytes = self.encode();
         // A name of its own, so that two processes saving at once cannot
         // rename each other's file away.
         let tmp = repo_dir.join(format!("{INDEX_FILE}.tmp-{}", std::process::id()));
-        std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
-        std::fs::rename(&tmp, repo_dir.join(INDEX_FILE)).context("replacing the index")?;
+        std::fs::write(&tmp, bytes).map_err(|source| Error::RepoIo {
+            op: "write",
+            path: tmp.clone(),
+            source,
+        })?;
+        let path = repo_dir.join(INDEX_FILE);
+        std::fs::rename(&tmp, &path).map_err(|source| Error::RepoIo {
+            op: "replace",
+            path,
+            source,
+        })?;
         self.changed = false;
         Ok(())
     }
@@ -180,10 +243,9 @@ impl Index {
             let Some(dir) = self.dir_mut(parent) else {
                 // Below a directory that went away or became something
                 // else: gone with it.
-                if delta.new.is_none() {
-                    continue;
-                }
-                bail!("internal error: {} has no directory to go in", delta.path);
+                // (A scan reports a new directory before what is in it, so
+                // anything else has a directory to go in.)
+                continue;
             };
             let at = dir.find(name);
             match (&delta.new, at) {
@@ -194,15 +256,16 @@ impl Index {
                 (Some(found), at) => {
                     let node = match found {
                         Found::File(f) => IndexNode::File(*f, None),
-                        Found::Symlink(t) => IndexNode::Symlink(
-                            SymlinkTarget::try_from(&t[..])
-                                .with_context(|| format!("the symlink {}", delta.path))?,
-                        ),
+                        Found::Symlink(t) => {
+                            IndexNode::Symlink(SymlinkTarget::try_from(&t[..]).map_err(
+                                |source| Error::InvalidSymlink { path: delta.path.clone(), source },
+                            )?)
+                        }
                         Found::Dir => IndexNode::Dir(IndexDir::empty()),
                     };
                     match at {
                         Ok(i) => dir.entries[i].1 = node,
-                        Err(i) => dir.entries.insert(i, (Name::try_from(name)?, node)),
+                        Err(i) => dir.entries.insert(i, (Name::from_valid(name), node)),
                     }
                 }
             }
@@ -214,7 +277,7 @@ impl Index {
     /// Records the stat a file had when it was hashed to `file`, if the
     /// index holds that file at `path` (so the stat vouches for the
     /// index's content, never for something else).
-    pub fn set_stat(&mut self, path: &RepoPath, file: &FileEntry, stat: Stat) {
+    pub fn set_stat(&mut self, path: &RepoPath, file: &FileEntry, stat: DiskStat) {
         let Some((parent, name)) = path.split_last_bytes() else { return };
         let Some(dir) = self.dir(parent) else { return };
         let Ok(i) = dir.find(name) else { return };
@@ -232,10 +295,10 @@ impl Index {
     /// up, in one batch; returns the root's tree id.
     pub fn write_trees(&mut self, store: &dyn Store) -> Result<TreeId> {
         let mut objects = Vec::new();
-        let root = hash_dirty(&mut self.root, &mut objects)?;
+        let root = hash_dirty(&mut self.root, &RepoPath::root(), &mut objects)?;
         let batch: Vec<(ObjectId, &[u8])> =
             objects.iter().map(|(id, b)| (*id, b.as_slice())).collect();
-        store.put_batch(&batch).context("storing the new trees")?;
+        store.put_batch(&batch)?;
         Ok(root)
     }
 
@@ -278,7 +341,7 @@ impl Index {
         Some(dir)
     }
 
-    fn encode(&self) -> Result<Vec<u8>> {
+    fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(1 << 20);
         out.extend_from_slice(MAGIC);
         match self.commit {
@@ -288,29 +351,38 @@ impl Index {
                 out.extend_from_slice(id.as_bytes());
             }
         }
+        out.extend_from_slice(self.base_tree.as_bytes());
         out.extend_from_slice(&self.stamp_ns.to_le_bytes());
-        encode_dir(&self.root, &mut out)?;
+        encode_dir(&self.root, &mut out);
         let check = BlobId::of(&out);
         out.extend_from_slice(check.as_bytes());
-        Ok(out)
+        out
     }
 }
 
 /// The tree id of `dir`, encoding and queueing every directory below it
 /// whose id was cleared.
-fn hash_dirty(dir: &mut IndexDir, objects: &mut Vec<(ObjectId, Vec<u8>)>) -> Result<TreeId> {
+fn hash_dirty(
+    dir: &mut IndexDir,
+    path: &RepoPath,
+    objects: &mut Vec<(ObjectId, Vec<u8>)>,
+) -> Result<TreeId> {
     if let Some(id) = dir.id {
         return Ok(id);
     }
     let mut entries = Vec::with_capacity(dir.entries.len());
     for (name, node) in &mut dir.entries {
         let kind = match node {
-            IndexNode::Dir(d) => EntryKind::Dir(hash_dirty(d, objects)?),
+            IndexNode::Dir(d) => {
+                EntryKind::Dir(hash_dirty(d, &path.join_unchecked(name.as_bytes()), objects)?)
+            }
             other => other.kind(),
         };
         entries.push(TreeEntry { name: name.clone(), kind });
     }
-    let bytes = Tree::new(entries)?.encode();
+    // Sorted and unique already; only the entry limit can fail.
+    let tree = Tree::new(entries).map_err(|_| Error::TooManyEntries { path: path.clone() })?;
+    let bytes = tree.encode();
     let id = TreeId::of(&bytes);
     objects.push((id.object_id(), bytes));
     dir.id = Some(id);
@@ -329,13 +401,11 @@ fn from_tree(
     if let Some(old) = reuse.filter(|d| d.id == Some(id)) {
         return Ok(old.clone());
     }
-    if depth > PATH_DEPTH_MAX {
-        bail!("the tree is nested deeper than {PATH_DEPTH_MAX} directories");
-    }
     if id == Tree::default().id() {
         return Ok(IndexDir { id: Some(id), entries: Vec::new() });
     }
-    let tree = vst::read::read_tree(store, id)?;
+    let tree = crate::read::read_tree(store, id)?;
+    crate::read::check_depth(depth, id, &tree)?;
     let mut entries = Vec::with_capacity(tree.len());
     for entry in tree.entries() {
         let old = reuse.and_then(|d| d.get(entry.name.as_bytes()));
@@ -361,13 +431,16 @@ fn from_tree(
     Ok(IndexDir { id: Some(id), entries })
 }
 
-fn encode_dir(dir: &IndexDir, out: &mut Vec<u8>) -> Result<()> {
-    let id =
-        dir.id.ok_or_else(|| anyhow!("internal error: saving an index with unwritten trees"))?;
+/// Encodes `dir`, whose ids must all be known (callers run
+/// [`Index::write_trees`] after an edit, before saving).
+fn encode_dir(dir: &IndexDir, out: &mut Vec<u8>) {
+    let id = dir.id.expect("an index is saved with its trees written");
     out.extend_from_slice(id.as_bytes());
-    out.extend_from_slice(&u32::try_from(dir.entries.len())?.to_le_bytes());
+    // Entry counts, name and target lengths are bounded by the limits the
+    // types enforce (TREE_ENTRIES_MAX, NAME_LEN_MAX, SYMLINK_TARGET_LEN_MAX).
+    out.extend_from_slice(&(dir.entries.len() as u32).to_le_bytes());
     for (name, node) in &dir.entries {
-        out.push(u8::try_from(name.as_bytes().len())?);
+        out.push(name.as_bytes().len() as u8);
         out.extend_from_slice(name.as_bytes());
         match node {
             IndexNode::File(f, stat) => {
@@ -388,55 +461,58 @@ fn encode_dir(dir: &IndexDir, out: &mut Vec<u8>) -> Result<()> {
             }
             IndexNode::Symlink(t) => {
                 out.push(2);
-                out.extend_from_slice(&u16::try_from(t.as_bytes().len())?.to_le_bytes());
+                out.extend_from_slice(&(t.as_bytes().len() as u16).to_le_bytes());
                 out.extend_from_slice(t.as_bytes());
             }
             IndexNode::Dir(d) => {
                 out.push(3);
-                encode_dir(d, out)?;
+                encode_dir(d, out);
             }
         }
     }
-    Ok(())
 }
+
+/// Why an index file was not used (the caller rebuilds the index).
+type DecodeResult<T> = std::result::Result<T, &'static str>;
 
 /// Reads an index file; anything unexpected is an error (and the caller
 /// rebuilds the index).
-fn decode(bytes: &[u8]) -> Result<Index> {
-    let body_len = bytes.len().checked_sub(32).ok_or_else(|| anyhow!("too short"))?;
+fn decode(bytes: &[u8]) -> DecodeResult<Index> {
+    let body_len = bytes.len().checked_sub(32).ok_or("too short")?;
     let (body, check) = bytes.split_at(body_len);
     if BlobId::of(body).as_bytes() != check {
-        bail!("checksum mismatch");
+        return Err("checksum mismatch");
     }
     let mut r = Reader(body);
     if r.take(8)? != MAGIC {
-        bail!("not an index");
+        return Err("not an index");
     }
     let commit = match r.take(1)?[0] {
         0 => None,
         1 => Some(CommitId::new(ObjectId::from_bytes(r.array()?))),
-        _ => bail!("bad commit flag"),
+        _ => return Err("bad commit flag"),
     };
+    let base_tree = TreeId::new(ObjectId::from_bytes(r.array()?));
     let stamp_ns = i64::from_le_bytes(r.array()?);
     let root = decode_dir(&mut r, 0)?;
     if !r.0.is_empty() {
-        bail!("trailing bytes");
+        return Err("trailing bytes");
     }
-    Ok(Index { commit, root, stamp_ns, changed: false })
+    Ok(Index { commit, base_tree, root, stamp_ns, changed: false })
 }
 
-fn decode_dir(r: &mut Reader<'_>, depth: usize) -> Result<IndexDir> {
+fn decode_dir(r: &mut Reader<'_>, depth: usize) -> DecodeResult<IndexDir> {
     if depth > PATH_DEPTH_MAX {
-        bail!("nested too deep");
+        return Err("nested too deep");
     }
     let id = TreeId::new(ObjectId::from_bytes(r.array()?));
     let count = u32::from_le_bytes(r.array()?) as usize;
     let mut entries: Vec<(Name, IndexNode)> = Vec::with_capacity(count.min(1 << 16));
     for _ in 0..count {
         let len = r.take(1)?[0] as usize;
-        let name = Name::try_from(r.take(len)?)?;
+        let name = Name::try_from(r.take(len)?).map_err(|_| "bad name")?;
         if entries.last().is_some_and(|(last, _)| last >= &name) {
-            bail!("entries out of order");
+            return Err("entries out of order");
         }
         let node = match r.take(1)?[0] {
             tag @ (0 | 1) => {
@@ -445,23 +521,23 @@ fn decode_dir(r: &mut Reader<'_>, depth: usize) -> Result<IndexDir> {
                 let file = FileEntry { id, size, executable: tag == 1 };
                 let stat = match r.take(1)?[0] {
                     0 => None,
-                    1 => Some(Stat {
+                    1 => Some(DiskStat {
                         size: u64::from_le_bytes(r.array()?),
                         mtime_ns: i64::from_le_bytes(r.array()?),
                         ctime_ns: i64::from_le_bytes(r.array()?),
                         ino: u64::from_le_bytes(r.array()?),
                         mode: u32::from_le_bytes(r.array()?),
                     }),
-                    _ => bail!("bad stat flag"),
+                    _ => return Err("bad stat flag"),
                 };
                 IndexNode::File(file, stat)
             }
             2 => {
                 let len = u16::from_le_bytes(r.array()?) as usize;
-                IndexNode::Symlink(SymlinkTarget::try_from(r.take(len)?)?)
+                IndexNode::Symlink(SymlinkTarget::try_from(r.take(len)?).map_err(|_| "bad target")?)
             }
             3 => IndexNode::Dir(decode_dir(r, depth + 1)?),
-            _ => bail!("bad entry tag"),
+            _ => return Err("bad entry tag"),
         };
         entries.push((name, node));
     }
@@ -471,16 +547,16 @@ fn decode_dir(r: &mut Reader<'_>, depth: usize) -> Result<IndexDir> {
 struct Reader<'a>(&'a [u8]);
 
 impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
+    fn take(&mut self, n: usize) -> DecodeResult<&'a [u8]> {
         if self.0.len() < n {
-            bail!("truncated");
+            return Err("truncated");
         }
         let (head, rest) = self.0.split_at(n);
         self.0 = rest;
         Ok(head)
     }
 
-    fn array<const N: usize>(&mut self) -> Result<[u8; N]> {
+    fn array<const N: usize>(&mut self) -> DecodeResult<[u8; N]> {
         Ok(self.take(N)?.try_into().expect("took N bytes"))
     }
 }

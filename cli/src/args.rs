@@ -1,0 +1,147 @@
+//! The command line: global options and subcommands (clap).
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// Content-addressed snapshots of a file tree.
+#[derive(Parser)]
+#[command(name = "vst", version, about)]
+pub struct Cli {
+    /// Run as if started in DIR.
+    #[arg(short = 'C', global = true, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// Print nothing but errors (and what a command is asked to output).
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// Machine-readable output (commit, status, log, ls, show).
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Subcommand)]
+pub enum Command {
+    /// Create a repository (DIR/.vst) in DIR, or in the current directory.
+    Init {
+        /// Where to create it (default: the current directory, or -C's).
+        // Not named `dir`: clap would merge it with the global -C.
+        #[arg(value_name = "DIR")]
+        path: Option<PathBuf>,
+        /// Keep the objects in an object store (s3://BUCKET/PREFIX; the
+        /// endpoint and credentials come from the AWS_* environment), with
+        /// a bounded cache in .vst/cache; refs stay in .vst.
+        #[arg(long, value_name = "URL")]
+        store: Option<String>,
+        /// The local cache's limit with --store, in MiB.
+        #[arg(long, value_name = "MIB", default_value_t = crate::workspace::CACHE_MIB_DEFAULT, requires = "store")]
+        cache_mib: u64,
+    },
+    /// Snapshot the working directory and make it the current branch's head.
+    Commit {
+        /// Why.
+        #[arg(short, long)]
+        message: String,
+        /// Commit even if nothing changed.
+        #[arg(long)]
+        allow_empty: bool,
+        /// Who (default: $VST_AUTHOR, else $USER).
+        #[arg(long)]
+        author: Option<String>,
+        /// Look only at these paths (files or directories, with what is
+        /// below them): changes elsewhere are not seen and stay
+        /// uncommitted. A build tool that knows what it wrote passes it.
+        #[arg(value_name = "PATH")]
+        paths: Vec<PathBuf>,
+    },
+    /// What changed in the working directory since HEAD.
+    Status {
+        /// Look only at these paths (files or directories).
+        #[arg(value_name = "PATH")]
+        paths: Vec<PathBuf>,
+    },
+    /// Commits from REV (default HEAD) back along first parents.
+    Log {
+        rev: Option<String>,
+        /// At most N commits.
+        #[arg(short = 'n')]
+        max: Option<usize>,
+    },
+    /// List a directory of a commit: REV or REV:PATH.
+    Ls { spec: std::ffi::OsString },
+    /// Print a file of a commit: REV:PATH.
+    Cat { spec: std::ffi::OsString },
+    /// A commit's metadata and what it changed.
+    Show { rev: Option<String> },
+    /// Differences: the working directory against HEAD, against REV, or
+    /// between two revisions.
+    Diff {
+        /// Zero, one or two revisions.
+        #[arg(num_args = 0..=2)]
+        revs: Vec<String>,
+        /// A line per file with the count of changed lines.
+        #[arg(long)]
+        stat: bool,
+        /// A line per file with its status letter.
+        #[arg(long)]
+        name_status: bool,
+    },
+    /// Check out branch NAME in place and make it the current branch.
+    Switch {
+        name: String,
+        /// Overwrite uncommitted changes.
+        #[arg(long)]
+        force: bool,
+    },
+    /// List branches; create NAME at REV (default HEAD); delete with -d.
+    Branch {
+        name: Option<String>,
+        rev: Option<String>,
+        /// Delete the branch.
+        #[arg(short = 'd', long)]
+        delete: bool,
+    },
+    /// Check out REV in place (only what differs), or into a new directory.
+    Checkout {
+        rev: String,
+        /// Materialize REV into DIR (new or empty) instead.
+        #[arg(long, value_name = "DIR")]
+        into: Option<PathBuf>,
+        /// Overwrite uncommitted changes.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Check the repository: everything reachable, its structure and ids.
+    Fsck {
+        /// Also read and rehash every byte.
+        #[arg(long)]
+        read_data: bool,
+    },
+    /// Remove what no branch or recent reflog entry reaches.
+    Gc {
+        /// Only report what would be removed.
+        #[arg(long)]
+        dry_run: bool,
+        /// Keep what reflog entries younger than this many hours reach.
+        #[arg(long, default_value_t = 24 * 14)]
+        grace_hours: u64,
+    },
+    /// Mount a commit (default HEAD), or every branch and commit, read-only.
+    Mount(crate::mount::MountArgs),
+    /// Unmount what `vst mount` mounted.
+    Umount(crate::mount::UmountArgs),
+    /// Manage remotes (object stores to push to and pull from).
+    Remote {
+        #[command(subcommand)]
+        action: crate::remote::RemoteAction,
+    },
+    /// Send a branch to a remote (fast-forward only).
+    Push(crate::remote::PushArgs),
+    /// Fetch a branch from a remote and fast-forward to it.
+    Pull(crate::remote::PullArgs),
+    /// Copy a remote into a new repository in DIR and check out HEAD.
+    Clone(crate::remote::CloneArgs),
+}

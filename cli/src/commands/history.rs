@@ -1,0 +1,330 @@
+//! Reading history: `log`, `ls`, `cat`, `show`, `diff`.
+
+use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, anyhow, bail};
+use serde_json::json;
+use vst::worktree::{Found, ScanOptions};
+use vst::{EntryKind, Repo, RepoPath, read};
+use vst_cas::Access;
+
+use crate::args::Cli;
+use crate::output::{commit_json, letter, out, status_letter, status_word, utc};
+use crate::rev;
+use crate::workspace::{find, open, open_worktree, save_index};
+
+/// `vst log`.
+pub fn log(cli: &Cli, rev: Option<&str>, max: Option<usize>) -> Result<ExitCode> {
+    let ws = find(cli)?;
+    let repo = open(&ws, Access::ReadOnly)?;
+    let mut next = Some(rev::resolve(&repo, rev.unwrap_or("HEAD"))?);
+    let mut out = out();
+    let mut shown = 0;
+    let mut list = Vec::new();
+    while let Some(id) = next {
+        if max.is_some_and(|m| shown >= m) {
+            break;
+        }
+        let c = read::read_commit(repo.store().as_ref(), id)?;
+        if cli.json {
+            list.push(commit_json(id, &c));
+        } else {
+            writeln!(
+                out,
+                "commit {id}\nauthor {}\ndate   {}\n\n    {}\n",
+                c.author,
+                utc(c.time.unix_us),
+                c.message.trim_end().replace('\n', "\n    ")
+            )?;
+        }
+        shown += 1;
+        next = c.parents.first().copied();
+    }
+    if cli.json {
+        writeln!(out, "{}", serde_json::Value::Array(list))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Splits REV[:PATH]; PATH is bytes (file names need not be UTF-8).
+fn split_spec(spec: &std::ffi::OsStr) -> Result<(&str, RepoPath)> {
+    let bytes = spec.as_bytes();
+    let (rev, path) = match bytes.iter().position(|&b| b == b':') {
+        Some(i) => (&bytes[..i], &bytes[i + 1..]),
+        None => (bytes, &b""[..]),
+    };
+    let rev = std::str::from_utf8(rev)
+        .map_err(|_| anyhow!("bad revision in {spec:?}: revisions are ASCII"))?;
+    let start = path.iter().position(|&b| b != b'/').unwrap_or(path.len());
+    let end = path.iter().rposition(|&b| b != b'/').map_or(start, |i| i + 1);
+    let path = RepoPath::try_from(&path[start..end.max(start)])
+        .with_context(|| format!("bad path in {spec:?}"))?;
+    Ok((rev, path))
+}
+
+/// `vst ls`.
+pub fn ls(cli: &Cli, spec: &std::ffi::OsStr) -> Result<ExitCode> {
+    let ws = find(cli)?;
+    let repo = open(&ws, Access::ReadOnly)?;
+    let (rev, path) = split_spec(spec)?;
+    let tree = read::read_commit(repo.store().as_ref(), rev::resolve(&repo, rev)?)?.tree;
+    let listing = read::list_dir(repo.store().as_ref(), tree, &path)?;
+    let mut out = out();
+    let mut list = Vec::new();
+    for entry in listing.entries() {
+        let name = entry.name.to_string();
+        let (kind, id, size, executable, target) = match &entry.kind {
+            EntryKind::File(f) => ("file", f.id.to_string(), Some(f.size), f.executable, None),
+            EntryKind::Dir(t) => ("dir", t.to_string(), None, false, None),
+            EntryKind::Symlink(t) => (
+                "symlink",
+                String::new(),
+                None,
+                false,
+                Some(String::from_utf8_lossy(t.as_bytes()).into_owned()),
+            ),
+        };
+        if cli.json {
+            list.push(json!({ "name": name, "type": kind, "id": id, "size": size, "executable": executable, "target": target }));
+        } else {
+            let mode = match (kind, executable) {
+                ("dir", _) => "d",
+                ("symlink", _) => "l",
+                (_, true) => "x",
+                _ => "-",
+            };
+            let shown = match &target {
+                Some(t) => format!("{name} -> {t}"),
+                None => name,
+            };
+            writeln!(
+                out,
+                "{mode} {:>10} {:.12} {shown}",
+                size.map_or(String::new(), |s| s.to_string()),
+                id
+            )?;
+        }
+    }
+    if cli.json {
+        writeln!(out, "{}", serde_json::Value::Array(list))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `vst cat`.
+pub fn cat(cli: &Cli, spec: &std::ffi::OsStr) -> Result<ExitCode> {
+    let ws = find(cli)?;
+    let repo = open(&ws, Access::ReadOnly)?;
+    let (rev, path) = split_spec(spec)?;
+    if path.is_root() {
+        bail!("`vst cat` needs REV:PATH, the path of a file");
+    }
+    let tree = read::read_commit(repo.store().as_ref(), rev::resolve(&repo, rev)?)?.tree;
+    let bytes = read::read_file(repo.store().as_ref(), tree, &path)?;
+    out().write_all(&bytes)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `vst show`.
+pub fn show(cli: &Cli, rev: Option<&str>) -> Result<ExitCode> {
+    let ws = find(cli)?;
+    let repo = open(&ws, Access::ReadOnly)?;
+    let id = rev::resolve(&repo, rev.unwrap_or("HEAD"))?;
+    let c = read::read_commit(repo.store().as_ref(), id)?;
+    let parent_tree = match c.parents.first() {
+        Some(p) => Some(read::read_commit(repo.store().as_ref(), *p)?.tree),
+        None => None,
+    };
+    let changes = vst::diff_trees(repo.store().as_ref(), parent_tree, Some(c.tree))?;
+    let mut out = out();
+    if cli.json {
+        let mut value = commit_json(id, &c);
+        value["changes"] = changes
+            .iter()
+            .map(|ch| json!({ "path": ch.path.to_string(), "status": status_word(letter(ch.kind())) }))
+            .collect();
+        writeln!(out, "{value}")?;
+    } else {
+        writeln!(out, "commit {id}\nauthor {}\n\n    {}\n", c.author, c.message.trim_end())?;
+        for ch in changes {
+            writeln!(out, "{:?} {}", ch.kind(), ch.path)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One changed path and its two sides' bytes (a symlink's target stands
+/// for its content; a directory has none).
+pub struct FileDiff {
+    path: String,
+    status: char,
+    old: Option<Vec<u8>>,
+    new: Option<Vec<u8>>,
+}
+
+fn stored_bytes(repo: &Repo, kind: Option<&EntryKind>) -> Result<Option<Vec<u8>>> {
+    Ok(match kind {
+        Some(EntryKind::File(f)) => Some(repo.store().get(&f.id.object_id())?.to_vec()),
+        Some(EntryKind::Symlink(t)) => Some(t.as_bytes().to_vec()),
+        _ => None,
+    })
+}
+
+/// `vst diff`.
+pub fn diff(cli: &Cli, revs: &[String], stat: bool, name_status: bool) -> Result<ExitCode> {
+    let ws = find(cli)?;
+    let mut worktree = open_worktree(&ws, Access::ReadOnly)?;
+    let repo = worktree.repo().clone();
+    let tree_of = |rev: &str| -> Result<vst::TreeId> {
+        Ok(read::read_commit(repo.store().as_ref(), rev::resolve(&repo, rev)?)?.tree)
+    };
+    let mut files = Vec::new();
+    if let [a, b] = revs {
+        files = tree_diff(&repo, Some(tree_of(a)?), Some(tree_of(b)?))?;
+    } else {
+        // Against the working directory.
+        let base = match revs.first() {
+            Some(rev) => Some(tree_of(rev)?),
+            None => match repo.head_commit()? {
+                Some(head) => Some(read::read_commit(repo.store().as_ref(), head)?.tree),
+                None => None,
+            },
+        };
+        let changes = worktree.diff_from(base, &ScanOptions::default())?;
+        save_index(&mut worktree);
+        for d in changes {
+            // A directory shows through its contents.
+            let dir_or_absent_before = matches!(d.old, None | Some(EntryKind::Dir(_)));
+            if dir_or_absent_before && matches!(d.new, None | Some(Found::Dir)) {
+                continue;
+            }
+            let new = match &d.new {
+                Some(Found::File(_)) => {
+                    let full = ws.root.join(std::ffi::OsStr::from_bytes(d.path.as_bytes()));
+                    Some(
+                        std::fs::read(&full)
+                            .with_context(|| format!("reading {}", full.display()))?,
+                    )
+                }
+                Some(Found::Symlink(t)) => Some(t.clone()),
+                Some(Found::Dir) | None => None,
+            };
+            let status = status_letter(d.status());
+            files.push(FileDiff {
+                path: d.path.to_string(),
+                status,
+                old: stored_bytes(&repo, d.old.as_ref())?,
+                new,
+            });
+        }
+    }
+    print_diff(cli, &files, stat, name_status)
+}
+
+/// The files (and symlinks) that differ between trees `a` and `b` of the
+/// store, with both sides' bytes; a directory shows through its contents.
+pub fn tree_diff(
+    repo: &Repo,
+    a: Option<vst::TreeId>,
+    b: Option<vst::TreeId>,
+) -> Result<Vec<FileDiff>> {
+    let mut files = Vec::new();
+    for change in vst::diff_trees(repo.store().as_ref(), a, b)? {
+        if matches!(
+            (&change.old, &change.new),
+            (Some(EntryKind::Dir(_)) | None, Some(EntryKind::Dir(_)) | None)
+        ) {
+            continue;
+        }
+        files.push(FileDiff {
+            path: change.path.to_string(),
+            status: letter(change.kind()),
+            old: stored_bytes(repo, change.old.as_ref())?,
+            new: stored_bytes(repo, change.new.as_ref())?,
+        });
+    }
+    Ok(files)
+}
+
+fn is_binary(bytes: &[u8]) -> bool {
+    bytes.iter().take(8000).any(|&b| b == 0) || std::str::from_utf8(bytes).is_err()
+}
+
+/// Prints `files` as `diff` does.
+pub fn print_diff(
+    cli: &Cli,
+    files: &[FileDiff],
+    stat: bool,
+    name_status: bool,
+) -> Result<ExitCode> {
+    let mut out = out();
+    if cli.json {
+        let list: Vec<_> = files
+            .iter()
+            .map(|f| json!({ "path": f.path, "status": status_word(f.status) }))
+            .collect();
+        writeln!(out, "{}", serde_json::Value::Array(list))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let (mut total_ins, mut total_del) = (0usize, 0usize);
+    for f in files {
+        let old = f.old.as_deref().unwrap_or(b"");
+        let new = f.new.as_deref().unwrap_or(b"");
+        if name_status {
+            writeln!(out, "{}\t{}", f.status, f.path)?;
+            continue;
+        }
+        let binary = is_binary(old) || is_binary(new);
+        if stat {
+            if binary {
+                writeln!(out, " {} | binary", f.path)?;
+            } else {
+                let d = similar::TextDiff::from_lines(
+                    std::str::from_utf8(old).expect("checked"),
+                    std::str::from_utf8(new).expect("checked"),
+                );
+                let (mut ins, mut del) = (0, 0);
+                for change in d.iter_all_changes() {
+                    match change.tag() {
+                        similar::ChangeTag::Insert => ins += 1,
+                        similar::ChangeTag::Delete => del += 1,
+                        similar::ChangeTag::Equal => {}
+                    }
+                }
+                total_ins += ins;
+                total_del += del;
+                writeln!(
+                    out,
+                    " {} | {} {}{}",
+                    f.path,
+                    ins + del,
+                    "+".repeat(ins.min(40)),
+                    "-".repeat(del.min(40))
+                )?;
+            }
+            continue;
+        }
+        writeln!(out, "diff {} ({})", f.path, f.status)?;
+        if binary {
+            writeln!(out, "binary content differs")?;
+            continue;
+        }
+        let d = similar::TextDiff::from_lines(
+            std::str::from_utf8(old).expect("checked"),
+            std::str::from_utf8(new).expect("checked"),
+        );
+        let a = if f.old.is_some() { format!("a/{}", f.path) } else { "/dev/null".to_owned() };
+        let b = if f.new.is_some() { format!("b/{}", f.path) } else { "/dev/null".to_owned() };
+        write!(out, "{}", d.unified_diff().context_radius(3).header(&a, &b))?;
+    }
+    if stat {
+        writeln!(
+            out,
+            " {} files changed, {total_ins} insertions(+), {total_del} deletions(-)",
+            files.len()
+        )?;
+    }
+    Ok(ExitCode::SUCCESS)
+}

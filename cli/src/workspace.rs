@@ -1,0 +1,200 @@
+//! Finding and opening the repository a command runs in: where to start,
+//! the settings the library takes from the environment, and the errors
+//! that tell a user what to do.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use vst::repo::Location;
+use vst::worktree::{ProgressEvent, WorkTree};
+use vst::{Repo, RepoPath};
+use vst_cas::Access;
+
+use crate::args::Cli;
+
+/// The local cache's limit with `init --store` unless `--cache-mib` says
+/// otherwise, in MiB.
+pub const CACHE_MIB_DEFAULT: u64 = 1024;
+
+/// The directory a command starts in: `-C DIR` (resolved, so that `-C
+/// typo` fails instead of finding the repository around the current
+/// directory), else the current directory.
+pub fn start_dir(cli: &Cli) -> Result<PathBuf> {
+    let cwd = std::env::current_dir().context("reading the current directory")?;
+    match &cli.dir {
+        Some(dir) => cwd
+            .join(dir)
+            .canonicalize()
+            .with_context(|| format!("-C {}: no such directory", dir.display())),
+        None => Ok(cwd),
+    }
+}
+
+/// The settings the library asks for (the object store's endpoint and
+/// credentials): the environment.
+pub fn settings(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+/// Finds the repository containing the start directory (or, inside a
+/// writable mount, the mount's repository).
+pub fn find(cli: &Cli) -> Result<Location> {
+    let start = start_dir(cli)?;
+    match Repo::discover(&start) {
+        Ok(location) => Ok(location),
+        Err(vst::Error::NotARepository { .. }) => {
+            if let Some(repo_dir) = crate::mount::writable_repo(&start)? {
+                let root = repo_dir.parent().unwrap_or(&repo_dir).to_owned();
+                return Ok(Location { root, repo_dir });
+            }
+            bail!(
+                "{} is not in a vst repository (no .vst here or above); create one with `vst init`",
+                start.display()
+            )
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Opens the repository in `repo_dir`: its pack store, or the object store
+/// `.vst/store` names, refusing a format this vst does not know.
+pub fn open_dir(repo_dir: &Path, access: Access) -> Result<Repo> {
+    let opened = Repo::open_configured(repo_dir, access, &settings);
+    if let Err(vst::Error::Store(vst_cas::StoreError::Locked { .. })) = &opened
+        && let Some(point) = crate::mount::writable_mount_of(repo_dir)
+    {
+        bail!(
+            "the repository at {} is held by its writable mount at {}: run this inside the mount (commit, status, diff, checkout and switch go to its daemon), or `vst umount {}` first",
+            repo_dir.display(),
+            point.display(),
+            point.display()
+        );
+    }
+    if let Err(e @ vst::Error::UnsupportedFormat { .. }) = opened {
+        return Err(anyhow::Error::new(e).context("upgrade vst to use this repository"));
+    }
+    opened.with_context(|| format!("opening the repository at {}", repo_dir.display()))
+}
+
+/// Opens the repository of `location`.
+pub fn open(location: &Location, access: Access) -> Result<Repo> {
+    open_dir(&location.repo_dir, access)
+}
+
+/// Opens the work tree of `location`.
+pub fn open_worktree(location: &Location, access: Access) -> Result<WorkTree> {
+    let repo = open(location, access)?;
+    WorkTree::open(repo, &location.root)
+        .with_context(|| format!("reading the index of {}", location.root.display()))
+}
+
+/// Saves the index; it only saves work, so a failure is a warning.
+pub fn save_index(worktree: &mut WorkTree) {
+    if let Err(e) = worktree.save() {
+        eprintln!("vst: warning: could not save the index (the next scan rehashes more): {e:#}");
+    }
+}
+
+/// Who a commit is by: `--author`, else `$VST_AUTHOR`, else `$USER`.
+pub fn author(given: Option<String>) -> String {
+    given
+        .or_else(|| std::env::var("VST_AUTHOR").ok())
+        .or_else(|| std::env::var("USER").ok())
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
+/// Paths named on the command line, relative to the start directory, as
+/// paths in the work tree at `root`.
+pub fn repo_paths(cli: &Cli, root: &Path, given: &[PathBuf]) -> Result<Vec<RepoPath>> {
+    use std::os::unix::ffi::OsStrExt;
+    let start = start_dir(cli)?;
+    let root = root.canonicalize().unwrap_or_else(|_| root.to_owned());
+    given
+        .iter()
+        .map(|p| {
+            let full = lexical_normal(&start.join(p));
+            let rel = full.strip_prefix(&root).with_context(|| {
+                format!("{} is outside the work tree {}", p.display(), root.display())
+            })?;
+            RepoPath::try_from(rel.as_os_str().as_bytes())
+                .with_context(|| format!("{} is not a path vst can store", p.display()))
+        })
+        .collect()
+}
+
+/// `path` with `.` and `..` components resolved lexically.
+fn lexical_normal(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// A progress bar for the library's progress events, drawn only on a
+/// terminal (indicatif hides itself otherwise) and only for work large
+/// enough to be worth watching.
+pub struct Bar {
+    bar: indicatif::ProgressBar,
+}
+
+/// Below this many files, no bar is drawn.
+const BAR_FILES_MIN: u64 = 1000;
+
+impl Bar {
+    /// A bar that shows nothing until events say there is enough to show,
+    /// and never with `quiet`.
+    pub fn new(quiet: bool) -> Self {
+        let bar = if quiet {
+            indicatif::ProgressBar::hidden()
+        } else {
+            indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr())
+        };
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} files")
+                .expect("a valid template")
+                .progress_chars("=> "),
+        );
+        Self { bar }
+    }
+
+    /// Records one event (from any thread).
+    pub fn event(&self, event: ProgressEvent) {
+        let (message, done, total) = match event {
+            ProgressEvent::Hashed { done, total } => ("hashing", done, total),
+            ProgressEvent::Written { done, total } => ("writing", done, total),
+        };
+        if total < BAR_FILES_MIN {
+            return;
+        }
+        if self.bar.length() != Some(total) {
+            self.bar.set_length(total);
+            self.bar.set_message(message);
+        }
+        self.bar.set_position(done);
+    }
+
+    /// Clears the bar.
+    pub fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+}
+
+/// A spinner with the elapsed time for a long operation that does not
+/// report its progress; draws nothing when stderr is not a terminal.
+pub fn spinner(message: &str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
+            .expect("a valid template"),
+    );
+    bar.set_message(message.to_owned());
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    bar
+}
