@@ -10,3 +10,4 @@ mod remote;
 #[path = "../cas/tests/support/seaweed.rs"]
 mod seaweed;
 mod support;
+mod worktree;

@@ -336,9 +336,18 @@ fn a_remount_resumes_changes_or_starts_at_the_head() {
     fs::write(mnt.join("keep.txt"), b"from the mount\n").unwrap();
     ok(mnt, &["commit", "-q", "-m", "in the mount"]);
     unmount(repo, mnt, child);
-    // The branch moves while nothing is mounted.
+    // The branch moves while nothing is mounted. The files on disk are
+    // still at the commit before the mount's: a commit there would revert
+    // the mount's, so it is refused until the work tree is checked out at
+    // HEAD (which keeps the local edit).
     fs::write(repo.join("outside.txt"), b"outside\n").unwrap();
+    let refused = vst(repo, &["commit", "-q", "-m", "outside"]);
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success() && said.contains("vst checkout HEAD"), "{said}");
+    ok(repo, &["checkout", "HEAD"]);
+    assert_eq!(fs::read(repo.join("keep.txt")).unwrap(), b"from the mount\n");
     ok(repo, &["commit", "-q", "-m", "outside"]);
+    assert_eq!(ok(repo, &["status"]), "clean: the working directory matches HEAD\n");
     let out = tempfile::tempdir().unwrap();
     let head = out.path().join("head");
     ok(repo, &["checkout", "HEAD", "--into", head.to_str().unwrap()]);

@@ -311,6 +311,10 @@ impl WorkTree {
             scanned.refresh(&mut self.index);
         }
         let tree = self.index.write_trees(store.as_ref())?;
+        if tree == Tree::default().id() {
+            // The index starts at the empty tree without storing it.
+            store.put(tree.object_id(), &Tree::default().encode())?;
+        }
         Ok(SnapshotOutcome {
             tree,
             changes: scanned.deltas,
@@ -509,7 +513,8 @@ impl WorkTree {
         // of what the scan found settled; the stamp is taken after the
         // writes, so a stat the scan took of a file touched in its own
         // tick is dropped rather than trusted under the later stamp.
-        let stamp_after = scan::fs_now(self.repo.dir());
+        let newest = outcome.written.iter().map(|w| w.stat.mtime_ns.max(w.stat.ctime_ns)).max();
+        let stamp_after = scan::fs_now_after(self.repo.dir(), newest.unwrap_or(i64::MIN));
         let mut index = Index::rebase(&self.index, store.as_ref(), Some(target), Some(to))?;
         index.drop_stats_since(scan_stamp);
         for Written { path, file, stat } in outcome.written {

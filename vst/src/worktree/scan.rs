@@ -4,6 +4,7 @@
 
 use std::ffi::OsStr;
 use std::fs;
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -69,6 +70,63 @@ impl DiskStat {
     /// they were, so such a "racy" file is always read again).
     fn vouches(&self, cached: Option<DiskStat>, stamp_ns: i64) -> bool {
         cached == Some(*self) && self.mtime_ns < stamp_ns && self.ctime_ns < stamp_ns
+    }
+}
+
+/// What kind of entry is on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    File,
+    Dir,
+    Symlink,
+    /// A socket, FIFO or device.
+    Other,
+}
+
+/// An entry's kind and stat, from `lstat`.
+#[derive(Debug, Clone, Copy)]
+struct Meta {
+    kind: Kind,
+    stat: DiskStat,
+}
+
+impl Meta {
+    fn of(meta: &fs::Metadata) -> Self {
+        let t = meta.file_type();
+        let kind = if t.is_file() {
+            Kind::File
+        } else if t.is_dir() {
+            Kind::Dir
+        } else if t.is_symlink() {
+            Kind::Symlink
+        } else {
+            Kind::Other
+        };
+        Self { kind, stat: DiskStat::of(meta) }
+    }
+
+    fn of_raw(st: &rustix::fs::Stat) -> Self {
+        use rustix::fs::FileType;
+        let kind = match FileType::from_raw_mode(st.st_mode) {
+            FileType::RegularFile => Kind::File,
+            FileType::Directory => Kind::Dir,
+            FileType::Symlink => Kind::Symlink,
+            _ => Kind::Other,
+        };
+        let ns = |s: i64, n: i64| s.saturating_mul(1_000_000_000).saturating_add(n);
+        #[allow(clippy::unnecessary_cast)] // the field types differ between targets
+        let stat = DiskStat {
+            size: st.st_size as u64,
+            mtime_ns: ns(st.st_mtime as i64, st.st_mtime_nsec as i64),
+            ctime_ns: ns(st.st_ctime as i64, st.st_ctime_nsec as i64),
+            ino: st.st_ino as u64,
+            mode: st.st_mode as u32,
+        };
+        Self { kind, stat }
+    }
+
+    fn is_dir(&self) -> bool {
+        self.kind == Kind::Dir
     }
 }
 
@@ -140,13 +198,41 @@ enum Walked {
     /// A difference known without reading a file.
     Delta(Delta),
     /// A file to read and hash; `old` is the index's entry there.
-    Hash { path: RepoPath, full: PathBuf, stat: DiskStat, old: Option<EntryKind> },
+    Hash(ToHash),
     /// A socket, FIFO or device (its path relative to the root).
     Skipped(PathBuf),
 }
 
 /// The ignore file's name: gitignore syntax, in any directory.
 pub const IGNORE_FILE: &str = ".vstignore";
+
+/// A file to read and hash: where, its stat, the index's entry there, and
+/// its directory's descriptor when the walk opened one (then it is opened
+/// relative to it, by its name, without following a link).
+struct ToHash {
+    path: RepoPath,
+    full: PathBuf,
+    stat: DiskStat,
+    old: Option<EntryKind>,
+    dir: Option<Arc<OwnedFd>>,
+}
+
+impl ToHash {
+    fn read(&self) -> Result<Vec<u8>> {
+        let Some(dir) = &self.dir else {
+            return fs::read(&self.full).map_err(io("read", &self.full));
+        };
+        use rustix::fs::{Mode, OFlags};
+        let name = self.path.components().next_back().expect("a file is never the root");
+        let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let fd = rustix::fs::openat(dir, name, flags, Mode::empty())
+            .map_err(|e| io("read", &self.full)(e.into()))?;
+        let mut content = Vec::with_capacity(usize::try_from(self.stat.size).unwrap_or(0) + 1);
+        std::io::Read::read_to_end(&mut fs::File::from(fd), &mut content)
+            .map_err(io("read", &self.full))?;
+        Ok(content)
+    }
+}
 
 /// `.vstignore` matchers from the root down to a directory.
 #[derive(Clone, Default)]
@@ -244,8 +330,9 @@ fn walk_dir(
             Some((name, entry)) => {
                 // lstat relative to the directory being read (std uses
                 // statx on its descriptor): no path lookup from the root.
-                let meta = entry.metadata().map_err(io("inspect", &dir.join(name)))?;
-                visit(ctx, rel, &dir, &ignores, name, &meta, in_index, &mut found, &mut subdirs)?;
+                let meta = Meta::of(&entry.metadata().map_err(io("inspect", &dir.join(name)))?);
+                let at = At { rel, dir: &dir, fd: None };
+                visit(ctx, &at, &ignores, name, &meta, in_index, &mut found, &mut subdirs)?;
             }
             None => {
                 let (name, node) = &old[j - 1];
@@ -257,20 +344,28 @@ fn walk_dir(
     subdirs.par_iter().try_for_each(|(sub, index)| walk_dir(ctx, sub, *index, &ignores))
 }
 
+/// The directory an entry is in: its path in the tree and on disk, and
+/// its descriptor if the walk opened one.
+struct At<'a> {
+    rel: &'a RepoPath,
+    dir: &'a Path,
+    fd: Option<&'a Arc<OwnedFd>>,
+}
+
 /// Compares one entry on disk with the index's entry at the same path
 /// (an ignored entry counts as absent).
 #[allow(clippy::too_many_arguments)]
 fn visit<'i>(
     ctx: &WalkCtx<'_>,
-    rel: &RepoPath,
-    dir: &Path,
+    at: &At<'_>,
     ignores: &IgnoreChain,
     name: &OsStr,
-    meta: &fs::Metadata,
+    meta: &Meta,
     old: Option<&'i IndexNode>,
     found: &mut Vec<Walked>,
     subdirs: &mut Vec<Pending<'i>>,
 ) -> Result<()> {
+    let (rel, dir) = (at.rel, at.dir);
     if !ignores.0.is_empty() && ignores.ignored(&dir.join(name), meta.is_dir()) {
         if let Some(node) = old {
             let full = dir.join(name);
@@ -279,9 +374,9 @@ fn visit<'i>(
         }
         return Ok(());
     }
-    let kind = meta.file_type();
-    if kind.is_file() {
-        let stat = DiskStat::of(meta);
+    let kind = meta.kind;
+    if kind == Kind::File {
+        let stat = meta.stat;
         if let Some(IndexNode::File(_, cached)) = old
             && stat.vouches(*cached, ctx.stamp_ns)
         {
@@ -292,7 +387,7 @@ fn visit<'i>(
     let full = dir.join(name);
     let path =
         Name::try_from(name.as_bytes()).and_then(|n| rel.join(&n)).map_err(unstorable(&full))?;
-    if kind.is_dir()
+    if kind == Kind::Dir
         && let Some(IndexNode::Dir(d)) = old
     {
         subdirs.push((path, Some(d)));
@@ -303,16 +398,17 @@ fn visit<'i>(
         deleted_below(&path, d, found);
     }
     let old_kind = old.map(IndexNode::kind);
-    if kind.is_file() {
-        found.push(Walked::Hash { path, full, stat: DiskStat::of(meta), old: old_kind });
-    } else if kind.is_symlink() {
+    if kind == Kind::File {
+        let dir = at.fd.cloned();
+        found.push(Walked::Hash(ToHash { path, full, stat: meta.stat, old: old_kind, dir }));
+    } else if kind == Kind::Symlink {
         let target = fs::read_link(&full).map_err(io("read the link", &full))?;
         let target = target.as_os_str().as_bytes();
         if !matches!(&old_kind, Some(EntryKind::Symlink(t)) if t.as_bytes() == target) {
             let new = Some(Found::Symlink(target.to_vec()));
             found.push(Walked::Delta(Delta { path, old: old_kind, new }));
         }
-    } else if kind.is_dir() {
+    } else if kind == Kind::Dir {
         found.push(Walked::Delta(Delta {
             path: path.clone(),
             old: old_kind,
@@ -349,7 +445,7 @@ fn deleted_below(path: &RepoPath, dir: &IndexDir, found: &mut Vec<Walked>) {
 /// the files to read.
 pub struct Walk {
     deltas: Vec<Delta>,
-    to_hash: Vec<(RepoPath, PathBuf, DiskStat, Option<EntryKind>)>,
+    to_hash: Vec<ToHash>,
     skipped: Vec<PathBuf>,
     stamp_ns: Option<i64>,
 }
@@ -368,6 +464,29 @@ pub(crate) fn fs_now(repo_dir: &Path) -> i64 {
     stamp_ns
 }
 
+/// The filesystem's "now" once it is later than `ns`: waits (a
+/// millisecond at a time, at most [`CLOCK_WAIT_MS_MAX`]) for the clock
+/// that stamps files to pass `ns`, so that stats taken at `ns` can be
+/// trusted under the stamp returned (files written in the same tick as the
+/// stamp would count as racy and be read again). If the clock does not
+/// move in time, the stamp returned is simply not later: slower, never
+/// wrong.
+pub(crate) fn fs_now_after(repo_dir: &Path, ns: i64) -> i64 {
+    let mut now = fs_now(repo_dir);
+    for _ in 0..CLOCK_WAIT_MS_MAX {
+        if now > ns {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+        now = fs_now(repo_dir);
+    }
+    now
+}
+
+/// The longest [`fs_now_after`] waits, in milliseconds: a few ticks of the
+/// coarsest clock Linux stamps files with (HZ=100, 10 ms).
+const CLOCK_WAIT_MS_MAX: u32 = 50;
+
 /// Walks the work tree at `root` (whose repository directory is
 /// `repo_dir`) and compares it with `index`, reading no file: everything,
 /// or with `changed` only those paths (and what is below them), looking at
@@ -383,7 +502,9 @@ pub fn walk(
     // A full scan takes its stamp before anything is looked at; a scan of
     // some paths vouches for nothing it did not look at, and needs none.
     let stamp_ns = changed.is_none().then(|| fs_now(repo_dir));
-    let repo_name = repo_dir.file_name().map(|n| n.to_owned()).unwrap_or_default();
+    // A repository directory, ours or a nested one, is never part of the
+    // tree (the repository itself may live elsewhere).
+    let repo_name = std::ffi::OsString::from(crate::repo::REPO_DIR_NAME);
     // Bound by one lstat per entry: directories are walked on all cores,
     // each entry is stat-ed relative to its directory and compared with the
     // index where it is found; only differences leave the walk.
@@ -402,17 +523,26 @@ pub fn walk(
     for w in walked {
         match w {
             Walked::Delta(d) => out.deltas.push(d),
-            Walked::Hash { path, full, stat, old } => out.to_hash.push((path, full, stat, old)),
+            Walked::Hash(h) => out.to_hash.push(h),
             Walked::Skipped(rel) => out.skipped.push(rel),
         }
     }
     Ok(out)
 }
 
-/// Compares the paths in `changed` with the index. Each path is reached
-/// from the root one component at a time: where a directory on the way is
-/// not a directory on both sides (or is ignored, or is the repository),
-/// that directory is what changed and is compared instead. A path below
+/// Compares the paths in `changed` with the index.
+///
+/// Where each path is, is first found in the index, in memory: the
+/// deepest directory on the way that the index has. That directory is
+/// opened from the root in one `openat2` that refuses any symlink on the
+/// way (`RESOLVE_NO_SYMLINKS`), and the entry below it (the path, or the
+/// first directory on the way the index lacks) is compared. Ignore files
+/// are read where the index has one or `changed` names one (an untracked
+/// ignore file elsewhere is a change the list omits, and is not looked
+/// at). If the directory cannot be opened so (something on the way is no
+/// longer a directory, or the kernel lacks `openat2`), the path is walked
+/// one component at a time instead ([`walk_path_slowly`]), and the first
+/// directory on the way that changed is what is compared. A path below
 /// another one given, or below a directory that changed, is covered by it.
 fn walk_paths(ctx: &WalkCtx<'_>, index: &Index, changed: &[RepoPath]) -> Result<()> {
     let mut paths: Vec<&RepoPath> = changed.iter().filter(|p| !p.is_root()).collect();
@@ -420,116 +550,325 @@ fn walk_paths(ctx: &WalkCtx<'_>, index: &Index, changed: &[RepoPath]) -> Result<
         // The root itself: everything.
         return walk_dir(ctx, &RepoPath::root(), Some(&index.root), &IgnoreChain::default());
     }
-    // Parents before children, so that a covered path is dropped by
-    // looking at the last kept one.
+    // Parents before children, so that a covered path follows the path
+    // that covers it.
     paths.sort_by(|a, b| a.components().cmp(b.components()));
     paths.dedup();
-    // Directories on the way that are directories on both sides, with
-    // their ignore chains: each looked at once.
-    let mut dirs: std::collections::HashMap<RepoPath, Option<IgnoreChain>> =
-        std::collections::HashMap::new();
-    dirs.insert(RepoPath::root(), Some(IgnoreChain::default().enter(ctx.root, true)?));
-    let mut covered: Vec<RepoPath> = Vec::new();
-    let mut found = Vec::new();
-    let mut subdirs: Vec<(RepoPath, Option<&IndexDir>, IgnoreChain)> = Vec::new();
-    'paths: for path in paths {
-        if covered.last().is_some_and(|c| path.starts_with(c)) {
+    let named: std::collections::HashSet<&RepoPath> = paths.iter().copied().collect();
+    let mut walk = PathWalk {
+        ctx,
+        named,
+        root: Arc::new(open_dir_path(ctx.root)?),
+        chains: std::collections::HashMap::new(),
+        slow: std::collections::HashMap::new(),
+        found: Vec::new(),
+        subdirs: Vec::new(),
+    };
+    // In memory first: for each path, the deepest directory on the way the
+    // index has (its parent, or the first directory the index lacks is the
+    // entry to compare), grouped by that directory.
+    let mut groups: Vec<Group<'_, '_>> = Vec::new();
+    let mut group_of: std::collections::HashMap<RepoPath, usize> = std::collections::HashMap::new();
+    let mut slow_paths: Vec<&RepoPath> = Vec::new();
+    let mut covered: Option<RepoPath> = None;
+    for path in paths {
+        if covered.as_ref().is_some_and(|c| path.starts_with(c)) {
             continue;
         }
-        // Down from the root to the path's parent.
-        let mut parent = RepoPath::root();
-        let mut index_dir = Some(&index.root);
         let depth = path.depth();
-        for (i, component) in path.components().enumerate() {
-            let here = parent.join_unchecked(component);
-            let last = i + 1 == depth;
-            let node = index_dir.and_then(|d| d.get(component));
-            if !last {
-                let known = dirs.get(&here).cloned();
-                let chain = match known {
-                    Some(chain) => chain,
-                    None => {
-                        let parent_chain =
-                            dirs[&parent].clone().expect("a parent on the way is a directory");
-                        let chain = through_dir(ctx, &parent, &parent_chain, component, node)?;
-                        dirs.insert(here.clone(), chain.clone());
-                        chain
-                    }
-                };
-                if chain.is_some() {
-                    index_dir = match node {
-                        Some(IndexNode::Dir(d)) => Some(d),
-                        _ => None,
-                    };
-                    parent = here;
-                    continue;
+        let mut index_dir = &index.root;
+        let mut parent = RepoPath::root();
+        for component in path.components().take(depth - 1) {
+            match index_dir.get(component) {
+                Some(IndexNode::Dir(d)) if OsStr::from_bytes(component) != ctx.repo_name => {
+                    index_dir = d;
+                    parent = parent.join_unchecked(component);
                 }
-                // Not a directory on both sides: this is what changed.
-                if covered.last().is_some_and(|c| here.starts_with(c)) {
-                    continue 'paths;
-                }
+                _ => break,
             }
-            let chain = dirs[&parent].clone().expect("a parent on the way is a directory");
-            let dir = ctx.root.join(OsStr::from_bytes(parent.as_bytes()));
-            let name = OsStr::from_bytes(component);
-            let mut pending = Vec::new();
-            if name != ctx.repo_name {
-                match fs::symlink_metadata(dir.join(name)) {
-                    Ok(meta) => visit(
-                        ctx,
-                        &parent,
-                        &dir,
-                        &chain,
-                        name,
-                        &meta,
-                        node,
-                        &mut found,
-                        &mut pending,
-                    )?,
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                        if let Some(node) = node {
-                            deleted(here.clone(), node, &mut found);
-                        }
-                    }
-                    Err(e) => return Err(io("inspect", &dir.join(name))(e)),
-                }
+        }
+        let name = path.components().nth(parent.depth()).expect("the parent is above the path");
+        let target = parent.join_unchecked(name);
+        if covered.as_ref().is_some_and(|c| target.starts_with(c)) {
+            continue;
+        }
+        covered = Some(target);
+        let Some(chain) = walk.chain(index, &parent)? else {
+            // An ignored directory on the way: compared one step at a time.
+            slow_paths.push(path);
+            continue;
+        };
+        let g = *group_of.entry(parent.clone()).or_insert_with(|| {
+            groups.push(Group { dir: parent.clone(), chain, entries: Vec::new() });
+            groups.len() - 1
+        });
+        groups[g].entries.push((path, name, index_dir.get(name)));
+    }
+    // Then on disk: each directory opened from the root in one step, its
+    // entries compared; on all cores when there are many.
+    let open_and_compare = |group| open_and_compare(ctx, &walk.root, group);
+    let results: Vec<GroupResult<'_, '_>> = if groups.len() <= HASH_SERIAL_FILES_MAX {
+        groups.iter().map(open_and_compare).collect::<Result<_>>()?
+    } else {
+        groups.par_iter().map(open_and_compare).collect::<Result<_>>()?
+    };
+    for result in results {
+        match result {
+            GroupResult::Compared { found, pending, chain } => {
+                walk.found.extend(found);
+                walk.subdirs.extend(pending.into_iter().map(|(p, d)| (p, d, chain.clone())));
             }
-            subdirs.extend(pending.into_iter().map(|(p, d)| (p, d, chain.clone())));
-            covered.push(here);
-            continue 'paths;
+            GroupResult::Slow(paths) => slow_paths.extend(paths),
         }
     }
+    // Something on the way changed: down one component at a time.
+    slow_paths.sort_by(|a, b| a.components().cmp(b.components()));
+    let mut covered: Option<RepoPath> = None;
+    for path in slow_paths {
+        if covered.as_ref().is_some_and(|c| path.starts_with(c)) {
+            continue;
+        }
+        covered = Some(walk_path_slowly(&mut walk, index, path)?);
+    }
+    let PathWalk { found, subdirs, .. } = walk;
     ctx.emit(found);
     subdirs
         .par_iter()
         .try_for_each(|(sub, index, parent_chain)| walk_dir(ctx, sub, *index, parent_chain))
 }
 
-/// Whether the entry `name` of the directory `parent` is a directory on
-/// disk and in the index (`node`), neither ignored nor the repository: if
-/// so, its ignore chain.
+/// The paths of [`walk_paths`] below one directory the index has.
+struct Group<'p, 'i> {
+    dir: RepoPath,
+    chain: IgnoreChain,
+    /// Each path, the name of the entry of `dir` to compare, and the
+    /// index's entry there.
+    entries: Vec<(&'p RepoPath, &'p [u8], Option<&'i IndexNode>)>,
+}
+
+/// What comparing one [`Group`] gave.
+enum GroupResult<'p, 'i> {
+    Compared {
+        found: Vec<Walked>,
+        pending: Vec<Pending<'i>>,
+        chain: IgnoreChain,
+    },
+    /// The directory is not a directory all the way down from the root.
+    Slow(Vec<&'p RepoPath>),
+}
+
+/// Opens the directory of `group` from `root` in one step and compares
+/// its entries.
+fn open_and_compare<'p, 'i>(
+    ctx: &WalkCtx<'_>,
+    root: &Arc<OwnedFd>,
+    group: &Group<'p, 'i>,
+) -> Result<GroupResult<'p, 'i>> {
+    let Some(fd) = open_beneath(root, &group.dir) else {
+        return Ok(GroupResult::Slow(group.entries.iter().map(|e| e.0).collect()));
+    };
+    let mut found = Vec::new();
+    let mut pending = Vec::new();
+    for (_, name, node) in &group.entries {
+        compare(ctx, &group.dir, &fd, &group.chain, name, *node, &mut found, &mut pending)?;
+    }
+    Ok(GroupResult::Compared { found, pending, chain: group.chain.clone() })
+}
+
+/// The directory `dir` opened from `root` in one `openat2` that refuses
+/// every symlink on the way; `None` if something on the way is not a
+/// directory (or the kernel has no `openat2`).
+fn open_beneath(root: &Arc<OwnedFd>, dir: &RepoPath) -> Option<Arc<OwnedFd>> {
+    use rustix::fs::{Mode, OFlags, ResolveFlags};
+    if dir.is_root() {
+        return Some(root.clone());
+    }
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let resolve = ResolveFlags::NO_SYMLINKS | ResolveFlags::BENEATH;
+    rustix::fs::openat2(&**root, dir.as_bytes(), flags, Mode::empty(), resolve).ok().map(Arc::new)
+}
+
+/// Compares the entry `name` of the directory `parent` (open as `fd`)
+/// with the index's `node`.
+#[allow(clippy::too_many_arguments)]
+fn compare<'i>(
+    ctx: &WalkCtx<'_>,
+    parent: &RepoPath,
+    fd: &Arc<OwnedFd>,
+    chain: &IgnoreChain,
+    name: &[u8],
+    node: Option<&'i IndexNode>,
+    found: &mut Vec<Walked>,
+    pending: &mut Vec<Pending<'i>>,
+) -> Result<()> {
+    let name = OsStr::from_bytes(name);
+    if name == ctx.repo_name {
+        return Ok(());
+    }
+    let dir = ctx.root.join(OsStr::from_bytes(parent.as_bytes()));
+    match rustix::fs::statat(&**fd, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) => {
+            let at = At { rel: parent, dir: &dir, fd: Some(fd) };
+            visit(ctx, &at, chain, name, &Meta::of_raw(&st), node, found, pending)
+        }
+        Err(rustix::io::Errno::NOENT) => {
+            if let Some(node) = node {
+                deleted(parent.join_unchecked(name.as_bytes()), node, found);
+            }
+            Ok(())
+        }
+        Err(e) => Err(io("inspect", &dir.join(name))(e.into())),
+    }
+}
+
+/// The state of [`walk_paths`]: directories opened, ignore chains built.
+struct PathWalk<'c, 'i> {
+    ctx: &'c WalkCtx<'c>,
+    named: std::collections::HashSet<&'i RepoPath>,
+    root: Arc<OwnedFd>,
+    /// Ignore chains of directories the index has; `None`: ignored.
+    chains: std::collections::HashMap<RepoPath, Option<IgnoreChain>>,
+    /// Directories opened one component at a time; `None`: not one.
+    slow: std::collections::HashMap<RepoPath, Option<OpenDir>>,
+    found: Vec<Walked>,
+    subdirs: Vec<(RepoPath, Option<&'i IndexDir>, IgnoreChain)>,
+}
+
+impl<'i> PathWalk<'_, 'i> {
+    /// The ignore chain of `dir`, a directory the index has; `None` if it
+    /// or a directory above it is ignored.
+    fn chain(&mut self, index: &Index, dir: &RepoPath) -> Result<Option<IgnoreChain>> {
+        if let Some(known) = self.chains.get(dir) {
+            return Ok(known.clone());
+        }
+        let full = self.ctx.root.join(OsStr::from_bytes(dir.as_bytes()));
+        let chain = match dir.split_last() {
+            None => {
+                let has = index.root.get(IGNORE_FILE.as_bytes()).is_some()
+                    || self.named.contains(&RepoPath::try_from(IGNORE_FILE).expect("valid"));
+                Some(IgnoreChain::default().enter(&full, has)?)
+            }
+            Some((parent, _)) => match self.chain(index, &parent)? {
+                Some(chain) if chain.0.is_empty() || !chain.ignored(&full, true) => {
+                    let own = dir.join_unchecked(IGNORE_FILE.as_bytes());
+                    let in_index = index_dir(index, dir)
+                        .is_some_and(|d| d.get(IGNORE_FILE.as_bytes()).is_some());
+                    Some(chain.enter(&full, in_index || self.named.contains(&own))?)
+                }
+                _ => None,
+            },
+        };
+        self.chains.insert(dir.clone(), chain.clone());
+        Ok(chain)
+    }
+}
+
+/// The index's directory at `path`, if it has one.
+fn index_dir<'i>(index: &'i Index, path: &RepoPath) -> Option<&'i IndexDir> {
+    let mut dir = &index.root;
+    for c in path.components() {
+        match dir.get(c)? {
+            IndexNode::Dir(d) => dir = d,
+            _ => return None,
+        }
+    }
+    Some(dir)
+}
+
+/// [`walk_paths`] for one path whose directory could not be opened in one
+/// step: down from the root one component at a time, each directory opened
+/// relative to its parent with `O_NOFOLLOW`, until a directory on the way
+/// is not a directory on both sides (or is ignored, or a repository): that
+/// one is compared. Returns the path compared.
+fn walk_path_slowly<'i>(
+    walk: &mut PathWalk<'_, 'i>,
+    index: &'i Index,
+    path: &RepoPath,
+) -> Result<RepoPath> {
+    if !walk.slow.contains_key(&RepoPath::root()) {
+        let chain = IgnoreChain::default().enter(walk.ctx.root, has_ignore_file(&walk.root))?;
+        let root = OpenDir { fd: walk.root.clone(), chain };
+        walk.slow.insert(RepoPath::root(), Some(root));
+    }
+    let mut parent = RepoPath::root();
+    let mut index_dir = Some(&index.root);
+    let depth = path.depth();
+    for (i, component) in path.components().enumerate() {
+        let here = parent.join_unchecked(component);
+        let node = index_dir.and_then(|d| d.get(component));
+        if i + 1 < depth {
+            if !walk.slow.contains_key(&here) {
+                let opened = through_dir(walk.ctx, &parent, &walk.slow[&parent], component, node)?;
+                walk.slow.insert(here.clone(), opened);
+            }
+            if walk.slow[&here].is_some() {
+                index_dir = match node {
+                    Some(IndexNode::Dir(d)) => Some(d),
+                    _ => None,
+                };
+                parent = here;
+                continue;
+            }
+        }
+        let open = walk.slow[&parent].as_ref().expect("a parent on the way is a directory");
+        let (fd, chain) = (open.fd.clone(), open.chain.clone());
+        let mut pending = Vec::new();
+        compare(walk.ctx, &parent, &fd, &chain, component, node, &mut walk.found, &mut pending)?;
+        walk.subdirs.extend(pending.into_iter().map(|(p, d)| (p, d, chain.clone())));
+        return Ok(here);
+    }
+    unreachable!("the loop returns at the last component")
+}
+
+/// A directory on the way to a changed path: its descriptor and ignore
+/// chain.
+struct OpenDir {
+    fd: Arc<OwnedFd>,
+    chain: IgnoreChain,
+}
+
+fn open_dir_path(path: &Path) -> Result<std::os::fd::OwnedFd> {
+    use rustix::fs::{Mode, OFlags};
+    rustix::fs::open(path, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+        .map_err(|e| io("open the directory", path)(e.into()))
+}
+
+/// Whether the directory open as `fd` holds an ignore file (a cheap
+/// lookup relative to it; the file is read only if it is there).
+fn has_ignore_file(fd: &std::os::fd::OwnedFd) -> bool {
+    rustix::fs::statat(fd, IGNORE_FILE, rustix::fs::AtFlags::empty()).is_ok()
+}
+
+/// Opens the entry `name` of the directory `parent` if it is a directory
+/// on disk (not a link) and in the index (`node`), and neither ignored nor
+/// a repository.
 fn through_dir(
     ctx: &WalkCtx<'_>,
     parent: &RepoPath,
-    parent_chain: &IgnoreChain,
+    parent_dir: &Option<OpenDir>,
     name: &[u8],
     node: Option<&IndexNode>,
-) -> Result<Option<IgnoreChain>> {
+) -> Result<Option<OpenDir>> {
+    use rustix::fs::{Mode, OFlags};
+    let Some(parent_dir) = parent_dir else { return Ok(None) };
     if !matches!(node, Some(IndexNode::Dir(_))) || OsStr::from_bytes(name) == ctx.repo_name {
         return Ok(None);
     }
     let full = ctx.root.join(OsStr::from_bytes(parent.as_bytes())).join(OsStr::from_bytes(name));
-    match fs::symlink_metadata(&full) {
-        Ok(meta) if meta.is_dir() => {
-            if !parent_chain.0.is_empty() && parent_chain.ignored(&full, true) {
-                return Ok(None);
-            }
-            Ok(Some(parent_chain.enter(&full, true)?))
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let fd = match rustix::fs::openat(&parent_dir.fd, name, flags, Mode::empty()) {
+        Ok(fd) => fd,
+        Err(rustix::io::Errno::NOENT | rustix::io::Errno::NOTDIR | rustix::io::Errno::LOOP) => {
+            return Ok(None);
         }
-        Ok(_) => Ok(None),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(io("inspect", &full)(e)),
+        Err(e) => return Err(io("open the directory", &full)(e.into())),
+    };
+    let chain = &parent_dir.chain;
+    if !chain.0.is_empty() && chain.ignored(&full, true) {
+        return Ok(None);
     }
+    let chain = chain.enter(&full, has_ignore_file(&fd))?;
+    Ok(Some(OpenDir { fd: Arc::new(fd), chain }))
 }
 
 impl Walk {
@@ -540,29 +879,26 @@ impl Walk {
         let Walk { mut deltas, to_hash, mut skipped, stamp_ns } = self;
         let total = to_hash.len() as u64;
         let done = std::sync::atomic::AtomicU64::new(0);
-        let hash_one =
-            |(path, full, stat, old): (RepoPath, PathBuf, DiskStat, Option<EntryKind>)| {
-                let content = fs::read(&full).map_err(io("read", &full))?;
-                if let Some(progress) = progress {
-                    let done = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-                    progress(ProgressEvent::Hashed { done, total });
-                }
-                let file = FileEntry {
-                    id: BlobId::of(&content),
-                    size: content.len() as u64,
-                    executable: stat.mode & 0o100 != 0,
-                };
-                let same = matches!(&old, Some(EntryKind::File(f)) if *f == file);
-                if let (Some(store), false) = (store, same) {
-                    store.put(file.id.object_id(), &content)?;
-                }
-                let delta = (!same).then(|| Delta {
-                    path: path.clone(),
-                    old,
-                    new: Some(Found::File(file)),
-                });
-                Ok((delta, (path, file, stat)))
+        let hash_one = |h: ToHash| {
+            let content = h.read()?;
+            let ToHash { path, stat, old, .. } = h;
+            if let Some(progress) = progress {
+                let done = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                progress(ProgressEvent::Hashed { done, total });
+            }
+            let file = FileEntry {
+                id: BlobId::of(&content),
+                size: content.len() as u64,
+                executable: stat.mode & 0o100 != 0,
             };
+            let same = matches!(&old, Some(EntryKind::File(f)) if *f == file);
+            if let (Some(store), false) = (store, same) {
+                store.put(file.id.object_id(), &content)?;
+            }
+            let delta =
+                (!same).then(|| Delta { path: path.clone(), old, new: Some(Found::File(file)) });
+            Ok((delta, (path, file, stat)))
+        };
         // A few files are read on this thread: waking a worker costs more
         // than reading and hashing a small file.
         let results: Vec<(Option<Delta>, (RepoPath, FileEntry, DiskStat))> =

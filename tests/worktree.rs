@@ -1,0 +1,509 @@
+//! The work tree on disk through the library (`vst::worktree`): a model
+//! test of random edits against snapshots with and without `changed`,
+//! check-out in place (conflicts, kind changes, symlinks in the way, an
+//! interrupted checkout), the repository format file, and the index's
+//! golden bytes.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use proptest::prelude::*;
+use vst::repo::InitStore;
+use vst::worktree::{CheckoutOptions, Empty, Force, ProgressEvent, ScanOptions, WorkTree};
+use vst::{CommitId, CommitOptions, Repo, RepoPath, Timestamp};
+use vst_cas::Head;
+
+use crate::support::{Plain, read_disk, read_tree_plain};
+
+fn init(dir: &Path) -> Repo {
+    Repo::init(dir, &InitStore::Local, &|_| None).unwrap()
+}
+
+/// A repository in `repo` for the work tree `root`.
+fn worktree(repo: &Path, root: &Path) -> WorkTree {
+    WorkTree::open(init(repo), root).unwrap()
+}
+
+fn options(message: &str) -> CommitOptions {
+    CommitOptions { message: message.to_owned(), ..Default::default() }
+}
+
+fn commit(wt: &mut WorkTree, message: &str) -> CommitId {
+    wt.commit(&options(message), Empty::Allow, &ScanOptions::default()).unwrap().commit.unwrap()
+}
+
+fn write(root: &Path, path: &str, content: &[u8]) {
+    let full = root.join(path);
+    fs::create_dir_all(full.parent().unwrap()).unwrap();
+    fs::write(full, content).unwrap();
+}
+
+fn tree_of(wt: &WorkTree, commit: CommitId) -> BTreeMap<Vec<u8>, Plain> {
+    let store = wt.repo().store();
+    let tree = vst::read::read_commit(store.as_ref(), commit).unwrap().tree;
+    read_tree_plain(store.as_ref(), tree)
+}
+
+fn p(s: &str) -> RepoPath {
+    RepoPath::try_from(s).unwrap()
+}
+
+#[derive(Clone, Debug)]
+enum Op {
+    Write(String, Vec<u8>),
+    Remove(String),
+    Rename(String, String),
+    Chmod(String, bool),
+    Symlink(String, String),
+    Mkdir(String),
+    /// A snapshot naming exactly the paths changed since the last one, plus
+    /// `extra` paths that did not change (wrong hints cost time only).
+    Hinted {
+        extra: Vec<String>,
+    },
+    Full,
+    Commit,
+    Checkout(usize),
+}
+
+fn arb_path() -> impl Strategy<Value = String> {
+    prop::collection::vec(prop::sample::select(vec!["a", "b", "c.txt", "d"]), 1..4)
+        .prop_map(|parts| parts.join("/"))
+}
+
+fn arb_op() -> impl Strategy<Value = Op> {
+    let content = prop::sample::select(vec![&b""[..], b"x", b"hello\n", b"other content"])
+        .prop_map(|c| c.to_vec());
+    prop_oneof![
+        6 => (arb_path(), content).prop_map(|(p, c)| Op::Write(p, c)),
+        2 => arb_path().prop_map(Op::Remove),
+        2 => (arb_path(), arb_path()).prop_map(|(a, b)| Op::Rename(a, b)),
+        2 => (arb_path(), any::<bool>()).prop_map(|(p, x)| Op::Chmod(p, x)),
+        1 => (arb_path(), prop::sample::select(vec!["a", "../up", "/abs"]))
+            .prop_map(|(p, t)| Op::Symlink(p, t.to_owned())),
+        1 => arb_path().prop_map(Op::Mkdir),
+        3 => prop::collection::vec(arb_path(), 0..3).prop_map(|extra| Op::Hinted { extra }),
+        1 => Just(Op::Full),
+        2 => Just(Op::Commit),
+        1 => any::<usize>().prop_map(Op::Checkout),
+    ]
+}
+
+/// Applies `op` to the disk the way a program would; returns the paths it
+/// touched (empty if it could not be done).
+fn apply(root: &Path, op: &Op) -> Vec<String> {
+    let full = |p: &str| root.join(p);
+    let parent_ok = |p: &str| match Path::new(p).parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => {
+            let mut dir = root.to_owned();
+            for c in parent.components() {
+                dir.push(c);
+                match fs::symlink_metadata(&dir) {
+                    Ok(m) if m.is_dir() => {}
+                    Ok(_) => return false,
+                    Err(_) => return fs::create_dir_all(root.join(parent)).is_ok(),
+                }
+            }
+            true
+        }
+        _ => true,
+    };
+    // A program may write through a symlinked directory, but then what
+    // changed is the link's target, and the hint must name that: keep to
+    // paths whose parents are real directories (or do not exist yet).
+    let through_link = |p: &str| {
+        let mut dir = root.to_owned();
+        Path::new(p).parent().into_iter().flat_map(|p| p.components()).any(|c| {
+            dir.push(c);
+            fs::symlink_metadata(&dir).is_ok_and(|m| m.file_type().is_symlink())
+        })
+    };
+    let paths: Vec<&String> = match op {
+        Op::Write(a, _) | Op::Remove(a) | Op::Chmod(a, _) | Op::Symlink(a, _) | Op::Mkdir(a) => {
+            vec![a]
+        }
+        Op::Rename(a, b) => vec![a, b],
+        _ => vec![],
+    };
+    if paths.iter().any(|p| through_link(p)) {
+        return vec![];
+    }
+    match op {
+        Op::Write(path, content) => {
+            let meta = fs::symlink_metadata(full(path));
+            if meta.is_ok_and(|m| !m.is_file()) || !parent_ok(path) {
+                return vec![];
+            }
+            fs::write(full(path), content).unwrap();
+            vec![path.clone()]
+        }
+        Op::Remove(path) => match fs::symlink_metadata(full(path)) {
+            Ok(m) if m.is_dir() => {
+                fs::remove_dir_all(full(path)).unwrap();
+                vec![path.clone()]
+            }
+            Ok(_) => {
+                fs::remove_file(full(path)).unwrap();
+                vec![path.clone()]
+            }
+            Err(_) => vec![],
+        },
+        Op::Rename(a, b) => {
+            let a_meta = fs::symlink_metadata(full(a));
+            let into_itself = b.starts_with(&format!("{a}/")) || a.starts_with(&format!("{b}/"));
+            if a_meta.is_err() || into_itself || a == b || fs::symlink_metadata(full(b)).is_ok() {
+                return vec![];
+            }
+            if !parent_ok(b) {
+                return vec![];
+            }
+            fs::rename(full(a), full(b)).unwrap();
+            vec![a.clone(), b.clone()]
+        }
+        Op::Chmod(path, exec) => match fs::symlink_metadata(full(path)) {
+            Ok(m) if m.is_file() => {
+                let mode = if *exec { 0o755 } else { 0o644 };
+                fs::set_permissions(full(path), fs::Permissions::from_mode(mode)).unwrap();
+                vec![path.clone()]
+            }
+            _ => vec![],
+        },
+        Op::Symlink(path, target) => {
+            if fs::symlink_metadata(full(path)).is_ok() || !parent_ok(path) {
+                return vec![];
+            }
+            std::os::unix::fs::symlink(target, full(path)).unwrap();
+            vec![path.clone()]
+        }
+        Op::Mkdir(path) => {
+            if fs::symlink_metadata(full(path)).is_ok() || !parent_ok(path) {
+                return vec![];
+            }
+            fs::create_dir(full(path)).unwrap();
+            vec![path.clone()]
+        }
+        _ => vec![],
+    }
+}
+
+fn run_model(ops: Vec<Op>) {
+    let (repo_dir, root) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let root = root.path();
+    let mut wt = worktree(&repo_dir.path().join("repo"), root);
+    let store = wt.repo().store();
+    let mut commits: Vec<CommitId> = Vec::new();
+    // Paths changed since the last snapshot.
+    let mut pending: Vec<String> = Vec::new();
+    for op in &ops {
+        match op {
+            Op::Hinted { extra } => {
+                let mut hint: Vec<RepoPath> = pending.iter().map(|s| p(s)).collect();
+                hint.extend(extra.iter().map(|s| p(s)));
+                let snap =
+                    wt.snapshot(&ScanOptions { changed: Some(&hint), progress: None }).unwrap();
+                assert_eq!(read_tree_plain(store.as_ref(), snap.tree), read_disk(root), "{op:?}");
+                pending.clear();
+            }
+            Op::Full => {
+                let snap = wt.snapshot(&ScanOptions::default()).unwrap();
+                assert_eq!(read_tree_plain(store.as_ref(), snap.tree), read_disk(root));
+                pending.clear();
+            }
+            Op::Commit => {
+                let id = commit(&mut wt, "c");
+                assert_eq!(tree_of(&wt, id), read_disk(root));
+                assert!(wt.status(&ScanOptions::default()).unwrap().changes.is_empty());
+                commits.push(id);
+                pending.clear();
+            }
+            Op::Checkout(i) if !commits.is_empty() && pending.is_empty() => {
+                let target = commits[i % commits.len()];
+                let head = Head::Detached(target.object_id());
+                let options = CheckoutOptions { head: Some(&head), ..Default::default() };
+                wt.check_out(target, &options).unwrap();
+                assert_eq!(read_disk(root), tree_of(&wt, target), "checked out in place");
+                let status = wt.status(&ScanOptions::default()).unwrap();
+                assert!(status.changes.is_empty(), "{:?}", status.changes);
+            }
+            Op::Checkout(_) => {}
+            disk_op => pending.extend(apply(root, disk_op)),
+        }
+    }
+    // Whatever the hints were, a full scan agrees with the disk.
+    let snap = wt.snapshot(&ScanOptions::default()).unwrap();
+    assert_eq!(read_tree_plain(store.as_ref(), snap.tree), read_disk(root));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// Random edits on a real directory; every hinted snapshot equals the
+    /// disk (so a full scan), and so does every commit and checkout.
+    #[test]
+    fn hinted_snapshots_equal_full_scans(ops in prop::collection::vec(arb_op(), 1..40)) {
+        run_model(ops);
+    }
+}
+
+#[test]
+fn a_hint_that_misses_a_change_does_not_see_it_and_a_full_scan_does() {
+    let (repo_dir, root) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let root = root.path();
+    write(root, "a/x", b"1");
+    write(root, "b/y", b"1");
+    let mut wt = worktree(&repo_dir.path().join("repo"), root);
+    commit(&mut wt, "one");
+    write(root, "a/x", b"2");
+    write(root, "b/y", b"2");
+    let hint = [p("a/x")];
+    let status = wt.status(&ScanOptions { changed: Some(&hint), progress: None }).unwrap();
+    let changed: Vec<String> = status.changes.iter().map(|d| d.path.to_string()).collect();
+    assert_eq!(changed, ["a/x"], "what the list omits is not looked at");
+    let status = wt.status(&ScanOptions::default()).unwrap();
+    let changed: Vec<String> = status.changes.iter().map(|d| d.path.to_string()).collect();
+    assert_eq!(changed, ["a/x", "b/y"]);
+}
+
+/// A repository with branch `base` holding `a/x`, and `target` holding
+/// `a/b/...` and `a/c`, checked out at `base`.
+fn two_branches(root: &Path, repo_dir: &Path) -> (WorkTree, CommitId, CommitId) {
+    write(root, "a/x", b"x");
+    let mut wt = WorkTree::open(init(repo_dir), root).unwrap();
+    let base = commit(&mut wt, "base");
+    write(root, "a/b/one", b"1");
+    write(root, "a/b/two", b"2");
+    write(root, "a/c", b"c");
+    let target = commit(&mut wt, "target");
+    let head = Head::Detached(base.object_id());
+    wt.check_out(base, &CheckoutOptions { head: Some(&head), ..Default::default() }).unwrap();
+    assert!(!root.join("a/b").exists() && !root.join("a/c").exists());
+    (wt, base, target)
+}
+
+#[test]
+fn a_forced_checkout_never_deletes_through_a_symlinked_directory() {
+    let (dir, elsewhere) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let root = dir.path().join("root");
+    let (mut wt, _, target) = two_branches(&root, &dir.path().join("repo"));
+    // What the attack would delete: files named like the target's paths.
+    write(elsewhere.path(), "b/one", b"precious");
+    write(elsewhere.path(), "c", b"precious");
+    write(elsewhere.path(), "x", b"precious");
+    fs::remove_dir_all(root.join("a")).unwrap();
+    std::os::unix::fs::symlink(elsewhere.path(), root.join("a")).unwrap();
+    let head = Head::Detached(target.object_id());
+    let forced = CheckoutOptions { force: Force::Yes, head: Some(&head), ..Default::default() };
+    wt.check_out(target, &forced).unwrap();
+    for name in ["b/one", "c", "x"] {
+        assert_eq!(fs::read(elsewhere.path().join(name)).unwrap(), b"precious", "{name}");
+    }
+    // The link was replaced by the target's directory.
+    assert!(fs::symlink_metadata(root.join("a")).unwrap().is_dir());
+    assert_eq!(read_disk(&root), tree_of(&wt, target));
+}
+
+#[test]
+fn a_checkout_without_force_refuses_a_symlink_in_the_way_and_writes_nothing() {
+    let (dir, elsewhere) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let root = dir.path().join("root");
+    let (mut wt, _, target) = two_branches(&root, &dir.path().join("repo"));
+    fs::remove_dir_all(root.join("a")).unwrap();
+    std::os::unix::fs::symlink(elsewhere.path(), root.join("a")).unwrap();
+    let e = wt.check_out(target, &CheckoutOptions::default()).unwrap_err();
+    assert!(matches!(e, vst::Error::Conflicts { .. }), "{e}");
+    assert_eq!(fs::read_dir(elsewhere.path()).unwrap().count(), 0);
+}
+
+#[test]
+fn a_path_that_changes_kind_is_checked_out_both_ways() {
+    let (dir, root) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let root = root.path();
+    write(root, "k", b"a file");
+    write(root, "l/inner", b"in a directory");
+    let mut wt = worktree(&dir.path().join("repo"), root);
+    let files = commit(&mut wt, "k file, l dir");
+    fs::remove_file(root.join("k")).unwrap();
+    write(root, "k/inner", b"now a directory");
+    fs::remove_dir_all(root.join("l")).unwrap();
+    std::os::unix::fs::symlink("k", root.join("l")).unwrap();
+    let dirs = commit(&mut wt, "k dir, l symlink");
+    for (target, name) in [(files, "files"), (dirs, "dirs"), (files, "files")] {
+        let head = Head::Detached(target.object_id());
+        wt.check_out(target, &CheckoutOptions { head: Some(&head), ..Default::default() })
+            .unwrap_or_else(|e| panic!("to {name}: {e}"));
+        assert_eq!(read_disk(root), tree_of(&wt, target), "{name}");
+    }
+}
+
+#[test]
+fn an_interrupted_checkout_is_finished_by_the_next_and_keeps_unrelated_edits() {
+    let (dir, root) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let root = root.path();
+    for i in 0..64 {
+        write(root, &format!("many/f{i}"), b"old");
+    }
+    write(root, "mine.txt", b"base");
+    let mut wt = worktree(&dir.path().join("repo"), root);
+    let old = commit(&mut wt, "old");
+    for i in 0..64 {
+        write(root, &format!("many/f{i}"), format!("new {i}").as_bytes());
+    }
+    let new = commit(&mut wt, "new");
+    let head = Head::Detached(old.object_id());
+    wt.check_out(old, &CheckoutOptions { head: Some(&head), ..Default::default() }).unwrap();
+    // An edit the checkout does not touch.
+    write(root, "mine.txt", b"my edit");
+
+    // Interrupted after a few files: the flag is set from the progress
+    // callback, so where it stops does not depend on timing.
+    let stop = AtomicBool::new(false);
+    let written = AtomicU64::new(0);
+    let progress = |e: ProgressEvent| {
+        if let ProgressEvent::Written { .. } = e
+            && written.fetch_add(1, Ordering::SeqCst) >= 4
+        {
+            stop.store(true, Ordering::SeqCst);
+        }
+    };
+    let head = Head::Detached(new.object_id());
+    let options = CheckoutOptions {
+        head: Some(&head),
+        progress: Some(&progress),
+        interrupt: Some(&stop),
+        ..Default::default()
+    };
+    let e = wt.check_out(new, &options).unwrap_err();
+    assert!(matches!(e, vst::Error::Interrupted), "{e}");
+    drop(wt);
+
+    // A new process: status says where the checkout was going, and does
+    // not count its files as the user's changes only... they are changes
+    // against the old commit, which is where the index still is.
+    let mut wt = WorkTree::open(Repo::open(&dir.path().join("repo")).unwrap(), root).unwrap();
+    assert_eq!(wt.interrupted().unwrap(), Some(new));
+    assert!(wt.status(&ScanOptions::default()).unwrap().interrupted.is_some());
+    // A plain checkout (no force) finishes it: what it wrote is not in the
+    // way, and the unrelated edit stays.
+    wt.check_out(new, &CheckoutOptions { head: Some(&head), ..Default::default() }).unwrap();
+    assert_eq!(wt.interrupted().unwrap(), None);
+    let mut expected = tree_of(&wt, new);
+    expected.insert(
+        b"mine.txt".to_vec(),
+        Plain::File { content: b"my edit".to_vec(), executable: false },
+    );
+    assert_eq!(read_disk(root), expected);
+    let status = wt.status(&ScanOptions::default()).unwrap();
+    let changed: Vec<String> = status.changes.iter().map(|d| d.path.to_string()).collect();
+    assert_eq!(changed, ["mine.txt"]);
+    // No temporary file is left in the repository or the work tree.
+    assert_eq!(fs::read_dir(dir.path().join("repo/tmp")).unwrap().count(), 0);
+}
+
+#[test]
+fn a_checkout_records_what_it_wrote_so_the_next_status_reads_nothing() {
+    let (dir, root) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let root = root.path();
+    for i in 0..20 {
+        write(root, &format!("d/f{i}"), b"one");
+    }
+    let mut wt = worktree(&dir.path().join("repo"), root);
+    let one = commit(&mut wt, "one");
+    for i in 0..20 {
+        write(root, &format!("d/f{i}"), b"two");
+    }
+    let two = commit(&mut wt, "two");
+    let head = Head::Detached(one.object_id());
+    wt.check_out(one, &CheckoutOptions { head: Some(&head), ..Default::default() }).unwrap();
+    let status = wt.status(&ScanOptions::default()).unwrap();
+    assert!(status.changes.is_empty());
+    assert_eq!(status.hashed, 0, "every written file's stat was recorded");
+    let _ = two;
+}
+
+#[test]
+fn an_unknown_format_is_refused_and_nothing_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo_dir = dir.path().join(".vst");
+    drop(init(&repo_dir));
+    let listing = || {
+        let mut names: Vec<(String, Vec<u8>)> = fs::read_dir(&repo_dir)
+            .unwrap()
+            .map(|e| e.unwrap())
+            .filter(|e| e.file_type().unwrap().is_file())
+            .map(|e| (e.file_name().to_string_lossy().into_owned(), fs::read(e.path()).unwrap()))
+            .collect();
+        names.sort();
+        names
+    };
+    for (text, named) in [
+        ("vst-repository 2\n", "version 2"),
+        ("vst-repository 1\nslotted-refs\nshiny-future\n", "shiny-future"),
+    ] {
+        fs::write(repo_dir.join("format"), text).unwrap();
+        let before = listing();
+        let e = Repo::open(&repo_dir).unwrap_err();
+        assert!(matches!(e, vst::Error::UnsupportedFormat { .. }), "{e}");
+        assert!(e.to_string().contains(named), "{e}");
+        assert_eq!(listing(), before, "nothing written");
+    }
+    // A repository from before the file: opened, and given the file.
+    fs::remove_file(repo_dir.join("format")).unwrap();
+    drop(Repo::open(&repo_dir).unwrap());
+    assert_eq!(
+        fs::read_to_string(repo_dir.join("format")).unwrap(),
+        "vst-repository 1\nslotted-refs\nindex-table\n"
+    );
+    // `open` never creates.
+    let e = Repo::open(&dir.path().join("nothing")).unwrap_err();
+    assert!(matches!(e, vst::Error::NotARepository { .. }), "{e}");
+    assert!(!dir.path().join("nothing").exists());
+}
+
+#[test]
+fn the_index_file_has_the_documented_bytes() {
+    let (dir, root) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let repo_dir = dir.path().join("repo");
+    let repo = init(&repo_dir);
+    let mut ws = repo.working_set().unwrap();
+    ws.write(&p("a/f"), b"hi").unwrap();
+    ws.symlink(&p("l"), b"a").unwrap();
+    let options = CommitOptions {
+        time: Some(Timestamp { unix_us: 0, tz_offset_min: 0 }),
+        ..options("golden")
+    };
+    let id = repo.commit(&mut ws, &options).unwrap();
+    // No index file yet: built from the tree, with no stats.
+    let mut wt = WorkTree::open(repo, root.path()).unwrap();
+    assert_eq!(wt.at(), Some(id));
+    wt.save().unwrap();
+    let bytes = fs::read(repo_dir.join("worktree")).unwrap();
+    let tree = vst::read::read_commit(wt.repo().store().as_ref(), id).unwrap().tree;
+    let sub = match vst::read::lookup(wt.repo().store().as_ref(), tree, &p("a")).unwrap() {
+        Some(vst::EntryKind::Dir(t)) => t,
+        other => panic!("{other:?}"),
+    };
+    // Written from docs/format.md ("The index"), not by the library.
+    let mut expected = b"VSTWTRE2".to_vec();
+    expected.push(1);
+    expected.extend_from_slice(id.as_bytes());
+    expected.extend_from_slice(tree.as_bytes());
+    expected.extend_from_slice(&i64::MIN.to_le_bytes());
+    expected.extend_from_slice(tree.as_bytes());
+    expected.extend_from_slice(&2u32.to_le_bytes());
+    expected.extend_from_slice(&[1, b'a', 3]);
+    expected.extend_from_slice(sub.as_bytes());
+    expected.extend_from_slice(&1u32.to_le_bytes());
+    expected.extend_from_slice(&[1, b'f', 0]);
+    expected.extend_from_slice(blake3::hash(b"hi").as_bytes());
+    expected.extend_from_slice(&2u64.to_le_bytes());
+    expected.push(0);
+    expected.extend_from_slice(&[1, b'l', 2]);
+    expected.extend_from_slice(&1u16.to_le_bytes());
+    expected.push(b'a');
+    let check = *blake3::hash(&expected).as_bytes();
+    expected.extend_from_slice(&check);
+    assert_eq!(bytes, expected);
+}
