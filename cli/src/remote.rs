@@ -379,6 +379,10 @@ pub fn clone_cmd(cli: &Cli, args: &CloneArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// What a clone took: every branch and its commit, the counts, and the
+/// branch checked out.
+type Cloned = (Vec<(RefName, CommitId)>, TransferStats, RefName);
+
 /// Makes the repository in `repo_dir` (marked as a clone under way), takes
 /// every branch of the remote, and checks out `main` (or the first branch)
 /// into `root`; returns the branches, what was fetched, and the branch
@@ -389,7 +393,7 @@ fn clone_into(
     args: &CloneArgs,
     store: &vst_cas::remote::RemoteStore,
     refs: &vst_cas::remote::RemoteRefs,
-) -> Result<(Vec<(RefName, CommitId)>, TransferStats, RefName)> {
+) -> Result<Cloned> {
     let repo = Repo::init(repo_dir, &InitStore::Local, &crate::workspace::settings)
         .with_context(|| format!("creating the repository in {}", repo_dir.display()))?;
     let marker = repo_dir.join(CLONING_MARKER);

@@ -688,3 +688,60 @@ fn an_ambiguous_commit_prefix_is_refused_with_the_count() {
     let err = fails(root, &["log", "-n", "1", &prefix]);
     assert!(err.contains("ambiguous") && err.contains("give more digits"), "{err}");
 }
+
+#[test]
+fn checkout_force_never_deletes_through_a_symlinked_directory() {
+    let dir = repo();
+    let root = dir.path();
+    let elsewhere = tempfile::tempdir().unwrap();
+    fs::create_dir_all(root.join("a")).unwrap();
+    fs::write(root.join("a/x"), b"x").unwrap();
+    ok(root, &["commit", "-q", "-m", "base"]);
+    ok(root, &["branch", "base"]);
+    fs::create_dir_all(root.join("a/b")).unwrap();
+    fs::write(root.join("a/b/one"), b"1").unwrap();
+    fs::write(root.join("a/c"), b"c").unwrap();
+    ok(root, &["commit", "-q", "-m", "target"]);
+    ok(root, &["branch", "target"]);
+    ok(root, &["switch", "base"]);
+    // The attack: `a` replaced by a link to a directory holding files
+    // named like the target's paths.
+    fs::create_dir_all(elsewhere.path().join("b")).unwrap();
+    fs::write(elsewhere.path().join("b/one"), b"precious").unwrap();
+    fs::write(elsewhere.path().join("c"), b"precious").unwrap();
+    fs::remove_dir_all(root.join("a")).unwrap();
+    std::os::unix::fs::symlink(elsewhere.path(), root.join("a")).unwrap();
+    let refused = fails(root, &["checkout", "target"]);
+    assert!(refused.contains("--force"), "{refused}");
+    ok(root, &["checkout", "target", "--force"]);
+    assert_eq!(fs::read(elsewhere.path().join("b/one")).unwrap(), b"precious");
+    assert_eq!(fs::read(elsewhere.path().join("c")).unwrap(), b"precious");
+    assert!(fs::symlink_metadata(root.join("a")).unwrap().is_dir(), "the link is replaced");
+    assert_eq!(fs::read(root.join("a/b/one")).unwrap(), b"1");
+    assert!(ok(root, &["status"]).contains("clean"));
+}
+
+#[test]
+fn checkout_in_place_when_a_path_changes_kind() {
+    let dir = repo();
+    let root = dir.path();
+    fs::write(root.join("k"), b"a file").unwrap();
+    fs::create_dir_all(root.join("l")).unwrap();
+    fs::write(root.join("l/inner"), b"in a directory").unwrap();
+    ok(root, &["commit", "-q", "-m", "files"]);
+    ok(root, &["branch", "files"]);
+    fs::remove_file(root.join("k")).unwrap();
+    fs::create_dir_all(root.join("k")).unwrap();
+    fs::write(root.join("k/inner"), b"now a directory").unwrap();
+    fs::remove_dir_all(root.join("l")).unwrap();
+    std::os::unix::fs::symlink("k", root.join("l")).unwrap();
+    ok(root, &["commit", "-q", "-m", "dirs"]);
+    ok(root, &["branch", "dirs"]);
+    let at_dirs = tree(root);
+    ok(root, &["switch", "files"]);
+    assert_eq!(fs::read(root.join("k")).unwrap(), b"a file");
+    assert_eq!(fs::read(root.join("l/inner")).unwrap(), b"in a directory");
+    ok(root, &["checkout", "dirs"]);
+    assert_eq!(tree(root), at_dirs);
+    assert!(ok(root, &["status"]).contains("clean"));
+}

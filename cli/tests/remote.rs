@@ -75,6 +75,32 @@ fn push_clone_commit_push_pull() {
     assert!(ok(&c, e, &["status"]).contains("clean"));
     assert_eq!(ok(&c, e, &["log", "-n", "1", "--json"]), ok(&b, e, &["log", "-n", "1", "--json"]));
     ok(&c, e, &["fsck", "--read-data"]);
+
+    // A pull of a branch that is not the current one moves only it (it
+    // used to open the repository twice and fail).
+    ok(&b, e, &["branch", "feature"]);
+    ok(&b, e, &["push", "origin", "feature"]);
+    assert!(ok(&c, e, &["pull", "origin", "feature"]).contains("feature ->"));
+    assert!(ok(&c, e, &["branch"]).contains("* main"));
+    // An untracked file that the update does not touch does not stop a
+    // pull (the checkout rule, not "any local change").
+    std::fs::write(c.join("scratch.txt"), "mine\n").unwrap();
+    std::fs::write(b.join("src/lib.rs"), "pub fn h() {}\n").unwrap();
+    ok(&b, e, &["commit", "-m", "third"]);
+    ok(&b, e, &["push", "origin"]);
+    assert!(ok(&c, e, &["pull", "origin"]).contains("main ->"));
+    assert_eq!(std::fs::read(c.join("src/lib.rs")).unwrap(), b"pub fn h() {}\n");
+    assert_eq!(std::fs::read(c.join("scratch.txt")).unwrap(), b"mine\n");
+
+    // What a killed clone leaves (its marker in .vst) is cleaned up by the
+    // next clone into the same directory.
+    let d = tmp.path().join("d");
+    std::fs::create_dir_all(d.join(".vst")).unwrap();
+    std::fs::write(d.join(".vst/cloning"), "s3://vst/e2e\n").unwrap();
+    std::fs::write(d.join("half-written"), "").unwrap();
+    ok(tmp.path(), e, &["clone", "-q", "s3://vst/e2e", "d"]);
+    assert!(!d.join("half-written").exists() && !d.join(".vst/cloning").exists());
+    assert!(ok(&d, e, &["status"]).contains("clean"));
 }
 
 fn dir_len(dir: &Path) -> u64 {
@@ -127,6 +153,20 @@ fn a_repository_whose_objects_are_in_the_object_store() {
     let gc = vst(&a, e, &["gc"]);
     assert!(!gc.status.success());
     assert!(String::from_utf8_lossy(&gc.stderr).contains("not supported"));
+
+    // Every command opens the objects where .vst/store says: a push to
+    // another remote sends them from the object store (it used to look in
+    // an empty local pack store), and a clone of that remote has it all.
+    ok(&a, e, &["remote", "add", "backup", "s3://prim/backup"]);
+    ok(&a, e, &["push", "-q", "backup"]);
+    ok(tmp.path(), e, &["clone", "-q", "s3://prim/backup", "copy"]);
+    assert_eq!(std::fs::read(tmp.path().join("copy/big.bin")).unwrap(), big);
+    // In place, checkout and switch read the object store too.
+    ok(&a, e, &["checkout", "-q", "HEAD~1"]);
+    assert_eq!(std::fs::read(a.join("src/main.rs")).unwrap(), b"fn main() {}\n");
+    ok(&a, e, &["switch", "-q", "main"]);
+    assert_eq!(std::fs::read(a.join("src/main.rs")).unwrap(), b"fn main() { run() }\n");
+    assert!(ok(&a, e, &["status"]).contains("clean"));
 }
 
 #[test]
