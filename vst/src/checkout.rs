@@ -97,7 +97,10 @@ pub struct UpdateOutcome {
 }
 
 /// Writes the tree `tree` into `target`, which must be missing or an empty
-/// directory (it is created if missing).
+/// directory. The tree is written into a new hidden sibling directory and
+/// renamed to `target` once complete (a rename replaces an empty
+/// directory), so a checkout that fails or is killed never leaves a partial
+/// tree at `target`; one that fails removes its sibling.
 pub fn checkout(store: &dyn Store, tree: TreeId, target: &Path) -> Result<CheckoutStats> {
     match fs::symlink_metadata(target) {
         Ok(meta) if meta.is_dir() => {
@@ -109,16 +112,35 @@ pub fn checkout(store: &dyn Store, tree: TreeId, target: &Path) -> Result<Checko
         Ok(_) => {
             return Err(Error::TargetNotEmpty { path: target.to_owned() });
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            fs::create_dir_all(target).map_err(io("create directory", target))?;
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(io("inspect", target)(e)),
     }
-    let ctx = Ctx::new(store, target, &UpdateOptions::default())?;
-    let mut pass = Pass::default();
-    let root = ctx.root.clone();
-    ctx.sync_dir(&root, target, &RepoPath::root(), None, tree, 0, Fresh::Yes, &mut pass)?;
-    Ok(ctx.write_files(pass)?.stats)
+    let (Some(parent), Some(name)) = (target.parent(), target.file_name()) else {
+        return Err(Error::TargetNotEmpty { path: target.to_owned() });
+    };
+    let parent = if parent.as_os_str().is_empty() { Path::new(".") } else { parent };
+    fs::create_dir_all(parent).map_err(io("create directory", parent))?;
+    let mut aside_name = std::ffi::OsString::from(".");
+    aside_name.push(name);
+    aside_name.push(format!(".vst-checkout-{}", std::process::id()));
+    let aside = parent.join(aside_name);
+    fs::create_dir(&aside).map_err(io("create directory", &aside))?;
+    let written = (|| {
+        let ctx = Ctx::new(store, &aside, &UpdateOptions::default())?;
+        let pass = on_walk_stack(|| {
+            let mut pass = Pass::default();
+            let root = ctx.root.clone();
+            ctx.sync_dir(&root, &aside, &RepoPath::root(), None, tree, 0, Fresh::Yes, &mut pass)?;
+            Ok(pass)
+        })?;
+        let stats = ctx.write_files(pass)?.stats;
+        fs::rename(&aside, target).map_err(io("rename into place", target))?;
+        Ok(stats)
+    })();
+    if written.is_err() {
+        let _ = fs::remove_dir_all(&aside);
+    }
+    written
 }
 
 /// Updates `target`, which holds a checkout of the tree `from`, to hold the
@@ -147,12 +169,46 @@ pub fn update(
     options: &UpdateOptions<'_>,
 ) -> Result<UpdateOutcome> {
     let ctx = Ctx::new(store, target, options)?;
-    let mut pass = Pass::default();
-    if from != to {
-        let root = ctx.root.clone();
-        ctx.sync_dir(&root, target, &RepoPath::root(), Some(from), to, 0, Fresh::No, &mut pass)?;
-    }
+    let pass = on_walk_stack(|| {
+        let mut pass = Pass::default();
+        if from != to {
+            let root = ctx.root.clone();
+            ctx.sync_dir(
+                &root,
+                target,
+                &RepoPath::root(),
+                Some(from),
+                to,
+                0,
+                Fresh::No,
+                &mut pass,
+            )?;
+        }
+        Ok(pass)
+    })?;
     ctx.write_files(pass)
+}
+
+/// The stack of the thread that walks the trees: the walk recurses once
+/// per level, up to [`PATH_DEPTH_MAX`] deep, and its frames hold
+/// descriptors and paths; the caller's thread may have far less (2 MiB for
+/// a test thread or a rayon worker).
+const WALK_STACK_BYTES: usize = 64 << 20;
+
+/// Runs `walk` on a thread with a stack of [`WALK_STACK_BYTES`].
+fn on_walk_stack<T: Send>(walk: impl FnOnce() -> Result<T> + Send) -> Result<T> {
+    std::thread::scope(|s| {
+        let spawned =
+            std::thread::Builder::new().stack_size(WALK_STACK_BYTES).spawn_scoped(s, walk);
+        match spawned {
+            Ok(handle) => handle.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
+            Err(source) => Err(Error::CheckoutIo {
+                op: "start the checkout thread",
+                path: PathBuf::new(),
+                source,
+            }),
+        }
+    })
 }
 
 /// A file still to write: the directory it goes in, its name there.
