@@ -8,7 +8,7 @@ use std::sync::Arc;
 use vst::{CommitOptions, Error, TreeId, WorkingSet, checkout, checkout_update, commit};
 use vst_cas::{MemStore, ObjectId};
 
-use crate::support::{Plain, mem, p, put_raw, raw, read_disk};
+use crate::support::{mem, p, put_raw, raw, read_disk};
 
 /// A sandbox: `outside/` must stay empty whatever a checkout into
 /// `target/` does.
