@@ -133,6 +133,7 @@ fn a_crash_at_any_step_of_gc_loses_nothing_live() {
     };
     let base = probe.crash_image(Unsynced::Keep);
     let before = base.ops();
+    let packs_len_before = packs_len(&base);
     let repo = open(&base);
     let start = base.ops();
     repo.gc(Duration::ZERO, GcMode::Collect).unwrap();
@@ -157,8 +158,25 @@ fn a_crash_at_any_step_of_gc_loses_nothing_live() {
             assert_eq!(after.head_commit().unwrap(), Some(main));
             let tree = read::read_commit(after.store().as_ref(), main).unwrap().tree;
             assert_eq!(read_tree_plain(after.store().as_ref(), tree), expected);
+            // The copies of an interrupted GC (or the old packs of one that
+            // did not finish deleting them) are gone after the open: no more
+            // pack bytes than before GC, plus a new pack's header.
+            let fs = fs.crash_image(unsynced);
+            drop(open(&fs));
+            let len = packs_len(&fs);
+            assert!(
+                len <= packs_len_before + vst_cas::pack::PACK_MAGIC.len() as u64,
+                "crash at gc step {at} ({unsynced:?}): {len} pack bytes, {packs_len_before} before"
+            );
         }
     }
+}
+
+/// Bytes of every pack file of the store at `/r` in `fs`.
+fn packs_len(fs: &SimFs) -> u64 {
+    use vst_cas::vfs::Vfs;
+    let dir = Path::new("/r/packs");
+    fs.list(dir).unwrap().iter().map(|(name, _)| fs.len(&dir.join(name)).unwrap().unwrap()).sum()
 }
 
 #[test]

@@ -19,6 +19,7 @@
 //! the packs. On open, the index is read (not the packs), then only the
 //! tail of each pack that the index does not cover is scanned; a torn last
 //! record is cut away. A missing or damaged index is rebuilt from the packs.
+//! A writer's open also deletes the packs an interrupted GC left behind.
 //! Once its log is long, the index is rewritten whole as a sorted table
 //! (at a writer's open, by GC, or by [`PackStore::fold_index`]).
 //!
@@ -182,6 +183,12 @@ pub struct Recovery {
     pub index_rebuilt: bool,
     /// Packs whose tail could not be read (damage; `fsck` reports it).
     pub damaged_packs: Vec<u32>,
+    /// Packs deleted because every record in them is indexed in another
+    /// pack (copies left by an interrupted GC, or old packs a GC did not
+    /// get to delete), and their bytes.
+    pub stale_packs_removed: Vec<u32>,
+    /// Bytes of the packs in `stale_packs_removed`.
+    pub stale_bytes_removed: u64,
 }
 
 /// The local pack store. See the module documentation.
@@ -370,11 +377,23 @@ impl PackStore {
         let last = packs.last().map(|p| p.0);
         let mut found: Vec<(ObjectId, Location)> = Vec::new();
         let mut damaged_last = false;
+        // Packs the index covers nothing of, scanned whole and intact by a
+        // writer: each with the ids of its records (see `stale` below).
+        let mut unindexed_packs: Vec<(u32, Vec<ObjectId>)> = Vec::new();
         for (pack, len) in packs.iter_mut() {
             let path = self.pack_path(*pack);
             let start = covered.get(pack).copied().unwrap_or(0);
             let found_before = found.len();
             let (good_end, damage) = self.scan_pack(*pack, &path, start, *len, &mut found)?;
+            // An empty pack other than the last holds nothing and is never
+            // written to again: as stale as a copy.
+            let whole = start <= PACK_MAGIC.len() as u64
+                && (found.len() > found_before || Some(*pack) != last);
+            let intact = damage.is_none() || (damage == Some(Tail::Torn) && Some(*pack) == last);
+            if rw && whole && intact {
+                unindexed_packs
+                    .push((*pack, found[found_before..].iter().map(|(id, _)| *id).collect()));
+            }
             match damage {
                 Some(Tail::Torn) if Some(*pack) == last && rw => {
                     // A torn write at the end of the log: nothing valid
@@ -412,6 +431,28 @@ impl PackStore {
                 .sync_dir(&self.dir.join("packs"))
                 .map_err(io_err("sync the packs directory"))?;
         }
+        // Packs a GC superseded: it installed its table, which names only
+        // its new packs, and was interrupted before deleting the old ones.
+        // Every other table (a rebuild, a fold) names every record of every
+        // pack that existed when it was written, and pack numbers only
+        // grow, so a pack numbered below one the table names, of which the
+        // index names nothing, is one of those old packs. What it holds
+        // that the new packs do not is what the GC collected: not indexed
+        // again, and deleted below.
+        let table_pack_max = covers.iter().map(|c| c.pack).max();
+        let superseded: Vec<u32> = if recovery.damaged_packs.is_empty() {
+            unindexed_packs
+                .iter()
+                .filter(|(pack, ids)| {
+                    table_pack_max.is_some_and(|max| *pack < max)
+                        && !ids.iter().any(|id| index.get(id).is_some_and(|l| l.pack == *pack))
+                })
+                .map(|(pack, _)| *pack)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        found.retain(|(_, loc)| !superseded.contains(&loc.pack));
         // Keep the first location of an id (the index's own, then the scan
         // order) and index only what was new, so that duplicates left by an
         // interrupted GC are not appended again on every open.
@@ -422,6 +463,25 @@ impl PackStore {
         for (id, loc) in &found {
             index.insert(*id, *loc);
         }
+        // Copies: a pack every record of which the index names in another
+        // pack holds nothing a reader can reach. A GC interrupted before
+        // its table is in place leaves them. Both kinds would otherwise
+        // stay (and be copied again) until a GC completes. Only when
+        // nothing is damaged: then every record the index names was
+        // checked, is durable, and is intact.
+        let mut stale = superseded;
+        if recovery.damaged_packs.is_empty() {
+            let copies: Vec<u32> = unindexed_packs
+                .iter()
+                .filter(|(pack, ids)| {
+                    !stale.contains(pack)
+                        && ids.iter().all(|id| index.get(id).is_some_and(|l| l.pack != *pack))
+                })
+                .map(|(pack, _)| *pack)
+                .collect();
+            stale.extend(copies);
+        }
+        drop(unindexed_packs);
         if rw {
             // The table is rewritten once the log outgrows an eighth of it,
             // so that opening stays one read of a sorted table.
@@ -456,15 +516,28 @@ impl PackStore {
                 }
             }
         }
+        // Deleted after the index is settled (it names nothing in them).
+        // Best effort: one left behind is found stale again next time.
+        for &stale_pack in &stale {
+            let len = packs.iter().find(|p| p.0 == stale_pack).map_or(0, |p| p.1);
+            if self.vfs.remove(&self.pack_path(stale_pack)).is_ok() {
+                recovery.stale_packs_removed.push(stale_pack);
+                recovery.stale_bytes_removed += len;
+            }
+        }
+        if !recovery.stale_packs_removed.is_empty() {
+            let _ = self.vfs.sync_dir(&self.dir.join("packs"));
+        }
         // The current pack: the last one, unless it is missing, empty of
-        // even a header, or full.
+        // even a header, full, or was stale (numbers are never reused).
+        let last_usable = !damaged_last && !packs.last().is_some_and(|p| stale.contains(&p.0));
         let (pack, len) = match packs.last() {
             Some(&(n, len))
-                if !damaged_last && len >= PACK_MAGIC.len() as u64 && len < self.pack_len_max =>
+                if last_usable && len >= PACK_MAGIC.len() as u64 && len < self.pack_len_max =>
             {
                 (n, len)
             }
-            Some(&(n, len)) if !damaged_last && len < PACK_MAGIC.len() as u64 => {
+            Some(&(n, len)) if last_usable && len < PACK_MAGIC.len() as u64 => {
                 if rw {
                     self.start_pack(n)?;
                 }
@@ -1136,8 +1209,8 @@ impl PackStore {
     /// since opening is kept, so objects of a commit whose ref the caller's
     /// mark did not see yet survive. Writers wait while the repack runs.
     /// A crash at any point leaves either the old packs and index, or the
-    /// new ones (old packs that survive a crash are scanned back in on open
-    /// and collected again next time).
+    /// new ones; the next writer's open deletes the packs of the other set
+    /// that survive it (see `recover`).
     pub fn gc(
         &self,
         live: &std::collections::HashSet<ObjectId>,

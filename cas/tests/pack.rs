@@ -809,3 +809,60 @@ fn a_fold_that_fails_leaves_the_log_in_use() {
     }
     assert!(went_on >= 2, "a failed write and a failed sync of the table are survived");
 }
+
+/// Bytes of every pack file of the store at `/s` in `fs`.
+fn packs_len(fs: &SimFs) -> u64 {
+    let dir = Path::new("/s/packs");
+    fs.list(dir).unwrap().iter().map(|(name, _)| fs.len(&dir.join(name)).unwrap().unwrap()).sum()
+}
+
+/// A GC killed while it copies (a SIGINT, three times over) leaves
+/// partial copies of the packs; the next open deletes them, so the store
+/// does not grow with each interruption, and keeps everything.
+#[test]
+fn copies_left_by_interrupted_gcs_are_removed_at_open() {
+    let mut fs = SimFs::new();
+    let objects: Vec<Vec<u8>> = (0..200).map(|i| blob(i, 1000)).collect();
+    {
+        let store = small_packs(&fs);
+        for o in &objects {
+            store.put(ObjectId::of(o), o).unwrap();
+        }
+        store.sync().unwrap();
+    }
+    let before = packs_len(&fs);
+    let live: std::collections::HashSet<ObjectId> =
+        objects[..150].iter().map(|o| ObjectId::of(o)).collect();
+    // How many I/O operations a whole GC takes, on a copy.
+    let gc_ops = {
+        let probe = fs.crash_image(Unsynced::Keep);
+        let store = small_packs(&probe);
+        let start = probe.ops();
+        store.gc(&live, vst_cas::GcMode::Collect).unwrap();
+        probe.ops() - start
+    };
+    let pack_count = |fs: &SimFs| fs.list(Path::new("/s/packs")).unwrap().len();
+    for round in 0..3 {
+        let store = small_packs(&fs);
+        let old_packs = pack_count(&fs);
+        // Halfway: copying (a GC ends with the new index and the deletions).
+        fs.set_fault(fs.ops() + gc_ops / 2, Fault::Crash);
+        assert!(store.gc(&live, vst_cas::GcMode::Collect).is_err());
+        drop(store);
+        fs = fs.kill_image();
+        assert!(pack_count(&fs) > old_packs + 2, "round {round}: the GC left copies");
+        let store = small_packs(&fs);
+        let recovery = store.recovery().clone();
+        assert!(!recovery.stale_packs_removed.is_empty(), "round {round}: {recovery:?}");
+        assert!(recovery.stale_bytes_removed > 0);
+        all_there(&store, &objects);
+        drop(store);
+        let len = packs_len(&fs);
+        assert!(len <= before + PACK_MAGIC.len() as u64, "round {round}: {len} > {before}");
+    }
+    let store = small_packs(&fs);
+    assert!(store.recovery().stale_packs_removed.is_empty(), "nothing left for a second open");
+    store.gc(&live, vst_cas::GcMode::Collect).unwrap();
+    all_there(&store, &objects[..150]);
+    assert!(store.verify_all().is_empty());
+}
