@@ -57,6 +57,39 @@ fn gc_keeps_what_refs_and_recent_reflogs_reach_and_removes_the_rest() {
     assert_eq!(read::read_file(repo.store().as_ref(), tree, &p("b")).unwrap().len(), 200_000);
 }
 
+/// A GC with nothing to collect (every record live, the packs holding
+/// nothing else) writes nothing; one with garbage rewrites.
+#[test]
+fn gc_with_nothing_to_collect_writes_nothing() {
+    let fs = SimFs::new();
+    let open =
+        || Repo::open_with(Arc::new(fs.clone()), Path::new("/r"), Access::ReadWrite).unwrap();
+    setup(&open);
+    let packs = || {
+        use vst_cas::vfs::Vfs;
+        let dir = Path::new("/r/packs");
+        let mut names = fs.list(dir).unwrap();
+        names.sort();
+        names.into_iter().map(|(n, _)| (fs.len(&dir.join(&n)).unwrap(), n)).collect::<Vec<_>>()
+    };
+    let repo = open();
+    let first = repo.gc(Duration::ZERO, GcMode::Collect).unwrap();
+    assert!(first.records_removed > 0 && first.rewritten, "{first:?}");
+    drop(repo);
+    for mode in [GcMode::DryRun, GcMode::Collect] {
+        let before = packs();
+        let repo = open();
+        let ops = fs.ops();
+        let stats = repo.gc(Duration::ZERO, mode).unwrap();
+        assert_eq!(stats.records_removed, 0);
+        assert!(!stats.rewritten, "{mode:?}: {stats:?}");
+        assert_eq!(stats.bytes_after, stats.bytes_before);
+        assert!(fs.ops() - ops <= 1, "{mode:?}: at most the sync of the current pack");
+        assert_eq!(packs(), before, "{mode:?}");
+        assert!(repo.fsck(ReadData::Yes).unwrap().is_clean());
+    }
+}
+
 #[test]
 fn uncommitted_writes_survive_gc() {
     let dir = tempfile::tempdir().unwrap();

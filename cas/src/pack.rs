@@ -1196,6 +1196,10 @@ pub struct GcStats {
     pub bytes_before: u64,
     /// Bytes of pack files after (for a dry run: what they would be).
     pub bytes_after: u64,
+    /// Whether the kept records were copied into new packs. Not when every
+    /// record is kept and the packs hold nothing else: then GC writes
+    /// nothing (and a dry run says so).
+    pub rewritten: bool,
 }
 
 impl PackStore {
@@ -1261,13 +1265,23 @@ impl PackStore {
             stats.bytes_before +=
                 self.vfs.len(&self.pack_path(*pack)).map_err(io_err("stat a pack"))?.unwrap_or(0);
         }
-        stats.bytes_after =
-            PACK_MAGIC.len() as u64 + kept.iter().map(|(_, l)| l.end() - l.offset).sum::<u64>();
+        let kept_len: u64 = kept.iter().map(|(_, l)| l.end() - l.offset).sum();
+        // Nothing to collect: every record is kept, and the packs hold
+        // only them (no duplicates, no damaged bytes). A copy would only
+        // cost a rewrite of every byte.
+        let nothing_to_collect = stats.records_removed == 0
+            && stats.bytes_before == old_packs.len() as u64 * PACK_MAGIC.len() as u64 + kept_len;
+        if nothing_to_collect {
+            stats.bytes_after = stats.bytes_before;
+            return Ok(stats);
+        }
+        stats.bytes_after = PACK_MAGIC.len() as u64 + kept_len;
         if mode == GcMode::DryRun {
             return Ok(stats);
         }
         let result = self.repack(&mut w, &kept, &old_packs);
         self.poison(result)?;
+        stats.rewritten = true;
         // The records moved: from here on the fresh ones are listed.
         *self.fresh.lock().unwrap_or_else(|e| e.into_inner()) = fresh.into_iter().collect();
         w.fresh_from = w.position();
