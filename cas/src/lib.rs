@@ -37,7 +37,7 @@ use bytes::Bytes;
 pub use error::StoreError;
 pub use id::{ID_LEN, IdBuildHasher, IdHasher, ObjectId, ParseIdError};
 pub use mem::MemStore;
-pub use pack::{Access, GcMode, GcStats, PackOptions, PackStore};
+pub use pack::{Access, GcMode, GcStats, Holder, PackOptions, PackStore};
 pub use refs::{Head, RefError, RefName, Refs};
 
 /// How much a write must be on stable storage before it is acknowledged.

@@ -36,6 +36,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
@@ -147,18 +148,49 @@ enum ReadFrom {
     PackOnly,
 }
 
+/// How long a command should wait for the store's lock while another
+/// command (a commit, a GC) holds it, as git waits for its index lock. The
+/// library waits only as long as [`PackOptions::lock_wait`] says.
+pub const LOCK_WAIT_DEFAULT: Duration = Duration::from_secs(10);
+/// Pauses between tries for a held lock start at 1 ms and double up to
+/// this, so a short holder is followed closely and a long one costs little.
+const LOCK_RETRY_PAUSE_MAX: Duration = Duration::from_millis(50);
+/// What a long-lived holder writes into the lock file (a brief one leaves
+/// it empty), so that a writer that finds the lock held knows whether
+/// waiting can help.
+pub const LOCK_LONG_LIVED: &[u8] = b"long-lived\n";
+
 /// Tuning of a pack store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PackOptions {
     /// A pack is sealed and the next one started once it would exceed this
     /// length ([`PACK_LEN_MAX`] by default; tests use small packs).
     pub pack_len_max: u64,
+    /// How long a writer's open waits for the lock while a
+    /// [`Holder::Brief`] holder has it (zero by default: it fails at once
+    /// with [`StoreError::Locked`]). A [`Holder::LongLived`] holder is
+    /// never waited for.
+    pub lock_wait: Duration,
+    /// What kind of writer this is, recorded in the lock file for other
+    /// writers to see.
+    pub holder: Holder,
 }
 
 impl Default for PackOptions {
     fn default() -> Self {
-        Self { pack_len_max: PACK_LEN_MAX }
+        Self { pack_len_max: PACK_LEN_MAX, lock_wait: Duration::ZERO, holder: Holder::Brief }
     }
+}
+
+/// How long a writer holds the store's lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Holder {
+    /// For one operation (a commit, a GC): another writer may wait for it.
+    #[default]
+    Brief,
+    /// For as long as it runs (a daemon serving a writable mount): another
+    /// writer fails at once, since waiting would only delay the failure.
+    LongLived,
 }
 
 /// Whether a store may write.
@@ -261,6 +293,54 @@ fn parse_pack_name(name: &str) -> Option<u32> {
     if n.len() == 8 && n.bytes().all(|b| b.is_ascii_digit()) { n.parse().ok() } else { None }
 }
 
+/// Takes the store's lock in `dir` for a writer, waiting while a brief
+/// holder has it (up to `options.lock_wait`), then records the holder's
+/// kind in the lock file.
+fn take_lock(vfs: &dyn Vfs, dir: &Path, options: &PackOptions) -> Result<VfsLock, StoreError> {
+    let path = dir.join("lock");
+    let start = Instant::now();
+    let mut pause = Duration::from_millis(1);
+    let lock = loop {
+        match vfs.lock(&path, false) {
+            Ok(lock) => break lock,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                // Read again at every try: a holder writes its kind just
+                // after it takes the lock.
+                let holder = holder_of(vfs, &path);
+                let waited = start.elapsed();
+                if holder == Holder::LongLived || waited >= options.lock_wait {
+                    return Err(StoreError::Locked { path: dir.to_owned(), holder });
+                }
+                std::thread::sleep(pause.min(options.lock_wait - waited));
+                pause = (pause * 2).min(LOCK_RETRY_PAUSE_MAX);
+            }
+            Err(e) => return Err(StoreError::Io { op: "lock the store", source: e }),
+        }
+    };
+    // Only written when it changes: a brief holder after a brief holder
+    // (every commit) writes nothing. Not synced: a crash releases the lock,
+    // and the next holder rewrites what is stale.
+    let kind = match options.holder {
+        Holder::Brief => &b""[..],
+        Holder::LongLived => LOCK_LONG_LIVED,
+    };
+    // (A lock file that cannot be read says "brief", as an empty one.)
+    if vfs.read_file(&path).unwrap_or_default() != kind {
+        vfs.write_file(&path, kind).map_err(io_err("record the lock's holder"))?;
+    }
+    Ok(lock)
+}
+
+/// Who holds the lock at `path`, as its file says. A long-lived holder
+/// that died leaves its mark, which the next holder clears; until then
+/// (a moment after it takes the lock) a writer may take it for long-lived.
+fn holder_of(vfs: &dyn Vfs, path: &Path) -> Holder {
+    match vfs.read_file(path) {
+        Ok(bytes) if bytes == LOCK_LONG_LIVED => Holder::LongLived,
+        _ => Holder::Brief,
+    }
+}
+
 impl PackStore {
     /// Opens (creating if needed) the store in `dir` on the real filesystem.
     pub fn open(dir: &Path, access: Access) -> Result<Self, StoreError> {
@@ -283,14 +363,7 @@ impl PackStore {
         let lock = match access {
             Access::ReadWrite => {
                 vfs.create_dir_all(&packs_dir).map_err(io_err("create the store directory"))?;
-                let lock = vfs.lock(&dir.join("lock"), false).map_err(|e| {
-                    if e.kind() == io::ErrorKind::WouldBlock {
-                        StoreError::Locked { path: dir.to_owned() }
-                    } else {
-                        StoreError::Io { op: "lock the store", source: e }
-                    }
-                })?;
-                Some(lock)
+                Some(take_lock(vfs.as_ref(), dir, &options)?)
             }
             Access::ReadOnly => None,
         };

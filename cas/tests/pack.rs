@@ -15,7 +15,7 @@ fn sim_store(fs: &SimFs) -> PackStore {
 
 /// A store whose packs roll over at 4 KiB, so tests see several packs.
 fn small_packs(fs: &SimFs) -> PackStore {
-    let options = vst_cas::PackOptions { pack_len_max: 4096 };
+    let options = vst_cas::PackOptions { pack_len_max: 4096, ..Default::default() };
     PackStore::open_with_options(Arc::new(fs.clone()), Path::new("/s"), Access::ReadWrite, options)
         .unwrap()
 }
@@ -865,4 +865,56 @@ fn copies_left_by_interrupted_gcs_are_removed_at_open() {
     store.gc(&live, vst_cas::GcMode::Collect).unwrap();
     all_there(&store, &objects[..150]);
     assert!(store.verify_all().is_empty());
+}
+
+fn open_as(
+    fs: &SimFs,
+    holder: vst_cas::Holder,
+    lock_wait: std::time::Duration,
+) -> Result<PackStore, StoreError> {
+    let options = vst_cas::PackOptions { holder, lock_wait, ..Default::default() };
+    PackStore::open_with_options(Arc::new(fs.clone()), Path::new("/s"), Access::ReadWrite, options)
+}
+
+/// A writer waits for the lock while a brief holder (a commit, a GC) has
+/// it, for as long as it was told to; a long-lived holder (a writable
+/// mount's daemon) is never waited for. A long-lived holder that is gone
+/// leaves its mark in the lock file, which the next holder clears.
+#[test]
+fn a_writer_waits_for_a_brief_holder_and_not_for_a_long_lived_one() {
+    use std::time::Duration;
+    use vst_cas::Holder;
+    let hour = Duration::from_secs(3600);
+    let fs = SimFs::new();
+    drop(open_as(&fs, Holder::LongLived, Duration::ZERO).unwrap());
+    let brief = open_as(&fs, Holder::Brief, Duration::ZERO).unwrap();
+    match open_as(&fs, Holder::Brief, Duration::ZERO) {
+        Err(StoreError::Locked { holder: Holder::Brief, .. }) => {}
+        other => panic!("no wait asked: refused at once, got {other:?}"),
+    }
+    let refused = fs.locks_refused();
+    std::thread::scope(|s| {
+        let waiter = s.spawn(|| open_as(&fs, Holder::Brief, hour));
+        // Released only once the waiter has found the lock held twice.
+        while fs.locks_refused() < refused + 2 && !waiter.is_finished() {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        drop(brief);
+        let store = waiter.join().unwrap().expect("the waiter gets the lock once it is released");
+        store.put(ObjectId::of(b"w"), b"w").unwrap();
+        store.sync().unwrap();
+    });
+    let long = open_as(&fs, Holder::LongLived, Duration::ZERO).unwrap();
+    let refused = fs.locks_refused();
+    // (Told to wait a second: waiting, it would try again within it.)
+    match open_as(&fs, Holder::Brief, Duration::from_secs(1)) {
+        Err(e @ StoreError::Locked { holder: Holder::LongLived, .. }) => {
+            assert!(e.to_string().contains("for as long as it runs"), "{e}");
+        }
+        other => panic!("a long-lived holder is not waited for, got {other:?}"),
+    }
+    assert_eq!(fs.locks_refused(), refused + 1, "one try, no wait");
+    drop(long);
+    let store = open_as(&fs, Holder::Brief, Duration::ZERO).unwrap();
+    assert_eq!(&store.get(&ObjectId::of(b"w")).unwrap()[..], b"w");
 }

@@ -228,6 +228,12 @@ fn open(ws: &Workspace, access: Access) -> Result<Repo> {
 /// Opens the repository in `repo_dir`: its pack store, or the object store
 /// `.vst/store` names.
 fn open_dir(repo_dir: &Path, access: Access) -> Result<Repo> {
+    open_dir_as(repo_dir, access, vst_cas::Holder::Brief)
+}
+
+/// `open_dir` for a writer of the given kind: a brief one waits up to
+/// `LOCK_WAIT_DEFAULT` for another brief one; the mount's daemon is long-lived.
+fn open_dir_as(repo_dir: &Path, access: Access, holder: vst_cas::Holder) -> Result<Repo> {
     let context = || format!("opening the repository at {}", repo_dir.display());
     match remote::store_config(repo_dir)? {
         Some((url, cache_len_max)) => {
@@ -235,7 +241,9 @@ fn open_dir(repo_dir: &Path, access: Access) -> Result<Repo> {
         }
         None => {
             let vfs = std::sync::Arc::new(vst_cas::vfs::RealFs::new());
-            let opened = Repo::open_with(vfs, repo_dir, access);
+            let lock_wait = vst_cas::pack::LOCK_WAIT_DEFAULT;
+            let options = vst_cas::PackOptions { lock_wait, holder, ..Default::default() };
+            let opened = Repo::open_with_options(vfs, repo_dir, access, options);
             if let Err(vst::Error::Store(vst_cas::StoreError::Locked { .. })) = &opened
                 && let Some(point) = mount::writable_mount_of(repo_dir)
             {

@@ -9,7 +9,8 @@ use std::sync::Arc;
 use vst_cas::remote::RemoteStore;
 use vst_cas::vfs::{RealFs, Vfs};
 use vst_cas::{
-    Access, Durability, GcMode, GcStats, Head, ObjectId, PackStore, RefError, RefName, Refs, Store,
+    Access, Durability, GcMode, GcStats, Head, ObjectId, PackOptions, PackStore, RefError, RefName,
+    Refs, Store,
 };
 
 use crate::commit::{Commit, Timestamp};
@@ -50,7 +51,19 @@ impl Repo {
 
     /// Opens the repository in `dir` through `vfs`.
     pub fn open_with(vfs: Arc<dyn Vfs>, dir: &Path, access: Access) -> Result<Self> {
-        let store = Arc::new(PackStore::open_with(vfs.clone(), dir, access)?);
+        Self::open_with_options(vfs, dir, access, PackOptions::default())
+    }
+
+    /// Opens the repository in `dir` through `vfs`, its store tuned by
+    /// `options` (among them how long to wait for another writer, and what
+    /// kind of writer this is).
+    pub fn open_with_options(
+        vfs: Arc<dyn Vfs>,
+        dir: &Path,
+        access: Access,
+        options: PackOptions,
+    ) -> Result<Self> {
+        let store = Arc::new(PackStore::open_with_options(vfs.clone(), dir, access, options)?);
         Ok(Self { dir: dir.to_owned(), objects: Objects::Local(store), refs: Refs::new(vfs, dir) })
     }
 
