@@ -863,18 +863,25 @@ impl PackStore {
     /// Puts one object: whole, or as chunks and a manifest.
     fn put_locked(&self, w: &mut Writer, id: ObjectId, bytes: &[u8]) -> Result<(), StoreError> {
         let fresh_from = w.fresh_from;
-        let has = |id: &ObjectId| {
-            let found = self.index.read().unwrap_or_else(|e| e.into_inner()).get(id);
-            if let Some(loc) = found
-                && (loc.pack, loc.offset) < fresh_from
-            {
-                self.fresh.lock().unwrap_or_else(|e| e.into_inner()).insert(*id);
-            }
-            found.is_some()
-        };
-        put_records(id, bytes, &has, &mut |kind, id, data, raw_len| {
-            self.add_record(w, kind, id, data, raw_len)
-        })
+        put_records(
+            id,
+            bytes,
+            &|id| self.has_put(fresh_from, id),
+            &mut |kind, id, data, raw_len| self.add_record(w, kind, id, data, raw_len),
+        )
+    }
+
+    /// Whether `id` is stored, for a put through this handle: an id stored
+    /// before `fresh_from` (the writer's) is listed as put again, so that
+    /// GC keeps it.
+    fn has_put(&self, fresh_from: (u32, u64), id: &ObjectId) -> bool {
+        let found = self.index.read().unwrap_or_else(|e| e.into_inner()).get(id);
+        if let Some(loc) = found
+            && (loc.pack, loc.offset) < fresh_from
+        {
+            self.fresh.lock().unwrap_or_else(|e| e.into_inner()).insert(*id);
+        }
+        found.is_some()
     }
 
     /// Reads and checks one record's payload (decompressed). Checks the
@@ -1021,6 +1028,31 @@ impl Store for PackStore {
 
     fn sync(&self) -> Result<(), StoreError> {
         self.sync_all()
+    }
+
+    /// Takes the writer lock for each record, not for the whole object, so
+    /// that other puts (and GC, which keeps what this handle put) go on
+    /// while the reader is read.
+    fn put_reader(&self, reader: &mut dyn std::io::Read) -> Result<(ObjectId, u64), StoreError> {
+        self.check_writable()?;
+        crate::stream::put_records_from_reader(reader, &mut |kind, id, data, raw_len| {
+            self.check_writable()?;
+            let mut w = self.lock_writer();
+            if self.has_put(w.fresh_from, &id) {
+                return Ok(());
+            }
+            self.add_record(&mut w, kind, id, data, raw_len)
+        })
+    }
+
+    fn chunks(&self, id: &ObjectId) -> Result<Option<Vec<(ObjectId, u64)>>, StoreError> {
+        self.retry_after_gc(|| {
+            let loc = self.location(id)?;
+            match loc.kind {
+                Kind::Manifest => Ok(Some(self.read_manifest(id, &loc, ReadFrom::PackOrBuffer)?)),
+                Kind::Object | Kind::Chunk => Ok(None),
+            }
+        })
     }
 }
 

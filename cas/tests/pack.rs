@@ -918,3 +918,141 @@ fn a_writer_waits_for_a_brief_holder_and_not_for_a_long_lived_one() {
     let store = open_as(&fs, Holder::Brief, Duration::ZERO).unwrap();
     assert_eq!(&store.get(&ObjectId::of(b"w")).unwrap()[..], b"w");
 }
+
+/// `put_reader` writes exactly the records `put` writes for the same
+/// bytes: two stores, one filled by each, hold the same files byte for
+/// byte (large objects with repeated chunks, one of exactly one chunk, one
+/// under the chunking threshold, one already stored).
+#[test]
+fn put_reader_writes_the_records_put_writes() {
+    let noise = noise(5, 12 << 20);
+    let mut repeats = noise[..8 << 20].to_vec();
+    repeats.extend_from_slice(&noise[2 << 20..6 << 20]);
+    let zeros = vec![0u8; CHUNKING_LEN_MIN];
+    let objects: Vec<&[u8]> =
+        vec![&repeats, &noise[100..CHUNKING_LEN_MIN], &zeros, &noise[5 << 20..], &repeats];
+    let (by_put, by_reader) = (SimFs::new(), SimFs::new());
+    {
+        let (a, b) = (sim_store(&by_put), sim_store(&by_reader));
+        for o in &objects {
+            a.put(ObjectId::of(o), o).unwrap();
+            let (id, len) = b.put_reader(&mut &o[..]).unwrap();
+            assert_eq!((id, len), (ObjectId::of(o), o.len() as u64));
+        }
+        a.sync().unwrap();
+        b.sync().unwrap();
+    }
+    let files = |fs: &SimFs| -> Vec<(PathBuf, Vec<u8>)> {
+        let packs = Path::new("/s/packs");
+        let mut paths: Vec<PathBuf> =
+            fs.list(packs).unwrap().into_iter().map(|(n, _)| packs.join(n)).collect();
+        paths.push(PathBuf::from("/s/index"));
+        paths.into_iter().map(|p| (p.clone(), fs.read_file(&p).unwrap())).collect()
+    };
+    let (a, b) = (files(&by_put), files(&by_reader));
+    assert_eq!(a.len(), b.len());
+    for ((path, x), (_, y)) in a.iter().zip(&b) {
+        assert!(x == y, "{} differs", path.display());
+    }
+}
+
+/// Bytes that look random, made as they are read: a large object without a
+/// buffer of its size in the test. Records, at each read, how far what it
+/// has handed out is ahead of what the store has appended to its packs.
+struct Source<'a> {
+    left: u64,
+    yielded: u64,
+    x: u64,
+    on_disk: &'a dyn Fn() -> u64,
+    ahead_max: u64,
+}
+
+impl std::io::Read for Source<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.ahead_max = self.ahead_max.max(self.yielded.saturating_sub((self.on_disk)()));
+        let n = buf.len().min(64 << 10).min(self.left as usize);
+        for b in &mut buf[..n] {
+            self.x ^= self.x << 13;
+            self.x ^= self.x >> 7;
+            self.x ^= self.x << 17;
+            *b = self.x as u8;
+        }
+        self.left -= n as u64;
+        self.yielded += n as u64;
+        Ok(n)
+    }
+}
+
+/// Storing from a reader holds a bounded amount of the object, whatever
+/// its size: while 96 MiB are read, what the store has read but not yet
+/// appended to a pack stays under 16 MiB (the stream's buffer, the chunks
+/// held until the object is known to be chunked, the 4 MiB write buffer).
+#[test]
+fn put_reader_holds_a_bounded_amount_of_the_object() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = PackStore::open(dir.path(), Access::ReadWrite).unwrap();
+    let packs = dir.path().join("packs");
+    let on_disk = || -> u64 {
+        std::fs::read_dir(&packs).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum()
+    };
+    let len = 96u64 << 20;
+    let mut source =
+        Source { left: len, yielded: 0, x: 0x9e37_79b9, on_disk: &on_disk, ahead_max: 0 };
+    let (id, got) = store.put_reader(&mut source).unwrap();
+    assert_eq!(got, len);
+    assert!(source.ahead_max < 16 << 20, "{} bytes held", source.ahead_max);
+    assert!(source.ahead_max > 0);
+    // Read back through a store that records the most any one call hands
+    // out: a few chunks at a time, never the object.
+    let counting = Largest { inner: store, largest: Default::default() };
+    let mut reader = vst_cas::stream::ObjectReader::new(&counting, &id).unwrap();
+    let mut hasher = blake3::Hasher::new();
+    assert_eq!(std::io::copy(&mut reader, &mut hasher).unwrap(), len);
+    assert_eq!(ObjectId::from_bytes(*hasher.finalize().as_bytes()), id);
+    let largest = counting.largest.load(std::sync::atomic::Ordering::SeqCst);
+    let bound = vst_cas::stream::READ_AHEAD_LEN_MAX + vst_cas::pack::CHUNK_LEN_MAX as u64;
+    assert!(largest <= bound, "{largest} bytes in one read");
+}
+
+/// A store that records the most bytes one read handed out.
+#[derive(Debug)]
+struct Largest {
+    inner: PackStore,
+    largest: std::sync::atomic::AtomicU64,
+}
+
+impl Largest {
+    fn saw(&self, len: usize) {
+        self.largest.fetch_max(len as u64, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Store for Largest {
+    fn put(&self, id: ObjectId, bytes: &[u8]) -> Result<(), StoreError> {
+        self.inner.put(id, bytes)
+    }
+    fn get(&self, id: &ObjectId) -> Result<bytes::Bytes, StoreError> {
+        let got = self.inner.get(id)?;
+        self.saw(got.len());
+        Ok(got)
+    }
+    fn get_many(&self, ids: &[ObjectId]) -> Result<Vec<bytes::Bytes>, StoreError> {
+        let got = self.inner.get_many(ids)?;
+        self.saw(got.iter().map(|b| b.len()).sum());
+        Ok(got)
+    }
+    fn read_range(&self, id: &ObjectId, offset: u64, len: u64) -> Result<bytes::Bytes, StoreError> {
+        let got = self.inner.read_range(id, offset, len)?;
+        self.saw(got.len());
+        Ok(got)
+    }
+    fn contains(&self, id: &ObjectId) -> Result<bool, StoreError> {
+        self.inner.contains(id)
+    }
+    fn sync(&self) -> Result<(), StoreError> {
+        self.inner.sync()
+    }
+    fn chunks(&self, id: &ObjectId) -> Result<Option<Vec<(ObjectId, u64)>>, StoreError> {
+        self.inner.chunks(id)
+    }
+}

@@ -423,3 +423,37 @@ fn seaweedfs_round_trip_refs_and_probe() {
     refs.update(&main, Some(ObjectId::of(&big)), ObjectId::of(b"y")).unwrap();
     assert_eq!(refs.get(&main).unwrap(), Some(ObjectId::of(b"y")));
 }
+
+/// `put_reader` writes the packs `put` writes (packs are named by their
+/// BLAKE3, so equal listings are equal bytes).
+#[test]
+fn put_reader_writes_the_packs_put_writes() {
+    let data = noise(13, 5 << 20);
+    let small = noise(14, 5000);
+    let listing = |client: &InMemory| -> Vec<(String, u64)> {
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let mut all: Vec<(String, u64)> = rt.block_on(async {
+            use futures::TryStreamExt;
+            let metas: Vec<ObjectMeta> = client.list(None).try_collect().await.unwrap();
+            metas.into_iter().map(|m| (m.location.to_string(), m.size)).collect()
+        });
+        all.sort();
+        all
+    };
+    let (a, b) = (Arc::new(InMemory::new()), Arc::new(InMemory::new()));
+    {
+        let by_put =
+            Remote::with_client(a.clone(), "r", "a").unwrap().store(small_packs()).unwrap();
+        let by_reader =
+            Remote::with_client(b.clone(), "r", "b").unwrap().store(small_packs()).unwrap();
+        for o in [&data[..], &small[..], &data[1..]] {
+            by_put.put(ObjectId::of(o), o).unwrap();
+            assert_eq!(by_reader.put_reader(&mut &o[..]).unwrap().0, ObjectId::of(o));
+        }
+        by_put.sync().unwrap();
+        by_reader.sync().unwrap();
+    }
+    let (a, b) = (listing(&a), listing(&b));
+    assert!(a.len() > 2, "{a:?}");
+    assert_eq!(a, b);
+}

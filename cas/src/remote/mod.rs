@@ -1004,6 +1004,29 @@ impl Store for RemoteStore {
     fn sync(&self) -> Result<(), StoreError> {
         self.publish_all()
     }
+
+    /// Takes the writer lock for each record, so that a pack sealed
+    /// meanwhile is uploaded while the reader is read.
+    fn put_reader(&self, reader: &mut dyn std::io::Read) -> Result<(ObjectId, u64), StoreError> {
+        self.check_writable()?;
+        crate::stream::put_records_from_reader(reader, &mut |kind, id, data, raw_len| {
+            self.check_writable()?;
+            let mut w = lock(&self.writer);
+            if self.contains_id(&id) {
+                return Ok(());
+            }
+            let result = self.add_record(&mut w, kind, id, data, raw_len);
+            self.poison(result)
+        })
+    }
+
+    fn chunks(&self, id: &ObjectId) -> Result<Option<Vec<(ObjectId, u64)>>, StoreError> {
+        let loc = self.location(id)?;
+        match loc.kind {
+            Kind::Manifest => Ok(Some(self.read_manifest(id, &loc)?)),
+            Kind::Object | Kind::Chunk => Ok(None),
+        }
+    }
 }
 
 impl Drop for RemoteStore {
