@@ -249,7 +249,7 @@ fn copy_blobs(
     blobs: &[(ObjectId, u64)],
     stats: &mut TransferStats,
 ) -> Result<()> {
-    let (large, small): (Vec<(ObjectId, u64)>, Vec<(ObjectId, u64)>) =
+    let (large, small): (Vec<_>, Vec<_>) =
         blobs.iter().partition(|(_, size)| *size >= CHUNKING_LEN_MIN as u64);
     for (id, _) in &large {
         // The reader verifies every chunk, and the whole blob at its end,
