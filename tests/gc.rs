@@ -57,6 +57,39 @@ fn gc_keeps_what_refs_and_recent_reflogs_reach_and_removes_the_rest() {
     assert_eq!(read::read_file(repo.store().as_ref(), tree, &p("b")).unwrap().len(), 200_000);
 }
 
+/// A GC with nothing to collect (every record live, the packs holding
+/// nothing else) writes nothing; one with garbage rewrites.
+#[test]
+fn gc_with_nothing_to_collect_writes_nothing() {
+    let fs = SimFs::new();
+    let open =
+        || Repo::open_with(Arc::new(fs.clone()), Path::new("/r"), Access::ReadWrite).unwrap();
+    setup(&open);
+    let packs = || {
+        use vst_cas::vfs::Vfs;
+        let dir = Path::new("/r/packs");
+        let mut names = fs.list(dir).unwrap();
+        names.sort();
+        names.into_iter().map(|(n, _)| (fs.len(&dir.join(&n)).unwrap(), n)).collect::<Vec<_>>()
+    };
+    let repo = open();
+    let first = repo.gc(Duration::ZERO, GcMode::Collect).unwrap();
+    assert!(first.records_removed > 0 && first.rewritten, "{first:?}");
+    drop(repo);
+    for mode in [GcMode::DryRun, GcMode::Collect] {
+        let before = packs();
+        let repo = open();
+        let ops = fs.ops();
+        let stats = repo.gc(Duration::ZERO, mode).unwrap();
+        assert_eq!(stats.records_removed, 0);
+        assert!(!stats.rewritten, "{mode:?}: {stats:?}");
+        assert_eq!(stats.bytes_after, stats.bytes_before);
+        assert!(fs.ops() - ops <= 1, "{mode:?}: at most the sync of the current pack");
+        assert_eq!(packs(), before, "{mode:?}");
+        assert!(repo.fsck(ReadData::Yes).unwrap().is_clean());
+    }
+}
+
 #[test]
 fn uncommitted_writes_survive_gc() {
     let dir = tempfile::tempdir().unwrap();
@@ -133,6 +166,7 @@ fn a_crash_at_any_step_of_gc_loses_nothing_live() {
     };
     let base = probe.crash_image(Unsynced::Keep);
     let before = base.ops();
+    let packs_len_before = packs_len(&base);
     let repo = open(&base);
     let start = base.ops();
     repo.gc(Duration::ZERO, GcMode::Collect).unwrap();
@@ -157,8 +191,25 @@ fn a_crash_at_any_step_of_gc_loses_nothing_live() {
             assert_eq!(after.head_commit().unwrap(), Some(main));
             let tree = read::read_commit(after.store().as_ref(), main).unwrap().tree;
             assert_eq!(read_tree_plain(after.store().as_ref(), tree), expected);
+            // The copies of an interrupted GC (or the old packs of one that
+            // did not finish deleting them) are gone after the open: no more
+            // pack bytes than before GC, plus a new pack's header.
+            let fs = fs.crash_image(unsynced);
+            drop(open(&fs));
+            let len = packs_len(&fs);
+            assert!(
+                len <= packs_len_before + vst_cas::pack::PACK_MAGIC.len() as u64,
+                "crash at gc step {at} ({unsynced:?}): {len} pack bytes, {packs_len_before} before"
+            );
         }
     }
+}
+
+/// Bytes of every pack file of the store at `/r` in `fs`.
+fn packs_len(fs: &SimFs) -> u64 {
+    use vst_cas::vfs::Vfs;
+    let dir = Path::new("/r/packs");
+    fs.list(dir).unwrap().iter().map(|(name, _)| fs.len(&dir.join(name)).unwrap().unwrap()).sum()
 }
 
 #[test]

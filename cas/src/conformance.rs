@@ -15,6 +15,7 @@ pub fn run_all<S: Store>(open_empty: &mut dyn FnMut() -> S) {
     large_objects(&open_empty());
     empty_object(&open_empty());
     sync_succeeds(&open_empty());
+    streams(&open_empty());
 }
 
 fn put_then_get<S: Store>(store: &S) {
@@ -146,4 +147,60 @@ fn sync_succeeds<S: Store>(store: &S) {
     store.put(id, b"x").unwrap();
     store.sync().unwrap();
     assert!(store.contains(&id).unwrap());
+}
+
+/// A reader that hands out at most `step` bytes a call, so that the store
+/// must gather what it reads.
+struct Trickle<'a> {
+    bytes: &'a [u8],
+    step: usize,
+}
+
+impl std::io::Read for Trickle<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = buf.len().min(self.step).min(self.bytes.len());
+        buf[..n].copy_from_slice(&self.bytes[..n]);
+        self.bytes = &self.bytes[n..];
+        Ok(n)
+    }
+}
+
+/// `put_reader` stores what `put` stores (same id, readable the same way,
+/// idempotent either way round), and an `ObjectReader` reads it back, for
+/// objects on both sides of the chunking threshold.
+fn streams<S: Store>(store: &S) {
+    let len_min = crate::pack::CHUNKING_LEN_MIN;
+    let noise = crate::sim::noise(41, len_min * 3 + 17);
+    for (i, len) in [0, 1, 4095, len_min - 1, len_min, len_min * 3 + 17].into_iter().enumerate() {
+        let bytes = &noise[..len];
+        let step = [1 << 20, 777, 65_536][i % 3];
+        let (id, n) = store.put_reader(&mut Trickle { bytes, step }).unwrap();
+        assert_eq!((id, n), (ObjectId::of(bytes), len as u64), "put_reader of {len} bytes");
+        assert_eq!(&store.get(&id).unwrap()[..], bytes, "get after put_reader of {len} bytes");
+        store.put(id, bytes).unwrap();
+        let mut reader = crate::stream::ObjectReader::new(store, &id).unwrap();
+        assert_eq!(reader.len(), len as u64);
+        let mut out = Vec::new();
+        std::io::Read::read_to_end(&mut reader, &mut out).unwrap();
+        assert!(out == bytes, "ObjectReader of {len} bytes");
+    }
+    let other = &crate::sim::noise(42, len_min * 2)[..];
+    store.put(ObjectId::of(other), other).unwrap();
+    assert_eq!(
+        store.put_reader(&mut &other[..]).unwrap().0,
+        ObjectId::of(other),
+        "put, then put_reader"
+    );
+    store.sync().unwrap();
+    let mut out = Vec::new();
+    let mut reader = crate::stream::ObjectReader::new(store, &ObjectId::of(other)).unwrap();
+    std::io::Read::read_to_end(&mut reader, &mut out).unwrap();
+    assert!(out == other, "ObjectReader after sync");
+    assert!(
+        matches!(
+            crate::stream::ObjectReader::new(store, &ObjectId::of(b"absent")),
+            Err(StoreError::NotFound { .. })
+        ),
+        "a reader of a missing object is NotFound"
+    );
 }

@@ -41,11 +41,17 @@ pub enum StoreError {
         /// What is wrong.
         damage: crate::pack::Damage,
     },
-    /// Another process has the store open for writing.
-    #[error("the store at {path} is in use by another process; wait for it to finish")]
+    /// Another process has the store open for writing (and, if it is a
+    /// brief holder, kept it past the time the opener was willing to wait).
+    #[error("the store at {path} is in use by another process{}", match holder {
+        crate::pack::Holder::Brief => "; wait for it to finish",
+        crate::pack::Holder::LongLived => ", which holds it for as long as it runs; stop it first",
+    })]
     Locked {
         /// The store directory.
         path: std::path::PathBuf,
+        /// What the lock file says about the holder.
+        holder: crate::pack::Holder,
     },
     /// The store was opened read-only.
     #[error("the store is open read-only")]

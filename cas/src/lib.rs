@@ -30,6 +30,7 @@ pub mod refs;
 #[cfg(feature = "s3")]
 pub mod remote;
 pub mod sim;
+pub mod stream;
 pub mod vfs;
 
 use bytes::Bytes;
@@ -37,7 +38,7 @@ use bytes::Bytes;
 pub use error::StoreError;
 pub use id::{ID_LEN, IdBuildHasher, IdHasher, ObjectId, ParseIdError};
 pub use mem::MemStore;
-pub use pack::{Access, GcMode, GcStats, PackOptions, PackStore};
+pub use pack::{Access, GcMode, GcStats, Holder, PackOptions, PackStore};
 pub use refs::{Head, RefError, RefName, Refs};
 
 /// How much a write must be on stable storage before it is acknowledged.
@@ -105,6 +106,31 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Makes every object put so far durable.
     fn sync(&self) -> Result<(), StoreError>;
+
+    /// Stores the bytes `reader` yields until its end, exactly as `put` of
+    /// those bytes would (the same id, the same records), and returns their
+    /// id and length. A store that chunks large objects hashes and chunks
+    /// them while reading, holding a few chunks in memory, not the object
+    /// ([`stream`]); the default reads the whole object, then puts it.
+    /// An error from `reader` comes back as [`StoreError::Io`] (or, if it
+    /// wraps a `StoreError`, as that error); chunks stored before it are
+    /// garbage for GC.
+    fn put_reader(&self, reader: &mut dyn std::io::Read) -> Result<(ObjectId, u64), StoreError> {
+        let mut bytes = Vec::new();
+        reader.read_to_end(&mut bytes).map_err(stream::reader_err)?;
+        let id = ObjectId::of(&bytes);
+        self.put(id, &bytes)?;
+        Ok((id, bytes.len() as u64))
+    }
+
+    /// The chunks object `id` is stored as, in order, with their lengths,
+    /// if this store keeps it in chunks (each readable with `get` under its
+    /// own id, and verified against it); `None` if it keeps it whole. Lets
+    /// a reader take a large object a chunk at a time
+    /// ([`stream::ObjectReader`]). The default keeps everything whole.
+    fn chunks(&self, id: &ObjectId) -> Result<Option<Vec<(ObjectId, u64)>>, StoreError> {
+        if self.contains(id)? { Ok(None) } else { Err(StoreError::NotFound { id: *id }) }
+    }
 }
 
 impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
@@ -131,6 +157,12 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
     }
     fn sync(&self) -> Result<(), StoreError> {
         (**self).sync()
+    }
+    fn put_reader(&self, reader: &mut dyn std::io::Read) -> Result<(ObjectId, u64), StoreError> {
+        (**self).put_reader(reader)
+    }
+    fn chunks(&self, id: &ObjectId) -> Result<Option<Vec<(ObjectId, u64)>>, StoreError> {
+        (**self).chunks(id)
     }
 }
 

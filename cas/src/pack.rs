@@ -19,6 +19,7 @@
 //! the packs. On open, the index is read (not the packs), then only the
 //! tail of each pack that the index does not cover is scanned; a torn last
 //! record is cut away. A missing or damaged index is rebuilt from the packs.
+//! A writer's open also deletes the packs an interrupted GC left behind.
 //! Once its log is long, the index is rewritten whole as a sorted table
 //! (at a writer's open, by GC, or by [`PackStore::fold_index`]).
 //!
@@ -35,6 +36,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
@@ -146,18 +148,49 @@ enum ReadFrom {
     PackOnly,
 }
 
+/// How long a command should wait for the store's lock while another
+/// command (a commit, a GC) holds it, as git waits for its index lock. The
+/// library waits only as long as [`PackOptions::lock_wait`] says.
+pub const LOCK_WAIT_DEFAULT: Duration = Duration::from_secs(10);
+/// Pauses between tries for a held lock start at 1 ms and double up to
+/// this, so a short holder is followed closely and a long one costs little.
+const LOCK_RETRY_PAUSE_MAX: Duration = Duration::from_millis(50);
+/// What a long-lived holder writes into the lock file (a brief one leaves
+/// it empty), so that a writer that finds the lock held knows whether
+/// waiting can help.
+pub const LOCK_LONG_LIVED: &[u8] = b"long-lived\n";
+
 /// Tuning of a pack store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PackOptions {
     /// A pack is sealed and the next one started once it would exceed this
     /// length ([`PACK_LEN_MAX`] by default; tests use small packs).
     pub pack_len_max: u64,
+    /// How long a writer's open waits for the lock while a
+    /// [`Holder::Brief`] holder has it (zero by default: it fails at once
+    /// with [`StoreError::Locked`]). A [`Holder::LongLived`] holder is
+    /// never waited for.
+    pub lock_wait: Duration,
+    /// What kind of writer this is, recorded in the lock file for other
+    /// writers to see.
+    pub holder: Holder,
 }
 
 impl Default for PackOptions {
     fn default() -> Self {
-        Self { pack_len_max: PACK_LEN_MAX }
+        Self { pack_len_max: PACK_LEN_MAX, lock_wait: Duration::ZERO, holder: Holder::Brief }
     }
+}
+
+/// How long a writer holds the store's lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Holder {
+    /// For one operation (a commit, a GC): another writer may wait for it.
+    #[default]
+    Brief,
+    /// For as long as it runs (a daemon serving a writable mount): another
+    /// writer fails at once, since waiting would only delay the failure.
+    LongLived,
 }
 
 /// Whether a store may write.
@@ -182,6 +215,12 @@ pub struct Recovery {
     pub index_rebuilt: bool,
     /// Packs whose tail could not be read (damage; `fsck` reports it).
     pub damaged_packs: Vec<u32>,
+    /// Packs deleted because every record in them is indexed in another
+    /// pack (copies left by an interrupted GC, or old packs a GC did not
+    /// get to delete), and their bytes.
+    pub stale_packs_removed: Vec<u32>,
+    /// Bytes of the packs in `stale_packs_removed`.
+    pub stale_bytes_removed: u64,
 }
 
 /// The local pack store. See the module documentation.
@@ -254,6 +293,54 @@ fn parse_pack_name(name: &str) -> Option<u32> {
     if n.len() == 8 && n.bytes().all(|b| b.is_ascii_digit()) { n.parse().ok() } else { None }
 }
 
+/// Takes the store's lock in `dir` for a writer, waiting while a brief
+/// holder has it (up to `options.lock_wait`), then records the holder's
+/// kind in the lock file.
+fn take_lock(vfs: &dyn Vfs, dir: &Path, options: &PackOptions) -> Result<VfsLock, StoreError> {
+    let path = dir.join("lock");
+    let start = Instant::now();
+    let mut pause = Duration::from_millis(1);
+    let lock = loop {
+        match vfs.lock(&path, false) {
+            Ok(lock) => break lock,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                // Read again at every try: a holder writes its kind just
+                // after it takes the lock.
+                let holder = holder_of(vfs, &path);
+                let waited = start.elapsed();
+                if holder == Holder::LongLived || waited >= options.lock_wait {
+                    return Err(StoreError::Locked { path: dir.to_owned(), holder });
+                }
+                std::thread::sleep(pause.min(options.lock_wait - waited));
+                pause = (pause * 2).min(LOCK_RETRY_PAUSE_MAX);
+            }
+            Err(e) => return Err(StoreError::Io { op: "lock the store", source: e }),
+        }
+    };
+    // Only written when it changes: a brief holder after a brief holder
+    // (every commit) writes nothing. Not synced: a crash releases the lock,
+    // and the next holder rewrites what is stale.
+    let kind = match options.holder {
+        Holder::Brief => &b""[..],
+        Holder::LongLived => LOCK_LONG_LIVED,
+    };
+    // (A lock file that cannot be read says "brief", as an empty one.)
+    if vfs.read_file(&path).unwrap_or_default() != kind {
+        vfs.write_file(&path, kind).map_err(io_err("record the lock's holder"))?;
+    }
+    Ok(lock)
+}
+
+/// Who holds the lock at `path`, as its file says. A long-lived holder
+/// that died leaves its mark, which the next holder clears; until then
+/// (a moment after it takes the lock) a writer may take it for long-lived.
+fn holder_of(vfs: &dyn Vfs, path: &Path) -> Holder {
+    match vfs.read_file(path) {
+        Ok(bytes) if bytes == LOCK_LONG_LIVED => Holder::LongLived,
+        _ => Holder::Brief,
+    }
+}
+
 impl PackStore {
     /// Opens (creating if needed) the store in `dir` on the real filesystem.
     pub fn open(dir: &Path, access: Access) -> Result<Self, StoreError> {
@@ -276,14 +363,7 @@ impl PackStore {
         let lock = match access {
             Access::ReadWrite => {
                 vfs.create_dir_all(&packs_dir).map_err(io_err("create the store directory"))?;
-                let lock = vfs.lock(&dir.join("lock"), false).map_err(|e| {
-                    if e.kind() == io::ErrorKind::WouldBlock {
-                        StoreError::Locked { path: dir.to_owned() }
-                    } else {
-                        StoreError::Io { op: "lock the store", source: e }
-                    }
-                })?;
-                Some(lock)
+                Some(take_lock(vfs.as_ref(), dir, &options)?)
             }
             Access::ReadOnly => None,
         };
@@ -370,11 +450,23 @@ impl PackStore {
         let last = packs.last().map(|p| p.0);
         let mut found: Vec<(ObjectId, Location)> = Vec::new();
         let mut damaged_last = false;
+        // Packs the index covers nothing of, scanned whole and intact by a
+        // writer: each with the ids of its records (see `stale` below).
+        let mut unindexed_packs: Vec<(u32, Vec<ObjectId>)> = Vec::new();
         for (pack, len) in packs.iter_mut() {
             let path = self.pack_path(*pack);
             let start = covered.get(pack).copied().unwrap_or(0);
             let found_before = found.len();
             let (good_end, damage) = self.scan_pack(*pack, &path, start, *len, &mut found)?;
+            // An empty pack other than the last holds nothing and is never
+            // written to again: as stale as a copy.
+            let whole = start <= PACK_MAGIC.len() as u64
+                && (found.len() > found_before || Some(*pack) != last);
+            let intact = damage.is_none() || (damage == Some(Tail::Torn) && Some(*pack) == last);
+            if rw && whole && intact {
+                unindexed_packs
+                    .push((*pack, found[found_before..].iter().map(|(id, _)| *id).collect()));
+            }
             match damage {
                 Some(Tail::Torn) if Some(*pack) == last && rw => {
                     // A torn write at the end of the log: nothing valid
@@ -412,6 +504,28 @@ impl PackStore {
                 .sync_dir(&self.dir.join("packs"))
                 .map_err(io_err("sync the packs directory"))?;
         }
+        // Packs a GC superseded: it installed its table, which names only
+        // its new packs, and was interrupted before deleting the old ones.
+        // Every other table (a rebuild, a fold) names every record of every
+        // pack that existed when it was written, and pack numbers only
+        // grow, so a pack numbered below one the table names, of which the
+        // index names nothing, is one of those old packs. What it holds
+        // that the new packs do not is what the GC collected: not indexed
+        // again, and deleted below.
+        let table_pack_max = covers.iter().map(|c| c.pack).max();
+        let superseded: Vec<u32> = if recovery.damaged_packs.is_empty() {
+            unindexed_packs
+                .iter()
+                .filter(|(pack, ids)| {
+                    table_pack_max.is_some_and(|max| *pack < max)
+                        && !ids.iter().any(|id| index.get(id).is_some_and(|l| l.pack == *pack))
+                })
+                .map(|(pack, _)| *pack)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        found.retain(|(_, loc)| !superseded.contains(&loc.pack));
         // Keep the first location of an id (the index's own, then the scan
         // order) and index only what was new, so that duplicates left by an
         // interrupted GC are not appended again on every open.
@@ -422,6 +536,25 @@ impl PackStore {
         for (id, loc) in &found {
             index.insert(*id, *loc);
         }
+        // Copies: a pack every record of which the index names in another
+        // pack holds nothing a reader can reach. A GC interrupted before
+        // its table is in place leaves them. Both kinds would otherwise
+        // stay (and be copied again) until a GC completes. Only when
+        // nothing is damaged: then every record the index names was
+        // checked, is durable, and is intact.
+        let mut stale = superseded;
+        if recovery.damaged_packs.is_empty() {
+            let copies: Vec<u32> = unindexed_packs
+                .iter()
+                .filter(|(pack, ids)| {
+                    !stale.contains(pack)
+                        && ids.iter().all(|id| index.get(id).is_some_and(|l| l.pack != *pack))
+                })
+                .map(|(pack, _)| *pack)
+                .collect();
+            stale.extend(copies);
+        }
+        drop(unindexed_packs);
         if rw {
             // The table is rewritten once the log outgrows an eighth of it,
             // so that opening stays one read of a sorted table.
@@ -456,15 +589,28 @@ impl PackStore {
                 }
             }
         }
+        // Deleted after the index is settled (it names nothing in them).
+        // Best effort: one left behind is found stale again next time.
+        for &stale_pack in &stale {
+            let len = packs.iter().find(|p| p.0 == stale_pack).map_or(0, |p| p.1);
+            if self.vfs.remove(&self.pack_path(stale_pack)).is_ok() {
+                recovery.stale_packs_removed.push(stale_pack);
+                recovery.stale_bytes_removed += len;
+            }
+        }
+        if !recovery.stale_packs_removed.is_empty() {
+            let _ = self.vfs.sync_dir(&self.dir.join("packs"));
+        }
         // The current pack: the last one, unless it is missing, empty of
-        // even a header, or full.
+        // even a header, full, or was stale (numbers are never reused).
+        let last_usable = !damaged_last && !packs.last().is_some_and(|p| stale.contains(&p.0));
         let (pack, len) = match packs.last() {
             Some(&(n, len))
-                if !damaged_last && len >= PACK_MAGIC.len() as u64 && len < self.pack_len_max =>
+                if last_usable && len >= PACK_MAGIC.len() as u64 && len < self.pack_len_max =>
             {
                 (n, len)
             }
-            Some(&(n, len)) if !damaged_last && len < PACK_MAGIC.len() as u64 => {
+            Some(&(n, len)) if last_usable && len < PACK_MAGIC.len() as u64 => {
                 if rw {
                     self.start_pack(n)?;
                 }
@@ -717,18 +863,25 @@ impl PackStore {
     /// Puts one object: whole, or as chunks and a manifest.
     fn put_locked(&self, w: &mut Writer, id: ObjectId, bytes: &[u8]) -> Result<(), StoreError> {
         let fresh_from = w.fresh_from;
-        let has = |id: &ObjectId| {
-            let found = self.index.read().unwrap_or_else(|e| e.into_inner()).get(id);
-            if let Some(loc) = found
-                && (loc.pack, loc.offset) < fresh_from
-            {
-                self.fresh.lock().unwrap_or_else(|e| e.into_inner()).insert(*id);
-            }
-            found.is_some()
-        };
-        put_records(id, bytes, &has, &mut |kind, id, data, raw_len| {
-            self.add_record(w, kind, id, data, raw_len)
-        })
+        put_records(
+            id,
+            bytes,
+            &|id| self.has_put(fresh_from, id),
+            &mut |kind, id, data, raw_len| self.add_record(w, kind, id, data, raw_len),
+        )
+    }
+
+    /// Whether `id` is stored, for a put through this handle: an id stored
+    /// before `fresh_from` (the writer's) is listed as put again, so that
+    /// GC keeps it.
+    fn has_put(&self, fresh_from: (u32, u64), id: &ObjectId) -> bool {
+        let found = self.index.read().unwrap_or_else(|e| e.into_inner()).get(id);
+        if let Some(loc) = found
+            && (loc.pack, loc.offset) < fresh_from
+        {
+            self.fresh.lock().unwrap_or_else(|e| e.into_inner()).insert(*id);
+        }
+        found.is_some()
     }
 
     /// Reads and checks one record's payload (decompressed). Checks the
@@ -875,6 +1028,31 @@ impl Store for PackStore {
 
     fn sync(&self) -> Result<(), StoreError> {
         self.sync_all()
+    }
+
+    /// Takes the writer lock for each record, not for the whole object, so
+    /// that other puts (and GC, which keeps what this handle put) go on
+    /// while the reader is read.
+    fn put_reader(&self, reader: &mut dyn std::io::Read) -> Result<(ObjectId, u64), StoreError> {
+        self.check_writable()?;
+        crate::stream::put_records_from_reader(reader, &mut |kind, id, data, raw_len| {
+            self.check_writable()?;
+            let mut w = self.lock_writer();
+            if self.has_put(w.fresh_from, &id) {
+                return Ok(());
+            }
+            self.add_record(&mut w, kind, id, data, raw_len)
+        })
+    }
+
+    fn chunks(&self, id: &ObjectId) -> Result<Option<Vec<(ObjectId, u64)>>, StoreError> {
+        self.retry_after_gc(|| {
+            let loc = self.location(id)?;
+            match loc.kind {
+                Kind::Manifest => Ok(Some(self.read_manifest(id, &loc, ReadFrom::PackOrBuffer)?)),
+                Kind::Object | Kind::Chunk => Ok(None),
+            }
+        })
     }
 }
 
@@ -1123,6 +1301,10 @@ pub struct GcStats {
     pub bytes_before: u64,
     /// Bytes of pack files after (for a dry run: what they would be).
     pub bytes_after: u64,
+    /// Whether the kept records were copied into new packs. Not when every
+    /// record is kept and the packs hold nothing else: then GC writes
+    /// nothing (and a dry run says so).
+    pub rewritten: bool,
 }
 
 impl PackStore {
@@ -1136,8 +1318,8 @@ impl PackStore {
     /// since opening is kept, so objects of a commit whose ref the caller's
     /// mark did not see yet survive. Writers wait while the repack runs.
     /// A crash at any point leaves either the old packs and index, or the
-    /// new ones (old packs that survive a crash are scanned back in on open
-    /// and collected again next time).
+    /// new ones; the next writer's open deletes the packs of the other set
+    /// that survive it (see `recover`).
     pub fn gc(
         &self,
         live: &std::collections::HashSet<ObjectId>,
@@ -1188,13 +1370,23 @@ impl PackStore {
             stats.bytes_before +=
                 self.vfs.len(&self.pack_path(*pack)).map_err(io_err("stat a pack"))?.unwrap_or(0);
         }
-        stats.bytes_after =
-            PACK_MAGIC.len() as u64 + kept.iter().map(|(_, l)| l.end() - l.offset).sum::<u64>();
+        let kept_len: u64 = kept.iter().map(|(_, l)| l.end() - l.offset).sum();
+        // Nothing to collect: every record is kept, and the packs hold
+        // only them (no duplicates, no damaged bytes). A copy would only
+        // cost a rewrite of every byte.
+        let nothing_to_collect = stats.records_removed == 0
+            && stats.bytes_before == old_packs.len() as u64 * PACK_MAGIC.len() as u64 + kept_len;
+        if nothing_to_collect {
+            stats.bytes_after = stats.bytes_before;
+            return Ok(stats);
+        }
+        stats.bytes_after = PACK_MAGIC.len() as u64 + kept_len;
         if mode == GcMode::DryRun {
             return Ok(stats);
         }
         let result = self.repack(&mut w, &kept, &old_packs);
         self.poison(result)?;
+        stats.rewritten = true;
         // The records moved: from here on the fresh ones are listed.
         *self.fresh.lock().unwrap_or_else(|e| e.into_inner()) = fresh.into_iter().collect();
         w.fresh_from = w.position();

@@ -108,6 +108,7 @@ struct State {
     durable_names: BTreeMap<PathBuf, usize>,
     dirs: HashSet<PathBuf>,
     locks: HashSet<PathBuf>,
+    locks_refused: usize,
     ops: usize,
     bytes_read: u64,
     fault: Option<(usize, Fault)>,
@@ -133,6 +134,11 @@ impl SimFs {
     /// Bytes read so far (by `read_at`, `read_file` included).
     pub fn bytes_read(&self) -> u64 {
         self.lock_state().bytes_read
+    }
+
+    /// Tries to take a lock that another holder had, so far.
+    pub fn locks_refused(&self) -> usize {
+        self.lock_state().locks_refused
     }
 
     /// Mutating operations performed so far.
@@ -430,6 +436,7 @@ impl Vfs for SimFs {
     fn lock(&self, path: &Path, _wait: bool) -> io::Result<VfsLock> {
         let mut st = self.lock_state();
         if !st.locks.insert(path.to_owned()) {
+            st.locks_refused += 1;
             return Err(io::ErrorKind::WouldBlock.into());
         }
         struct Held(SimFs, PathBuf);

@@ -15,7 +15,7 @@ fn sim_store(fs: &SimFs) -> PackStore {
 
 /// A store whose packs roll over at 4 KiB, so tests see several packs.
 fn small_packs(fs: &SimFs) -> PackStore {
-    let options = vst_cas::PackOptions { pack_len_max: 4096 };
+    let options = vst_cas::PackOptions { pack_len_max: 4096, ..Default::default() };
     PackStore::open_with_options(Arc::new(fs.clone()), Path::new("/s"), Access::ReadWrite, options)
         .unwrap()
 }
@@ -808,4 +808,251 @@ fn a_fold_that_fails_leaves_the_log_in_use() {
         all_there(&sim_store(&fs.crash_image(Unsynced::Drop)), &objects);
     }
     assert!(went_on >= 2, "a failed write and a failed sync of the table are survived");
+}
+
+/// Bytes of every pack file of the store at `/s` in `fs`.
+fn packs_len(fs: &SimFs) -> u64 {
+    let dir = Path::new("/s/packs");
+    fs.list(dir).unwrap().iter().map(|(name, _)| fs.len(&dir.join(name)).unwrap().unwrap()).sum()
+}
+
+/// A GC killed while it copies (a SIGINT, three times over) leaves
+/// partial copies of the packs; the next open deletes them, so the store
+/// does not grow with each interruption, and keeps everything.
+#[test]
+fn copies_left_by_interrupted_gcs_are_removed_at_open() {
+    let mut fs = SimFs::new();
+    let objects: Vec<Vec<u8>> = (0..200).map(|i| blob(i, 1000)).collect();
+    {
+        let store = small_packs(&fs);
+        for o in &objects {
+            store.put(ObjectId::of(o), o).unwrap();
+        }
+        store.sync().unwrap();
+    }
+    let before = packs_len(&fs);
+    let live: std::collections::HashSet<ObjectId> =
+        objects[..150].iter().map(|o| ObjectId::of(o)).collect();
+    // How many I/O operations a whole GC takes, on a copy.
+    let gc_ops = {
+        let probe = fs.crash_image(Unsynced::Keep);
+        let store = small_packs(&probe);
+        let start = probe.ops();
+        store.gc(&live, vst_cas::GcMode::Collect).unwrap();
+        probe.ops() - start
+    };
+    let pack_count = |fs: &SimFs| fs.list(Path::new("/s/packs")).unwrap().len();
+    for round in 0..3 {
+        let store = small_packs(&fs);
+        let old_packs = pack_count(&fs);
+        // Halfway: copying (a GC ends with the new index and the deletions).
+        fs.set_fault(fs.ops() + gc_ops / 2, Fault::Crash);
+        assert!(store.gc(&live, vst_cas::GcMode::Collect).is_err());
+        drop(store);
+        fs = fs.kill_image();
+        assert!(pack_count(&fs) > old_packs + 2, "round {round}: the GC left copies");
+        let store = small_packs(&fs);
+        let recovery = store.recovery().clone();
+        assert!(!recovery.stale_packs_removed.is_empty(), "round {round}: {recovery:?}");
+        assert!(recovery.stale_bytes_removed > 0);
+        all_there(&store, &objects);
+        drop(store);
+        let len = packs_len(&fs);
+        assert!(len <= before + PACK_MAGIC.len() as u64, "round {round}: {len} > {before}");
+    }
+    let store = small_packs(&fs);
+    assert!(store.recovery().stale_packs_removed.is_empty(), "nothing left for a second open");
+    store.gc(&live, vst_cas::GcMode::Collect).unwrap();
+    all_there(&store, &objects[..150]);
+    assert!(store.verify_all().is_empty());
+}
+
+fn open_as(
+    fs: &SimFs,
+    holder: vst_cas::Holder,
+    lock_wait: std::time::Duration,
+) -> Result<PackStore, StoreError> {
+    let options = vst_cas::PackOptions { holder, lock_wait, ..Default::default() };
+    PackStore::open_with_options(Arc::new(fs.clone()), Path::new("/s"), Access::ReadWrite, options)
+}
+
+/// A writer waits for the lock while a brief holder (a commit, a GC) has
+/// it, for as long as it was told to; a long-lived holder (a writable
+/// mount's daemon) is never waited for. A long-lived holder that is gone
+/// leaves its mark in the lock file, which the next holder clears.
+#[test]
+fn a_writer_waits_for_a_brief_holder_and_not_for_a_long_lived_one() {
+    use std::time::Duration;
+    use vst_cas::Holder;
+    let hour = Duration::from_secs(3600);
+    let fs = SimFs::new();
+    drop(open_as(&fs, Holder::LongLived, Duration::ZERO).unwrap());
+    let brief = open_as(&fs, Holder::Brief, Duration::ZERO).unwrap();
+    match open_as(&fs, Holder::Brief, Duration::ZERO) {
+        Err(StoreError::Locked { holder: Holder::Brief, .. }) => {}
+        other => panic!("no wait asked: refused at once, got {other:?}"),
+    }
+    let refused = fs.locks_refused();
+    std::thread::scope(|s| {
+        let waiter = s.spawn(|| open_as(&fs, Holder::Brief, hour));
+        // Released only once the waiter has found the lock held twice.
+        while fs.locks_refused() < refused + 2 && !waiter.is_finished() {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        drop(brief);
+        let store = waiter.join().unwrap().expect("the waiter gets the lock once it is released");
+        store.put(ObjectId::of(b"w"), b"w").unwrap();
+        store.sync().unwrap();
+    });
+    let long = open_as(&fs, Holder::LongLived, Duration::ZERO).unwrap();
+    let refused = fs.locks_refused();
+    // (Told to wait a second: waiting, it would try again within it.)
+    match open_as(&fs, Holder::Brief, Duration::from_secs(1)) {
+        Err(e @ StoreError::Locked { holder: Holder::LongLived, .. }) => {
+            assert!(e.to_string().contains("for as long as it runs"), "{e}");
+        }
+        other => panic!("a long-lived holder is not waited for, got {other:?}"),
+    }
+    assert_eq!(fs.locks_refused(), refused + 1, "one try, no wait");
+    drop(long);
+    let store = open_as(&fs, Holder::Brief, Duration::ZERO).unwrap();
+    assert_eq!(&store.get(&ObjectId::of(b"w")).unwrap()[..], b"w");
+}
+
+/// `put_reader` writes exactly the records `put` writes for the same
+/// bytes: two stores, one filled by each, hold the same files byte for
+/// byte (large objects with repeated chunks, one of exactly one chunk, one
+/// under the chunking threshold, one already stored).
+#[test]
+fn put_reader_writes_the_records_put_writes() {
+    let noise = noise(5, 12 << 20);
+    let mut repeats = noise[..8 << 20].to_vec();
+    repeats.extend_from_slice(&noise[2 << 20..6 << 20]);
+    let zeros = vec![0u8; CHUNKING_LEN_MIN];
+    let objects: Vec<&[u8]> =
+        vec![&repeats, &noise[100..CHUNKING_LEN_MIN], &zeros, &noise[5 << 20..], &repeats];
+    let (by_put, by_reader) = (SimFs::new(), SimFs::new());
+    {
+        let (a, b) = (sim_store(&by_put), sim_store(&by_reader));
+        for o in &objects {
+            a.put(ObjectId::of(o), o).unwrap();
+            let (id, len) = b.put_reader(&mut &o[..]).unwrap();
+            assert_eq!((id, len), (ObjectId::of(o), o.len() as u64));
+        }
+        a.sync().unwrap();
+        b.sync().unwrap();
+    }
+    let files = |fs: &SimFs| -> Vec<(PathBuf, Vec<u8>)> {
+        let packs = Path::new("/s/packs");
+        let mut paths: Vec<PathBuf> =
+            fs.list(packs).unwrap().into_iter().map(|(n, _)| packs.join(n)).collect();
+        paths.push(PathBuf::from("/s/index"));
+        paths.into_iter().map(|p| (p.clone(), fs.read_file(&p).unwrap())).collect()
+    };
+    let (a, b) = (files(&by_put), files(&by_reader));
+    assert_eq!(a.len(), b.len());
+    for ((path, x), (_, y)) in a.iter().zip(&b) {
+        assert!(x == y, "{} differs", path.display());
+    }
+}
+
+/// Bytes that look random, made as they are read: a large object without a
+/// buffer of its size in the test. Records, at each read, how far what it
+/// has handed out is ahead of what the store has appended to its packs.
+struct Source<'a> {
+    left: u64,
+    yielded: u64,
+    x: u64,
+    on_disk: &'a dyn Fn() -> u64,
+    ahead_max: u64,
+}
+
+impl std::io::Read for Source<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.ahead_max = self.ahead_max.max(self.yielded.saturating_sub((self.on_disk)()));
+        let n = buf.len().min(64 << 10).min(self.left as usize);
+        for b in &mut buf[..n] {
+            self.x ^= self.x << 13;
+            self.x ^= self.x >> 7;
+            self.x ^= self.x << 17;
+            *b = self.x as u8;
+        }
+        self.left -= n as u64;
+        self.yielded += n as u64;
+        Ok(n)
+    }
+}
+
+/// Storing from a reader holds a bounded amount of the object, whatever
+/// its size: while 96 MiB are read, what the store has read but not yet
+/// appended to a pack stays under 16 MiB (the stream's buffer, the chunks
+/// held until the object is known to be chunked, the 4 MiB write buffer).
+#[test]
+fn put_reader_holds_a_bounded_amount_of_the_object() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = PackStore::open(dir.path(), Access::ReadWrite).unwrap();
+    let packs = dir.path().join("packs");
+    let on_disk = || -> u64 {
+        std::fs::read_dir(&packs).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum()
+    };
+    let len = 96u64 << 20;
+    let mut source =
+        Source { left: len, yielded: 0, x: 0x9e37_79b9, on_disk: &on_disk, ahead_max: 0 };
+    let (id, got) = store.put_reader(&mut source).unwrap();
+    assert_eq!(got, len);
+    assert!(source.ahead_max < 16 << 20, "{} bytes held", source.ahead_max);
+    assert!(source.ahead_max > 0);
+    // Read back through a store that records the most any one call hands
+    // out: a few chunks at a time, never the object.
+    let counting = Largest { inner: store, largest: Default::default() };
+    let mut reader = vst_cas::stream::ObjectReader::new(&counting, &id).unwrap();
+    let mut hasher = blake3::Hasher::new();
+    assert_eq!(std::io::copy(&mut reader, &mut hasher).unwrap(), len);
+    assert_eq!(ObjectId::from_bytes(*hasher.finalize().as_bytes()), id);
+    let largest = counting.largest.load(std::sync::atomic::Ordering::SeqCst);
+    let bound = vst_cas::stream::READ_AHEAD_LEN_MAX + vst_cas::pack::CHUNK_LEN_MAX as u64;
+    assert!(largest <= bound, "{largest} bytes in one read");
+}
+
+/// A store that records the most bytes one read handed out.
+#[derive(Debug)]
+struct Largest {
+    inner: PackStore,
+    largest: std::sync::atomic::AtomicU64,
+}
+
+impl Largest {
+    fn saw(&self, len: usize) {
+        self.largest.fetch_max(len as u64, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Store for Largest {
+    fn put(&self, id: ObjectId, bytes: &[u8]) -> Result<(), StoreError> {
+        self.inner.put(id, bytes)
+    }
+    fn get(&self, id: &ObjectId) -> Result<bytes::Bytes, StoreError> {
+        let got = self.inner.get(id)?;
+        self.saw(got.len());
+        Ok(got)
+    }
+    fn get_many(&self, ids: &[ObjectId]) -> Result<Vec<bytes::Bytes>, StoreError> {
+        let got = self.inner.get_many(ids)?;
+        self.saw(got.iter().map(|b| b.len()).sum());
+        Ok(got)
+    }
+    fn read_range(&self, id: &ObjectId, offset: u64, len: u64) -> Result<bytes::Bytes, StoreError> {
+        let got = self.inner.read_range(id, offset, len)?;
+        self.saw(got.len());
+        Ok(got)
+    }
+    fn contains(&self, id: &ObjectId) -> Result<bool, StoreError> {
+        self.inner.contains(id)
+    }
+    fn sync(&self) -> Result<(), StoreError> {
+        self.inner.sync()
+    }
+    fn chunks(&self, id: &ObjectId) -> Result<Option<Vec<(ObjectId, u64)>>, StoreError> {
+        self.inner.chunks(id)
+    }
 }

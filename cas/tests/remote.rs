@@ -32,7 +32,14 @@ struct Faulty {
     /// succeed, so that a store publishing past the failure is caught.
     pack_fails: Option<usize>,
     packs_put: AtomicUsize,
+    /// Follow every body a GET returns with this many more bytes (as a
+    /// hostile server could), counting what the reader takes in `padding_read`.
+    padding: AtomicUsize,
+    padding_read: Arc<AtomicUsize>,
 }
+
+/// Pieces of [`Faulty::padding`] a body is padded with.
+const PADDING_PIECE_LEN: usize = 64 << 10;
 
 impl std::fmt::Display for Faulty {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -74,7 +81,24 @@ impl ObjectStore for Faulty {
         location: &Key,
         options: GetOptions,
     ) -> object_store::Result<GetResult> {
-        self.inner.get_opts(location, options).await
+        use futures::StreamExt;
+        use object_store::GetResultPayload;
+        let result = self.inner.get_opts(location, options).await?;
+        let padding_len = self.padding.load(Ordering::SeqCst);
+        if padding_len == 0 || result.range.is_empty() {
+            return Ok(result);
+        }
+        let (meta, range, attributes) =
+            (result.meta.clone(), result.range.clone(), result.attributes.clone());
+        let body = result.into_stream();
+        let piece = bytes::Bytes::from(vec![b'0'; PADDING_PIECE_LEN]);
+        let read = self.padding_read.clone();
+        let padding = futures::stream::iter(0..padding_len / PADDING_PIECE_LEN).map(move |_| {
+            read.fetch_add(PADDING_PIECE_LEN, Ordering::SeqCst);
+            Ok(piece.clone())
+        });
+        let payload = GetResultPayload::Stream(body.chain(padding).boxed());
+        Ok(GetResult { payload, meta, range, attributes, extensions: Default::default() })
     }
     fn delete_stream(
         &self,
@@ -212,6 +236,35 @@ fn a_failed_upload_poisons_and_publishes_only_a_prefix() {
     assert!(visible > 0, "the first packs were published");
     assert!(present[visible..].iter().all(|p| !p), "nothing after a gap: {present:?}");
     assert_eq!(reader.pack_count(), 2);
+}
+
+/// A server that answers every GET with far more than was asked for (a
+/// ref, an index, a range of a pack): the reader stops at what the format
+/// bounds and fails, instead of reading the whole body.
+#[test]
+fn oversized_answers_are_not_read_past_their_bound() {
+    let faulty = Arc::new(Faulty::default());
+    let remote = Remote::with_client(faulty.clone(), "r", "faulty").unwrap();
+    let store = remote.store(RemoteOptions::default()).unwrap();
+    let data = noise(11, 3 << 20);
+    let id = ObjectId::of(&data);
+    store.put(id, &data).unwrap();
+    store.sync().unwrap();
+    let main = RefName::try_from("main").unwrap();
+    remote.refs().update(&main, None, id).unwrap();
+    drop(store);
+
+    let reader = remote.store(RemoteOptions::default()).unwrap();
+    faulty.padding.store(256 << 20, Ordering::SeqCst);
+    let err = reader.get(&id).unwrap_err();
+    assert!(matches!(err, StoreError::RemoteDamaged { .. }), "{err}");
+    let err = remote.refs().get(&main).unwrap_err();
+    assert!(matches!(err, RefError::Damaged { .. }), "{err}");
+    let err = remote.store(RemoteOptions::default()).unwrap_err();
+    assert!(matches!(err, StoreError::RemoteDamaged { .. }), "{err}");
+    // At most one piece past each of the three bounds was taken.
+    let taken = faulty.padding_read.load(Ordering::SeqCst);
+    assert!(taken <= 3 * PADDING_PIECE_LEN, "{taken} bytes of padding read");
 }
 
 #[test]
@@ -369,4 +422,38 @@ fn seaweedfs_round_trip_refs_and_probe() {
     assert!(matches!(refs.update(&main, None, ObjectId::of(b"x")), Err(RefError::Conflict { .. })));
     refs.update(&main, Some(ObjectId::of(&big)), ObjectId::of(b"y")).unwrap();
     assert_eq!(refs.get(&main).unwrap(), Some(ObjectId::of(b"y")));
+}
+
+/// `put_reader` writes the packs `put` writes (packs are named by their
+/// BLAKE3, so equal listings are equal bytes).
+#[test]
+fn put_reader_writes_the_packs_put_writes() {
+    let data = noise(13, 5 << 20);
+    let small = noise(14, 5000);
+    let listing = |client: &InMemory| -> Vec<(String, u64)> {
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let mut all: Vec<(String, u64)> = rt.block_on(async {
+            use futures::TryStreamExt;
+            let metas: Vec<ObjectMeta> = client.list(None).try_collect().await.unwrap();
+            metas.into_iter().map(|m| (m.location.to_string(), m.size)).collect()
+        });
+        all.sort();
+        all
+    };
+    let (a, b) = (Arc::new(InMemory::new()), Arc::new(InMemory::new()));
+    {
+        let by_put =
+            Remote::with_client(a.clone(), "r", "a").unwrap().store(small_packs()).unwrap();
+        let by_reader =
+            Remote::with_client(b.clone(), "r", "b").unwrap().store(small_packs()).unwrap();
+        for o in [&data[..], &small[..], &data[1..]] {
+            by_put.put(ObjectId::of(o), o).unwrap();
+            assert_eq!(by_reader.put_reader(&mut &o[..]).unwrap().0, ObjectId::of(o));
+        }
+        by_put.sync().unwrap();
+        by_reader.sync().unwrap();
+    }
+    let (a, b) = (listing(&a), listing(&b));
+    assert!(a.len() > 2, "{a:?}");
+    assert_eq!(a, b);
 }

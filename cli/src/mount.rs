@@ -168,7 +168,9 @@ pub fn mount_writable(
     }
     // Through the CLI's opening, so that a repository whose objects are
     // remote is opened as such.
-    let repo = crate::workspace::open_dir(repo_dir, vst_cas::Access::ReadWrite).with_context(|| {
+    let long_lived = vst_cas::Holder::LongLived;
+    let repo = crate::workspace::open_dir_as(repo_dir, vst_cas::Access::ReadWrite, long_lived)
+        .with_context(|| {
         format!(
             "opening the repository at {} for writing (a writable mount holds it for as long as it lives: is one already up?)",
             repo_dir.display()

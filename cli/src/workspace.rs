@@ -57,9 +57,23 @@ pub fn find(cli: &Cli) -> Result<Location> {
 }
 
 /// Opens the repository in `repo_dir`: its pack store, or the object store
-/// `.vst/store` names, refusing a format this vst does not know.
+/// `.vst/store` names, refusing a format this vst does not know; a writer
+/// waits a while for another brief writer (a commit, a GC).
 pub fn open_dir(repo_dir: &Path, access: Access) -> Result<Repo> {
-    let opened = Repo::open_configured(repo_dir, access, &settings);
+    open_dir_as(repo_dir, access, vst_cas::Holder::Brief)
+}
+
+/// [`open_dir`] for a writer of the given kind: a brief one waits up to
+/// `LOCK_WAIT_DEFAULT` for another brief one; the mount's daemon is
+/// long-lived, and nobody waits for it.
+pub fn open_dir_as(repo_dir: &Path, access: Access, holder: vst_cas::Holder) -> Result<Repo> {
+    let pack = vst_cas::PackOptions {
+        lock_wait: vst_cas::pack::LOCK_WAIT_DEFAULT,
+        holder,
+        ..Default::default()
+    };
+    let options = vst::repo::OpenOptions { access, settings: &settings, pack };
+    let opened = Repo::open_configured(repo_dir, &options);
     if let Err(vst::Error::Store(vst_cas::StoreError::Locked { .. })) = &opened
         && let Some(point) = crate::mount::writable_mount_of(repo_dir)
     {

@@ -222,6 +222,36 @@ fn errors_say_what_is_wrong_and_exit_non_zero() {
     assert_eq!(fs::read(out.join("x")).unwrap(), b"mine");
 }
 
+/// A commit waits while another command (a commit, a GC) holds the
+/// store, and fails at once while a long-lived writer (a writable mount's
+/// daemon, which says so in the lock file) does.
+#[test]
+fn a_commit_waits_for_a_brief_writer_but_not_for_a_long_lived_one() {
+    let dir = repo();
+    let root = dir.path();
+    fs::write(root.join("f"), b"x").unwrap();
+    let lock = root.join(".vst/lock");
+    fs::write(&lock, b"long-lived\n").unwrap();
+    let held = fs::OpenOptions::new().write(true).open(&lock).unwrap();
+    held.lock().unwrap();
+    let err = fails(root, &["commit", "-q", "-m", "m"]);
+    assert!(err.contains("for as long as it runs"), "{err}");
+    // The same lock, held by a brief writer: released while the commit
+    // waits (it waits up to ten seconds).
+    fs::write(&lock, b"").unwrap();
+    let commit = Command::new(env!("CARGO_BIN_EXE_vst"))
+        .current_dir(root)
+        .args(["commit", "-q", "-m", "m"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    drop(held);
+    let out = commit.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(ok(root, &["status"]).contains("clean"));
+}
+
 #[test]
 fn concurrent_commits_serialize_or_fail_clearly_and_lose_nothing() {
     let dir = repo();

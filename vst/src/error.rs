@@ -110,6 +110,14 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// Writing content out to the caller's writer failed (a closed pipe, a
+    /// full disk).
+    #[error("writing the content out failed")]
+    Output {
+        /// The writer's error.
+        #[source]
+        source: std::io::Error,
+    },
     /// A blob's length differs from the size its tree entry records.
     #[error("blob {id} is {actual} bytes but its tree entry records {recorded}")]
     SizeMismatch {

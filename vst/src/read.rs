@@ -68,6 +68,33 @@ pub fn read_file(store: &dyn Store, root: TreeId, path: &RepoPath) -> Result<Byt
     }
 }
 
+/// Writes the content of the file at `path` under `root` to `out`, a few
+/// chunks at a time (see [`vst_cas::stream::ObjectReader`]): memory stays
+/// bounded whatever the file's size. Returns its length. Each chunk is
+/// verified before it is written and the whole file at the end: on an
+/// error, what was written must not be taken for the file.
+pub fn copy_file(
+    store: &dyn Store,
+    root: TreeId,
+    path: &RepoPath,
+    out: &mut dyn std::io::Write,
+) -> Result<u64> {
+    let id = match lookup(store, root, path)? {
+        Some(EntryKind::File(f)) => f.id.object_id(),
+        Some(EntryKind::Dir(_)) => return Err(Error::IsADirectory { path: path.clone() }),
+        Some(EntryKind::Symlink(_)) => return Err(Error::NotAFile { path: path.clone() }),
+        None => return Err(Error::NotFound { path: path.clone() }),
+    };
+    let mut reader = vst_cas::stream::ObjectReader::new(store, &id)?;
+    let mut len = 0u64;
+    while let Some(piece) = reader.next_piece()? {
+        out.write_all(&piece).map_err(|source| Error::Output { source })?;
+        len += piece.len() as u64;
+    }
+    out.flush().map_err(|source| Error::Output { source })?;
+    Ok(len)
+}
+
 /// Checks that the entries of `tree`, a directory `depth` components below
 /// the root, stay within [`PATH_DEPTH_MAX`] components: a directory at the
 /// deepest level must be empty. Every reader that recurses into trees calls

@@ -9,7 +9,8 @@ use std::sync::Arc;
 use vst_cas::remote::RemoteStore;
 use vst_cas::vfs::{RealFs, Vfs};
 use vst_cas::{
-    Access, Durability, GcMode, GcStats, Head, ObjectId, PackStore, RefError, RefName, Refs, Store,
+    Access, Durability, GcMode, GcStats, Head, ObjectId, PackOptions, PackStore, RefError, RefName,
+    Refs, Store,
 };
 
 use crate::commit::{Commit, Timestamp};
@@ -53,6 +54,18 @@ const CACHE_DIR: &str = "cache";
 /// (`AWS_ENDPOINT_URL`, `AWS_ACCESS_KEY_ID`, ...) to its value. The
 /// library never reads the environment; the CLI passes one that does.
 pub type Settings<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// How to open a repository ([`Repo::open_configured`]).
+#[derive(Clone)]
+pub struct OpenOptions<'a> {
+    /// For reading only, or for writing (one writer at a time).
+    pub access: Access,
+    /// The settings an object store is reached with.
+    pub settings: Settings<'a>,
+    /// The local pack store's options: how long to wait for another
+    /// writer, and what kind of writer this is.
+    pub pack: PackOptions,
+}
 
 /// Where a new repository keeps its objects.
 #[derive(Debug, Clone, Default)]
@@ -108,7 +121,9 @@ impl Repo {
                     STORE_FILE,
                     format!("{url}\n{cache_len_max}\n").as_bytes(),
                 )?;
-                Self::open_configured(dir, Access::ReadWrite, settings)?
+                let options =
+                    OpenOptions { access: Access::ReadWrite, settings, pack: Default::default() };
+                Self::open_configured(dir, &options)?
             }
             _ => Self::open_with(Arc::new(RealFs::new()), dir, Access::ReadWrite)?,
         };
@@ -120,7 +135,12 @@ impl Repo {
     /// a time), with no settings: a repository whose objects are in an
     /// object store needs [`Repo::open_configured`]. Never creates one.
     pub fn open(dir: &Path) -> Result<Self> {
-        Self::open_configured(dir, Access::ReadWrite, &|_| None)
+        let options = OpenOptions {
+            access: Access::ReadWrite,
+            settings: &|_| None,
+            pack: Default::default(),
+        };
+        Self::open_configured(dir, &options)
     }
 
     /// Opens the existing repository in `dir`: refuses a format this
@@ -128,7 +148,8 @@ impl Repo {
     /// objects where `.vst/store` says (an object store, reached with
     /// `settings`), else the local pack store. Opened for writing, a
     /// repository made before the format file gets one.
-    pub fn open_configured(dir: &Path, access: Access, settings: Settings<'_>) -> Result<Self> {
+    pub fn open_configured(dir: &Path, options: &OpenOptions<'_>) -> Result<Self> {
+        let access = options.access;
         let format = Format::read(dir)?;
         if format.is_none() && !is_repo_dir(dir) {
             return Err(Error::NotARepository { path: dir.to_owned() });
@@ -141,10 +162,10 @@ impl Repo {
                     len_max: cache_len_max,
                     vfs: vfs.clone(),
                 };
-                let store = open_remote_store(&url, settings, Some(cache))?;
+                let store = open_remote_store(&url, options.settings, Some(cache))?;
                 Self::open_remote(vfs, dir, store)?
             }
-            None => Self::open_with(Arc::new(RealFs::new()), dir, access)?,
+            None => Self::open_with_options(Arc::new(RealFs::new()), dir, access, options.pack)?,
         };
         if format.is_none() && access == Access::ReadWrite {
             Format::current(matches!(repo.objects, Objects::Remote(_))).write(dir)?;
@@ -170,7 +191,19 @@ impl Repo {
     /// [`Access::ReadWrite`] it creates the store if missing; it reads no
     /// format or store file.
     pub fn open_with(vfs: Arc<dyn Vfs>, dir: &Path, access: Access) -> Result<Self> {
-        let store = Arc::new(PackStore::open_with(vfs.clone(), dir, access)?);
+        Self::open_with_options(vfs, dir, access, PackOptions::default())
+    }
+
+    /// Opens the repository in `dir` through `vfs`, its store tuned by
+    /// `options` (among them how long to wait for another writer, and what
+    /// kind of writer this is).
+    pub fn open_with_options(
+        vfs: Arc<dyn Vfs>,
+        dir: &Path,
+        access: Access,
+        options: PackOptions,
+    ) -> Result<Self> {
+        let store = Arc::new(PackStore::open_with_options(vfs.clone(), dir, access, options)?);
         Ok(Self { dir: dir.to_owned(), objects: Objects::Local(store), refs: Refs::new(vfs, dir) })
     }
 

@@ -19,8 +19,10 @@
 use std::collections::{HashMap, HashSet};
 
 use bytes::Bytes;
+use vst_cas::pack::CHUNKING_LEN_MIN;
 use vst_cas::remote::{RemoteRefs, RemoteStore};
-use vst_cas::{ObjectId, RefError, RefName, Store};
+use vst_cas::stream::ObjectReader;
+use vst_cas::{ObjectId, RefError, RefName, Store, StoreError};
 
 use crate::commit::Commit;
 use crate::error::{Error, ObjectKind, Result};
@@ -29,8 +31,8 @@ use crate::read::{check_depth, read_commit};
 use crate::repo::Repo;
 use crate::tree::{EntryKind, Tree};
 
-/// Blobs copied in one batch at most this many bytes (one large blob is a
-/// batch by itself).
+/// Blobs under the chunking threshold are copied in batches of at most
+/// this many bytes (larger ones are streamed one by one).
 pub const TRANSFER_BATCH_LEN_MAX: u64 = 32 << 20;
 /// Blobs or trees copied in one batch at most.
 pub const TRANSFER_BATCH_COUNT_MAX: usize = 4096;
@@ -237,7 +239,33 @@ fn tree_height(
     h
 }
 
+/// Copies `blobs` (id, size as the tree records it): those the store may
+/// keep in chunks (from [`CHUNKING_LEN_MIN`] bytes) one by one, streamed a
+/// few chunks at a time, never whole (so a large file costs a bounded
+/// amount of memory); the others in batches.
 fn copy_blobs(
+    from: &dyn Store,
+    to: &dyn Store,
+    blobs: &[(ObjectId, u64)],
+    stats: &mut TransferStats,
+) -> Result<()> {
+    let (large, small): (Vec<_>, Vec<_>) =
+        blobs.iter().partition(|(_, size)| *size >= CHUNKING_LEN_MIN as u64);
+    for (id, _) in &large {
+        // The reader verifies every chunk, and the whole blob at its end,
+        // before put_reader writes the chunk list that makes it visible.
+        let mut reader = ObjectReader::new(from, id)?;
+        let (stored, len) = to.put_reader(&mut reader)?;
+        if stored != *id {
+            return Err(StoreError::Corrupt { id: *id, actual: stored }.into());
+        }
+        stats.blobs += 1;
+        stats.blob_bytes += len;
+    }
+    copy_small_blobs(from, to, &small, stats)
+}
+
+fn copy_small_blobs(
     from: &dyn Store,
     to: &dyn Store,
     blobs: &[(ObjectId, u64)],

@@ -216,6 +216,60 @@ fn remote_err(op: &'static str, key: &Key) -> impl FnOnce(object_store::Error) -
     move |e| StoreError::Remote { op, key, source: Box::new(e) }
 }
 
+/// The body of a GET, read only while it stays within `len_max` bytes:
+/// `Ok(None)` as soon as the server sends more. Every read whose length the
+/// format bounds goes through this, so a hostile or broken server cannot
+/// make a reader allocate more than it asked for (object_store's `bytes()`
+/// collects whatever the body holds).
+async fn body_capped(
+    result: object_store::GetResult,
+    len_max: u64,
+) -> object_store::Result<Option<Bytes>> {
+    let mut stream = result.into_stream();
+    let mut first: Option<Bytes> = None;
+    let mut rest: Vec<u8> = Vec::new();
+    let mut len = 0u64;
+    while let Some(piece) = stream.try_next().await? {
+        len += piece.len() as u64;
+        if len > len_max {
+            return Ok(None);
+        }
+        match &first {
+            None => first = Some(piece),
+            Some(f) => {
+                if rest.is_empty() {
+                    // Bounded by `len_max`, which the caller chose.
+                    rest.reserve(len_max as usize);
+                    rest.extend_from_slice(f);
+                }
+                rest.extend_from_slice(&piece);
+            }
+        }
+    }
+    Ok(Some(if rest.is_empty() { first.unwrap_or_default() } else { Bytes::from(rest) }))
+}
+
+/// Exactly the bytes `range` of `key`, or an error: a body longer than the
+/// range is not read past it, a shorter one is refused.
+async fn get_range_exact(
+    client: &dyn ObjectStore,
+    key: &Key,
+    range: std::ops::Range<u64>,
+) -> Result<Bytes, StoreError> {
+    let len = range.end - range.start;
+    let options = object_store::GetOptions::new().with_range(Some(range));
+    let got = async { body_capped(client.get_opts(key, options).await?, len).await }
+        .await
+        .map_err(remote_err("read", key))?;
+    match got {
+        Some(bytes) if bytes.len() as u64 == len => Ok(bytes),
+        _ => Err(StoreError::RemoteDamaged {
+            key: key.to_string(),
+            what: "the server returned a range of the wrong length",
+        }),
+    }
+}
+
 /// One pack, numbered by the order this handle learnt of it (the
 /// `Location::pack` of its records).
 #[derive(Debug, Clone, Default)]
@@ -556,18 +610,15 @@ impl RemoteStore {
                 })
                 .collect(),
             Err(key) => {
-                let client = &self.remote.inner.client;
-                let got = self
-                    .remote
-                    .block_on(client.get_ranges(&key, &ranges))
-                    .map_err(remote_err("read", &key))?;
-                if got.iter().zip(&ranges).any(|(b, r)| b.len() as u64 != r.end - r.start) {
-                    return Err(StoreError::RemoteDamaged {
-                        key: key.to_string(),
-                        what: "the server returned a range of the wrong length",
-                    });
-                }
-                Ok(got)
+                // Nearby records in one request, as object_store's
+                // `get_ranges` does, but each request read no further than
+                // the range it asked for.
+                let client = self.remote.inner.client.as_ref();
+                self.remote.block_on(object_store::coalesce_ranges(
+                    &ranges,
+                    |r| get_range_exact(client, &key, r),
+                    object_store::OBJECT_STORE_COALESCE_DEFAULT,
+                ))
             }
         }
     }
@@ -843,7 +894,7 @@ async fn load_index(
         return Err(StoreError::RemoteDamaged { key: key.to_string(), what: "it is too large" });
     }
     // The range the listing promised, not whatever the body holds.
-    let bytes = client.get_range(&key, 0..size).await.map_err(remote_err("read", &key))?;
+    let bytes = get_range_exact(client, &key, 0..size).await?;
     let entries = decode_index(name, &bytes).ok_or_else(|| StoreError::RemoteDamaged {
         key: key.to_string(),
         what: "it fails its checksum or its entries are invalid",
@@ -952,6 +1003,29 @@ impl Store for RemoteStore {
 
     fn sync(&self) -> Result<(), StoreError> {
         self.publish_all()
+    }
+
+    /// Takes the writer lock for each record, so that a pack sealed
+    /// meanwhile is uploaded while the reader is read.
+    fn put_reader(&self, reader: &mut dyn std::io::Read) -> Result<(ObjectId, u64), StoreError> {
+        self.check_writable()?;
+        crate::stream::put_records_from_reader(reader, &mut |kind, id, data, raw_len| {
+            self.check_writable()?;
+            let mut w = lock(&self.writer);
+            if self.contains_id(&id) {
+                return Ok(());
+            }
+            let result = self.add_record(&mut w, kind, id, data, raw_len);
+            self.poison(result)
+        })
+    }
+
+    fn chunks(&self, id: &ObjectId) -> Result<Option<Vec<(ObjectId, u64)>>, StoreError> {
+        let loc = self.location(id)?;
+        match loc.kind {
+            Kind::Manifest => Ok(Some(self.read_manifest(id, &loc)?)),
+            Kind::Object | Kind::Chunk => Ok(None),
+        }
     }
 }
 

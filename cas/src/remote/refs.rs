@@ -12,6 +12,10 @@ use super::{Remote, remote_err};
 use crate::refs::{RefError, RefName, show};
 use crate::{ObjectId, StoreError};
 
+/// Length of a remote ref's value: 64 hex digits and a newline. A read
+/// takes no more than this from the server.
+const REF_LEN: usize = 64 + 1;
+
 /// The branches of a [`Remote`] location: `refs/heads/NAME` holding
 /// `"<64 hex>\n"`.
 ///
@@ -51,7 +55,7 @@ impl RemoteRefs {
                         e_tag: result.meta.e_tag.clone(),
                         version: result.meta.version.clone(),
                     };
-                    Ok(Some((result.bytes().await?, version)))
+                    Ok(Some((super::body_capped(result, REF_LEN as u64).await?, version)))
                 }
                 Err(object_store::Error::NotFound { .. }) => Ok(None),
                 Err(e) => Err(e),
@@ -59,6 +63,12 @@ impl RemoteRefs {
         });
         let Some((bytes, version)) = got.map_err(remote_err("read", &key))? else {
             return Ok(None);
+        };
+        let Some(bytes) = bytes else {
+            return Err(RefError::Damaged {
+                path: key.to_string().into(),
+                content: format!("more than the {REF_LEN} bytes a ref holds"),
+            });
         };
         let id = std::str::from_utf8(&bytes)
             .ok()
@@ -169,11 +179,11 @@ impl RemoteRefs {
                 }
                 Err(e) => return Err(remote_err("probe", &key)(e)),
             }
-            let now: Bytes = self
+            let now: Option<Bytes> = self
                 .remote
-                .block_on(async { client.get(&key).await?.bytes().await })
+                .block_on(async { super::body_capped(client.get(&key).await?, 1).await })
                 .map_err(remote_err("probe", &key))?;
-            if now.as_ref() != b"4" {
+            if now.as_deref() != Some(b"4") {
                 return Ok(Err("the key does not hold what the last successful write wrote"));
             }
             Ok::<_, StoreError>(Ok(()))

@@ -122,8 +122,7 @@ pub fn cat(cli: &Cli, spec: &std::ffi::OsStr) -> Result<ExitCode> {
         bail!("`vst cat` needs REV:PATH, the path of a file");
     }
     let tree = read::read_commit(repo.store().as_ref(), rev::resolve(&repo, rev)?)?.tree;
-    let bytes = read::read_file(repo.store().as_ref(), tree, &path)?;
-    out().write_all(&bytes)?;
+    read::copy_file(repo.store().as_ref(), tree, &path, &mut out())?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -25,7 +25,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
-use vst_cas::{Access, Head, Store};
+use vst_cas::{Head, Store};
 
 use crate::checkout::{UpdateOptions, Written};
 use crate::error::{Error, Result};
@@ -199,15 +199,11 @@ impl WorkTree {
         Ok(Self { repo, root: root.to_owned(), index, head })
     }
 
-    /// Finds the repository above `start`, opens it with `access` (and
-    /// `settings` for an object store) and its work tree.
-    pub fn discover(
-        start: &Path,
-        access: Access,
-        settings: crate::repo::Settings<'_>,
-    ) -> Result<Self> {
+    /// Finds the repository above `start`, opens it as `options` say, and
+    /// its work tree.
+    pub fn discover(start: &Path, options: &crate::repo::OpenOptions<'_>) -> Result<Self> {
         let Location { root, repo_dir } = Repo::discover(start)?;
-        let repo = Repo::open_configured(&repo_dir, access, settings)?;
+        let repo = Repo::open_configured(&repo_dir, options)?;
         Self::open(repo, &root)
     }
 
