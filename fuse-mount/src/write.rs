@@ -430,7 +430,8 @@ fn io_errno(e: &io::Error) -> Errno {
     e.raw_os_error().map_or(Errno::EIO, Errno::from_i32)
 }
 
-/// A name from the kernel, validated.
+/// A name from the kernel, validated: one that breaks the naming rules
+/// (`.vst` in any letter case among them) is `EINVAL`.
 fn name_of(name: &OsStr) -> Result<Name, Errno> {
     let bytes = name.as_bytes();
     if bytes.len() > NAME_LEN_MAX {
@@ -1147,7 +1148,9 @@ impl Shared {
     // ---- requests ----
 
     fn lookup(&self, parent: Ino, name: &OsStr) -> Result<FileAttr, Errno> {
-        let name = name_of(name)?;
+        // A name no entry can have (`.vst` among them) is simply not there;
+        // creating one is `EINVAL`.
+        let name = name_of(name).map_err(|e| if e == Errno::EINVAL { Errno::ENOENT } else { e })?;
         let mut inner = self.lock();
         let ino = inner.child(parent, name.as_bytes())?.ok_or(Errno::ENOENT)?;
         self.entry(&mut inner, ino)
