@@ -10,7 +10,7 @@ use vst::{CommitId, DecodeError, Error, InvalidName, ObjectKind, Repo, TreeId, r
 use vst_cas::ObjectId;
 
 use crate::support::craft::{Objects, raw};
-use crate::support::{mem, read_disk};
+use crate::support::{mem, p, read_disk};
 
 /// Writes `objects` as the repository `root/.vst` with `main` at `tip`
 /// and opens it.
@@ -85,5 +85,51 @@ fn a_tree_holding_the_repository_directory_is_refused() {
         assert!(is_repo_dir_name(&e), "{what}: {e}");
         let e = vst::WorkingSet::from_tree(store.clone(), tree).unwrap_err();
         assert!(is_repo_dir_name(&e), "{what}: {e}");
+    }
+}
+
+/// Item 12: a file entry whose recorded size is wrong, larger or smaller
+/// than its blob (a whole blob here; a chunked one's length comes from its
+/// chunk list, checked by the store conformance suite): fsck with and
+/// without reading data, `cat` (`read_file`) and checkout all refuse it
+/// with the same error. (The mount: `fuse-mount/tests/mount.rs`.)
+#[test]
+fn a_file_whose_recorded_size_is_wrong_is_refused_everywhere() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut objects = Objects::default();
+    let content = b"hello world\n";
+    let blob = objects.put(content);
+    let root = objects.tree(&[
+        raw::file(b"exact", &blob, 12, false),
+        raw::file(b"larger", &blob, 20, false),
+        raw::file(b"smaller", &blob, 5, false),
+        raw::file(b"zero", &blob, 0, false),
+    ]);
+    let tip = objects.commit(&root, "wrong sizes");
+    let repo = open_crafted(tmp.path(), &objects, tip);
+    let store = repo.store();
+    let tree = tree_of(&repo, tip);
+    let mismatch = |e: &Error, size: u64| matches!(e, Error::SizeMismatch { recorded, actual: 12, .. } if *recorded == size);
+
+    for read_data in [ReadData::No, ReadData::Yes] {
+        let report = repo.fsck(read_data).unwrap();
+        // The blob is checked for every size recorded for it.
+        let wrong: Vec<u64> = report
+            .problems
+            .iter()
+            .filter_map(|p| match p.error {
+                Error::SizeMismatch { recorded, actual: 12, .. } => Some(recorded),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(wrong, [20, 5, 0], "{read_data:?}: {report:?}");
+        assert_eq!(report.problems.len(), 3, "{read_data:?}: {report:?}");
+    }
+    assert_eq!(&read::read_file(store.as_ref(), tree, &p("exact")).unwrap()[..], content);
+    for (name, size) in [("larger", 20), ("smaller", 5), ("zero", 0)] {
+        let e = read::read_file(store.as_ref(), tree, &p(name)).unwrap_err();
+        assert!(mismatch(&e, size), "cat {name}: {e}");
+        let e = vst::checkout(store.as_ref(), tree, &tmp.path().join(name)).unwrap_err();
+        assert!(matches!(e, Error::SizeMismatch { .. }), "checkout {name}: {e}");
     }
 }

@@ -711,6 +711,15 @@ impl Shared {
         self.error_log.write(message);
     }
 
+    /// `EIO` unless the blob of `stored` has the size the entry records: a
+    /// file is never served as a prefix of its blob, nor as more.
+    fn check_len(&self, stored: &FileEntry) -> Result<(), Errno> {
+        read::check_file_len(self.store.as_ref(), stored).map_err(|e| {
+            self.log(&format!("checking the size of blob {}: {e}", stored.id));
+            Errno::EIO
+        })
+    }
+
     /// The repository directory (`.vst`).
     pub(crate) fn repo_dir(&self) -> &Path {
         &self.repo_dir
@@ -855,6 +864,9 @@ impl Shared {
             Some(o) => return Ok(o.file.clone()),
             None => inner.file(ino)?.stored,
         };
+        if fill == Fill::Content {
+            self.check_len(&stored)?;
+        }
         let path = overlay_dir(&self.state_dir).join(number.to_string());
         let file = OpenOptions::new()
             .read(true)
@@ -1373,6 +1385,7 @@ impl Shared {
                 read_at(&file, offset, end - offset).map_err(|e| io_errno(&e))
             }
             Source::Store(entry) => {
+                self.check_len(&entry)?;
                 let end = offset.saturating_add(u64::from(size)).min(entry.size);
                 if offset >= end {
                     return Ok(Vec::new());

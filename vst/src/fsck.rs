@@ -6,13 +6,14 @@ use vst_cas::{ObjectId, Store};
 
 use crate::error::{Error, ObjectKind, Result};
 use crate::id::{CommitId, TreeId};
-use crate::read::{check_depth, read_commit, read_tree};
+use crate::read::{check_depth, check_file_len, read_blob, read_commit, read_tree};
 use crate::tree::{EntryKind, FileEntry};
 
 /// Whether fsck reads and rehashes file content.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReadData {
-    /// Check that every blob is stored, without reading it.
+    /// Check that every blob is stored with the size its entry records,
+    /// without reading it (from the store's record of its length).
     No,
     /// Read every blob and check it against its id.
     Yes,
@@ -36,7 +37,9 @@ pub struct FsckReport {
     pub commits: u64,
     /// Distinct trees checked.
     pub trees: u64,
-    /// Distinct blobs checked.
+    /// Distinct blobs checked (a blob that entries record with different
+    /// sizes, all but one of them wrong, is checked and counted once per
+    /// size).
     pub blobs: u64,
     /// Everything missing, corrupt or malformed.
     pub problems: Vec<Problem>,
@@ -65,7 +68,8 @@ pub(crate) enum Reached<'a> {
     Commit(CommitId),
     /// A tree that decoded and is within the depth limit.
     Tree(TreeId),
-    /// A file entry of a reached tree (its blob not read).
+    /// A file entry of a reached tree (its blob not read): once for each
+    /// blob and size, so that every size recorded for a blob gets checked.
     Blob(&'a FileEntry),
     /// A commit or tree that could not be read or decoded.
     Broken { id: ObjectId, kind: ObjectKind, error: Error },
@@ -84,7 +88,7 @@ pub(crate) fn for_each_reachable(
     // has that tree's id, and must not make the walk skip the tree.
     let mut seen_commits: HashSet<CommitId> = HashSet::new();
     let mut seen_trees: HashSet<TreeId> = HashSet::new();
-    let mut seen_blobs: HashSet<ObjectId> = HashSet::new();
+    let mut seen_blobs: HashSet<(ObjectId, u64)> = HashSet::new();
     let mut commits: Vec<CommitId> = roots.to_vec();
     let mut trees: Vec<(TreeId, usize)> = Vec::new();
     while let Some(id) = commits.pop() {
@@ -122,7 +126,7 @@ pub(crate) fn for_each_reachable(
             for entry in tree.entries() {
                 match &entry.kind {
                     EntryKind::Dir(sub) => trees.push((*sub, depth + 1)),
-                    EntryKind::File(f) if seen_blobs.insert(f.id.object_id()) => {
+                    EntryKind::File(f) if seen_blobs.insert((f.id.object_id(), f.size)) => {
                         visit(Reached::Blob(f))?
                     }
                     EntryKind::File(_) | EntryKind::Symlink(_) => {}
@@ -135,7 +139,8 @@ pub(crate) fn for_each_reachable(
 
 /// Checks everything reachable from `roots`: every commit and its
 /// ancestors, every tree (decoded, so canonical, sorted, named by the
-/// rules), and every blob (present; rehashed with [`ReadData::Yes`]).
+/// rules), and every blob (present, of the size its entries record;
+/// rehashed with [`ReadData::Yes`]).
 /// Each object is checked once however often it is referenced. Problems
 /// are collected, not fatal: the report lists all of them.
 pub fn fsck(store: &dyn Store, roots: &[CommitId], read_data: ReadData) -> FsckReport {
@@ -164,18 +169,11 @@ pub fn fsck(store: &dyn Store, roots: &[CommitId], read_data: ReadData) -> FsckR
     report
 }
 
+/// Checks a blob is stored with the size its entry records: from the
+/// store's record of its length, or by reading and rehashing it.
 fn check_blob(store: &dyn Store, file: &FileEntry, read_data: ReadData) -> Result<()> {
-    let id = file.id.object_id();
     match read_data {
-        ReadData::No if store.contains(&id)? => Ok(()),
-        ReadData::No => Err(vst_cas::StoreError::NotFound { id }.into()),
-        ReadData::Yes => {
-            let len = store.get(&id)?.len() as u64;
-            if len == file.size {
-                Ok(())
-            } else {
-                Err(Error::SizeMismatch { id: file.id, recorded: file.size, actual: len })
-            }
-        }
+        ReadData::No => check_file_len(store, file),
+        ReadData::Yes => read_blob(store, file).map(drop),
     }
 }

@@ -2,14 +2,14 @@
 //! file content, and walks over a whole tree.
 
 use bytes::Bytes;
-use vst_cas::Store;
+use vst_cas::{Store, StoreError};
 
 use crate::commit::Commit;
 use crate::error::{Error, ObjectKind, Result};
 use crate::id::{CommitId, TreeId};
 use crate::limits::PATH_DEPTH_MAX;
 use crate::name::RepoPath;
-use crate::tree::{EntryKind, Tree, TreeEntry};
+use crate::tree::{EntryKind, FileEntry, Tree, TreeEntry};
 
 /// The commit `id`, verified and decoded.
 pub fn read_commit(store: &dyn Store, id: CommitId) -> Result<Commit> {
@@ -58,13 +58,44 @@ pub fn list_dir(store: &dyn Store, root: TreeId, path: &RepoPath) -> Result<Tree
     }
 }
 
-/// The content of the file at `path` under `root`, verified.
+/// The content of the file at `path` under `root`, verified against its
+/// id and its recorded size (see [`read_blob`]).
 pub fn read_file(store: &dyn Store, root: TreeId, path: &RepoPath) -> Result<Bytes> {
     match lookup(store, root, path)? {
-        Some(EntryKind::File(f)) => Ok(store.get(&f.id.object_id())?),
+        Some(EntryKind::File(f)) => read_blob(store, &f),
         Some(EntryKind::Dir(_)) => Err(Error::IsADirectory { path: path.clone() }),
         Some(EntryKind::Symlink(_)) => Err(Error::NotAFile { path: path.clone() }),
         None => Err(Error::NotFound { path: path.clone() }),
+    }
+}
+
+/// The content of `file`, verified against its id, and of the size the
+/// entry records: a size that disagrees with the blob is
+/// [`Error::SizeMismatch`], never a prefix or more bytes than recorded.
+pub fn read_blob(store: &dyn Store, file: &FileEntry) -> Result<Bytes> {
+    let bytes = store.get(&file.id.object_id())?;
+    check_size(file, bytes.len() as u64)?;
+    Ok(bytes)
+}
+
+/// Checks, without reading it, that the blob of `file` is stored with the
+/// length the entry records ([`Store::object_len`]: the store's record of
+/// the length, as [`Store::contains`] trusts its record of the object).
+/// What serves part of a file calls this, so that every reader agrees on
+/// a file's size.
+pub fn check_file_len(store: &dyn Store, file: &FileEntry) -> Result<()> {
+    let id = file.id.object_id();
+    match store.object_len(&id)? {
+        Some(len) => check_size(file, len),
+        None => Err(StoreError::NotFound { id }.into()),
+    }
+}
+
+fn check_size(file: &FileEntry, actual: u64) -> Result<()> {
+    if actual == file.size {
+        Ok(())
+    } else {
+        Err(Error::SizeMismatch { id: file.id, recorded: file.size, actual })
     }
 }
 
