@@ -133,3 +133,85 @@ fn a_file_whose_recorded_size_is_wrong_is_refused_everywhere() {
         assert!(matches!(e, Error::SizeMismatch { .. }), "checkout {name}: {e}");
     }
 }
+
+/// A tree with a subtree `s` (one file) reached twice: at depth 1 (as `z`,
+/// the entry a stack-based walk pops first), and at the end of a chain of
+/// `chain` directories, at depth `chain + 2`.
+fn shared_at_two_depths(objects: &mut Objects, chain: usize) -> [u8; 32] {
+    let blob = objects.put(b"f");
+    let shared = objects.tree(&[raw::file(b"f", &blob, 1, false)]);
+    let mut link = objects.tree(&[raw::dir(b"s", &shared)]);
+    for _ in 0..chain {
+        link = objects.tree(&[raw::dir(b"d", &link)]);
+    }
+    let root = objects.tree(&[raw::dir(b"deep", &link), raw::dir(b"z", &shared)]);
+    objects.commit(&root, "a subtree shared at two depths")
+}
+
+/// Item 11: a subtree shared at depth 1 and at depth 256 (so its file is
+/// 257 components deep) is too deep for fsck and a transfer (push, fetch,
+/// clone), as for checkout, though it is first seen at depth 1; at depth
+/// 255 it is fine everywhere.
+#[test]
+fn a_subtree_reused_too_deep_is_refused_wherever_it_is_first_seen() {
+    use vst::limits::PATH_DEPTH_MAX;
+    for (chain, too_deep) in [(PATH_DEPTH_MAX - 3, false), (PATH_DEPTH_MAX - 2, true)] {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut objects = Objects::default();
+        let tip = shared_at_two_depths(&mut objects, chain);
+        let repo = open_crafted(tmp.path(), &objects, tip);
+        let store = repo.store();
+        let tree = tree_of(&repo, tip);
+        let shared = match read::lookup(store.as_ref(), tree, &p("z")).unwrap() {
+            Some(vst::EntryKind::Dir(id)) => id.object_id(),
+            other => panic!("{other:?}"),
+        };
+        let is_too_deep = |e: &Error| matches!(e, Error::TooDeep { id } if *id == shared);
+
+        let report = repo.fsck(ReadData::No).unwrap();
+        let checkout = vst::checkout(store.as_ref(), tree, &tmp.path().join("out"));
+        let tip = CommitId::new(ObjectId::from_bytes(tip));
+        let transfer = vst::sync::transfer(store.as_ref(), mem().as_ref(), tip);
+        if too_deep {
+            assert_eq!(report.problems.len(), 1, "{report:?}");
+            assert!(is_too_deep(&report.problems[0].error), "{report:?}");
+            assert!(matches!(checkout, Err(Error::TooDeep { .. })), "{checkout:?}");
+            assert!(transfer.as_ref().is_err_and(is_too_deep), "{transfer:?}");
+        } else {
+            assert!(report.is_clean(), "{report:?}");
+            checkout.unwrap();
+            transfer.unwrap();
+        }
+    }
+}
+
+/// Item 11, the other way round: a transfer that copies the shared
+/// subtree with one commit and reuses it too deep in the next still
+/// refuses the second (from the height it recorded), and fsck of both
+/// reports it once.
+#[test]
+fn a_subtree_copied_earlier_and_reused_too_deep_is_refused() {
+    use vst::limits::PATH_DEPTH_MAX;
+    let tmp = tempfile::tempdir().unwrap();
+    let mut objects = Objects::default();
+    let blob = objects.put(b"f");
+    let shared = objects.tree(&[raw::file(b"f", &blob, 1, false)]);
+    let first_root = objects.tree(&[raw::dir(b"z", &shared)]);
+    let first = objects.commit(&first_root, "first");
+    let mut link = objects.tree(&[raw::dir(b"s", &shared)]);
+    for _ in 0..PATH_DEPTH_MAX - 2 {
+        link = objects.tree(&[raw::dir(b"d", &link)]);
+    }
+    let root = objects.tree(&[raw::dir(b"deep", &link), raw::dir(b"z", &shared)]);
+    let second = objects.put(&raw::commit(&root, &[first], "second"));
+    let repo = open_crafted(tmp.path(), &objects, second);
+    let e = vst::sync::transfer(
+        repo.store().as_ref(),
+        mem().as_ref(),
+        CommitId::new(ObjectId::from_bytes(second)),
+    )
+    .unwrap_err();
+    assert!(matches!(e, Error::TooDeep { id } if id == ObjectId::from_bytes(shared)), "{e}");
+    let report = repo.fsck(ReadData::No).unwrap();
+    assert_eq!(report.problems.len(), 1, "{report:?}");
+}
