@@ -4,10 +4,13 @@
 //! it clearly without writing anything it should not.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
 
 use vst::fsck::ReadData;
 use vst::{CommitId, DecodeError, Error, InvalidName, ObjectKind, Repo, TreeId, read};
-use vst_cas::ObjectId;
+use vst_cas::{ObjectId, Store, StoreError};
 
 use crate::support::craft::{Objects, raw};
 use crate::support::{mem, p, read_disk};
@@ -214,4 +217,98 @@ fn a_subtree_copied_earlier_and_reused_too_deep_is_refused() {
     assert!(matches!(e, Error::TooDeep { id } if id == ObjectId::from_bytes(shared)), "{e}");
     let report = repo.fsck(ReadData::No).unwrap();
     assert_eq!(report.problems.len(), 1, "{report:?}");
+}
+
+/// A store that counts its reads.
+#[derive(Debug)]
+struct Counting {
+    inner: std::sync::Arc<dyn Store>,
+    gets: AtomicU64,
+}
+
+impl Counting {
+    fn reads(&self) -> u64 {
+        self.gets.swap(0, Ordering::SeqCst)
+    }
+}
+
+impl Store for Counting {
+    fn put(&self, id: ObjectId, bytes: &[u8]) -> Result<(), StoreError> {
+        self.inner.put(id, bytes)
+    }
+    fn get(&self, id: &ObjectId) -> Result<Bytes, StoreError> {
+        self.gets.fetch_add(1, Ordering::SeqCst);
+        self.inner.get(id)
+    }
+    fn contains(&self, id: &ObjectId) -> Result<bool, StoreError> {
+        self.inner.contains(id)
+    }
+    fn sync(&self) -> Result<(), StoreError> {
+        self.inner.sync()
+    }
+}
+
+/// Item 7: the shared-subtree bomb of the issue, 41 trees (40 levels, each
+/// two entries for the one below; 2^40 paths to the file at the bottom).
+/// Every walk refuses it, clearly and early: after reading its few
+/// distinct trees, before visiting an entry or creating a directory. What
+/// is bounded by distinct trees (fsck, a transfer) handles it, and a diff
+/// that skips the equal subtrees by id stays small.
+#[test]
+fn a_shared_subtree_bomb_is_refused_before_it_expands() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut objects = Objects::default();
+    let blob = objects.put(b"boom\n");
+    let small = objects.tree(&[raw::file(b"f", &blob, 5, false)]);
+    let mut below = small;
+    for _ in 0..39 {
+        below = objects.tree(&[raw::dir(b"a", &below), raw::dir(b"b", &below)]);
+    }
+    let bomb_root = objects.tree(&[raw::dir(b"a", &below), raw::dir(b"b", &below)]);
+    // The bomb and one more file: the same two halves.
+    let grown = objects.tree(&[
+        raw::dir(b"a", &below),
+        raw::dir(b"b", &below),
+        raw::file(b"c", &blob, 5, false),
+    ]);
+    let tip = objects.commit(&bomb_root, "a shared-subtree bomb");
+    let repo = open_crafted(tmp.path(), &objects, tip);
+    let store = Counting { inner: repo.store(), gets: AtomicU64::new(0) };
+    let [bomb, small, grown] =
+        [bomb_root, small, grown].map(|t| TreeId::new(ObjectId::from_bytes(t)));
+    let too_large = |e: &Error| matches!(e, Error::WalkTooLarge { id } if *id == bomb.object_id());
+    // Its distinct trees, the commit, a little slack: no walk of paths.
+    let early = 50;
+
+    let e = read::walk(&store, bomb, &mut |path, _| panic!("visited {path}")).unwrap_err();
+    assert!(too_large(&e), "walk: {e}");
+    assert!(store.reads() < early, "walk read too much");
+
+    let target = tmp.path().join("into");
+    let e = vst::checkout(&store, bomb, &target).unwrap_err();
+    assert!(too_large(&e), "checkout: {e}");
+    assert!(store.reads() < early, "checkout read too much");
+    assert!(read_disk(&target).is_empty(), "checkout created something");
+
+    vst::checkout(&store, small, &target).unwrap();
+    // The update counts each directory it adds: here `a`, the bomb's half.
+    let e = vst::checkout_update(&store, small, bomb, &target).unwrap_err();
+    assert!(matches!(e, Error::WalkTooLarge { .. }), "checkout update: {e}");
+    assert!(store.reads() < early, "checkout update read too much");
+    assert_eq!(read_disk(&target).len(), 1, "checkout update created something");
+
+    // `show` of the bomb's commit, and of one that removes it.
+    for (old, new) in [(None, Some(bomb)), (Some(bomb), None), (Some(small), Some(bomb))] {
+        let e = vst::diff_trees(&store, old, new).unwrap_err();
+        assert!(matches!(e, Error::WalkTooLarge { .. }), "diff: {e}");
+        assert!(store.reads() < early, "diff read too much");
+    }
+    let changes = vst::diff_trees(&store, Some(bomb), Some(grown)).unwrap();
+    assert_eq!(changes.len(), 1, "equal subtrees are skipped: {changes:?}");
+
+    let report = repo.fsck(ReadData::Yes).unwrap();
+    assert!(report.is_clean() && report.trees == 41, "{report:?}");
+    let stats =
+        vst::sync::transfer(&store, mem().as_ref(), CommitId::new(ObjectId::from_bytes(tip)));
+    assert_eq!(stats.unwrap().trees, 41);
 }

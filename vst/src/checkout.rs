@@ -25,7 +25,7 @@ use vst_cas::Store;
 
 use crate::error::{Error, Result};
 use crate::id::TreeId;
-use crate::read::{check_depth, merge, read_tree};
+use crate::read::{WalkBudget, check_depth, merge, read_tree};
 use crate::tree::{EntryKind, FileEntry, SymlinkTarget};
 
 /// What a checkout did.
@@ -67,6 +67,7 @@ pub fn checkout(store: &dyn Store, tree: TreeId, target: &Path) -> Result<Checko
         Err(e) => return Err(io("inspect", target)(e)),
     }
     let mut pass = Pass::default();
+    pass.budget.spend_walk(store, tree, 0)?;
     sync_dir(store, target, None, tree, 0, Fresh::Yes, &mut pass)?;
     pass.write_files(store)
 }
@@ -100,11 +101,14 @@ pub fn checkout_update(
 struct Pass {
     stats: CheckoutStats,
     writes: Vec<(PathBuf, FileEntry)>,
+    /// What the directories this checkout creates may hold, counted
+    /// before any of them is created.
+    budget: WalkBudget,
 }
 
 impl Pass {
     fn write_files(self, store: &dyn Store) -> Result<CheckoutStats> {
-        let Pass { mut stats, writes } = self;
+        let Pass { mut stats, writes, .. } = self;
         let bytes: Vec<u64> = writes
             .par_iter()
             .map(|(path, file)| write_file(store, path, file))
@@ -144,7 +148,10 @@ fn sync_dir(
         match (a.map(|e| &e.kind), b.map(|e| &e.kind)) {
             (Some(x), Some(y)) if x == y => {}
             (Some(x), None) => remove(store, &path, x, depth, pass)?,
-            (None, Some(y)) => create(store, &path, y, depth, pass)?,
+            (None, Some(y)) => {
+                count_new(store, old, y, depth, pass)?;
+                create(store, &path, y, depth, pass)?
+            }
             (Some(EntryKind::Dir(x)), Some(EntryKind::Dir(y))) => {
                 sync_dir(store, &path, Some(*x), *y, depth + 1, Fresh::No, pass)?
             }
@@ -162,6 +169,7 @@ fn sync_dir(
                 }
             }
             (Some(x), Some(y)) => {
+                count_new(store, old, y, depth, pass)?;
                 remove(store, &path, x, depth, pass)?;
                 create(store, &path, y, depth, pass)?;
             }
@@ -169,6 +177,23 @@ fn sync_dir(
         }
     }
     Ok(())
+}
+
+/// Counts a directory that an update adds to `old` against the walk
+/// budget, before anything of it is written. A fresh checkout counted its
+/// whole tree at the start, and what is inside a directory being created
+/// was counted with it (`old` is `None` there).
+fn count_new(
+    store: &dyn Store,
+    old: Option<TreeId>,
+    kind: &EntryKind,
+    depth: usize,
+    pass: &mut Pass,
+) -> Result<()> {
+    match (old, kind) {
+        (Some(_), EntryKind::Dir(id)) => pass.budget.spend_walk(store, *id, depth + 1),
+        _ => Ok(()),
+    }
 }
 
 fn create(

@@ -1,13 +1,15 @@
 //! Reading committed state back from the store: commits, trees, paths,
 //! file content, and walks over a whole tree.
 
+use std::collections::HashMap;
+
 use bytes::Bytes;
 use vst_cas::{Store, StoreError};
 
 use crate::commit::Commit;
 use crate::error::{Error, ObjectKind, Result};
 use crate::id::{CommitId, TreeId};
-use crate::limits::PATH_DEPTH_MAX;
+use crate::limits::{PATH_DEPTH_MAX, WALK_ENTRIES_MAX};
 use crate::name::RepoPath;
 use crate::tree::{EntryKind, FileEntry, Tree, TreeEntry};
 
@@ -113,13 +115,80 @@ pub(crate) fn check_depth(depth: usize, id: TreeId, tree: &Tree) -> Result<()> {
 
 /// Calls `visit` on every entry under `root`, in tree order: pre-order,
 /// siblings by name. Stops at the first error `visit` returns. Nesting is
-/// bounded by [`PATH_DEPTH_MAX`].
+/// bounded by [`PATH_DEPTH_MAX`], and the entries visited by
+/// [`WALK_ENTRIES_MAX`]: a tree over it is [`Error::WalkTooLarge`] before
+/// `visit` is called.
 pub fn walk(
     store: &dyn Store,
     root: TreeId,
     visit: &mut dyn FnMut(&RepoPath, &EntryKind) -> Result<()>,
 ) -> Result<()> {
+    WalkBudget::default().spend_walk(store, root, 0)?;
     walk_dir(store, root, &RepoPath::root(), 0, visit)
+}
+
+/// What one walk may still visit: [`WALK_ENTRIES_MAX`] entries at most,
+/// an entry counted once for every path to it.
+#[derive(Debug, Default)]
+pub(crate) struct WalkBudget {
+    spent: u64,
+    /// The entries under each tree counted so far, at every level (what a
+    /// full walk of it visits).
+    expanded: HashMap<TreeId, u64>,
+}
+
+impl WalkBudget {
+    /// Spends `n` entries visited in a walk of `id`.
+    pub(crate) fn spend(&mut self, id: TreeId, n: u64) -> Result<()> {
+        self.spent = self.spent.saturating_add(n);
+        if self.spent > WALK_ENTRIES_MAX {
+            return Err(Error::WalkTooLarge { id: id.object_id() });
+        }
+        Ok(())
+    }
+
+    /// Spends what a full walk of `id`, `depth` components below the root,
+    /// visits, before any of it is walked: each distinct tree under it is
+    /// read once however often it is reused, so a tree that expands past
+    /// the budget is refused after reading its few distinct trees, not
+    /// after walking its paths. Nesting is checked where a tree is first
+    /// read (the walk that follows checks it everywhere).
+    pub(crate) fn spend_walk(&mut self, store: &dyn Store, id: TreeId, depth: usize) -> Result<()> {
+        let left = WALK_ENTRIES_MAX.saturating_sub(self.spent);
+        let n = self.expand(store, id, depth, id, left)?;
+        self.spend(id, n)
+    }
+
+    /// The entries a full walk of `id` visits; [`Error::WalkTooLarge`]
+    /// (for `root`) as soon as they pass `left`.
+    fn expand(
+        &mut self,
+        store: &dyn Store,
+        id: TreeId,
+        depth: usize,
+        root: TreeId,
+        left: u64,
+    ) -> Result<u64> {
+        if let Some(&n) = self.expanded.get(&id) {
+            return Ok(n);
+        }
+        let tree = read_tree(store, id)?;
+        check_depth(depth, id, &tree)?;
+        let mut n = tree.len() as u64;
+        for entry in tree.entries() {
+            if n > left {
+                return Err(Error::WalkTooLarge { id: root.object_id() });
+            }
+            if let EntryKind::Dir(sub) = entry.kind {
+                n = n.saturating_add(self.expand(store, sub, depth + 1, root, left)?);
+            }
+        }
+        if n > left {
+            return Err(Error::WalkTooLarge { id: root.object_id() });
+        }
+        self.expanded.insert(id, n);
+        Ok(n)
+    }
 }
 
 fn walk_dir(
