@@ -455,13 +455,16 @@ fn a_corrupt_object_fails_only_what_needs_it() {
     mounted.unmount().unwrap();
 }
 
+/// The lines a mount logged.
+type Logged = Arc<Mutex<Vec<String>>>;
+
 /// Mounts the crafted repository `objects` (written byte by byte from
 /// docs/format.md, not by the library) at commit `tip`, logging errors.
 fn mount_crafted(
     dir: &Path,
     objects: &craft::Objects,
     tip: [u8; 32],
-) -> Option<(Mounted, PathBuf, Arc<Mutex<Vec<String>>>)> {
+) -> Option<(Mounted, PathBuf, Logged)> {
     let repo_dir = dir.join("repo");
     objects.write_repo(&repo_dir, &tip);
     let repo = open_repo(&repo_dir, Access::ReadOnly);
