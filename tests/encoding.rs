@@ -151,7 +151,9 @@ fn reordered_and_duplicated_entries_are_rejected() {
 
 #[test]
 fn invalid_names_are_rejected() {
-    for bad in [&b""[..], b".", b"..", b"a/b", b"/", b"a\0b", &[b'x'; 256]] {
+    for bad in
+        [&b""[..], b".", b"..", b"a/b", b"/", b"a\0b", &[b'x'; 256], b".vst", b".VST", b".vSt"]
+    {
         let bytes = raw::tree(&[raw::file(bad, &[1; 32], 0, false)]);
         assert!(
             matches!(Tree::decode(&bytes), Err(DecodeError::InvalidName { .. })),

@@ -5,6 +5,7 @@ mod commit;
 mod durability;
 mod encoding;
 mod gc;
+mod hostile;
 mod model;
 mod remote;
 #[path = "../cas/tests/support/seaweed.rs"]

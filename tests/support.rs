@@ -87,62 +87,11 @@ pub fn put_raw(store: &MemStore, bytes: &[u8]) -> ObjectId {
     id
 }
 
+pub mod craft;
+
 /// Hand-made encodings, independent of the library's encoder, for crafting
 /// trees the library itself would refuse to build.
-pub mod raw {
-    pub fn varint(mut n: u64, out: &mut Vec<u8>) {
-        loop {
-            let byte = (n & 0x7f) as u8;
-            n >>= 7;
-            if n == 0 {
-                out.push(byte);
-                return;
-            }
-            out.push(byte | 0x80);
-        }
-    }
-
-    pub fn name(name: &[u8], out: &mut Vec<u8>) {
-        varint(name.len() as u64, out);
-        out.extend_from_slice(name);
-    }
-
-    pub fn file(name_bytes: &[u8], id: &[u8; 32], size: u64, exec: bool) -> Vec<u8> {
-        let mut out = Vec::new();
-        name(name_bytes, &mut out);
-        out.push(0); // tag: file
-        out.extend_from_slice(id);
-        varint(size, &mut out);
-        out.push(exec as u8);
-        out
-    }
-
-    pub fn dir(name_bytes: &[u8], id: &[u8; 32]) -> Vec<u8> {
-        let mut out = Vec::new();
-        name(name_bytes, &mut out);
-        out.push(1); // tag: directory
-        out.extend_from_slice(id);
-        out
-    }
-
-    pub fn symlink(name_bytes: &[u8], target: &[u8]) -> Vec<u8> {
-        let mut out = Vec::new();
-        name(name_bytes, &mut out);
-        out.push(2); // tag: symlink
-        varint(target.len() as u64, &mut out);
-        out.extend_from_slice(target);
-        out
-    }
-
-    pub fn tree(entries: &[Vec<u8>]) -> Vec<u8> {
-        let mut out = vec![1u8];
-        varint(entries.len() as u64, &mut out);
-        for e in entries {
-            out.extend_from_slice(e);
-        }
-        out
-    }
-}
+pub use craft::raw;
 
 /// The repository in `dir`: opened if it exists, else created (with a
 /// local pack store).

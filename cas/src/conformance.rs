@@ -25,6 +25,7 @@ fn put_then_get<S: Store>(store: &S) {
     store.put(id, data).unwrap();
     assert!(store.contains(&id).unwrap(), "contains after put");
     assert_eq!(&store.get(&id).unwrap()[..], data, "get returns what was put");
+    assert_eq!(store.object_len(&id).unwrap(), Some(data.len() as u64), "object_len after put");
 }
 
 fn missing_is_not_found<S: Store>(store: &S) {
@@ -34,6 +35,7 @@ fn missing_is_not_found<S: Store>(store: &S) {
         other => panic!("get of a missing object must be NotFound, got {other:?}"),
     }
     assert!(store.read_range(&id, 0, 1).is_err(), "read_range of a missing object fails");
+    assert_eq!(store.object_len(&id).unwrap(), None, "object_len of a missing object");
 }
 
 fn put_is_idempotent<S: Store>(store: &S) {
@@ -124,6 +126,8 @@ fn large_objects<S: Store>(store: &S) {
         for bytes in &objects {
             let id = ObjectId::of(bytes);
             assert_eq!(&store.get(&id).unwrap()[..], *bytes, "{} bytes, {round}", bytes.len());
+            let len = store.object_len(&id).unwrap();
+            assert_eq!(len, Some(bytes.len() as u64), "object_len, {} bytes, {round}", bytes.len());
             let mid = bytes.len() as u64 / 2;
             assert_eq!(
                 &store.read_range(&id, mid - 10, 20).unwrap()[..],
@@ -140,6 +144,7 @@ fn empty_object<S: Store>(store: &S) {
     let id = ObjectId::of(b"");
     store.put(id, b"").unwrap();
     assert!(store.get(&id).unwrap().is_empty());
+    assert_eq!(store.object_len(&id).unwrap(), Some(0));
 }
 
 fn sync_succeeds<S: Store>(store: &S) {

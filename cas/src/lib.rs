@@ -11,7 +11,7 @@
 //!   Putting an object that is already stored is a no-op.
 //! - **Verified reads.** `get` and `read_range` check the bytes against the
 //!   id before returning them. A mismatch is [`StoreError::Corrupt`], never
-//!   wrong bytes.
+//!   wrong bytes. `object_len` is the length `get` returns.
 //! - **Explicit durability.** A `put` may sit in a buffer until `sync`
 //!   returns. After `sync` returns `Ok`, every object put before it survives a
 //!   crash. After a failed write or sync, a durable store answers every later
@@ -97,6 +97,19 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Whether object `id` is stored. Does not read or verify it.
     fn contains(&self, id: &ObjectId) -> Result<bool, StoreError>;
 
+    /// The length in bytes of object `id`, `None` if it is not stored. A
+    /// store that records lengths (a pack index entry, a chunk list's total)
+    /// answers without reading the object, and like [`Store::contains`]
+    /// trusts that record: reading the content still verifies it. The
+    /// default reads the object.
+    fn object_len(&self, id: &ObjectId) -> Result<Option<u64>, StoreError> {
+        match self.get(id) {
+            Ok(bytes) => Ok(Some(bytes.len() as u64)),
+            Err(StoreError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Hands every object put so far to the operating system, so that it
     /// survives the process dying (not a power cut). The default does
     /// nothing: a store that holds no buffer of its own has nothing to hand.
@@ -151,6 +164,9 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
     }
     fn contains(&self, id: &ObjectId) -> Result<bool, StoreError> {
         (**self).contains(id)
+    }
+    fn object_len(&self, id: &ObjectId) -> Result<Option<u64>, StoreError> {
+        (**self).object_len(id)
     }
     fn flush(&self) -> Result<(), StoreError> {
         (**self).flush()

@@ -93,6 +93,10 @@ impl Store for MemStore {
         Ok(self.read_map().contains_key(id))
     }
 
+    fn object_len(&self, id: &ObjectId) -> Result<Option<u64>, StoreError> {
+        Ok(self.read_map().get(id).map(|bytes| bytes.len() as u64))
+    }
+
     fn sync(&self) -> Result<(), StoreError> {
         Ok(())
     }

@@ -1022,6 +1022,12 @@ impl Store for PackStore {
         Ok(self.index.read().unwrap_or_else(|e| e.into_inner()).contains(id))
     }
 
+    /// From the index entry: `raw_len` is the object's length, a chunked
+    /// object's included (its chunk list's total).
+    fn object_len(&self, id: &ObjectId) -> Result<Option<u64>, StoreError> {
+        Ok(self.index.read().unwrap_or_else(|e| e.into_inner()).get(id).map(|loc| loc.raw_len))
+    }
+
     fn flush(&self) -> Result<(), StoreError> {
         self.flush_buffer()
     }

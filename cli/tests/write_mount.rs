@@ -253,6 +253,19 @@ fn edits_commit_through_the_daemon_and_check_out_identically() {
     assert!(!held.status.success() && said.contains("held by its writable mount"), "{said}");
     edit(mnt);
     assert_eq!(snapshot(mnt), snapshot(&reference), "the mount after the edits");
+    // No entry may be named `.vst`, in any letter case: the CLI inside the
+    // mount would take it for the repository.
+    for name in [".vst", "new/.VST"] {
+        let at = mnt.join(name);
+        let einval = |r: std::io::Result<()>| r.unwrap_err().raw_os_error() == Some(22);
+        assert!(einval(fs::create_dir(&at)), "mkdir {name}: EINVAL");
+        assert!(einval(fs::write(&at, b"")), "create {name}: EINVAL");
+        assert!(einval(std::os::unix::fs::symlink("keep.txt", &at)), "symlink {name}: EINVAL");
+        assert!(einval(fs::rename(mnt.join("keep.txt"), &at)), "rename to {name}: EINVAL");
+        let missing = fs::symlink_metadata(&at).unwrap_err();
+        assert_eq!(missing.raw_os_error(), Some(2), "lookup {name}: ENOENT");
+    }
+    assert_eq!(snapshot(mnt), snapshot(&reference), "the refused names changed nothing");
 
     let status = ok(mnt, &["status"]);
     assert!(status.contains("M keep.txt"), "{status}");

@@ -267,8 +267,14 @@ impl VstFs {
     /// The attributes of `ino`. A directory's listing is loaded for its
     /// link count (2 + subdirectories).
     fn attr(&self, ino: Ino) -> Result<FileAttr, Errno> {
-        let is_dir = self.read_table().get(ino).ok_or(Errno::ENOENT)?.content.is_dir();
+        let content = self.read_table().get(ino).ok_or(Errno::ENOENT)?.content.clone();
+        let is_dir = content.is_dir();
         let listing = if is_dir { Some(self.listing(ino)?) } else { None };
+        if let Content::File(f) = content {
+            // The size given to the kernel is the size every read serves:
+            // a file whose blob disagrees cannot be opened for a prefix.
+            self.check_len(ino, &f)?;
+        }
         let table = self.read_table();
         let node = table.get(ino).ok_or(Errno::ENOENT)?;
         let (kind, perm, size, nlink) = match (&node.content, &listing) {
@@ -353,12 +359,23 @@ impl VstFs {
         })
     }
 
+    /// The file `ino`, its blob checked to have the size the entry records
+    /// (`EIO` otherwise: never a prefix, never more than recorded).
     fn file(&self, ino: Ino) -> Result<vst::FileEntry, Errno> {
-        match &self.read_table().get(ino).ok_or(Errno::ENOENT)?.content {
-            Content::File(f) => Ok(*f),
-            c if c.is_dir() => Err(Errno::EISDIR),
-            _ => Err(Errno::EINVAL),
-        }
+        let file = match &self.read_table().get(ino).ok_or(Errno::ENOENT)?.content {
+            Content::File(f) => *f,
+            c if c.is_dir() => return Err(Errno::EISDIR),
+            _ => return Err(Errno::EINVAL),
+        };
+        self.check_len(ino, &file)?;
+        Ok(file)
+    }
+
+    fn check_len(&self, ino: Ino, file: &vst::FileEntry) -> Result<(), Errno> {
+        vst::read::check_file_len(self.store.as_ref(), file).map_err(|e| {
+            self.log_read_error(ino, &format!("checking the size of blob {}", file.id), &e);
+            errno(&e)
+        })
     }
 
     /// `size` bytes of file `ino` from `offset` (fewer at the end).

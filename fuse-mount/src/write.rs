@@ -430,7 +430,8 @@ fn io_errno(e: &io::Error) -> Errno {
     e.raw_os_error().map_or(Errno::EIO, Errno::from_i32)
 }
 
-/// A name from the kernel, validated.
+/// A name from the kernel, validated: one that breaks the naming rules
+/// (`.vst` in any letter case among them) is `EINVAL`.
 fn name_of(name: &OsStr) -> Result<Name, Errno> {
     let bytes = name.as_bytes();
     if bytes.len() > NAME_LEN_MAX {
@@ -710,6 +711,15 @@ impl Shared {
         self.error_log.write(message);
     }
 
+    /// `EIO` unless the blob of `stored` has the size the entry records: a
+    /// file is never served as a prefix of its blob, nor as more.
+    fn check_len(&self, stored: &FileEntry) -> Result<(), Errno> {
+        read::check_file_len(self.store.as_ref(), stored).map_err(|e| {
+            self.log(&format!("checking the size of blob {}: {e}", stored.id));
+            Errno::EIO
+        })
+    }
+
     /// The repository directory (`.vst`).
     pub(crate) fn repo_dir(&self) -> &Path {
         &self.repo_dir
@@ -854,6 +864,9 @@ impl Shared {
             Some(o) => return Ok(o.file.clone()),
             None => inner.file(ino)?.stored,
         };
+        if fill == Fill::Content {
+            self.check_len(&stored)?;
+        }
         let path = overlay_dir(&self.state_dir).join(number.to_string());
         let file = OpenOptions::new()
             .read(true)
@@ -1147,7 +1160,9 @@ impl Shared {
     // ---- requests ----
 
     fn lookup(&self, parent: Ino, name: &OsStr) -> Result<FileAttr, Errno> {
-        let name = name_of(name)?;
+        // A name no entry can have (`.vst` among them) is simply not there;
+        // creating one is `EINVAL`.
+        let name = name_of(name).map_err(|e| if e == Errno::EINVAL { Errno::ENOENT } else { e })?;
         let mut inner = self.lock();
         let ino = inner.child(parent, name.as_bytes())?.ok_or(Errno::ENOENT)?;
         self.entry(&mut inner, ino)
@@ -1370,6 +1385,7 @@ impl Shared {
                 read_at(&file, offset, end - offset).map_err(|e| io_errno(&e))
             }
             Source::Store(entry) => {
+                self.check_len(&entry)?;
                 let end = offset.saturating_add(u64::from(size)).min(entry.size);
                 if offset >= end {
                     return Ok(Vec::new());

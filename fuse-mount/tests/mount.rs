@@ -23,6 +23,9 @@ use vst_cas::Access;
 use vst_cas::sim::noise;
 use vst_fuse::{ErrorLog, MountOptions, Mounted, View};
 
+#[path = "../../tests/support/craft.rs"]
+mod craft;
+
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 /// The commit time every test commit carries (with microseconds, to see
@@ -449,6 +452,92 @@ fn a_corrupt_object_fails_only_what_needs_it() {
     let lines = logged.lock().unwrap_or_else(PoisonError::into_inner).clone();
     assert!(lines.iter().any(|l| l.starts_with("/a/victim.bin: ")), "{lines:?}");
     assert!(lines.iter().any(|l| l.starts_with("/c: ")), "{lines:?}");
+    mounted.unmount().unwrap();
+}
+
+/// The lines a mount logged.
+type Logged = Arc<Mutex<Vec<String>>>;
+
+/// Mounts the crafted repository `objects` (written byte by byte from
+/// docs/format.md, not by the library) at commit `tip`, logging errors.
+fn mount_crafted(
+    dir: &Path,
+    objects: &craft::Objects,
+    tip: [u8; 32],
+) -> Option<(Mounted, PathBuf, Logged)> {
+    let repo_dir = dir.join("repo");
+    objects.write_repo(&repo_dir, &tip);
+    let repo = open_repo(&repo_dir, Access::ReadOnly);
+    let mnt = dir.join("mnt");
+    fs::create_dir(&mnt).unwrap();
+    let logged = Arc::new(Mutex::new(Vec::new()));
+    let mut options = MountOptions::default();
+    let sink = logged.clone();
+    options.error_log = ErrorLog::Call(Arc::new(move |line: &str| {
+        sink.lock().unwrap_or_else(PoisonError::into_inner).push(line.to_owned())
+    }));
+    let tip = CommitId::new(vst_cas::ObjectId::from_bytes(tip));
+    let view = View::commit(repo.store().as_ref(), tip).unwrap();
+    let mounted = try_mount(&repo, view, &mnt, &options)?;
+    Some((mounted, mnt, logged))
+}
+
+/// Issue 16, item 12: a file entry whose recorded size disagrees with its
+/// blob cannot be stat'ed or read (`EIO`), never served as a prefix or as
+/// more bytes than recorded.
+#[test]
+fn a_file_whose_recorded_size_is_wrong_is_eio() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(PoisonError::into_inner);
+    let dir = TempDir::new().unwrap();
+    let mut objects = craft::Objects::default();
+    let content = b"hello world\n";
+    let blob = objects.put(content);
+    let root = objects.tree(&[
+        craft::raw::file(b"exact", &blob, 12, false),
+        craft::raw::file(b"larger", &blob, 20, false),
+        craft::raw::file(b"smaller", &blob, 5, false),
+        craft::raw::file(b"zero", &blob, 0, false),
+    ]);
+    let tip = objects.commit(&root, "wrong sizes");
+    let Some((mut mounted, mnt, logged)) = mount_crafted(dir.path(), &objects, tip) else { return };
+    assert_eq!(fs::read(mnt.join("exact")).unwrap(), content);
+    for name in ["larger", "smaller", "zero"] {
+        let read = fs::read(mnt.join(name));
+        assert_eq!(read.map_err(|e| e.raw_os_error()), Err(Some(nix::libc::EIO)), "{name}");
+        let stat = fs::metadata(mnt.join(name)).map(|m| m.len());
+        assert_eq!(stat.map_err(|e| e.raw_os_error()), Err(Some(nix::libc::EIO)), "{name}");
+    }
+    let lines = logged.lock().unwrap_or_else(PoisonError::into_inner).clone();
+    assert!(
+        lines.iter().any(|l| l.starts_with("/smaller: ") && l.contains("records 5")),
+        "{lines:?}"
+    );
+    mounted.unmount().unwrap();
+}
+
+/// Issue 16, item 1: a directory whose tree holds `.vst` cannot be listed
+/// (its tree does not decode); its siblings can.
+#[test]
+fn a_tree_holding_the_repository_directory_is_eio() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(PoisonError::into_inner);
+    let dir = TempDir::new().unwrap();
+    let mut objects = craft::Objects::default();
+    let store_file = b"s3://attacker/loot\n1000000\n";
+    let blob = objects.put(store_file);
+    let dot_vst =
+        objects.tree(&[craft::raw::file(b"store", &blob, store_file.len() as u64, false)]);
+    let evil = objects.tree(&[craft::raw::dir(b".vst", &dot_vst)]);
+    let fine = objects.tree(&[craft::raw::file(b"store", &blob, store_file.len() as u64, false)]);
+    let root = objects.tree(&[craft::raw::dir(b"evil", &evil), craft::raw::dir(b"fine", &fine)]);
+    let tip = objects.commit(&root, "a tree with .vst");
+    let Some((mut mounted, mnt, _)) = mount_crafted(dir.path(), &objects, tip) else { return };
+    let e = fs::read_dir(mnt.join("evil")).map(drop).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(nix::libc::EIO));
+    assert_eq!(
+        fs::symlink_metadata(mnt.join("evil/.vst")).unwrap_err().raw_os_error(),
+        Some(nix::libc::EIO)
+    );
+    assert_eq!(fs::read(mnt.join("fine/store")).unwrap(), store_file);
     mounted.unmount().unwrap();
 }
 

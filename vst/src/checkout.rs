@@ -35,7 +35,7 @@ use crate::error::{Error, Result};
 use crate::id::TreeId;
 use crate::limits::PATH_DEPTH_MAX;
 use crate::name::RepoPath;
-use crate::read::{check_depth, merge, read_tree};
+use crate::read::{WalkBudget, check_depth, merge, read_tree};
 use crate::tree::{EntryKind, FileEntry, SymlinkTarget};
 use crate::worktree::{DiskStat, Force, Progress, ProgressEvent};
 
@@ -129,6 +129,7 @@ pub fn checkout(store: &dyn Store, tree: TreeId, target: &Path) -> Result<Checko
         let ctx = Ctx::new(store, &aside, &UpdateOptions::default())?;
         let pass = on_walk_stack(|| {
             let mut pass = Pass::default();
+            pass.budget.spend_walk(store, tree, 0)?;
             let root = ctx.root.clone();
             ctx.sync_dir(&root, &aside, &RepoPath::root(), None, tree, 0, Fresh::Yes, &mut pass)?;
             Ok(pass)
@@ -227,6 +228,9 @@ struct Pending {
 struct Pass {
     stats: CheckoutStats,
     writes: Vec<Pending>,
+    /// What the directories this checkout creates may hold, counted
+    /// before any of them is created.
+    budget: WalkBudget,
 }
 
 /// Whether a directory was just created by this checkout (and so cannot
@@ -293,8 +297,11 @@ impl<'a> Ctx<'a> {
     ) -> Result<()> {
         self.check_interrupt()?;
         // The empty tree need not be stored.
-        let old = old.filter(|id| *id != crate::Tree::default().id());
-        let old_tree = old.map(|id| read_tree(self.store, id)).transpose()?.unwrap_or_default();
+        let old_tree = old
+            .filter(|id| *id != crate::Tree::default().id())
+            .map(|id| read_tree(self.store, id))
+            .transpose()?
+            .unwrap_or_default();
         let new_tree = read_tree(self.store, new)?;
         check_depth(depth, new, &new_tree)?;
         for (a, b) in merge(old_tree.entries(), new_tree.entries()) {
@@ -303,7 +310,10 @@ impl<'a> Ctx<'a> {
             match (a.map(|e| &e.kind), b.map(|e| &e.kind)) {
                 (Some(x), Some(y)) if x == y => {}
                 (Some(x), None) => self.remove(&at, x, depth, pass)?,
-                (None, Some(y)) => self.create(&at, y, depth, fresh, pass)?,
+                (None, Some(y)) => {
+                    count_new(self.store, old, y, depth, pass)?;
+                    self.create(&at, y, depth, fresh, pass)?
+                }
                 (Some(EntryKind::Dir(x)), Some(EntryKind::Dir(y))) => {
                     let sub = Arc::new(at.open_dir()?);
                     let sub_path = at.path();
@@ -341,6 +351,7 @@ impl<'a> Ctx<'a> {
                     pass.writes.push(at.pending(*y));
                 }
                 (Some(x), Some(y)) => {
+                    count_new(self.store, old, y, depth, pass)?;
                     self.remove(&at, x, depth, pass)?;
                     self.create(&at, y, depth, Fresh::No, pass)?;
                 }
@@ -454,7 +465,7 @@ impl<'a> Ctx<'a> {
 
     /// Writes the pending files on all cores.
     fn write_files(&self, pass: Pass) -> Result<UpdateOutcome> {
-        let Pass { mut stats, writes } = pass;
+        let Pass { mut stats, writes, .. } = pass;
         let total = writes.len() as u64;
         let done = AtomicU64::new(0);
         let written: Vec<Written> = writes
@@ -523,6 +534,23 @@ impl<'a> Ctx<'a> {
         let mut file = fs::File::from(fd);
         file.write_all(&content).map_err(io("write file", &full))?;
         file_stat(&file, &full)
+    }
+}
+
+/// Counts a directory that an update adds to `old` against the walk
+/// budget, before anything of it is written. A fresh checkout counted its
+/// whole tree at the start, and what is inside a directory being created
+/// was counted with it (`old` is `None` there).
+fn count_new(
+    store: &dyn Store,
+    old: Option<TreeId>,
+    kind: &EntryKind,
+    depth: usize,
+    pass: &mut Pass,
+) -> Result<()> {
+    match (old, kind) {
+        (Some(_), EntryKind::Dir(id)) => pass.budget.spend_walk(store, *id, depth + 1),
+        _ => Ok(()),
     }
 }
 

@@ -99,6 +99,17 @@ pub enum Error {
         /// The tree at which the limit was reached.
         id: ObjectId,
     },
+    /// A walk over the tree would visit more than
+    /// [`crate::limits::WALK_ENTRIES_MAX`] entries, counting an entry once
+    /// for every path to it (subtrees reused many times over).
+    #[error(
+        "tree {id} holds more than {max} entries counting every path to its subtrees (shared subtrees reused many times over?); vst does not walk it",
+        max = crate::limits::WALK_ENTRIES_MAX
+    )]
+    WalkTooLarge {
+        /// The tree whose walk passed the limit.
+        id: ObjectId,
+    },
     /// Checkout could not do a filesystem operation.
     #[error("checkout: {op} {path}")]
     CheckoutIo {

@@ -15,6 +15,23 @@ pub const TREE_ENTRIES_MAX: usize = 1 << 20;
 /// Longest symlink target, in bytes (`PATH_MAX - 1` on Linux).
 pub const SYMLINK_TARGET_LEN_MAX: usize = 4095;
 
+/// Most entries one walk over a tree visits, counting an entry once for
+/// every path it is reached by: a walk (`read::walk`), a checkout (of the
+/// whole tree, or of the directories an update adds), a diff. Trees are
+/// shared by id, so 41 small trees, each holding two entries for the one
+/// below, make 2^41 paths; without this a checkout of them would create
+/// directories until the disk is full.
+///
+/// 4,194,304: about 40 times the 100,000 files (and ~10,000
+/// directories) of the largest trees vst is built for, and 4 directories
+/// of the largest size ([`TREE_ENTRIES_MAX`]), so no real tree comes near
+/// it; small enough that what a walk holds per entry (a diff's change
+/// with its path, about 150 bytes) stays well under a gigabyte when a
+/// diff reaches it, where a shared-subtree bomb would grow without end.
+/// What a full walk visits is counted before it starts (each distinct
+/// tree read once), so such a tree is refused before anything is written.
+pub const WALK_ENTRIES_MAX: u64 = 1 << 22;
+
 /// Most parents of one commit.
 pub const COMMIT_PARENTS_MAX: usize = 64;
 
@@ -37,3 +54,7 @@ const _: () = assert!(NAME_LEN_MAX < 256, "names are at most one byte of length 
 const _: () = assert!(PATH_DEPTH_MAX * (NAME_LEN_MAX + 1) < u32::MAX as usize);
 const _: () = assert!(TREE_LEN_MAX < (1 << 33), "a tree encoding stays well below 8 GiB");
 const _: () = assert!(COMMIT_PARENTS_MAX >= 2, "merges need two parents");
+const _: () = assert!(
+    WALK_ENTRIES_MAX >= 4 * TREE_ENTRIES_MAX as u64,
+    "a walk covers several directories of the largest size"
+);

@@ -6,6 +6,7 @@ use std::fmt;
 use smallvec::SmallVec;
 
 use crate::limits::{NAME_LEN_MAX, PATH_DEPTH_MAX};
+use crate::repo::REPO_DIR_NAME;
 
 /// Why a name or a path was rejected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -28,14 +29,29 @@ pub enum InvalidName {
     /// The path has more than [`PATH_DEPTH_MAX`] components.
     #[error("a path has at most {PATH_DEPTH_MAX} components")]
     TooDeep,
+    /// The name is `.vst` in some letter case: the name of the repository
+    /// directory.
+    #[error(
+        "a name cannot be `{REPO_DIR_NAME}` in any letter case: that is the repository directory"
+    )]
+    RepoDir,
 }
 
-/// Checks the rules of a name: not empty, not `.` or `..`, no `/`, no NUL,
-/// at most [`NAME_LEN_MAX`] bytes. Any other bytes, UTF-8 or not, are fine.
+/// Checks the rules of a name: not empty, not `.` or `..`, not `.vst` in
+/// any letter case, no `/`, no NUL, at most [`NAME_LEN_MAX`] bytes. Any
+/// other bytes, UTF-8 or not, are fine.
+///
+/// `.vst` is refused at every depth (as git refuses `.git`): a tree that
+/// held one would write a repository directory when checked out, and a
+/// tree's `.vst/store` in the root of a clone would send the next commit's
+/// objects wherever it names. Refused in every letter case, whatever the
+/// filesystem, so that a tree checked out where names fold case cannot
+/// carry one either.
 pub fn validate_name(bytes: &[u8]) -> Result<(), InvalidName> {
     match bytes {
         [] => Err(InvalidName::Empty),
         b"." | b".." => Err(InvalidName::Dot),
+        _ if bytes.eq_ignore_ascii_case(REPO_DIR_NAME.as_bytes()) => Err(InvalidName::RepoDir),
         _ if bytes.len() > NAME_LEN_MAX => Err(InvalidName::TooLong(bytes.len())),
         _ => match bytes.iter().find(|&&b| b == b'/' || b == 0) {
             Some(b'/') => Err(InvalidName::Slash),
@@ -110,7 +126,7 @@ impl fmt::Debug for Name {
 /// The empty path is the root itself.
 ///
 /// Built only through `TryFrom` (or [`RepoPath::join`]), so every component is
-/// a valid [`Name`]: no empty component, no `.` or `..`, no leading or
+/// a valid [`Name`]: no empty component, no `.`, `..` or `.vst`, no leading or
 /// trailing `/`, at most [`PATH_DEPTH_MAX`] components. Bytes need not be
 /// UTF-8.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -247,12 +263,18 @@ mod tests {
         assert_eq!(Name::try_from("x".repeat(256).as_str()), Err(InvalidName::TooLong(256)));
         assert!(Name::try_from("x".repeat(255).as_str()).is_ok());
         assert!(Name::try_from("...").is_ok());
+        for repo_dir in [".vst", ".VST", ".Vst", ".vsT"] {
+            assert_eq!(Name::try_from(repo_dir), Err(InvalidName::RepoDir), "{repo_dir}");
+        }
+        for fine in [".vstignore", ".vst2", "vst", "..vst", "a.vst"] {
+            assert!(Name::try_from(fine).is_ok(), "{fine}");
+        }
         assert!(Name::try_from(&b"\xff\xfe"[..]).is_ok(), "non-UTF-8 names are fine");
     }
 
     #[test]
     fn paths_follow_the_rules() {
-        for bad in ["/a", "a/", "a//b", "a/./b", "../a", "a/.."] {
+        for bad in ["/a", "a/", "a//b", "a/./b", "../a", "a/..", ".vst/store", "a/.VST/b"] {
             assert!(RepoPath::try_from(bad).is_err(), "{bad:?} must be rejected");
         }
         let p = RepoPath::try_from("a/b/c").unwrap();

@@ -27,6 +27,7 @@ use vst_cas::{ObjectId, RefError, RefName, Store, StoreError};
 use crate::commit::Commit;
 use crate::error::{Error, ObjectKind, Result};
 use crate::id::{CommitId, TreeId};
+use crate::limits::PATH_DEPTH_MAX;
 use crate::read::{check_depth, read_commit};
 use crate::repo::Repo;
 use crate::tree::{EntryKind, Tree};
@@ -90,10 +91,9 @@ impl std::fmt::Display for Rejection {
 /// written.
 pub fn transfer(from: &dyn Store, to: &dyn Store, tip: CommitId) -> Result<TransferStats> {
     let mut stats = TransferStats::default();
-    let mut seen_trees: HashSet<TreeId> = HashSet::new();
-    let mut seen_blobs: HashSet<ObjectId> = HashSet::new();
+    let mut copied = Copied::default();
     for (id, commit, bytes) in missing_commits(from, to, tip)? {
-        copy_tree(from, to, commit.tree, &mut seen_trees, &mut seen_blobs, &mut stats)?;
+        copy_tree(from, to, commit.tree, &mut copied, &mut stats)?;
         to.put(id.object_id(), &bytes)?;
         stats.commits += 1;
     }
@@ -137,26 +137,47 @@ fn missing_commits(
     Ok(out)
 }
 
+/// What a transfer has copied so far, across its commits.
+#[derive(Default)]
+struct Copied {
+    /// Trees read, each with its height: how many components its deepest
+    /// path adds (0 for an empty tree), counting a subdirectory `to`
+    /// already had before the transfer as one (see [`copy_tree`]).
+    trees: HashMap<TreeId, usize>,
+    blobs: HashSet<ObjectId>,
+}
+
 /// Copies the tree `root` and what it reaches that `to` lacks: reads the
-/// new trees level by level (one batch a level), copies the new blobs in
-/// batches, then writes the trees, each after every tree below it (by
-/// height, not by level: a subtree shared at depths 1 and 3 is read at
-/// level 1 but must still be written before its parent at level 2), so
-/// that a transfer cut short never leaves a tree without its children.
+/// new trees level by level (one batch a level), checks the depth limit,
+/// copies the new blobs in batches, then writes the trees, each after
+/// every tree below it (by height, not by level: a subtree shared at
+/// depths 1 and 3 is read at level 1 but must still be written before its
+/// parent at level 2), so that a transfer cut short never leaves a tree
+/// without its children.
+///
+/// The depth limit holds at every depth a new tree is reused at, not only
+/// the shallowest: a tree is too deep where it is nonempty at
+/// `PATH_DEPTH_MAX` components or more, which is checked at the deepest
+/// depth it has in `root` (and, for a tree an earlier commit of the
+/// transfer copied, from its height). A subtree `to` already had is not
+/// read (the point of a transfer); it is taken to be within the limit
+/// where it is reused, and checkout still checks it there.
 fn copy_tree(
     from: &dyn Store,
     to: &dyn Store,
     root: TreeId,
-    seen_trees: &mut HashSet<TreeId>,
-    seen_blobs: &mut HashSet<ObjectId>,
+    copied: &mut Copied,
     stats: &mut TransferStats,
 ) -> Result<()> {
-    // Read order, with each tree's subdirectories.
-    let mut read: Vec<(TreeId, Bytes, Vec<TreeId>)> = Vec::new();
+    let (seen_trees, seen_blobs) = (&mut copied.trees, &mut copied.blobs);
+    // Read order, with each tree's subdirectories and whether it is empty.
+    let mut read: Vec<(TreeId, Bytes, Vec<TreeId>, bool)> = Vec::new();
     let mut depth = 0;
     let mut blobs: Vec<(ObjectId, u64)> = Vec::new();
     let mut frontier: Vec<TreeId> = Vec::new();
-    if !to.contains(&root.object_id())? && seen_trees.insert(root) {
+    let earlier: HashSet<TreeId> = seen_trees.keys().copied().collect();
+    if !seen_trees.contains_key(&root) && !to.contains(&root.object_id())? {
+        seen_trees.insert(root, 0);
         frontier.push(root);
     }
     while !frontier.is_empty() {
@@ -175,8 +196,8 @@ fn copy_tree(
                     match &entry.kind {
                         EntryKind::Dir(sub) => {
                             subdirs.push(*sub);
-                            if !seen_trees.contains(sub) && !to.contains(&sub.object_id())? {
-                                seen_trees.insert(*sub);
+                            if !seen_trees.contains_key(sub) && !to.contains(&sub.object_id())? {
+                                seen_trees.insert(*sub, 0);
                                 next.push(*sub);
                             }
                         }
@@ -190,13 +211,12 @@ fn copy_tree(
                         EntryKind::Symlink(_) => {}
                     }
                 }
-                read.push((*id, bytes, subdirs));
+                read.push((*id, bytes, subdirs, tree.is_empty()));
             }
         }
         depth += 1;
         frontier = next;
     }
-    copy_blobs(from, to, &blobs, stats)?;
     // Heights within the new trees (a subdirectory `to` already has, or
     // one an earlier call wrote, counts as 0), computed deepest read
     // first; a shared subtree read early is computed on demand.
@@ -208,6 +228,8 @@ fn copy_tree(
     }
     let mut order: Vec<usize> = (0..read.len()).collect();
     order.sort_by_key(|&i| height[i]);
+    check_depths(&read, &index, &order, &earlier, seen_trees)?;
+    copy_blobs(from, to, &blobs, stats)?;
     for batch in order.chunks(TRANSFER_BATCH_COUNT_MAX) {
         let objects: Vec<(ObjectId, &[u8])> =
             batch.iter().map(|&i| (read[i].0.object_id(), read[i].1.as_ref())).collect();
@@ -217,12 +239,58 @@ fn copy_tree(
     Ok(())
 }
 
+/// Checks that no new tree is nonempty at `PATH_DEPTH_MAX` components or
+/// deeper, wherever it is reused in the tree `read[0]`, and that no tree
+/// an earlier commit copied is reused where its height takes it past the
+/// limit; then records the new trees' heights in `heights`.
+///
+/// `order` puts every tree after its new subdirectories, so the trees'
+/// heights are computed in it, and their deepest depths in its reverse
+/// (every path from the root to a new tree goes through new trees only:
+/// a tree `to` has, it has with everything below it).
+fn check_depths(
+    read: &[(TreeId, Bytes, Vec<TreeId>, bool)],
+    index: &HashMap<TreeId, usize>,
+    order: &[usize],
+    earlier: &HashSet<TreeId>,
+    heights: &mut HashMap<TreeId, usize>,
+) -> Result<()> {
+    // A subdirectory neither new nor copied earlier counts as one level:
+    // it was in `to` already, and is not read.
+    let sub_height = |heights: &HashMap<TreeId, usize>, sub: &TreeId| {
+        1 + if index.contains_key(sub) || earlier.contains(sub) { heights[sub] } else { 0 }
+    };
+    for &i in order {
+        let (id, _, subdirs, empty) = &read[i];
+        // A nonempty tree holds at least a file: one level.
+        let files = usize::from(!empty);
+        let height = subdirs.iter().map(|s| sub_height(heights, s)).fold(files, usize::max);
+        heights.insert(*id, height);
+    }
+    let mut deepest: Vec<usize> = vec![0; read.len()];
+    for &i in order.iter().rev() {
+        let (id, _, subdirs, empty) = &read[i];
+        let depth = deepest[i];
+        if depth >= PATH_DEPTH_MAX && !empty {
+            return Err(Error::TooDeep { id: id.object_id() });
+        }
+        for sub in subdirs {
+            if let Some(&j) = index.get(sub) {
+                deepest[j] = deepest[j].max(depth + 1);
+            } else if earlier.contains(sub) && depth + 1 + heights[sub] > PATH_DEPTH_MAX {
+                return Err(Error::TooDeep { id: sub.object_id() });
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The height of `read[i]` among the new trees: 0 without new
 /// subdirectories, else one more than the highest. Recursion is bounded by
 /// the nesting limit `check_depth` enforced while reading.
 fn tree_height(
     i: usize,
-    read: &[(TreeId, Bytes, Vec<TreeId>)],
+    read: &[(TreeId, Bytes, Vec<TreeId>, bool)],
     index: &HashMap<TreeId, usize>,
     height: &mut [Option<usize>],
 ) -> usize {

@@ -995,6 +995,11 @@ impl Store for RemoteStore {
         Ok(self.contains_id(id))
     }
 
+    /// From the pack index entry, as for local packs.
+    fn object_len(&self, id: &ObjectId) -> Result<Option<u64>, StoreError> {
+        Ok(read_lock(&self.shared.index).get(id).map(|loc| loc.raw_len))
+    }
+
     /// Uploads everything put so far: for an object store, the only way to
     /// survive the process dying.
     fn flush(&self) -> Result<(), StoreError> {

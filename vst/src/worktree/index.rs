@@ -29,7 +29,7 @@ use vst_cas::{ObjectId, Store};
 
 use super::scan::{Delta, DiskStat, Found};
 use crate::error::{Error, Result};
-use crate::limits::PATH_DEPTH_MAX;
+use crate::limits::{PATH_DEPTH_MAX, WALK_ENTRIES_MAX};
 use crate::{
     BlobId, CommitId, EntryKind, FileEntry, Name, RepoPath, SymlinkTarget, Tree, TreeEntry, TreeId,
 };
@@ -140,7 +140,7 @@ impl Index {
             Some(index) if index.root.id == Some(tree) => (index.root, index.stamp_ns),
             old => {
                 let reuse = old.as_ref().map(|i| &i.root);
-                let root = from_tree(store, tree, reuse, 0)?;
+                let root = from_tree(store, tree, reuse, 0, &mut 0)?;
                 (root, old.map_or(i64::MIN, |i| i.stamp_ns))
             }
         };
@@ -157,7 +157,7 @@ impl Index {
         tree: Option<TreeId>,
     ) -> Result<Self> {
         let tree = tree.unwrap_or_else(|| Tree::default().id());
-        let root = from_tree(store, tree, Some(&old.root), 0)?;
+        let root = from_tree(store, tree, Some(&old.root), 0, &mut 0)?;
         Ok(Self { commit, base_tree: tree, root, stamp_ns: old.stamp_ns, changed: true })
     }
 
@@ -391,12 +391,16 @@ fn hash_dirty(
 
 /// The directory of the stored tree `id`, taking from `reuse` (the old
 /// index at the same path) every subtree it has with the same id, and the
-/// stat of every file it has with the same content.
+/// stat of every file it has with the same content. Entries read from the
+/// store count in `read` against [`WALK_ENTRIES_MAX`]: a tree whose
+/// subtrees are shared many times over (a "bomb") is refused before it is
+/// expanded.
 fn from_tree(
     store: &dyn Store,
     id: TreeId,
     reuse: Option<&IndexDir>,
     depth: usize,
+    read: &mut u64,
 ) -> Result<IndexDir> {
     if let Some(old) = reuse.filter(|d| d.id == Some(id)) {
         return Ok(old.clone());
@@ -406,6 +410,10 @@ fn from_tree(
     }
     let tree = crate::read::read_tree(store, id)?;
     crate::read::check_depth(depth, id, &tree)?;
+    *read += tree.len() as u64;
+    if *read > WALK_ENTRIES_MAX {
+        return Err(Error::WalkTooLarge { id: id.object_id() });
+    }
     let mut entries = Vec::with_capacity(tree.len());
     for entry in tree.entries() {
         let old = reuse.and_then(|d| d.get(entry.name.as_bytes()));
@@ -423,7 +431,7 @@ fn from_tree(
                     Some(IndexNode::Dir(d)) => Some(d),
                     _ => None,
                 };
-                IndexNode::Dir(from_tree(store, *sub, old_dir, depth + 1)?)
+                IndexNode::Dir(from_tree(store, *sub, old_dir, depth + 1, read)?)
             }
         };
         entries.push((entry.name.clone(), node));

@@ -30,7 +30,7 @@ use vst_cas::{Head, Store};
 use crate::checkout::{UpdateOptions, Written};
 use crate::error::{Error, Result};
 use crate::read::read_commit;
-use crate::repo::{Location, REPO_DIR_NAME, Repo};
+use crate::repo::{Location, Repo};
 use crate::{CheckoutStats, CommitId, CommitOptions, EntryKind, RepoPath, Tree, TreeId};
 
 use index::{Index, IndexDir, IndexNode};
@@ -670,9 +670,4 @@ fn remove_marker(repo_dir: &Path) -> Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(source) => Err(Error::RepoIo { op: "remove", path, source }),
     }
-}
-
-/// Whether `name` is the repository directory's name.
-pub fn is_repo_dir_name(name: &[u8]) -> bool {
-    name == REPO_DIR_NAME.as_bytes()
 }

@@ -203,6 +203,13 @@ enum Walked {
     Skipped(PathBuf),
 }
 
+/// Whether `name` is a repository directory's, in any letter case: never
+/// part of a tree (names refuse it), so a scan skips it, ours or a nested
+/// repository's, wherever it is.
+fn is_repo_dir(name: &[u8]) -> bool {
+    name.eq_ignore_ascii_case(crate::repo::REPO_DIR_NAME.as_bytes())
+}
+
 /// The ignore file's name: gitignore syntax, in any directory.
 pub const IGNORE_FILE: &str = ".vstignore";
 
@@ -270,7 +277,6 @@ impl IgnoreChain {
 
 struct WalkCtx<'a> {
     root: &'a Path,
-    repo_name: &'a OsStr,
     stamp_ns: i64,
     out: Mutex<Vec<Walked>>,
 }
@@ -300,7 +306,7 @@ fn walk_dir(
     for entry in fs::read_dir(&dir).map_err(io("read the directory", &dir))? {
         let entry = entry.map_err(io("read the directory", &dir))?;
         let name = entry.file_name();
-        if name != ctx.repo_name {
+        if !is_repo_dir(name.as_bytes()) {
             disk.push((name, entry)); // (a repository directory, ours or a nested one, is not)
         }
     }
@@ -502,18 +508,10 @@ pub fn walk(
     // A full scan takes its stamp before anything is looked at; a scan of
     // some paths vouches for nothing it did not look at, and needs none.
     let stamp_ns = changed.is_none().then(|| fs_now(repo_dir));
-    // A repository directory, ours or a nested one, is never part of the
-    // tree (the repository itself may live elsewhere).
-    let repo_name = std::ffi::OsString::from(crate::repo::REPO_DIR_NAME);
     // Bound by one lstat per entry: directories are walked on all cores,
     // each entry is stat-ed relative to its directory and compared with the
     // index where it is found; only differences leave the walk.
-    let ctx = WalkCtx {
-        root,
-        repo_name: &repo_name,
-        stamp_ns: index.stamp_ns,
-        out: Mutex::new(Vec::new()),
-    };
+    let ctx = WalkCtx { root, stamp_ns: index.stamp_ns, out: Mutex::new(Vec::new()) };
     match changed {
         None => walk_dir(&ctx, &RepoPath::root(), Some(&index.root), &IgnoreChain::default())?,
         Some(paths) => walk_paths(&ctx, index, paths)?,
@@ -580,7 +578,7 @@ fn walk_paths(ctx: &WalkCtx<'_>, index: &Index, changed: &[RepoPath]) -> Result<
         let mut parent = RepoPath::root();
         for component in path.components().take(depth - 1) {
             match index_dir.get(component) {
-                Some(IndexNode::Dir(d)) if OsStr::from_bytes(component) != ctx.repo_name => {
+                Some(IndexNode::Dir(d)) if !is_repo_dir(component) => {
                     index_dir = d;
                     parent = parent.join_unchecked(component);
                 }
@@ -702,7 +700,7 @@ fn compare<'i>(
     pending: &mut Vec<Pending<'i>>,
 ) -> Result<()> {
     let name = OsStr::from_bytes(name);
-    if name == ctx.repo_name {
+    if is_repo_dir(name.as_bytes()) {
         return Ok(());
     }
     let dir = ctx.root.join(OsStr::from_bytes(parent.as_bytes()));
@@ -851,7 +849,7 @@ fn through_dir(
 ) -> Result<Option<OpenDir>> {
     use rustix::fs::{Mode, OFlags};
     let Some(parent_dir) = parent_dir else { return Ok(None) };
-    if !matches!(node, Some(IndexNode::Dir(_))) || OsStr::from_bytes(name) == ctx.repo_name {
+    if !matches!(node, Some(IndexNode::Dir(_))) || is_repo_dir(name) {
         return Ok(None);
     }
     let full = ctx.root.join(OsStr::from_bytes(parent.as_bytes())).join(OsStr::from_bytes(name));
