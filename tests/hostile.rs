@@ -72,7 +72,8 @@ fn a_tree_holding_the_repository_directory_is_refused() {
         let e = vst::checkout(store.as_ref(), tree, &target).unwrap_err();
         assert!(is_repo_dir_name(&e), "{what}: {e}");
         assert!(
-            read_disk(&target).keys().all(|k| !k.to_ascii_lowercase().ends_with(b".vst")),
+            !target.exists()
+                || read_disk(&target).keys().all(|k| !k.to_ascii_lowercase().ends_with(b".vst")),
             "{what}: checkout wrote a repository directory"
         );
 
@@ -288,7 +289,7 @@ fn a_shared_subtree_bomb_is_refused_before_it_expands() {
     let e = vst::checkout(&store, bomb, &target).unwrap_err();
     assert!(too_large(&e), "checkout: {e}");
     assert!(store.reads() < early, "checkout read too much");
-    assert!(read_disk(&target).is_empty(), "checkout created something");
+    assert!(!target.exists() || read_disk(&target).is_empty(), "checkout created something");
 
     vst::checkout(&store, small, &target).unwrap();
     // The update counts each directory it adds: here `a`, the bomb's half.

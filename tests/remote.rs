@@ -343,78 +343,6 @@ fn a_transfer_stores_every_tree_after_its_subtrees() {
     assert!(to.contains(&tip.object_id()).unwrap());
 }
 
-/// A store that records the most bytes one read handed out and one write
-/// took (a batch counts whole).
-#[derive(Debug)]
-struct Largest<S> {
-    inner: S,
-    read: std::sync::atomic::AtomicU64,
-    written: std::sync::atomic::AtomicU64,
-}
-
-impl<S: Store> Largest<S> {
-    fn new(inner: S) -> Self {
-        Self { inner, read: Default::default(), written: Default::default() }
-    }
-    fn largest(&self) -> (u64, u64) {
-        (self.read.load(Ordering::SeqCst), self.written.load(Ordering::SeqCst))
-    }
-}
-
-impl<S: Store> Store for Largest<S> {
-    fn put(&self, id: vst_cas::ObjectId, bytes: &[u8]) -> Result<(), vst_cas::StoreError> {
-        self.written.fetch_max(bytes.len() as u64, Ordering::SeqCst);
-        self.inner.put(id, bytes)
-    }
-    fn put_batch(&self, objects: &[(vst_cas::ObjectId, &[u8])]) -> Result<(), vst_cas::StoreError> {
-        let len: usize = objects.iter().map(|(_, b)| b.len()).sum();
-        self.written.fetch_max(len as u64, Ordering::SeqCst);
-        self.inner.put_batch(objects)
-    }
-    fn get(&self, id: &vst_cas::ObjectId) -> Result<bytes::Bytes, vst_cas::StoreError> {
-        let got = self.inner.get(id)?;
-        self.read.fetch_max(got.len() as u64, Ordering::SeqCst);
-        Ok(got)
-    }
-    fn get_many(
-        &self,
-        ids: &[vst_cas::ObjectId],
-    ) -> Result<Vec<bytes::Bytes>, vst_cas::StoreError> {
-        let got = self.inner.get_many(ids)?;
-        let len: usize = got.iter().map(|b| b.len()).sum();
-        self.read.fetch_max(len as u64, Ordering::SeqCst);
-        Ok(got)
-    }
-    fn read_range(
-        &self,
-        id: &vst_cas::ObjectId,
-        offset: u64,
-        len: u64,
-    ) -> Result<bytes::Bytes, vst_cas::StoreError> {
-        let got = self.inner.read_range(id, offset, len)?;
-        self.read.fetch_max(got.len() as u64, Ordering::SeqCst);
-        Ok(got)
-    }
-    fn contains(&self, id: &vst_cas::ObjectId) -> Result<bool, vst_cas::StoreError> {
-        self.inner.contains(id)
-    }
-    fn sync(&self) -> Result<(), vst_cas::StoreError> {
-        self.inner.sync()
-    }
-    fn put_reader(
-        &self,
-        reader: &mut dyn std::io::Read,
-    ) -> Result<(vst_cas::ObjectId, u64), vst_cas::StoreError> {
-        self.inner.put_reader(reader)
-    }
-    fn chunks(
-        &self,
-        id: &vst_cas::ObjectId,
-    ) -> Result<Option<Vec<(vst_cas::ObjectId, u64)>>, vst_cas::StoreError> {
-        self.inner.chunks(id)
-    }
-}
-
 /// A large file travels a few chunks at a time, never whole: pushed from
 /// a pack store to an object store and cloned back, no read of the
 /// transfer hands out more than 8 MiB and a chunk, and no write takes more
@@ -422,14 +350,14 @@ impl<S: Store> Store for Largest<S> {
 #[test]
 fn a_large_file_travels_a_few_chunks_at_a_time() {
     let dirs = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let a = Repo::open(dirs.0.path()).unwrap();
+    let a = crate::support::repo(dirs.0.path());
     let big = noise(21, 40 << 20);
     let files = vec![("big.bin".to_owned(), big.clone()), ("small".to_owned(), b"s".to_vec())];
     let tip = commit_files(&a, &files, "big");
     let remote =
         Remote::with_client(Arc::new(object_store::memory::InMemory::new()), "r", "memory")
             .unwrap();
-    let local = Largest::new(a.store());
+    let local = crate::support::Largest::new(a.store());
     let store = remote.store(RemoteOptions::default()).unwrap();
     match push(&local, &store, &remote.refs(), &main_branch(), tip).unwrap() {
         PushOutcome::Pushed { stats, .. } => assert_eq!(stats.blob_bytes, (40 << 20) + 1),
@@ -439,9 +367,11 @@ fn a_large_file_travels_a_few_chunks_at_a_time() {
     let (read, _) = local.largest();
     assert!(read <= read_max, "push: {read} bytes in one read");
 
-    let b = Repo::open(dirs.1.path()).unwrap();
-    let (from, to) =
-        (Largest::new(remote.store(RemoteOptions::default()).unwrap()), Largest::new(b.store()));
+    let b = crate::support::repo(dirs.1.path());
+    let (from, to) = (
+        crate::support::Largest::new(remote.store(RemoteOptions::default()).unwrap()),
+        crate::support::Largest::new(b.store()),
+    );
     transfer(&from, &to, tip).unwrap();
     let (read, _) = from.largest();
     let (_, written) = to.largest();
@@ -450,7 +380,7 @@ fn a_large_file_travels_a_few_chunks_at_a_time() {
     let tree = tree_of(b.store().as_ref(), tip);
     assert!(b.fsck(ReadData::Yes).unwrap().is_clean());
     // Read out (as `vst cat` does) the same way.
-    let local = Largest::new(b.store());
+    let local = crate::support::Largest::new(b.store());
     let mut out = Vec::new();
     assert_eq!(read::copy_file(&local, tree, &p("big.bin"), &mut out).unwrap(), 40 << 20);
     assert!(out == big);

@@ -104,3 +104,82 @@ pub fn repo(dir: &Path) -> vst::Repo {
         Err(e) => panic!("opening {}: {e}", dir.display()),
     }
 }
+
+/// A store that records the most bytes one read handed out and one write
+/// took (a batch counts whole).
+#[derive(Debug)]
+pub struct Largest<S> {
+    inner: S,
+    read: std::sync::atomic::AtomicU64,
+    written: std::sync::atomic::AtomicU64,
+}
+
+impl<S: vst_cas::Store> Largest<S> {
+    pub fn new(inner: S) -> Self {
+        Self { inner, read: Default::default(), written: Default::default() }
+    }
+    /// The most bytes one read handed out and one write took.
+    pub fn largest(&self) -> (u64, u64) {
+        (
+            self.read.load(std::sync::atomic::Ordering::SeqCst),
+            self.written.load(std::sync::atomic::Ordering::SeqCst),
+        )
+    }
+}
+
+impl<S: vst_cas::Store> vst_cas::Store for Largest<S> {
+    fn put(&self, id: vst_cas::ObjectId, bytes: &[u8]) -> Result<(), vst_cas::StoreError> {
+        self.written.fetch_max(bytes.len() as u64, std::sync::atomic::Ordering::SeqCst);
+        self.inner.put(id, bytes)
+    }
+    fn put_batch(&self, objects: &[(vst_cas::ObjectId, &[u8])]) -> Result<(), vst_cas::StoreError> {
+        let len: usize = objects.iter().map(|(_, b)| b.len()).sum();
+        self.written.fetch_max(len as u64, std::sync::atomic::Ordering::SeqCst);
+        self.inner.put_batch(objects)
+    }
+    fn get(&self, id: &vst_cas::ObjectId) -> Result<bytes::Bytes, vst_cas::StoreError> {
+        let got = self.inner.get(id)?;
+        self.read.fetch_max(got.len() as u64, std::sync::atomic::Ordering::SeqCst);
+        Ok(got)
+    }
+    fn get_many(
+        &self,
+        ids: &[vst_cas::ObjectId],
+    ) -> Result<Vec<bytes::Bytes>, vst_cas::StoreError> {
+        let got = self.inner.get_many(ids)?;
+        let len: usize = got.iter().map(|b| b.len()).sum();
+        self.read.fetch_max(len as u64, std::sync::atomic::Ordering::SeqCst);
+        Ok(got)
+    }
+    fn read_range(
+        &self,
+        id: &vst_cas::ObjectId,
+        offset: u64,
+        len: u64,
+    ) -> Result<bytes::Bytes, vst_cas::StoreError> {
+        let got = self.inner.read_range(id, offset, len)?;
+        self.read.fetch_max(got.len() as u64, std::sync::atomic::Ordering::SeqCst);
+        Ok(got)
+    }
+    fn contains(&self, id: &vst_cas::ObjectId) -> Result<bool, vst_cas::StoreError> {
+        self.inner.contains(id)
+    }
+    fn object_len(&self, id: &vst_cas::ObjectId) -> Result<Option<u64>, vst_cas::StoreError> {
+        self.inner.object_len(id)
+    }
+    fn sync(&self) -> Result<(), vst_cas::StoreError> {
+        self.inner.sync()
+    }
+    fn put_reader(
+        &self,
+        reader: &mut dyn std::io::Read,
+    ) -> Result<(vst_cas::ObjectId, u64), vst_cas::StoreError> {
+        self.inner.put_reader(reader)
+    }
+    fn chunks(
+        &self,
+        id: &vst_cas::ObjectId,
+    ) -> Result<Option<Vec<(vst_cas::ObjectId, u64)>>, vst_cas::StoreError> {
+        self.inner.chunks(id)
+    }
+}

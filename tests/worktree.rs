@@ -507,3 +507,42 @@ fn the_index_file_has_the_documented_bytes() {
     expected.extend_from_slice(&check);
     assert_eq!(bytes, expected);
 }
+
+/// A large file is scanned, stored and checked out a few chunks at a
+/// time: the scan never puts it whole (it streams it into the store), and
+/// a checkout never reads more than a read-ahead window of it at once.
+#[test]
+fn a_large_file_is_scanned_and_checked_out_in_bounded_pieces() {
+    use vst::worktree::index::Index;
+    use vst::worktree::scan;
+    let (dir, root) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let root = root.path();
+    let big = vst_cas::sim::noise(7, 40 << 20);
+    write(root, "big.bin", &big);
+    write(root, "small", b"s");
+    let repo = init(&dir.path().join("repo"));
+    let store = crate::support::Largest::new(repo.store());
+    let index = Index::load(repo.dir(), &store, None, None).unwrap();
+    let walk = scan::walk(root, repo.dir(), &index, None).unwrap();
+    let scanned = walk.hash(Some(&store), None).unwrap();
+    let (_, written) = store.largest();
+    assert!(written < 1 << 20, "the scan put {written} bytes at once");
+    let file = match &scanned.deltas.iter().find(|d| d.path == p("big.bin")).unwrap().new {
+        Some(vst::worktree::Found::File(f)) => *f,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(file.id, vst::BlobId::of(&big));
+    assert_eq!(file.size, 40 << 20);
+
+    // A tree holding it, checked out into a new directory and updated in
+    // place, through the recording store.
+    let mut index = index;
+    index.apply(&scanned.deltas).unwrap();
+    let tree = index.write_trees(&store).unwrap();
+    let out = dir.path().join("out");
+    vst::checkout(&store, tree, &out).unwrap();
+    assert!(fs::read(out.join("big.bin")).unwrap() == big);
+    let read_max = vst_cas::stream::READ_AHEAD_LEN_MAX + vst_cas::pack::CHUNK_LEN_MAX as u64;
+    let (read, _) = store.largest();
+    assert!(read <= read_max, "the checkout read {read} bytes at once");
+}

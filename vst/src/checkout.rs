@@ -490,14 +490,10 @@ impl<'a> Ctx<'a> {
     /// `O_CREAT | O_EXCL` when there is no temporary directory or it is on
     /// another filesystem.
     fn write_file(&self, p: &Pending) -> Result<DiskStat> {
-        let content = self.store.get(&p.file.id.object_id())?;
-        if content.len() as u64 != p.file.size {
-            return Err(Error::SizeMismatch {
-                id: p.file.id,
-                recorded: p.file.size,
-                actual: content.len() as u64,
-            });
-        }
+        // Verified chunk by chunk and whole at the end; a few chunks in
+        // memory at a time, whatever the file's size.
+        crate::read::check_file_len(self.store, &p.file)?;
+        let content = || vst_cas::stream::ObjectReader::new(self.store, &p.file.id.object_id());
         let name = p.path.components().next_back().expect("a file is never the root");
         let full = p.dir_path.join(std::ffi::OsStr::from_bytes(name));
         let mode = Mode::from(if p.file.executable { 0o777 } else { 0o666 });
@@ -511,7 +507,13 @@ impl<'a> Ctx<'a> {
             let fd = rustix::fs::openat(tmp.as_fd(), tmp_name.as_str(), flags, mode)
                 .map_err(|e| errno_io("create file", &tmp_path.join(&tmp_name), e))?;
             let mut file = fs::File::from(fd);
-            file.write_all(&content).map_err(io("write file", &full))?;
+            let written = content()
+                .map_err(Error::from)
+                .and_then(|mut c| copy_object(&mut c, &mut file, &full));
+            if let Err(e) = written {
+                let _ = rustix::fs::unlinkat(tmp.as_fd(), tmp_name.as_str(), AtFlags::empty());
+                return Err(e);
+            }
             match rustix::fs::renameat(tmp.as_fd(), tmp_name.as_str(), p.dir.as_fd(), name) {
                 Ok(()) => return file_stat(&file, &full),
                 Err(Errno::XDEV) => {
@@ -532,7 +534,7 @@ impl<'a> Ctx<'a> {
         let fd = rustix::fs::openat(p.dir.as_fd(), name, flags, mode)
             .map_err(|e| errno_io("create file", &full, e))?;
         let mut file = fs::File::from(fd);
-        file.write_all(&content).map_err(io("write file", &full))?;
+        copy_object(&mut content()?, &mut file, &full)?;
         file_stat(&file, &full)
     }
 }
@@ -552,6 +554,18 @@ fn count_new(
         (Some(_), EntryKind::Dir(id)) => pass.budget.spend_walk(store, *id, depth + 1),
         _ => Ok(()),
     }
+}
+
+/// Writes what `object` reads out into `file` (at `path`, for errors).
+fn copy_object(
+    object: &mut vst_cas::stream::ObjectReader<'_>,
+    file: &mut fs::File,
+    path: &Path,
+) -> Result<()> {
+    while let Some(piece) = object.next_piece()? {
+        file.write_all(&piece).map_err(io("write file", path))?;
+    }
+    Ok(())
 }
 
 fn file_stat(file: &fs::File, path: &Path) -> Result<DiskStat> {

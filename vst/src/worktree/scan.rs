@@ -225,20 +225,73 @@ struct ToHash {
 }
 
 impl ToHash {
-    fn read(&self) -> Result<Vec<u8>> {
+    /// Opens the file, not following a link.
+    fn open(&self) -> Result<fs::File> {
         let Some(dir) = &self.dir else {
-            return fs::read(&self.full).map_err(io("read", &self.full));
+            return fs::File::open(&self.full).map_err(io("read", &self.full));
         };
         use rustix::fs::{Mode, OFlags};
         let name = self.path.components().next_back().expect("a file is never the root");
         let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
         let fd = rustix::fs::openat(dir, name, flags, Mode::empty())
             .map_err(|e| io("read", &self.full)(e.into()))?;
-        let mut content = Vec::with_capacity(usize::try_from(self.stat.size).unwrap_or(0) + 1);
-        std::io::Read::read_to_end(&mut fs::File::from(fd), &mut content)
-            .map_err(io("read", &self.full))?;
-        Ok(content)
+        Ok(fs::File::from(fd))
     }
+
+    /// Reads, hashes and (with `store`) stores the file: whole if it is
+    /// small, a piece at a time from [`STREAM_LEN_MIN`] on, so memory stays
+    /// bounded whatever its size. Returns its entry and whether it was
+    /// stored.
+    fn hash(&self, store: Option<&dyn Store>) -> Result<(FileEntry, Option<Vec<u8>>)> {
+        let executable = self.stat.mode & 0o100 != 0;
+        let mut file = self.open()?;
+        if self.stat.size >= STREAM_LEN_MIN {
+            let (id, size) = match store {
+                Some(store) => {
+                    let (id, size) = store.put_reader(&mut file)?;
+                    (BlobId::new(id), size)
+                }
+                None => hash_reader(&mut file).map_err(io("read", &self.full))?,
+            };
+            return Ok((FileEntry { id, size, executable }, None));
+        }
+        let mut content = Vec::with_capacity(usize::try_from(self.stat.size).unwrap_or(0) + 1);
+        std::io::Read::read_to_end(&mut file, &mut content).map_err(io("read", &self.full))?;
+        let entry = FileEntry { id: BlobId::of(&content), size: content.len() as u64, executable };
+        Ok((entry, Some(content)))
+    }
+}
+
+/// From this length on, a file is read, hashed and stored a piece at a
+/// time ([`Store::put_reader`]), never held whole in memory.
+pub const STREAM_LEN_MIN: u64 = 8 << 20;
+
+/// The BLAKE3 id and length of what `reader` yields, read in pieces of
+/// [`STREAM_LEN_MIN`] bytes (hashed on all cores, as a large blob is).
+fn hash_reader(reader: &mut dyn std::io::Read) -> std::io::Result<(BlobId, u64)> {
+    let mut hasher = blake3::Hasher::new();
+    let mut buf = vec![0u8; STREAM_LEN_MIN as usize];
+    let mut len = 0u64;
+    loop {
+        let mut filled = 0;
+        while filled < buf.len() {
+            match reader.read(&mut buf[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if filled == 0 {
+            break;
+        }
+        hasher.update_rayon(&buf[..filled]);
+        len += filled as u64;
+        if filled < buf.len() {
+            break;
+        }
+    }
+    Ok((BlobId::new(vst_cas::ObjectId::from_bytes(*hasher.finalize().as_bytes())), len))
 }
 
 /// `.vstignore` matchers from the root down to a directory.
@@ -878,19 +931,14 @@ impl Walk {
         let total = to_hash.len() as u64;
         let done = std::sync::atomic::AtomicU64::new(0);
         let hash_one = |h: ToHash| {
-            let content = h.read()?;
+            let (file, content) = h.hash(store)?;
             let ToHash { path, stat, old, .. } = h;
             if let Some(progress) = progress {
                 let done = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
                 progress(ProgressEvent::Hashed { done, total });
             }
-            let file = FileEntry {
-                id: BlobId::of(&content),
-                size: content.len() as u64,
-                executable: stat.mode & 0o100 != 0,
-            };
             let same = matches!(&old, Some(EntryKind::File(f)) if *f == file);
-            if let (Some(store), false) = (store, same) {
+            if let (Some(store), Some(content), false) = (store, content, same) {
                 store.put(file.id.object_id(), &content)?;
             }
             let delta =
