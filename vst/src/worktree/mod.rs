@@ -331,11 +331,8 @@ impl WorkTree {
     ) -> Result<CommitOutcome> {
         self.check_at_head()?;
         let snapshot = self.snapshot(scan)?;
-        let unchanged = Some(snapshot.tree) == Some(self.index.base_tree) && self.head.is_some();
-        if unchanged && empty == Empty::Skip {
-            return Ok(CommitOutcome { commit: None, snapshot });
-        }
-        if self.head.is_none() && snapshot.tree == Tree::default().id() && empty == Empty::Skip {
+        // (With no commit yet, the base is the empty tree.)
+        if snapshot.tree == self.index.base_tree && empty == Empty::Skip {
             return Ok(CommitOutcome { commit: None, snapshot });
         }
         let id = self.repo.commit_tree(snapshot.tree, self.head, options)?;
