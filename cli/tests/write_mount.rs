@@ -651,3 +651,133 @@ fn the_server_exits_after_an_unmount_even_without_its_socket() {
     fs::remove_file(repo.join(".vst/mount/sock")).unwrap();
     unmount(repo, mnt, child);
 }
+
+/// The id of `rev`'s commit and of its first parent.
+fn commit_of(repo: &Path, rev: &str) -> (String, Option<String>) {
+    let log: serde_json::Value =
+        serde_json::from_str(&ok(repo, &["log", "--json", "-n", "1", rev])).unwrap();
+    let commit = &log[0];
+    let id = commit["commit"].as_str().unwrap().to_owned();
+    (id, commit["parents"][0].as_str().map(str::to_owned))
+}
+
+/// What `vst mount --write` (in the background, so that it returns if it
+/// does mount) says when it refuses; a mount it makes is unmounted, then
+/// the test fails.
+fn refused_mount(repo: &Path, at: &Path, extra: &[&str]) -> String {
+    let at = at.to_str().unwrap();
+    let out = vst(repo, &[&["mount", "--write", "--background", at][..], extra].concat());
+    let said = String::from_utf8_lossy(&out.stderr).into_owned();
+    if out.status.success() {
+        ok(repo, &["umount", at]);
+        panic!("mounted, where it had to refuse: {}", String::from_utf8_lossy(&out.stdout));
+    }
+    assert!(!mounted(Path::new(at)));
+    said
+}
+
+/// Work a mount left uncommitted on a commit the branch has since moved
+/// past is never hidden nor dropped: the next mount refuses, naming both
+/// commits and the choices, and changes nothing; `--save BRANCH` keeps the
+/// work on a new branch on top of the commit it was made on, and mounts
+/// the branch's new head.
+#[test]
+fn a_remount_after_the_branch_moved_keeps_the_uncommitted_work() {
+    let Some((_one, repo, mnt)) = setup() else { return };
+    let (repo, mnt) = (repo.path(), mnt.path());
+    let (base, _) = commit_of(repo, "HEAD");
+    let Some(child) = mount(repo, mnt, &[]) else { return };
+    fs::write(mnt.join("precious.txt"), b"precious\n").unwrap();
+    unmount(repo, mnt, child);
+    fs::write(repo.join("outside.txt"), b"outside\n").unwrap();
+    ok(repo, &["commit", "-q", "-m", "outside"]);
+    let (moved, _) = commit_of(repo, "HEAD");
+
+    let said = refused_mount(repo, mnt, &[]);
+    for needed in [&base, &moved, "--save", "--discard"] {
+        assert!(said.contains(needed), "the refusal names {needed}: {said}");
+    }
+    assert_eq!(commit_of(repo, "HEAD").0, moved, "a refused mount moves nothing");
+
+    let Some(child) = mount(repo, mnt, &["--save", "kept"]) else { return };
+    assert!(mnt.join("outside.txt").exists() && !mnt.join("precious.txt").exists());
+    assert!(ok(mnt, &["status"]).trim().starts_with("clean"), "the new head, clean");
+    unmount(repo, mnt, child);
+    let (kept, parent) = commit_of(repo, "kept");
+    assert_eq!(parent.as_deref(), Some(base.as_str()), "saved on the commit it was made on");
+    assert_eq!(ok(repo, &["cat", &format!("{kept}:precious.txt")]), "precious\n");
+    // Nothing is left to save: the next mount resumes normally.
+    let Some(child) = mount(repo, mnt, &[]) else { return };
+    assert!(mnt.join("outside.txt").exists());
+    unmount(repo, mnt, child);
+}
+
+/// A commit in the mount that the moved branch refuses changes nothing:
+/// the work stays uncommitted on its base (not on the refused commit,
+/// which no ref names), so the next mount still finds it.
+#[test]
+fn a_commit_refused_in_the_mount_changes_nothing() {
+    let Some((_one, repo, mnt)) = setup() else { return };
+    let (repo, mnt) = (repo.path(), mnt.path());
+    let (first, _) = commit_of(repo, "HEAD");
+    fs::write(repo.join("second.txt"), b"second\n").unwrap();
+    ok(repo, &["commit", "-q", "-m", "second"]);
+    let (second, _) = commit_of(repo, "HEAD");
+    let Some(child) = mount(repo, mnt, &[]) else { return };
+    fs::write(mnt.join("precious.txt"), b"precious\n").unwrap();
+    // Another writer moves the branch under the mount (refs are not under
+    // the store's lock): back to the first commit.
+    let refs = vst_cas::Refs::new(
+        std::sync::Arc::new(vst_cas::vfs::RealFs::new()),
+        &repo.join(".vst").canonicalize().unwrap(),
+    );
+    let id = |s: &str| s.parse::<vst_cas::ObjectId>().unwrap();
+    let main = vst_cas::RefName::try_from("main").unwrap();
+    refs.update(&main, Some(id(&second)), Some(id(&first)), "test: reset").unwrap();
+    let refused = vst(mnt, &["commit", "-m", "refused"]);
+    assert!(!refused.status.success(), "the branch moved: the commit must fail");
+    assert!(ok(mnt, &["status"]).contains("A precious.txt"), "still uncommitted");
+    unmount(repo, mnt, child);
+
+    let said = refused_mount(repo, mnt, &[]);
+    assert!(said.contains(&second), "the work is on {second}: {said}");
+    let Some(child) = mount(repo, mnt, &["--save", "kept"]) else { return };
+    unmount(repo, mnt, child);
+    let (kept, parent) = commit_of(repo, "kept");
+    assert_eq!(parent.as_deref(), Some(second.as_str()));
+    assert_eq!(ok(repo, &["cat", &format!("{kept}:precious.txt")]), "precious\n");
+}
+
+/// `--rev` of an older commit detaches `HEAD` there, so a commit in the
+/// mount succeeds and moves no branch; `--rev BRANCH` makes `HEAD` name
+/// that branch, and a commit moves it.
+#[test]
+fn a_mount_of_another_revision_commits_from_it() {
+    let Some((_one, repo, mnt)) = setup() else { return };
+    let (repo, mnt) = (repo.path(), mnt.path());
+    let (first, _) = commit_of(repo, "HEAD");
+    fs::write(repo.join("second.txt"), b"second\n").unwrap();
+    ok(repo, &["commit", "-q", "-m", "second"]);
+    let (second, _) = commit_of(repo, "HEAD");
+    ok(repo, &["branch", "side", "HEAD~1"]);
+
+    let Some(child) = mount(repo, mnt, &["--rev", "HEAD~1"]) else { return };
+    assert!(!mnt.join("second.txt").exists());
+    fs::write(mnt.join("old.txt"), b"on the old commit\n").unwrap();
+    let out = vst(mnt, &["commit", "-m", "on the old commit"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let made = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    unmount(repo, mnt, child);
+    assert_eq!(commit_of(repo, "main").0, second, "no branch moved");
+    assert_eq!(commit_of(repo, "HEAD"), (made, Some(first.clone())), "HEAD detached");
+
+    let Some(child) = mount(repo, mnt, &["--rev", "side"]) else { return };
+    fs::write(mnt.join("side.txt"), b"side\n").unwrap();
+    let out = vst(mnt, &["commit", "-m", "on side"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    unmount(repo, mnt, child);
+    let (side, parent) = commit_of(repo, "side");
+    assert_eq!(parent.as_deref(), Some(first.as_str()));
+    assert_eq!(commit_of(repo, "HEAD").0, side, "HEAD names side");
+    assert_eq!(commit_of(repo, "main").0, second);
+}

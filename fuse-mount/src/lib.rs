@@ -53,7 +53,7 @@ use crate::fs::VstFs;
 use crate::write::{Settler, Shared, WriteFs};
 
 pub use crate::write::{
-    CheckoutError, Committed, MountStats, Start, StartError, StatusLine, XATTR_REPO,
+    CheckoutError, Committed, Left, MountStats, Saved, Start, StartError, StatusLine, XATTR_REPO,
 };
 
 /// What a mount shows.
@@ -317,9 +317,11 @@ pub fn spawn_mount(
 /// Mounts a writable working tree of `repo` at `mountpoint`, served from
 /// background threads, with its control socket in `.vst/mount/sock`.
 /// The tree is the uncommitted tree the last writable mount of `repo`
-/// left (its journal in `.vst/mount/`) if it holds changes, else the tree
-/// of `start`'s commit; [`Start`] says which wins. `repo` must be open for
-/// writing: the mount holds the store's lock while it lives.
+/// left (its journal in `.vst/mount/`) if it holds changes on `start`'s
+/// commit, else the tree of that commit; changes on another commit are
+/// refused, dropped or saved as [`Start::left`] says. Once mounted, `HEAD`
+/// names [`Start::head`] if given. `repo` must be open for writing: the
+/// mount holds the store's lock while it lives.
 pub fn spawn_writable(
     repo: Repo,
     start: Start,
@@ -332,15 +334,25 @@ pub fn spawn_writable(
     // checkout goes through the kernel, and a checkout invalidates what
     // it changes.
     let ttl = options.ttl.min(WRITABLE_TTL_MAX);
-    let shared = Arc::new(Shared::open(repo, start, options.error_log.clone(), ttl)?);
+    let shared = Arc::new(Shared::open(repo, &start, options.error_log.clone(), ttl)?);
     let fs = WriteFs { shared: shared.clone() };
     let session = session(fs, &canonical, options, Mode::ReadWrite)?;
+    // Once nothing is left to fail but starting the threads: a mount that
+    // could not be made leaves `HEAD` alone.
+    if let Some(head) = &start.head
+        && let Err(e) = shared.point_head(head)
+    {
+        drop(session);
+        let _ = unmount(&canonical, Lazy::Yes);
+        return Err(e.into());
+    }
     let _ = shared.notifier.set(session.notifier());
     let server = control::Server::start(shared.clone())
         .map_err(|source| Error::Control { path: shared.socket_path(), source })?;
     let settler = Settler::start(shared.clone()).map_err(mount_err)?;
     let session = session.spawn().map_err(mount_err)?;
     Ok(WritableMount {
+        saved: shared.saved.clone(),
         mounted: Mounted { session: Some(session), mountpoint: canonical },
         server: Some(server),
         settler: Some(settler),
@@ -360,6 +372,7 @@ pub struct WritableMount {
     server: Option<control::Server>,
     /// Finalizes closed files and hashes trees in the background.
     settler: Option<Settler>,
+    saved: Option<Saved>,
 }
 
 impl WritableMount {
@@ -371,6 +384,12 @@ impl WritableMount {
     /// Whether the serving threads have stopped (unmounted from outside).
     pub fn is_finished(&self) -> bool {
         self.mounted.is_finished()
+    }
+
+    /// Where the uncommitted changes the last mount left on another commit
+    /// went, if this mount saved them ([`Left::SaveAs`]).
+    pub fn saved(&self) -> Option<&Saved> {
+        self.saved.as_ref()
     }
 
     /// Unmounts, waits for the uncommitted tree to be saved, and closes

@@ -278,6 +278,8 @@ pub(crate) struct Shared {
     ttl: Duration,
     uid: u32,
     gid: u32,
+    /// The uncommitted changes this mount saved on a new branch.
+    pub(crate) saved: Option<Saved>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -306,42 +308,94 @@ pub enum StartError {
         #[source]
         source: vst::Error,
     },
-    /// A mount at a given commit was asked for, and the last writable
-    /// mount left uncommitted changes on top of another.
+    /// The last writable mount left uncommitted changes on top of another
+    /// commit than the one to mount (the branch moved since, or another
+    /// was asked for): mounting would hide them, and a commit in the mount
+    /// could not move the branch. Nothing was changed.
     #[error(
-        "the last writable mount of this repository left {changes} uncommitted changes on top of {}, not the commit asked for",
-        base.map_or_else(|| "an empty tree".to_owned(), |c| format!("commit {c}"))
+        "the last writable mount of this repository left {changes} uncommitted changes on top of {}, not on {}, the commit to mount",
+        show(*base),
+        show(*wanted)
     )]
     Uncommitted {
         /// The commit the changes are on.
         base: Option<CommitId>,
+        /// The commit to mount.
+        wanted: Option<CommitId>,
         /// How many paths they change.
         changes: usize,
     },
+    /// The uncommitted changes could not be saved on a new branch.
+    #[error("cannot save the uncommitted changes on a new branch {branch}")]
+    Save {
+        /// The branch asked for.
+        branch: RefName,
+        /// Why (most often: it exists). Boxed: it would make every
+        /// mount error as large.
+        #[source]
+        source: Box<vst_cas::RefError>,
+    },
+    /// `HEAD` could not be moved to what the mount starts at.
+    #[error("cannot point HEAD at {head:?}")]
+    Head {
+        /// What it was to name.
+        head: Head,
+        /// Why. Boxed: it would make every mount error as large.
+        #[source]
+        source: Box<vst_cas::RefError>,
+    },
+}
+
+/// A commit, or the empty tree, for a message.
+fn show(commit: Option<CommitId>) -> String {
+    commit.map_or_else(|| "an empty tree".to_owned(), |c| format!("commit {c}"))
 }
 
 /// Where a writable mount starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Start {
-    /// The uncommitted tree the last writable mount left, if it left any
-    /// change; else this commit (the branch's head; `None`: empty).
-    Resume(Option<CommitId>),
-    /// This commit; refused ([`StartError::Uncommitted`]) if the last
-    /// writable mount left changes on top of another.
-    At(CommitId),
-    /// This commit (`None`: empty), dropping what the last writable mount
-    /// left uncommitted.
-    Discard(Option<CommitId>),
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Start {
+    /// The commit whose tree to mount (`None`: the empty tree of a
+    /// repository without a commit).
+    pub commit: Option<CommitId>,
+    /// What to do with the uncommitted changes the last writable mount
+    /// left, if it left any.
+    pub left: Left,
+    /// What `HEAD` names once mounted (a commit in the mount moves it);
+    /// `None` leaves it as it is, which must then name `commit`.
+    pub head: Option<Head>,
 }
 
-impl Start {
-    /// The commit asked for.
-    pub fn commit(self) -> Option<CommitId> {
-        match self {
-            Start::Resume(c) | Start::Discard(c) => c,
-            Start::At(c) => Some(c),
-        }
-    }
+/// What a writable mount does with the uncommitted changes the last one
+/// left. Changes on `Start::commit` are resumed unless discarded; none is
+/// ever dropped without [`Left::Discard`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Left {
+    /// Resume them if they are on the commit to mount, else refuse
+    /// ([`StartError::Uncommitted`]).
+    Resume,
+    /// Drop them.
+    Discard,
+    /// Resume them if they are on the commit to mount, else commit them
+    /// (parent: the commit they are on) on the new branch `branch`, and
+    /// start clean ([`WritableMount::saved`](crate::WritableMount::saved)
+    /// says so).
+    SaveAs {
+        /// The new branch.
+        branch: RefName,
+        /// The saved commit's author.
+        author: String,
+    },
+}
+
+/// Uncommitted changes a mount saved on a new branch ([`Left::SaveAs`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Saved {
+    /// The new branch.
+    pub branch: RefName,
+    /// The commit it names: the changes, on top of `base`.
+    pub commit: CommitId,
+    /// The commit the changes were made on.
+    pub base: Option<CommitId>,
 }
 
 /// What a commit through the mount did.
@@ -568,6 +622,45 @@ fn tree_of(store: &dyn Store, commit: Option<CommitId>) -> vst::Result<Option<Tr
     commit.map(|c| read::read_commit(store, c).map(|c| c.tree)).transpose()
 }
 
+/// Commits `tree` (stored, with everything below it) with `base` as its
+/// parent on the new branch `branch`, once the store is durable: where a
+/// mount keeps the uncommitted changes the last one left on another commit.
+/// The branch's reflog records it.
+fn save_on_branch(
+    repo: &Repo,
+    tree: TreeId,
+    base: Option<CommitId>,
+    branch: &RefName,
+    author: &str,
+) -> Result<CommitId, StartError> {
+    let repo_err = |source| StartError::Repo { source };
+    let commit = vst::Commit {
+        tree,
+        parents: base.into_iter().collect(),
+        author: author.to_owned(),
+        time: vst::Timestamp::now(),
+        message: format!(
+            "uncommitted changes a writable mount left on {}, saved at a remount",
+            show(base)
+        ),
+    };
+    let bytes = commit.encode().map_err(|e| repo_err(e.into()))?;
+    let id = CommitId::of(&bytes);
+    repo.store().put(id.object_id(), &bytes).map_err(|e| repo_err(e.into()))?;
+    let store = repo.store();
+    let durable = || store.sync();
+    repo.refs()
+        .update_once_durable(
+            branch,
+            None,
+            Some(id.object_id()),
+            "mount: save uncommitted changes",
+            &durable,
+        )
+        .map_err(|source| StartError::Save { branch: branch.clone(), source: Box::new(source) })?;
+    Ok(id)
+}
+
 impl Shared {
     /// Opens the mount state of `repo`: resumes the journal in
     /// `.vst/mount/` (the uncommitted tree of the last mount) if it holds
@@ -577,7 +670,7 @@ impl Shared {
     /// store.
     pub(crate) fn open(
         repo: Repo,
-        start: Start,
+        start: &Start,
         error_log: ErrorLog,
         ttl: Duration,
     ) -> Result<Self, StartError> {
@@ -592,8 +685,8 @@ impl Shared {
 
         let log = |m: String| error_log.write(&m);
         let journal_file = journal_path(&state_dir);
-        let found = match start {
-            Start::Discard(_) => None,
+        let found = match &start.left {
+            Left::Discard => None,
             _ => journal::read(&journal_file).map_err(state_err)?,
         };
         let at = |commit: Option<CommitId>| match commit {
@@ -602,7 +695,7 @@ impl Shared {
         };
         // The journal starts with its own base.
         let resumed = found.is_some();
-        let mut ws = if resumed { WorkingSet::new(store.clone()) } else { at(start.commit())? };
+        let mut ws = if resumed { WorkingSet::new(store.clone()) } else { at(start.commit)? };
         if let Some(found) = found {
             if found.torn {
                 log(format!(
@@ -626,16 +719,34 @@ impl Shared {
             ws.set_head(Some(head));
         }
         let mut base_tree = tree_of(store.as_ref(), ws.head()).map_err(repo_err)?;
-        let changes = diff_trees(store.as_ref(), base_tree, Some(tree)).map_err(repo_err)?;
-        if resumed && ws.head() != start.commit() {
-            if changes.is_empty() {
-                // Nothing uncommitted: start where asked (the branch may
-                // have moved while nothing was mounted).
-                ws = at(start.commit())?;
-                base_tree = tree_of(store.as_ref(), ws.head()).map_err(repo_err)?;
-            } else if let Start::At(_) = start {
-                return Err(StartError::Uncommitted { base: ws.head(), changes: changes.len() });
+        let mut changes = diff_trees(store.as_ref(), base_tree, Some(tree)).map_err(repo_err)?;
+        let mut saved = None;
+        if resumed && ws.head() != start.commit {
+            // Architecture invariant: uncommitted changes are never dropped
+            // without `Left::Discard`. Resuming them on their old base would
+            // hide what the branch gained meanwhile, and a commit in the
+            // mount could not move it; starting where asked would lose them.
+            if !changes.is_empty() {
+                let base = ws.head();
+                match &start.left {
+                    Left::SaveAs { branch, author } => {
+                        let commit = save_on_branch(&repo, tree, base, branch, author)?;
+                        saved = Some(Saved { branch: branch.clone(), commit, base });
+                    }
+                    _ => {
+                        return Err(StartError::Uncommitted {
+                            base,
+                            wanted: start.commit,
+                            changes: changes.len(),
+                        });
+                    }
+                }
             }
+            // Nothing uncommitted left to keep: start where asked (the
+            // branch may have moved while nothing was mounted).
+            ws = at(start.commit)?;
+            base_tree = tree_of(store.as_ref(), ws.head()).map_err(repo_err)?;
+            changes.clear();
         }
         store.sync().map_err(|e| repo_err(e.into()))?;
         let mut records = vec![Record::Base { commit: ws.head().map(|c| *c.as_bytes()) }];
@@ -700,7 +811,19 @@ impl Shared {
             ttl,
             uid,
             gid,
+            saved,
         })
+    }
+
+    /// Points `HEAD` at `head` unless it names it already: where a mount
+    /// of another commit than `HEAD`'s puts it, so that a commit in the
+    /// mount moves it (and no branch, if it is a detached commit).
+    pub(crate) fn point_head(&self, head: &Head) -> Result<(), StartError> {
+        let err = |source| StartError::Head { head: head.clone(), source: Box::new(source) };
+        if self.repo.refs().head().map_err(err)? != *head {
+            self.repo.refs().set_head(head).map_err(err)?;
+        }
+        Ok(())
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
