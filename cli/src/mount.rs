@@ -125,7 +125,7 @@ pub fn mount(repo: &Repo, target: Target, args: &MountArgs, quiet: bool) -> Resu
     let stop = stop_flag(args)?;
     let mounted = vst_fuse::spawn_mount(repo.store(), view, &mountpoint, &options)
         .with_context(|| mount_hint(&mountpoint))?;
-    serve(mounted, &mountpoint, &what, &stop, quiet)
+    serve(mounted, &mountpoint, &what, &stop, &options.error_log, quiet)
 }
 
 /// The mount options `args` ask for.
@@ -250,7 +250,13 @@ pub fn mount_writable(
             repo_dir.display()
         )
     })?;
-    let options = mount_options(args)?;
+    let mut options = mount_options(args)?;
+    if args.serve_detached && args.log.is_none() {
+        // Nobody reads this server's standard error once it is mounted.
+        let state = repo_dir.join("mount");
+        fs::create_dir_all(&state).with_context(|| format!("creating {}", state.display()))?;
+        options.error_log = file_log(&state.join("log"))?;
+    }
     let stop = stop_flag(args)?;
     let mounted = match vst_fuse::spawn_writable(repo, start, &mountpoint, &options) {
         Err(vst_fuse::Error::Start(e @ vst_fuse::StartError::Uncommitted { base, wanted, .. })) => {
@@ -270,7 +276,7 @@ pub fn mount_writable(
     if let (Some(saved), false) = (mounted.saved(), quiet) {
         print_saved(&saved.branch, saved.commit, saved.base)?;
     }
-    serve(mounted, &mountpoint, &what, &stop, quiet)
+    serve(mounted, &mountpoint, &what, &stop, &options.error_log, quiet)
 }
 
 /// Tells where a mount saved the uncommitted changes the last one left.
@@ -287,6 +293,7 @@ fn print_saved(branch: &vst_cas::RefName, commit: CommitId, base: Option<CommitI
 trait Live {
     fn is_finished(&self) -> bool;
     fn unmount(&mut self) -> Result<(), vst_fuse::Error>;
+    fn detach(&mut self) -> Result<(), vst_fuse::Error>;
     fn wait(self) -> Result<(), vst_fuse::Error>;
 }
 
@@ -296,6 +303,9 @@ impl Live for vst_fuse::Mounted {
     }
     fn unmount(&mut self) -> Result<(), vst_fuse::Error> {
         vst_fuse::Mounted::unmount(self)
+    }
+    fn detach(&mut self) -> Result<(), vst_fuse::Error> {
+        vst_fuse::Mounted::detach(self)
     }
     fn wait(self) -> Result<(), vst_fuse::Error> {
         vst_fuse::Mounted::wait(self)
@@ -309,18 +319,25 @@ impl Live for vst_fuse::WritableMount {
     fn unmount(&mut self) -> Result<(), vst_fuse::Error> {
         vst_fuse::WritableMount::unmount(self)
     }
+    fn detach(&mut self) -> Result<(), vst_fuse::Error> {
+        vst_fuse::WritableMount::detach(self)
+    }
     fn wait(self) -> Result<(), vst_fuse::Error> {
         vst_fuse::WritableMount::wait(self)
     }
 }
 
 /// Serves `mounted` until it is unmounted from outside, or a signal asks
-/// to unmount it.
+/// to unmount it. A mount still in use when the signal comes is detached
+/// (it leaves the file tree at once, serves what is open under it, and
+/// ends once that is closed), and that is said in `log`: a background
+/// server has no terminal, and a signal must not be dropped.
 fn serve(
     mut mounted: impl Live,
     mountpoint: &Path,
     what: &str,
     stop: &AtomicBool,
+    log: &ErrorLog,
     quiet: bool,
 ) -> Result<ExitCode> {
     if !quiet {
@@ -331,23 +348,40 @@ fn serve(
             mountpoint.display()
         )?;
     }
+    let cause = |e: &vst_fuse::Error| {
+        std::error::Error::source(e).map(|s| format!(": {s}")).unwrap_or_default()
+    };
+    let mut detach_failed = false;
     loop {
         if mounted.is_finished() {
             // Unmounted from outside.
             mounted.wait().context("serving the mount")?;
             return Ok(ExitCode::SUCCESS);
         }
-        if stop.swap(false, Ordering::SeqCst) {
-            match mounted.unmount() {
+        if stop.load(Ordering::SeqCst) {
+            let busy = match mounted.unmount() {
                 Ok(()) => return Ok(ExitCode::SUCCESS),
-                Err(e) => {
-                    let _ = writeln!(
-                        std::io::stderr().lock(),
-                        "vst: {}: {}; still mounted: close what uses it, then try again",
-                        e,
-                        std::error::Error::source(&e).map(|s| s.to_string()).unwrap_or_default()
-                    );
+                Err(e) => e,
+            };
+            match mounted.detach() {
+                Ok(()) => {
+                    log.report(&format!(
+                        "asked to stop, but {busy}{}: detached it; this server exits once what uses it is closed",
+                        cause(&busy)
+                    ));
+                    mounted.wait().context("serving the detached mount")?;
+                    return Ok(ExitCode::SUCCESS);
                 }
+                // Tried again at every poll; said once.
+                Err(e) if !detach_failed => {
+                    detach_failed = true;
+                    log.report(&format!(
+                        "asked to stop, but {busy}{}, and {e}{}; trying again",
+                        cause(&busy),
+                        cause(&e)
+                    ));
+                }
+                Err(_) => {}
             }
         }
         std::thread::sleep(POLL_INTERVAL);

@@ -781,3 +781,43 @@ fn a_mount_of_another_revision_commits_from_it() {
     assert_eq!(commit_of(repo, "HEAD").0, side, "HEAD names side");
     assert_eq!(commit_of(repo, "main").0, second);
 }
+
+/// SIGTERM to a background server whose mount is in use is not dropped:
+/// the mount is detached at once (and that is logged in `.vst/mount/log`),
+/// the file still open under it keeps working, and once it is closed the
+/// server saves the uncommitted tree and exits.
+#[test]
+fn sigterm_to_a_busy_background_server_detaches_logs_and_exits() {
+    let Some((_one, repo, mnt)) = setup() else { return };
+    let (repo, mnt) = (repo.path(), mnt.path());
+    let at = mnt.to_str().unwrap();
+    let out = vst(repo, &["mount", "--write", "--background", at]);
+    if !out.status.success() {
+        let why = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(std::env::var_os("CI").is_none(), "cannot mount in CI: {why}");
+        eprintln!("\n!!!!!!!! WARNING: WRITABLE MOUNT TEST SKIPPED: {why} !!!!!!!!\n");
+        return;
+    }
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    let pid = said
+        .split("server process ")
+        .nth(1)
+        .and_then(|rest| rest.split(')').next())
+        .unwrap_or_else(|| panic!("no server process in {said}"));
+    let mut open = fs::File::create(mnt.join("open.txt")).unwrap();
+    open.write_all(b"before the signal\n").unwrap();
+    let kill = Command::new("kill").args(["-TERM", pid]).status().unwrap();
+    assert!(kill.success());
+    wait_until("the busy mount is detached", || !mounted(mnt));
+    open.write_all(b"after it\n").unwrap();
+    drop(open);
+    wait_until("the server exits and lets go of the repository", || {
+        let lock = fs::File::open(repo.join(".vst/lock")).unwrap();
+        lock.try_lock().is_ok()
+    });
+    let log = fs::read_to_string(repo.join(".vst/mount/log")).unwrap_or_default();
+    assert!(log.contains("asked to stop") && log.contains("detached"), "logged: {log}");
+    let Some(child) = mount(repo, mnt, &[]) else { return };
+    assert_eq!(fs::read(mnt.join("open.txt")).unwrap(), b"before the signal\nafter it\n");
+    unmount(repo, mnt, child);
+}

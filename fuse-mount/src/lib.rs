@@ -120,6 +120,12 @@ pub enum ErrorLog {
 }
 
 impl ErrorLog {
+    /// Writes one line (`message`, without a newline) where this log goes;
+    /// for what a mount's owner must know but no caller can be told.
+    pub fn report(&self, message: &str) {
+        self.write(message);
+    }
+
     fn write(&self, message: &str) {
         match self {
             ErrorLog::Stderr => {
@@ -402,7 +408,16 @@ impl WritableMount {
         Ok(())
     }
 
-    /// Waits until the mount is unmounted from outside.
+    /// Detaches the mount (a lazy unmount), busy or not: it leaves the
+    /// file tree at once, and its threads serve what is still open under
+    /// it; then [`WritableMount::wait`] returns once the last of it is
+    /// closed and the uncommitted tree is saved.
+    pub fn detach(&mut self) -> Result<(), Error> {
+        self.mounted.detach()
+    }
+
+    /// Waits until the mount is unmounted from outside (or detached and
+    /// no longer used).
     pub fn wait(mut self) -> Result<(), Error> {
         let result = self.mounted.join();
         self.server.take();
@@ -509,7 +524,18 @@ impl Mounted {
         self.join()
     }
 
-    /// Waits until the mount is unmounted from outside.
+    /// Detaches the mount (a lazy unmount), busy or not: it leaves the
+    /// file tree at once, and the threads serve what is still open under
+    /// it until the last of it is closed; [`Mounted::wait`] waits for that.
+    pub fn detach(&mut self) -> Result<(), Error> {
+        match &self.session {
+            Some(session) if !session.guard.is_finished() => unmount(&self.mountpoint, Lazy::Yes),
+            _ => Ok(()),
+        }
+    }
+
+    /// Waits until the mount is unmounted from outside (or detached and
+    /// no longer used).
     pub fn wait(mut self) -> Result<(), Error> {
         self.join()
     }
