@@ -821,3 +821,53 @@ fn sigterm_to_a_busy_background_server_detaches_logs_and_exits() {
     assert_eq!(fs::read(mnt.join("open.txt")).unwrap(), b"before the signal\nafter it\n");
     unmount(repo, mnt, child);
 }
+
+/// How many records the mount's journal holds (`vst status --json`).
+fn journal_records(mnt: &Path) -> u64 {
+    let status: serde_json::Value = serde_json::from_str(&ok(mnt, &["status", "--json"])).unwrap();
+    status["mount"]["journal_records"].as_u64().unwrap()
+}
+
+/// Churn (files made and removed) does not grow the journal for ever: a
+/// commit that finds nothing to commit rewrites it as its base alone, and
+/// a quiet mount rewrites one grown past its limit (4 MiB) compactly.
+#[test]
+fn churn_does_not_grow_the_journal() {
+    let Some((_one, repo, mnt)) = setup() else { return };
+    let (repo, mnt) = (repo.path(), mnt.path());
+    let Some(child) = mount(repo, mnt, &[]) else { return };
+    let fresh = journal_records(mnt);
+    for i in 0..50 {
+        let path = mnt.join(format!("tmp{i}"));
+        fs::write(&path, b"x").unwrap();
+        fs::remove_file(&path).unwrap();
+    }
+    assert!(journal_records(mnt) > fresh + 50, "the churn is journaled");
+    assert!(ok(mnt, &["commit", "-m", "nothing"]).contains("nothing to commit"));
+    assert_eq!(journal_records(mnt), fresh, "nothing to commit: the base alone");
+
+    // About 6 KB of records per file made and removed, at a path of 3 KB.
+    let mut deep = mnt.to_owned();
+    for c in b'a'..b'm' {
+        deep.push(String::from_utf8(vec![c; 250]).unwrap());
+    }
+    fs::create_dir_all(&deep).unwrap();
+    let journal = repo.join(".vst/mount/journal");
+    let limit = 4 << 20;
+    let mut made = 0;
+    while fs::metadata(&journal).unwrap().len() <= limit {
+        let path = deep.join(format!("tmp{made}"));
+        fs::File::create(&path).unwrap();
+        fs::remove_file(&path).unwrap();
+        made += 1;
+        assert!(made < 10_000, "the journal does not grow");
+    }
+    wait_until("the quiet mount compacts its journal", || {
+        fs::metadata(&journal).unwrap().len() < limit
+    });
+    assert!(ok(mnt, &["status"]).trim().starts_with("A "), "the new directories, uncommitted");
+    unmount(repo, mnt, child);
+    let Some(child) = mount(repo, mnt, &[]) else { return };
+    assert!(deep.is_dir() && fs::read_dir(&deep).unwrap().next().is_none());
+    unmount(repo, mnt, child);
+}

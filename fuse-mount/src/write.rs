@@ -88,8 +88,10 @@ const ROOT: Ino = 1;
 /// directory: how the CLI finds the daemon from inside the mount.
 pub const XATTR_REPO: &[u8] = b"user.vst.repo";
 
-/// A journal longer than this is rewritten from scratch at the next
-/// commit, instead of having a `Base` record appended.
+/// A journal longer than this is rewritten compactly at the next commit
+/// (instead of having a `Base` record appended), or by the settler once the
+/// mount is quiet. A commit that finds nothing to commit rewrites any
+/// journal that grew since it was last written whole.
 const JOURNAL_COMPACT_LEN: u64 = 4 << 20;
 
 /// Copy-up and finalizing read a file in pieces of this many bytes.
@@ -1734,19 +1736,32 @@ impl Shared {
     /// a commit do; the growing quiet time bounds them (see
     /// [`STORE_QUIET_MAX`]).
     /// On failure, returns the changes count it failed at.
+    /// Then, if the journal has grown past [`JOURNAL_COMPACT_LEN`] and
+    /// nothing changed meanwhile, rewrites it compactly: churn between
+    /// commits (files made and removed) must not grow it for ever.
     fn store_trees(&self) -> Result<(), u64> {
-        let changes = {
+        let (changes, tree) = {
             let mut inner = self.lock();
-            if let Err(e) = write_tree(&mut inner.ws, Durability::None) {
-                self.log(&format!("storing the changed trees: {e}"));
-                return Err(inner.changes);
+            match write_tree(&mut inner.ws, Durability::None) {
+                Ok(tree) => (inner.changes, tree),
+                Err(e) => {
+                    self.log(&format!("storing the changed trees: {e}"));
+                    return Err(inner.changes);
+                }
             }
-            inner.changes
         };
         self.store.sync().map_err(|e| {
             self.log(&format!("syncing the store after storing trees: {e}"));
             changes
         })?;
+        {
+            let mut inner = self.lock();
+            // Unchanged since `tree` was stored, and the store is synced:
+            // everything it names is durable.
+            if inner.changes == changes && inner.journal.len() > JOURNAL_COMPACT_LEN {
+                self.compact_journal(&mut inner, tree);
+            }
+        }
         // A mount never reopens its store: fold the index's log into its
         // table here once it is long, so that commands outside the mount
         // open one table (tens of ms, about every hundred commits).
@@ -1754,6 +1769,48 @@ impl Shared {
             self.log(&format!("rewriting the store's index: {e}"));
         }
         Ok(())
+    }
+
+    /// Rewrites the journal as the base, the differences of `tree` (the
+    /// working set's, everything it names durable) from the base, and the
+    /// fsynced overlays of files not yet settled. Overlays only the old
+    /// journal named go to the trash. A failure is logged and fails every
+    /// later fsync, as a failed append does.
+    fn compact_journal(&self, inner: &mut Inner, tree: TreeId) {
+        let changes = match diff_trees(self.store.as_ref(), inner.base_tree, Some(tree)) {
+            Ok(c) => c,
+            Err(e) => {
+                self.log(&format!("compacting the journal: {e}"));
+                return;
+            }
+        };
+        let mut records = vec![Record::Base { commit: inner.ws.head().map(|c| *c.as_bytes()) }];
+        records.extend(records_of(&changes));
+        for &ino in &inner.dirty {
+            let (Ok(node), Some(path)) = (inner.node(ino), inner.path(ino)) else { continue };
+            if let Kind::File(FileNode { overlay: Some(o), .. }) = &node.kind
+                && o.journaled
+            {
+                records.push(Record::Overlay {
+                    path: path_bytes(&path),
+                    overlay: o.number,
+                    executable: node.meta.perm & 0o100 != 0,
+                });
+            }
+        }
+        let path = inner.journal.path().to_owned();
+        match Journal::create(&path, &records) {
+            Ok(j) => {
+                inner.journal = j;
+                inner.journal_failed = false;
+                let retired = std::mem::take(&mut inner.retired);
+                inner.trash.extend(retired);
+            }
+            Err(e) => {
+                self.log(&format!("compacting the journal {}: {e}", path.display()));
+                inner.journal_failed = true;
+            }
+        }
     }
 
     /// Makes [`Shared::run_settler`] return.
@@ -1925,6 +1982,11 @@ impl Shared {
             let tree = write_tree(&mut inner.ws, Durability::None)?;
             let hash_us = micros(started);
             if !allow_empty && Some(tree) == inner.base_tree {
+                // The tree is the base's (durable): whatever the journal
+                // holds since its base record changes nothing.
+                if inner.journal.grown() {
+                    self.compact_journal(&mut inner, tree);
+                }
                 let total_us = micros(started);
                 return Ok(Committed { commit: None, tree, hash_us, total_us });
             }
@@ -1983,7 +2045,7 @@ impl Shared {
         let stats = MountStats {
             inodes: inner.nodes.len() as u64,
             open_handles: inner.handles.len() as u64,
-            journal_records: inner.journal.len(),
+            journal_records: inner.journal.records(),
         };
         let lines = changes.into_iter().map(|c| StatusLine { kind: c.kind(), path: c.path });
         Ok(Status { lines: lines.collect(), stats, base: inner.base_tree, tree })
