@@ -341,22 +341,38 @@ pub fn spawn_writable(
     // it changes.
     let ttl = options.ttl.min(WRITABLE_TTL_MAX);
     let shared = Arc::new(Shared::open(repo, &start, options.error_log.clone(), ttl)?);
-    let fs = WriteFs { shared: shared.clone() };
-    let session = session(fs, &canonical, options, Mode::ReadWrite)?;
-    // Once nothing is left to fail but starting the threads: a mount that
-    // could not be made leaves `HEAD` alone.
-    if let Some(head) = &start.head
-        && let Err(e) = shared.point_head(head)
-    {
-        drop(session);
-        let _ = unmount(&canonical, Lazy::Yes);
-        return Err(e.into());
-    }
-    let _ = shared.notifier.set(session.notifier());
+    // The socket first: once the mount shows, a `vst` inside it finds its
+    // daemon.
     let server = control::Server::start(shared.clone())
         .map_err(|source| Error::Control { path: shared.socket_path(), source })?;
-    let settler = Settler::start(shared.clone()).map_err(mount_err)?;
-    let session = session.spawn().map_err(mount_err)?;
+    let fs = WriteFs { shared: shared.clone() };
+    let session = session(fs, &canonical, options, Mode::ReadWrite)?;
+    // A session made from a descriptor leaves its mount behind when
+    // dropped: what fails from here unmounts it. `HEAD` moves only once
+    // the mount is made.
+    let started = (|| {
+        if let Some(head) = &start.head {
+            shared.point_head(head)?;
+        }
+        let _ = shared.notifier.set(session.notifier());
+        let settler = Settler::start(shared.clone()).map_err(mount_err)?;
+        Ok::<_, Error>(settler)
+    })();
+    let settler = match started {
+        Ok(settler) => settler,
+        Err(e) => {
+            drop(session);
+            let _ = unmount(&canonical, Lazy::Yes);
+            return Err(e);
+        }
+    };
+    let session = match session.spawn() {
+        Ok(session) => session,
+        Err(e) => {
+            let _ = unmount(&canonical, Lazy::Yes);
+            return Err(mount_err(e));
+        }
+    };
     Ok(WritableMount {
         saved: shared.saved.clone(),
         mounted: Mounted { session: Some(session), mountpoint: canonical },
