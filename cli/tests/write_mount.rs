@@ -871,3 +871,36 @@ fn churn_does_not_grow_the_journal() {
     assert!(deep.is_dir() && fs::read_dir(&deep).unwrap().next().is_none());
     unmount(repo, mnt, child);
 }
+
+/// The daemon's peak resident memory, in bytes (`VmHWM`).
+fn peak_memory(pid: u32) -> u64 {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kib << 10
+}
+
+/// A large sparse file is finalized from its overlay a few chunks at a
+/// time: committing 256 MiB (holes but for a few bytes at the end) never
+/// holds the file in the daemon's memory.
+#[test]
+fn a_large_sparse_file_commits_in_bounded_memory() {
+    let Some((_one, repo, mnt)) = setup() else { return };
+    let (repo, mnt) = (repo.path(), mnt.path());
+    let Some(child) = mount(repo, mnt, &[]) else { return };
+    let len: u64 = 256 << 20;
+    let file = fs::File::create(mnt.join("sparse.bin")).unwrap();
+    file.set_len(len).unwrap();
+    file.write_all_at(b"the end", len - 7).unwrap();
+    drop(file);
+    ok(mnt, &["commit", "-q", "-m", "sparse"]);
+    let peak = peak_memory(child.id());
+    assert!(peak < len / 2, "the daemon held {} MiB at its peak", peak >> 20);
+    let file = fs::File::open(mnt.join("sparse.bin")).unwrap();
+    assert_eq!(file.metadata().unwrap().len(), len);
+    let mut tail = [0; 11];
+    file.read_exact_at(&mut tail, len - 11).unwrap();
+    assert_eq!(&tail, b"\0\0\0\0the end");
+    drop(file);
+    unmount(repo, mnt, child);
+}

@@ -94,8 +94,15 @@ pub const XATTR_REPO: &[u8] = b"user.vst.repo";
 /// journal that grew since it was last written whole.
 const JOURNAL_COMPACT_LEN: u64 = 4 << 20;
 
-/// Copy-up and finalizing read a file in pieces of this many bytes.
+/// Copy-up reads a file in pieces of this many bytes.
 const COPY_LEN: u64 = 1 << 20;
+
+/// A file at most this long is finalized in memory: read whole, hashed on
+/// all cores, put. A longer one streams from its overlay into the store a
+/// few chunks at a time ([`Store::put_reader`]), so that a large file, or a
+/// large sparse one, costs bounded memory, not its length (twice, with the
+/// store's copy). The cost: its hash runs on one core.
+const FINALIZE_IN_MEMORY_LEN_MAX: u64 = 64 << 20;
 
 /// The settler pauses after a round for this many times as long as the
 /// round held the lock (so it holds it at most a quarter of the time), ...
@@ -512,6 +519,49 @@ fn read_at(file: &File, offset: u64, len: u64) -> io::Result<Vec<u8>> {
     Ok(buf)
 }
 
+/// Reads a file by position (`pread`), from `offset` to `end`, without
+/// moving the cursor that other clones of its handle share.
+struct RangeReader<'a> {
+    file: &'a File,
+    offset: u64,
+    end: u64,
+}
+
+impl io::Read for RangeReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = usize::try_from(self.end.saturating_sub(self.offset)).unwrap_or(usize::MAX);
+        let want = buf.len().min(left);
+        if want == 0 {
+            return Ok(0);
+        }
+        let n = self.file.read_at(&mut buf[..want], self.offset)?;
+        self.offset += n as u64;
+        Ok(n)
+    }
+}
+
+/// Puts the first `size` bytes of `file` (an overlay) into `store` and
+/// returns their id: in memory up to [`FINALIZE_IN_MEMORY_LEN_MAX`], else
+/// streamed. The error says what went wrong, for the log.
+fn put_content(store: &dyn Store, file: &File, size: u64) -> Result<BlobId, String> {
+    if size <= FINALIZE_IN_MEMORY_LEN_MAX {
+        let bytes = read_at(file, 0, size).map_err(|e| format!("reading its overlay: {e}"))?;
+        if bytes.len() as u64 != size {
+            return Err(format!("its overlay is {} bytes, expected {size}", bytes.len()));
+        }
+        let id = hash_blob(&bytes);
+        store.put(id.object_id(), &bytes).map_err(|e| format!("storing its content: {e}"))?;
+        return Ok(id);
+    }
+    let mut reader = RangeReader { file, offset: 0, end: size };
+    let (id, len) =
+        store.put_reader(&mut reader).map_err(|e| format!("storing its content: {e}"))?;
+    if len != size {
+        return Err(format!("its overlay is {len} bytes, expected {size}"));
+    }
+    Ok(BlobId::new(id))
+}
+
 /// BLAKE3 of file content, on all cores when large (as the working set
 /// hashes written content).
 fn hash_blob(content: &[u8]) -> BlobId {
@@ -564,10 +614,11 @@ fn replay(ws: &mut WorkingSet, record: &Record, state_dir: &Path, log: &dyn Fn(S
             Record::Overlay { path, overlay, executable } => {
                 let path = path_of(path)?;
                 let file = overlay_dir(state_dir).join(overlay.to_string());
-                let bytes = std::fs::read(&file).map_err(|e| format!("{}: {e}", file.display()))?;
-                let id = hash_blob(&bytes);
-                store.put(id.object_id(), &bytes).map_err(|e| e.to_string())?;
-                let entry = FileEntry { id, size: bytes.len() as u64, executable: *executable };
+                let shown = |e: &dyn std::fmt::Display| format!("{}: {e}", file.display());
+                let open = File::open(&file).map_err(|e| shown(&e))?;
+                let size = open.metadata().map_err(|e| shown(&e))?.len();
+                let id = put_content(store.as_ref(), &open, size).map_err(|e| shown(&e))?;
+                let entry = FileEntry { id, size, executable: *executable };
                 ws.put_file(&path, entry).map_err(|e| e.to_string())
             }
             Record::Symlink { path, target } => {
@@ -1016,9 +1067,14 @@ impl Shared {
             if bytes.len() as u64 != len {
                 return Err(Errno::EIO);
             }
-            file.write_all_at(&bytes, offset).map_err(|e| io_errno(&e))?;
+            // Zeros stay a hole (the length is set below): a sparse file
+            // copied up costs no disk for them.
+            if bytes.iter().any(|&b| b != 0) {
+                file.write_all_at(&bytes, offset).map_err(|e| io_errno(&e))?;
+            }
             offset += len;
         }
+        file.set_len(size).map_err(|e| io_errno(&e))?;
         let file = Arc::new(file);
         inner.file_mut(ino)?.overlay = Some(Overlay {
             number,
@@ -1061,17 +1117,10 @@ impl Shared {
     /// overlay, maybe only into the store's buffer: flush before a journal
     /// record names the blob.
     fn put_overlay(&self, file: &File, size: u64, path: &RepoPath) -> Result<BlobId, Errno> {
-        let bytes = read_at(file, 0, size).map_err(|e| io_errno(&e))?;
-        if bytes.len() as u64 != size {
-            self.log(&format!("{path}: overlay is {} bytes, expected {size}", bytes.len()));
-            return Err(Errno::EIO);
-        }
-        let id = hash_blob(&bytes);
-        if let Err(e) = self.store.put(id.object_id(), &bytes) {
-            self.log(&format!("{path}: storing its content: {e}"));
-            return Err(Errno::EIO);
-        }
-        Ok(id)
+        put_content(self.store.as_ref(), file, size).map_err(|e| {
+            self.log(&format!("{path}: {e}"));
+            Errno::EIO
+        })
     }
 
     /// Hands the store's buffer to the operating system.
