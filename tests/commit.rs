@@ -501,3 +501,25 @@ fn preparing_after_every_edit_stores_only_the_trees_of_the_commit() {
     // stored as they were written.
     assert_eq!(store.len(), before + 4, "only the trees the commit names are stored");
 }
+
+#[test]
+fn a_repo_commit_refused_by_a_moved_branch_leaves_the_working_set_on_its_head() {
+    use std::path::Path;
+    use vst::Repo;
+    use vst_cas::Access;
+    use vst_cas::sim::SimFs;
+    let fs = SimFs::new();
+    let repo = Repo::open_with(Arc::new(fs), Path::new("/r"), Access::ReadWrite).unwrap();
+    let mut ws = repo.working_set().unwrap();
+    ws.write(&p("a"), b"a").unwrap();
+    let base = repo.commit(&mut ws, &CommitOptions::default()).unwrap();
+    // Another writer moves the branch.
+    let mut other = repo.working_set().unwrap();
+    other.write(&p("b"), b"b").unwrap();
+    let moved = repo.commit(&mut other, &CommitOptions::default()).unwrap();
+    ws.write(&p("c"), b"c").unwrap();
+    let refused = repo.commit(&mut ws, &CommitOptions::default());
+    assert!(refused.is_err(), "the branch moved: {refused:?}");
+    assert_eq!(ws.head(), Some(base), "not the commit no ref names");
+    assert_eq!(repo.head_commit().unwrap(), Some(moved));
+}

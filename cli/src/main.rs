@@ -68,15 +68,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
             }
             let repo = workspace::open(&ws, Access::ReadOnly)?;
             if args.write {
-                let commit = match &args.rev {
-                    Some(spec) => Some(rev::resolve(&repo, spec)?),
-                    None => repo.head_commit()?,
-                };
-                let start = match (commit, args.rev.is_some(), args.discard) {
-                    (commit, _, true) => vst_fuse::Start::Discard(commit),
-                    (Some(commit), true, false) => vst_fuse::Start::At(commit),
-                    (commit, _, false) => vst_fuse::Start::Resume(commit),
-                };
+                let start = mount::writable_start(&repo, args)?;
                 drop(repo);
                 return mount::mount_writable(&ws.repo_dir, start, args, cli.quiet);
             }

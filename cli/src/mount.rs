@@ -32,7 +32,10 @@ const POLL_INTERVAL: Duration = Duration::from_millis(100);
 pub struct MountArgs {
     /// An existing, empty directory.
     pub mountpoint: PathBuf,
-    /// The commit to mount (default: HEAD).
+    /// The commit to mount (default: HEAD). With --write, a branch name
+    /// makes HEAD name that branch, and any other commit than HEAD's
+    /// detaches HEAD there, so that a commit in the mount moves what it
+    /// started from.
     #[arg(long, conflicts_with = "all")]
     pub rev: Option<String>,
     /// Every branch (branches/NAME) and every commit they reach
@@ -40,8 +43,9 @@ pub struct MountArgs {
     #[arg(long)]
     pub all: bool,
     /// A writable working tree of REV (default: the current branch's head),
-    /// or the uncommitted tree the last writable mount left if it left
-    /// changes (with --rev, only if they are on REV). Inside it, `vst
+    /// with the uncommitted changes the last writable mount left on that
+    /// commit; changes it left on another commit (the branch moved since)
+    /// make it refuse, unless --save or --discard. Inside it, `vst
     /// commit`, `status`, `diff`, `checkout` and `switch` go to the mount's
     /// daemon.
     #[arg(long, conflicts_with = "all")]
@@ -50,6 +54,11 @@ pub struct MountArgs {
     /// left, and start at REV (they cannot be recovered).
     #[arg(long, requires = "write")]
     pub discard: bool,
+    /// With --write: if the last writable mount left uncommitted changes on
+    /// another commit than REV, commit them on a new branch BRANCH (on top
+    /// of the commit they were made on), then mount REV.
+    #[arg(long, value_name = "BRANCH", requires = "write", conflicts_with = "discard")]
+    pub save: Option<String>,
     /// Return once the mount is live, leaving a detached process to serve
     /// it until `vst umount`.
     #[arg(long)]
@@ -116,7 +125,7 @@ pub fn mount(repo: &Repo, target: Target, args: &MountArgs, quiet: bool) -> Resu
     let stop = stop_flag(args)?;
     let mounted = vst_fuse::spawn_mount(repo.store(), view, &mountpoint, &options)
         .with_context(|| mount_hint(&mountpoint))?;
-    serve(mounted, &mountpoint, &what, &stop, quiet)
+    serve(mounted, &mountpoint, &what, &stop, &options.error_log, quiet)
 }
 
 /// The mount options `args` ask for.
@@ -146,10 +155,57 @@ fn stop_flag(args: &MountArgs) -> Result<Arc<AtomicBool>> {
     Ok(stop)
 }
 
+/// Where `vst mount --write` starts, from `args`: the commit (`--rev`,
+/// default `HEAD`'s), what `HEAD` names once mounted, and what becomes of
+/// the uncommitted changes the last writable mount left on another commit.
+///
+/// `HEAD` must name what the mount starts from, since a commit in the
+/// mount moves it by compare-and-swap from there: `--rev BRANCH` makes
+/// `HEAD` name that branch, and a revision that is neither a branch name
+/// nor `HEAD`'s commit detaches `HEAD` at it (as `vst checkout REV` in the
+/// mount does), so that commits in the mount move no branch.
+pub fn writable_start(repo: &Repo, args: &MountArgs) -> Result<vst_fuse::Start> {
+    use vst_cas::Head;
+    let head_commit = repo.head_commit()?;
+    let (commit, head) = match &args.rev {
+        None => (head_commit, None),
+        Some(spec) => {
+            let commit = crate::rev::resolve(repo, spec)?;
+            let current = repo.refs().head().context("reading HEAD")?;
+            let head = match branch_named(repo, spec)? {
+                Some(branch) => Head::Branch(branch),
+                None if Some(commit) == head_commit => current.clone(),
+                None => Head::Detached(commit.object_id()),
+            };
+            (Some(commit), (head != current).then_some(head))
+        }
+    };
+    let left = match (&args.save, args.discard) {
+        (_, true) => vst_fuse::Left::Discard,
+        (Some(name), false) => {
+            let branch = Repo::branch(name).with_context(|| format!("--save {name}"))?;
+            if repo.refs().get(&branch)?.is_some() {
+                bail!("branch {branch} already exists; give --save a new branch name");
+            }
+            vst_fuse::Left::SaveAs { branch, author: crate::workspace::author(None) }
+        }
+        (None, false) => vst_fuse::Left::Resume,
+    };
+    Ok(vst_fuse::Start { commit, left, head })
+}
+
+/// The branch `spec` names, if it is a branch's name (not a revision
+/// relative to one).
+fn branch_named(repo: &Repo, spec: &str) -> Result<Option<vst_cas::RefName>> {
+    match vst_cas::RefName::try_from(spec) {
+        Ok(name) if !spec.contains('~') && repo.refs().get(&name)?.is_some() => Ok(Some(name)),
+        _ => Ok(None),
+    }
+}
+
 /// `vst mount --write`: mounts a writable working tree of the repository
-/// in `repo_dir`, starting at `start` or at the uncommitted tree the last
-/// writable mount left (as [`vst_fuse::Start`] says), and serves it as
-/// [`mount`] does.
+/// in `repo_dir` as `start` says (see [`writable_start`]), and serves it
+/// as [`mount`] does.
 pub fn mount_writable(
     repo_dir: &Path,
     start: vst_fuse::Start,
@@ -157,14 +213,32 @@ pub fn mount_writable(
     quiet: bool,
 ) -> Result<ExitCode> {
     let mountpoint = check_mountpoint(&args.mountpoint)?;
-    let what = match start.commit() {
+    let mut what = match start.commit {
         Some(id) => format!("a writable tree of commit {id}"),
         None => "a writable empty tree".to_owned(),
     };
+    match &start.head {
+        Some(vst_cas::Head::Branch(b)) => what.push_str(&format!(" (HEAD now names branch {b})")),
+        Some(vst_cas::Head::Detached(_)) => {
+            what.push_str(" (HEAD detached there: a commit in the mount moves no branch)")
+        }
+        None => {}
+    }
     if args.background && !args.serve_detached {
-        // The server resolves HEAD itself unless a revision was given.
-        let target = start.commit().filter(|_| args.rev.is_some()).map(Target::Commit);
-        return background(repo_dir, target, args, &mountpoint, &what, quiet);
+        // The server resolves the revision itself, as given: a branch name
+        // must reach it as one.
+        background(repo_dir, None, args, &mountpoint, &what, quiet)?;
+        if let (vst_fuse::Left::SaveAs { branch, .. }, false) = (&start.left, quiet) {
+            let repo = open_read_only(repo_dir)?;
+            if let Some(id) = repo.refs().get(branch)? {
+                let id = CommitId::new(id);
+                let base = vst::read::read_commit(repo.store().as_ref(), id)
+                    .ok()
+                    .and_then(|c| c.parents.first().copied());
+                print_saved(branch, id, base)?;
+            }
+        }
+        return Ok(ExitCode::SUCCESS);
     }
     // Through the CLI's opening, so that a repository whose objects are
     // remote is opened as such.
@@ -176,21 +250,50 @@ pub fn mount_writable(
             repo_dir.display()
         )
     })?;
-    let options = mount_options(args)?;
+    let mut options = mount_options(args)?;
+    if args.serve_detached && args.log.is_none() {
+        // Nobody reads this server's standard error once it is mounted.
+        let state = repo_dir.join("mount");
+        fs::create_dir_all(&state).with_context(|| format!("creating {}", state.display()))?;
+        options.error_log = file_log(&state.join("log"))?;
+    }
     let stop = stop_flag(args)?;
     let mounted = match vst_fuse::spawn_writable(repo, start, &mountpoint, &options) {
-        Err(vst_fuse::Error::Start(e @ vst_fuse::StartError::Uncommitted { .. })) => {
-            bail!("{e}: mount without --rev to resume them, or add --discard to drop them")
+        Err(vst_fuse::Error::Start(e @ vst_fuse::StartError::Uncommitted { base, wanted, .. })) => {
+            let wanted = wanted.map_or_else(|| "the empty tree".to_owned(), |c| c.to_string());
+            let resume = match base {
+                Some(base) => format!(
+                    "`--rev {base}` resumes them where they were made (HEAD detached there); "
+                ),
+                None => String::new(),
+            };
+            bail!(
+                "{e}. Nothing was mounted or changed. Choose: `--save BRANCH` commits them on a new branch BRANCH and mounts {wanted}; {resume}`--discard` drops them"
+            )
         }
         other => other.with_context(|| mount_hint(&mountpoint))?,
     };
-    serve(mounted, &mountpoint, &what, &stop, quiet)
+    if let (Some(saved), false) = (mounted.saved(), quiet) {
+        print_saved(&saved.branch, saved.commit, saved.base)?;
+    }
+    serve(mounted, &mountpoint, &what, &stop, &options.error_log, quiet)
+}
+
+/// Tells where a mount saved the uncommitted changes the last one left.
+fn print_saved(branch: &vst_cas::RefName, commit: CommitId, base: Option<CommitId>) -> Result<()> {
+    let on = base.map_or_else(|| "the empty tree".to_owned(), |b| format!("commit {b}"));
+    writeln!(
+        std::io::stdout().lock(),
+        "saved the uncommitted changes the last writable mount left on {on} as commit {commit}, on the new branch {branch}"
+    )?;
+    Ok(())
 }
 
 /// A live mount of either kind.
 trait Live {
     fn is_finished(&self) -> bool;
     fn unmount(&mut self) -> Result<(), vst_fuse::Error>;
+    fn detach(&mut self) -> Result<(), vst_fuse::Error>;
     fn wait(self) -> Result<(), vst_fuse::Error>;
 }
 
@@ -200,6 +303,9 @@ impl Live for vst_fuse::Mounted {
     }
     fn unmount(&mut self) -> Result<(), vst_fuse::Error> {
         vst_fuse::Mounted::unmount(self)
+    }
+    fn detach(&mut self) -> Result<(), vst_fuse::Error> {
+        vst_fuse::Mounted::detach(self)
     }
     fn wait(self) -> Result<(), vst_fuse::Error> {
         vst_fuse::Mounted::wait(self)
@@ -213,18 +319,25 @@ impl Live for vst_fuse::WritableMount {
     fn unmount(&mut self) -> Result<(), vst_fuse::Error> {
         vst_fuse::WritableMount::unmount(self)
     }
+    fn detach(&mut self) -> Result<(), vst_fuse::Error> {
+        vst_fuse::WritableMount::detach(self)
+    }
     fn wait(self) -> Result<(), vst_fuse::Error> {
         vst_fuse::WritableMount::wait(self)
     }
 }
 
 /// Serves `mounted` until it is unmounted from outside, or a signal asks
-/// to unmount it.
+/// to unmount it. A mount still in use when the signal comes is detached
+/// (it leaves the file tree at once, serves what is open under it, and
+/// ends once that is closed), and that is said in `log`: a background
+/// server has no terminal, and a signal must not be dropped.
 fn serve(
     mut mounted: impl Live,
     mountpoint: &Path,
     what: &str,
     stop: &AtomicBool,
+    log: &ErrorLog,
     quiet: bool,
 ) -> Result<ExitCode> {
     if !quiet {
@@ -235,23 +348,40 @@ fn serve(
             mountpoint.display()
         )?;
     }
+    let cause = |e: &vst_fuse::Error| {
+        std::error::Error::source(e).map(|s| format!(": {s}")).unwrap_or_default()
+    };
+    let mut detach_failed = false;
     loop {
         if mounted.is_finished() {
             // Unmounted from outside.
             mounted.wait().context("serving the mount")?;
             return Ok(ExitCode::SUCCESS);
         }
-        if stop.swap(false, Ordering::SeqCst) {
-            match mounted.unmount() {
+        if stop.load(Ordering::SeqCst) {
+            let busy = match mounted.unmount() {
                 Ok(()) => return Ok(ExitCode::SUCCESS),
-                Err(e) => {
-                    let _ = writeln!(
-                        std::io::stderr().lock(),
-                        "vst: {}: {}; still mounted: close what uses it, then try again",
-                        e,
-                        std::error::Error::source(&e).map(|s| s.to_string()).unwrap_or_default()
-                    );
+                Err(e) => e,
+            };
+            match mounted.detach() {
+                Ok(()) => {
+                    log.report(&format!(
+                        "asked to stop, but {busy}{}: detached it; this server exits once what uses it is closed",
+                        cause(&busy)
+                    ));
+                    mounted.wait().context("serving the detached mount")?;
+                    return Ok(ExitCode::SUCCESS);
                 }
+                // Tried again at every poll; said once.
+                Err(e) if !detach_failed => {
+                    detach_failed = true;
+                    log.report(&format!(
+                        "asked to stop, but {busy}{}, and {e}{}; trying again",
+                        cause(&busy),
+                        cause(&e)
+                    ));
+                }
+                Err(_) => {}
             }
         }
         std::thread::sleep(POLL_INTERVAL);
@@ -426,6 +556,12 @@ fn background(
     }
     if args.discard {
         command.arg("--discard");
+    }
+    if let Some(branch) = &args.save {
+        command.arg("--save").arg(branch);
+    }
+    if let (true, Some(rev)) = (args.write, &args.rev) {
+        command.arg("--rev").arg(rev);
     }
     command.arg("--threads").arg(args.threads.to_string()).arg("--serve-detached");
     if args.allow_other {

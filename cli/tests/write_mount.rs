@@ -651,3 +651,256 @@ fn the_server_exits_after_an_unmount_even_without_its_socket() {
     fs::remove_file(repo.join(".vst/mount/sock")).unwrap();
     unmount(repo, mnt, child);
 }
+
+/// The id of `rev`'s commit and of its first parent.
+fn commit_of(repo: &Path, rev: &str) -> (String, Option<String>) {
+    let log: serde_json::Value =
+        serde_json::from_str(&ok(repo, &["log", "--json", "-n", "1", rev])).unwrap();
+    let commit = &log[0];
+    let id = commit["commit"].as_str().unwrap().to_owned();
+    (id, commit["parents"][0].as_str().map(str::to_owned))
+}
+
+/// What `vst mount --write` (in the background, so that it returns if it
+/// does mount) says when it refuses; a mount it makes is unmounted, then
+/// the test fails.
+fn refused_mount(repo: &Path, at: &Path, extra: &[&str]) -> String {
+    let at = at.to_str().unwrap();
+    let out = vst(repo, &[&["mount", "--write", "--background", at][..], extra].concat());
+    let said = String::from_utf8_lossy(&out.stderr).into_owned();
+    if out.status.success() {
+        ok(repo, &["umount", at]);
+        panic!("mounted, where it had to refuse: {}", String::from_utf8_lossy(&out.stdout));
+    }
+    assert!(!mounted(Path::new(at)));
+    said
+}
+
+/// Work a mount left uncommitted on a commit the branch has since moved
+/// past is never hidden nor dropped: the next mount refuses, naming both
+/// commits and the choices, and changes nothing; `--save BRANCH` keeps the
+/// work on a new branch on top of the commit it was made on, and mounts
+/// the branch's new head.
+#[test]
+fn a_remount_after_the_branch_moved_keeps_the_uncommitted_work() {
+    let Some((_one, repo, mnt)) = setup() else { return };
+    let (repo, mnt) = (repo.path(), mnt.path());
+    let (base, _) = commit_of(repo, "HEAD");
+    let Some(child) = mount(repo, mnt, &[]) else { return };
+    fs::write(mnt.join("precious.txt"), b"precious\n").unwrap();
+    unmount(repo, mnt, child);
+    fs::write(repo.join("outside.txt"), b"outside\n").unwrap();
+    ok(repo, &["commit", "-q", "-m", "outside"]);
+    let (moved, _) = commit_of(repo, "HEAD");
+
+    let said = refused_mount(repo, mnt, &[]);
+    for needed in [&base, &moved, "--save", "--discard"] {
+        assert!(said.contains(needed), "the refusal names {needed}: {said}");
+    }
+    assert_eq!(commit_of(repo, "HEAD").0, moved, "a refused mount moves nothing");
+
+    let Some(child) = mount(repo, mnt, &["--save", "kept"]) else { return };
+    assert!(mnt.join("outside.txt").exists() && !mnt.join("precious.txt").exists());
+    assert!(ok(mnt, &["status"]).trim().starts_with("clean"), "the new head, clean");
+    unmount(repo, mnt, child);
+    let (kept, parent) = commit_of(repo, "kept");
+    assert_eq!(parent.as_deref(), Some(base.as_str()), "saved on the commit it was made on");
+    assert_eq!(ok(repo, &["cat", &format!("{kept}:precious.txt")]), "precious\n");
+    // Nothing is left to save: the next mount resumes normally.
+    let Some(child) = mount(repo, mnt, &[]) else { return };
+    assert!(mnt.join("outside.txt").exists());
+    unmount(repo, mnt, child);
+}
+
+/// A commit in the mount that the moved branch refuses changes nothing:
+/// the work stays uncommitted on its base (not on the refused commit,
+/// which no ref names), so the next mount still finds it.
+#[test]
+fn a_commit_refused_in_the_mount_changes_nothing() {
+    let Some((_one, repo, mnt)) = setup() else { return };
+    let (repo, mnt) = (repo.path(), mnt.path());
+    let (first, _) = commit_of(repo, "HEAD");
+    fs::write(repo.join("second.txt"), b"second\n").unwrap();
+    ok(repo, &["commit", "-q", "-m", "second"]);
+    let (second, _) = commit_of(repo, "HEAD");
+    let Some(child) = mount(repo, mnt, &[]) else { return };
+    fs::write(mnt.join("precious.txt"), b"precious\n").unwrap();
+    // Another writer moves the branch under the mount (refs are not under
+    // the store's lock): back to the first commit.
+    let refs = vst_cas::Refs::new(
+        std::sync::Arc::new(vst_cas::vfs::RealFs::new()),
+        &repo.join(".vst").canonicalize().unwrap(),
+    );
+    let id = |s: &str| s.parse::<vst_cas::ObjectId>().unwrap();
+    let main = vst_cas::RefName::try_from("main").unwrap();
+    refs.update(&main, Some(id(&second)), Some(id(&first)), "test: reset").unwrap();
+    let refused = vst(mnt, &["commit", "-m", "refused"]);
+    assert!(!refused.status.success(), "the branch moved: the commit must fail");
+    assert!(ok(mnt, &["status"]).contains("A precious.txt"), "still uncommitted");
+    unmount(repo, mnt, child);
+
+    let said = refused_mount(repo, mnt, &[]);
+    assert!(said.contains(&second), "the work is on {second}: {said}");
+    let Some(child) = mount(repo, mnt, &["--save", "kept"]) else { return };
+    unmount(repo, mnt, child);
+    let (kept, parent) = commit_of(repo, "kept");
+    assert_eq!(parent.as_deref(), Some(second.as_str()));
+    assert_eq!(ok(repo, &["cat", &format!("{kept}:precious.txt")]), "precious\n");
+}
+
+/// `--rev` of an older commit detaches `HEAD` there, so a commit in the
+/// mount succeeds and moves no branch; `--rev BRANCH` makes `HEAD` name
+/// that branch, and a commit moves it.
+#[test]
+fn a_mount_of_another_revision_commits_from_it() {
+    let Some((_one, repo, mnt)) = setup() else { return };
+    let (repo, mnt) = (repo.path(), mnt.path());
+    let (first, _) = commit_of(repo, "HEAD");
+    fs::write(repo.join("second.txt"), b"second\n").unwrap();
+    ok(repo, &["commit", "-q", "-m", "second"]);
+    let (second, _) = commit_of(repo, "HEAD");
+    ok(repo, &["branch", "side", "HEAD~1"]);
+
+    let Some(child) = mount(repo, mnt, &["--rev", "HEAD~1"]) else { return };
+    assert!(!mnt.join("second.txt").exists());
+    fs::write(mnt.join("old.txt"), b"on the old commit\n").unwrap();
+    let out = vst(mnt, &["commit", "-m", "on the old commit"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let made = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    unmount(repo, mnt, child);
+    assert_eq!(commit_of(repo, "main").0, second, "no branch moved");
+    assert_eq!(commit_of(repo, "HEAD"), (made, Some(first.clone())), "HEAD detached");
+
+    let Some(child) = mount(repo, mnt, &["--rev", "side"]) else { return };
+    fs::write(mnt.join("side.txt"), b"side\n").unwrap();
+    let out = vst(mnt, &["commit", "-m", "on side"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    unmount(repo, mnt, child);
+    let (side, parent) = commit_of(repo, "side");
+    assert_eq!(parent.as_deref(), Some(first.as_str()));
+    assert_eq!(commit_of(repo, "HEAD").0, side, "HEAD names side");
+    assert_eq!(commit_of(repo, "main").0, second);
+}
+
+/// SIGTERM to a background server whose mount is in use is not dropped:
+/// the mount is detached at once (and that is logged in `.vst/mount/log`),
+/// the file still open under it keeps working, and once it is closed the
+/// server saves the uncommitted tree and exits.
+#[test]
+fn sigterm_to_a_busy_background_server_detaches_logs_and_exits() {
+    let Some((_one, repo, mnt)) = setup() else { return };
+    let (repo, mnt) = (repo.path(), mnt.path());
+    let at = mnt.to_str().unwrap();
+    let out = vst(repo, &["mount", "--write", "--background", at]);
+    if !out.status.success() {
+        let why = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(std::env::var_os("CI").is_none(), "cannot mount in CI: {why}");
+        eprintln!("\n!!!!!!!! WARNING: WRITABLE MOUNT TEST SKIPPED: {why} !!!!!!!!\n");
+        return;
+    }
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    let pid = said
+        .split("server process ")
+        .nth(1)
+        .and_then(|rest| rest.split(')').next())
+        .unwrap_or_else(|| panic!("no server process in {said}"));
+    let mut open = fs::File::create(mnt.join("open.txt")).unwrap();
+    open.write_all(b"before the signal\n").unwrap();
+    let kill = Command::new("kill").args(["-TERM", pid]).status().unwrap();
+    assert!(kill.success());
+    wait_until("the busy mount is detached", || !mounted(mnt));
+    open.write_all(b"after it\n").unwrap();
+    drop(open);
+    wait_until("the server exits and lets go of the repository", || {
+        let lock = fs::File::open(repo.join(".vst/lock")).unwrap();
+        lock.try_lock().is_ok()
+    });
+    let log = fs::read_to_string(repo.join(".vst/mount/log")).unwrap_or_default();
+    assert!(log.contains("asked to stop") && log.contains("detached"), "logged: {log}");
+    let Some(child) = mount(repo, mnt, &[]) else { return };
+    assert_eq!(fs::read(mnt.join("open.txt")).unwrap(), b"before the signal\nafter it\n");
+    unmount(repo, mnt, child);
+}
+
+/// How many records the mount's journal holds (`vst status --json`).
+fn journal_records(mnt: &Path) -> u64 {
+    let status: serde_json::Value = serde_json::from_str(&ok(mnt, &["status", "--json"])).unwrap();
+    status["mount"]["journal_records"].as_u64().unwrap()
+}
+
+/// Churn (files made and removed) does not grow the journal for ever: a
+/// commit that finds nothing to commit rewrites it as its base alone, and
+/// a quiet mount rewrites one grown past its limit (4 MiB) compactly.
+#[test]
+fn churn_does_not_grow_the_journal() {
+    let Some((_one, repo, mnt)) = setup() else { return };
+    let (repo, mnt) = (repo.path(), mnt.path());
+    let Some(child) = mount(repo, mnt, &[]) else { return };
+    let fresh = journal_records(mnt);
+    for i in 0..50 {
+        let path = mnt.join(format!("tmp{i}"));
+        fs::write(&path, b"x").unwrap();
+        fs::remove_file(&path).unwrap();
+    }
+    assert!(journal_records(mnt) > fresh + 50, "the churn is journaled");
+    assert!(ok(mnt, &["commit", "-m", "nothing"]).contains("nothing to commit"));
+    assert_eq!(journal_records(mnt), fresh, "nothing to commit: the base alone");
+
+    // About 6 KB of records per file made and removed, at a path of 3 KB.
+    let mut deep = mnt.to_owned();
+    for c in b'a'..b'm' {
+        deep.push(String::from_utf8(vec![c; 250]).unwrap());
+    }
+    fs::create_dir_all(&deep).unwrap();
+    let journal = repo.join(".vst/mount/journal");
+    let limit = 4 << 20;
+    let mut made = 0;
+    while fs::metadata(&journal).unwrap().len() <= limit {
+        let path = deep.join(format!("tmp{made}"));
+        fs::File::create(&path).unwrap();
+        fs::remove_file(&path).unwrap();
+        made += 1;
+        assert!(made < 10_000, "the journal does not grow");
+    }
+    wait_until("the quiet mount compacts its journal", || {
+        fs::metadata(&journal).unwrap().len() < limit
+    });
+    assert!(ok(mnt, &["status"]).trim().starts_with("A "), "the new directories, uncommitted");
+    unmount(repo, mnt, child);
+    let Some(child) = mount(repo, mnt, &[]) else { return };
+    assert!(deep.is_dir() && fs::read_dir(&deep).unwrap().next().is_none());
+    unmount(repo, mnt, child);
+}
+
+/// The daemon's peak resident memory, in bytes (`VmHWM`).
+fn peak_memory(pid: u32) -> u64 {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kib << 10
+}
+
+/// A large sparse file is finalized from its overlay a few chunks at a
+/// time: committing 256 MiB (holes but for a few bytes at the end) never
+/// holds the file in the daemon's memory.
+#[test]
+fn a_large_sparse_file_commits_in_bounded_memory() {
+    let Some((_one, repo, mnt)) = setup() else { return };
+    let (repo, mnt) = (repo.path(), mnt.path());
+    let Some(child) = mount(repo, mnt, &[]) else { return };
+    let len: u64 = 256 << 20;
+    let file = fs::File::create(mnt.join("sparse.bin")).unwrap();
+    file.set_len(len).unwrap();
+    file.write_all_at(b"the end", len - 7).unwrap();
+    drop(file);
+    ok(mnt, &["commit", "-q", "-m", "sparse"]);
+    let peak = peak_memory(child.id());
+    assert!(peak < len / 2, "the daemon held {} MiB at its peak", peak >> 20);
+    let file = fs::File::open(mnt.join("sparse.bin")).unwrap();
+    assert_eq!(file.metadata().unwrap().len(), len);
+    let mut tail = [0; 11];
+    file.read_exact_at(&mut tail, len - 11).unwrap();
+    assert_eq!(&tail, b"\0\0\0\0the end");
+    drop(file);
+    unmount(repo, mnt, child);
+}

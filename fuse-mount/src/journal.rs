@@ -97,6 +97,10 @@ pub(crate) struct Journal {
     path: PathBuf,
     file: Arc<File>,
     len: u64,
+    /// How long it was when written whole ([`Journal::create`]).
+    created_len: u64,
+    /// How many records it holds.
+    records: u64,
 }
 
 impl Journal {
@@ -119,7 +123,9 @@ impl Journal {
             File::open(dir)?.sync_all()?;
         }
         let file = OpenOptions::new().read(true).write(true).open(path)?;
-        Ok(Self { path: path.to_owned(), file: Arc::new(file), len: bytes.len() as u64 })
+        let len = bytes.len() as u64;
+        let records = records.len() as u64;
+        Ok(Self { path: path.to_owned(), file: Arc::new(file), len, created_len: len, records })
     }
 
     /// Appends `record` (handed to the operating system, not synced).
@@ -135,6 +141,7 @@ impl Journal {
         }
         self.file.write_all_at(&bytes, self.len)?;
         self.len += bytes.len() as u64;
+        self.records += records.len() as u64;
         Ok(())
     }
 
@@ -146,6 +153,16 @@ impl Journal {
     /// How long the journal is.
     pub(crate) fn len(&self) -> u64 {
         self.len
+    }
+
+    /// How many records it holds.
+    pub(crate) fn records(&self) -> u64 {
+        self.records
+    }
+
+    /// Whether anything was appended since it was written whole.
+    pub(crate) fn grown(&self) -> bool {
+        self.len > self.created_len
     }
 
     /// Where it is.
@@ -222,6 +239,7 @@ mod tests {
         assert!(read(&path).unwrap().is_none());
         let base = Record::Base { commit: Some([7; 32]) };
         let mut journal = Journal::create(&path, std::slice::from_ref(&base)).unwrap();
+        assert!(!journal.grown() && journal.records() == 1);
         let records = vec![
             base,
             Record::Mkdir { path: b"a".to_vec() },
@@ -232,6 +250,7 @@ mod tests {
         for r in &records[1..] {
             journal.append(r).unwrap();
         }
+        assert!(journal.grown() && journal.records() == records.len() as u64);
         let found = read(&path).unwrap().unwrap();
         assert_eq!(found.records, records);
         assert!(!found.torn);

@@ -53,7 +53,7 @@ use crate::fs::VstFs;
 use crate::write::{Settler, Shared, WriteFs};
 
 pub use crate::write::{
-    CheckoutError, Committed, MountStats, Start, StartError, StatusLine, XATTR_REPO,
+    CheckoutError, Committed, Left, MountStats, Saved, Start, StartError, StatusLine, XATTR_REPO,
 };
 
 /// What a mount shows.
@@ -120,6 +120,12 @@ pub enum ErrorLog {
 }
 
 impl ErrorLog {
+    /// Writes one line (`message`, without a newline) where this log goes;
+    /// for what a mount's owner must know but no caller can be told.
+    pub fn report(&self, message: &str) {
+        self.write(message);
+    }
+
     fn write(&self, message: &str) {
         match self {
             ErrorLog::Stderr => {
@@ -317,9 +323,11 @@ pub fn spawn_mount(
 /// Mounts a writable working tree of `repo` at `mountpoint`, served from
 /// background threads, with its control socket in `.vst/mount/sock`.
 /// The tree is the uncommitted tree the last writable mount of `repo`
-/// left (its journal in `.vst/mount/`) if it holds changes, else the tree
-/// of `start`'s commit; [`Start`] says which wins. `repo` must be open for
-/// writing: the mount holds the store's lock while it lives.
+/// left (its journal in `.vst/mount/`) if it holds changes on `start`'s
+/// commit, else the tree of that commit; changes on another commit are
+/// refused, dropped or saved as [`Start::left`] says. Once mounted, `HEAD`
+/// names [`Start::head`] if given. `repo` must be open for writing: the
+/// mount holds the store's lock while it lives.
 pub fn spawn_writable(
     repo: Repo,
     start: Start,
@@ -332,15 +340,41 @@ pub fn spawn_writable(
     // checkout goes through the kernel, and a checkout invalidates what
     // it changes.
     let ttl = options.ttl.min(WRITABLE_TTL_MAX);
-    let shared = Arc::new(Shared::open(repo, start, options.error_log.clone(), ttl)?);
-    let fs = WriteFs { shared: shared.clone() };
-    let session = session(fs, &canonical, options, Mode::ReadWrite)?;
-    let _ = shared.notifier.set(session.notifier());
+    let shared = Arc::new(Shared::open(repo, &start, options.error_log.clone(), ttl)?);
+    // The socket first: once the mount shows, a `vst` inside it finds its
+    // daemon.
     let server = control::Server::start(shared.clone())
         .map_err(|source| Error::Control { path: shared.socket_path(), source })?;
-    let settler = Settler::start(shared.clone()).map_err(mount_err)?;
-    let session = session.spawn().map_err(mount_err)?;
+    let fs = WriteFs { shared: shared.clone() };
+    let session = session(fs, &canonical, options, Mode::ReadWrite)?;
+    // A session made from a descriptor leaves its mount behind when
+    // dropped: what fails from here unmounts it. `HEAD` moves only once
+    // the mount is made.
+    let started = (|| {
+        if let Some(head) = &start.head {
+            shared.point_head(head)?;
+        }
+        let _ = shared.notifier.set(session.notifier());
+        let settler = Settler::start(shared.clone()).map_err(mount_err)?;
+        Ok::<_, Error>(settler)
+    })();
+    let settler = match started {
+        Ok(settler) => settler,
+        Err(e) => {
+            drop(session);
+            let _ = unmount(&canonical, Lazy::Yes);
+            return Err(e);
+        }
+    };
+    let session = match session.spawn() {
+        Ok(session) => session,
+        Err(e) => {
+            let _ = unmount(&canonical, Lazy::Yes);
+            return Err(mount_err(e));
+        }
+    };
     Ok(WritableMount {
+        saved: shared.saved.clone(),
         mounted: Mounted { session: Some(session), mountpoint: canonical },
         server: Some(server),
         settler: Some(settler),
@@ -360,6 +394,7 @@ pub struct WritableMount {
     server: Option<control::Server>,
     /// Finalizes closed files and hashes trees in the background.
     settler: Option<Settler>,
+    saved: Option<Saved>,
 }
 
 impl WritableMount {
@@ -373,6 +408,12 @@ impl WritableMount {
         self.mounted.is_finished()
     }
 
+    /// Where the uncommitted changes the last mount left on another commit
+    /// went, if this mount saved them ([`Left::SaveAs`]).
+    pub fn saved(&self) -> Option<&Saved> {
+        self.saved.as_ref()
+    }
+
     /// Unmounts, waits for the uncommitted tree to be saved, and closes
     /// the control socket. Fails, leaving the mount live, while something
     /// under it is in use.
@@ -383,7 +424,16 @@ impl WritableMount {
         Ok(())
     }
 
-    /// Waits until the mount is unmounted from outside.
+    /// Detaches the mount (a lazy unmount), busy or not: it leaves the
+    /// file tree at once, and its threads serve what is still open under
+    /// it; then [`WritableMount::wait`] returns once the last of it is
+    /// closed and the uncommitted tree is saved.
+    pub fn detach(&mut self) -> Result<(), Error> {
+        self.mounted.detach()
+    }
+
+    /// Waits until the mount is unmounted from outside (or detached and
+    /// no longer used).
     pub fn wait(mut self) -> Result<(), Error> {
         let result = self.mounted.join();
         self.server.take();
@@ -490,7 +540,18 @@ impl Mounted {
         self.join()
     }
 
-    /// Waits until the mount is unmounted from outside.
+    /// Detaches the mount (a lazy unmount), busy or not: it leaves the
+    /// file tree at once, and the threads serve what is still open under
+    /// it until the last of it is closed; [`Mounted::wait`] waits for that.
+    pub fn detach(&mut self) -> Result<(), Error> {
+        match &self.session {
+            Some(session) if !session.guard.is_finished() => unmount(&self.mountpoint, Lazy::Yes),
+            _ => Ok(()),
+        }
+    }
+
+    /// Waits until the mount is unmounted from outside (or detached and
+    /// no longer used).
     pub fn wait(mut self) -> Result<(), Error> {
         self.join()
     }

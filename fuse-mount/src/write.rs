@@ -88,12 +88,21 @@ const ROOT: Ino = 1;
 /// directory: how the CLI finds the daemon from inside the mount.
 pub const XATTR_REPO: &[u8] = b"user.vst.repo";
 
-/// A journal longer than this is rewritten from scratch at the next
-/// commit, instead of having a `Base` record appended.
+/// A journal longer than this is rewritten compactly at the next commit
+/// (instead of having a `Base` record appended), or by the settler once the
+/// mount is quiet. A commit that finds nothing to commit rewrites any
+/// journal that grew since it was last written whole.
 const JOURNAL_COMPACT_LEN: u64 = 4 << 20;
 
-/// Copy-up and finalizing read a file in pieces of this many bytes.
+/// Copy-up reads a file in pieces of this many bytes.
 const COPY_LEN: u64 = 1 << 20;
+
+/// A file at most this long is finalized in memory: read whole, hashed on
+/// all cores, put. A longer one streams from its overlay into the store a
+/// few chunks at a time ([`Store::put_reader`]), so that a large file, or a
+/// large sparse one, costs bounded memory, not its length (twice, with the
+/// store's copy). The cost: its hash runs on one core.
+const FINALIZE_IN_MEMORY_LEN_MAX: u64 = 64 << 20;
 
 /// The settler pauses after a round for this many times as long as the
 /// round held the lock (so it holds it at most a quarter of the time), ...
@@ -278,6 +287,8 @@ pub(crate) struct Shared {
     ttl: Duration,
     uid: u32,
     gid: u32,
+    /// The uncommitted changes this mount saved on a new branch.
+    pub(crate) saved: Option<Saved>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -306,42 +317,94 @@ pub enum StartError {
         #[source]
         source: vst::Error,
     },
-    /// A mount at a given commit was asked for, and the last writable
-    /// mount left uncommitted changes on top of another.
+    /// The last writable mount left uncommitted changes on top of another
+    /// commit than the one to mount (the branch moved since, or another
+    /// was asked for): mounting would hide them, and a commit in the mount
+    /// could not move the branch. Nothing was changed.
     #[error(
-        "the last writable mount of this repository left {changes} uncommitted changes on top of {}, not the commit asked for",
-        base.map_or_else(|| "an empty tree".to_owned(), |c| format!("commit {c}"))
+        "the last writable mount of this repository left {changes} uncommitted changes on top of {}, not on {}, the commit to mount",
+        show(*base),
+        show(*wanted)
     )]
     Uncommitted {
         /// The commit the changes are on.
         base: Option<CommitId>,
+        /// The commit to mount.
+        wanted: Option<CommitId>,
         /// How many paths they change.
         changes: usize,
     },
+    /// The uncommitted changes could not be saved on a new branch.
+    #[error("cannot save the uncommitted changes on a new branch {branch}")]
+    Save {
+        /// The branch asked for.
+        branch: RefName,
+        /// Why (most often: it exists). Boxed: it would make every
+        /// mount error as large.
+        #[source]
+        source: Box<vst_cas::RefError>,
+    },
+    /// `HEAD` could not be moved to what the mount starts at.
+    #[error("cannot point HEAD at {head:?}")]
+    Head {
+        /// What it was to name.
+        head: Head,
+        /// Why. Boxed: it would make every mount error as large.
+        #[source]
+        source: Box<vst_cas::RefError>,
+    },
+}
+
+/// A commit, or the empty tree, for a message.
+fn show(commit: Option<CommitId>) -> String {
+    commit.map_or_else(|| "an empty tree".to_owned(), |c| format!("commit {c}"))
 }
 
 /// Where a writable mount starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Start {
-    /// The uncommitted tree the last writable mount left, if it left any
-    /// change; else this commit (the branch's head; `None`: empty).
-    Resume(Option<CommitId>),
-    /// This commit; refused ([`StartError::Uncommitted`]) if the last
-    /// writable mount left changes on top of another.
-    At(CommitId),
-    /// This commit (`None`: empty), dropping what the last writable mount
-    /// left uncommitted.
-    Discard(Option<CommitId>),
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Start {
+    /// The commit whose tree to mount (`None`: the empty tree of a
+    /// repository without a commit).
+    pub commit: Option<CommitId>,
+    /// What to do with the uncommitted changes the last writable mount
+    /// left, if it left any.
+    pub left: Left,
+    /// What `HEAD` names once mounted (a commit in the mount moves it);
+    /// `None` leaves it as it is, which must then name `commit`.
+    pub head: Option<Head>,
 }
 
-impl Start {
-    /// The commit asked for.
-    pub fn commit(self) -> Option<CommitId> {
-        match self {
-            Start::Resume(c) | Start::Discard(c) => c,
-            Start::At(c) => Some(c),
-        }
-    }
+/// What a writable mount does with the uncommitted changes the last one
+/// left. Changes on `Start::commit` are resumed unless discarded; none is
+/// ever dropped without [`Left::Discard`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Left {
+    /// Resume them if they are on the commit to mount, else refuse
+    /// ([`StartError::Uncommitted`]).
+    Resume,
+    /// Drop them.
+    Discard,
+    /// Resume them if they are on the commit to mount, else commit them
+    /// (parent: the commit they are on) on the new branch `branch`, and
+    /// start clean ([`WritableMount::saved`](crate::WritableMount::saved)
+    /// says so).
+    SaveAs {
+        /// The new branch.
+        branch: RefName,
+        /// The saved commit's author.
+        author: String,
+    },
+}
+
+/// Uncommitted changes a mount saved on a new branch ([`Left::SaveAs`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Saved {
+    /// The new branch.
+    pub branch: RefName,
+    /// The commit it names: the changes, on top of `base`.
+    pub commit: CommitId,
+    /// The commit the changes were made on.
+    pub base: Option<CommitId>,
 }
 
 /// What a commit through the mount did.
@@ -456,6 +519,49 @@ fn read_at(file: &File, offset: u64, len: u64) -> io::Result<Vec<u8>> {
     Ok(buf)
 }
 
+/// Reads a file by position (`pread`), from `offset` to `end`, without
+/// moving the cursor that other clones of its handle share.
+struct RangeReader<'a> {
+    file: &'a File,
+    offset: u64,
+    end: u64,
+}
+
+impl io::Read for RangeReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = usize::try_from(self.end.saturating_sub(self.offset)).unwrap_or(usize::MAX);
+        let want = buf.len().min(left);
+        if want == 0 {
+            return Ok(0);
+        }
+        let n = self.file.read_at(&mut buf[..want], self.offset)?;
+        self.offset += n as u64;
+        Ok(n)
+    }
+}
+
+/// Puts the first `size` bytes of `file` (an overlay) into `store` and
+/// returns their id: in memory up to [`FINALIZE_IN_MEMORY_LEN_MAX`], else
+/// streamed. The error says what went wrong, for the log.
+fn put_content(store: &dyn Store, file: &File, size: u64) -> Result<BlobId, String> {
+    if size <= FINALIZE_IN_MEMORY_LEN_MAX {
+        let bytes = read_at(file, 0, size).map_err(|e| format!("reading its overlay: {e}"))?;
+        if bytes.len() as u64 != size {
+            return Err(format!("its overlay is {} bytes, expected {size}", bytes.len()));
+        }
+        let id = hash_blob(&bytes);
+        store.put(id.object_id(), &bytes).map_err(|e| format!("storing its content: {e}"))?;
+        return Ok(id);
+    }
+    let mut reader = RangeReader { file, offset: 0, end: size };
+    let (id, len) =
+        store.put_reader(&mut reader).map_err(|e| format!("storing its content: {e}"))?;
+    if len != size {
+        return Err(format!("its overlay is {len} bytes, expected {size}"));
+    }
+    Ok(BlobId::new(id))
+}
+
 /// BLAKE3 of file content, on all cores when large (as the working set
 /// hashes written content).
 fn hash_blob(content: &[u8]) -> BlobId {
@@ -508,10 +614,11 @@ fn replay(ws: &mut WorkingSet, record: &Record, state_dir: &Path, log: &dyn Fn(S
             Record::Overlay { path, overlay, executable } => {
                 let path = path_of(path)?;
                 let file = overlay_dir(state_dir).join(overlay.to_string());
-                let bytes = std::fs::read(&file).map_err(|e| format!("{}: {e}", file.display()))?;
-                let id = hash_blob(&bytes);
-                store.put(id.object_id(), &bytes).map_err(|e| e.to_string())?;
-                let entry = FileEntry { id, size: bytes.len() as u64, executable: *executable };
+                let shown = |e: &dyn std::fmt::Display| format!("{}: {e}", file.display());
+                let open = File::open(&file).map_err(|e| shown(&e))?;
+                let size = open.metadata().map_err(|e| shown(&e))?.len();
+                let id = put_content(store.as_ref(), &open, size).map_err(|e| shown(&e))?;
+                let entry = FileEntry { id, size, executable: *executable };
                 ws.put_file(&path, entry).map_err(|e| e.to_string())
             }
             Record::Symlink { path, target } => {
@@ -568,6 +675,45 @@ fn tree_of(store: &dyn Store, commit: Option<CommitId>) -> vst::Result<Option<Tr
     commit.map(|c| read::read_commit(store, c).map(|c| c.tree)).transpose()
 }
 
+/// Commits `tree` (stored, with everything below it) with `base` as its
+/// parent on the new branch `branch`, once the store is durable: where a
+/// mount keeps the uncommitted changes the last one left on another commit.
+/// The branch's reflog records it.
+fn save_on_branch(
+    repo: &Repo,
+    tree: TreeId,
+    base: Option<CommitId>,
+    branch: &RefName,
+    author: &str,
+) -> Result<CommitId, StartError> {
+    let repo_err = |source| StartError::Repo { source };
+    let commit = vst::Commit {
+        tree,
+        parents: base.into_iter().collect(),
+        author: author.to_owned(),
+        time: vst::Timestamp::now(),
+        message: format!(
+            "uncommitted changes a writable mount left on {}, saved at a remount",
+            show(base)
+        ),
+    };
+    let bytes = commit.encode().map_err(|e| repo_err(e.into()))?;
+    let id = CommitId::of(&bytes);
+    repo.store().put(id.object_id(), &bytes).map_err(|e| repo_err(e.into()))?;
+    let store = repo.store();
+    let durable = || store.sync();
+    repo.refs()
+        .update_once_durable(
+            branch,
+            None,
+            Some(id.object_id()),
+            "mount: save uncommitted changes",
+            &durable,
+        )
+        .map_err(|source| StartError::Save { branch: branch.clone(), source: Box::new(source) })?;
+    Ok(id)
+}
+
 impl Shared {
     /// Opens the mount state of `repo`: resumes the journal in
     /// `.vst/mount/` (the uncommitted tree of the last mount) if it holds
@@ -577,7 +723,7 @@ impl Shared {
     /// store.
     pub(crate) fn open(
         repo: Repo,
-        start: Start,
+        start: &Start,
         error_log: ErrorLog,
         ttl: Duration,
     ) -> Result<Self, StartError> {
@@ -592,8 +738,8 @@ impl Shared {
 
         let log = |m: String| error_log.write(&m);
         let journal_file = journal_path(&state_dir);
-        let found = match start {
-            Start::Discard(_) => None,
+        let found = match &start.left {
+            Left::Discard => None,
             _ => journal::read(&journal_file).map_err(state_err)?,
         };
         let at = |commit: Option<CommitId>| match commit {
@@ -602,7 +748,7 @@ impl Shared {
         };
         // The journal starts with its own base.
         let resumed = found.is_some();
-        let mut ws = if resumed { WorkingSet::new(store.clone()) } else { at(start.commit())? };
+        let mut ws = if resumed { WorkingSet::new(store.clone()) } else { at(start.commit)? };
         if let Some(found) = found {
             if found.torn {
                 log(format!(
@@ -626,16 +772,34 @@ impl Shared {
             ws.set_head(Some(head));
         }
         let mut base_tree = tree_of(store.as_ref(), ws.head()).map_err(repo_err)?;
-        let changes = diff_trees(store.as_ref(), base_tree, Some(tree)).map_err(repo_err)?;
-        if resumed && ws.head() != start.commit() {
-            if changes.is_empty() {
-                // Nothing uncommitted: start where asked (the branch may
-                // have moved while nothing was mounted).
-                ws = at(start.commit())?;
-                base_tree = tree_of(store.as_ref(), ws.head()).map_err(repo_err)?;
-            } else if let Start::At(_) = start {
-                return Err(StartError::Uncommitted { base: ws.head(), changes: changes.len() });
+        let mut changes = diff_trees(store.as_ref(), base_tree, Some(tree)).map_err(repo_err)?;
+        let mut saved = None;
+        if resumed && ws.head() != start.commit {
+            // Architecture invariant: uncommitted changes are never dropped
+            // without `Left::Discard`. Resuming them on their old base would
+            // hide what the branch gained meanwhile, and a commit in the
+            // mount could not move it; starting where asked would lose them.
+            if !changes.is_empty() {
+                let base = ws.head();
+                match &start.left {
+                    Left::SaveAs { branch, author } => {
+                        let commit = save_on_branch(&repo, tree, base, branch, author)?;
+                        saved = Some(Saved { branch: branch.clone(), commit, base });
+                    }
+                    _ => {
+                        return Err(StartError::Uncommitted {
+                            base,
+                            wanted: start.commit,
+                            changes: changes.len(),
+                        });
+                    }
+                }
             }
+            // Nothing uncommitted left to keep: start where asked (the
+            // branch may have moved while nothing was mounted).
+            ws = at(start.commit)?;
+            base_tree = tree_of(store.as_ref(), ws.head()).map_err(repo_err)?;
+            changes.clear();
         }
         store.sync().map_err(|e| repo_err(e.into()))?;
         let mut records = vec![Record::Base { commit: ws.head().map(|c| *c.as_bytes()) }];
@@ -700,7 +864,19 @@ impl Shared {
             ttl,
             uid,
             gid,
+            saved,
         })
+    }
+
+    /// Points `HEAD` at `head` unless it names it already: where a mount
+    /// of another commit than `HEAD`'s puts it, so that a commit in the
+    /// mount moves it (and no branch, if it is a detached commit).
+    pub(crate) fn point_head(&self, head: &Head) -> Result<(), StartError> {
+        let err = |source| StartError::Head { head: head.clone(), source: Box::new(source) };
+        if self.repo.refs().head().map_err(err)? != *head {
+            self.repo.refs().set_head(head).map_err(err)?;
+        }
+        Ok(())
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -891,9 +1067,14 @@ impl Shared {
             if bytes.len() as u64 != len {
                 return Err(Errno::EIO);
             }
-            file.write_all_at(&bytes, offset).map_err(|e| io_errno(&e))?;
+            // Zeros stay a hole (the length is set below): a sparse file
+            // copied up costs no disk for them.
+            if bytes.iter().any(|&b| b != 0) {
+                file.write_all_at(&bytes, offset).map_err(|e| io_errno(&e))?;
+            }
             offset += len;
         }
+        file.set_len(size).map_err(|e| io_errno(&e))?;
         let file = Arc::new(file);
         inner.file_mut(ino)?.overlay = Some(Overlay {
             number,
@@ -936,17 +1117,10 @@ impl Shared {
     /// overlay, maybe only into the store's buffer: flush before a journal
     /// record names the blob.
     fn put_overlay(&self, file: &File, size: u64, path: &RepoPath) -> Result<BlobId, Errno> {
-        let bytes = read_at(file, 0, size).map_err(|e| io_errno(&e))?;
-        if bytes.len() as u64 != size {
-            self.log(&format!("{path}: overlay is {} bytes, expected {size}", bytes.len()));
-            return Err(Errno::EIO);
-        }
-        let id = hash_blob(&bytes);
-        if let Err(e) = self.store.put(id.object_id(), &bytes) {
-            self.log(&format!("{path}: storing its content: {e}"));
-            return Err(Errno::EIO);
-        }
-        Ok(id)
+        put_content(self.store.as_ref(), file, size).map_err(|e| {
+            self.log(&format!("{path}: {e}"));
+            Errno::EIO
+        })
     }
 
     /// Hands the store's buffer to the operating system.
@@ -1611,19 +1785,32 @@ impl Shared {
     /// a commit do; the growing quiet time bounds them (see
     /// [`STORE_QUIET_MAX`]).
     /// On failure, returns the changes count it failed at.
+    /// Then, if the journal has grown past [`JOURNAL_COMPACT_LEN`] and
+    /// nothing changed meanwhile, rewrites it compactly: churn between
+    /// commits (files made and removed) must not grow it for ever.
     fn store_trees(&self) -> Result<(), u64> {
-        let changes = {
+        let (changes, tree) = {
             let mut inner = self.lock();
-            if let Err(e) = write_tree(&mut inner.ws, Durability::None) {
-                self.log(&format!("storing the changed trees: {e}"));
-                return Err(inner.changes);
+            match write_tree(&mut inner.ws, Durability::None) {
+                Ok(tree) => (inner.changes, tree),
+                Err(e) => {
+                    self.log(&format!("storing the changed trees: {e}"));
+                    return Err(inner.changes);
+                }
             }
-            inner.changes
         };
         self.store.sync().map_err(|e| {
             self.log(&format!("syncing the store after storing trees: {e}"));
             changes
         })?;
+        {
+            let mut inner = self.lock();
+            // Unchanged since `tree` was stored, and the store is synced:
+            // everything it names is durable.
+            if inner.changes == changes && inner.journal.len() > JOURNAL_COMPACT_LEN {
+                self.compact_journal(&mut inner, tree);
+            }
+        }
         // A mount never reopens its store: fold the index's log into its
         // table here once it is long, so that commands outside the mount
         // open one table (tens of ms, about every hundred commits).
@@ -1631,6 +1818,48 @@ impl Shared {
             self.log(&format!("rewriting the store's index: {e}"));
         }
         Ok(())
+    }
+
+    /// Rewrites the journal as the base, the differences of `tree` (the
+    /// working set's, everything it names durable) from the base, and the
+    /// fsynced overlays of files not yet settled. Overlays only the old
+    /// journal named go to the trash. A failure is logged and fails every
+    /// later fsync, as a failed append does.
+    fn compact_journal(&self, inner: &mut Inner, tree: TreeId) {
+        let changes = match diff_trees(self.store.as_ref(), inner.base_tree, Some(tree)) {
+            Ok(c) => c,
+            Err(e) => {
+                self.log(&format!("compacting the journal: {e}"));
+                return;
+            }
+        };
+        let mut records = vec![Record::Base { commit: inner.ws.head().map(|c| *c.as_bytes()) }];
+        records.extend(records_of(&changes));
+        for &ino in &inner.dirty {
+            let (Ok(node), Some(path)) = (inner.node(ino), inner.path(ino)) else { continue };
+            if let Kind::File(FileNode { overlay: Some(o), .. }) = &node.kind
+                && o.journaled
+            {
+                records.push(Record::Overlay {
+                    path: path_bytes(&path),
+                    overlay: o.number,
+                    executable: node.meta.perm & 0o100 != 0,
+                });
+            }
+        }
+        let path = inner.journal.path().to_owned();
+        match Journal::create(&path, &records) {
+            Ok(j) => {
+                inner.journal = j;
+                inner.journal_failed = false;
+                let retired = std::mem::take(&mut inner.retired);
+                inner.trash.extend(retired);
+            }
+            Err(e) => {
+                self.log(&format!("compacting the journal {}: {e}", path.display()));
+                inner.journal_failed = true;
+            }
+        }
     }
 
     /// Makes [`Shared::run_settler`] return.
@@ -1802,6 +2031,11 @@ impl Shared {
             let tree = write_tree(&mut inner.ws, Durability::None)?;
             let hash_us = micros(started);
             if !allow_empty && Some(tree) == inner.base_tree {
+                // The tree is the base's (durable): whatever the journal
+                // holds since its base record changes nothing.
+                if inner.journal.grown() {
+                    self.compact_journal(&mut inner, tree);
+                }
                 let total_us = micros(started);
                 return Ok(Committed { commit: None, tree, hash_us, total_us });
             }
@@ -1860,7 +2094,7 @@ impl Shared {
         let stats = MountStats {
             inodes: inner.nodes.len() as u64,
             open_handles: inner.handles.len() as u64,
-            journal_records: inner.journal.len(),
+            journal_records: inner.journal.records(),
         };
         let lines = changes.into_iter().map(|c| StatusLine { kind: c.kind(), path: c.path });
         Ok(Status { lines: lines.collect(), stats, base: inner.base_tree, tree })

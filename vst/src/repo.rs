@@ -285,20 +285,28 @@ impl Repo {
     /// name and synced while the objects sync, renamed, the directory
     /// synced). If the branch moved meanwhile (another writer), the commit
     /// object exists but no ref names it, and this is a
-    /// [`RefError::Conflict`]. With a detached `HEAD`, `HEAD` itself moves,
-    /// through a temporary name.
+    /// [`RefError::Conflict`]; `ws` then still descends from its previous
+    /// head, so that a later commit does not build on the unnamed one.
+    /// With a detached `HEAD`, `HEAD` itself moves, through a temporary
+    /// name.
     pub fn commit(&self, ws: &mut WorkingSet, options: &CommitOptions) -> Result<CommitId> {
         let parent = ws.head();
         let id = commit(ws, &unsynced(options))?;
-        match self.refs.head().map_err(ref_err)? {
-            Head::Branch(name) => self.publish(&name, parent, id, options)?,
-            Head::Detached(_) => self.publish_detached(parent, id, options)?,
+        let published = match self.refs.head().map_err(ref_err) {
+            Ok(Head::Branch(name)) => self.publish(&name, parent, id, options),
+            Ok(Head::Detached(_)) => self.publish_detached(parent, id, options),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = published {
+            ws.set_head(parent);
+            return Err(e);
         }
         Ok(id)
     }
 
     /// Commits `ws` and moves branch `branch` (whatever `HEAD` is) from
-    /// `ws`'s previous head to the new commit, as [`Repo::commit`] does.
+    /// `ws`'s previous head to the new commit, as [`Repo::commit`] does
+    /// (refused, `ws` still descends from its previous head).
     pub fn commit_on(
         &self,
         ws: &mut WorkingSet,
@@ -307,7 +315,10 @@ impl Repo {
     ) -> Result<CommitId> {
         let parent = ws.head();
         let id = commit(ws, &unsynced(options))?;
-        self.publish(branch, parent, id, options)?;
+        if let Err(e) = self.publish(branch, parent, id, options) {
+            ws.set_head(parent);
+            return Err(e);
+        }
         Ok(id)
     }
 
