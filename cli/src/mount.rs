@@ -683,18 +683,16 @@ pub fn in_writable_mount(cli: &crate::args::Cli) -> Result<Option<ExitCode>> {
         }
     };
     let mut out = std::io::stdout().lock();
-    let letter = |k: ChangeKind| match k {
-        ChangeKind::Added => 'A',
-        ChangeKind::Removed => 'D',
-        ChangeKind::Modified => 'M',
-        ChangeKind::TypeChanged => 'T',
+    // The daemon's kinds in the one vocabulary of `output.rs`.
+    let letter = |k: ChangeKind| {
+        crate::output::letter(match k {
+            ChangeKind::Added => vst::ChangeKind::Added,
+            ChangeKind::Removed => vst::ChangeKind::Removed,
+            ChangeKind::Modified => vst::ChangeKind::Modified,
+            ChangeKind::TypeChanged => vst::ChangeKind::TypeChanged,
+        })
     };
-    let word = |k: ChangeKind| match k {
-        ChangeKind::Added => "added",
-        ChangeKind::Removed => "deleted",
-        ChangeKind::Modified => "modified",
-        ChangeKind::TypeChanged => "type_changed",
-    };
+    let word = |k: ChangeKind| crate::output::status_word(letter(k));
     match &cli.command {
         Command::Commit { message, allow_empty, author, .. } => {
             let req = Request::Commit {
