@@ -95,24 +95,37 @@ impl Format {
     /// Reads and checks the format file in `repo_dir`; `None` if there is
     /// none (a repository made before the file existed).
     pub fn read(repo_dir: &Path) -> Result<Option<Self>> {
-        use std::io::Read;
-        let path = repo_dir.join(FORMAT_FILE);
-        let file = match std::fs::File::open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => return Err(Error::RepoIo { op: "read", path, source }),
-        };
-        let mut text = String::new();
-        file.take(FORMAT_FILE_LEN_MAX)
-            .read_to_string(&mut text)
-            .map_err(|source| Error::RepoIo { op: "read", path: path.clone(), source })?;
-        Self::parse(&path, &text).map(Some)
+        match read_small(repo_dir, FORMAT_FILE, FORMAT_FILE_LEN_MAX)? {
+            Some((path, text)) => Self::parse(&path, &text).map(Some),
+            None => Ok(None),
+        }
     }
 
     /// Writes the format file into `repo_dir` durably (temporary file,
     /// fsync, rename, fsync of the directory).
     pub fn write(&self, repo_dir: &Path) -> Result<()> {
         write_durably(repo_dir, FORMAT_FILE, self.encode().as_bytes())
+    }
+}
+
+/// The text of the small file `repo_dir/name` (its path too, for
+/// messages), at most `len_max` bytes of it; `None` if there is none.
+pub(crate) fn read_small(
+    repo_dir: &Path,
+    name: &str,
+    len_max: u64,
+) -> Result<Option<(std::path::PathBuf, String)>> {
+    use std::io::Read;
+    let path = repo_dir.join(name);
+    let file = match std::fs::File::open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(Error::RepoIo { op: "read", path, source }),
+    };
+    let mut text = String::new();
+    match file.take(len_max).read_to_string(&mut text) {
+        Ok(_) => Ok(Some((path, text))),
+        Err(source) => Err(Error::RepoIo { op: "read", path, source }),
     }
 }
 

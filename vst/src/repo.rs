@@ -503,19 +503,9 @@ const STORE_FILE_LEN_MAX: u64 = 4096;
 
 /// The URL and cache limit `dir/store` names, if there is one.
 fn read_store_file(dir: &Path) -> Result<Option<(String, u64)>> {
-    use std::io::Read;
-    let path = dir.join(STORE_FILE);
-    let file = match std::fs::File::open(&path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => return Err(Error::RepoIo { op: "read", path, source }),
+    let Some((path, text)) = format::read_small(dir, STORE_FILE, STORE_FILE_LEN_MAX)? else {
+        return Ok(None);
     };
-    let mut text = String::new();
-    file.take(STORE_FILE_LEN_MAX).read_to_string(&mut text).map_err(|source| Error::RepoIo {
-        op: "read",
-        path: path.clone(),
-        source,
-    })?;
     let mut lines = text.lines();
     match (lines.next(), lines.next().and_then(|l| l.parse().ok())) {
         (Some(url), Some(len_max)) => Ok(Some((url.to_owned(), len_max))),

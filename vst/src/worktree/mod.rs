@@ -643,11 +643,9 @@ fn diff_index_dir(
 
 /// The checkout marker: `(tree the disk was at, commit it is going to)`.
 fn read_marker(repo_dir: &Path) -> Result<Option<(TreeId, CommitId)>> {
-    let path = repo_dir.join(CHECKOUT_MARKER);
-    let text = match std::fs::read_to_string(&path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => return Err(Error::RepoIo { op: "read", path, source }),
+    // Two ids and a space; a longer file is not one this library wrote.
+    let Some((path, text)) = crate::format::read_small(repo_dir, CHECKOUT_MARKER, 256)? else {
+        return Ok(None);
     };
     let mut words = text.split_whitespace().map(|w| w.parse::<vst_cas::ObjectId>());
     match (words.next(), words.next()) {
