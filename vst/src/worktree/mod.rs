@@ -15,7 +15,9 @@
 //! [`ScanOptions::changed`] and pays O(changes): only those paths (and what
 //! is below them) are looked at. What the list omits is not looked at, so
 //! a change it misses is not seen until a full scan; a path it names that
-//! did not change costs a `lstat`, never a wrong answer for that path.
+//! did not change costs a `lstat`, never a wrong answer for that path. An
+//! ignore file in the list makes its whole directory looked at (it changes
+//! what is ignored there).
 
 pub mod index;
 pub mod scan;

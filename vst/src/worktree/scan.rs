@@ -588,9 +588,9 @@ pub fn walk(
 /// opened from the root in one `openat2` that refuses any symlink on the
 /// way (`RESOLVE_NO_SYMLINKS`), and the entry below it (the path, or the
 /// first directory on the way the index lacks) is compared. Ignore files
-/// are read where the index has one or `changed` names one (an untracked
-/// ignore file elsewhere is a change the list omits, and is not looked
-/// at). If the directory cannot be opened so (something on the way is no
+/// on the way are read where the index has one; an ignore file the list
+/// names changes what is ignored below it, so its whole directory is
+/// looked at. If the directory cannot be opened so (something on the way is no
 /// longer a directory, or the kernel lacks `openat2`), the path is walked
 /// one component at a time instead ([`walk_path_slowly`]), and the first
 /// directory on the way that changed is what is compared. A path below
@@ -601,14 +601,25 @@ fn walk_paths(ctx: &WalkCtx<'_>, index: &Index, changed: &[RepoPath]) -> Result<
         // The root itself: everything.
         return walk_dir(ctx, &RepoPath::root(), Some(&index.root), &IgnoreChain::default());
     }
+    // An ignore file that changed changes what is ignored everywhere
+    // below its directory: that whole directory is looked at.
+    let dirs_of_ignore_files: Vec<RepoPath> = paths
+        .iter()
+        .filter_map(|p| p.split_last())
+        .filter(|(_, name)| *name == IGNORE_FILE.as_bytes())
+        .map(|(dir, _)| dir)
+        .collect();
+    if dirs_of_ignore_files.iter().any(RepoPath::is_root) {
+        return walk_dir(ctx, &RepoPath::root(), Some(&index.root), &IgnoreChain::default());
+    }
+    paths.retain(|p| !p.split_last().is_some_and(|(_, name)| name == IGNORE_FILE.as_bytes()));
+    paths.extend(dirs_of_ignore_files.iter());
     // Parents before children, so that a covered path follows the path
     // that covers it.
     paths.sort_by(|a, b| a.components().cmp(b.components()));
     paths.dedup();
-    let named: std::collections::HashSet<&RepoPath> = paths.iter().copied().collect();
     let mut walk = PathWalk {
         ctx,
-        named,
         root: Arc::new(open_dir_path(ctx.root)?),
         chains: std::collections::HashMap::new(),
         slow: std::collections::HashMap::new(),
@@ -621,6 +632,10 @@ fn walk_paths(ctx: &WalkCtx<'_>, index: &Index, changed: &[RepoPath]) -> Result<
     let mut groups: Vec<Group<'_, '_>> = Vec::new();
     let mut group_of: std::collections::HashMap<RepoPath, usize> = std::collections::HashMap::new();
     let mut slow_paths: Vec<&RepoPath> = Vec::new();
+    // Ignore files are read where the index has one (a new one is in a
+    // directory the list named, and that directory is walked whole).
+    let has_ignore_file = |dir: &IndexDir| dir.get(IGNORE_FILE.as_bytes()).is_some();
+    let root_chain = IgnoreChain::default().enter(ctx.root, has_ignore_file(&index.root))?;
     let mut covered: Option<RepoPath> = None;
     for path in paths {
         if covered.as_ref().is_some_and(|c| path.starts_with(c)) {
@@ -629,6 +644,9 @@ fn walk_paths(ctx: &WalkCtx<'_>, index: &Index, changed: &[RepoPath]) -> Result<
         let depth = path.depth();
         let mut index_dir = &index.root;
         let mut parent = RepoPath::root();
+        // The ignore chain down the way; `None` once a directory on the
+        // way is ignored.
+        let mut chain = Some(root_chain.clone());
         for component in path.components().take(depth - 1) {
             match index_dir.get(component) {
                 Some(IndexNode::Dir(d)) if !is_repo_dir(component) => {
@@ -637,6 +655,10 @@ fn walk_paths(ctx: &WalkCtx<'_>, index: &Index, changed: &[RepoPath]) -> Result<
                 }
                 _ => break,
             }
+            chain = match chain {
+                Some(chain) => walk.step(chain, &parent, has_ignore_file(index_dir))?,
+                None => None,
+            };
         }
         let name = path.components().nth(parent.depth()).expect("the parent is above the path");
         let target = parent.join_unchecked(name);
@@ -644,7 +666,7 @@ fn walk_paths(ctx: &WalkCtx<'_>, index: &Index, changed: &[RepoPath]) -> Result<
             continue;
         }
         covered = Some(target);
-        let Some(chain) = walk.chain(index, &parent)? else {
+        let Some(chain) = chain else {
             // An ignored directory on the way: compared one step at a time.
             slow_paths.push(path);
             continue;
@@ -775,10 +797,9 @@ fn compare<'i>(
 /// The state of [`walk_paths`]: directories opened, ignore chains built.
 struct PathWalk<'c, 'i> {
     ctx: &'c WalkCtx<'c>,
-    named: std::collections::HashSet<&'i RepoPath>,
     root: Arc<OwnedFd>,
-    /// Ignore chains of directories the index has; `None`: ignored.
-    chains: std::collections::HashMap<RepoPath, Option<IgnoreChain>>,
+    /// Ignore chains of directories with an ignore file, once read.
+    chains: std::collections::HashMap<RepoPath, IgnoreChain>,
     /// Directories opened one component at a time; `None`: not one.
     slow: std::collections::HashMap<RepoPath, Option<OpenDir>>,
     found: Vec<Walked>,
@@ -786,44 +807,32 @@ struct PathWalk<'c, 'i> {
 }
 
 impl<'i> PathWalk<'_, 'i> {
-    /// The ignore chain of `dir`, a directory the index has; `None` if it
-    /// or a directory above it is ignored.
-    fn chain(&mut self, index: &Index, dir: &RepoPath) -> Result<Option<IgnoreChain>> {
-        if let Some(known) = self.chains.get(dir) {
-            return Ok(known.clone());
+    /// The ignore chain of the directory `dir` (one the index has) from its
+    /// parent's `chain`: `None` if `dir` is ignored; with its own ignore
+    /// file read (once per directory) if it has one.
+    fn step(
+        &mut self,
+        chain: IgnoreChain,
+        dir: &RepoPath,
+        has_ignore_file: bool,
+    ) -> Result<Option<IgnoreChain>> {
+        if chain.0.is_empty() && !has_ignore_file {
+            return Ok(Some(chain));
         }
         let full = self.ctx.root.join(OsStr::from_bytes(dir.as_bytes()));
-        let chain = match dir.split_last() {
-            None => {
-                let has = index.root.get(IGNORE_FILE.as_bytes()).is_some()
-                    || self.named.contains(&RepoPath::try_from(IGNORE_FILE).expect("valid"));
-                Some(IgnoreChain::default().enter(&full, has)?)
-            }
-            Some((parent, _)) => match self.chain(index, &parent)? {
-                Some(chain) if chain.0.is_empty() || !chain.ignored(&full, true) => {
-                    let own = dir.join_unchecked(IGNORE_FILE.as_bytes());
-                    let in_index = index_dir(index, dir)
-                        .is_some_and(|d| d.get(IGNORE_FILE.as_bytes()).is_some());
-                    Some(chain.enter(&full, in_index || self.named.contains(&own))?)
-                }
-                _ => None,
-            },
-        };
-        self.chains.insert(dir.clone(), chain.clone());
-        Ok(chain)
-    }
-}
-
-/// The index's directory at `path`, if it has one.
-fn index_dir<'i>(index: &'i Index, path: &RepoPath) -> Option<&'i IndexDir> {
-    let mut dir = &index.root;
-    for c in path.components() {
-        match dir.get(c)? {
-            IndexNode::Dir(d) => dir = d,
-            _ => return None,
+        if !chain.0.is_empty() && chain.ignored(&full, true) {
+            return Ok(None);
         }
+        if !has_ignore_file {
+            return Ok(Some(chain));
+        }
+        if let Some(known) = self.chains.get(dir) {
+            return Ok(Some(known.clone()));
+        }
+        let entered = chain.enter(&full, true)?;
+        self.chains.insert(dir.clone(), entered.clone());
+        Ok(Some(entered))
     }
-    Some(dir)
 }
 
 /// [`walk_paths`] for one path whose directory could not be opened in one
