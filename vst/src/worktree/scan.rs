@@ -612,7 +612,7 @@ fn walk_paths(ctx: &WalkCtx<'_>, index: &Index, changed: &[RepoPath]) -> Result<
     if dirs_of_ignore_files.iter().any(RepoPath::is_root) {
         return walk_dir(ctx, &RepoPath::root(), Some(&index.root), &IgnoreChain::default());
     }
-    paths.retain(|p| !p.split_last().is_some_and(|(_, name)| name == IGNORE_FILE.as_bytes()));
+    paths.retain(|p| p.split_last().is_none_or(|(_, name)| name != IGNORE_FILE.as_bytes()));
     paths.extend(dirs_of_ignore_files.iter());
     // Parents before children, so that a covered path follows the path
     // that covers it.
