@@ -234,6 +234,9 @@ impl Index {
     /// disk held (directories above a change lose their ids until
     /// [`Index::write_trees`]).
     pub fn apply(&mut self, deltas: &[Delta]) -> Result<()> {
+        if deltas.is_empty() {
+            return Ok(());
+        }
         let mut sorted: Vec<&Delta> = deltas.iter().collect();
         // Parents before children: by components, not bytes ("a/b" and
         // "a/b/c" before "a/b.txt").
@@ -279,16 +282,14 @@ impl Index {
     /// index's content, never for something else).
     pub fn set_stat(&mut self, path: &RepoPath, file: &FileEntry, stat: DiskStat) {
         let Some((parent, name)) = path.split_last_bytes() else { return };
-        let Some(dir) = self.dir(parent) else { return };
+        let Some(dir) = self.dir_mut_keep_ids(parent) else { return };
         let Ok(i) = dir.find(name) else { return };
-        if !matches!(&dir.entries[i].1, IndexNode::File(f, s) if f == file && *s != Some(stat)) {
-            return;
+        let node = &mut dir.entries[i].1;
+        // Nothing is marked changed for a stat the index already has.
+        if matches!(node, IndexNode::File(f, s) if f == file && *s != Some(stat)) {
+            *node = IndexNode::File(*file, Some(stat));
+            self.changed = true;
         }
-        // Found read-only first, so that nothing is marked changed for a
-        // stat the index already has.
-        let dir = self.dir_mut_keep_ids(parent).expect("found above");
-        dir.entries[i].1 = IndexNode::File(*file, Some(stat));
-        self.changed = true;
     }
 
     /// Encodes and stores every directory whose id an edit cleared, bottom
@@ -302,22 +303,12 @@ impl Index {
         Ok(root)
     }
 
-    /// The directory at `path` (bytes, `""` for the root).
-    fn dir(&self, path: &[u8]) -> Option<&IndexDir> {
-        let mut dir = &self.root;
-        for name in path.split(|&b| b == b'/').filter(|c| !c.is_empty()) {
-            match dir.get(name)? {
-                IndexNode::Dir(d) => dir = d,
-                _ => return None,
-            }
-        }
-        Some(dir)
-    }
 
     /// The directory at `path`, clearing the ids on the way (it is about
     /// to change).
     fn dir_mut(&mut self, path: &[u8]) -> Option<&mut IndexDir> {
-        self.dir(path)?;
+        // In one descent: if the path turns out to be missing, the ids
+        // cleared on the way only cost their recomputation.
         let mut dir = &mut self.root;
         dir.id = None;
         for name in path.split(|&b| b == b'/').filter(|c| !c.is_empty()) {

@@ -301,13 +301,12 @@ impl WorkTree {
     /// name only what changed since this one.
     pub fn snapshot(&mut self, options: &ScanOptions<'_>) -> Result<SnapshotOutcome> {
         let store = self.repo.store();
-        let scanned = self.scan(options, Some(store.as_ref()))?;
-        if !scanned.deltas.is_empty() {
-            self.index.apply(&scanned.deltas)?;
-            // Applying dropped the stats of what changed: the scan's stats
-            // go back in for the content it hashed.
-            scanned.refresh(&mut self.index);
-        }
+        let walk = scan::walk(&self.root, self.repo.dir(), &self.index, options.changed)?;
+        let scanned = walk.hash(Some(store.as_ref()), options.progress)?;
+        // The differences first, then the stats of what was hashed (for the
+        // content the index now holds).
+        self.index.apply(&scanned.deltas)?;
+        scanned.refresh(&mut self.index);
         let tree = self.index.write_trees(store.as_ref())?;
         if tree == Tree::default().id() {
             // The index starts at the empty tree without storing it.

@@ -634,7 +634,14 @@ fn walk_paths(ctx: &WalkCtx<'_>, index: &Index, changed: &[RepoPath]) -> Result<
     let mut slow_paths: Vec<&RepoPath> = Vec::new();
     // Ignore files are read where the index has one (a new one is in a
     // directory the list named, and that directory is walked whole).
-    let has_ignore_file = |dir: &IndexDir| dir.get(IGNORE_FILE.as_bytes()).is_some();
+    // Names sort by bytes, so `.vstignore` comes before most names: a
+    // directory whose first entry sorts after it has none, known from one
+    // entry instead of a search through cold memory.
+    let has_ignore_file = |dir: &IndexDir| {
+        let ignore = IGNORE_FILE.as_bytes();
+        dir.entries.first().is_some_and(|(first, _)| first.as_bytes() <= ignore)
+            && dir.get(ignore).is_some()
+    };
     let root_chain = IgnoreChain::default().enter(ctx.root, has_ignore_file(&index.root))?;
     let mut covered: Option<RepoPath> = None;
     for path in paths {
