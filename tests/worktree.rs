@@ -584,3 +584,31 @@ fn a_large_file_is_scanned_and_checked_out_in_bounded_pieces() {
     let (read, _) = store.largest();
     assert!(read <= read_max, "the checkout read {read} bytes at once");
 }
+
+/// A process holding an older index (a status started before a commit)
+/// never writes it over the newer one: otherwise the work tree would look
+/// behind its own commit.
+#[test]
+fn an_older_index_is_never_saved_over_a_newer_one() {
+    let (dir, root) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let root = root.path();
+    let repo_dir = dir.path().join("repo");
+    write(root, "f", b"1");
+    let mut writer = worktree(&repo_dir, root);
+    commit(&mut writer, "one");
+    writer.save().unwrap();
+    let read_only = vst::repo::OpenOptions {
+        access: vst_cas::Access::ReadOnly,
+        settings: &|_| None,
+        pack: Default::default(),
+    };
+    let mut reader =
+        WorkTree::open(Repo::open_configured(&repo_dir, &read_only).unwrap(), root).unwrap();
+    write(root, "f", b"2");
+    reader.status(&ScanOptions::default()).unwrap();
+    let two = commit(&mut writer, "two");
+    writer.save().unwrap();
+    reader.save().unwrap();
+    let fresh = WorkTree::open(Repo::open_configured(&repo_dir, &read_only).unwrap(), root);
+    assert_eq!(fresh.unwrap().at(), Some(two), "the commit's index is still there");
+}

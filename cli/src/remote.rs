@@ -314,7 +314,7 @@ pub fn pull_cmd(cli: &Cli, ws: &Location, args: &PullArgs) -> Result<ExitCode> {
 /// The file in a repository being cloned into: a clone that stops before
 /// it is removed (killed, interrupted, failed) is cleaned up by the next
 /// `vst clone` into the same directory.
-const CLONING_MARKER: &str = "cloning";
+pub const CLONING_MARKER: &str = "cloning";
 
 /// `vst clone URL DIR`: a new repository in DIR with every branch of the
 /// remote, `origin` naming it, HEAD on `main` (or the first branch) and
@@ -394,11 +394,16 @@ fn clone_into(
     store: &vst_cas::remote::RemoteStore,
     refs: &vst_cas::remote::RemoteRefs,
 ) -> Result<Cloned> {
-    let repo = Repo::init(repo_dir, &InitStore::Local, &crate::workspace::settings)
-        .with_context(|| format!("creating the repository in {}", repo_dir.display()))?;
+    // The marker first: whatever a killed clone leaves, the next clone
+    // into the directory knows it for its own, and no other command works
+    // in it meanwhile.
     let marker = repo_dir.join(CLONING_MARKER);
+    std::fs::create_dir_all(repo_dir)
+        .with_context(|| format!("creating {}", repo_dir.display()))?;
     std::fs::write(&marker, format!("{}\n", args.url))
         .with_context(|| format!("writing {}", marker.display()))?;
+    let repo = Repo::init(repo_dir, &InitStore::Local, &crate::workspace::settings)
+        .with_context(|| format!("creating the repository in {}", repo_dir.display()))?;
     save_remotes(repo_dir, &[("origin".to_owned(), args.url.clone())])?;
     let (branches, stats) = vst::sync::clone_into(&repo, store, refs)
         .with_context(|| format!("cloning {}", args.url))?;

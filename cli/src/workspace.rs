@@ -67,6 +67,16 @@ pub fn open_dir(repo_dir: &Path, access: Access) -> Result<Repo> {
 /// `LOCK_WAIT_DEFAULT` for another brief one; the mount's daemon is
 /// long-lived, and nobody waits for it.
 pub fn open_dir_as(repo_dir: &Path, access: Access, holder: vst_cas::Holder) -> Result<Repo> {
+    if let Ok(url) = std::fs::read_to_string(repo_dir.join(crate::remote::CLONING_MARKER)) {
+        let root = repo_dir.parent().unwrap_or(repo_dir);
+        bail!(
+            "{} is an unfinished clone of {}; run `vst clone {} {}` again to finish it",
+            root.display(),
+            url.trim(),
+            url.trim(),
+            root.display()
+        );
+    }
     let pack = vst_cas::PackOptions {
         lock_wait: vst_cas::pack::LOCK_WAIT_DEFAULT,
         holder,

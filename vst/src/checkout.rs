@@ -221,8 +221,8 @@ struct Pending {
 }
 
 /// Directories, symlinks, removals and mode changes are done in one walk
-/// over the trees, on the caller's thread (its recursion is as deep as the
-/// tree); the files, most of the work, are written afterwards on all
+/// over the trees, on a thread of its own with a stack sized for the
+/// deepest tree ([`on_walk_stack`]); the files, most of the work, are written afterwards on all
 /// cores, once every directory they go in exists.
 #[derive(Default)]
 struct Pass {
@@ -653,6 +653,10 @@ fn remove_all(dir: &OwnedFd, dir_path: &Path, name: &[u8], depth: usize) -> Resu
         .collect::<rustix::io::Result<_>>()
         .map_err(|e| errno_io("read directory", &path, e))?;
     for child in names.iter().filter(|n| n.as_slice() != b"." && n.as_slice() != b"..") {
+        // A nested repository is never deleted, even by a forced checkout.
+        if child.eq_ignore_ascii_case(crate::repo::REPO_DIR_NAME.as_bytes()) {
+            return Err(Error::CheckoutUnsafe { path, found: "a directory holding a repository" });
+        }
         remove_all(&sub, &path, child, depth + 1)?;
     }
     rustix::fs::unlinkat(dir.as_fd(), name, AtFlags::REMOVEDIR)

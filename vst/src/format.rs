@@ -123,7 +123,10 @@ pub(crate) fn read_small(
         Err(source) => return Err(Error::RepoIo { op: "read", path, source }),
     };
     let mut text = String::new();
-    match file.take(len_max).read_to_string(&mut text) {
+    match file.take(len_max + 1).read_to_string(&mut text) {
+        Ok(read) if read as u64 > len_max => {
+            Err(Error::DamagedRepoFile { path, reason: "longer than any such file vst writes" })
+        }
         Ok(_) => Ok(Some((path, text))),
         Err(source) => Err(Error::RepoIo { op: "read", path, source }),
     }

@@ -193,7 +193,6 @@ impl RepoPath {
         Ok(self.join_unchecked(name.as_bytes()))
     }
 
-    /// `join` for a caller that bounds the depth itself.
     /// Whether `prefix` is this path or one of its ancestors (component by
     /// component: `a/b` starts with `a`, not with `a/` or `a/b.txt`'s `a/b`).
     pub fn starts_with(&self, prefix: &RepoPath) -> bool {
@@ -201,6 +200,7 @@ impl RepoPath {
         prefix.is_root() || (s.starts_with(p) && (s.len() == p.len() || s[p.len()] == b'/'))
     }
 
+    /// `join` for a caller that bounds the depth itself.
     pub(crate) fn join_unchecked(&self, name: &[u8]) -> RepoPath {
         let mut bytes = Vec::with_capacity(self.0.len() + 1 + name.len());
         bytes.extend_from_slice(&self.0);

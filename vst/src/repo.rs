@@ -113,14 +113,16 @@ impl Repo {
             path: dir.to_owned(),
             source,
         })?;
+        // Where the objects are before the format that says they are
+        // remote: a crash between the two leaves no repository (no format
+        // file, no HEAD), never one that would open a local store.
+        if let InitStore::Remote { url, cache_len_max } = store {
+            let text = format!("{url}\n{cache_len_max}\n");
+            format::write_durably(dir, STORE_FILE, text.as_bytes())?;
+        }
         Format::current(remote.is_some()).write(dir)?;
         let repo = match (store, remote) {
-            (InitStore::Remote { url, cache_len_max }, Some(_)) => {
-                format::write_durably(
-                    dir,
-                    STORE_FILE,
-                    format!("{url}\n{cache_len_max}\n").as_bytes(),
-                )?;
+            (InitStore::Remote { .. }, Some(_)) => {
                 let options =
                     OpenOptions { access: Access::ReadWrite, settings, pack: Default::default() };
                 Self::open_configured(dir, &options)?
@@ -176,6 +178,19 @@ impl Repo {
     /// Finds the repository for `start`: the nearest directory at or above
     /// it holding `.vst`.
     pub fn discover(start: &Path) -> Result<Location> {
+        // Absolute, so that the search goes above a relative start.
+        let absolute;
+        let start = if start.is_absolute() {
+            start
+        } else {
+            let cwd = std::env::current_dir().map_err(|source| Error::RepoIo {
+                op: "read the current directory",
+                path: start.to_owned(),
+                source,
+            })?;
+            absolute = cwd.join(start);
+            &absolute
+        };
         let mut dir = start;
         loop {
             let repo_dir = dir.join(REPO_DIR_NAME);

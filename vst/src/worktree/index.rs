@@ -6,10 +6,10 @@
 //! A scan compares the disk with the index directory by directory and
 //! reads only files whose stat changed; a commit applies what the scan
 //! found to the index and encodes only the directories above a change,
-//! without reading a tree from the store. The index is a cache: when it is
-//! missing, damaged, or names another tree than `HEAD`'s, it is rebuilt
-//! from the store, keeping the stats of whatever it still shares with the
-//! new tree.
+//! without reading a tree from the store. When it is missing or damaged, it
+//! is rebuilt from `HEAD`'s tree, keeping the stats of whatever it still
+//! shares with it. Its commit says which commit the files are at: when
+//! that is not `HEAD`'s, it is kept (see `WorkTree`), not rebuilt.
 //!
 //! The file (little-endian): the magic `VSTWTRE2`; the commit the tree is
 //! based on (a u8 flag, then 32 bytes; none on an unborn branch), so that
@@ -36,6 +36,8 @@ use crate::{
 
 /// The index's file name in `.vst/` (`.vst/index` is the pack store's).
 pub const INDEX_FILE: &str = "worktree";
+/// The lock a save of the index takes (an flock, released with the file).
+const INDEX_LOCK_FILE: &str = "worktree.lock";
 const MAGIC: &[u8; 8] = b"VSTWTRE2";
 
 /// One directory of the index.
@@ -116,13 +118,18 @@ pub struct Index {
     pub stamp_ns: i64,
     /// Whether the index differs from its file.
     changed: bool,
+    /// The first bytes (magic, commit, base) of the file this index was
+    /// read from or rebuilt over, `None` if there was none: a save checks
+    /// that the file still starts with them, so that a process holding an
+    /// older index (a status) never writes over a newer one (a commit's).
+    loaded: Option<Vec<u8>>,
 }
 
 impl Index {
     /// The index file, if it can be read and is sound; reads nothing but
     /// that file.
     pub fn load_file(repo_dir: &Path) -> Option<Self> {
-        Self::read(repo_dir)
+        Self::read(repo_dir).ok()
     }
 
     /// The index of `head`'s tree `tree` (`None`s: an unborn branch): the
@@ -135,7 +142,13 @@ impl Index {
         tree: Option<TreeId>,
     ) -> Result<Self> {
         let tree = tree.unwrap_or_else(|| Tree::default().id());
-        let old = Self::read(repo_dir);
+        let (old, loaded) = match Self::read(repo_dir) {
+            Ok(index) => {
+                let loaded = index.loaded.clone();
+                (Some(index), loaded)
+            }
+            Err(loaded) => (None, loaded),
+        };
         let (root, stamp_ns) = match old {
             Some(index) if index.root.id == Some(tree) => (index.root, index.stamp_ns),
             old => {
@@ -144,7 +157,7 @@ impl Index {
                 (root, old.map_or(i64::MIN, |i| i.stamp_ns))
             }
         };
-        Ok(Self { commit: head, base_tree: tree, root, stamp_ns, changed: true })
+        Ok(Self { commit: head, base_tree: tree, root, stamp_ns, changed: true, loaded })
     }
 
     /// The index of `commit`'s tree `tree` (`None`s: empty), taking from
@@ -158,7 +171,16 @@ impl Index {
     ) -> Result<Self> {
         let tree = tree.unwrap_or_else(|| Tree::default().id());
         let root = from_tree(store, tree, Some(&old.root), 0, &mut 0)?;
-        Ok(Self { commit, base_tree: tree, root, stamp_ns: old.stamp_ns, changed: true })
+        let loaded = old.loaded.clone();
+        Ok(Self { commit, base_tree: tree, root, stamp_ns: old.stamp_ns, changed: true, loaded })
+    }
+
+    /// Records the stamp of a scan (see [`DiskStat`]); saved with the index.
+    pub fn set_stamp(&mut self, stamp_ns: i64) {
+        if self.stamp_ns != stamp_ns {
+            self.stamp_ns = stamp_ns;
+            self.changed = true;
+        }
     }
 
     /// Records that the index's tree is now `commit`'s, `tree`.
@@ -176,6 +198,7 @@ impl Index {
             root: self.root.clone(),
             stamp_ns: self.stamp_ns,
             changed: true,
+            loaded: self.loaded.clone(),
         }
     }
 
@@ -200,32 +223,52 @@ impl Index {
         self.changed = true;
     }
 
-    /// The index file, if it can be read and is sound.
-    pub(crate) fn read(repo_dir: &Path) -> Option<Self> {
-        decode(&std::fs::read(repo_dir.join(INDEX_FILE)).ok()?).ok()
+    /// The index file, if it can be read and is sound; else the first
+    /// bytes of the file that is there, if any.
+    pub(crate) fn read(repo_dir: &Path) -> std::result::Result<Self, Option<Vec<u8>>> {
+        let bytes = std::fs::read(repo_dir.join(INDEX_FILE)).map_err(|_| None)?;
+        decode(&bytes).map_err(|_| Some(header(&bytes).to_vec()))
     }
 
     /// Writes the index to its file if it changed. Not synced: after a
     /// crash, a lost or stale index is rebuilt (it only saves work).
     pub fn save(&mut self, repo_dir: &Path) -> Result<()> {
-        if !self.changed {
+        // Trees left unwritten (a snapshot whose store failed): the file
+        // keeps the state before it, which the next scan compares against.
+        if !self.changed || self.root.id.is_none() {
             return Ok(());
         }
         let bytes = self.encode();
+        let path = repo_dir.join(INDEX_FILE);
+        // Under a lock, and only over the file this index came from: a
+        // newer one (written since by another process) is left alone.
+        let lock_path = repo_dir.join(INDEX_LOCK_FILE);
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|source| Error::RepoIo { op: "open", path: lock_path.clone(), source })?;
+        rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)
+            .map_err(|e| Error::RepoIo { op: "lock", path: lock_path.clone(), source: e.into() })?;
+        let on_disk = std::fs::read(&path).ok().map(|b| header(&b).to_vec());
+        if on_disk != self.loaded {
+            return Ok(());
+        }
         // A name of its own, so that two processes saving at once cannot
         // rename each other's file away.
         let tmp = repo_dir.join(format!("{INDEX_FILE}.tmp-{}", std::process::id()));
-        std::fs::write(&tmp, bytes).map_err(|source| Error::RepoIo {
+        std::fs::write(&tmp, &bytes).map_err(|source| Error::RepoIo {
             op: "write",
             path: tmp.clone(),
             source,
         })?;
-        let path = repo_dir.join(INDEX_FILE);
         std::fs::rename(&tmp, &path).map_err(|source| Error::RepoIo {
             op: "replace",
             path,
             source,
         })?;
+        self.loaded = Some(header(&bytes).to_vec());
         self.changed = false;
         Ok(())
     }
@@ -302,7 +345,6 @@ impl Index {
         store.put_batch(&batch)?;
         Ok(root)
     }
-
 
     /// The directory at `path`, clearing the ids on the way (it is about
     /// to change).
@@ -471,6 +513,13 @@ fn encode_dir(dir: &IndexDir, out: &mut Vec<u8>) {
     }
 }
 
+/// The first bytes of an index file: the magic, the commit and the base
+/// tree (as much of them as there is).
+fn header(bytes: &[u8]) -> &[u8] {
+    let commit_len = if bytes.get(8) == Some(&1) { 32 } else { 0 };
+    &bytes[..bytes.len().min(8 + 1 + commit_len + 32)]
+}
+
 /// Why an index file was not used (the caller rebuilds the index).
 type DecodeResult<T> = std::result::Result<T, &'static str>;
 
@@ -497,7 +546,8 @@ fn decode(bytes: &[u8]) -> DecodeResult<Index> {
     if !r.0.is_empty() {
         return Err("trailing bytes");
     }
-    Ok(Index { commit, base_tree, root, stamp_ns, changed: false })
+    let loaded = Some(header(bytes).to_vec());
+    Ok(Index { commit, base_tree, root, stamp_ns, changed: false, loaded })
 }
 
 fn decode_dir(r: &mut Reader<'_>, depth: usize) -> DecodeResult<IndexDir> {

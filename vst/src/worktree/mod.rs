@@ -115,7 +115,9 @@ pub(crate) fn shown(paths: &[RepoPath]) -> String {
     paths.iter().take(5).map(|p| p.to_string()).collect::<Vec<_>>().join(", ")
 }
 
-/// What differs between the work tree and `HEAD`.
+/// What differs between the work tree and the commit its files are at
+/// (`HEAD`'s, unless another process moved the branch: see
+/// [`WorkTree::at`]).
 #[derive(Debug, Clone)]
 pub struct Status {
     /// Every path that differs, sorted; a directory that appeared or went
@@ -380,8 +382,12 @@ impl WorkTree {
     ) -> Result<CheckoutStats> {
         let store = self.repo.store();
         let to = read_commit(store.as_ref(), target)?.tree;
+        // With --force, local content may go into the tree the update
+        // starts from (`from_disk` below), which is stored: so is that
+        // content, since a stored tree must never name a missing object.
+        let scan_store = (options.force == Force::Yes).then_some(store.as_ref());
         let scanned =
-            self.scan(&ScanOptions { changed: None, progress: options.progress }, None)?;
+            self.scan(&ScanOptions { changed: None, progress: options.progress }, scan_store)?;
         let scan_stamp = scanned.stamp_ns.unwrap_or(i64::MIN);
         let from = match self.index.root.id {
             Some(id) => id,
@@ -487,6 +493,7 @@ impl WorkTree {
         };
         write_marker(self.repo.dir(), from, target)?;
         let tmp_dir = self.repo.dir().join(CHECKOUT_TMP_DIR);
+        remove_leftovers(&tmp_dir)?;
         let outcome = crate::checkout::update(
             store.as_ref(),
             from_disk,
@@ -638,6 +645,27 @@ fn diff_index_dir(
                 }
             }
         }
+    }
+    Ok(())
+}
+
+/// Removes what a killed checkout left in `tmp_dir` (the files it was
+/// writing; the repository's write lock says no other checkout runs).
+fn remove_leftovers(tmp_dir: &Path) -> Result<()> {
+    let entries = match std::fs::read_dir(tmp_dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(source) => return Err(Error::RepoIo { op: "read", path: tmp_dir.to_owned(), source }),
+    };
+    for entry in entries {
+        let path = entry
+            .map_err(|source| Error::RepoIo { op: "read", path: tmp_dir.to_owned(), source })?
+            .path();
+        std::fs::remove_file(&path).map_err(|source| Error::RepoIo {
+            op: "remove",
+            path: path.clone(),
+            source,
+        })?;
     }
     Ok(())
 }

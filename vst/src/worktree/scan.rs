@@ -188,7 +188,7 @@ impl Scan {
         // a racy stat elsewhere was neither trusted nor taken again, so
         // the stamp stays (what it hashed counts as racy until a full scan).
         if let Some(stamp_ns) = self.stamp_ns {
-            index.stamp_ns = stamp_ns;
+            index.set_stamp(stamp_ns);
         }
     }
 }
@@ -343,7 +343,7 @@ impl WalkCtx<'_> {
 }
 
 /// A subdirectory still to walk: its path, and the index's directory there.
-type Pending<'i> = (RepoPath, Option<&'i IndexDir>);
+type Subdir<'i> = (RepoPath, Option<&'i IndexDir>);
 
 /// Walks the directory at `rel`, comparing it with `index` (the index's
 /// directory there, if any): differences go to `ctx.out`, subdirectories
@@ -369,7 +369,7 @@ fn walk_dir(
     let old: &[(Name, IndexNode)] = index.map_or(&[], |d| &d.entries);
 
     let mut found = Vec::new();
-    let mut subdirs: Vec<Pending<'_>> = Vec::new();
+    let mut subdirs: Vec<Subdir<'_>> = Vec::new();
     let (mut i, mut j) = (0, 0);
     while i < disk.len() || j < old.len() {
         let order = match (disk.get(i), old.get(j)) {
@@ -390,7 +390,7 @@ fn walk_dir(
                 // lstat relative to the directory being read (std uses
                 // statx on its descriptor): no path lookup from the root.
                 let meta = Meta::of(&entry.metadata().map_err(io("inspect", &dir.join(name)))?);
-                let at = At { rel, dir: &dir, fd: None };
+                let at = InDir { rel, dir: &dir, fd: None };
                 visit(ctx, &at, &ignores, name, &meta, in_index, &mut found, &mut subdirs)?;
             }
             None => {
@@ -405,7 +405,7 @@ fn walk_dir(
 
 /// The directory an entry is in: its path in the tree and on disk, and
 /// its descriptor if the walk opened one.
-struct At<'a> {
+struct InDir<'a> {
     rel: &'a RepoPath,
     dir: &'a Path,
     fd: Option<&'a Arc<OwnedFd>>,
@@ -416,13 +416,13 @@ struct At<'a> {
 #[allow(clippy::too_many_arguments)]
 fn visit<'i>(
     ctx: &WalkCtx<'_>,
-    at: &At<'_>,
+    at: &InDir<'_>,
     ignores: &IgnoreChain,
     name: &OsStr,
     meta: &Meta,
     old: Option<&'i IndexNode>,
     found: &mut Vec<Walked>,
-    subdirs: &mut Vec<Pending<'i>>,
+    subdirs: &mut Vec<Subdir<'i>>,
 ) -> Result<()> {
     let (rel, dir) = (at.rel, at.dir);
     if !ignores.0.is_empty() && ignores.ignored(&dir.join(name), meta.is_dir()) {
@@ -730,7 +730,7 @@ struct Group<'p, 'i> {
 enum GroupResult<'p, 'i> {
     Compared {
         found: Vec<Walked>,
-        pending: Vec<Pending<'i>>,
+        pending: Vec<Subdir<'i>>,
         chain: IgnoreChain,
     },
     /// The directory is not a directory all the way down from the root.
@@ -779,7 +779,7 @@ fn compare<'i>(
     name: &[u8],
     node: Option<&'i IndexNode>,
     found: &mut Vec<Walked>,
-    pending: &mut Vec<Pending<'i>>,
+    pending: &mut Vec<Subdir<'i>>,
 ) -> Result<()> {
     let name = OsStr::from_bytes(name);
     if is_repo_dir(name.as_bytes()) {
@@ -788,7 +788,7 @@ fn compare<'i>(
     let dir = ctx.root.join(OsStr::from_bytes(parent.as_bytes()));
     match rustix::fs::statat(&**fd, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW) {
         Ok(st) => {
-            let at = At { rel: parent, dir: &dir, fd: Some(fd) };
+            let at = InDir { rel: parent, dir: &dir, fd: Some(fd) };
             visit(ctx, &at, chain, name, &Meta::of_raw(&st), node, found, pending)
         }
         Err(rustix::io::Errno::NOENT) => {
