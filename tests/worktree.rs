@@ -612,3 +612,45 @@ fn an_older_index_is_never_saved_over_a_newer_one() {
     let fresh = WorkTree::open(Repo::open_configured(&repo_dir, &read_only).unwrap(), root);
     assert_eq!(fresh.unwrap().at(), Some(two), "the commit's index is still there");
 }
+
+/// Ignored files in the way are found before anything is written: under a
+/// directory that is already on disk, and inside a directory the target
+/// replaces by a file. Without --force the checkout is refused with the
+/// disk untouched; with it, the checkout goes through.
+#[test]
+fn ignored_files_in_the_way_refuse_the_checkout_before_it_writes() {
+    let (dir, root) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let root = root.path();
+    write(root, ".vstignore", b"target/\n*.o\n");
+    write(root, "out/a.txt", b"tracked");
+    let mut wt = worktree(&dir.path().join("repo"), root);
+    let base = commit(&mut wt, "base");
+    // The other branch tracks target/out.txt (force-added: the ignore
+    // file is changed for that commit) and has `out` as a file.
+    write(root, ".vstignore", b"*.o\n");
+    write(root, "target/out.txt", b"tracked in other");
+    fs::remove_dir_all(root.join("out")).unwrap();
+    write(root, "out", b"now a file");
+    let other = commit(&mut wt, "other");
+    let head = Head::Detached(base.object_id());
+    wt.check_out(base, &CheckoutOptions { head: Some(&head), ..Default::default() }).unwrap();
+    // Ignored build output in both places.
+    write(root, "target/out.txt", b"build output");
+    write(root, "out/x.o", b"object");
+    let before = read_disk(root);
+    let head = Head::Detached(other.object_id());
+    let e = wt.check_out(other, &CheckoutOptions { head: Some(&head), ..Default::default() });
+    match e {
+        Err(vst::Error::Conflicts { paths }) => {
+            let paths: Vec<String> = paths.iter().map(|p| p.to_string()).collect();
+            assert!(paths.contains(&"target/out.txt".to_owned()), "{paths:?}");
+            assert!(paths.contains(&"out".to_owned()), "{paths:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(read_disk(root), before, "nothing written");
+    assert_eq!(wt.interrupted().unwrap(), None);
+    let forced = CheckoutOptions { force: Force::Yes, head: Some(&head), ..Default::default() };
+    wt.check_out(other, &forced).unwrap();
+    assert_eq!(read_disk(root), tree_of(&wt, other));
+}

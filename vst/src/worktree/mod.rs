@@ -438,29 +438,38 @@ impl WorkTree {
             .filter(|d| !(d.old.is_none() && d.new == Some(Found::Dir)))
             .filter(|d| overlaps(&touched_sorted, &d.path))
             .collect();
-        // Something on disk where the target adds a path the index lacks
-        // (an ignored file, say): only the top-most added path can be on
-        // disk. A directory there is merged into.
+        // Something untracked on disk (an ignored file, say) where the
+        // target puts something: a path the target adds is looked at when
+        // its directory is on disk (one lstat per directory), and a
+        // directory already there is merged into; a directory the target
+        // replaces by a file or a link must hold only what the index has.
         let local: HashSet<&RepoPath> = scanned.deltas.iter().map(|d| &d.path).collect();
-        let new_dirs: HashSet<&RepoPath> = changes
-            .iter()
-            .filter(|c| {
-                matches!(c.new, Some(EntryKind::Dir(_)))
-                    && !matches!(c.old, Some(EntryKind::Dir(_)))
-            })
-            .map(|c| &c.path)
-            .collect();
+        let mut dirs_on_disk: std::collections::HashMap<RepoPath, bool> =
+            std::collections::HashMap::new();
+        let full = |p: &RepoPath| self.root.join(std::ffi::OsStr::from_bytes(p.as_bytes()));
         let mut ignored_in_the_way = Vec::new();
-        for c in changes.iter().filter(|c| c.old.is_none() && !local.contains(&c.path)) {
-            let parent_new = c.path.split_last().is_some_and(|(p, _)| new_dirs.contains(&p));
-            if parent_new {
-                continue;
-            }
-            let full = self.root.join(std::ffi::OsStr::from_bytes(c.path.as_bytes()));
-            if let Ok(meta) = std::fs::symlink_metadata(&full)
-                && !(meta.is_dir() && matches!(c.new, Some(EntryKind::Dir(_))))
-            {
-                ignored_in_the_way.push(c.path.clone());
+        for c in changes.iter().filter(|c| !local.contains(&c.path)) {
+            match (&c.old, &c.new) {
+                (None, Some(new)) => {
+                    let (parent, _) = c.path.split_last().expect("a change is never the root");
+                    let parent_on_disk = *dirs_on_disk.entry(parent.clone()).or_insert_with(|| {
+                        std::fs::symlink_metadata(full(&parent)).is_ok_and(|m| m.is_dir())
+                    });
+                    if !parent_on_disk {
+                        continue;
+                    }
+                    if let Ok(meta) = std::fs::symlink_metadata(full(&c.path))
+                        && !(meta.is_dir() && matches!(new, EntryKind::Dir(_)))
+                    {
+                        ignored_in_the_way.push(c.path.clone());
+                    }
+                }
+                (Some(EntryKind::Dir(old)), Some(new)) if !matches!(new, EntryKind::Dir(_)) => {
+                    if holds_unknown(store.as_ref(), *old, &full(&c.path), c.path.depth())? {
+                        ignored_in_the_way.push(c.path.clone());
+                    }
+                }
+                _ => {}
             }
         }
         if options.force == Force::No && (!in_the_way.is_empty() || !ignored_in_the_way.is_empty())
@@ -527,6 +536,34 @@ impl WorkTree {
         remove_marker(self.repo.dir())?;
         Ok(outcome.stats)
     }
+}
+
+/// Whether the directory `dir` on disk holds anything the stored tree
+/// `tree` does not list (an ignored or untracked entry, at any depth).
+fn holds_unknown(store: &dyn Store, tree: TreeId, dir: &Path, depth: usize) -> Result<bool> {
+    let listed = crate::read::read_tree(store, tree)?;
+    crate::read::check_depth(depth, tree, &listed)?;
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        // Gone or not a directory: nothing unknown in it.
+        Err(_) => return Ok(false),
+    };
+    for entry in entries {
+        let entry = entry.map_err(|source| Error::WorkTreeIo {
+            op: "read the directory",
+            path: dir.to_owned(),
+            source,
+        })?;
+        let name = entry.file_name();
+        let Some(listed) = listed.get(name.as_bytes()) else { return Ok(true) };
+        let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+        if let (EntryKind::Dir(sub), true) = (&listed.kind, is_dir)
+            && holds_unknown(store, *sub, &entry.path(), depth + 1)?
+        {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// Whether the disk's `found` is the tree entry `entry` (a directory is a
