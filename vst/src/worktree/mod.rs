@@ -465,9 +465,9 @@ impl WorkTree {
                     }
                 }
                 (Some(EntryKind::Dir(old)), Some(new)) if !matches!(new, EntryKind::Dir(_)) => {
-                    if holds_unknown(store.as_ref(), *old, &full(&c.path), c.path.depth())? {
-                        ignored_in_the_way.push(c.path.clone());
-                    }
+                    let unknown =
+                        holds_unknown(store.as_ref(), *old, &full(&c.path), c.path.depth())?;
+                    ignored_in_the_way.extend(unknown.then(|| c.path.clone()));
                 }
                 _ => {}
             }
