@@ -405,7 +405,10 @@ fn clone_into(
     let repo = Repo::init(repo_dir, &InitStore::Local, &crate::workspace::settings)
         .with_context(|| format!("creating the repository in {}", repo_dir.display()))?;
     save_remotes(repo_dir, &[("origin".to_owned(), args.url.clone())])?;
-    let (branches, stats) = vst::sync::clone_into(&repo, store, refs)
+    // Opened while HEAD is unborn: the index starts empty, as the
+    // directory is.
+    let mut worktree = WorkTree::open(repo, root)?;
+    let (branches, stats) = vst::sync::clone_into(worktree.repo(), store, refs)
         .with_context(|| format!("cloning {}", args.url))?;
     let main = Repo::branch("main")?;
     let head = if branches.iter().any(|(n, _)| *n == main) {
@@ -416,15 +419,12 @@ fn clone_into(
     let head_ref = Head::Branch(head.clone());
     match branches.iter().find(|(n, _)| *n == head) {
         Some((_, tip)) => {
-            let mut worktree = WorkTree::open(repo, root)?;
-            // The files are at no commit yet.
-            worktree.reset(None)?;
             let options = CheckoutOptions { head: Some(&head_ref), ..Default::default() };
             worktree
                 .check_out(*tip, &options)
                 .with_context(|| format!("checking out {head} into {}", root.display()))?;
         }
-        None => repo.refs().set_head(&head_ref)?,
+        None => worktree.repo().refs().set_head(&head_ref)?,
     }
     std::fs::remove_file(&marker).with_context(|| format!("removing {}", marker.display()))?;
     Ok((branches, stats, head))

@@ -186,8 +186,10 @@ pub fn diff(cli: &Cli, revs: &[String], stat: bool, name_status: bool) -> Result
         // Against the working directory.
         let base = match revs.first() {
             Some(rev) => Some(tree_of(rev)?),
-            None => match repo.head_commit()? {
-                Some(head) => Some(read::read_commit(repo.store().as_ref(), head)?.tree),
+            // The commit the files are at, as for `status` (HEAD's unless
+            // a writable mount moved the branch).
+            None => match worktree.at() {
+                Some(at) => Some(read::read_commit(repo.store().as_ref(), at)?.tree),
                 None => None,
             },
         };
