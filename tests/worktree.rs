@@ -654,3 +654,24 @@ fn ignored_files_in_the_way_refuse_the_checkout_before_it_writes() {
     wt.check_out(other, &forced).unwrap();
     assert_eq!(read_disk(root), tree_of(&wt, other));
 }
+
+/// A directory swapped for a symlink between the walk and the reading of
+/// its files (a race with another program) makes the scan fail; it never
+/// reads the files the link leads to, outside the root.
+#[test]
+fn a_scan_never_reads_through_a_directory_swapped_for_a_symlink() {
+    use vst::worktree::index::Index;
+    use vst::worktree::scan;
+    let (dir, root, outside) =
+        (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let root = root.path();
+    write(root, "a/secret.txt", b"mine");
+    write(outside.path(), "secret.txt", b"someone else's");
+    let repo = init(&dir.path().join("repo"));
+    let index = Index::load(repo.dir(), repo.store().as_ref(), None, None).unwrap();
+    let walk = scan::walk(root, repo.dir(), &index, None).unwrap();
+    fs::rename(root.join("a"), root.join("a.moved")).unwrap();
+    std::os::unix::fs::symlink(outside.path(), root.join("a")).unwrap();
+    let e = walk.hash(None, None).map(|s| s.deltas).unwrap_err();
+    assert!(e.to_string().contains("secret.txt"), "{e}");
+}

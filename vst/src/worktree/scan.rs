@@ -4,7 +4,7 @@
 
 use std::ffi::OsStr;
 use std::fs;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -91,20 +91,6 @@ struct Meta {
 }
 
 impl Meta {
-    fn of(meta: &fs::Metadata) -> Self {
-        let t = meta.file_type();
-        let kind = if t.is_file() {
-            Kind::File
-        } else if t.is_dir() {
-            Kind::Dir
-        } else if t.is_symlink() {
-            Kind::Symlink
-        } else {
-            Kind::Other
-        };
-        Self { kind, stat: DiskStat::of(meta) }
-    }
-
     fn of_raw(st: &rustix::fs::Stat) -> Self {
         use rustix::fs::FileType;
         let kind = match FileType::from_raw_mode(st.st_mode) {
@@ -221,21 +207,25 @@ struct ToHash {
     full: PathBuf,
     stat: DiskStat,
     old: Option<EntryKind>,
-    dir: Option<Arc<OwnedFd>>,
+    /// The file's directory, or (`from_root`) the root.
+    dir: Arc<OwnedFd>,
+    from_root: bool,
 }
 
 impl ToHash {
     /// Opens the file, not following a link.
     fn open(&self) -> Result<fs::File> {
-        let Some(dir) = &self.dir else {
-            return fs::File::open(&self.full).map_err(io("read", &self.full));
-        };
-        use rustix::fs::{Mode, OFlags};
-        let name = self.path.components().next_back().expect("a file is never the root");
+        use rustix::fs::{Mode, OFlags, ResolveFlags};
         let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-        let fd = rustix::fs::openat(dir, name, flags, Mode::empty())
-            .map_err(|e| io("read", &self.full)(e.into()))?;
-        Ok(fs::File::from(fd))
+        let fd = if self.from_root {
+            // No symlink anywhere on the way (nor at the file).
+            let resolve = ResolveFlags::NO_SYMLINKS | ResolveFlags::BENEATH;
+            rustix::fs::openat2(&*self.dir, self.path.as_bytes(), flags, Mode::empty(), resolve)
+        } else {
+            let name = self.path.components().next_back().expect("a file is never the root");
+            rustix::fs::openat(&*self.dir, name, flags, Mode::empty())
+        };
+        Ok(fs::File::from(fd.map_err(|e| io("read", &self.full)(e.into()))?))
     }
 
     /// Reads, hashes and (with `store`) stores the file: whole if it is
@@ -330,6 +320,9 @@ impl IgnoreChain {
 
 struct WalkCtx<'a> {
     root: &'a Path,
+    /// The root, open: every directory and file below it is opened from
+    /// it without following a symlink on the way.
+    root_fd: Arc<OwnedFd>,
     stamp_ns: i64,
     out: Mutex<Vec<Walked>>,
 }
@@ -355,17 +348,37 @@ fn walk_dir(
     parent_ignores: &IgnoreChain,
 ) -> Result<()> {
     let dir = ctx.root.join(OsStr::from_bytes(rel.as_bytes()));
+    // Opened from the root refusing any symlink on the way, so a directory
+    // swapped for a link during the scan is an error, never a walk
+    // outside the root; entries are stat-ed relative to it.
+    let opened = {
+        use rustix::fs::{Mode, OFlags, ResolveFlags};
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        if rel.is_root() {
+            rustix::fs::openat(&*ctx.root_fd, ".", flags, Mode::empty())
+        } else {
+            let resolve = ResolveFlags::NO_SYMLINKS | ResolveFlags::BENEATH;
+            rustix::fs::openat2(&*ctx.root_fd, rel.as_bytes(), flags, Mode::empty(), resolve)
+        }
+    };
+    let mut listing =
+        rustix::fs::Dir::new(opened.map_err(|e| io("open the directory", &dir)(e.into()))?)
+            .map_err(|e| io("read the directory", &dir)(e.into()))?;
     let mut disk = Vec::new();
-    for entry in fs::read_dir(&dir).map_err(io("read the directory", &dir))? {
-        let entry = entry.map_err(io("read the directory", &dir))?;
-        let name = entry.file_name();
+    for entry in &mut listing {
+        let entry = entry.map_err(|e| io("read the directory", &dir)(e.into()))?;
+        let name = OsStr::from_bytes(entry.file_name().to_bytes()).to_owned();
+        if name.as_bytes() == b"." || name.as_bytes() == b".." {
+            continue;
+        }
         if !is_repo_dir(name.as_bytes()) {
-            disk.push((name, entry)); // (a repository directory, ours or a nested one, is not)
+            disk.push(name); // (a repository directory, ours or a nested one, is not)
         }
     }
-    let ignores = parent_ignores
-        .enter(&dir, disk.iter().any(|(n, _)| n.as_bytes() == IGNORE_FILE.as_bytes()))?;
-    disk.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    let dir_fd = listing.fd().map_err(|e| io("read the directory", &dir)(e.into()))?;
+    let ignores =
+        parent_ignores.enter(&dir, disk.iter().any(|n| n.as_bytes() == IGNORE_FILE.as_bytes()))?;
+    disk.sort_unstable_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
     let old: &[(Name, IndexNode)] = index.map_or(&[], |d| &d.entries);
 
     let mut found = Vec::new();
@@ -373,7 +386,7 @@ fn walk_dir(
     let (mut i, mut j) = (0, 0);
     while i < disk.len() || j < old.len() {
         let order = match (disk.get(i), old.get(j)) {
-            (Some((d, _)), Some((o, _))) => d.as_bytes().cmp(o.as_bytes()),
+            (Some(d), Some((o, _))) => d.as_bytes().cmp(o.as_bytes()),
             (Some(_), None) => std::cmp::Ordering::Less,
             _ => std::cmp::Ordering::Greater,
         };
@@ -386,11 +399,17 @@ fn walk_dir(
         j += usize::from(in_index.is_some());
         let in_index = in_index.map(|(_, node)| node);
         match on_disk {
-            Some((name, entry)) => {
-                // lstat relative to the directory being read (std uses
-                // statx on its descriptor): no path lookup from the root.
-                let meta = Meta::of(&entry.metadata().map_err(io("inspect", &dir.join(name)))?);
-                let at = InDir { rel, dir: &dir, fd: None };
+            Some(name) => {
+                // lstat relative to the directory being read: no path
+                // lookup from the root.
+                let st = rustix::fs::statat(
+                    dir_fd,
+                    name.as_os_str(),
+                    rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+                )
+                .map_err(|e| io("inspect", &dir.join(name))(e.into()))?;
+                let meta = Meta::of_raw(&st);
+                let at = InDir { rel, dir: &dir, fd: dir_fd, keep: None };
                 visit(ctx, &at, &ignores, name, &meta, in_index, &mut found, &mut subdirs)?;
             }
             None => {
@@ -404,11 +423,15 @@ fn walk_dir(
 }
 
 /// The directory an entry is in: its path in the tree and on disk, and
-/// its descriptor if the walk opened one.
+/// its descriptor.
 struct InDir<'a> {
     rel: &'a RepoPath,
     dir: &'a Path,
-    fd: Option<&'a Arc<OwnedFd>>,
+    fd: std::os::fd::BorrowedFd<'a>,
+    /// The descriptor files to hash keep (a hinted scan, which opens few
+    /// directories); `None`: they are opened again from the root (a full
+    /// scan, which must not hold a descriptor per directory).
+    keep: Option<&'a Arc<OwnedFd>>,
 }
 
 /// Compares one entry on disk with the index's entry at the same path
@@ -458,11 +481,20 @@ fn visit<'i>(
     }
     let old_kind = old.map(IndexNode::kind);
     if kind == Kind::File {
-        let dir = at.fd.cloned();
-        found.push(Walked::Hash(ToHash { path, full, stat: meta.stat, old: old_kind, dir }));
+        let dir = at.keep.unwrap_or(&ctx.root_fd).clone();
+        let from_root = at.keep.is_none();
+        found.push(Walked::Hash(ToHash {
+            path,
+            full,
+            stat: meta.stat,
+            old: old_kind,
+            dir,
+            from_root,
+        }));
     } else if kind == Kind::Symlink {
-        let target = fs::read_link(&full).map_err(io("read the link", &full))?;
-        let target = target.as_os_str().as_bytes();
+        let target = rustix::fs::readlinkat(at.fd, name, Vec::new())
+            .map_err(|e| io("read the link", &full)(e.into()))?;
+        let target = target.as_bytes();
         if !matches!(&old_kind, Some(EntryKind::Symlink(t)) if t.as_bytes() == target) {
             let new = Some(Found::Symlink(target.to_vec()));
             found.push(Walked::Delta(Delta { path, old: old_kind, new }));
@@ -564,7 +596,8 @@ pub fn walk(
     // Bound by one lstat per entry: directories are walked on all cores,
     // each entry is stat-ed relative to its directory and compared with the
     // index where it is found; only differences leave the walk.
-    let ctx = WalkCtx { root, stamp_ns: index.stamp_ns, out: Mutex::new(Vec::new()) };
+    let root_fd = Arc::new(open_dir_path(root)?);
+    let ctx = WalkCtx { root, root_fd, stamp_ns: index.stamp_ns, out: Mutex::new(Vec::new()) };
     match changed {
         None => walk_dir(&ctx, &RepoPath::root(), Some(&index.root), &IgnoreChain::default())?,
         Some(paths) => walk_paths(&ctx, index, paths)?,
@@ -788,7 +821,7 @@ fn compare<'i>(
     let dir = ctx.root.join(OsStr::from_bytes(parent.as_bytes()));
     match rustix::fs::statat(&**fd, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW) {
         Ok(st) => {
-            let at = InDir { rel: parent, dir: &dir, fd: Some(fd) };
+            let at = InDir { rel: parent, dir: &dir, fd: fd.as_fd(), keep: Some(fd) };
             visit(ctx, &at, chain, name, &Meta::of_raw(&st), node, found, pending)
         }
         Err(rustix::io::Errno::NOENT) => {
