@@ -220,7 +220,17 @@ impl ToHash {
         let fd = if self.from_root {
             // No symlink anywhere on the way (nor at the file).
             let resolve = ResolveFlags::NO_SYMLINKS | ResolveFlags::BENEATH;
-            rustix::fs::openat2(&*self.dir, self.path.as_bytes(), flags, Mode::empty(), resolve)
+            match rustix::fs::openat2(
+                &*self.dir,
+                self.path.as_bytes(),
+                flags,
+                Mode::empty(),
+                resolve,
+            ) {
+                // A kernel before 5.6: by path, the file itself not followed.
+                Err(rustix::io::Errno::NOSYS) => rustix::fs::open(&self.full, flags, Mode::empty()),
+                other => other,
+            }
         } else {
             let name = self.path.components().next_back().expect("a file is never the root");
             rustix::fs::openat(&*self.dir, name, flags, Mode::empty())
@@ -358,7 +368,13 @@ fn walk_dir(
             rustix::fs::openat(&*ctx.root_fd, ".", flags, Mode::empty())
         } else {
             let resolve = ResolveFlags::NO_SYMLINKS | ResolveFlags::BENEATH;
-            rustix::fs::openat2(&*ctx.root_fd, rel.as_bytes(), flags, Mode::empty(), resolve)
+            match rustix::fs::openat2(&*ctx.root_fd, rel.as_bytes(), flags, Mode::empty(), resolve)
+            {
+                // A kernel before 5.6: by path, the last component not
+                // followed.
+                Err(rustix::io::Errno::NOSYS) => rustix::fs::open(&dir, flags, Mode::empty()),
+                other => other,
+            }
         }
     };
     let mut listing =
