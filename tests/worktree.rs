@@ -675,3 +675,30 @@ fn a_scan_never_reads_through_a_directory_swapped_for_a_symlink() {
     let e = walk.hash(None, None).map(|s| s.deltas).unwrap_err();
     assert!(e.to_string().contains("secret.txt"), "{e}");
 }
+
+/// GC keeps a snapshot that the index holds but no commit names yet (a
+/// library caller's): a checkout from it still works afterwards.
+#[test]
+fn gc_keeps_the_snapshot_the_index_holds() {
+    let (dir, root) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let root = root.path();
+    write(root, "f", b"1");
+    let repo_dir = dir.path().join("repo");
+    let mut wt = worktree(&repo_dir, root);
+    let one = commit(&mut wt, "one");
+    write(root, "g/new", b"only in the snapshot");
+    let snapshot = wt.snapshot(&ScanOptions::default()).unwrap().tree;
+    wt.save().unwrap();
+    wt.repo().store().sync().unwrap();
+    drop(wt);
+    // Another handle (GC keeps what its own handle wrote anyway).
+    let repo = Repo::open(&repo_dir).unwrap();
+    repo.gc(std::time::Duration::ZERO, vst_cas::GcMode::Collect).unwrap();
+    let mut wt = WorkTree::open(repo, root).unwrap();
+    let store = wt.repo().store();
+    assert_eq!(read_tree_plain(store.as_ref(), snapshot), read_disk(root));
+    let head = Head::Detached(one.object_id());
+    let forced = CheckoutOptions { force: Force::Yes, head: Some(&head), ..Default::default() };
+    wt.check_out(one, &forced).unwrap();
+    assert_eq!(read_disk(root), tree_of(&wt, one));
+}

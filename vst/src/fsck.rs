@@ -112,6 +112,20 @@ pub(crate) fn for_each_reachable(
     Ok(())
 }
 
+/// Calls `visit` on each tree and blob the trees `roots` reach (for roots
+/// that are not commits: the work tree's index).
+pub(crate) fn for_each_in_trees(
+    store: &dyn Store,
+    roots: &[crate::TreeId],
+    visit: &mut dyn FnMut(Reached<'_>) -> Result<()>,
+) -> Result<()> {
+    let mut walk = TreeWalk::default();
+    for tree in roots {
+        walk.run(store, *tree, visit)?;
+    }
+    Ok(())
+}
+
 /// What the walk knows of a tree it has expanded.
 #[derive(Clone, Copy)]
 enum Known {

@@ -486,7 +486,23 @@ impl Repo {
                 what: "gc of a repository whose objects are in an object store",
             });
         };
-        let live = reachable(store.as_ref(), &roots)?;
+        let mut live = reachable(store.as_ref(), &roots)?;
+        // The work tree's index may hold a snapshot no commit names yet
+        // (a library caller's): what of it the store has is kept too. The
+        // index is a cache, so what it names and the store lacks is not an
+        // error here.
+        if let Ok(index) = crate::worktree::index::Index::read(&self.dir)
+            && let Some(snapshot) = index.root.id.filter(|t| *t != index.base_tree)
+        {
+            crate::fsck::for_each_in_trees(store.as_ref(), &[snapshot], &mut |reached| {
+                match reached {
+                    Reached::Tree(id) => live.insert(id.object_id()),
+                    Reached::Blob(f) => live.insert(f.id.object_id()),
+                    Reached::Commit(_) | Reached::Broken { .. } => false,
+                };
+                Ok(())
+            })?;
+        }
         Ok(store.gc(&live, mode)?)
     }
 

@@ -264,7 +264,9 @@ impl WorkTree {
         Ok(scanned)
     }
 
-    /// What differs between the disk and `HEAD`, without storing anything.
+    /// What differs between the disk and the commit the files are at
+    /// (`HEAD`'s, unless another process moved the branch), without
+    /// storing anything.
     /// The index's stats are refreshed in memory ([`WorkTree::save`] keeps
     /// them, so the next status reads less).
     pub fn status(&mut self, options: &ScanOptions<'_>) -> Result<Status> {
