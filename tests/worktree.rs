@@ -447,11 +447,14 @@ fn a_checkout_records_what_it_wrote_so_the_next_status_reads_nothing() {
     for i in 0..20 {
         write(root, &format!("d/f{i}"), b"one");
     }
+    write(root, "d/run", b"#!/bin/sh\n");
     let mut wt = worktree(&dir.path().join("repo"), root);
     let one = commit(&mut wt, "one");
     for i in 0..20 {
         write(root, &format!("d/f{i}"), b"two");
     }
+    // Only the mode changes: changed in place, and recorded too.
+    fs::set_permissions(root.join("d/run"), fs::Permissions::from_mode(0o755)).unwrap();
     let two = commit(&mut wt, "two");
     let head = Head::Detached(one.object_id());
     wt.check_out(one, &CheckoutOptions { head: Some(&head), ..Default::default() }).unwrap();

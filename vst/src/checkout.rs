@@ -76,7 +76,8 @@ pub struct UpdateOptions<'a> {
     pub interrupt: Option<&'a AtomicBool>,
 }
 
-/// A file an update wrote, with its stat right after it was written.
+/// A file an update wrote (or changed the mode of), with its stat right
+/// after.
 #[derive(Debug, Clone)]
 pub struct Written {
     /// Where.
@@ -231,6 +232,8 @@ struct Pass {
     /// What the directories this checkout creates may hold, counted
     /// before any of them is created.
     budget: WalkBudget,
+    /// Files whose mode was changed in place, with their stat after.
+    modes: Vec<Written>,
 }
 
 /// Whether a directory was just created by this checkout (and so cannot
@@ -332,8 +335,10 @@ impl<'a> Ctx<'a> {
                 (Some(EntryKind::File(x)), Some(EntryKind::File(y)))
                     if x.id == y.id && x.size == y.size =>
                 {
-                    if set_executable(&at, y.executable)? {
+                    if let Some(stat) = set_executable(&at, y.executable)? {
                         pass.stats.modes_changed += 1;
+                        let path = at.rel.join_unchecked(at.name);
+                        pass.modes.push(Written { path, file: *y, stat });
                     } else {
                         // A hard link (or not a regular file): changing
                         // its mode would change a file that may live
@@ -465,7 +470,7 @@ impl<'a> Ctx<'a> {
 
     /// Writes the pending files on all cores.
     fn write_files(&self, pass: Pass) -> Result<UpdateOutcome> {
-        let Pass { mut stats, writes, .. } = pass;
+        let Pass { mut stats, writes, modes, .. } = pass;
         let total = writes.len() as u64;
         let done = AtomicU64::new(0);
         let written: Vec<Written> = writes
@@ -482,6 +487,8 @@ impl<'a> Ctx<'a> {
             .collect::<Result<_>>()?;
         stats.files_written += written.len() as u64;
         stats.bytes_written += written.iter().map(|w| w.file.size).sum::<u64>();
+        let mut written = written;
+        written.extend(modes);
         Ok(UpdateOutcome { stats, written })
     }
 
@@ -669,8 +676,9 @@ fn create_symlink(at: &At<'_>, target: &SymlinkTarget) -> Result<()> {
 }
 
 /// Sets or clears the executable bits of the regular file at `at` with one
-/// link; returns `false` (and changes nothing) for anything else.
-fn set_executable(at: &At<'_>, executable: bool) -> Result<bool> {
+/// link, and returns its stat after; `None` (and nothing changed) for
+/// anything else.
+fn set_executable(at: &At<'_>, executable: bool) -> Result<Option<DiskStat>> {
     let fd = match rustix::fs::openat(
         at.dir.as_fd(),
         at.name,
@@ -678,18 +686,18 @@ fn set_executable(at: &At<'_>, executable: bool) -> Result<bool> {
         Mode::empty(),
     ) {
         Ok(fd) => fd,
-        Err(Errno::LOOP | Errno::NOENT | Errno::ACCESS) => return Ok(false),
+        Err(Errno::LOOP | Errno::NOENT | Errno::ACCESS) => return Ok(None),
         Err(e) => return Err(at.err("open", e)),
     };
     let st = rustix::fs::fstat(&fd).map_err(|e| at.err("inspect", e))?;
     if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile || st.st_nlink > 1 {
-        return Ok(false);
+        return Ok(None);
     }
     let mode = st.st_mode & 0o7777;
     // Give execute permission to whoever may read, as git does.
     let new_mode = if executable { mode | ((mode & 0o444) >> 2) } else { mode & !0o111 };
     rustix::fs::fchmod(&fd, Mode::from(new_mode)).map_err(|e| at.err("change mode of", e))?;
-    Ok(true)
+    Ok(Some(file_stat(&fs::File::from(fd), &at.path())?))
 }
 
 fn describe(t: FileType) -> &'static str {
