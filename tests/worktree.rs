@@ -705,3 +705,47 @@ fn gc_keeps_the_snapshot_the_index_holds() {
     wt.check_out(one, &forced).unwrap();
     assert_eq!(read_disk(root), tree_of(&wt, one));
 }
+
+/// A directory of the work tree on another filesystem (a mount point in
+/// it): files are written aside in that directory and renamed there, never
+/// written in place, and nothing is left behind.
+#[test]
+fn a_checkout_across_a_mount_point_in_the_work_tree_still_renames_into_place() {
+    let is_root = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+    if !is_root {
+        assert!(std::env::var_os("CI").is_none(), "CI runs as root: this test must run");
+        eprintln!("\n!!!!!!!! WARNING: SKIPPED: mounting a tmpfs needs root !!!!!!!!\n");
+        return;
+    }
+    let (dir, root) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let root = root.path();
+    let m = root.join("m");
+    fs::create_dir(&m).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=4m", "tmpfs"])
+        .arg(&m)
+        .status()
+        .unwrap();
+    assert!(mounted.success(), "mount -t tmpfs failed");
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(m.clone());
+    write(root, "m/a", b"one");
+    let mut wt = worktree(&dir.path().join("repo"), root);
+    let one = commit(&mut wt, "one");
+    write(root, "m/a", b"two");
+    commit(&mut wt, "two");
+    let head = Head::Detached(one.object_id());
+    wt.check_out(one, &CheckoutOptions { head: Some(&head), ..Default::default() }).unwrap();
+    assert_eq!(fs::read(m.join("a")).unwrap(), b"one");
+    let left: Vec<_> = fs::read_dir(&m).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(left, ["a"], "nothing left aside");
+    assert!(wt.status(&ScanOptions::default()).unwrap().changes.is_empty());
+}

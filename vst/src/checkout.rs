@@ -20,7 +20,7 @@
 
 use std::fs;
 use std::io::Write;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -493,56 +493,86 @@ impl<'a> Ctx<'a> {
     }
 
     /// Writes one file: aside and renamed into place (a rename replaces a
-    /// file or a link at the name, never following it), or in place with
-    /// `O_CREAT | O_EXCL` when there is no temporary directory or it is on
-    /// another filesystem.
+    /// file or a link at the name, never following it). Aside is the
+    /// temporary directory, or, when the file's directory is on another
+    /// filesystem (a mount point in the work tree), a hidden name in that
+    /// directory. With no temporary directory (a checkout into a new
+    /// directory, which nothing else can be writing), in place with
+    /// `O_CREAT | O_EXCL`.
     fn write_file(&self, p: &Pending) -> Result<DiskStat> {
         // Verified chunk by chunk and whole at the end; a few chunks in
         // memory at a time, whatever the file's size.
         crate::read::check_file_len(self.store, &p.file)?;
-        let content = || vst_cas::stream::ObjectReader::new(self.store, &p.file.id.object_id());
         let name = p.path.components().next_back().expect("a file is never the root");
         let full = p.dir_path.join(std::ffi::OsStr::from_bytes(name));
+        let Some((tmp, tmp_path)) = &self.tmp else {
+            let file = self.create_file(p.dir.as_fd(), name, &full, p)?;
+            return file_stat(&file, &full);
+        };
+        match self.write_aside(tmp.as_fd(), tmp_path, "checkout", p, name, &full)? {
+            Ok(stat) => Ok(stat),
+            Err(Errno::XDEV) => match self.write_aside(
+                p.dir.as_fd(),
+                &p.dir_path,
+                ".vst-checkout",
+                p,
+                name,
+                &full,
+            )? {
+                Ok(stat) => Ok(stat),
+                Err(e) => Err(errno_io("rename into place", &full, e)),
+            },
+            Err(e) => Err(errno_io("rename into place", &full, e)),
+        }
+    }
+
+    /// Creates `name` in `dir` (`O_EXCL`) with `p`'s content.
+    fn create_file(
+        &self,
+        dir: BorrowedFd<'_>,
+        name: &[u8],
+        path: &Path,
+        p: &Pending,
+    ) -> Result<fs::File> {
         let mode = Mode::from(if p.file.executable { 0o777 } else { 0o666 });
         let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC;
-        if let Some((tmp, tmp_path)) = &self.tmp {
-            let tmp_name = format!(
-                "checkout-{}-{}",
-                std::process::id(),
-                self.tmp_seq.fetch_add(1, Ordering::Relaxed)
-            );
-            let fd = rustix::fs::openat(tmp.as_fd(), tmp_name.as_str(), flags, mode)
-                .map_err(|e| errno_io("create file", &tmp_path.join(&tmp_name), e))?;
-            let mut file = fs::File::from(fd);
-            let written = content()
-                .map_err(Error::from)
-                .and_then(|mut c| copy_object(&mut c, &mut file, &full));
-            if let Err(e) = written {
-                let _ = rustix::fs::unlinkat(tmp.as_fd(), tmp_name.as_str(), AtFlags::empty());
+        let fd = rustix::fs::openat(dir, name, flags, mode)
+            .map_err(|e| errno_io("create file", path, e))?;
+        let mut file = fs::File::from(fd);
+        let mut content = vst_cas::stream::ObjectReader::new(self.store, &p.file.id.object_id())?;
+        copy_object(&mut content, &mut file, path)?;
+        Ok(file)
+    }
+
+    /// Writes `p` under a new name in `aside` (at `aside_path`), then
+    /// renames it to `name` in its directory; the rename's error, if any,
+    /// comes back as the inner `Err` (the file written aside removed).
+    fn write_aside(
+        &self,
+        aside: BorrowedFd<'_>,
+        aside_path: &Path,
+        prefix: &str,
+        p: &Pending,
+        name: &[u8],
+        full: &Path,
+    ) -> Result<std::result::Result<DiskStat, Errno>> {
+        let seq = self.tmp_seq.fetch_add(1, Ordering::Relaxed);
+        let tmp_name = format!("{prefix}-{}-{seq}", std::process::id());
+        let written = self.create_file(aside, tmp_name.as_bytes(), &aside_path.join(&tmp_name), p);
+        let file = match written {
+            Ok(file) => file,
+            Err(e) => {
+                let _ = rustix::fs::unlinkat(aside, tmp_name.as_str(), AtFlags::empty());
                 return Err(e);
             }
-            match rustix::fs::renameat(tmp.as_fd(), tmp_name.as_str(), p.dir.as_fd(), name) {
-                Ok(()) => return file_stat(&file, &full),
-                Err(Errno::XDEV) => {
-                    let _ = rustix::fs::unlinkat(tmp.as_fd(), tmp_name.as_str(), AtFlags::empty());
-                }
-                Err(e) => {
-                    let _ = rustix::fs::unlinkat(tmp.as_fd(), tmp_name.as_str(), AtFlags::empty());
-                    return Err(errno_io("rename into place", &full, e));
-                }
+        };
+        match rustix::fs::renameat(aside, tmp_name.as_str(), p.dir.as_fd(), name) {
+            Ok(()) => Ok(Ok(file_stat(&file, full)?)),
+            Err(e) => {
+                let _ = rustix::fs::unlinkat(aside, tmp_name.as_str(), AtFlags::empty());
+                Ok(Err(e))
             }
         }
-        // In place: whatever is at the name (a file being replaced) goes
-        // first; O_EXCL then fails on anything that appears meanwhile.
-        match rustix::fs::unlinkat(p.dir.as_fd(), name, AtFlags::empty()) {
-            Ok(()) | Err(Errno::NOENT) => {}
-            Err(e) => return Err(errno_io("remove", &full, e)),
-        }
-        let fd = rustix::fs::openat(p.dir.as_fd(), name, flags, mode)
-            .map_err(|e| errno_io("create file", &full, e))?;
-        let mut file = fs::File::from(fd);
-        copy_object(&mut content()?, &mut file, &full)?;
-        file_stat(&file, &full)
     }
 }
 
