@@ -496,9 +496,8 @@ impl<'a> Ctx<'a> {
     /// file or a link at the name, never following it). Aside is the
     /// temporary directory, or, when the file's directory is on another
     /// filesystem (a mount point in the work tree), a hidden name in that
-    /// directory. With no temporary directory (a checkout into a new
-    /// directory, which nothing else can be writing), in place with
-    /// `O_CREAT | O_EXCL`.
+    /// directory. With no temporary directory (the caller gave none), in
+    /// place: the old file removed, then `O_CREAT | O_EXCL`.
     fn write_file(&self, p: &Pending) -> Result<DiskStat> {
         // Verified chunk by chunk and whole at the end; a few chunks in
         // memory at a time, whatever the file's size.
@@ -506,6 +505,13 @@ impl<'a> Ctx<'a> {
         let name = p.path.components().next_back().expect("a file is never the root");
         let full = p.dir_path.join(std::ffi::OsStr::from_bytes(name));
         let Some((tmp, tmp_path)) = &self.tmp else {
+            // In place: whatever is at the name (a file being replaced)
+            // goes first; O_EXCL then fails on anything that appears
+            // meanwhile.
+            match rustix::fs::unlinkat(p.dir.as_fd(), name, AtFlags::empty()) {
+                Ok(()) | Err(Errno::NOENT) => {}
+                Err(e) => return Err(errno_io("remove", &full, e)),
+            }
             let file = self.create_file(p.dir.as_fd(), name, &full, p)?;
             return file_stat(&file, &full);
         };
