@@ -272,15 +272,9 @@ pub fn check_out(
     signal_hook::low_level::unregister(handler);
     match result {
         Ok(stats) => Ok(stats),
-        Err(vst::Error::Conflicts { paths }) => {
-            let shown: Vec<String> = paths.iter().take(5).map(|p| p.to_string()).collect();
-            bail!(
-                "checking out {spec} would overwrite {} uncommitted change(s) or untracked file(s): {}{}; commit or move them, or pass --force to overwrite them",
-                paths.len(),
-                shown.join(", "),
-                if paths.len() > 5 { ", ..." } else { "" }
-            )
-        }
+        Err(e @ vst::Error::Conflicts { .. }) => bail!(
+            "checking out {spec}: {e}; commit or move them, or pass --force to overwrite them"
+        ),
         Err(vst::Error::Interrupted) => bail!(
             "interrupted: the checkout of {spec} stopped at a safe point with the work tree partly updated; `vst checkout {spec}` finishes it"
         ),

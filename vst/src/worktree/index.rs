@@ -7,8 +7,9 @@
 //! reads only files whose stat changed; a commit applies what the scan
 //! found to the index and encodes only the directories above a change,
 //! without reading a tree from the store. When it is missing or damaged, it
-//! is rebuilt from `HEAD`'s tree, keeping the stats of whatever it still
-//! shares with it. Its commit says which commit the files are at: when
+//! is rebuilt from `HEAD`'s tree with no stats (the next scan reads every
+//! file once); a checkout moves it to the target's tree keeping the stats
+//! of whatever the two share. Its commit says which commit the files are at: when
 //! that is not `HEAD`'s, it is kept (see `WorkTree`), not rebuilt.
 //!
 //! The file (little-endian): the magic `VSTWTRE2`; the commit the tree is
@@ -132,32 +133,29 @@ impl Index {
         Self::read(repo_dir).ok()
     }
 
-    /// The index of `head`'s tree `tree` (`None`s: an unborn branch): the
-    /// file if it holds that tree, else the tree read from `store`, with
-    /// the stats the file has for what did not change.
+    /// The index of `head`'s tree `tree` (`None`s: an unborn branch), built
+    /// from the store with no stats (every file is read once by the next
+    /// scan): for when the file is missing or damaged. It may replace
+    /// whatever file is there.
     pub fn load(
         repo_dir: &Path,
         store: &dyn Store,
         head: Option<CommitId>,
         tree: Option<TreeId>,
     ) -> Result<Self> {
-        let tree = tree.unwrap_or_else(|| Tree::default().id());
-        let (old, loaded) = match Self::read(repo_dir) {
-            Ok(index) => {
-                let loaded = index.loaded.clone();
-                (Some(index), loaded)
-            }
-            Err(loaded) => (None, loaded),
+        let loaded = match Self::read(repo_dir) {
+            Ok(index) => index.loaded,
+            Err(header) => header,
         };
-        let (root, stamp_ns) = match old {
-            Some(index) if index.root.id == Some(tree) => (index.root, index.stamp_ns),
-            old => {
-                let reuse = old.as_ref().map(|i| &i.root);
-                let root = from_tree(store, tree, reuse, 0, &mut 0)?;
-                (root, old.map_or(i64::MIN, |i| i.stamp_ns))
-            }
+        let empty = Self {
+            commit: None,
+            base_tree: Tree::default().id(),
+            root: IndexDir::empty(),
+            stamp_ns: i64::MIN,
+            changed: true,
+            loaded,
         };
-        Ok(Self { commit: head, base_tree: tree, root, stamp_ns, changed: true, loaded })
+        Self::rebase(&empty, store, head, tree)
     }
 
     /// The index of `commit`'s tree `tree` (`None`s: empty), taking from
