@@ -74,7 +74,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
             let start = Instant::now();
             let hinted =
-                worktree.snapshot(&ScanOptions { changed: Some(&chosen), progress: None })?;
+                worktree.snapshot(&ScanOptions { changed: Some(&chosen), ..Default::default() })?;
             times.push(start.elapsed().as_secs_f64() * 1e6);
             let start = Instant::now();
             let scanned = worktree.snapshot(&ScanOptions::default())?;

@@ -11,4 +11,5 @@ mod remote;
 #[path = "../cas/tests/support/seaweed.rs"]
 mod seaweed;
 mod support;
+mod watch;
 mod worktree;

@@ -237,8 +237,9 @@ fn run_model(ops: Vec<Op>) {
             Op::Hinted { extra } => {
                 let mut hint: Vec<RepoPath> = pending.iter().map(|s| p(s)).collect();
                 hint.extend(extra.iter().map(|s| p(s)));
-                let snap =
-                    wt.snapshot(&ScanOptions { changed: Some(&hint), progress: None }).unwrap();
+                let snap = wt
+                    .snapshot(&ScanOptions { changed: Some(&hint), ..Default::default() })
+                    .unwrap();
                 check(snap.tree, op);
                 pending.clear();
             }
@@ -297,7 +298,7 @@ fn a_hint_that_misses_a_change_does_not_see_it_and_a_full_scan_does() {
     write(root, "a/x", b"2");
     write(root, "b/y", b"2");
     let hint = [p("a/x")];
-    let status = wt.status(&ScanOptions { changed: Some(&hint), progress: None }).unwrap();
+    let status = wt.status(&ScanOptions { changed: Some(&hint), ..Default::default() }).unwrap();
     let changed: Vec<String> = status.changes.iter().map(|d| d.path.to_string()).collect();
     assert_eq!(changed, ["a/x"], "what the list omits is not looked at");
     let status = wt.status(&ScanOptions::default()).unwrap();

@@ -85,7 +85,11 @@ pub fn commit(
     let empty = if allow_empty { Empty::Allow } else { Empty::Skip };
     let bar = Bar::new(cli.quiet);
     let progress = |e| bar.event(e);
-    let scan = ScanOptions { changed: changed.as_deref(), progress: Some(&progress) };
+    let scan = ScanOptions {
+        changed: changed.as_deref(),
+        progress: Some(&progress),
+        ..Default::default()
+    };
     let outcome = worktree.commit(&options, empty, &scan);
     bar.finish();
     let outcome = outcome.map_err(explain)?;
@@ -121,8 +125,11 @@ pub fn status(cli: &Cli, paths: &[PathBuf]) -> Result<ExitCode> {
     let changed = (!paths.is_empty()).then(|| repo_paths(cli, &ws.root, paths)).transpose()?;
     let bar = Bar::new(cli.quiet);
     let progress = |e| bar.event(e);
-    let status =
-        worktree.status(&ScanOptions { changed: changed.as_deref(), progress: Some(&progress) });
+    let status = worktree.status(&ScanOptions {
+        changed: changed.as_deref(),
+        progress: Some(&progress),
+        ..Default::default()
+    });
     bar.finish();
     let status = status?;
     // Refreshing the index makes the next status cheap.

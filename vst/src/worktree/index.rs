@@ -228,6 +228,27 @@ impl Index {
         decode(&bytes).map_err(|_| Some(header(&bytes).to_vec()))
     }
 
+    /// Whether the index file is still the one this index was read from
+    /// or last saved to (same commit and base): no other process
+    /// committed or checked out since.
+    pub fn is_file_current(&self, repo_dir: &Path) -> bool {
+        let on_disk = std::fs::File::open(repo_dir.join(INDEX_FILE)).ok().and_then(|mut f| {
+            use std::io::Read;
+            let mut buf = vec![0; HEADER_LEN_MAX];
+            let mut len = 0;
+            while len < buf.len() {
+                match f.read(&mut buf[len..]) {
+                    Ok(0) => break,
+                    Ok(n) => len += n,
+                    Err(_) => return None,
+                }
+            }
+            buf.truncate(len);
+            Some(header(&buf).to_vec())
+        });
+        on_disk == self.loaded
+    }
+
     /// Writes the index to its file if it changed. Not synced: after a
     /// crash, a lost or stale index is rebuilt (it only saves work).
     pub fn save(&mut self, repo_dir: &Path) -> Result<()> {
@@ -513,6 +534,9 @@ fn encode_dir(dir: &IndexDir, out: &mut Vec<u8>) {
 
 /// The first bytes of an index file: the magic, the commit and the base
 /// tree (as much of them as there is).
+/// The longest [`header`]: magic, a commit's presence and id, the base.
+const HEADER_LEN_MAX: usize = 8 + 1 + 32 + 32;
+
 fn header(bytes: &[u8]) -> &[u8] {
     let commit_len = if bytes.get(8) == Some(&1) { 32 } else { 0 };
     &bytes[..bytes.len().min(8 + 1 + commit_len + 32)]

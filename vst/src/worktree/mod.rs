@@ -7,6 +7,9 @@
 //! - [`scan`]: the comparison of the disk with the index, of everything or
 //!   of the paths a caller says changed, with `.vstignore` and the racy
 //!   timestamp rule.
+//! - [`watch`]: an inotify watcher that keeps the paths changed since a
+//!   token; a work tree that watches ([`WorkTree::watch`]) looks at those
+//!   only, and at everything when the watcher may have missed something.
 //! - [`WorkTree`]: status, snapshot, commit, check out and reset, over one
 //!   update rule ([`WorkTree::check_out`]) that `checkout`, `switch` and
 //!   `pull` share.
@@ -21,6 +24,7 @@
 
 pub mod index;
 pub mod scan;
+pub mod watch;
 
 use std::collections::HashSet;
 use std::os::unix::ffi::OsStrExt;
@@ -69,6 +73,18 @@ pub struct ScanOptions<'a> {
     pub changed: Option<&'a [RepoPath]>,
     /// Where to report progress.
     pub progress: Option<Progress<'a>>,
+    /// Look at the whole tree even when a watcher runs (with `changed`
+    /// `None`).
+    pub full: bool,
+}
+
+/// What a scan looked at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Looked {
+    /// The whole tree; with a watcher running, why it had to.
+    Everything(Option<watch::FullScan>),
+    /// This many paths: the caller's, or those the watcher saw change.
+    Paths(usize),
 }
 
 /// Whether an update may overwrite local changes.
@@ -130,6 +146,8 @@ pub struct Status {
     pub hashed: usize,
     /// Where an interrupted checkout was going, if one was.
     pub interrupted: Option<CommitId>,
+    /// What the scan looked at.
+    pub looked: Looked,
 }
 
 /// What a snapshot made.
@@ -143,6 +161,8 @@ pub struct SnapshotOutcome {
     pub skipped: Vec<PathBuf>,
     /// Files read and hashed.
     pub hashed: usize,
+    /// What the scan looked at.
+    pub looked: Looked,
 }
 
 /// What a commit made.
@@ -182,6 +202,29 @@ pub struct WorkTree {
     index: Index,
     /// `HEAD` when the work tree was opened (or last moved by it).
     head: Option<CommitId>,
+    /// The watcher, when the work tree watches.
+    watching: Option<Watching>,
+}
+
+/// A running watcher and what the index knows relative to it.
+struct Watching {
+    watcher: watch::Watcher,
+    /// The watcher's answer the index is up to date with: at that point
+    /// the disk was as the index says except at `dirty`. `None`: nothing
+    /// yet (the next scan looks at everything).
+    token: Option<watch::WatchToken>,
+    /// Where the disk differed from the index at `token`.
+    dirty: Vec<RepoPath>,
+}
+
+/// What one scan looks at, decided before it starts.
+enum Plan {
+    /// The caller's paths; the watcher's state is left alone.
+    Caller,
+    /// With a watcher: these paths, or everything; `token` is the answer.
+    Watched { token: watch::WatchToken, paths: Option<Vec<RepoPath>>, why: Option<watch::FullScan> },
+    /// Everything, with no watcher.
+    Everything,
 }
 
 impl WorkTree {
@@ -200,7 +243,98 @@ impl WorkTree {
                 Index::load(repo.dir(), repo.store().as_ref(), head, tree)?
             }
         };
-        Ok(Self { repo, root: root.to_owned(), index, head })
+        Ok(Self { repo, root: root.to_owned(), index, head, watching: None })
+    }
+
+    /// Starts watching the tree (inotify, see [`watch`]): from now on a
+    /// status, diff, snapshot, commit or checkout that names no paths
+    /// looks only at what changed since the last one (the first looks at
+    /// everything). A no-op if already watching.
+    pub fn watch(&mut self) -> Result<()> {
+        if self.watching.is_none() {
+            let watcher = watch::Watcher::start(&self.root, self.repo.dir())?;
+            self.watching = Some(Watching { watcher, token: None, dirty: Vec::new() });
+        }
+        Ok(())
+    }
+
+    /// The watcher, if the work tree watches.
+    pub fn watcher(&self) -> Option<&watch::Watcher> {
+        self.watching.as_ref().map(|w| &w.watcher)
+    }
+
+    /// Re-reads the index and `HEAD` if another process changed them (a
+    /// commit or checkout not made through this work tree); returns whether
+    /// it did. A watching work tree then looks at everything once.
+    pub fn reload_if_changed(&mut self) -> Result<bool> {
+        let head = self.repo.head_commit()?;
+        if head == self.head && self.index.is_file_current(self.repo.dir()) {
+            return Ok(false);
+        }
+        let watching = self.watching.take();
+        *self = Self::open(self.repo.clone(), &self.root)?;
+        self.watching = watching.map(|w| Watching { token: None, dirty: Vec::new(), ..w });
+        Ok(true)
+    }
+
+    /// Uses `repo` (the same repository, opened again: to see what other
+    /// processes stored since, or to write) from now on; returns the one
+    /// used until now.
+    pub fn replace_repo(&mut self, repo: Repo) -> Repo {
+        std::mem::replace(&mut self.repo, repo)
+    }
+
+    /// Decides what a scan looks at; with a watcher, asks it.
+    fn plan(&mut self, options: &ScanOptions<'_>) -> Plan {
+        if options.changed.is_some() {
+            return Plan::Caller;
+        }
+        let Some(w) = self.watching.as_mut().filter(|_| !options.full) else {
+            return match self.watching.as_mut() {
+                // A full scan still brings the watcher's state up to date.
+                Some(w) => {
+                    let (_, token) = w.watcher.changes_since(w.token);
+                    Plan::Watched { token, paths: None, why: None }
+                }
+                None => Plan::Everything,
+            };
+        };
+        match w.watcher.changes_since(w.token) {
+            (watch::Changes::Paths(mut paths), token) => {
+                paths.extend(w.dirty.iter().cloned());
+                Plan::Watched { token, paths: Some(paths), why: None }
+            }
+            (watch::Changes::Everything(why), token) => {
+                Plan::Watched { token, paths: None, why: Some(why) }
+            }
+        }
+    }
+
+    /// Records, after a scan made as `plan` says, where the disk may
+    /// differ from the index: at `deltas` if the index did not take them
+    /// (`absorbed` false), nowhere else.
+    fn settle(&mut self, plan: Plan, deltas: &[Delta], absorbed: bool) {
+        if let (Plan::Watched { token, .. }, Some(w)) = (plan, self.watching.as_mut()) {
+            w.token = Some(token);
+            w.dirty =
+                if absorbed { Vec::new() } else { deltas.iter().map(|d| d.path.clone()).collect() };
+        }
+    }
+
+    /// Walks what `plan` says to look at.
+    fn walk(&self, plan: &Plan, options: &ScanOptions<'_>) -> Result<(scan::Walk, Looked)> {
+        let (paths, looked) = match plan {
+            Plan::Caller => {
+                let paths = options.changed.expect("a caller's plan has paths");
+                (Some(paths), Looked::Paths(paths.len()))
+            }
+            Plan::Watched { paths: Some(paths), .. } => {
+                (Some(&paths[..]), Looked::Paths(paths.len()))
+            }
+            Plan::Watched { paths: None, why, .. } => (None, Looked::Everything(why.clone())),
+            Plan::Everything => (None, Looked::Everything(None)),
+        };
+        Ok((scan::walk(&self.root, self.repo.dir(), &self.index, paths)?, looked))
     }
 
     /// Finds the repository above `start`, opens it as `options` say, and
@@ -257,11 +391,17 @@ impl WorkTree {
     /// Compares the disk with the index (everything, or what `options`
     /// names), hashing what its stat does not vouch for, storing new
     /// content when `store` is given; refreshes the index's stats.
-    fn scan(&mut self, options: &ScanOptions<'_>, store: Option<&dyn Store>) -> Result<scan::Scan> {
-        let walk = scan::walk(&self.root, self.repo.dir(), &self.index, options.changed)?;
+    fn scan(
+        &mut self,
+        options: &ScanOptions<'_>,
+        store: Option<&dyn Store>,
+    ) -> Result<(scan::Scan, Looked)> {
+        let plan = self.plan(options);
+        let (walk, looked) = self.walk(&plan, options)?;
         let scanned = walk.hash(store, options.progress)?;
         scanned.refresh(&mut self.index);
-        Ok(scanned)
+        self.settle(plan, &scanned.deltas, false);
+        Ok((scanned, looked))
     }
 
     /// What differs between the disk and the commit the files are at
@@ -270,10 +410,16 @@ impl WorkTree {
     /// The index's stats are refreshed in memory ([`WorkTree::save`] keeps
     /// them, so the next status reads less).
     pub fn status(&mut self, options: &ScanOptions<'_>) -> Result<Status> {
-        let scanned = self.scan(options, None)?;
+        let (scanned, looked) = self.scan(options, None)?;
         let interrupted = self.interrupted()?;
         let changes = self.changes_from(self.index.base_tree, scanned.deltas)?;
-        Ok(Status { changes, skipped: scanned.skipped, hashed: scanned.hashed.len(), interrupted })
+        Ok(Status {
+            changes,
+            skipped: scanned.skipped,
+            hashed: scanned.hashed.len(),
+            interrupted,
+            looked,
+        })
     }
 
     /// What differs between the disk and the stored tree `base` (`None`:
@@ -284,7 +430,7 @@ impl WorkTree {
         base: Option<TreeId>,
         options: &ScanOptions<'_>,
     ) -> Result<Vec<Delta>> {
-        let scanned = self.scan(options, None)?;
+        let (scanned, _) = self.scan(options, None)?;
         self.changes_from(base.unwrap_or_else(|| Tree::default().id()), scanned.deltas)
     }
 
@@ -305,7 +451,8 @@ impl WorkTree {
     /// name only what changed since this one.
     pub fn snapshot(&mut self, options: &ScanOptions<'_>) -> Result<SnapshotOutcome> {
         let store = self.repo.store();
-        let walk = scan::walk(&self.root, self.repo.dir(), &self.index, options.changed)?;
+        let plan = self.plan(options);
+        let (walk, looked) = self.walk(&plan, options)?;
         let scanned = walk.hash(Some(store.as_ref()), options.progress)?;
         // The differences first, then the stats of what was hashed (for the
         // content the index now holds).
@@ -316,11 +463,13 @@ impl WorkTree {
             // The index starts at the empty tree without storing it.
             store.put(tree.object_id(), &Tree::default().encode())?;
         }
+        self.settle(plan, &scanned.deltas, true);
         Ok(SnapshotOutcome {
             tree,
             changes: scanned.deltas,
             skipped: scanned.skipped,
             hashed: scanned.hashed.len(),
+            looked,
         })
     }
 
@@ -357,6 +506,10 @@ impl WorkTree {
         };
         self.index = Index::rebase(&self.index, store.as_ref(), commit, tree)?;
         self.head = self.repo.head_commit()?;
+        // Where the disk differs from the new index is not known.
+        if let Some(w) = self.watching.as_mut() {
+            w.token = None;
+        }
         Ok(())
     }
 
@@ -388,9 +541,11 @@ impl WorkTree {
         // starts from (`from_disk` below), which is stored: so is that
         // content, since a stored tree must never name a missing object.
         let scan_store = (options.force == Force::Yes).then_some(store.as_ref());
-        let scanned =
-            self.scan(&ScanOptions { changed: None, progress: options.progress }, scan_store)?;
-        let scan_stamp = scanned.stamp_ns.unwrap_or(i64::MIN);
+        // (A scan of what a watcher saw takes no stamp of its own.)
+        let before_scan = scan::fs_now(self.repo.dir());
+        let scan_options = ScanOptions { progress: options.progress, ..Default::default() };
+        let (scanned, _) = self.scan(&scan_options, scan_store)?;
+        let scan_stamp = scanned.stamp_ns.unwrap_or(before_scan);
         let from = match self.index.root.id {
             Some(id) => id,
             None => self.index.write_trees(store.as_ref())?,

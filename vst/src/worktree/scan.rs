@@ -192,7 +192,7 @@ enum Walked {
 /// Whether `name` is a repository directory's, in any letter case: never
 /// part of a tree (names refuse it), so a scan skips it, ours or a nested
 /// repository's, wherever it is.
-fn is_repo_dir(name: &[u8]) -> bool {
+pub(crate) fn is_repo_dir(name: &[u8]) -> bool {
     name.eq_ignore_ascii_case(crate::repo::REPO_DIR_NAME.as_bytes())
 }
 
@@ -296,12 +296,12 @@ fn hash_reader(reader: &mut dyn std::io::Read) -> std::io::Result<(BlobId, u64)>
 
 /// `.vstignore` matchers from the root down to a directory.
 #[derive(Clone, Default)]
-struct IgnoreChain(Vec<Arc<ignore::gitignore::Gitignore>>);
+pub(crate) struct IgnoreChain(Vec<Arc<ignore::gitignore::Gitignore>>);
 
 impl IgnoreChain {
     /// Whether `full` is ignored: the deepest `.vstignore` with a verdict
     /// wins (a `!pattern` below can re-include what a parent excluded).
-    fn ignored(&self, full: &Path, is_dir: bool) -> bool {
+    pub(crate) fn ignored(&self, full: &Path, is_dir: bool) -> bool {
         for gi in self.0.iter().rev() {
             match gi.matched(full, is_dir) {
                 ignore::Match::Ignore(_) => return true,
@@ -313,7 +313,7 @@ impl IgnoreChain {
     }
 
     /// This chain, plus `dir`'s `.vstignore` if it has one.
-    fn enter(&self, dir: &Path, has_ignore_file: bool) -> Result<Self> {
+    pub(crate) fn enter(&self, dir: &Path, has_ignore_file: bool) -> Result<Self> {
         let mut chain = self.clone();
         let file = dir.join(IGNORE_FILE);
         if has_ignore_file && file.is_file() {
