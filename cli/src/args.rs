@@ -56,13 +56,22 @@ pub enum Command {
         /// uncommitted. A build tool that knows what it wrote passes it.
         #[arg(value_name = "PATH")]
         paths: Vec<PathBuf>,
+        /// Scan the whole tree, even with `vst watch` running.
+        #[arg(long)]
+        scan: bool,
     },
     /// What changed in the working directory since HEAD.
     Status {
         /// Look only at these paths (files or directories).
         #[arg(value_name = "PATH")]
         paths: Vec<PathBuf>,
+        /// Scan the whole tree, even with `vst watch` running.
+        #[arg(long)]
+        scan: bool,
     },
+    /// Watch the work tree (inotify) in a daemon that holds the index, so
+    /// that `status`, `diff` and `commit` look only at what changed.
+    Watch(crate::watch::WatchArgs),
     /// Commits from REV (default HEAD) back along first parents.
     Log {
         rev: Option<String>,
@@ -88,6 +97,9 @@ pub enum Command {
         /// A line per file with its status letter.
         #[arg(long)]
         name_status: bool,
+        /// Scan the whole tree, even with `vst watch` running.
+        #[arg(long)]
+        scan: bool,
     },
     /// Check out branch NAME in place and make it the current branch.
     Switch {

@@ -10,6 +10,7 @@ mod mount;
 mod output;
 mod remote;
 mod rev;
+mod watch;
 mod workspace;
 
 use std::process::ExitCode;
@@ -50,10 +51,11 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         Command::Init { path, store, cache_mib } => {
             worktree::init(cli, path.as_deref(), store.as_deref(), *cache_mib)
         }
-        Command::Commit { message, allow_empty, author, paths } => {
-            worktree::commit(cli, message, *allow_empty, author.clone(), paths)
+        Command::Commit { message, allow_empty, author, paths, scan } => {
+            worktree::commit(cli, message, *allow_empty, author.clone(), paths, *scan)
         }
-        Command::Status { paths } => worktree::status(cli, paths),
+        Command::Status { paths, scan } => worktree::status(cli, paths, *scan),
+        Command::Watch(args) => watch::watch_cmd(cli, args),
         Command::Log { rev, max } => history::log(cli, rev.as_deref(), *max),
         Command::Mount(args) => {
             let ws = workspace::find(cli)?;
@@ -85,7 +87,9 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         Command::Ls { spec } => history::ls(cli, spec),
         Command::Cat { spec } => history::cat(cli, spec),
         Command::Show { rev } => history::show(cli, rev.as_deref()),
-        Command::Diff { revs, stat, name_status } => history::diff(cli, revs, *stat, *name_status),
+        Command::Diff { revs, stat, name_status, scan } => {
+            history::diff(cli, revs, *stat, *name_status, *scan)
+        }
         Command::Switch { name, force } => worktree::switch(cli, name, *force),
         Command::Branch { name, rev, delete } => {
             refs::branch(cli, name.as_deref(), rev.as_deref(), *delete)

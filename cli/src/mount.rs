@@ -659,7 +659,7 @@ pub fn in_writable_mount(cli: &crate::args::Cli) -> Result<Option<ExitCode>> {
     use vst_fuse::control::{ChangeKind, Request, Response, request};
     let served = match &cli.command {
         Command::Commit { paths, .. } => paths.is_empty(),
-        Command::Status { paths } => paths.is_empty(),
+        Command::Status { paths, .. } => paths.is_empty(),
         Command::Switch { .. } => true,
         Command::Diff { revs, .. } => revs.is_empty(),
         Command::Checkout { into, .. } => into.is_none(),

@@ -74,7 +74,7 @@ pub fn letter(kind: vst::ChangeKind) -> char {
     }
 }
 
-/// The commit id of a change, for messages.
-pub fn short(id: CommitId) -> String {
-    format!("{:.12}", id.to_string())
+/// A commit id (hex) as messages show it; `None`: no commit.
+pub fn short(id: Option<&str>) -> String {
+    id.map_or_else(|| "no commit".to_owned(), |id| format!("{id:.12}"))
 }

@@ -156,6 +156,7 @@ pub fn show(cli: &Cli, rev: Option<&str>) -> Result<ExitCode> {
 
 /// One changed path and its two sides' bytes (a symlink's target stands
 /// for its content; a directory has none).
+#[derive(serde::Serialize, serde::Deserialize)]
 pub struct FileDiff {
     path: String,
     status: char,
@@ -171,57 +172,90 @@ fn stored_bytes(repo: &Repo, kind: Option<&EntryKind>) -> Result<Option<Vec<u8>>
     })
 }
 
-/// `vst diff`.
-pub fn diff(cli: &Cli, revs: &[String], stat: bool, name_status: bool) -> Result<ExitCode> {
+/// `vst diff`: against the working directory through the watch daemon if
+/// one runs (and not `--scan`), else by scanning here.
+pub fn diff(
+    cli: &Cli,
+    revs: &[String],
+    stat: bool,
+    name_status: bool,
+    scan: bool,
+) -> Result<ExitCode> {
     let ws = find(cli)?;
-    let mut worktree = open_worktree(&ws, Access::ReadOnly)?;
-    let repo = worktree.repo().clone();
-    let tree_of = |rev: &str| -> Result<vst::TreeId> {
-        Ok(read::read_commit(repo.store().as_ref(), rev::resolve(&repo, rev)?)?.tree)
-    };
-    let mut files = Vec::new();
-    if let [a, b] = revs {
-        files = tree_diff(&repo, Some(tree_of(a)?), Some(tree_of(b)?))?;
-    } else {
-        // Against the working directory.
-        let base = match revs.first() {
-            Some(rev) => Some(tree_of(rev)?),
-            // The commit the files are at, as for `status` (HEAD's unless
-            // a writable mount moved the branch).
-            None => match worktree.at() {
-                Some(at) => Some(read::read_commit(repo.store().as_ref(), at)?.tree),
-                None => None,
-            },
-        };
-        let changes = worktree.diff_from(base, &ScanOptions::default())?;
-        save_index(&mut worktree);
-        for d in changes {
-            // A directory shows through its contents.
-            let dir_or_absent_before = matches!(d.old, None | Some(EntryKind::Dir(_)));
-            if dir_or_absent_before && matches!(d.new, None | Some(Found::Dir)) {
-                continue;
-            }
-            let new = match &d.new {
-                Some(Found::File(_)) => {
-                    let full = ws.root.join(std::ffi::OsStr::from_bytes(d.path.as_bytes()));
-                    Some(
-                        std::fs::read(&full)
-                            .with_context(|| format!("reading {}", full.display()))?,
-                    )
-                }
-                Some(Found::Symlink(t)) => Some(t.clone()),
-                Some(Found::Dir) | None => None,
+    if revs.len() < 2 && !scan {
+        let request = crate::watch::Request::Diff { rev: revs.first().cloned() };
+        if let Some(answer) = crate::watch::ask(&ws.repo_dir, &request) {
+            let crate::watch::Response::Diff(files) = answer? else {
+                bail!("the watch daemon answered a diff with something else");
             };
-            let status = status_letter(d.status());
-            files.push(FileDiff {
-                path: d.path.to_string(),
-                status,
-                old: stored_bytes(&repo, d.old.as_ref())?,
-                new,
-            });
+            return print_diff(cli, &files, stat, name_status);
         }
     }
+    let mut worktree = open_worktree(&ws, Access::ReadOnly)?;
+    let files = match revs {
+        [a, b] => {
+            let repo = worktree.repo().clone();
+            let tree_of = |rev: &str| -> Result<vst::TreeId> {
+                Ok(read::read_commit(repo.store().as_ref(), rev::resolve(&repo, rev)?)?.tree)
+            };
+            tree_diff(&repo, Some(tree_of(a)?), Some(tree_of(b)?))?
+        }
+        _ => {
+            let files = worktree_diff(
+                &mut worktree,
+                revs.first().map(String::as_str),
+                &ScanOptions::default(),
+            )?;
+            save_index(&mut worktree);
+            files
+        }
+    };
     print_diff(cli, &files, stat, name_status)
+}
+
+/// The files that differ between `rev` (default: the commit the files are
+/// at, as for `status`: HEAD's unless a writable mount moved the branch)
+/// and the working directory, with both sides' bytes.
+pub fn worktree_diff(
+    worktree: &mut vst::worktree::WorkTree,
+    rev: Option<&str>,
+    scan: &ScanOptions<'_>,
+) -> Result<Vec<FileDiff>> {
+    let repo = worktree.repo().clone();
+    let base = match rev {
+        Some(rev) => {
+            Some(read::read_commit(repo.store().as_ref(), rev::resolve(&repo, rev)?)?.tree)
+        }
+        None => match worktree.at() {
+            Some(at) => Some(read::read_commit(repo.store().as_ref(), at)?.tree),
+            None => None,
+        },
+    };
+    let changes = worktree.diff_from(base, scan)?;
+    let mut files = Vec::new();
+    for d in changes {
+        // A directory shows through its contents.
+        let dir_or_absent_before = matches!(d.old, None | Some(EntryKind::Dir(_)));
+        if dir_or_absent_before && matches!(d.new, None | Some(Found::Dir)) {
+            continue;
+        }
+        let new = match &d.new {
+            Some(Found::File(_)) => {
+                let full = worktree.root().join(std::ffi::OsStr::from_bytes(d.path.as_bytes()));
+                Some(std::fs::read(&full).with_context(|| format!("reading {}", full.display()))?)
+            }
+            Some(Found::Symlink(t)) => Some(t.clone()),
+            Some(Found::Dir) | None => None,
+        };
+        let status = status_letter(d.status());
+        files.push(FileDiff {
+            path: d.path.to_string(),
+            status,
+            old: stored_bytes(&repo, d.old.as_ref())?,
+            new,
+        });
+    }
+    Ok(files)
 }
 
 /// The files (and symlinks) that differ between trees `a` and `b` of the

@@ -17,6 +17,7 @@ use vst_cas::{Access, Head};
 use crate::args::Cli;
 use crate::output::{out, short, status_letter};
 use crate::rev;
+use crate::watch;
 use crate::workspace::{Bar, author, find, open_worktree, repo_paths, save_index, settings};
 
 /// `vst init [DIR] [--store URL]`.
@@ -50,7 +51,7 @@ pub fn init(
 
 /// The error for a work tree whose files are not where `HEAD` is, with
 /// what to do.
-fn explain(e: vst::Error) -> anyhow::Error {
+pub fn explain(e: vst::Error) -> anyhow::Error {
     match e {
         vst::Error::WorkTreeBehind { at, head } => anyhow!(
             "the work tree's files are at {at}, but HEAD is at {head} (a writable mount or another process moved the branch, or a checkout was interrupted); run `vst checkout HEAD` to bring the files there first (local changes are kept)"
@@ -66,16 +67,17 @@ fn warn_skipped(skipped: &[PathBuf]) {
     }
 }
 
-/// `vst commit`.
+/// `vst commit`: through the watch daemon if one runs (and not `--scan`),
+/// else by scanning here.
 pub fn commit(
     cli: &Cli,
     message: &str,
     allow_empty: bool,
     author_arg: Option<String>,
     paths: &[PathBuf],
+    scan: bool,
 ) -> Result<ExitCode> {
     let ws = find(cli)?;
-    let mut worktree = open_worktree(&ws, Access::ReadWrite)?;
     let changed = (!paths.is_empty()).then(|| repo_paths(cli, &ws.root, paths)).transpose()?;
     let options = CommitOptions {
         author: author(author_arg),
@@ -83,6 +85,21 @@ pub fn commit(
         ..Default::default()
     };
     let empty = if allow_empty { Empty::Allow } else { Empty::Skip };
+    if !scan {
+        let request = watch::Request::Commit {
+            message: options.message.clone(),
+            author: options.author.clone(),
+            allow_empty,
+            paths: watch::wire_paths(changed.as_deref()),
+        };
+        if let Some(answer) = watch::ask(&ws.repo_dir, &request) {
+            let watch::Response::Committed(report) = answer? else {
+                bail!("the watch daemon answered a commit with something else");
+            };
+            return print_commit(cli, &report);
+        }
+    }
+    let mut worktree = open_worktree(&ws, Access::ReadWrite)?;
     let bar = Bar::new(cli.quiet);
     let progress = |e| bar.event(e);
     let scan = ScanOptions {
@@ -90,15 +107,43 @@ pub fn commit(
         progress: Some(&progress),
         ..Default::default()
     };
-    let outcome = worktree.commit(&options, empty, &scan);
+    let report = commit_in(&mut worktree, &options, empty, &scan);
     bar.finish();
-    let outcome = outcome.map_err(explain)?;
-    warn_skipped(&outcome.snapshot.skipped);
+    print_commit(cli, &report?)
+}
+
+/// What a commit made, as `vst commit` prints it (and the watch daemon
+/// sends it).
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct CommitReport {
+    commit: Option<String>,
+    tree: String,
+    hashed: usize,
+    skipped: Vec<PathBuf>,
+}
+
+/// Commits in `worktree` and saves its index.
+pub fn commit_in(
+    worktree: &mut WorkTree,
+    options: &CommitOptions,
+    empty: Empty,
+    scan: &ScanOptions<'_>,
+) -> Result<CommitReport> {
+    let outcome = worktree.commit(options, empty, scan).map_err(explain)?;
     // The commit is made: an index that cannot be saved only costs a rehash.
-    save_index(&mut worktree);
-    let tree = outcome.snapshot.tree.to_string();
-    let hashed = outcome.snapshot.hashed;
-    match outcome.commit {
+    save_index(worktree);
+    Ok(CommitReport {
+        commit: outcome.commit.map(|id| id.to_string()),
+        tree: outcome.snapshot.tree.to_string(),
+        hashed: outcome.snapshot.hashed,
+        skipped: outcome.snapshot.skipped,
+    })
+}
+
+fn print_commit(cli: &Cli, report: &CommitReport) -> Result<ExitCode> {
+    warn_skipped(&report.skipped);
+    let CommitReport { commit, tree, hashed, .. } = report;
+    match commit {
         None if cli.json => writeln!(
             out(),
             "{}",
@@ -108,73 +153,127 @@ pub fn commit(
             writeln!(out(), "nothing to commit: the working directory matches HEAD")?
         }
         None => {}
-        Some(id) if cli.json => writeln!(
-            out(),
-            "{}",
-            json!({ "commit": id.to_string(), "tree": tree, "hashed": hashed })
-        )?,
+        Some(id) if cli.json => {
+            writeln!(out(), "{}", json!({ "commit": id, "tree": tree, "hashed": hashed }))?
+        }
         Some(id) => writeln!(out(), "{id}")?,
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// `vst status [PATH...]`.
-pub fn status(cli: &Cli, paths: &[PathBuf]) -> Result<ExitCode> {
+/// `vst status [PATH...]`: through the watch daemon if one runs (and not
+/// `--scan`), else by scanning here.
+pub fn status(cli: &Cli, paths: &[PathBuf], scan: bool) -> Result<ExitCode> {
     let ws = find(cli)?;
-    let mut worktree = open_worktree(&ws, Access::ReadOnly)?;
     let changed = (!paths.is_empty()).then(|| repo_paths(cli, &ws.root, paths)).transpose()?;
+    if !scan {
+        let request = watch::Request::Status { paths: watch::wire_paths(changed.as_deref()) };
+        if let Some(answer) = watch::ask(&ws.repo_dir, &request) {
+            let watch::Response::Status(report) = answer? else {
+                bail!("the watch daemon answered a status with something else");
+            };
+            return print_status(cli, &report);
+        }
+    }
+    let mut worktree = open_worktree(&ws, Access::ReadOnly)?;
     let bar = Bar::new(cli.quiet);
     let progress = |e| bar.event(e);
-    let status = worktree.status(&ScanOptions {
+    let scan = ScanOptions {
         changed: changed.as_deref(),
         progress: Some(&progress),
         ..Default::default()
-    });
+    };
+    let report = status_in(&mut worktree, &scan);
     bar.finish();
-    let status = status?;
+    let report = report?;
     // Refreshing the index makes the next status cheap.
     save_index(&mut worktree);
-    let behind = (worktree.at() != worktree.head()).then(|| (worktree.at(), worktree.head()));
-    if cli.json {
-        let list: Vec<_> = status
+    print_status(cli, &report)
+}
+
+/// What `vst status` prints (and the watch daemon sends).
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct StatusReport {
+    /// Each change: its status word and path.
+    changes: Vec<(String, String)>,
+    skipped: Vec<PathBuf>,
+    interrupted: Option<String>,
+    /// The commit the files are at and `HEAD`'s, when they differ.
+    behind: Option<(Option<String>, Option<String>)>,
+    /// Why a watcher had to look at everything, if it did.
+    full_scan: Option<String>,
+}
+
+/// The status of `worktree`.
+pub fn status_in(worktree: &mut WorkTree, scan: &ScanOptions<'_>) -> Result<StatusReport> {
+    let status = worktree.status(scan)?;
+    let hex = |c: Option<vst::CommitId>| c.map(|c| c.to_string());
+    let behind =
+        (worktree.at() != worktree.head()).then(|| (hex(worktree.at()), hex(worktree.head())));
+    let full_scan = match &status.looked {
+        vst::worktree::Looked::Everything(Some(why)) => Some(why.to_string()),
+        _ => None,
+    };
+    Ok(StatusReport {
+        changes: status
             .changes
             .iter()
-            .map(|d| json!({ "path": d.path.to_string(), "status": d.status() }))
+            .map(|d| (d.status().to_owned(), d.path.to_string()))
+            .collect(),
+        skipped: status.skipped,
+        interrupted: hex(status.interrupted),
+        behind,
+        full_scan,
+    })
+}
+
+fn print_status(cli: &Cli, report: &StatusReport) -> Result<ExitCode> {
+    let short = |c: &Option<String>| short(c.as_deref());
+    if cli.json {
+        let list: Vec<_> = report
+            .changes
+            .iter()
+            .map(|(status, path)| json!({ "path": path, "status": status }))
             .collect();
         let mut value = json!({ "changes": list });
-        if let Some(to) = status.interrupted {
-            value["interrupted_checkout"] = json!(to.to_string());
+        if let Some(to) = &report.interrupted {
+            value["interrupted_checkout"] = json!(to);
         }
-        if let Some((at, head)) = behind {
-            value["at"] = json!(at.map(|c| c.to_string()));
-            value["head"] = json!(head.map(|c| c.to_string()));
+        if let Some((at, head)) = &report.behind {
+            value["at"] = json!(at);
+            value["head"] = json!(head);
+        }
+        if let Some(why) = &report.full_scan {
+            value["full_scan"] = json!(why);
         }
         writeln!(out(), "{value}")?;
         return Ok(ExitCode::SUCCESS);
     }
-    if let Some(to) = status.interrupted {
+    if let (Some(why), false) = (&report.full_scan, cli.quiet) {
+        eprintln!("vst: note: the watcher looked at the whole tree: {why}");
+    }
+    if report.interrupted.is_some() {
+        let to = short(&report.interrupted);
         eprintln!(
-            "vst: a checkout of {} was interrupted; `vst checkout {}` finishes it (what it already wrote is not a local change)",
-            short(to),
-            short(to)
+            "vst: a checkout of {to} was interrupted; `vst checkout {to}` finishes it (what it already wrote is not a local change)"
         );
     }
-    if let Some((at, head)) = behind {
+    if let Some((at, head)) = &report.behind {
         eprintln!(
             "vst: the files are at {}, but HEAD is at {} (moved by a writable mount or another process); these changes are against the files' commit: `vst checkout HEAD` brings the files to HEAD, keeping local changes",
-            at.map_or("no commit".to_owned(), short),
-            head.map_or("no commit".to_owned(), short)
+            short(at),
+            short(head)
         );
     }
-    warn_skipped(&status.skipped);
-    if status.changes.is_empty() {
+    warn_skipped(&report.skipped);
+    if report.changes.is_empty() {
         if !cli.quiet {
             writeln!(out(), "clean: the working directory matches HEAD")?;
         }
     } else {
         let mut out = out();
-        for d in &status.changes {
-            writeln!(out, "{} {}", status_letter(d.status()), d.path)?;
+        for (status, path) in &report.changes {
+            writeln!(out, "{} {}", status_letter(status), path)?;
         }
     }
     Ok(ExitCode::SUCCESS)
