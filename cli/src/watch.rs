@@ -385,6 +385,7 @@ fn serve(repo_dir: &Path, root: &Path) -> Result<ExitCode> {
     if lock.try_lock().is_err() {
         bail!("a watch daemon already runs for {} (`vst watch --status`)", root.display());
     }
+    let mut store_seen = store_stamp(repo_dir);
     let repo = open_dir(repo_dir, Access::ReadOnly)?;
     let mut worktree = WorkTree::open(repo, root)
         .with_context(|| format!("reading the index of {}", root.display()))?;
@@ -427,7 +428,7 @@ fn serve(repo_dir: &Path, root: &Path) -> Result<ExitCode> {
         served += 1;
         let mut worktree = worktree.lock().unwrap_or_else(PoisonError::into_inner);
         let stop = matches!(request, Request::Stop);
-        let response = match answer(&mut worktree, repo_dir, request, served) {
+        let response = match answer(&mut worktree, repo_dir, request, served, &mut store_seen) {
             Ok(response) => response,
             Err(e) => Response::Error(format!("{e:#}")),
         };
@@ -446,27 +447,47 @@ fn serve(repo_dir: &Path, root: &Path) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// What says whether the local store changed since it was opened: its
+/// index file's identity, length and mtime (every object a ref can reach
+/// is in that file before the ref moves; GC replaces the file). `None`
+/// for a store that is not a local pack store: opened for every request.
+fn store_stamp(repo_dir: &Path) -> Option<(u64, u64, i64, i64)> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(repo_dir.join("index")).ok()?;
+    Some((meta.ino(), meta.size(), meta.mtime(), meta.mtime_nsec()))
+}
+
 /// Answers one request.
 fn answer(
     worktree: &mut WorkTree,
     repo_dir: &Path,
     request: Request,
     served: u64,
+    store_seen: &mut Option<(u64, u64, i64, i64)>,
 ) -> Result<Response> {
     // A commit or checkout by another process: the index is read again
     // (and the next answer looks at everything).
     worktree.reload_if_changed()?;
-    // Opened for each request, to see what other processes stored.
     let reopen = |access| open_dir(repo_dir, access);
+    // Opened again when another process stored something since, so that
+    // what it stored can be read.
+    let mut refresh = |worktree: &mut WorkTree| -> Result<()> {
+        let now = store_stamp(repo_dir);
+        if now.is_none() || now != *store_seen {
+            worktree.replace_repo(reopen(Access::ReadOnly)?);
+            *store_seen = now;
+        }
+        Ok(())
+    };
     Ok(match request {
         Request::Status { paths } => {
-            worktree.replace_repo(reopen(Access::ReadOnly)?);
+            refresh(worktree)?;
             let paths = from_wire(paths)?;
             let scan = ScanOptions { changed: paths.as_deref(), ..Default::default() };
             Response::Status(status_in(worktree, &scan)?)
         }
         Request::Diff { rev } => {
-            worktree.replace_repo(reopen(Access::ReadOnly)?);
+            refresh(worktree)?;
             Response::Diff(worktree_diff(worktree, rev.as_deref(), &ScanOptions::default())?)
         }
         Request::Commit { message, author, allow_empty, paths } => {
@@ -477,6 +498,9 @@ fn answer(
             let options = CommitOptions { author, message, ..Default::default() };
             let empty = if allow_empty { Empty::Allow } else { Empty::Skip };
             let report = commit_in(worktree, &options, empty, &scan);
+            // (The stamp first: a store changed in between is opened
+            // again at the next request.)
+            *store_seen = store_stamp(repo_dir);
             worktree.replace_repo(reopen(Access::ReadOnly)?);
             Response::Committed(report?)
         }

@@ -232,21 +232,7 @@ impl Index {
     /// or last saved to (same commit and base): no other process
     /// committed or checked out since.
     pub fn is_file_current(&self, repo_dir: &Path) -> bool {
-        let on_disk = std::fs::File::open(repo_dir.join(INDEX_FILE)).ok().and_then(|mut f| {
-            use std::io::Read;
-            let mut buf = vec![0; HEADER_LEN_MAX];
-            let mut len = 0;
-            while len < buf.len() {
-                match f.read(&mut buf[len..]) {
-                    Ok(0) => break,
-                    Ok(n) => len += n,
-                    Err(_) => return None,
-                }
-            }
-            buf.truncate(len);
-            Some(header(&buf).to_vec())
-        });
-        on_disk == self.loaded
+        file_header(repo_dir) == self.loaded
     }
 
     /// Writes the index to its file if it changed. Not synced: after a
@@ -270,8 +256,7 @@ impl Index {
             .map_err(|source| Error::RepoIo { op: "open", path: lock_path.clone(), source })?;
         rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)
             .map_err(|e| Error::RepoIo { op: "lock", path: lock_path.clone(), source: e.into() })?;
-        let on_disk = std::fs::read(&path).ok().map(|b| header(&b).to_vec());
-        if on_disk != self.loaded {
+        if file_header(repo_dir) != self.loaded {
             return Ok(());
         }
         // A name of its own, so that two processes saving at once cannot
@@ -534,6 +519,16 @@ fn encode_dir(dir: &IndexDir, out: &mut Vec<u8>) {
 
 /// The first bytes of an index file: the magic, the commit and the base
 /// tree (as much of them as there is).
+/// The [`header`] of the index file, if it can be read (only its first
+/// bytes are).
+fn file_header(repo_dir: &Path) -> Option<Vec<u8>> {
+    use std::io::Read;
+    let file = std::fs::File::open(repo_dir.join(INDEX_FILE)).ok()?;
+    let mut buf = Vec::with_capacity(HEADER_LEN_MAX);
+    file.take(HEADER_LEN_MAX as u64).read_to_end(&mut buf).ok()?;
+    Some(header(&buf).to_vec())
+}
+
 /// The longest [`header`]: magic, a commit's presence and id, the base.
 const HEADER_LEN_MAX: usize = 8 + 1 + 32 + 32;
 
