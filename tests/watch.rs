@@ -389,3 +389,61 @@ fn an_overflowed_queue_falls_back_to_a_full_scan_and_says_so() {
     assert_eq!(changes.len(), 2000);
     assert!(matches!(looked, Looked::Paths(_)), "{looked:?}");
 }
+
+/// Sets `fs.inotify.max_user_watches` until dropped (root only).
+struct WatchLimit(String);
+
+const WATCH_LIMIT_FILE: &str = "/proc/sys/fs/inotify/max_user_watches";
+
+impl WatchLimit {
+    fn set(limit: u32) -> Self {
+        let old = fs::read_to_string(WATCH_LIMIT_FILE).unwrap();
+        fs::write(WATCH_LIMIT_FILE, limit.to_string()).unwrap_or_else(|e| {
+            panic!(
+                "cannot set {WATCH_LIMIT_FILE} ({e}): this test needs root (CI runs as root) to \
+                 reach the inotify watch limit"
+            )
+        });
+        Self(old)
+    }
+}
+
+impl Drop for WatchLimit {
+    fn drop(&mut self) {
+        fs::write(WATCH_LIMIT_FILE, self.0.trim()).unwrap();
+    }
+}
+
+#[test]
+fn a_directory_that_cannot_be_watched_makes_every_answer_scan_until_it_can() {
+    let _guard = limit_guard();
+    let (_dir, mut wt) = watched_tree(10);
+    let root = wt.root().to_owned();
+    status(&mut wt, false);
+    {
+        // Below what this user already watches: no watch can be added.
+        let _limit = WatchLimit::set(1);
+        fs::create_dir_all(root.join("new/sub")).unwrap();
+        fs::write(root.join("new/sub/f"), b"1").unwrap();
+        let (changes, looked) = status(&mut wt, false);
+        assert_eq!(changes.len(), 3, "{changes:?}");
+        let Looked::Everything(Some(FullScan::CannotWatch { reason, .. })) = looked else {
+            panic!("{looked:?}")
+        };
+        assert!(reason.contains("max_user_watches"), "{reason}");
+        // Not only once: the watcher cannot vouch for the new directory.
+        fs::write(root.join("new/sub/f"), b"2").unwrap();
+        let (_, looked) = status(&mut wt, false);
+        assert!(matches!(looked, Looked::Everything(Some(FullScan::CannotWatch { .. }))));
+    }
+    // The limit raised again: the next answer watches again (and still
+    // looks at everything, for what happened meanwhile), then builds on it.
+    let (_, looked) = status(&mut wt, false);
+    assert!(matches!(looked, Looked::Everything(Some(FullScan::CannotWatch { .. }))));
+    let options = CommitOptions { message: "new".into(), ..Default::default() };
+    wt.commit(&options, Empty::Skip, &ScanOptions::default()).unwrap();
+    fs::write(root.join("new/sub/f"), b"3").unwrap();
+    let (changes, looked) = status(&mut wt, false);
+    assert_eq!(changes, vec![("new/sub/f".to_owned(), "modified")]);
+    assert_eq!(looked, Looked::Paths(1));
+}
