@@ -428,10 +428,11 @@ fn serve(repo_dir: &Path, root: &Path) -> Result<ExitCode> {
         served += 1;
         let mut worktree = worktree.lock().unwrap_or_else(PoisonError::into_inner);
         let stop = matches!(request, Request::Stop);
-        let response = match answer(&mut worktree, repo_dir, request, served, &mut store_seen) {
-            Ok(response) => response,
-            Err(e) => Response::Error(format!("{e:#}")),
-        };
+        let (response, save) =
+            match answer(&mut worktree, repo_dir, request, served, &mut store_seen) {
+                Ok(answered) => answered,
+                Err(e) => (Response::Error(format!("{e:#}")), None),
+            };
         if stop {
             // Gone before the client hears so, so that what it runs next
             // scans by itself.
@@ -440,6 +441,14 @@ fn serve(repo_dir: &Path, root: &Path) -> Result<ExitCode> {
         }
         // A client that went away does not stop the daemon.
         let _ = write_frame(&mut stream, &response);
+        drop(stream);
+        if let Some(lock) = save
+            && let Err(e) = worktree.save_locked(lock)
+        {
+            eprintln!(
+                "vst: warning: could not save the index (the next scan rehashes more): {e:#}"
+            );
+        }
         if stop {
             break;
         }
@@ -457,14 +466,15 @@ fn store_stamp(repo_dir: &Path) -> Option<(u64, u64, i64, i64)> {
     Some((meta.ino(), meta.size(), meta.mtime(), meta.mtime_nsec()))
 }
 
-/// Answers one request.
+/// Answers one request; with a commit, the index lock to save under once
+/// the answer is sent (every reader of the index waits for that save).
 fn answer(
     worktree: &mut WorkTree,
     repo_dir: &Path,
     request: Request,
     served: u64,
     store_seen: &mut Option<(u64, u64, i64, i64)>,
-) -> Result<Response> {
+) -> Result<(Response, Option<vst::worktree::index::IndexLock>)> {
     // A commit or checkout by another process: the index is read again
     // (and the next answer looks at everything).
     worktree.reload_if_changed()?;
@@ -479,7 +489,8 @@ fn answer(
         }
         Ok(())
     };
-    Ok(match request {
+    let mut save = None;
+    let response = match request {
         Request::Status { paths } => {
             refresh(worktree)?;
             let paths = from_wire(paths)?;
@@ -502,7 +513,11 @@ fn answer(
             // again at the next request.)
             *store_seen = store_stamp(repo_dir);
             worktree.replace_repo(reopen(Access::ReadOnly)?);
-            Response::Committed(report?)
+            let report = report?;
+            // Taken before the answer: what the client runs next reads the
+            // index only once it is saved.
+            save = Some(worktree.lock_index()?);
+            Response::Committed(report)
         }
         Request::Info => {
             let stats = worktree.watcher().map(|w| w.stats());
@@ -516,5 +531,6 @@ fn answer(
             })
         }
         Request::Stop => Response::Stopping,
-    })
+    };
+    Ok((response, save))
 }

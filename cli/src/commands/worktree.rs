@@ -109,7 +109,10 @@ pub fn commit(
     };
     let report = commit_in(&mut worktree, &options, empty, &scan);
     bar.finish();
-    print_commit(cli, &report?)
+    let report = report?;
+    // The commit is made: an index that cannot be saved only costs a rehash.
+    save_index(&mut worktree);
+    print_commit(cli, &report)
 }
 
 /// What a commit made, as `vst commit` prints it (and the watch daemon
@@ -122,7 +125,7 @@ pub struct CommitReport {
     skipped: Vec<PathBuf>,
 }
 
-/// Commits in `worktree` and saves its index.
+/// Commits in `worktree` (the caller saves the index).
 pub fn commit_in(
     worktree: &mut WorkTree,
     options: &CommitOptions,
@@ -130,8 +133,6 @@ pub fn commit_in(
     scan: &ScanOptions<'_>,
 ) -> Result<CommitReport> {
     let outcome = worktree.commit(options, empty, scan).map_err(explain)?;
-    // The commit is made: an index that cannot be saved only costs a rehash.
-    save_index(worktree);
     Ok(CommitReport {
         commit: outcome.commit.map(|id| id.to_string()),
         tree: outcome.snapshot.tree.to_string(),

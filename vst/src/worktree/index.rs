@@ -104,6 +104,11 @@ impl IndexDir {
     }
 }
 
+/// The index lock, held (see [`Index::lock`]).
+pub struct IndexLock {
+    _held: std::fs::File,
+}
+
 /// The index: a tree and the stats of its files.
 pub struct Index {
     /// The commit whose tree this is (`None`: the empty tree, or a tree no
@@ -224,7 +229,18 @@ impl Index {
     /// The index file, if it can be read and is sound; else the first
     /// bytes of the file that is there, if any.
     pub(crate) fn read(repo_dir: &Path) -> std::result::Result<Self, Option<Vec<u8>>> {
+        // Shared, so that a save under way (a daemon that answered a
+        // commit and saves after) is waited for. Where the lock cannot be
+        // had (a read-only repository), the file is read as it is.
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(repo_dir.join(INDEX_LOCK_FILE))
+            .ok()
+            .filter(|f| rustix::fs::flock(f, rustix::fs::FlockOperation::LockShared).is_ok());
         let bytes = std::fs::read(repo_dir.join(INDEX_FILE)).map_err(|_| None)?;
+        drop(lock);
         decode(&bytes).map_err(|_| Some(header(&bytes).to_vec()))
     }
 
@@ -238,24 +254,45 @@ impl Index {
     /// Writes the index to its file if it changed. Not synced: after a
     /// crash, a lost or stale index is rebuilt (it only saves work).
     pub fn save(&mut self, repo_dir: &Path) -> Result<()> {
-        // Trees left unwritten (a snapshot whose store failed): the file
-        // keeps the state before it, which the next scan compares against.
-        if !self.changed || self.root.id.is_none() {
+        if !self.needs_saving() {
             return Ok(());
         }
-        let bytes = self.encode();
-        let path = repo_dir.join(INDEX_FILE);
-        // Under a lock, and only over the file this index came from: a
-        // newer one (written since by another process) is left alone.
+        let lock = Self::lock(repo_dir)?;
+        self.save_locked(repo_dir, &lock)
+    }
+
+    /// Whether [`Index::save`] would write anything.
+    fn needs_saving(&self) -> bool {
+        // Trees left unwritten (a snapshot whose store failed): the file
+        // keeps the state before it, which the next scan compares against.
+        self.changed && self.root.id.is_some()
+    }
+
+    /// Takes the index lock (`worktree.lock`) exclusively, for
+    /// [`Index::save_locked`]: until it is dropped, every process that
+    /// reads the index waits.
+    pub fn lock(repo_dir: &Path) -> Result<IndexLock> {
         let lock_path = repo_dir.join(INDEX_LOCK_FILE);
-        let lock = std::fs::OpenOptions::new()
+        let file = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
             .open(&lock_path)
             .map_err(|source| Error::RepoIo { op: "open", path: lock_path.clone(), source })?;
-        rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)
-            .map_err(|e| Error::RepoIo { op: "lock", path: lock_path.clone(), source: e.into() })?;
+        rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)
+            .map_err(|e| Error::RepoIo { op: "lock", path: lock_path, source: e.into() })?;
+        Ok(IndexLock { _held: file })
+    }
+
+    /// [`Index::save`] under a lock already taken.
+    pub fn save_locked(&mut self, repo_dir: &Path, _lock: &IndexLock) -> Result<()> {
+        if !self.needs_saving() {
+            return Ok(());
+        }
+        let bytes = self.encode();
+        let path = repo_dir.join(INDEX_FILE);
+        // Only over the file this index came from: a newer one (written
+        // since by another process) is left alone.
         if file_header(repo_dir) != self.loaded {
             return Ok(());
         }

@@ -518,6 +518,18 @@ impl WorkTree {
         self.index.save(self.repo.dir())
     }
 
+    /// Takes the index's lock for a save that [`WorkTree::save_locked`]
+    /// finishes: meanwhile every process that reads the index waits, so a
+    /// daemon can answer a commit first and save after.
+    pub fn lock_index(&self) -> Result<index::IndexLock> {
+        Index::lock(self.repo.dir())
+    }
+
+    /// [`WorkTree::save`] under the lock [`WorkTree::lock_index`] took.
+    pub fn save_locked(&mut self, lock: index::IndexLock) -> Result<()> {
+        self.index.save_locked(self.repo.dir(), &lock)
+    }
+
     /// Checks out `target` in place: the one work-tree update rule.
     ///
     /// Only the paths that differ between the tree the files are at and
