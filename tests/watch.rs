@@ -447,3 +447,30 @@ fn a_directory_that_cannot_be_watched_makes_every_answer_scan_until_it_can() {
     assert_eq!(changes, vec![("new/sub/f".to_owned(), "modified")]);
     assert_eq!(looked, Looked::Paths(1));
 }
+
+#[test]
+fn a_reader_of_the_index_waits_for_a_save_under_way() {
+    let (_dir, mut wt) = watched_tree(5);
+    let root = wt.root().to_owned();
+    wt.save().unwrap();
+    fs::write(root.join("d1/f1"), b"changed").unwrap();
+    let options = CommitOptions { message: "second".into(), ..Default::default() };
+    let commit = wt.commit(&options, Empty::Skip, &ScanOptions::default()).unwrap().commit;
+    // The lock a daemon takes before it answers a commit.
+    let lock = wt.lock_index().unwrap();
+    let repo_dir = wt.repo().dir().to_owned();
+    let reader = std::thread::spawn(move || {
+        let options = vst::repo::OpenOptions {
+            access: vst_cas::Access::ReadOnly,
+            settings: &|_| None,
+            pack: Default::default(),
+        };
+        let repo = Repo::open_configured(&repo_dir, &options).unwrap();
+        WorkTree::open(repo, &root).unwrap().at()
+    });
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    assert!(!reader.is_finished(), "the reader waits for the lock");
+    wt.save_locked(lock).unwrap();
+    // It read the saved index, not the one before the commit.
+    assert_eq!(reader.join().unwrap(), commit);
+}
