@@ -442,12 +442,8 @@ fn serve(repo_dir: &Path, root: &Path) -> Result<ExitCode> {
         // A client that went away does not stop the daemon.
         let _ = write_frame(&mut stream, &response);
         drop(stream);
-        if let Some(lock) = save
-            && let Err(e) = worktree.save_locked(lock)
-        {
-            eprintln!(
-                "vst: warning: could not save the index (the next scan rehashes more): {e:#}"
-            );
+        if let Some(lock) = save {
+            after_commit(&mut worktree, repo_dir, &mut store_seen, Some(lock));
         }
         if stop {
             break;
@@ -464,6 +460,32 @@ fn store_stamp(repo_dir: &Path) -> Option<(u64, u64, i64, i64)> {
     use std::os::unix::fs::MetadataExt;
     let meta = std::fs::metadata(repo_dir.join("index")).ok()?;
     Some((meta.ino(), meta.size(), meta.mtime(), meta.mtime_nsec()))
+}
+
+/// What follows a commit, once it is answered (or failed): the writable
+/// store goes (its lock with it), then the index is saved under `lock`.
+fn after_commit(
+    worktree: &mut WorkTree,
+    repo_dir: &Path,
+    store_seen: &mut Option<(u64, u64, i64, i64)>,
+    lock: Option<vst::worktree::index::IndexLock>,
+) {
+    // (The stamp first: a store changed in between is opened again at the
+    // next request.)
+    *store_seen = store_stamp(repo_dir);
+    match open_dir(repo_dir, Access::ReadOnly) {
+        Ok(repo) => drop(worktree.replace_repo(repo)),
+        Err(e) => {
+            // Kept until the next request opens it again.
+            *store_seen = None;
+            eprintln!("vst: warning: could not open the repository again: {e:#}");
+        }
+    }
+    if let Some(lock) = lock
+        && let Err(e) = worktree.save_locked(lock)
+    {
+        eprintln!("vst: warning: could not save the index (the next scan rehashes more): {e:#}");
+    }
 }
 
 /// Answers one request; with a commit, the index lock to save under once
@@ -502,22 +524,29 @@ fn answer(
             Response::Diff(worktree_diff(worktree, rev.as_deref(), &ScanOptions::default())?)
         }
         Request::Commit { message, author, allow_empty, paths } => {
-            // The repository's write lock only while committing.
-            worktree.replace_repo(reopen(Access::ReadWrite)?);
             let paths = from_wire(paths)?;
             let scan = ScanOptions { changed: paths.as_deref(), ..Default::default() };
             let options = CommitOptions { author, message, ..Default::default() };
             let empty = if allow_empty { Empty::Allow } else { Empty::Skip };
+            // The repository's write lock only while committing (it goes
+            // once the answer is sent: see `after_commit`).
+            worktree.replace_repo(reopen(Access::ReadWrite)?);
             let report = commit_in(worktree, &options, empty, &scan);
-            // (The stamp first: a store changed in between is opened
-            // again at the next request.)
-            *store_seen = store_stamp(repo_dir);
-            worktree.replace_repo(reopen(Access::ReadOnly)?);
-            let report = report?;
             // Taken before the answer: what the client runs next reads the
             // index only once it is saved.
-            save = Some(worktree.lock_index()?);
-            Response::Committed(report)
+            let lock = worktree.lock_index();
+            match (report, lock) {
+                (Ok(report), Ok(lock)) => {
+                    save = Some(lock);
+                    Response::Committed(report)
+                }
+                (report, lock) => {
+                    let lock_failed = lock.err();
+                    after_commit(worktree, repo_dir, store_seen, None);
+                    report?;
+                    return Err(lock_failed.expect("one of the two failed").into());
+                }
+            }
         }
         Request::Info => {
             let stats = worktree.watcher().map(|w| w.stats());
