@@ -6,6 +6,7 @@ mod durability;
 mod encoding;
 mod gc;
 mod hostile;
+mod merge;
 mod model;
 mod remote;
 #[path = "../cas/tests/support/seaweed.rs"]

@@ -112,11 +112,21 @@ pub struct Largest<S> {
     inner: S,
     read: std::sync::atomic::AtomicU64,
     written: std::sync::atomic::AtomicU64,
+    gets: std::sync::atomic::AtomicU64,
 }
 
 impl<S: vst_cas::Store> Largest<S> {
     pub fn new(inner: S) -> Self {
-        Self { inner, read: Default::default(), written: Default::default() }
+        Self {
+            inner,
+            read: Default::default(),
+            written: Default::default(),
+            gets: Default::default(),
+        }
+    }
+    /// How many objects were read (`get` and `get_many`).
+    pub fn gets(&self) -> u64 {
+        self.gets.load(std::sync::atomic::Ordering::SeqCst)
     }
     /// The most bytes one read handed out and one write took.
     pub fn largest(&self) -> (u64, u64) {
@@ -138,6 +148,7 @@ impl<S: vst_cas::Store> vst_cas::Store for Largest<S> {
         self.inner.put_batch(objects)
     }
     fn get(&self, id: &vst_cas::ObjectId) -> Result<bytes::Bytes, vst_cas::StoreError> {
+        self.gets.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let got = self.inner.get(id)?;
         self.read.fetch_max(got.len() as u64, std::sync::atomic::Ordering::SeqCst);
         Ok(got)
@@ -146,6 +157,7 @@ impl<S: vst_cas::Store> vst_cas::Store for Largest<S> {
         &self,
         ids: &[vst_cas::ObjectId],
     ) -> Result<Vec<bytes::Bytes>, vst_cas::StoreError> {
+        self.gets.fetch_add(ids.len() as u64, std::sync::atomic::Ordering::SeqCst);
         let got = self.inner.get_many(ids)?;
         let len: usize = got.iter().map(|b| b.len()).sum();
         self.read.fetch_max(len as u64, std::sync::atomic::Ordering::SeqCst);

@@ -110,6 +110,12 @@ pub enum Error {
         /// The tree whose walk passed the limit.
         id: ObjectId,
     },
+    /// A walk of history read more commits than its limit.
+    #[error("the history walk read more than {max} commits")]
+    HistoryTooLong {
+        /// The limit.
+        max: usize,
+    },
     /// Checkout could not do a filesystem operation.
     #[error("checkout: {op} {path}")]
     CheckoutIo {

@@ -29,6 +29,7 @@ pub mod format;
 pub mod fsck;
 mod id;
 pub mod limits;
+pub mod merge;
 mod name;
 pub mod read;
 pub mod repo;

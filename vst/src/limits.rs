@@ -32,6 +32,10 @@ pub const SYMLINK_TARGET_LEN_MAX: usize = 4095;
 /// tree read once), so such a tree is refused before anything is written.
 pub const WALK_ENTRIES_MAX: u64 = 1 << 22;
 
+/// The most commits `merge::merge_base` walks before it gives up: a bound
+/// on the work two long unrelated histories can cost.
+pub const MERGE_BASE_COMMITS_MAX: usize = 1 << 20;
+
 /// Most parents of one commit.
 pub const COMMIT_PARENTS_MAX: usize = 64;
 

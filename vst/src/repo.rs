@@ -349,7 +349,7 @@ impl Repo {
     ) -> Result<CommitId> {
         let commit = Commit {
             tree,
-            parents: parent.into_iter().collect(),
+            parents: parent.into_iter().chain(options.merged.iter().copied()).collect(),
             author: options.author.clone(),
             time: options.time.unwrap_or_else(Timestamp::now),
             message: options.message.clone(),

@@ -276,6 +276,8 @@ pub struct CommitOptions {
     pub time: Option<Timestamp>,
     /// Whether the commit is synced to stable storage before it returns.
     pub durability: Durability,
+    /// Parents after the first: the commits a merge brings in.
+    pub merged: Vec<CommitId>,
 }
 
 impl WorkingSet {
@@ -762,7 +764,7 @@ pub fn commit(ws: &mut WorkingSet, options: &CommitOptions) -> Result<CommitId> 
     let mut commit = Commit {
         // Filled in once the trees are hashed; validate() checks the rest.
         tree: TreeId::of(b""),
-        parents: ws.current.head.into_iter().collect(),
+        parents: ws.current.head.into_iter().chain(options.merged.iter().copied()).collect(),
         author: options.author.clone(),
         time: options.time.unwrap_or_else(Timestamp::now),
         message: options.message.clone(),
