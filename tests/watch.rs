@@ -162,9 +162,8 @@ fn edit(rng: &mut Rng, root: &Path, outside: &Path) {
             // moved, files written and removed, faster than we look.
             let script = format!(
                 "mkdir -p n/m && for i in 1 2 3 4 5; do echo $i > n/m/f$i; done; \
-                 mv n n2 2>/dev/null; echo z > {a}.burst 2>/dev/null; \
-                 rm -rf n2/m 2>/dev/null; mkdir -p {b}.dir/q 2>/dev/null; \
-                 echo q > {b}.dir/q/r 2>/dev/null; true"
+                 {{ mv n n2; echo z > {a}.burst; rm -rf n2/m; mkdir -p {b}.dir/q; \
+                 echo q > {b}.dir/q/r; }} 2>/dev/null; true"
             );
             let status =
                 std::process::Command::new("sh").arg("-c").arg(script).current_dir(root).status();

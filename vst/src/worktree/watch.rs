@@ -162,8 +162,8 @@ pub struct Watcher {
 
 struct Shared {
     state: Mutex<State>,
-    /// Signalled when a cookie's event has been read (or the thread
-    /// stopped).
+    /// Signalled when a cookie's event has been read, events were lost,
+    /// or the thread stopped.
     seen: Condvar,
 }
 
@@ -301,6 +301,9 @@ impl Watcher {
         let n = self.cookie_next.fetch_add(1, Ordering::Relaxed);
         let name = format!("cookie-{}-{}-{n}", std::process::id(), self.instance);
         let path = self.cookie_dir.join(&name);
+        // An overflow while the cookie is on its way may have dropped its
+        // event: the query then stops waiting (it looks at everything).
+        let epoch = lock(&self.shared).valid_from;
         if let Err(e) = std::fs::File::create_new(&path) {
             let why = format!("cannot write the cookie {}: {e}", path.display());
             return (None, Some(FullScan::Stopped(why)));
@@ -313,6 +316,9 @@ impl Watcher {
             }
             if let Some(why @ FullScan::Stopped(_)) = &state.broken {
                 break (None, Some(why.clone()));
+            }
+            if state.valid_from != epoch {
+                break (None, Some(state.lost.clone().unwrap_or(FullScan::Overflow)));
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -514,6 +520,8 @@ impl Inner {
     /// token is stale.
     fn rewatch_all(&mut self, state: &mut State, why: FullScan) {
         state.invalidate(why);
+        // Queries waiting for a cookie whose event may be lost stop.
+        self.shared.seen.notify_all();
         self.moved_out.clear();
         let old: HashSet<i32> = self.dirs.drain().map(|(wd, _)| wd).collect();
         state.broken = self.watch_tree(&RepoPath::root(), IgnoreChain::default()).err();
