@@ -643,6 +643,15 @@ pub fn writable_mount_of(repo_dir: &Path) -> Option<PathBuf> {
     })
 }
 
+/// Warns about the special files (FIFOs, sockets, devices) the daemon
+/// skipped, as a status or commit on disk does.
+fn warn_skipped(skipped: &[Vec<u8>]) {
+    for path in skipped {
+        let path = String::from_utf8_lossy(path);
+        eprintln!("vst: warning: skipping {path}: not a file, directory or symlink");
+    }
+}
+
 /// The repository of the writable mount `dir` is in, if any.
 pub fn writable_repo(dir: &Path) -> Result<Option<PathBuf>> {
     vst_fuse::control::writable_repo_for(dir)
@@ -700,9 +709,10 @@ pub fn in_writable_mount(cli: &crate::args::Cli) -> Result<Option<ExitCode>> {
                 author: crate::workspace::author(author.clone()),
                 allow_empty: *allow_empty,
             };
-            let Response::Committed { commit, tree, hash_us, total_us } = ask(req)? else {
+            let Response::Committed { commit, tree, hash_us, total_us, skipped } = ask(req)? else {
                 bail!("the mount daemon answered a commit with something else");
             };
+            warn_skipped(&skipped);
             let tree = vst::TreeId::new(vst_cas::ObjectId::from_bytes(tree));
             let commit = commit.map(|c| CommitId::new(vst_cas::ObjectId::from_bytes(c)));
             if cli.json {
@@ -734,9 +744,10 @@ pub fn in_writable_mount(cli: &crate::args::Cli) -> Result<Option<ExitCode>> {
                 .map(Some);
         }
         Command::Status { .. } => {
-            let Response::Status { changes, stats, .. } = ask(Request::Status)? else {
+            let Response::Status { changes, stats, skipped, .. } = ask(Request::Status)? else {
                 bail!("the mount daemon answered a status with something else");
             };
+            warn_skipped(&skipped);
             let show = |p: &[u8]| String::from_utf8_lossy(p).into_owned();
             if cli.json {
                 let list: Vec<_> = changes

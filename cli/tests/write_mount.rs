@@ -960,3 +960,149 @@ fn a_large_sparse_file_commits_in_bounded_memory() {
     drop(file);
     unmount(repo, mnt, child);
 }
+
+/// FIFOs, sockets and device nodes live in the mount as local entries:
+/// listed, stat-able, usable and removable; a status and a commit skip
+/// them with the warning a work tree on disk gives, and they do not
+/// survive an unmount.
+#[test]
+fn special_files_are_local_entries_that_commits_skip() {
+    use std::os::unix::fs::FileTypeExt as _;
+    let Some((_one, repo, mnt)) = setup() else { return };
+    let (repo, mnt) = (repo.path(), mnt.path());
+    let Some(child) = mount(repo, mnt, &[]) else { return };
+    let run = |program: &str, args: &[&str]| {
+        let out = Command::new(program).current_dir(mnt).args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{program} {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run("mkfifo", &["fifo"]);
+    run("mknod", &["null", "c", "1", "3"]);
+    let listener = std::os::unix::net::UnixListener::bind(mnt.join("sock")).unwrap();
+    let kinds = |name: &str| fs::symlink_metadata(mnt.join(name)).unwrap().file_type();
+    assert!(kinds("fifo").is_fifo() && kinds("null").is_char_device() && kinds("sock").is_socket());
+    let null = fs::symlink_metadata(mnt.join("null")).unwrap();
+    use std::os::unix::fs::MetadataExt as _;
+    assert_eq!(null.rdev(), fs::metadata("/dev/null").unwrap().rdev(), "the device number");
+    let listed: Vec<String> =
+        fs::read_dir(mnt).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    for name in ["fifo", "null", "sock"] {
+        assert!(listed.iter().any(|l| l == name), "{name} is listed: {listed:?}");
+    }
+
+    // Each works as it does on a local disk.
+    let fifo = mnt.join("fifo");
+    let writer = std::thread::spawn(move || fs::write(fifo, b"through the pipe\n").unwrap());
+    assert_eq!(fs::read(mnt.join("fifo")).unwrap(), b"through the pipe\n");
+    writer.join().unwrap();
+    let mut client = std::os::unix::net::UnixStream::connect(mnt.join("sock")).unwrap();
+    client.write_all(b"hello").unwrap();
+    let mut got = [0; 5];
+    listener.accept().unwrap().0.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"hello");
+    fs::write(mnt.join("null"), b"into the device").unwrap();
+    assert_eq!(fs::read(mnt.join("null")).unwrap(), b"", "/dev/null's driver serves it");
+
+    // A status and a commit skip them, with the warning.
+    fs::write(mnt.join("real.txt"), b"versioned\n").unwrap();
+    let status = vst(mnt, &["status"]);
+    let (said, warned) = (
+        String::from_utf8_lossy(&status.stdout).into_owned(),
+        String::from_utf8_lossy(&status.stderr).into_owned(),
+    );
+    assert_eq!(said, "A real.txt\n", "only the file is a change ({warned})");
+    for name in ["fifo", "null", "sock"] {
+        let warning = format!("vst: warning: skipping {name}: not a file, directory or symlink");
+        assert!(warned.contains(&warning), "{warned}");
+    }
+    let commit = vst(mnt, &["commit", "-q", "-m", "with specials around"]);
+    assert!(commit.status.success(), "{}", String::from_utf8_lossy(&commit.stderr));
+    assert!(String::from_utf8_lossy(&commit.stderr).contains("skipping sock"));
+    let tree = ok(repo, &["ls", "HEAD"]);
+    assert!(
+        tree.contains("real.txt") && !tree.contains("fifo") && !tree.contains("sock"),
+        "{tree}"
+    );
+
+    // Removable, renamable, and a rename over a versioned file takes the
+    // file out of the next commit.
+    fs::remove_file(mnt.join("null")).unwrap();
+    fs::rename(mnt.join("fifo"), mnt.join("real.txt")).unwrap();
+    assert!(kinds("real.txt").is_fifo() && !mnt.join("fifo").exists());
+    assert_eq!(ok(mnt, &["status"]), "D real.txt\n");
+    drop(listener);
+    unmount(repo, mnt, child);
+    let Some(child) = mount(repo, mnt, &[]) else { return };
+    let left: Vec<_> = fs::read_dir(mnt).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(!left.iter().any(|n| n == "sock" || n == "real.txt"), "gone after a remount: {left:?}");
+    unmount(repo, mnt, child);
+}
+
+/// A hard link is a second name for the same inode while the mount lives
+/// (content and attributes shared, the link count counted); a commit
+/// records each name as a file with the content it has, and after a
+/// remount they are separate files, as a checkout makes them.
+#[test]
+fn hard_links_share_an_inode_and_commit_as_files() {
+    use std::os::unix::fs::MetadataExt as _;
+    let Some((_one, repo, mnt)) = setup() else { return };
+    let (repo, mnt) = (repo.path(), mnt.path());
+    let Some(child) = mount(repo, mnt, &[]) else { return };
+    let p = |s: &str| mnt.join(s);
+    // A file from the commit, linked into another directory.
+    fs::hard_link(p("keep.txt"), p("src/keep-link")).unwrap();
+    let (a, b) = (fs::metadata(p("keep.txt")).unwrap(), fs::metadata(p("src/keep-link")).unwrap());
+    assert_eq!((a.ino(), a.nlink()), (b.ino(), 2), "one inode, two links");
+    // Written through one name (a handle kept open across the commit),
+    // read through the other; the mode is shared too.
+    let mut open = fs::OpenOptions::new().append(true).open(p("src/keep-link")).unwrap();
+    open.write_all(b"more\n").unwrap();
+    assert_eq!(fs::read(p("keep.txt")).unwrap(), b"keep\nmore\n");
+    fs::set_permissions(p("keep.txt"), fs::Permissions::from_mode(0o755)).unwrap();
+    assert_eq!(fs::metadata(p("src/keep-link")).unwrap().mode() & 0o777, 0o755);
+    // A third name, then one of them renamed and another removed.
+    fs::hard_link(p("src/keep-link"), p("third")).unwrap();
+    assert_eq!(fs::metadata(p("keep.txt")).unwrap().nlink(), 3);
+    fs::rename(p("third"), p("src/deep/third")).unwrap();
+    fs::remove_file(p("keep.txt")).unwrap();
+    assert_eq!(fs::metadata(p("src/keep-link")).unwrap().nlink(), 2);
+    // `cp -al` and `ln` work as on a local disk.
+    let cp = Command::new("cp").current_dir(mnt).args(["-al", "src", "src-copy"]).status();
+    assert!(cp.unwrap().success());
+    assert_eq!(
+        fs::metadata(p("src-copy/b.txt")).unwrap().ino(),
+        fs::metadata(p("src/b.txt")).unwrap().ino()
+    );
+    let linked_symlink =
+        Command::new("ln").current_dir(mnt).args(["-P", "src/link", "link2"]).status();
+    assert!(linked_symlink.unwrap().success(), "a hard link of a symlink");
+    assert_eq!(fs::read_link(p("link2")).unwrap(), Path::new("deep/a.txt"));
+    // Linking a directory is refused, as everywhere.
+    assert_eq!(fs::hard_link(p("src/deep"), p("dir-link")).unwrap_err().raw_os_error(), Some(1));
+
+    ok(mnt, &["commit", "-q", "-m", "links"]);
+    drop(open);
+    let show = |path: &str| ok(repo, &["cat", &format!("HEAD:{path}")]);
+    assert_eq!(show("src/keep-link"), "keep\nmore\n");
+    assert_eq!(show("src/deep/third"), "keep\nmore\n");
+    assert_eq!(show("src-copy/b.txt").len(), 3 << 20);
+    let listed = ok(repo, &["ls", "HEAD"]);
+    assert!(!listed.contains("keep.txt"), "removed: {listed}");
+    let out = tempfile::tempdir().unwrap();
+    let into = out.path().join("c");
+    ok(repo, &["checkout", "HEAD", "--into", into.to_str().unwrap()]);
+    assert_eq!(snapshot(&into), snapshot(mnt), "the commit holds each name's content");
+    unmount(repo, mnt, child);
+
+    // After a remount: separate files.
+    let Some(child) = mount(repo, mnt, &[]) else { return };
+    let (a, b) =
+        (fs::metadata(p("src/keep-link")).unwrap(), fs::metadata(p("src/deep/third")).unwrap());
+    assert!(a.ino() != b.ino() && a.nlink() == 1 && b.nlink() == 1);
+    fs::write(p("src/keep-link"), b"only this one\n").unwrap();
+    assert_eq!(fs::read(p("src/deep/third")).unwrap(), b"keep\nmore\n");
+    unmount(repo, mnt, child);
+}

@@ -180,6 +180,17 @@ enum Kind {
     Dir(Option<Children>),
     File(FileNode),
     Symlink(SymlinkTarget),
+    /// A FIFO, socket or device node: local to the mount, never in the
+    /// working set nor the journal (a tree cannot hold one), so a commit
+    /// and a status skip it and it does not survive an unmount. The kernel
+    /// serves it (a FIFO's pipe, a device's driver); the mount only keeps
+    /// its entry and attributes.
+    Special {
+        /// Which of them.
+        kind: FileType,
+        /// A device's number.
+        rdev: u32,
+    },
 }
 
 /// A loaded directory's entries, and how many of them are directories
@@ -211,6 +222,13 @@ struct Node {
     /// `None` for the root, and for a node no longer in the tree (unlinked
     /// or replaced, possibly still open).
     name: Option<Name>,
+    /// The node's other names (hard links: parent and name), never a
+    /// directory's. While the mount lives they share the node (content,
+    /// attributes); the working set and the journal hold each name as a
+    /// file of its own, so a commit records each with the content it has
+    /// and a remount makes them separate files. When `name` goes, one of
+    /// these takes its place.
+    links: Vec<(Ino, Name)>,
     kind: Kind,
     meta: Meta,
     /// How many times the kernel was handed this inode (`lookup`,
@@ -245,6 +263,9 @@ struct Inner {
     dirty: BTreeSet<Ino>,
     /// Files closed dirty since the settler's last round.
     closed: BTreeSet<Ino>,
+    /// The special files in the tree ([`Kind::Special`]): what a status
+    /// and a commit skip.
+    specials: BTreeSet<Ino>,
     /// Set when the mount ends: the settler returns.
     settler_stop: bool,
     /// Set while the settler waits with nothing to do: the next change
@@ -430,6 +451,9 @@ pub struct Committed {
     /// Microseconds for the whole commit in the daemon, the syncs of the
     /// store, the ref and the journal included.
     pub total_us: u64,
+    /// Special files (FIFOs, sockets, devices) in the mount, which a tree
+    /// cannot hold: not committed.
+    pub skipped: Vec<RepoPath>,
 }
 
 /// What a writable mount's daemon holds, for `vst status --json`: a
@@ -454,6 +478,8 @@ pub(crate) struct Status {
     pub(crate) base: Option<TreeId>,
     /// The mount's tree, stored (not synced).
     pub(crate) tree: TreeId,
+    /// Special files in the mount, which a tree cannot hold.
+    pub(crate) skipped: Vec<RepoPath>,
 }
 
 /// A path that differs from the commit the mount is based on.
@@ -827,6 +853,7 @@ impl Shared {
         let root = Node {
             parent: ROOT,
             name: None,
+            links: Vec::new(),
             lookups: 0,
             kind: Kind::Dir(None),
             meta: Meta {
@@ -848,6 +875,7 @@ impl Shared {
             handles: HashMap::new(),
             dirty: BTreeSet::new(),
             closed: BTreeSet::new(),
+            specials: BTreeSet::new(),
             settler_stop: false,
             settler_idle: false,
             last_change: Instant::now(),
@@ -994,8 +1022,13 @@ impl Shared {
                 (FileType::RegularFile, f.overlay.as_ref().map_or(f.stored.size, |o| o.size), 1)
             }
             Kind::Symlink(t) => (FileType::Symlink, t.as_bytes().len() as u64, 1),
+            Kind::Special { kind, .. } => (*kind, 0, 1),
         };
-        let nlink = if node.name.is_none() && ino != ROOT { 0 } else { nlink };
+        let nlink = if node.name.is_none() && ino != ROOT { 0 } else { nlink + node.links.len() };
+        let rdev = match node.kind {
+            Kind::Special { rdev, .. } => rdev,
+            _ => 0,
+        };
         FileAttr {
             ino: INodeNo(ino),
             size,
@@ -1009,7 +1042,7 @@ impl Shared {
             nlink: u32::try_from(nlink).unwrap_or(u32::MAX),
             uid: node.meta.uid,
             gid: node.meta.gid,
-            rdev: 0,
+            rdev,
             blksize: 4096,
             flags: 0,
         }
@@ -1156,18 +1189,21 @@ impl Shared {
         stored: Option<(BlobId, u64)>,
         records: &mut Vec<Record>,
     ) -> Result<(), Errno> {
-        let path = inner.path(ino);
+        let paths = inner.paths(ino);
         let perm = inner.node(ino)?.meta.perm;
-        if let (Some((id, size)), Some(path)) = (stored, &path) {
+        if let Some((id, size)) = stored.filter(|_| !paths.is_empty()) {
             let entry = FileEntry { id, size, executable: perm & 0o100 != 0 };
             inner.file_mut(ino)?.stored = entry;
-            inner.ws.put_file(path, entry).map_err(|e| errno(&e))?;
-            records.push(Record::File {
-                path: path_bytes(path),
-                id: *id.as_bytes(),
-                size,
-                executable: entry.executable,
-            });
+            // Every name of the file (hard links) has its content.
+            for path in &paths {
+                inner.ws.put_file(path, entry).map_err(|e| errno(&e))?;
+                records.push(Record::File {
+                    path: path_bytes(path),
+                    id: *id.as_bytes(),
+                    size,
+                    executable: entry.executable,
+                });
+            }
         }
         inner.dirty.remove(&ino);
         let node = inner.file_mut(ino)?;
@@ -1176,7 +1212,7 @@ impl Shared {
         }
         let dropped = if node.writers == 0 { node.overlay.take() } else { None };
         if let Some(o) = dropped {
-            self.discard_overlay(inner, &o, path.is_some());
+            self.discard_overlay(inner, &o, !paths.is_empty());
         }
         Ok(())
     }
@@ -1247,21 +1283,34 @@ impl Shared {
         }
     }
 
+    /// Takes the entry `name` (of `ino`) out of directory `parent`; if it
+    /// was the node's last name, the node leaves the tree ([`Shared::orphan`]).
+    fn unlink_entry(&self, inner: &mut Inner, parent: Ino, name: &Name, ino: Ino) {
+        let is_dir = matches!(inner.nodes.get(&ino).map(|n| &n.kind), Some(Kind::Dir(_)));
+        if let Some(Node { kind: Kind::Dir(Some(children)), .. }) = inner.nodes.get_mut(&parent) {
+            children.remove(name.as_bytes(), is_dir);
+        }
+        if !inner.remove_link(ino, parent, name.as_bytes()) {
+            self.orphan(inner, ino);
+        }
+    }
+
     /// Takes `ino` out of the tree (after an unlink, rmdir, or a rename
-    /// over it): its name goes, its overlay too unless it is still open.
+    /// over it, of its last name): its name goes, its overlay too unless it
+    /// is still open.
     fn orphan(&self, inner: &mut Inner, ino: Ino) {
         let t = now();
         let mut below = vec![ino];
         while let Some(ino) = below.pop() {
+            let mut emptied = None;
             if let Some(node) = inner.nodes.get_mut(&ino) {
                 node.name = None;
+                node.links.clear();
                 node.meta.ctime = t;
                 match &mut node.kind {
                     // A directory a checkout removes may be loaded: what is
                     // below it leaves the tree with it, and it lists empty.
-                    Kind::Dir(Some(children)) => {
-                        below.extend(std::mem::take(children).by_name.into_values());
-                    }
+                    Kind::Dir(Some(children)) => emptied = Some(std::mem::take(children)),
                     Kind::File(f) if f.writers == 0 => {
                         if let Some(o) = f.overlay.take() {
                             self.discard_overlay(inner, &o, true);
@@ -1270,7 +1319,14 @@ impl Shared {
                     _ => {}
                 }
             }
+            for (name, child) in emptied.map(|c| c.by_name).unwrap_or_default() {
+                // A file with a hard link elsewhere stays there.
+                if !inner.remove_link(child, ino, name.as_bytes()) {
+                    below.push(child);
+                }
+            }
             inner.dirty.remove(&ino);
+            inner.specials.remove(&ino);
             self.drop_if_unused(inner, ino);
         }
     }
@@ -1443,6 +1499,89 @@ impl Shared {
         self.entry(&mut inner, ino)
     }
 
+    /// A FIFO, socket or device node: an entry of the mount only
+    /// ([`Kind::Special`]).
+    fn mknod_special(
+        &self,
+        req: &Request,
+        parent: Ino,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        rdev: u32,
+    ) -> Result<FileAttr, Errno> {
+        let kind = match mode & nix::libc::S_IFMT {
+            nix::libc::S_IFIFO => FileType::NamedPipe,
+            nix::libc::S_IFSOCK => FileType::Socket,
+            nix::libc::S_IFCHR => FileType::CharDevice,
+            nix::libc::S_IFBLK => FileType::BlockDevice,
+            _ => return Err(Errno::EINVAL),
+        };
+        let name = name_of(name)?;
+        let mut inner = self.lock();
+        if inner.child(parent, name.as_bytes())?.is_some() {
+            return Err(Errno::EEXIST);
+        }
+        // Its path must be one the working set could hold, as any entry's.
+        inner.child_path(parent, &name)?;
+        let meta = self.new_meta(&inner, parent, req, mode & !umask, false);
+        let ino = inner.insert(parent, name, Kind::Special { kind, rdev }, meta)?;
+        inner.specials.insert(ino);
+        self.touch_dir(&mut inner, parent);
+        self.entry(&mut inner, ino)
+    }
+
+    /// A hard link: `new_name` in `new_parent` becomes another name of
+    /// `ino` (not a directory). The working set and the journal get a file
+    /// (or symlink) of its own at the new path, with the same content.
+    fn link(&self, ino: Ino, new_parent: Ino, new_name: &OsStr) -> Result<FileAttr, Errno> {
+        let new_name = name_of(new_name)?;
+        let mut inner = self.lock();
+        let node = inner.node(ino)?;
+        if node.name.is_none() {
+            return Err(Errno::ENOENT);
+        }
+        if matches!(node.kind, Kind::Dir(_)) {
+            return Err(Errno::EPERM);
+        }
+        if !matches!(inner.node(new_parent)?.kind, Kind::Dir(_)) {
+            return Err(Errno::ENOTDIR);
+        }
+        if inner.child(new_parent, new_name.as_bytes())?.is_some() {
+            return Err(Errno::EEXIST);
+        }
+        let path = inner.child_path(new_parent, &new_name)?;
+        let record = match &inner.node(ino)?.kind {
+            // Its last finalized content; a dirty overlay reaches every
+            // name when it is settled.
+            Kind::File(f) => {
+                let entry = f.stored;
+                inner.ws.put_file(&path, entry).map_err(|e| errno(&e))?;
+                Some(Record::File {
+                    path: path_bytes(&path),
+                    id: *entry.id.as_bytes(),
+                    size: entry.size,
+                    executable: entry.executable,
+                })
+            }
+            Kind::Symlink(target) => {
+                let target = target.as_bytes().to_vec();
+                inner.ws.symlink(&path, &target).map_err(|e| errno(&e))?;
+                Some(Record::Symlink { path: path_bytes(&path), target })
+            }
+            _ => None,
+        };
+        if let Some(record) = record {
+            self.journal(&mut inner, record);
+        }
+        inner.children_mut(new_parent)?.add(new_name.clone(), ino, false);
+        let node = inner.node_mut(ino)?;
+        node.links.push((new_parent, new_name));
+        node.meta.ctime = now();
+        self.touch_dir(&mut inner, new_parent);
+        self.entry(&mut inner, ino)
+    }
+
     fn unlink(&self, parent: Ino, name: &OsStr, dir: bool) -> Result<(), Errno> {
         let name = name_of(name)?;
         let mut inner = self.lock();
@@ -1454,11 +1593,12 @@ impl Shared {
             (true, true) if !inner.children(ino)?.is_empty() => return Err(Errno::ENOTEMPTY),
             _ => {}
         }
-        let path = inner.child_path(parent, &name)?;
-        inner.ws.remove(&path).map_err(|e| errno(&e))?;
-        self.journal(&mut inner, Record::Remove { path: path_bytes(&path) });
-        inner.children_mut(parent)?.remove(name.as_bytes(), is_dir);
-        self.orphan(&mut inner, ino);
+        if !matches!(inner.node(ino)?.kind, Kind::Special { .. }) {
+            let path = inner.child_path(parent, &name)?;
+            inner.ws.remove(&path).map_err(|e| errno(&e))?;
+            self.journal(&mut inner, Record::Remove { path: path_bytes(&path) });
+        }
+        self.unlink_entry(&mut inner, parent, &name, ino);
         self.touch_dir(&mut inner, parent);
         Ok(())
     }
@@ -1516,19 +1656,28 @@ impl Shared {
         }
         let from = inner.child_path(parent, &name)?;
         let to = inner.child_path(new_parent, &new_name)?;
-        inner.ws.rename(&from, &to).map_err(|e| errno(&e))?;
-        self.journal(&mut inner, Record::Rename { from: path_bytes(&from), to: path_bytes(&to) });
+        let special = |inner: &Inner, ino| {
+            matches!(inner.nodes.get(&ino).map(|n| &n.kind), Some(Kind::Special { .. }))
+        };
+        if !special(&inner, ino) {
+            inner.ws.rename(&from, &to).map_err(|e| errno(&e))?;
+            self.journal(
+                &mut inner,
+                Record::Rename { from: path_bytes(&from), to: path_bytes(&to) },
+            );
+        } else if target.is_some_and(|t| !special(&inner, t)) {
+            // A special file is not in the working set: what it replaces
+            // leaves it.
+            inner.ws.remove(&to).map_err(|e| errno(&e))?;
+            self.journal(&mut inner, Record::Remove { path: path_bytes(&to) });
+        }
         inner.children_mut(parent)?.remove(name.as_bytes(), is_dir);
         if let Some(target) = target {
-            // Same kind as the entry replacing it: the count stands.
-            inner.children_mut(new_parent)?.remove(new_name.as_bytes(), is_dir);
-            self.orphan(&mut inner, target);
+            self.unlink_entry(&mut inner, new_parent, &new_name, target);
         }
         inner.children_mut(new_parent)?.add(new_name.clone(), ino, is_dir);
-        let node = inner.node_mut(ino)?;
-        node.parent = new_parent;
-        node.name = Some(new_name);
-        node.meta.ctime = now();
+        inner.move_link(ino, (parent, &name), (new_parent, new_name));
+        inner.node_mut(ino)?.meta.ctime = now();
         self.touch_dir(&mut inner, parent);
         self.touch_dir(&mut inner, new_parent);
         Ok(())
@@ -1540,6 +1689,8 @@ impl Shared {
             Kind::File(_) => {}
             Kind::Dir(_) => return Err(Errno::EISDIR),
             Kind::Symlink(_) => return Err(Errno::ELOOP),
+            // The kernel opens these itself.
+            Kind::Special { .. } => return Err(Errno::ENXIO),
         }
         let writable = flags.acc_mode() != OpenAccMode::O_RDONLY;
         Ok(inner.open_handle(ino, writable))
@@ -1652,7 +1803,7 @@ impl Shared {
             match inner.node(ino)?.kind {
                 Kind::File(_) => {}
                 Kind::Dir(_) => return Err(Errno::EISDIR),
-                Kind::Symlink(_) => return Err(Errno::EINVAL),
+                Kind::Symlink(_) | Kind::Special { .. } => return Err(Errno::EINVAL),
             }
             self.truncate(&mut inner, ino, size)?;
             let node = inner.node_mut(ino)?;
@@ -1662,19 +1813,20 @@ impl Shared {
         if let Some(mode) = mode {
             let perm = (mode & 0o7777) as u16;
             let executable = perm & 0o100 != 0;
-            let path = inner.path(ino);
             let was = match &inner.node(ino)?.kind {
                 Kind::File(f) => Some(f.stored.executable),
                 _ => None,
             };
-            if let (Some(was), Some(path)) = (was, path)
+            if let Some(was) = was
                 && was != executable
             {
-                inner.ws.set_executable(&path, executable).map_err(|e| errno(&e))?;
-                self.journal(
-                    &mut inner,
-                    Record::Executable { path: path_bytes(&path), executable },
-                );
+                for path in inner.paths(ino) {
+                    inner.ws.set_executable(&path, executable).map_err(|e| errno(&e))?;
+                    self.journal(
+                        &mut inner,
+                        Record::Executable { path: path_bytes(&path), executable },
+                    );
+                }
             }
             if let Kind::File(f) = &mut inner.node_mut(ino)?.kind {
                 f.stored.executable = executable;
@@ -1859,15 +2011,17 @@ impl Shared {
         let mut records = vec![Record::Base { commit: inner.ws.head().map(|c| *c.as_bytes()) }];
         records.extend(records_of(&changes));
         for &ino in &inner.dirty {
-            let (Ok(node), Some(path)) = (inner.node(ino), inner.path(ino)) else { continue };
+            let Ok(node) = inner.node(ino) else { continue };
             if let Kind::File(FileNode { overlay: Some(o), .. }) = &node.kind
                 && o.journaled
             {
-                records.push(Record::Overlay {
-                    path: path_bytes(&path),
-                    overlay: o.number,
-                    executable: node.meta.perm & 0o100 != 0,
-                });
+                for path in inner.paths(ino) {
+                    records.push(Record::Overlay {
+                        path: path_bytes(&path),
+                        overlay: o.number,
+                        executable: node.meta.perm & 0o100 != 0,
+                    });
+                }
             }
         }
         let path = inner.journal.path().to_owned();
@@ -1951,22 +2105,21 @@ impl Shared {
         if let Some((file, number)) = file {
             file.sync_data().map_err(|e| io_errno(&e))?;
             let mut inner = self.lock();
-            let path = inner.path(ino);
+            let paths = inner.paths(ino);
             let perm = inner.node(ino)?.meta.perm;
-            let record = match &mut inner.file_mut(ino)?.overlay {
-                Some(o) if o.number == number && o.dirty => path.map(|path| {
+            let records: Vec<Record> = match &mut inner.file_mut(ino)?.overlay {
+                Some(o) if o.number == number && o.dirty && !paths.is_empty() => {
                     o.journaled = true;
-                    Record::Overlay {
-                        path: path_bytes(&path),
+                    let overlay = |path: &RepoPath| Record::Overlay {
+                        path: path_bytes(path),
                         overlay: number,
                         executable: perm & 0o100 != 0,
-                    }
-                }),
-                _ => None,
+                    };
+                    paths.iter().map(overlay).collect()
+                }
+                _ => Vec::new(),
             };
-            if let Some(record) = record {
-                self.journal(&mut inner, record);
-            }
+            self.journal_all(&mut inner, &records);
         }
         self.sync()
     }
@@ -2004,6 +2157,7 @@ impl Shared {
         let kind = |inner: &Inner, i: Ino| match inner.nodes.get(&i).map(|n| &n.kind) {
             Some(Kind::File(_)) => FileType::RegularFile,
             Some(Kind::Symlink(_)) => FileType::Symlink,
+            Some(Kind::Special { kind, .. }) => *kind,
             _ => FileType::Directory,
         };
         let mut all = vec![
@@ -2060,7 +2214,8 @@ impl Shared {
                     self.compact_journal(&mut inner, tree);
                 }
                 let total_us = micros(started);
-                return Ok(Committed { commit: None, tree, hash_us, total_us });
+                let skipped = inner.special_paths();
+                return Ok(Committed { commit: None, tree, hash_us, total_us, skipped });
             }
             let id = self.repo.commit(&mut inner.ws, options)?;
             inner.base_tree = Some(tree);
@@ -2083,7 +2238,13 @@ impl Shared {
             }
             let retired = std::mem::take(&mut inner.retired);
             (
-                Committed { commit: Some(id), tree, hash_us, total_us: 0 },
+                Committed {
+                    commit: Some(id),
+                    tree,
+                    hash_us,
+                    total_us: 0,
+                    skipped: inner.special_paths(),
+                },
                 inner.journal.file(),
                 retired,
             )
@@ -2120,7 +2281,8 @@ impl Shared {
             journal_records: inner.journal.records(),
         };
         let lines = changes.into_iter().map(|c| StatusLine { kind: c.kind(), path: c.path });
-        Ok(Status { lines: lines.collect(), stats, base: inner.base_tree, tree })
+        let skipped = inner.special_paths();
+        Ok(Status { lines: lines.collect(), stats, base: inner.base_tree, tree, skipped })
     }
 
     /// Moves the mount to `target`: only the paths that differ change, and
@@ -2181,8 +2343,14 @@ impl Shared {
                 _ => continue,
             };
             notes.push(Note::Inode(parent));
+            // A file with hard links is replaced instead: its other names
+            // keep their content.
             let same_file = match (old.and_then(|o| inner.nodes.get(&o)), &change.new) {
-                (Some(Node { kind: Kind::File(_), .. }), Some(EntryKind::File(_))) => old,
+                (Some(Node { kind: Kind::File(_), links, .. }), Some(EntryKind::File(_)))
+                    if links.is_empty() =>
+                {
+                    old
+                }
                 _ => None,
             };
             if let (Some(ino), Some(EntryKind::File(f))) = (same_file, &change.new) {
@@ -2205,13 +2373,7 @@ impl Shared {
                 continue;
             }
             if let Some(ino) = old {
-                let was_dir = matches!(inner.nodes.get(&ino).map(|n| &n.kind), Some(Kind::Dir(_)));
-                if let Some(Node { kind: Kind::Dir(Some(children)), .. }) =
-                    inner.nodes.get_mut(&parent)
-                {
-                    children.remove(name.as_bytes(), was_dir);
-                }
-                self.orphan(inner, ino);
+                self.unlink_entry(inner, parent, &name, ino);
             }
             notes.push(Note::Entry(parent, name.clone()));
             if let Some(kind) = &change.new {
@@ -2379,7 +2541,7 @@ impl Inner {
         match &self.node(ino)?.kind {
             Kind::File(f) => Ok(f),
             Kind::Dir(_) => Err(Errno::EISDIR),
-            Kind::Symlink(_) => Err(Errno::EINVAL),
+            Kind::Symlink(_) | Kind::Special { .. } => Err(Errno::EINVAL),
         }
     }
 
@@ -2393,7 +2555,7 @@ impl Inner {
         match &mut self.node_mut(ino)?.kind {
             Kind::File(f) => Ok(f),
             Kind::Dir(_) => Err(Errno::EISDIR),
-            Kind::Symlink(_) => Err(Errno::EINVAL),
+            Kind::Symlink(_) | Kind::Special { .. } => Err(Errno::EINVAL),
         }
     }
 
@@ -2420,6 +2582,56 @@ impl Inner {
     fn child_path(&self, parent: Ino, name: &Name) -> Result<RepoPath, Errno> {
         let dir = self.path(parent).ok_or(Errno::ENOENT)?;
         dir.join(name).map_err(|_| Errno::ENAMETOOLONG)
+    }
+
+    /// Every path of `ino`: its name's, then its hard links' (empty if it
+    /// is no longer in the tree).
+    fn paths(&self, ino: Ino) -> Vec<RepoPath> {
+        let Some(first) = self.path(ino) else { return Vec::new() };
+        let links = self.nodes.get(&ino).map_or(&[][..], |n| &n.links[..]);
+        let mut all = vec![first];
+        all.extend(links.iter().filter_map(|(p, n)| self.child_path(*p, n).ok()));
+        all
+    }
+
+    /// Takes the name `name` in `parent` away from `ino` (the caller takes
+    /// it out of the directory); returns whether the node still has a
+    /// name, which one of its hard links then is.
+    fn remove_link(&mut self, ino: Ino, parent: Ino, name: &[u8]) -> bool {
+        let Some(node) = self.nodes.get_mut(&ino) else { return false };
+        let is = |p: Ino, n: &Name| p == parent && n.as_bytes() == name;
+        if node.name.as_ref().is_some_and(|n| is(node.parent, n)) {
+            match node.links.pop() {
+                Some((p, n)) => {
+                    node.parent = p;
+                    node.name = Some(n);
+                }
+                None => return false,
+            }
+        } else {
+            node.links.retain(|(p, n)| !is(*p, n));
+        }
+        node.meta.ctime = now();
+        node.name.is_some()
+    }
+
+    /// Moves the name `name` in `parent` of `ino` to `new_name` in
+    /// `new_parent` (a rename).
+    fn move_link(&mut self, ino: Ino, (parent, name): (Ino, &Name), to: (Ino, Name)) {
+        let Some(node) = self.nodes.get_mut(&ino) else { return };
+        if node.parent == parent && node.name.as_ref() == Some(name) {
+            (node.parent, node.name) = (to.0, Some(to.1));
+        } else if let Some(link) = node.links.iter_mut().find(|(p, n)| *p == parent && n == name) {
+            *link = to;
+        }
+    }
+
+    /// The paths of the special files (a status and a commit skip them).
+    fn special_paths(&self) -> Vec<RepoPath> {
+        let mut found: Vec<RepoPath> =
+            self.specials.iter().flat_map(|&ino| self.paths(ino)).collect();
+        found.sort();
+        found
     }
 
     /// The inode of the directory at `path` if it and every directory above
@@ -2484,7 +2696,14 @@ impl Inner {
             let child = self.next_ino;
             self.next_ino += 1;
             let meta = Meta { perm, uid, gid, atime: time, mtime: time, ctime: time };
-            let node = Node { parent: ino, name: Some(name.clone()), kind, meta, lookups: 0 };
+            let node = Node {
+                parent: ino,
+                name: Some(name.clone()),
+                links: Vec::new(),
+                kind,
+                meta,
+                lookups: 0,
+            };
             let is_dir = matches!(node.kind, Kind::Dir(_));
             self.nodes.insert(child, node);
             children.add(name, child, is_dir);
@@ -2498,7 +2717,9 @@ impl Inner {
         let ino = self.next_ino;
         self.next_ino += 1;
         let is_dir = matches!(kind, Kind::Dir(_));
-        self.nodes.insert(ino, Node { parent, name: Some(name.clone()), kind, meta, lookups: 0 });
+        let node =
+            Node { parent, name: Some(name.clone()), links: Vec::new(), kind, meta, lookups: 0 };
+        self.nodes.insert(ino, node);
         self.children_mut(parent)?.add(name, ino, is_dir);
         Ok(ino)
     }
@@ -2618,16 +2839,16 @@ impl Filesystem for WriteFs {
         name: &OsStr,
         mode: u32,
         umask: u32,
-        _rdev: u32,
+        rdev: u32,
         reply: ReplyEntry,
     ) {
         self.guard("mknod", || {
-            // Only regular files: vst trees hold no devices, FIFOs or sockets.
-            if (mode & nix::libc::S_IFMT) != nix::libc::S_IFREG {
-                return reply.error(Errno::EPERM);
-            }
-            let result = self.shared.create_file(req, parent.0, name, mode, umask, None);
-            reply_entry(reply, self.ttl(), result.map(|(attr, _)| attr))
+            let result = if (mode & nix::libc::S_IFMT) == nix::libc::S_IFREG {
+                self.shared.create_file(req, parent.0, name, mode, umask, None).map(|(a, _)| a)
+            } else {
+                self.shared.mknod_special(req, parent.0, name, mode, umask, rdev)
+            };
+            reply_entry(reply, self.ttl(), result)
         })
     }
 
@@ -2684,13 +2905,14 @@ impl Filesystem for WriteFs {
     fn link(
         &self,
         _req: &Request,
-        _ino: INodeNo,
-        _newparent: INodeNo,
-        _newname: &OsStr,
+        ino: INodeNo,
+        newparent: INodeNo,
+        newname: &OsStr,
         reply: ReplyEntry,
     ) {
-        // A tree has no hard links: each path is its own file.
-        reply.error(Errno::EPERM)
+        self.guard("link", || {
+            reply_entry(reply, self.ttl(), self.shared.link(ino.0, newparent.0, newname))
+        })
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
