@@ -379,6 +379,7 @@ fn a_remount_resumes_changes_or_starts_at_the_head() {
     let refused = vst(repo, &["mount", "-q", "--write", "--rev", "HEAD~1", at]);
     let said = String::from_utf8_lossy(&refused.stderr);
     assert!(!refused.status.success() && said.contains("--discard"), "{said}");
+    assert!(said.contains("1 uncommitted changes (pending.txt)"), "names the changes: {said}");
     assert!(!mounted(mnt));
     // On the same commit they are resumed.
     let Some(child) = mount(repo, mnt, &["--rev", "HEAD"]) else { return };
@@ -1104,5 +1105,26 @@ fn hard_links_share_an_inode_and_commit_as_files() {
     assert!(a.ino() != b.ino() && a.nlink() == 1 && b.nlink() == 1);
     fs::write(p("src/keep-link"), b"only this one\n").unwrap();
     assert_eq!(fs::read(p("src/deep/third")).unwrap(), b"keep\nmore\n");
+    unmount(repo, mnt, child);
+}
+
+/// `statfs` in the mount reports the sizes of the filesystem its data
+/// goes to (the repository's: the store and the overlays), so `df` and
+/// programs that check for room before writing see real numbers.
+#[test]
+fn statfs_reports_the_repository_filesystem() {
+    let Some((_one, repo, mnt)) = setup() else { return };
+    let (repo, mnt) = (repo.path(), mnt.path());
+    let Some(child) = mount(repo, mnt, &[]) else { return };
+    // Block size, total blocks and total inodes: these do not change
+    // while other programs write (free space does).
+    let sizes = |dir: &Path| {
+        let out = Command::new("stat").args(["-f", "-c", "%S %b %c"]).arg(dir).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let there = sizes(&repo.join(".vst"));
+    assert!(!there.starts_with("0 ") && !there.contains(" 0 "), "{there}");
+    assert_eq!(sizes(mnt), there);
     unmount(repo, mnt, child);
 }

@@ -352,7 +352,8 @@ pub enum StartError {
     /// was asked for): mounting would hide them, and a commit in the mount
     /// could not move the branch. Nothing was changed.
     #[error(
-        "the last writable mount of this repository left {changes} uncommitted changes on top of {}, not on {}, the commit to mount",
+        "the last writable mount of this repository left {changes} uncommitted changes ({}) on top of {}, not on {}, the commit to mount",
+        show_paths(paths, *changes),
         show(*base),
         show(*wanted)
     )]
@@ -363,6 +364,9 @@ pub enum StartError {
         wanted: Option<CommitId>,
         /// How many paths they change.
         changes: usize,
+        /// The first of those paths (at most 10),
+        /// in tree order.
+        paths: Vec<RepoPath>,
     },
     /// The uncommitted changes could not be saved on a new branch.
     #[error("cannot save the uncommitted changes on a new branch {branch}")]
@@ -383,6 +387,18 @@ pub enum StartError {
         #[source]
         source: Box<vst_cas::RefError>,
     },
+}
+
+/// At most this many of the uncommitted paths a refused mount names.
+const UNCOMMITTED_SHOWN_MAX: usize = 10;
+
+/// `paths`, the first of `all`, for a message.
+fn show_paths(paths: &[RepoPath], all: usize) -> String {
+    let mut shown = paths.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+    if all > paths.len() {
+        shown.push_str(&format!(" and {} more", all - paths.len()));
+    }
+    shown
 }
 
 /// A commit, or the empty tree, for a message.
@@ -826,6 +842,11 @@ impl Shared {
                             base,
                             wanted: start.commit,
                             changes: changes.len(),
+                            paths: changes
+                                .iter()
+                                .take(UNCOMMITTED_SHOWN_MAX)
+                                .map(|c| c.path.clone())
+                                .collect(),
                         });
                     }
                 }
