@@ -124,7 +124,7 @@ pub fn mount(repo: &Repo, target: Target, args: &MountArgs, quiet: bool) -> Resu
     let options = mount_options(args)?;
     let stop = stop_flag(args)?;
     let mounted = vst_fuse::spawn_mount(repo.store(), view, &mountpoint, &options)
-        .with_context(|| mount_hint(&mountpoint))?;
+        .with_context(|| mount_hint(&mountpoint, args.allow_other))?;
     serve(mounted, &mountpoint, &what, &stop, &options.error_log, quiet)
 }
 
@@ -271,7 +271,7 @@ pub fn mount_writable(
                 "{e}. Nothing was mounted or changed. Choose: `--save BRANCH` commits them on a new branch BRANCH and mounts {wanted}; {resume}`--discard` drops them"
             )
         }
-        other => other.with_context(|| mount_hint(&mountpoint))?,
+        other => other.with_context(|| mount_hint(&mountpoint, args.allow_other))?,
     };
     if let (Some(saved), false) = (mounted.saved(), quiet) {
         print_saved(&saved.branch, saved.commit, saved.base)?;
@@ -504,9 +504,13 @@ fn absolute(path: &Path) -> Result<PathBuf> {
     }
 }
 
-fn mount_hint(mountpoint: &Path) -> String {
+fn mount_hint(mountpoint: &Path, allow_other: bool) -> String {
     let shown = mountpoint.display();
-    if Path::new("/dev/fuse").exists() {
+    if allow_other {
+        format!(
+            "mounting at {shown} with --allow-other (an ordinary user needs the line `user_allow_other` in /etc/fuse.conf; root does not)"
+        )
+    } else if Path::new("/dev/fuse").exists() {
         format!("mounting at {shown} (needs root, or fusermount3 from the fuse3 package)")
     } else {
         format!("mounting at {shown}: /dev/fuse is missing (load the fuse module: `modprobe fuse`)")

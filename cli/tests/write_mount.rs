@@ -1128,3 +1128,139 @@ fn statfs_reports_the_repository_filesystem() {
     assert_eq!(sizes(mnt), there);
     unmount(repo, mnt, child);
 }
+
+/// An ordinary user mounts (writable and read-only), edits, commits,
+/// checks out and unmounts through fusermount3, without root. Run as
+/// root, the test makes such a user (useradd) and lets everyone open
+/// `/dev/fuse` (0666, as distributions ship it); run as anyone else, it
+/// is that user.
+#[test]
+fn an_ordinary_user_mounts_edits_commits_and_unmounts() {
+    use std::os::unix::fs::MetadataExt as _;
+    let Some((_one, _, _)) = setup() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (repo, mnt, ro) = (dir.path().join("repo"), dir.path().join("mnt"), dir.path().join("ro"));
+    for d in [&repo, &mnt, &ro] {
+        fs::create_dir(d).unwrap();
+    }
+    let id = |args: &[&str]| -> u32 {
+        let out = Command::new("id").args(args).output().unwrap();
+        assert!(out.status.success(), "id {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+    };
+    const USER: &str = "vst-mount-test";
+    let as_root = id(&["-u"]) == 0;
+    let (uid, gid) = if as_root {
+        let known = Command::new("getent").args(["passwd", USER]).output().unwrap();
+        if !known.status.success() {
+            let made = Command::new("useradd")
+                .args(["-M", "-N", "-s", "/usr/sbin/nologin", USER])
+                .output()
+                .expect("useradd (Debian: passwd) makes the test's user");
+            assert!(made.status.success(), "useradd: {}", String::from_utf8_lossy(&made.stderr));
+        }
+        let fuse = fs::metadata("/dev/fuse").unwrap();
+        if fuse.mode() & 0o666 != 0o666 {
+            fs::set_permissions("/dev/fuse", fs::Permissions::from_mode(0o666)).unwrap();
+        }
+        let (uid, gid) = (id(&["-u", USER]), id(&["-g", USER]));
+        for d in [dir.path(), &repo, &mnt, &ro] {
+            std::os::unix::fs::chown(d, Some(uid), Some(gid)).unwrap();
+        }
+        (uid, gid)
+    } else {
+        (id(&["-u"]), id(&["-g"]))
+    };
+    // Runs `program` as the user, in `at` (entered as the user: root may
+    // not enter another user's mount).
+    let run = |at: &Path, program: &str, args: &[&str]| -> Output {
+        let mut command = if as_root {
+            let mut c = Command::new("setpriv");
+            c.args([&format!("--reuid={uid}"), &format!("--regid={gid}"), "--clear-groups", "--"]);
+            c.args(["sh", "-c", "cd \"$0\" && exec \"$@\""]).arg(at).arg(program);
+            c
+        } else {
+            let mut c = Command::new(program);
+            c.current_dir(at);
+            c
+        };
+        command.env("HOME", dir.path()).env("VST_AUTHOR", "user").args(args);
+        command.output().unwrap()
+    };
+    let vst_as = |at: &Path, args: &[&str]| -> String {
+        let out = run(at, env!("CARGO_BIN_EXE_vst"), args);
+        assert!(
+            out.status.success(),
+            "vst {args:?} as uid {uid} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let sh_as = |at: &Path, script: &str| {
+        let out = run(at, "sh", &["-c", script]);
+        assert!(out.status.success(), "{script}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    vst_as(&repo, &["init", "-q"]);
+    sh_as(&repo, "echo one > a.txt && mkdir src && echo code > src/main.c");
+    vst_as(&repo, &["commit", "-q", "-m", "one"]);
+
+    // A writable mount: owned by the user, mounted by fusermount3.
+    vst_as(&repo, &["mount", "-q", "--write", "--background", mnt.to_str().unwrap()]);
+    let line = fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .find(|l| l.split(' ').nth(4) == Some(mnt.to_str().unwrap()))
+        .map(str::to_owned)
+        .expect("the mount shows in mountinfo");
+    assert!(line.contains("fuse.vst") && line.contains(&format!("user_id={uid}")), "{line}");
+    sh_as(
+        &mnt,
+        "echo two > b.txt && mkdir -p new/dir && echo x > new/dir/x && ln b.txt c.txt && mkfifo pipe && echo edited >> src/main.c",
+    );
+    let status = vst_as(&mnt, &["status"]);
+    for line in ["A b.txt", "A c.txt", "A new/dir/x", "M src/main.c"] {
+        assert!(status.contains(line), "{line} in {status}");
+    }
+    let made = vst_as(&mnt, &["commit", "-m", "two"]).trim().to_owned();
+    vst_as(&mnt, &["checkout", "HEAD~1"]);
+    assert_eq!(sh_as(&mnt, "ls"), "a.txt\npipe\nsrc\n", "at the first commit");
+    vst_as(&mnt, &["switch", "main"]);
+    assert_eq!(sh_as(&mnt, "cat c.txt src/main.c"), "two\ncode\nedited\n");
+    vst_as(&repo, &["umount", mnt.to_str().unwrap()]);
+    assert!(!mounted(&mnt));
+    assert_eq!(commit_of(&repo, "HEAD").0, made);
+    assert_eq!(ok(&repo, &["cat", "HEAD:new/dir/x"]), "x\n");
+
+    // --allow-other takes `user_allow_other` in /etc/fuse.conf (root
+    // needs none).
+    let conf = fs::read_to_string("/etc/fuse.conf").unwrap_or_default();
+    let allowed = conf.lines().any(|l| l.trim() == "user_allow_other");
+    let out = run(
+        &repo,
+        env!("CARGO_BIN_EXE_vst"),
+        &["mount", "--allow-other", "--background", ro.to_str().unwrap()],
+    );
+    if allowed {
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        vst_as(&repo, &["umount", ro.to_str().unwrap()]);
+    } else {
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success()
+                && said.contains(
+                    "with --allow-other (an ordinary user needs the line `user_allow_other`"
+                ),
+            "{said}"
+        );
+    }
+    // A read-only mount of the commit.
+    vst_as(&repo, &["mount", "-q", "--background", ro.to_str().unwrap()]);
+    assert_eq!(sh_as(&ro, "cat b.txt src/main.c"), "two\ncode\nedited\n");
+    vst_as(&repo, &["umount", ro.to_str().unwrap()]);
+    assert!(!mounted(&ro));
+    // The background server lets go of the repository once unmounted.
+    wait_until("the user's mount servers exit", || {
+        fs::File::open(repo.join(".vst/lock")).unwrap().try_lock().is_ok()
+    });
+}
