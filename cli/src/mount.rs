@@ -124,7 +124,7 @@ pub fn mount(repo: &Repo, target: Target, args: &MountArgs, quiet: bool) -> Resu
     let options = mount_options(args)?;
     let stop = stop_flag(args)?;
     let mounted = vst_fuse::spawn_mount(repo.store(), view, &mountpoint, &options)
-        .with_context(|| mount_hint(&mountpoint))?;
+        .with_context(|| mount_hint(&mountpoint, args.allow_other))?;
     serve(mounted, &mountpoint, &what, &stop, &options.error_log, quiet)
 }
 
@@ -271,7 +271,7 @@ pub fn mount_writable(
                 "{e}. Nothing was mounted or changed. Choose: `--save BRANCH` commits them on a new branch BRANCH and mounts {wanted}; {resume}`--discard` drops them"
             )
         }
-        other => other.with_context(|| mount_hint(&mountpoint))?,
+        other => other.with_context(|| mount_hint(&mountpoint, args.allow_other))?,
     };
     if let (Some(saved), false) = (mounted.saved(), quiet) {
         print_saved(&saved.branch, saved.commit, saved.base)?;
@@ -504,9 +504,13 @@ fn absolute(path: &Path) -> Result<PathBuf> {
     }
 }
 
-fn mount_hint(mountpoint: &Path) -> String {
+fn mount_hint(mountpoint: &Path, allow_other: bool) -> String {
     let shown = mountpoint.display();
-    if Path::new("/dev/fuse").exists() {
+    if allow_other {
+        format!(
+            "mounting at {shown} with --allow-other (an ordinary user needs the line `user_allow_other` in /etc/fuse.conf; root does not)"
+        )
+    } else if Path::new("/dev/fuse").exists() {
         format!("mounting at {shown} (needs root, or fusermount3 from the fuse3 package)")
     } else {
         format!("mounting at {shown}: /dev/fuse is missing (load the fuse module: `modprobe fuse`)")
@@ -643,6 +647,15 @@ pub fn writable_mount_of(repo_dir: &Path) -> Option<PathBuf> {
     })
 }
 
+/// Warns about the special files (FIFOs, sockets, devices) the daemon
+/// skipped, as a status or commit on disk does.
+fn warn_skipped(skipped: &[Vec<u8>]) {
+    for path in skipped {
+        let path = String::from_utf8_lossy(path);
+        eprintln!("vst: warning: skipping {path}: not a file, directory or symlink");
+    }
+}
+
 /// The repository of the writable mount `dir` is in, if any.
 pub fn writable_repo(dir: &Path) -> Result<Option<PathBuf>> {
     vst_fuse::control::writable_repo_for(dir)
@@ -700,9 +713,10 @@ pub fn in_writable_mount(cli: &crate::args::Cli) -> Result<Option<ExitCode>> {
                 author: crate::workspace::author(author.clone()),
                 allow_empty: *allow_empty,
             };
-            let Response::Committed { commit, tree, hash_us, total_us } = ask(req)? else {
+            let Response::Committed { commit, tree, hash_us, total_us, skipped } = ask(req)? else {
                 bail!("the mount daemon answered a commit with something else");
             };
+            warn_skipped(&skipped);
             let tree = vst::TreeId::new(vst_cas::ObjectId::from_bytes(tree));
             let commit = commit.map(|c| CommitId::new(vst_cas::ObjectId::from_bytes(c)));
             if cli.json {
@@ -734,9 +748,10 @@ pub fn in_writable_mount(cli: &crate::args::Cli) -> Result<Option<ExitCode>> {
                 .map(Some);
         }
         Command::Status { .. } => {
-            let Response::Status { changes, stats, .. } = ask(Request::Status)? else {
+            let Response::Status { changes, stats, skipped, .. } = ask(Request::Status)? else {
                 bail!("the mount daemon answered a status with something else");
             };
+            warn_skipped(&skipped);
             let show = |p: &[u8]| String::from_utf8_lossy(p).into_owned();
             if cli.json {
                 let list: Vec<_> = changes

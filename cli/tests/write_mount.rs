@@ -85,7 +85,12 @@ fn setup() -> Option<(MutexGuard<'static, ()>, tempfile::TempDir, tempfile::Temp
 /// once it is live; `None` (after a loud warning, or a failure in CI) if
 /// it cannot mount here.
 fn mount(repo: &Path, at: &Path, extra: &[&str]) -> Option<Child> {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_vst"))
+    mount_by(Command::new(env!("CARGO_BIN_EXE_vst")), repo, at, extra)
+}
+
+/// [`mount`], run by `command` (`vst`, or a wrapper that runs it).
+fn mount_by(mut command: Command, repo: &Path, at: &Path, extra: &[&str]) -> Option<Child> {
+    let mut child = command
         .current_dir(repo)
         .args(["mount", "-q", "--write"])
         .args(extra)
@@ -374,6 +379,7 @@ fn a_remount_resumes_changes_or_starts_at_the_head() {
     let refused = vst(repo, &["mount", "-q", "--write", "--rev", "HEAD~1", at]);
     let said = String::from_utf8_lossy(&refused.stderr);
     assert!(!refused.status.success() && said.contains("--discard"), "{said}");
+    assert!(said.contains("1 uncommitted changes (pending.txt)"), "names the changes: {said}");
     assert!(!mounted(mnt));
     // On the same commit they are resumed.
     let Some(child) = mount(repo, mnt, &["--rev", "HEAD"]) else { return };
@@ -500,6 +506,57 @@ fn deleted_files_leave_the_inode_table_once_forgotten() {
         forget();
         inodes() <= before
     });
+    assert!(ok(mnt, &["status"]).contains("A scratch"), "the empty directory is still there");
+    unmount(repo, mnt, child);
+}
+
+/// The daemon's resident memory, in KiB (`VmRSS`).
+fn resident_kib(pid: u32) -> u64 {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// A long-lived mount's state is bounded by what it holds, not by its
+/// history: five rounds of 20,000 files made and removed leave the inode
+/// table where it started, and a writer that closes files faster than the
+/// settler keeps up does not run the daemon (started here with 1,024 file
+/// descriptors) out of them. The resident memory is reported, not checked
+/// (the allocator decides when it returns pages); on a debug build it
+/// went from 41 MiB after the first round to 45 MiB after the fifth.
+#[test]
+fn churn_of_many_files_leaves_the_daemon_bounded() {
+    let Some((_one, repo, mnt)) = setup() else { return };
+    let (repo, mnt) = (repo.path(), mnt.path());
+    let mut limited = Command::new("sh");
+    limited.args(["-c", "ulimit -n 1024 && exec \"$0\" \"$@\"", env!("CARGO_BIN_EXE_vst")]);
+    let Some(child) = mount_by(limited, repo, mnt, &[]) else { return };
+    let inodes = || -> u64 {
+        let out = ok(mnt, &["--json", "status"]);
+        let value: serde_json::Value = serde_json::from_str(&out).unwrap();
+        value["mount"]["inodes"].as_u64().unwrap_or_else(|| panic!("no inode count in {out}"))
+    };
+    fs::create_dir(mnt.join("scratch")).unwrap();
+    let before = inodes();
+    for round in 0..5 {
+        for i in 0..20_000 {
+            let path = mnt.join(format!("scratch/f{i}"));
+            fs::write(&path, format!("{i}\n")).unwrap_or_else(|e| panic!("round {round}: {e}"));
+        }
+        for i in 0..20_000 {
+            fs::remove_file(mnt.join(format!("scratch/f{i}"))).unwrap();
+        }
+        wait_until("the kernel forgets the deleted files", || {
+            let _ = fs::write("/proc/sys/vm/drop_caches", "2");
+            inodes() <= before
+        });
+        let fds = fs::read_dir(format!("/proc/{}/fd", child.id())).unwrap().count();
+        eprintln!(
+            "round {round}: daemon resident {} KiB, {fds} descriptors, {} inodes",
+            resident_kib(child.id()),
+            inodes()
+        );
+    }
     assert!(ok(mnt, &["status"]).contains("A scratch"), "the empty directory is still there");
     unmount(repo, mnt, child);
 }
@@ -903,4 +960,307 @@ fn a_large_sparse_file_commits_in_bounded_memory() {
     assert_eq!(&tail, b"\0\0\0\0the end");
     drop(file);
     unmount(repo, mnt, child);
+}
+
+/// FIFOs, sockets and device nodes live in the mount as local entries:
+/// listed, stat-able, usable and removable; a status and a commit skip
+/// them with the warning a work tree on disk gives, and they do not
+/// survive an unmount.
+#[test]
+fn special_files_are_local_entries_that_commits_skip() {
+    use std::os::unix::fs::FileTypeExt as _;
+    let Some((_one, repo, mnt)) = setup() else { return };
+    let (repo, mnt) = (repo.path(), mnt.path());
+    let Some(child) = mount(repo, mnt, &[]) else { return };
+    let run = |program: &str, args: &[&str]| {
+        let out = Command::new(program).current_dir(mnt).args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{program} {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run("mkfifo", &["fifo"]);
+    run("mknod", &["null", "c", "1", "3"]);
+    let listener = std::os::unix::net::UnixListener::bind(mnt.join("sock")).unwrap();
+    let kinds = |name: &str| fs::symlink_metadata(mnt.join(name)).unwrap().file_type();
+    assert!(kinds("fifo").is_fifo() && kinds("null").is_char_device() && kinds("sock").is_socket());
+    let null = fs::symlink_metadata(mnt.join("null")).unwrap();
+    use std::os::unix::fs::MetadataExt as _;
+    assert_eq!(null.rdev(), fs::metadata("/dev/null").unwrap().rdev(), "the device number");
+    let listed: Vec<String> =
+        fs::read_dir(mnt).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    for name in ["fifo", "null", "sock"] {
+        assert!(listed.iter().any(|l| l == name), "{name} is listed: {listed:?}");
+    }
+
+    // Each works as it does on a local disk.
+    let fifo = mnt.join("fifo");
+    let writer = std::thread::spawn(move || fs::write(fifo, b"through the pipe\n").unwrap());
+    assert_eq!(fs::read(mnt.join("fifo")).unwrap(), b"through the pipe\n");
+    writer.join().unwrap();
+    let mut client = std::os::unix::net::UnixStream::connect(mnt.join("sock")).unwrap();
+    client.write_all(b"hello").unwrap();
+    let mut got = [0; 5];
+    listener.accept().unwrap().0.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"hello");
+    fs::write(mnt.join("null"), b"into the device").unwrap();
+    assert_eq!(fs::read(mnt.join("null")).unwrap(), b"", "/dev/null's driver serves it");
+
+    // A status and a commit skip them, with the warning.
+    fs::write(mnt.join("real.txt"), b"versioned\n").unwrap();
+    let status = vst(mnt, &["status"]);
+    let (said, warned) = (
+        String::from_utf8_lossy(&status.stdout).into_owned(),
+        String::from_utf8_lossy(&status.stderr).into_owned(),
+    );
+    assert_eq!(said, "A real.txt\n", "only the file is a change ({warned})");
+    for name in ["fifo", "null", "sock"] {
+        let warning = format!("vst: warning: skipping {name}: not a file, directory or symlink");
+        assert!(warned.contains(&warning), "{warned}");
+    }
+    let commit = vst(mnt, &["commit", "-q", "-m", "with specials around"]);
+    assert!(commit.status.success(), "{}", String::from_utf8_lossy(&commit.stderr));
+    assert!(String::from_utf8_lossy(&commit.stderr).contains("skipping sock"));
+    let tree = ok(repo, &["ls", "HEAD"]);
+    assert!(
+        tree.contains("real.txt") && !tree.contains("fifo") && !tree.contains("sock"),
+        "{tree}"
+    );
+
+    // Removable, renamable, and a rename over a versioned file takes the
+    // file out of the next commit.
+    fs::remove_file(mnt.join("null")).unwrap();
+    fs::rename(mnt.join("fifo"), mnt.join("real.txt")).unwrap();
+    assert!(kinds("real.txt").is_fifo() && !mnt.join("fifo").exists());
+    assert_eq!(ok(mnt, &["status"]), "D real.txt\n");
+    drop(listener);
+    unmount(repo, mnt, child);
+    let Some(child) = mount(repo, mnt, &[]) else { return };
+    let left: Vec<_> = fs::read_dir(mnt).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(!left.iter().any(|n| n == "sock" || n == "real.txt"), "gone after a remount: {left:?}");
+    unmount(repo, mnt, child);
+}
+
+/// A hard link is a second name for the same inode while the mount lives
+/// (content and attributes shared, the link count counted); a commit
+/// records each name as a file with the content it has, and after a
+/// remount they are separate files, as a checkout makes them.
+#[test]
+fn hard_links_share_an_inode_and_commit_as_files() {
+    use std::os::unix::fs::MetadataExt as _;
+    let Some((_one, repo, mnt)) = setup() else { return };
+    let (repo, mnt) = (repo.path(), mnt.path());
+    let Some(child) = mount(repo, mnt, &[]) else { return };
+    let p = |s: &str| mnt.join(s);
+    // A file from the commit, linked into another directory.
+    fs::hard_link(p("keep.txt"), p("src/keep-link")).unwrap();
+    let (a, b) = (fs::metadata(p("keep.txt")).unwrap(), fs::metadata(p("src/keep-link")).unwrap());
+    assert_eq!((a.ino(), a.nlink()), (b.ino(), 2), "one inode, two links");
+    // Written through one name (a handle kept open across the commit),
+    // read through the other; the mode is shared too.
+    let mut open = fs::OpenOptions::new().append(true).open(p("src/keep-link")).unwrap();
+    open.write_all(b"more\n").unwrap();
+    assert_eq!(fs::read(p("keep.txt")).unwrap(), b"keep\nmore\n");
+    fs::set_permissions(p("keep.txt"), fs::Permissions::from_mode(0o755)).unwrap();
+    assert_eq!(fs::metadata(p("src/keep-link")).unwrap().mode() & 0o777, 0o755);
+    // A third name, then one of them renamed and another removed.
+    fs::hard_link(p("src/keep-link"), p("third")).unwrap();
+    assert_eq!(fs::metadata(p("keep.txt")).unwrap().nlink(), 3);
+    fs::rename(p("third"), p("src/deep/third")).unwrap();
+    fs::remove_file(p("keep.txt")).unwrap();
+    assert_eq!(fs::metadata(p("src/keep-link")).unwrap().nlink(), 2);
+    // `cp -al` and `ln` work as on a local disk.
+    let cp = Command::new("cp").current_dir(mnt).args(["-al", "src", "src-copy"]).status();
+    assert!(cp.unwrap().success());
+    assert_eq!(
+        fs::metadata(p("src-copy/b.txt")).unwrap().ino(),
+        fs::metadata(p("src/b.txt")).unwrap().ino()
+    );
+    let linked_symlink =
+        Command::new("ln").current_dir(mnt).args(["-P", "src/link", "link2"]).status();
+    assert!(linked_symlink.unwrap().success(), "a hard link of a symlink");
+    assert_eq!(fs::read_link(p("link2")).unwrap(), Path::new("deep/a.txt"));
+    // Linking a directory is refused, as everywhere.
+    assert_eq!(fs::hard_link(p("src/deep"), p("dir-link")).unwrap_err().raw_os_error(), Some(1));
+
+    ok(mnt, &["commit", "-q", "-m", "links"]);
+    drop(open);
+    let show = |path: &str| ok(repo, &["cat", &format!("HEAD:{path}")]);
+    assert_eq!(show("src/keep-link"), "keep\nmore\n");
+    assert_eq!(show("src/deep/third"), "keep\nmore\n");
+    assert_eq!(show("src-copy/b.txt").len(), 3 << 20);
+    let listed = ok(repo, &["ls", "HEAD"]);
+    assert!(!listed.contains("keep.txt"), "removed: {listed}");
+    let out = tempfile::tempdir().unwrap();
+    let into = out.path().join("c");
+    ok(repo, &["checkout", "HEAD", "--into", into.to_str().unwrap()]);
+    assert_eq!(snapshot(&into), snapshot(mnt), "the commit holds each name's content");
+    unmount(repo, mnt, child);
+
+    // After a remount: separate files.
+    let Some(child) = mount(repo, mnt, &[]) else { return };
+    let (a, b) =
+        (fs::metadata(p("src/keep-link")).unwrap(), fs::metadata(p("src/deep/third")).unwrap());
+    assert!(a.ino() != b.ino() && a.nlink() == 1 && b.nlink() == 1);
+    fs::write(p("src/keep-link"), b"only this one\n").unwrap();
+    assert_eq!(fs::read(p("src/deep/third")).unwrap(), b"keep\nmore\n");
+    unmount(repo, mnt, child);
+}
+
+/// `statfs` in the mount reports the sizes of the filesystem its data
+/// goes to (the repository's: the store and the overlays), so `df` and
+/// programs that check for room before writing see real numbers.
+#[test]
+fn statfs_reports_the_repository_filesystem() {
+    let Some((_one, repo, mnt)) = setup() else { return };
+    let (repo, mnt) = (repo.path(), mnt.path());
+    let Some(child) = mount(repo, mnt, &[]) else { return };
+    // Block size, total blocks and total inodes: these do not change
+    // while other programs write (free space does).
+    let sizes = |dir: &Path| {
+        let out = Command::new("stat").args(["-f", "-c", "%S %b %c"]).arg(dir).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let there = sizes(&repo.join(".vst"));
+    assert!(!there.starts_with("0 ") && !there.contains(" 0 "), "{there}");
+    assert_eq!(sizes(mnt), there);
+    unmount(repo, mnt, child);
+}
+
+/// An ordinary user mounts (writable and read-only), edits, commits,
+/// checks out and unmounts through fusermount3, without root. Run as
+/// root, the test makes such a user (useradd) and lets everyone open
+/// `/dev/fuse` (0666, as distributions ship it); run as anyone else, it
+/// is that user.
+#[test]
+fn an_ordinary_user_mounts_edits_commits_and_unmounts() {
+    use std::os::unix::fs::MetadataExt as _;
+    let Some((_one, _, _)) = setup() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (repo, mnt, ro) = (dir.path().join("repo"), dir.path().join("mnt"), dir.path().join("ro"));
+    for d in [&repo, &mnt, &ro] {
+        fs::create_dir(d).unwrap();
+    }
+    let id = |args: &[&str]| -> u32 {
+        let out = Command::new("id").args(args).output().unwrap();
+        assert!(out.status.success(), "id {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+    };
+    const USER: &str = "vst-mount-test";
+    let as_root = id(&["-u"]) == 0;
+    let (uid, gid) = if as_root {
+        let known = Command::new("getent").args(["passwd", USER]).output().unwrap();
+        if !known.status.success() {
+            let made = Command::new("useradd")
+                .args(["-M", "-N", "-s", "/usr/sbin/nologin", USER])
+                .output()
+                .expect("useradd (Debian: passwd) makes the test's user");
+            assert!(made.status.success(), "useradd: {}", String::from_utf8_lossy(&made.stderr));
+        }
+        let fuse = fs::metadata("/dev/fuse").unwrap();
+        if fuse.mode() & 0o666 != 0o666 {
+            fs::set_permissions("/dev/fuse", fs::Permissions::from_mode(0o666)).unwrap();
+        }
+        let (uid, gid) = (id(&["-u", USER]), id(&["-g", USER]));
+        for d in [dir.path(), &repo, &mnt, &ro] {
+            std::os::unix::fs::chown(d, Some(uid), Some(gid)).unwrap();
+        }
+        (uid, gid)
+    } else {
+        (id(&["-u"]), id(&["-g"]))
+    };
+    // Runs `program` as the user, in `at` (entered as the user: root may
+    // not enter another user's mount).
+    let run = |at: &Path, program: &str, args: &[&str]| -> Output {
+        let mut command = if as_root {
+            let mut c = Command::new("setpriv");
+            c.args([&format!("--reuid={uid}"), &format!("--regid={gid}"), "--clear-groups", "--"]);
+            c.args(["sh", "-c", "cd \"$0\" && exec \"$@\""]).arg(at).arg(program);
+            c
+        } else {
+            let mut c = Command::new(program);
+            c.current_dir(at);
+            c
+        };
+        command.env("HOME", dir.path()).env("VST_AUTHOR", "user").args(args);
+        command.output().unwrap()
+    };
+    let vst_as = |at: &Path, args: &[&str]| -> String {
+        let out = run(at, env!("CARGO_BIN_EXE_vst"), args);
+        assert!(
+            out.status.success(),
+            "vst {args:?} as uid {uid} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let sh_as = |at: &Path, script: &str| {
+        let out = run(at, "sh", &["-c", script]);
+        assert!(out.status.success(), "{script}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    vst_as(&repo, &["init", "-q"]);
+    sh_as(&repo, "echo one > a.txt && mkdir src && echo code > src/main.c");
+    vst_as(&repo, &["commit", "-q", "-m", "one"]);
+
+    // A writable mount: owned by the user, mounted by fusermount3.
+    vst_as(&repo, &["mount", "-q", "--write", "--background", mnt.to_str().unwrap()]);
+    let line = fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .find(|l| l.split(' ').nth(4) == Some(mnt.to_str().unwrap()))
+        .map(str::to_owned)
+        .expect("the mount shows in mountinfo");
+    assert!(line.contains("fuse.vst") && line.contains(&format!("user_id={uid}")), "{line}");
+    sh_as(
+        &mnt,
+        "echo two > b.txt && mkdir -p new/dir && echo x > new/dir/x && ln b.txt c.txt && mkfifo pipe && echo edited >> src/main.c",
+    );
+    let status = vst_as(&mnt, &["status"]);
+    for line in ["A b.txt", "A c.txt", "A new/dir/x", "M src/main.c"] {
+        assert!(status.contains(line), "{line} in {status}");
+    }
+    let made = vst_as(&mnt, &["commit", "-m", "two"]).trim().to_owned();
+    vst_as(&mnt, &["checkout", "HEAD~1"]);
+    assert_eq!(sh_as(&mnt, "ls"), "a.txt\npipe\nsrc\n", "at the first commit");
+    vst_as(&mnt, &["switch", "main"]);
+    assert_eq!(sh_as(&mnt, "cat c.txt src/main.c"), "two\ncode\nedited\n");
+    vst_as(&repo, &["umount", mnt.to_str().unwrap()]);
+    assert!(!mounted(&mnt));
+    assert_eq!(commit_of(&repo, "HEAD").0, made);
+    assert_eq!(ok(&repo, &["cat", "HEAD:new/dir/x"]), "x\n");
+
+    // --allow-other takes `user_allow_other` in /etc/fuse.conf (root
+    // needs none).
+    let conf = fs::read_to_string("/etc/fuse.conf").unwrap_or_default();
+    let allowed = conf.lines().any(|l| l.trim() == "user_allow_other");
+    let out = run(
+        &repo,
+        env!("CARGO_BIN_EXE_vst"),
+        &["mount", "--allow-other", "--background", ro.to_str().unwrap()],
+    );
+    if allowed {
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        vst_as(&repo, &["umount", ro.to_str().unwrap()]);
+    } else {
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success()
+                && said.contains(
+                    "with --allow-other (an ordinary user needs the line `user_allow_other`"
+                ),
+            "{said}"
+        );
+    }
+    // A read-only mount of the commit.
+    vst_as(&repo, &["mount", "-q", "--background", ro.to_str().unwrap()]);
+    assert_eq!(sh_as(&ro, "cat b.txt src/main.c"), "two\ncode\nedited\n");
+    vst_as(&repo, &["umount", ro.to_str().unwrap()]);
+    assert!(!mounted(&ro));
+    // The background server lets go of the repository once unmounted.
+    wait_until("the user's mount servers exit", || {
+        fs::File::open(repo.join(".vst/lock")).unwrap().try_lock().is_ok()
+    });
 }

@@ -28,7 +28,7 @@ pub const FRAME_LEN_MAX: u32 = 256 << 20;
 
 /// The version of the requests and responses below: bumped whenever
 /// either changes shape.
-pub const PROTOCOL_VERSION: u8 = 1;
+pub const PROTOCOL_VERSION: u8 = 2;
 
 /// What every frame starts with, before the version.
 const FRAME_MAGIC: [u8; 3] = *b"VSC";
@@ -87,6 +87,9 @@ pub enum Response {
         hash_us: u64,
         /// Microseconds for the whole commit in the daemon (syncs included).
         total_us: u64,
+        /// Special files (FIFOs, sockets, devices) in the mount, not
+        /// committed: a tree cannot hold them.
+        skipped: Vec<Vec<u8>>,
     },
     /// The changes, in tree order.
     Status {
@@ -99,6 +102,8 @@ pub enum Response {
         /// The mount's tree, in the store (not synced): with `base`, what
         /// a content diff compares.
         tree: [u8; 32],
+        /// Special files in the mount, which a tree cannot hold.
+        skipped: Vec<Vec<u8>>,
     },
     /// The checkout is done.
     CheckedOut {
@@ -274,6 +279,7 @@ fn serve(shared: &Shared, request: Request) -> Response {
                     tree: *c.tree.as_bytes(),
                     hash_us: c.hash_us,
                     total_us: c.total_us,
+                    skipped: c.skipped.iter().map(|p| p.as_bytes().to_vec()).collect(),
                 },
                 Err(e) => Response::Error(chain(&e)),
             }
@@ -283,6 +289,7 @@ fn serve(shared: &Shared, request: Request) -> Response {
                 stats: status.stats,
                 base: status.base.map(|t| *t.as_bytes()),
                 tree: *status.tree.as_bytes(),
+                skipped: status.skipped.iter().map(|p| p.as_bytes().to_vec()).collect(),
                 changes: status
                     .lines
                     .into_iter()

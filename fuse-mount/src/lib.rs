@@ -499,9 +499,13 @@ fn mount_privileged(
     if options.sharing == Sharing::Everyone {
         data.push_str(",allow_other");
     }
-    let mut flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+    // A writable mount keeps device nodes made in it usable, as a local
+    // disk does (making one takes CAP_MKNOD, which the kernel checks
+    // before asking us; a tree never holds one). A user mount through
+    // fusermount3 is always `nodev`.
+    let mut flags = MsFlags::MS_NOSUID;
     if mode == Mode::ReadOnly {
-        flags |= MsFlags::MS_RDONLY;
+        flags |= MsFlags::MS_RDONLY | MsFlags::MS_NODEV;
     }
     nix::mount::mount(Some("vst"), mountpoint, Some("fuse"), flags, Some(data.as_str()))?;
     Ok(device.into())
