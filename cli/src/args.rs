@@ -101,6 +101,16 @@ pub enum Command {
         #[arg(long)]
         scan: bool,
     },
+    /// Merge REV into the current branch: a fast-forward, a merge commit,
+    /// or conflicts left marked in the work tree for `vst commit`.
+    Merge {
+        /// What to merge (a branch, a commit).
+        #[arg(required_unless_present = "abort")]
+        rev: Option<String>,
+        /// Give up the merge in progress: the work tree back at HEAD.
+        #[arg(long, conflicts_with = "rev")]
+        abort: bool,
+    },
     /// Check out branch NAME in place and make it the current branch.
     Switch {
         name: String,

@@ -20,7 +20,7 @@ use clap::Parser;
 use vst_cas::Access;
 
 use crate::args::{Cli, Command};
-use crate::commands::{history, maintenance, refs, worktree};
+use crate::commands::{history, maintenance, merge, refs, worktree};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -91,6 +91,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
             history::diff(cli, revs, *stat, *name_status, *scan)
         }
         Command::Switch { name, force } => worktree::switch(cli, name, *force),
+        Command::Merge { rev, abort } => merge::merge_cmd(cli, rev.as_deref(), *abort),
         Command::Branch { name, rev, delete } => {
             refs::branch(cli, name.as_deref(), rev.as_deref(), *delete)
         }

@@ -63,6 +63,9 @@ pub struct PullArgs {
     pub remote: String,
     /// The branch (default: the current one).
     pub branch: Option<String>,
+    /// Refuse to merge when the branches diverged (only a fast-forward).
+    #[arg(long)]
+    pub ff_only: bool,
 }
 
 /// `vst clone URL DIR`.
@@ -270,7 +273,9 @@ pub fn pull_cmd(cli: &Cli, ws: &Location, args: &PullArgs) -> Result<ExitCode> {
         })?;
     }
     let mut out = std::io::stdout().lock();
-    if cli.json {
+    // Diverged on the current branch: the merge reports instead.
+    let merges = matches!(outcome, PullOutcome::Diverged { .. }) && current && !args.ff_only;
+    if cli.json && !merges {
         let (status, commit) = match &outcome {
             PullOutcome::UpToDate => ("up to date", None),
             PullOutcome::Created { new } => ("created", Some(*new)),
@@ -285,12 +290,23 @@ pub fn pull_cmd(cli: &Cli, ws: &Location, args: &PullArgs) -> Result<ExitCode> {
         )?;
     }
     match outcome {
-        PullOutcome::Diverged { local, remote } => bail!(
-            "{branch} has diverged: here it is at {:.12}, on {} at {:.12}; vst cannot merge yet (the remote's commits are fetched)",
+        PullOutcome::Diverged { local, remote } if args.ff_only || !current => bail!(
+            "{branch} has diverged: here it is at {:.12}, on {} at {:.12} (their commits are fetched); {}",
             local.to_string(),
             args.remote,
-            remote.to_string()
+            remote.to_string(),
+            if current {
+                format!("`vst pull {}` without --ff-only merges them", args.remote)
+            } else {
+                format!("switch to {branch} and pull again to merge them")
+            }
         ),
+        PullOutcome::Diverged { remote, .. } => {
+            drop(out);
+            let spec = format!("{}/{branch}", args.remote);
+            let merged = crate::commands::merge::merge_into(cli, &mut worktree, remote, &spec)?;
+            return crate::commands::merge::report(cli, &spec, &merged);
+        }
         _ if cli.json || cli.quiet => {}
         PullOutcome::UpToDate => writeln!(out, "{branch} is up to date with {}", args.remote)?,
         PullOutcome::Ahead => writeln!(

@@ -228,3 +228,47 @@ fn two_processes_pushing_at_once_one_wins_the_other_is_told_to_pull() {
         ok(&check, e, &["fsck", "--read-data"]);
     }
 }
+
+#[test]
+fn diverged_clones_pull_merges_and_push_shares_both() {
+    let Some(server) = seaweed::start() else { return };
+    server.bucket("vst");
+    let e = server.endpoint.as_str();
+    let tmp = tempfile::tempdir().unwrap();
+    let a = tmp.path().join("a");
+    std::fs::create_dir_all(&a).unwrap();
+    std::fs::write(a.join("shared.txt"), "one\ntwo\nthree\n").unwrap();
+    ok(&a, e, &["init", "-q"]);
+    ok(&a, e, &["commit", "-q", "-m", "base"]);
+    ok(&a, e, &["remote", "add", "origin", "s3://vst/diverge"]);
+    ok(&a, e, &["push", "-q", "origin"]);
+    ok(tmp.path(), e, &["clone", "-q", "s3://vst/diverge", "b"]);
+    let b = tmp.path().join("b");
+    // Both change different files (and different lines of one file).
+    std::fs::write(a.join("from-a"), "a\n").unwrap();
+    std::fs::write(a.join("shared.txt"), "ONE\ntwo\nthree\n").unwrap();
+    ok(&a, e, &["commit", "-q", "-m", "a"]);
+    std::fs::write(b.join("from-b"), "b\n").unwrap();
+    std::fs::write(b.join("shared.txt"), "one\ntwo\nTHREE\n").unwrap();
+    ok(&b, e, &["commit", "-q", "-m", "b"]);
+    ok(&b, e, &["push", "-q", "origin"]);
+    // --ff-only refuses; a pull merges.
+    let refused = vst(&a, e, &["pull", "--ff-only", "origin"]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("diverged"));
+    assert!(ok(&a, e, &["pull", "origin"]).contains("merged origin/main"));
+    assert!(ok(&a, e, &["status"]).contains("clean"));
+    ok(&a, e, &["push", "-q", "origin"]);
+    ok(tmp.path(), e, &["clone", "-q", "s3://vst/diverge", "c"]);
+    let c = tmp.path().join("c");
+    assert_eq!(std::fs::read(c.join("from-a")).unwrap(), b"a\n");
+    assert_eq!(std::fs::read(c.join("from-b")).unwrap(), b"b\n");
+    assert_eq!(std::fs::read(c.join("shared.txt")).unwrap(), b"ONE\ntwo\nTHREE\n");
+    let log: serde_json::Value =
+        serde_json::from_str(&ok(&c, e, &["--json", "log", "-n", "1"])).unwrap();
+    assert_eq!(log[0]["parents"].as_array().unwrap().len(), 2, "{log}");
+    ok(&c, e, &["fsck", "--read-data"]);
+    // And B fast-forwards to the merge.
+    assert!(ok(&b, e, &["pull", "origin"]).contains("main ->"));
+    assert_eq!(std::fs::read(b.join("from-a")).unwrap(), b"a\n");
+}

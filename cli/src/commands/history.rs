@@ -31,9 +31,15 @@ pub fn log(cli: &Cli, rev: Option<&str>, max: Option<usize>) -> Result<ExitCode>
         if cli.json {
             list.push(commit_json(id, &c));
         } else {
+            writeln!(out, "commit {id}")?;
+            if c.parents.len() > 1 {
+                let parents: Vec<String> =
+                    c.parents.iter().map(|p| format!("{:.12}", p.to_string())).collect();
+                writeln!(out, "merge  {}", parents.join(" "))?;
+            }
             writeln!(
                 out,
-                "commit {id}\nauthor {}\ndate   {}\n\n    {}\n",
+                "author {}\ndate   {}\n\n    {}\n",
                 c.author,
                 utc(c.time.unix_us),
                 c.message.trim_end().replace('\n', "\n    ")

@@ -4,5 +4,6 @@
 
 pub mod history;
 pub mod maintenance;
+pub mod merge;
 pub mod refs;
 pub mod worktree;

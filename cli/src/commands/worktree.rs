@@ -15,6 +15,7 @@ use vst::{CommitOptions, Repo};
 use vst_cas::{Access, Head};
 
 use crate::args::Cli;
+use crate::commands::merge::MergeState;
 use crate::output::{out, short, status_letter};
 use crate::rev;
 use crate::watch;
@@ -132,7 +133,22 @@ pub fn commit_in(
     empty: Empty,
     scan: &ScanOptions<'_>,
 ) -> Result<CommitReport> {
-    let outcome = worktree.commit(options, empty, scan).map_err(explain)?;
+    // A merge in progress: its commit has their commit as second parent,
+    // even if the resolution kept our tree.
+    let repo_dir = worktree.repo().dir().to_owned();
+    let merging = MergeState::read(&repo_dir)?;
+    let (options, empty) = match &merging {
+        Some(state) => {
+            state.check_resolved(worktree.root())?;
+            let options = CommitOptions { merged: vec![state.theirs], ..options.clone() };
+            (std::borrow::Cow::Owned(options), Empty::Allow)
+        }
+        None => (std::borrow::Cow::Borrowed(options), empty),
+    };
+    let outcome = worktree.commit(&options, empty, scan).map_err(explain)?;
+    if merging.is_some() {
+        MergeState::remove(&repo_dir)?;
+    }
     Ok(CommitReport {
         commit: outcome.commit.map(|id| id.to_string()),
         tree: outcome.snapshot.tree.to_string(),
@@ -203,6 +219,8 @@ pub struct StatusReport {
     behind: Option<(Option<String>, Option<String>)>,
     /// Why a watcher had to look at everything, if it did.
     full_scan: Option<String>,
+    /// A merge in progress: what it merges and the paths in conflict.
+    merging: Option<(String, String, Vec<String>)>,
 }
 
 /// The status of `worktree`.
@@ -211,6 +229,9 @@ pub fn status_in(worktree: &mut WorkTree, scan: &ScanOptions<'_>) -> Result<Stat
     let hex = |c: Option<vst::CommitId>| c.map(|c| c.to_string());
     let behind =
         (worktree.at() != worktree.head()).then(|| (hex(worktree.at()), hex(worktree.head())));
+    let merging = MergeState::read(worktree.repo().dir())?.map(|m| {
+        (m.spec, m.theirs.to_string(), m.conflicts.iter().map(|p| p.to_string()).collect())
+    });
     let full_scan = match &status.looked {
         vst::worktree::Looked::Everything(Some(why)) => Some(why.to_string()),
         _ => None,
@@ -225,6 +246,7 @@ pub fn status_in(worktree: &mut WorkTree, scan: &ScanOptions<'_>) -> Result<Stat
         interrupted: hex(status.interrupted),
         behind,
         full_scan,
+        merging,
     })
 }
 
@@ -247,6 +269,9 @@ fn print_status(cli: &Cli, report: &StatusReport) -> Result<ExitCode> {
         if let Some(why) = &report.full_scan {
             value["full_scan"] = json!(why);
         }
+        if let Some((spec, commit, conflicts)) = &report.merging {
+            value["merging"] = json!({ "rev": spec, "commit": commit, "conflicts": conflicts });
+        }
         writeln!(out(), "{value}")?;
         return Ok(ExitCode::SUCCESS);
     }
@@ -267,6 +292,16 @@ fn print_status(cli: &Cli, report: &StatusReport) -> Result<ExitCode> {
         );
     }
     warn_skipped(&report.skipped);
+    if let Some((spec, _, conflicts)) = &report.merging {
+        eprintln!(
+            "vst: merging {spec}: {} conflicts; resolve them and `vst commit`, or `vst merge --abort`",
+            conflicts.len()
+        );
+        let mut out = out();
+        for path in conflicts {
+            writeln!(out, "C {path}")?;
+        }
+    }
     if report.changes.is_empty() {
         if !cli.quiet {
             writeln!(out(), "clean: the working directory matches HEAD")?;
