@@ -676,6 +676,7 @@ pub fn in_writable_mount(cli: &crate::args::Cli) -> Result<Option<ExitCode>> {
         Command::Switch { .. } => true,
         Command::Diff { revs, .. } => revs.is_empty(),
         Command::Checkout { into, .. } => into.is_none(),
+        Command::Merge { rev, .. } => rev.is_some(),
         _ => false,
     };
     if !served {
@@ -789,6 +790,27 @@ pub fn in_writable_mount(cli: &crate::args::Cli) -> Result<Option<ExitCode>> {
             if !cli.quiet {
                 writeln!(out, "now at {rev}: {changed} paths changed")?;
             }
+        }
+        Command::Merge { rev: Some(rev), .. } => {
+            let repo = open_read_only(&repo_dir)?;
+            let theirs = crate::rev::resolve(&repo, rev)?;
+            let req = Request::Merge {
+                commit: *theirs.as_bytes(),
+                message: format!("merge {rev}"),
+                author: crate::workspace::author(None),
+            };
+            let Response::Merged { commit, fast_forward, .. } = ask(req)? else {
+                bail!("the mount daemon answered a merge with something else");
+            };
+            drop(out);
+            use crate::commands::merge::Outcome;
+            let id = |c: [u8; 32]| CommitId::new(vst_cas::ObjectId::from_bytes(c));
+            let outcome = match commit {
+                None => Outcome::UpToDate,
+                Some(c) if fast_forward => Outcome::FastForward(id(c)),
+                Some(c) => Outcome::Merged(id(c)),
+            };
+            return crate::commands::merge::report(cli, rev, &outcome).map(Some);
         }
         _ => return Ok(None),
     }

@@ -1264,3 +1264,40 @@ fn an_ordinary_user_mounts_edits_commits_and_unmounts() {
         fs::File::open(repo.join(".vst/lock")).unwrap().try_lock().is_ok()
     });
 }
+
+#[test]
+fn merge_inside_the_mount_goes_to_the_daemon() {
+    let Some((_one, repo, mnt)) = setup() else { return };
+    let (repo, mnt) = (repo.path(), mnt.path());
+    // A branch that changed another file, and one that conflicts.
+    ok(repo, &["branch", "other"]);
+    ok(repo, &["branch", "clash"]);
+    ok(repo, &["switch", "-q", "other"]);
+    fs::write(repo.join("theirs.txt"), b"theirs\n").unwrap();
+    ok(repo, &["commit", "-q", "-m", "theirs"]);
+    ok(repo, &["switch", "-q", "clash"]);
+    fs::write(repo.join("keep.txt"), b"clash\n").unwrap();
+    ok(repo, &["commit", "-q", "-m", "clash"]);
+    ok(repo, &["switch", "-q", "main"]);
+    let Some(child) = mount(repo, mnt, &[]) else { return };
+    fs::write(mnt.join("keep.txt"), b"ours\n").unwrap();
+    // Uncommitted changes first refuse a merge.
+    let refused = vst(mnt, &["merge", "other"]);
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("uncommitted"));
+    ok(mnt, &["commit", "-q", "-m", "ours"]);
+    let merged: serde_json::Value =
+        serde_json::from_str(&ok(mnt, &["--json", "merge", "other"])).unwrap();
+    assert_eq!(merged["status"], "merged", "{merged}");
+    assert_eq!(fs::read(mnt.join("theirs.txt")).unwrap(), b"theirs\n");
+    assert_eq!(fs::read(mnt.join("keep.txt")).unwrap(), b"ours\n");
+    assert!(ok(mnt, &["status"]).contains("clean"));
+    let log: serde_json::Value =
+        serde_json::from_str(&ok(repo, &["--json", "log", "-n", "1"])).unwrap();
+    assert_eq!(log[0]["parents"].as_array().unwrap().len(), 2);
+    // A merge with conflicts is refused, naming them, and changes nothing.
+    let refused = vst(mnt, &["merge", "clash"]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("keep.txt"));
+    assert_eq!(fs::read(mnt.join("keep.txt")).unwrap(), b"ours\n");
+    unmount(repo, mnt, child);
+}

@@ -28,7 +28,7 @@ pub const FRAME_LEN_MAX: u32 = 256 << 20;
 
 /// The version of the requests and responses below: bumped whenever
 /// either changes shape.
-pub const PROTOCOL_VERSION: u8 = 2;
+pub const PROTOCOL_VERSION: u8 = 3;
 
 /// What every frame starts with, before the version.
 const FRAME_MAGIC: [u8; 3] = *b"VSC";
@@ -58,6 +58,15 @@ pub enum Request {
         branch: Option<String>,
         /// Discard uncommitted changes.
         force: bool,
+    },
+    /// Merge a commit into `HEAD` (no conflicts: see `Shared::merge`).
+    Merge {
+        /// The commit to merge.
+        commit: [u8; 32],
+        /// The merge commit's message.
+        message: String,
+        /// Its author.
+        author: String,
     },
 }
 
@@ -107,6 +116,15 @@ pub enum Response {
     },
     /// The checkout is done.
     CheckedOut {
+        /// How many paths changed.
+        changed: u64,
+    },
+    /// The merge is done.
+    Merged {
+        /// `None`: already up to date; else the commit `HEAD` is at now.
+        commit: Option<[u8; 32]>,
+        /// Whether that is a fast-forward (no merge commit).
+        fast_forward: bool,
         /// How many paths changed.
         changed: u64,
     },
@@ -314,6 +332,21 @@ fn serve(shared: &Shared, request: Request) -> Response {
             let target = CommitId::new(ObjectId::from_bytes(commit));
             match shared.checkout(target, branch, force) {
                 Ok(changed) => Response::CheckedOut { changed: changed as u64 },
+                Err(e) => Response::Error(chain(&e)),
+            }
+        }
+        Request::Merge { commit, message, author } => {
+            let options = CommitOptions { author, message, ..Default::default() };
+            let theirs = CommitId::new(ObjectId::from_bytes(commit));
+            match shared.merge(theirs, &options) {
+                Ok((done, changed)) => {
+                    let (commit, fast_forward) = match done {
+                        crate::write::MergeDone::UpToDate => (None, false),
+                        crate::write::MergeDone::FastForward(c) => (Some(*c.as_bytes()), true),
+                        crate::write::MergeDone::Merged(c) => (Some(*c.as_bytes()), false),
+                    };
+                    Response::Merged { commit, fast_forward, changed: changed as u64 }
+                }
                 Err(e) => Response::Error(chain(&e)),
             }
         }

@@ -106,6 +106,7 @@ pub(crate) use self::fuse::WriteFs;
 use self::overlay::{put_content, read_at};
 pub use self::replay::{Left, Saved, Start, StartError};
 use self::replay::{records_of, remove_overlays, tree_of};
+pub(crate) use self::session::MergeDone;
 pub use self::session::{CheckoutError, Committed, MountStats, StatusLine};
 pub(crate) use self::settler::Settler;
 

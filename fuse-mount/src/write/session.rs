@@ -73,7 +73,105 @@ pub enum CheckoutError {
     Ref(#[source] vst_cas::RefError),
 }
 
+/// What a merge through the mount did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum MergeDone {
+    /// Nothing to merge: `HEAD` already holds it.
+    UpToDate,
+    /// `HEAD` moved forward to it.
+    FastForward(CommitId),
+    /// A merge commit (two parents), which the mount is now at.
+    Merged(CommitId),
+}
+
+/// Why a merge through the mount failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum MergeError {
+    /// There are uncommitted changes.
+    #[error("the mount has uncommitted changes: commit them first")]
+    LocalChanges,
+    /// The trees conflict: the mount cannot hold a merge in progress.
+    #[error(
+        "merging gives {} conflicts ({}); a writable mount cannot hold a merge in progress: `vst umount`, merge in the work tree on disk, then mount again",
+        .0.len(),
+        .0.iter().take(5).map(|p| p.to_string()).collect::<Vec<_>>().join(", ")
+    )]
+    Conflicts(Vec<RepoPath>),
+    /// `HEAD` names no commit.
+    #[error("nothing to merge into: HEAD has no commit yet")]
+    NoHead,
+    /// Reading or writing the repository failed.
+    #[error(transparent)]
+    Vst(#[from] vst::Error),
+    /// The branch could not be moved.
+    #[error("moving the branch")]
+    Ref(#[source] vst_cas::RefError),
+    /// The mount could not move to the merge.
+    #[error(transparent)]
+    Checkout(#[from] CheckoutError),
+}
+
 impl Shared {
+    /// Merges `theirs` into `HEAD` as `vst merge` does on disk, when it
+    /// needs no resolution: a fast-forward, or a merge commit with two
+    /// parents; the branch moves first (compare-and-swap), then the mount.
+    /// Refuses with uncommitted changes, and with conflicts.
+    pub(crate) fn merge(
+        &self,
+        theirs: CommitId,
+        options: &CommitOptions,
+    ) -> Result<(MergeDone, usize), MergeError> {
+        let head = self.repo.refs().head().map_err(MergeError::Ref)?;
+        let ours = self.repo.head_commit()?.ok_or(MergeError::NoHead)?;
+        {
+            let mut inner = self.lock();
+            self.finalize_all(&mut inner)
+                .map_err(|e| MergeError::Vst(errno_error("finalizing open files", e)))?;
+            let current = write_tree(&mut inner.ws, Durability::None)?;
+            if Some(current) != inner.base_tree {
+                return Err(MergeError::LocalChanges);
+            }
+        }
+        let store = self.store.as_ref();
+        let base = vst::merge::merge_base(store, ours, theirs)?;
+        if base == Some(theirs) {
+            return Ok((MergeDone::UpToDate, 0));
+        }
+        let done = if base == Some(ours) {
+            MergeDone::FastForward(theirs)
+        } else {
+            let tree_of = |c| -> vst::Result<TreeId> { Ok(vst::read::read_commit(store, c)?.tree) };
+            let base_tree = base.map(tree_of).transpose()?;
+            let merged =
+                vst::merge::merge_trees(store, base_tree, tree_of(ours)?, tree_of(theirs)?)?;
+            if !merged.conflicts.is_empty() {
+                return Err(MergeError::Conflicts(
+                    merged.conflicts.into_iter().map(|c| c.path).collect(),
+                ));
+            }
+            let mut ws = WorkingSet::from_tree(self.store.clone(), merged.tree)?;
+            ws.set_head(Some(ours));
+            let options = CommitOptions { merged: vec![theirs], ..options.clone() };
+            MergeDone::Merged(vst::commit(&mut ws, &options)?)
+        };
+        let target = match done {
+            MergeDone::FastForward(c) | MergeDone::Merged(c) => c,
+            MergeDone::UpToDate => unreachable!("returned above"),
+        };
+        let branch = match head {
+            Head::Branch(b) => {
+                self.repo
+                    .refs()
+                    .update(&b, Some(ours.object_id()), Some(target.object_id()), &options.message)
+                    .map_err(MergeError::Ref)?;
+                Some(b)
+            }
+            Head::Detached(_) => None,
+        };
+        let changed = self.checkout(target, branch, false)?;
+        Ok((done, changed))
+    }
+
     /// Commits the working set and moves the branch `HEAD` names (or a
     /// detached `HEAD`) by compare-and-swap, as `vst commit` does. Scans
     /// nothing: files closed since the last commit are already hashed and
