@@ -69,6 +69,9 @@ pub enum Command {
         #[arg(long)]
         scan: bool,
     },
+    /// Settings: user.name and user.email (who commits are by), in the
+    /// repository or, with --global, for the user.
+    Config(crate::config::ConfigArgs),
     /// Watch the work tree (inotify) in a daemon that holds the index, so
     /// that `status`, `diff` and `commit` look only at what changed.
     Watch(crate::watch::WatchArgs),

@@ -6,6 +6,7 @@
 
 mod args;
 mod commands;
+mod config;
 mod mount;
 mod output;
 mod remote;
@@ -56,6 +57,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         }
         Command::Status { paths, scan } => worktree::status(cli, paths, *scan),
         Command::Watch(args) => watch::watch_cmd(cli, args),
+        Command::Config(args) => config::config_cmd(cli, args),
         Command::Log { rev, max } => history::log(cli, rev.as_deref(), *max),
         Command::Mount(args) => {
             let ws = workspace::find(cli)?;

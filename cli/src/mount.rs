@@ -187,7 +187,7 @@ pub fn writable_start(repo: &Repo, args: &MountArgs) -> Result<vst_fuse::Start> 
             if repo.refs().get(&branch)?.is_some() {
                 bail!("branch {branch} already exists; give --save a new branch name");
             }
-            vst_fuse::Left::SaveAs { branch, author: crate::workspace::author(None) }
+            vst_fuse::Left::SaveAs { branch, author: crate::config::author(None, repo.dir()) }
         }
         (None, false) => vst_fuse::Left::Resume,
     };
@@ -711,7 +711,7 @@ pub fn in_writable_mount(cli: &crate::args::Cli) -> Result<Option<ExitCode>> {
         Command::Commit { message, allow_empty, author, .. } => {
             let req = Request::Commit {
                 message: message.clone(),
-                author: crate::workspace::author(author.clone()),
+                author: crate::config::author(author.clone(), &repo_dir),
                 allow_empty: *allow_empty,
             };
             let Response::Committed { commit, tree, hash_us, total_us, skipped } = ask(req)? else {
@@ -797,7 +797,7 @@ pub fn in_writable_mount(cli: &crate::args::Cli) -> Result<Option<ExitCode>> {
             let req = Request::Merge {
                 commit: *theirs.as_bytes(),
                 message: format!("merge {rev}"),
-                author: crate::workspace::author(None),
+                author: crate::config::author(None, &repo_dir),
             };
             let Response::Merged { commit, fast_forward, .. } = ask(req)? else {
                 bail!("the mount daemon answered a merge with something else");

@@ -119,14 +119,6 @@ pub fn save_index(worktree: &mut WorkTree) {
     }
 }
 
-/// Who a commit is by: `--author`, else `$VST_AUTHOR`, else `$USER`.
-pub fn author(given: Option<String>) -> String {
-    given
-        .or_else(|| std::env::var("VST_AUTHOR").ok())
-        .or_else(|| std::env::var("USER").ok())
-        .unwrap_or_else(|| "unknown".to_owned())
-}
-
 /// Paths named on the command line, relative to the start directory, as
 /// paths in the work tree at `root`.
 pub fn repo_paths(cli: &Cli, root: &Path, given: &[PathBuf]) -> Result<Vec<RepoPath>> {

@@ -775,3 +775,63 @@ fn checkout_in_place_when_a_path_changes_kind() {
     assert_eq!(tree(root), at_dirs);
     assert!(ok(root, &["status"]).contains("clean"));
 }
+
+#[test]
+fn identity_comes_from_config_and_the_environment_overrides_it() {
+    let dir = repo();
+    let root = dir.path();
+    let home = tempfile::tempdir().unwrap();
+    let run = |envs: &[(&str, &str)], args: &[&str]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_vst"));
+        cmd.current_dir(root).env_remove("VST_AUTHOR").env("HOME", home.path());
+        cmd.env_remove("XDG_CONFIG_HOME")
+            .env_remove("VST_AUTHOR_NAME")
+            .env_remove("VST_AUTHOR_EMAIL");
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        let out = cmd.args(args).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        out
+    };
+    let author = |envs: &[(&str, &str)]| {
+        let out = run(envs, &["--json", "log", "-n", "1"]);
+        let log: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        log[0]["author"].as_str().unwrap().to_owned()
+    };
+    // No identity: the login name, and a hint said once.
+    fs::write(root.join("f"), "1").unwrap();
+    let first = run(&[("USER", "login")], &["commit", "-q", "-m", "1"]);
+    assert!(String::from_utf8_lossy(&first.stderr).contains("vst config --global user.name"));
+    assert_eq!(author(&[]), "login");
+    fs::write(root.join("f"), "2").unwrap();
+    let second = run(&[("USER", "login")], &["commit", "-q", "-m", "2"]);
+    assert!(second.stderr.is_empty(), "the hint is said once");
+    // The user's file, then the repository's over it.
+    run(&[], &["config", "--global", "user.name", "Global Name"]);
+    run(&[], &["config", "--global", "user.email", "g@example.com"]);
+    run(&[], &["config", "user.name", "Repo Name"]);
+    assert!(home.path().join(".config/vst/config").exists());
+    fs::write(root.join("f"), "3").unwrap();
+    run(&[], &["commit", "-q", "-m", "3"]);
+    assert_eq!(author(&[]), "Repo Name <g@example.com>");
+    assert_eq!(
+        String::from_utf8(run(&[], &["config", "user.name"]).stdout).unwrap(),
+        "Repo Name\n"
+    );
+    let list: serde_json::Value =
+        serde_json::from_slice(&run(&[], &["--json", "config", "--list"]).stdout).unwrap();
+    assert_eq!(list["user.email"], "g@example.com");
+    // The environment wins.
+    fs::write(root.join("f"), "4").unwrap();
+    run(
+        &[("VST_AUTHOR_NAME", "Env"), ("VST_AUTHOR_EMAIL", "e@example.com")],
+        &["commit", "-q", "-m", "4"],
+    );
+    assert_eq!(author(&[]), "Env <e@example.com>");
+    run(&[], &["config", "--unset", "user.name"]);
+    fs::write(root.join("f"), "5").unwrap();
+    run(&[], &["commit", "-q", "-m", "5"]);
+    assert_eq!(author(&[]), "Global Name <g@example.com>");
+    assert!(!vst(root, &["config", "nodot", "x"]).status.success());
+}

@@ -22,7 +22,7 @@ use vst_cas::{Access, Head};
 use crate::args::Cli;
 use crate::output::out;
 use crate::rev;
-use crate::workspace::{author, find, open_worktree, save_index};
+use crate::workspace::{find, open_worktree, save_index};
 
 /// The merge state, in the repository directory, while a merge with
 /// conflicts waits for its commit.
@@ -282,7 +282,7 @@ pub fn merge_into(
         }
     }
     let options = CommitOptions {
-        author: author(None),
+        author: crate::config::author(None, &repo_dir),
         message: format!("merge {spec}"),
         merged: vec![theirs],
         ..Default::default()

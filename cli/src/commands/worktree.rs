@@ -19,7 +19,7 @@ use crate::commands::merge::MergeState;
 use crate::output::{out, short, status_letter};
 use crate::rev;
 use crate::watch;
-use crate::workspace::{Bar, author, find, open_worktree, repo_paths, save_index, settings};
+use crate::workspace::{Bar, find, open_worktree, repo_paths, save_index, settings};
 
 /// `vst init [DIR] [--store URL]`.
 pub fn init(
@@ -81,7 +81,7 @@ pub fn commit(
     let ws = find(cli)?;
     let changed = (!paths.is_empty()).then(|| repo_paths(cli, &ws.root, paths)).transpose()?;
     let options = CommitOptions {
-        author: author(author_arg),
+        author: crate::config::author(author_arg, &ws.repo_dir),
         message: message.to_owned(),
         ..Default::default()
     };
