@@ -77,17 +77,45 @@ pub enum Command {
     Watch(crate::watch::WatchArgs),
     /// Commits from REV (default HEAD) back along first parents.
     Log {
+        /// Where to start (default HEAD); a path here, when no revision
+        /// has that name, means `-- PATH`.
         rev: Option<String>,
         /// At most N commits.
         #[arg(short = 'n')]
         max: Option<usize>,
+        /// One line per commit: its short id and the first line of its
+        /// message.
+        #[arg(long)]
+        oneline: bool,
+        /// Only the commits that changed these paths.
+        #[arg(last = true, value_name = "PATH")]
+        paths: Vec<PathBuf>,
     },
     /// List a directory of a commit: REV or REV:PATH.
     Ls { spec: std::ffi::OsString },
     /// Print a file of a commit: REV:PATH.
     Cat { spec: std::ffi::OsString },
-    /// A commit's metadata and what it changed.
-    Show { rev: Option<String> },
+    /// A commit's metadata and what it changed; with REV:PATH, a file's
+    /// content (or a directory's listing) in that commit.
+    Show { spec: Option<std::ffi::OsString> },
+    /// Bring PATHs back to what a commit (default HEAD) has there, losing
+    /// their local changes; the branch does not move.
+    Restore {
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<PathBuf>,
+        /// The commit to take them from.
+        #[arg(long, short, default_value = "HEAD")]
+        source: String,
+    },
+    /// Move the current branch (or a detached HEAD) to REV; the files stay
+    /// and their differences show as local changes, or with --hard become
+    /// REV's.
+    Reset {
+        rev: String,
+        /// Make the files REV's too, losing local changes to tracked files.
+        #[arg(long)]
+        hard: bool,
+    },
     /// Differences: the working directory against HEAD, against REV, or
     /// between two revisions.
     Diff {
@@ -103,6 +131,9 @@ pub enum Command {
         /// Scan the whole tree, even with `vst watch` running.
         #[arg(long)]
         scan: bool,
+        /// Only these paths (files, or directories with what they hold).
+        #[arg(last = true, value_name = "PATH")]
+        paths: Vec<PathBuf>,
     },
     /// Merge REV into the current branch: a fast-forward, a merge commit,
     /// or conflicts left marked in the work tree for `vst commit`.

@@ -58,7 +58,9 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         Command::Status { paths, scan } => worktree::status(cli, paths, *scan),
         Command::Watch(args) => watch::watch_cmd(cli, args),
         Command::Config(args) => config::config_cmd(cli, args),
-        Command::Log { rev, max } => history::log(cli, rev.as_deref(), *max),
+        Command::Log { rev, max, oneline, paths } => {
+            history::log(cli, rev.as_deref(), *max, *oneline, paths)
+        }
         Command::Mount(args) => {
             let ws = workspace::find(cli)?;
             if let Ok(point) = args.mountpoint.canonicalize()
@@ -88,10 +90,12 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         Command::Clone(args) => remote::clone_cmd(cli, args),
         Command::Ls { spec } => history::ls(cli, spec),
         Command::Cat { spec } => history::cat(cli, spec),
-        Command::Show { rev } => history::show(cli, rev.as_deref()),
-        Command::Diff { revs, stat, name_status, scan } => {
-            history::diff(cli, revs, *stat, *name_status, *scan)
+        Command::Show { spec } => history::show(cli, spec.as_deref()),
+        Command::Diff { revs, stat, name_status, scan, paths } => {
+            history::diff(cli, revs, *stat, *name_status, *scan, paths)
         }
+        Command::Restore { paths, source } => worktree::restore(cli, paths, source),
+        Command::Reset { rev, hard } => worktree::reset(cli, rev, *hard),
         Command::Switch { name, force } => worktree::switch(cli, name, *force),
         Command::Merge { rev, abort } => merge::merge_cmd(cli, rev.as_deref(), *abort),
         Command::Branch { name, rev, delete } => {

@@ -835,3 +835,67 @@ fn identity_comes_from_config_and_the_environment_overrides_it() {
     assert_eq!(author(&[]), "Global Name <g@example.com>");
     assert!(!vst(root, &["config", "nodot", "x"]).status.success());
 }
+
+#[test]
+fn restore_reset_log_of_a_path_and_show_of_a_file() {
+    let dir = repo();
+    let r = dir.path();
+    fs::create_dir(r.join("d")).unwrap();
+    fs::write(r.join("d/a"), "1\n").unwrap();
+    fs::write(r.join("b"), "1\n").unwrap();
+    let one = ok(r, &["commit", "-m", "one"]).trim().to_owned();
+    fs::write(r.join("d/a"), "2\n").unwrap();
+    let two = ok(r, &["commit", "-m", "two"]).trim().to_owned();
+    fs::write(r.join("b"), "3\n").unwrap();
+    let three = ok(r, &["commit", "-m", "three"]).trim().to_owned();
+    // log: --oneline, and only the commits that changed a path.
+    let short = |id: &str| id[..12].to_owned();
+    assert_eq!(
+        ok(r, &["log", "--oneline"]),
+        format!("{} three\n{} two\n{} one\n", short(&three), short(&two), short(&one))
+    );
+    assert_eq!(
+        ok(r, &["log", "--oneline", "--", "d"]),
+        format!("{} two\n{} one\n", short(&two), short(&one))
+    );
+    assert_eq!(
+        ok(r, &["log", "--oneline", "b"]),
+        format!("{} three\n{} one\n", short(&three), short(&one))
+    );
+    // show REV:PATH: a file's content, a directory's listing.
+    assert_eq!(ok(r, &["show", "HEAD~2:d/a"]), "1\n");
+    assert!(ok(r, &["show", "HEAD:d"]).contains(" a\n"));
+    assert!(!vst(r, &["show", "HEAD:nothing"]).status.success());
+    // restore: local changes at the paths go, a deleted file comes back,
+    // nothing else moves.
+    fs::write(r.join("d/a"), "local\n").unwrap();
+    fs::remove_file(r.join("b")).unwrap();
+    fs::write(r.join("untouched"), "mine\n").unwrap();
+    ok(r, &["restore", "d", "b"]);
+    assert_eq!(fs::read_to_string(r.join("d/a")).unwrap(), "2\n");
+    assert_eq!(fs::read_to_string(r.join("b")).unwrap(), "3\n");
+    assert_eq!(fs::read_to_string(r.join("untouched")).unwrap(), "mine\n");
+    ok(r, &["restore", "--source", "HEAD~2", "d/a"]);
+    assert_eq!(fs::read_to_string(r.join("d/a")).unwrap(), "1\n");
+    let status: serde_json::Value = serde_json::from_str(&ok(r, &["--json", "status"])).unwrap();
+    assert_eq!(
+        status["changes"],
+        serde_json::json!([{"path": "d/a", "status": "modified"}, {"path": "untouched", "status": "added"}])
+    );
+    // diff -- PATH shows only that path.
+    let diff: serde_json::Value =
+        serde_json::from_str(&ok(r, &["--json", "diff", "--", "d"])).unwrap();
+    assert_eq!(diff, serde_json::json!([{"path": "d/a", "status": "modified"}]));
+    // reset: the branch moves, the files stay (their differences show);
+    // --hard makes them the commit's.
+    ok(r, &["reset", "HEAD~1"]);
+    assert_eq!(ok(r, &["log", "-n", "1", "--oneline"]), format!("{} two\n", short(&two)));
+    assert_eq!(fs::read_to_string(r.join("b")).unwrap(), "3\n");
+    let status: serde_json::Value = serde_json::from_str(&ok(r, &["--json", "status"])).unwrap();
+    assert!(status["changes"].as_array().unwrap().iter().any(|c| c["path"] == "b"), "{status}");
+    ok(r, &["reset", "--hard", &three]);
+    assert_eq!(fs::read_to_string(r.join("d/a")).unwrap(), "2\n");
+    let status: serde_json::Value = serde_json::from_str(&ok(r, &["--json", "status"])).unwrap();
+    assert_eq!(status["changes"], serde_json::json!([{"path": "untouched", "status": "added"}]));
+    assert_eq!(ok(r, &["log", "-n", "1", "--oneline"]), format!("{} three\n", short(&three)));
+}

@@ -15,10 +15,30 @@ use crate::output::{commit_json, letter, out, status_letter, status_word, utc};
 use crate::rev;
 use crate::workspace::{find, open, open_worktree, save_index};
 
-/// `vst log`.
-pub fn log(cli: &Cli, rev: Option<&str>, max: Option<usize>) -> Result<ExitCode> {
+/// `vst log [REV] [-- PATH...]`: first parents back from REV; with paths,
+/// only the commits that changed one of them.
+pub fn log(
+    cli: &Cli,
+    rev: Option<&str>,
+    max: Option<usize>,
+    oneline: bool,
+    paths: &[std::path::PathBuf],
+) -> Result<ExitCode> {
     let ws = find(cli)?;
     let repo = open(&ws, Access::ReadOnly)?;
+    // `vst log PATH`: a path where no revision has that name.
+    let (rev, paths) = match rev {
+        Some(r)
+            if paths.is_empty()
+                && rev::resolve(&repo, r).is_err()
+                && crate::workspace::start_dir(cli)?.join(r).symlink_metadata().is_ok() =>
+        {
+            (None, vec![std::path::PathBuf::from(r)])
+        }
+        _ => (rev, paths.to_vec()),
+    };
+    let paths = crate::workspace::repo_paths(cli, &ws.root, &paths)?;
+    let store = repo.store();
     let mut next = Some(rev::resolve(&repo, rev.unwrap_or("HEAD"))?);
     let mut out = out();
     let mut shown = 0;
@@ -27,9 +47,35 @@ pub fn log(cli: &Cli, rev: Option<&str>, max: Option<usize>) -> Result<ExitCode>
         if max.is_some_and(|m| shown >= m) {
             break;
         }
-        let c = read::read_commit(repo.store().as_ref(), id)?;
+        let c = read::read_commit(store.as_ref(), id)?;
+        next = c.parents.first().copied();
+        if !paths.is_empty() {
+            let parent_tree = match next {
+                Some(p) => Some(read::read_commit(store.as_ref(), p)?.tree),
+                None => None,
+            };
+            let at = |tree: Option<vst::TreeId>, path: &RepoPath| -> Result<Option<EntryKind>> {
+                match tree {
+                    Some(t) => Ok(read::lookup(store.as_ref(), t, path)?),
+                    None => Ok(None),
+                }
+            };
+            let mut changed = false;
+            for path in &paths {
+                if at(Some(c.tree), path)? != at(parent_tree, path)? {
+                    changed = true;
+                    break;
+                }
+            }
+            if !changed {
+                continue;
+            }
+        }
         if cli.json {
             list.push(commit_json(id, &c));
+        } else if oneline {
+            let first = c.message.lines().next().unwrap_or("");
+            writeln!(out, "{:.12} {first}", id.to_string())?;
         } else {
             writeln!(out, "commit {id}")?;
             if c.parents.len() > 1 {
@@ -46,7 +92,6 @@ pub fn log(cli: &Cli, rev: Option<&str>, max: Option<usize>) -> Result<ExitCode>
             )?;
         }
         shown += 1;
-        next = c.parents.first().copied();
     }
     if cli.json {
         writeln!(out, "{}", serde_json::Value::Array(list))?;
@@ -132,8 +177,36 @@ pub fn cat(cli: &Cli, spec: &std::ffi::OsStr) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `vst show`.
-pub fn show(cli: &Cli, rev: Option<&str>) -> Result<ExitCode> {
+/// `vst show [REV]`, or `vst show REV:PATH` (a file's content, a
+/// directory's listing, a symlink's target).
+pub fn show(cli: &Cli, spec: Option<&std::ffi::OsStr>) -> Result<ExitCode> {
+    if let Some(spec) = spec.filter(|s| s.as_bytes().contains(&b':')) {
+        let ws = find(cli)?;
+        let repo = open(&ws, Access::ReadOnly)?;
+        let (rev, path) = split_spec(spec)?;
+        let tree = read::read_commit(repo.store().as_ref(), rev::resolve(&repo, rev)?)?.tree;
+        let entry = if path.is_root() {
+            Some(EntryKind::Dir(tree))
+        } else {
+            read::lookup(repo.store().as_ref(), tree, &path)?
+        };
+        return match entry {
+            None => bail!("{rev} has nothing at {path}"),
+            Some(EntryKind::Dir(_)) => ls(cli, spec),
+            Some(EntryKind::Symlink(t)) if !cli.json => {
+                out().write_all(t.as_bytes())?;
+                writeln!(out())?;
+                Ok(ExitCode::SUCCESS)
+            }
+            Some(EntryKind::Symlink(t)) => {
+                let target = String::from_utf8_lossy(t.as_bytes());
+                writeln!(out(), "{}", json!({ "path": path.to_string(), "symlink": target }))?;
+                Ok(ExitCode::SUCCESS)
+            }
+            Some(EntryKind::File(_)) => cat(cli, spec),
+        };
+    }
+    let rev = spec.map(|s| s.to_str().ok_or_else(|| anyhow!("bad revision {s:?}"))).transpose()?;
     let ws = find(cli)?;
     let repo = open(&ws, Access::ReadOnly)?;
     let id = rev::resolve(&repo, rev.unwrap_or("HEAD"))?;
@@ -186,15 +259,28 @@ pub fn diff(
     stat: bool,
     name_status: bool,
     scan: bool,
+    paths: &[std::path::PathBuf],
 ) -> Result<ExitCode> {
     let ws = find(cli)?;
+    let only = crate::workspace::repo_paths(cli, &ws.root, paths)?;
+    // With paths, only what is at or below them.
+    let print_diff = |cli: &Cli, mut files: Vec<FileDiff>, stat: bool, name_status: bool| {
+        files.retain(|f| {
+            only.is_empty()
+                || only.iter().any(|p| {
+                    let p = p.to_string();
+                    p.is_empty() || f.path == p || f.path.starts_with(&format!("{p}/"))
+                })
+        });
+        print_diff(cli, &files, stat, name_status)
+    };
     if revs.len() < 2 && !scan {
         let request = crate::watch::Request::Diff { rev: revs.first().cloned() };
         if let Some(answer) = crate::watch::ask(&ws.repo_dir, &request) {
             let crate::watch::Response::Diff(files) = answer? else {
                 bail!("the watch daemon answered a diff with something else");
             };
-            return print_diff(cli, &files, stat, name_status);
+            return print_diff(cli, files, stat, name_status);
         }
     }
     let mut worktree = open_worktree(&ws, Access::ReadOnly)?;
@@ -216,7 +302,7 @@ pub fn diff(
             files
         }
     };
-    print_diff(cli, &files, stat, name_status)
+    print_diff(cli, files, stat, name_status)
 }
 
 /// The files that differ between `rev` (default: the commit the files are

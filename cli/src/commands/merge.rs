@@ -259,7 +259,7 @@ pub fn merge_into(
         return Ok(Outcome::UpToDate);
     }
     if base == Some(ours) {
-        update_to(cli, worktree, ours, theirs, spec)?;
+        update_to(cli, worktree, Some(ours), theirs, spec, false)?;
         return Ok(Outcome::FastForward(theirs));
     }
     let tree_of =
@@ -289,7 +289,7 @@ pub fn merge_into(
     };
     let commit = vst::commit(&mut ws, &options)?;
     if left.is_empty() {
-        update_to(cli, worktree, ours, commit, spec)?;
+        update_to(cli, worktree, Some(ours), commit, spec, false)?;
         return Ok(Outcome::Merged(commit));
     }
     // Conflicts: the work tree must hold nothing of the user's that
@@ -325,14 +325,15 @@ pub fn merge_into(
 }
 
 /// Brings the work tree from `ours` to `target` (only what differs;
-/// local changes elsewhere stay), then moves `HEAD`'s branch (or a
-/// detached `HEAD`) from `ours` to `target`.
-fn update_to(
+/// local changes elsewhere stay, or with `force` are lost), then moves
+/// `HEAD`'s branch (or a detached `HEAD`) from `ours` to `target`.
+pub fn update_to(
     cli: &Cli,
     worktree: &mut WorkTree,
-    ours: CommitId,
+    ours: Option<CommitId>,
     target: CommitId,
     spec: &str,
+    force: bool,
 ) -> Result<()> {
     let repo = worktree.repo().clone();
     let head = repo.refs().head()?;
@@ -340,13 +341,14 @@ fn update_to(
         Head::Branch(_) => head.clone(),
         Head::Detached(_) => Head::Detached(target.object_id()),
     };
-    crate::commands::worktree::check_out(cli, worktree, target, &new_head, false, spec)?;
+    crate::commands::worktree::check_out(cli, worktree, target, &new_head, force, spec)?;
     if let Head::Branch(branch) = &head {
+        let message = format!("{}: {spec}", if force { "reset" } else { "merge" });
         repo.refs()
-            .update(branch, Some(ours.object_id()), Some(target.object_id()), &format!("merge {spec}"))
+            .update(branch, ours.map(|c| c.object_id()), Some(target.object_id()), &message)
             .with_context(|| {
                 format!(
-                    "{branch} moved while merging; the files are at {target:.12}: `vst checkout HEAD` brings them back to the branch"
+                    "{branch} moved meanwhile; the files are at {target:.12}: `vst checkout HEAD` brings them back to the branch"
                 )
             })?;
     }

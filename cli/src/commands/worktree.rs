@@ -315,6 +315,75 @@ fn print_status(cli: &Cli, report: &StatusReport) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `vst restore PATH... [--source REV]`.
+pub fn restore(cli: &Cli, paths: &[PathBuf], source: &str) -> Result<ExitCode> {
+    let ws = find(cli)?;
+    let paths = repo_paths(cli, &ws.root, paths)?;
+    let mut worktree = open_worktree(&ws, Access::ReadWrite)?;
+    let repo = worktree.repo().clone();
+    let tree = vst::read::read_commit(repo.store().as_ref(), rev::resolve(&repo, source)?)?.tree;
+    let bar = Bar::new(cli.quiet);
+    let progress = |e| bar.event(e);
+    let options = CheckoutOptions { progress: Some(&progress), ..Default::default() };
+    let stats = worktree.restore(tree, &paths, &options);
+    bar.finish();
+    let stats = stats.with_context(|| format!("restoring from {source}"))?;
+    save_index(&mut worktree);
+    if cli.json {
+        let value = json!({
+            "source": source,
+            "paths": paths.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+            "files_written": stats.files_written,
+            "removed": stats.removed,
+        });
+        writeln!(out(), "{value}")?;
+    } else if !cli.quiet {
+        writeln!(
+            out(),
+            "restored {} paths from {source}: {} files written, {} removed",
+            paths.len(),
+            stats.files_written,
+            stats.removed
+        )?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `vst reset REV [--hard]`.
+pub fn reset(cli: &Cli, spec: &str, hard: bool) -> Result<ExitCode> {
+    let ws = find(cli)?;
+    let mut worktree = open_worktree(&ws, Access::ReadWrite)?;
+    let repo = worktree.repo().clone();
+    let target = rev::resolve(&repo, spec)?;
+    let current = worktree.head();
+    if hard {
+        crate::commands::merge::update_to(cli, &mut worktree, current, target, spec, true)?;
+    } else {
+        match repo.refs().head()? {
+            Head::Branch(branch) => repo
+                .refs()
+                .update(
+                    &branch,
+                    current.map(|c| c.object_id()),
+                    Some(target.object_id()),
+                    &format!("reset: moving to {spec}"),
+                )
+                .with_context(|| format!("moving {branch} to {spec}"))?,
+            Head::Detached(_) => repo.refs().set_head(&Head::Detached(target.object_id()))?,
+        }
+        worktree.reset(Some(target))?;
+    }
+    crate::commands::merge::MergeState::remove(&ws.repo_dir)?;
+    save_index(&mut worktree);
+    if cli.json {
+        writeln!(out(), "{}", json!({ "commit": target.to_string(), "hard": hard }))?;
+    } else if !cli.quiet {
+        let what = if hard { "files and HEAD" } else { "HEAD (the files are as they were)" };
+        writeln!(out(), "{what} now at {spec} ({:.12})", target.to_string())?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `vst switch NAME`: checks out branch NAME and makes it current.
 pub fn switch(cli: &Cli, name: &str, force: bool) -> Result<ExitCode> {
     let branch = Repo::branch(name)?;

@@ -361,6 +361,23 @@ impl Index {
         Ok(())
     }
 
+    /// The node at `path` (`None` for the root or a path not held).
+    pub fn node(&self, path: &RepoPath) -> Option<&IndexNode> {
+        let mut dir = &self.root;
+        let mut components = path.components().peekable();
+        while let Some(component) = components.next() {
+            let node = dir.get(component)?;
+            if components.peek().is_none() {
+                return Some(node);
+            }
+            match node {
+                IndexNode::Dir(d) => dir = d,
+                _ => return None,
+            }
+        }
+        None
+    }
+
     /// Records the stat a file had when it was hashed to `file`, if the
     /// index holds that file at `path` (so the stat vouches for the
     /// index's content, never for something else).

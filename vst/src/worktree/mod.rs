@@ -530,6 +530,72 @@ impl WorkTree {
         self.index.save_locked(self.repo.dir(), &lock)
     }
 
+    /// Brings `paths` (files, or directories with all they hold) back to
+    /// what the stored tree `source` has there, whatever is on disk
+    /// (`git restore --source`): local changes at those paths are lost, a
+    /// path `source` lacks is removed; nothing else is looked at or
+    /// touched, and neither `HEAD` nor the index's commit moves.
+    pub fn restore(
+        &mut self,
+        source: TreeId,
+        paths: &[RepoPath],
+        options: &CheckoutOptions<'_>,
+    ) -> Result<CheckoutStats> {
+        let store = self.repo.store();
+        // The disk at those paths, stored, so that the update starts from
+        // what is really there.
+        let scan_options = ScanOptions { changed: Some(paths), ..Default::default() };
+        let (scanned, _) = self.scan(&scan_options, Some(store.as_ref()))?;
+        let mut disk = self.index.clone_tree();
+        disk.apply(&scanned.deltas)?;
+        let from = disk.write_trees(store.as_ref())?;
+        let mut deltas = Vec::new();
+        for path in paths.iter().filter(|p| !p.is_root()) {
+            // Directories on the way that the disk lacks come back too.
+            let mut above = RepoPath::root();
+            for component in path.components().take(path.depth() - 1) {
+                above = above.join_unchecked(component);
+                if !matches!(disk.node(&above), Some(IndexNode::Dir(_))) {
+                    deltas.push(Delta { path: above.clone(), old: None, new: Some(Found::Dir) });
+                }
+            }
+            let entry = crate::read::lookup(store.as_ref(), source, path)?;
+            deltas.push(Delta { path: path.clone(), old: None, new: entry.as_ref().map(found_of) });
+            if let Some(EntryKind::Dir(tree)) = entry {
+                crate::read::walk(store.as_ref(), tree, &mut |below, kind| {
+                    let mut full = path.clone();
+                    for c in below.components() {
+                        full = full.join_unchecked(c);
+                    }
+                    deltas.push(Delta { path: full, old: None, new: Some(found_of(kind)) });
+                    Ok(())
+                })?;
+            }
+        }
+        let mut target = disk;
+        target.apply(&deltas)?;
+        let to = target.write_trees(store.as_ref())?;
+        let tmp_dir = self.repo.dir().join(CHECKOUT_TMP_DIR);
+        remove_leftovers(&tmp_dir)?;
+        let outcome = crate::checkout::update(
+            store.as_ref(),
+            from,
+            to,
+            &self.root,
+            &UpdateOptions {
+                force: Force::Yes,
+                tmp_dir: Some(&tmp_dir),
+                progress: options.progress,
+                interrupt: options.interrupt,
+            },
+        )?;
+        // What was written with the index's content there needs no reading.
+        for Written { path, file, stat } in outcome.written {
+            self.index.set_stat(&path, &file, stat);
+        }
+        Ok(outcome.stats)
+    }
+
     /// Checks out `target` in place: the one work-tree update rule.
     ///
     /// Only the paths that differ between the tree the files are at and
@@ -733,6 +799,15 @@ fn holds_unknown(store: &dyn Store, tree: TreeId, dir: &Path, depth: usize) -> R
         }
     }
     Ok(false)
+}
+
+/// What a scan would find for the stored entry `kind`.
+fn found_of(kind: &EntryKind) -> Found {
+    match kind {
+        EntryKind::File(f) => Found::File(*f),
+        EntryKind::Symlink(t) => Found::Symlink(t.as_bytes().to_vec()),
+        EntryKind::Dir(_) => Found::Dir,
+    }
 }
 
 /// Whether the disk's `found` is the tree entry `entry` (a directory is a
