@@ -69,6 +69,11 @@ pub enum Command {
         #[arg(long)]
         scan: bool,
     },
+    /// Print a completion script for SHELL (bash, zsh, fish, elvish,
+    /// powershell); e.g. `vst completions bash > /etc/bash_completion.d/vst`.
+    Completions { shell: clap_complete::Shell },
+    /// Print the man page (roff); e.g. `vst man | man -l -`.
+    Man,
     /// Settings: user.name and user.email (who commits are by), in the
     /// repository or, with --global, for the user.
     Config(crate::config::ConfigArgs),

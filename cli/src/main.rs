@@ -58,6 +58,21 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         Command::Status { paths, scan } => worktree::status(cli, paths, *scan),
         Command::Watch(args) => watch::watch_cmd(cli, args),
         Command::Config(args) => config::config_cmd(cli, args),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            use std::io::Write;
+            let mut command = Cli::command();
+            // Into memory first: the generator panics on a closed pipe.
+            let mut script = Vec::new();
+            clap_complete::generate(*shell, &mut command, "vst", &mut script);
+            std::io::stdout().write_all(&script)?;
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Command::Man => {
+            use clap::CommandFactory;
+            clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
+            Ok(std::process::ExitCode::SUCCESS)
+        }
         Command::Log { rev, max, oneline, paths } => {
             history::log(cli, rev.as_deref(), *max, *oneline, paths)
         }

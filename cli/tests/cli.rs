@@ -899,3 +899,16 @@ fn restore_reset_log_of_a_path_and_show_of_a_file() {
     assert_eq!(status["changes"], serde_json::json!([{"path": "untouched", "status": "added"}]));
     assert_eq!(ok(r, &["log", "-n", "1", "--oneline"]), format!("{} three\n", short(&three)));
 }
+
+#[test]
+fn completions_and_the_man_page_are_generated() {
+    let dir = tempfile::tempdir().unwrap();
+    let bash = ok(dir.path(), &["completions", "bash"]);
+    assert!(bash.contains("complete") && bash.contains("merge") && bash.contains("restore"));
+    let check = Command::new("bash").arg("-n").arg("-c").arg(&bash).status().unwrap();
+    assert!(check.success(), "the bash script parses");
+    assert!(ok(dir.path(), &["completions", "zsh"]).contains("#compdef vst"));
+    let man = ok(dir.path(), &["man"]);
+    assert!(man.starts_with(".ie") || man.contains(".TH vst 1"), "{}", &man[..200.min(man.len())]);
+    assert!(man.contains("restore"));
+}
