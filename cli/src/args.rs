@@ -133,6 +133,9 @@ pub enum Command {
         /// A line per file with its status letter.
         #[arg(long)]
         name_status: bool,
+        /// Exit status 1 when anything differs, 0 when nothing does.
+        #[arg(long)]
+        exit_code: bool,
         /// Scan the whole tree, even with `vst watch` running.
         #[arg(long)]
         scan: bool,

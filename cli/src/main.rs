@@ -106,8 +106,13 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         Command::Ls { spec } => history::ls(cli, spec),
         Command::Cat { spec } => history::cat(cli, spec),
         Command::Show { spec } => history::show(cli, spec.as_deref()),
-        Command::Diff { revs, stat, name_status, scan, paths } => {
-            history::diff(cli, revs, *stat, *name_status, *scan, paths)
+        Command::Diff { revs, stat, name_status, exit_code, scan, paths } => {
+            let style = history::DiffStyle {
+                stat: *stat,
+                name_status: *name_status,
+                exit_code: *exit_code,
+            };
+            history::diff(cli, revs, style, *scan, paths)
         }
         Command::Restore { paths, source } => worktree::restore(cli, paths, source),
         Command::Reset { rev, hard } => worktree::reset(cli, rev, *hard),

@@ -734,7 +734,7 @@ pub fn in_writable_mount(cli: &crate::args::Cli) -> Result<Option<ExitCode>> {
                 writeln!(out, "nothing to commit: the mount matches HEAD")?;
             }
         }
-        Command::Diff { stat, name_status, .. } => {
+        Command::Diff { stat, name_status, exit_code, .. } => {
             let Response::Status { base, tree, .. } = ask(Request::Status)? else {
                 bail!("the mount daemon answered a status with something else");
             };
@@ -745,8 +745,12 @@ pub fn in_writable_mount(cli: &crate::args::Cli) -> Result<Option<ExitCode>> {
             let files =
                 crate::commands::history::tree_diff(&repo, base.map(tree_id), Some(tree_id(tree)))?;
             drop(out);
-            return crate::commands::history::print_diff(cli, &files, *stat, *name_status)
-                .map(Some);
+            let style = crate::commands::history::DiffStyle {
+                stat: *stat,
+                name_status: *name_status,
+                exit_code: *exit_code,
+            };
+            return crate::commands::history::print_diff(cli, &files, style).map(Some);
         }
         Command::Status { .. } => {
             let Response::Status { changes, stats, skipped, .. } = ask(Request::Status)? else {

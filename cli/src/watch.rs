@@ -58,7 +58,7 @@ const LOG: &str = "watch.log";
 
 /// The version of the requests and responses below: bumped whenever
 /// either changes shape.
-const PROTOCOL_VERSION: u8 = 1;
+const PROTOCOL_VERSION: u8 = 2;
 
 const FRAME_MAGIC: [u8; 3] = *b"VSW";
 

@@ -912,3 +912,33 @@ fn completions_and_the_man_page_are_generated() {
     assert!(man.starts_with(".ie") || man.contains(".TH vst 1"), "{}", &man[..200.min(man.len())]);
     assert!(man.contains("restore"));
 }
+
+#[test]
+fn diff_speaks_gits_patch_format() {
+    let dir = repo();
+    let r = dir.path();
+    fs::write(r.join("f"), "a\nb\n").unwrap();
+    fs::write(r.join("run"), "x\n").unwrap();
+    fs::write(r.join("gone"), "g\n").unwrap();
+    ok(r, &["commit", "-q", "-m", "one"]);
+    assert_eq!(vst(r, &["diff", "--exit-code"]).status.code(), Some(0));
+    fs::write(r.join("f"), "a\nB\n").unwrap();
+    fs::set_permissions(r.join("run"), fs::Permissions::from_mode(0o755)).unwrap();
+    fs::remove_file(r.join("gone")).unwrap();
+    std::os::unix::fs::symlink("f", r.join("link")).unwrap();
+    fs::write(r.join("bin"), b"\0\x01").unwrap();
+    assert_eq!(
+        ok(r, &["diff"]),
+        "diff --git a/bin b/bin\nnew file mode 100644\nBinary files /dev/null and b/bin differ\n\
+         diff --git a/f b/f\n--- a/f\n+++ b/f\n@@ -1,2 +1,2 @@\n a\n-b\n+B\n\
+         diff --git a/gone b/gone\ndeleted file mode 100644\n--- a/gone\n+++ /dev/null\n@@ -1 +0,0 @@\n-g\n\
+         diff --git a/link b/link\nnew file mode 120000\n--- /dev/null\n+++ b/link\n@@ -0,0 +1 @@\n+f\n\\ No newline at end of file\n\
+         diff --git a/run b/run\nold mode 100644\nnew mode 100755\n"
+    );
+    assert_eq!(
+        ok(r, &["diff", "--stat"]),
+        " bin  | Bin\n f    |   2 +-\n gone |   1 -\n link |   1 +\n run  |   0 \n \
+         5 files changed, 2 insertions(+), 2 deletions(-)\n"
+    );
+    assert_eq!(vst(r, &["diff", "--exit-code"]).status.code(), Some(1));
+}

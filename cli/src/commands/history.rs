@@ -239,8 +239,20 @@ pub fn show(cli: &Cli, spec: Option<&std::ffi::OsStr>) -> Result<ExitCode> {
 pub struct FileDiff {
     path: String,
     status: char,
+    /// Git's mode of each side (100644, 100755, 120000), if present.
+    old_mode: Option<u32>,
+    new_mode: Option<u32>,
     old: Option<Vec<u8>>,
     new: Option<Vec<u8>>,
+}
+
+/// Git's mode of a tree entry (a directory has none here).
+fn mode_of(kind: Option<&EntryKind>) -> Option<u32> {
+    match kind? {
+        EntryKind::File(f) => Some(if f.executable { 0o100755 } else { 0o100644 }),
+        EntryKind::Symlink(_) => Some(0o120000),
+        EntryKind::Dir(_) => None,
+    }
 }
 
 fn stored_bytes(repo: &Repo, kind: Option<&EntryKind>) -> Result<Option<Vec<u8>>> {
@@ -256,15 +268,14 @@ fn stored_bytes(repo: &Repo, kind: Option<&EntryKind>) -> Result<Option<Vec<u8>>
 pub fn diff(
     cli: &Cli,
     revs: &[String],
-    stat: bool,
-    name_status: bool,
+    style: DiffStyle,
     scan: bool,
     paths: &[std::path::PathBuf],
 ) -> Result<ExitCode> {
     let ws = find(cli)?;
     let only = crate::workspace::repo_paths(cli, &ws.root, paths)?;
     // With paths, only what is at or below them.
-    let print_diff = |cli: &Cli, mut files: Vec<FileDiff>, stat: bool, name_status: bool| {
+    let print_diff = |cli: &Cli, mut files: Vec<FileDiff>, style: DiffStyle| {
         files.retain(|f| {
             only.is_empty()
                 || only.iter().any(|p| {
@@ -272,7 +283,7 @@ pub fn diff(
                     p.is_empty() || f.path == p || f.path.starts_with(&format!("{p}/"))
                 })
         });
-        print_diff(cli, &files, stat, name_status)
+        print_diff(cli, &files, style)
     };
     if revs.len() < 2 && !scan {
         let request = crate::watch::Request::Diff { rev: revs.first().cloned() };
@@ -280,7 +291,7 @@ pub fn diff(
             let crate::watch::Response::Diff(files) = answer? else {
                 bail!("the watch daemon answered a diff with something else");
             };
-            return print_diff(cli, files, stat, name_status);
+            return print_diff(cli, files, style);
         }
     }
     let mut worktree = open_worktree(&ws, Access::ReadOnly)?;
@@ -302,7 +313,7 @@ pub fn diff(
             files
         }
     };
-    print_diff(cli, files, stat, name_status)
+    print_diff(cli, files, style)
 }
 
 /// The files that differ between `rev` (default: the commit the files are
@@ -340,9 +351,16 @@ pub fn worktree_diff(
             Some(Found::Dir) | None => None,
         };
         let status = status_letter(d.status());
+        let new_mode = match &d.new {
+            Some(Found::File(f)) => Some(if f.executable { 0o100755 } else { 0o100644 }),
+            Some(Found::Symlink(_)) => Some(0o120000),
+            Some(Found::Dir) | None => None,
+        };
         files.push(FileDiff {
             path: d.path.to_string(),
             status,
+            old_mode: mode_of(d.old.as_ref()),
+            new_mode,
             old: stored_bytes(&repo, d.old.as_ref())?,
             new,
         });
@@ -368,6 +386,8 @@ pub fn tree_diff(
         files.push(FileDiff {
             path: change.path.to_string(),
             status: letter(change.kind()),
+            old_mode: mode_of(change.old.as_ref()),
+            new_mode: mode_of(change.new.as_ref()),
             old: stored_bytes(repo, change.old.as_ref())?,
             new: stored_bytes(repo, change.new.as_ref())?,
         });
@@ -379,13 +399,145 @@ fn is_binary(bytes: &[u8]) -> bool {
     bytes.iter().take(8000).any(|&b| b == 0) || std::str::from_utf8(bytes).is_err()
 }
 
+/// How `vst diff` prints.
+#[derive(Clone, Copy, Default)]
+pub struct DiffStyle {
+    /// A line per file with its count of changed lines (`--stat`).
+    pub stat: bool,
+    /// A line per file with its status letter (`--name-status`).
+    pub name_status: bool,
+    /// Exit status 1 when anything differs (`--exit-code`).
+    pub exit_code: bool,
+}
+
+/// Counts of inserted and deleted lines of a text file's change.
+fn line_counts(old: &str, new: &str) -> (usize, usize) {
+    let d = similar::TextDiff::from_lines(old, new);
+    let (mut ins, mut del) = (0, 0);
+    for change in d.iter_all_changes() {
+        match change.tag() {
+            similar::ChangeTag::Insert => ins += 1,
+            similar::ChangeTag::Delete => del += 1,
+            similar::ChangeTag::Equal => {}
+        }
+    }
+    (ins, del)
+}
+
+/// `files` in git's patch format: `diff --git` headers, file modes,
+/// `Binary files ... differ`, unified hunks with three lines of context.
+fn patch(files: &[FileDiff]) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    for f in files {
+        let (old, new) = (f.old.as_deref().unwrap_or(b""), f.new.as_deref().unwrap_or(b""));
+        let _ = writeln!(out, "diff --git a/{} b/{}", f.path, f.path);
+        match (f.old_mode, f.new_mode) {
+            (None, Some(m)) => {
+                let _ = writeln!(out, "new file mode {m:o}");
+            }
+            (Some(m), None) => {
+                let _ = writeln!(out, "deleted file mode {m:o}");
+            }
+            (Some(a), Some(b)) if a != b => {
+                let _ = writeln!(out, "old mode {a:o}\nnew mode {b:o}");
+            }
+            _ => {}
+        }
+        if old == new && f.old.is_some() && f.new.is_some() {
+            continue;
+        }
+        let a = if f.old.is_some() { format!("a/{}", f.path) } else { "/dev/null".to_owned() };
+        let b = if f.new.is_some() { format!("b/{}", f.path) } else { "/dev/null".to_owned() };
+        if is_binary(old) || is_binary(new) {
+            let _ = writeln!(out, "Binary files {a} and {b} differ");
+            continue;
+        }
+        let _ = writeln!(out, "--- {a}\n+++ {b}");
+        let d = similar::TextDiff::from_lines(
+            std::str::from_utf8(old).expect("checked"),
+            std::str::from_utf8(new).expect("checked"),
+        );
+        for hunk in d.unified_diff().context_radius(3).iter_hunks() {
+            let _ = write!(out, "{hunk}");
+        }
+    }
+    out
+}
+
+/// `text` with git's colours: headers bold, hunk heads cyan, additions
+/// green, removals red.
+fn colour(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + text.len() / 4);
+    for line in text.split_inclusive('\n') {
+        let code = if line.starts_with("diff --git ")
+            || line.starts_with("--- ")
+            || line.starts_with("+++ ")
+            || line.starts_with("new file mode")
+            || line.starts_with("deleted file mode")
+            || line.starts_with("old mode")
+            || line.starts_with("new mode")
+        {
+            "1"
+        } else if line.starts_with("@@") {
+            "36"
+        } else if line.starts_with('+') {
+            "32"
+        } else if line.starts_with('-') {
+            "31"
+        } else {
+            ""
+        };
+        let body = line.strip_suffix('\n').unwrap_or(line);
+        if code.is_empty() {
+            out.push_str(line);
+        } else {
+            out.push_str(&format!("\x1b[{code}m{body}\x1b[m"));
+            if line.ends_with('\n') {
+                out.push('\n');
+            }
+        }
+    }
+    out
+}
+
+/// Writes `text` to standard output; on a terminal through a pager
+/// (`$VST_PAGER`, `$PAGER`, else `less`, which quits at once when it
+/// fits on a screen).
+fn page(text: &str) -> Result<()> {
+    use std::io::IsTerminal;
+    if text.is_empty() || !std::io::stdout().is_terminal() {
+        return Ok(out().write_all(text.as_bytes())?);
+    }
+    let pager = std::env::var("VST_PAGER")
+        .or_else(|_| std::env::var("PAGER"))
+        .unwrap_or_else(|_| "less".to_owned());
+    if pager.is_empty() || pager == "cat" {
+        return Ok(out().write_all(text.as_bytes())?);
+    }
+    let child = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(&pager)
+        .env("LESS", std::env::var("LESS").unwrap_or_else(|_| "FRX".to_owned()))
+        .stdin(std::process::Stdio::piped())
+        .spawn();
+    match child {
+        Ok(mut child) => {
+            if let Some(mut stdin) = child.stdin.take() {
+                // A pager quit early (q) is not an error.
+                let _ = stdin.write_all(text.as_bytes());
+            }
+            child.wait()?;
+            Ok(())
+        }
+        Err(_) => Ok(out().write_all(text.as_bytes())?),
+    }
+}
+
 /// Prints `files` as `diff` does.
-pub fn print_diff(
-    cli: &Cli,
-    files: &[FileDiff],
-    stat: bool,
-    name_status: bool,
-) -> Result<ExitCode> {
+pub fn print_diff(cli: &Cli, files: &[FileDiff], style: DiffStyle) -> Result<ExitCode> {
+    let code =
+        if style.exit_code && !files.is_empty() { ExitCode::FAILURE } else { ExitCode::SUCCESS };
     let mut out = out();
     if cli.json {
         let list: Vec<_> = files
@@ -393,65 +545,66 @@ pub fn print_diff(
             .map(|f| json!({ "path": f.path, "status": status_word(f.status) }))
             .collect();
         writeln!(out, "{}", serde_json::Value::Array(list))?;
-        return Ok(ExitCode::SUCCESS);
+        return Ok(code);
     }
-    let (mut total_ins, mut total_del) = (0usize, 0usize);
-    for f in files {
-        let old = f.old.as_deref().unwrap_or(b"");
-        let new = f.new.as_deref().unwrap_or(b"");
-        if name_status {
+    if style.name_status {
+        for f in files {
             writeln!(out, "{}\t{}", f.status, f.path)?;
-            continue;
         }
-        let binary = is_binary(old) || is_binary(new);
-        if stat {
-            if binary {
-                writeln!(out, " {} | binary", f.path)?;
-            } else {
-                let d = similar::TextDiff::from_lines(
-                    std::str::from_utf8(old).expect("checked"),
-                    std::str::from_utf8(new).expect("checked"),
-                );
-                let (mut ins, mut del) = (0, 0);
-                for change in d.iter_all_changes() {
-                    match change.tag() {
-                        similar::ChangeTag::Insert => ins += 1,
-                        similar::ChangeTag::Delete => del += 1,
-                        similar::ChangeTag::Equal => {}
-                    }
-                }
-                total_ins += ins;
-                total_del += del;
-                writeln!(
-                    out,
-                    " {} | {} {}{}",
-                    f.path,
-                    ins + del,
-                    "+".repeat(ins.min(40)),
-                    "-".repeat(del.min(40))
-                )?;
-            }
-            continue;
-        }
-        writeln!(out, "diff {} ({})", f.path, f.status)?;
-        if binary {
-            writeln!(out, "binary content differs")?;
-            continue;
-        }
-        let d = similar::TextDiff::from_lines(
-            std::str::from_utf8(old).expect("checked"),
-            std::str::from_utf8(new).expect("checked"),
-        );
-        let a = if f.old.is_some() { format!("a/{}", f.path) } else { "/dev/null".to_owned() };
-        let b = if f.new.is_some() { format!("b/{}", f.path) } else { "/dev/null".to_owned() };
-        write!(out, "{}", d.unified_diff().context_radius(3).header(&a, &b))?;
+        return Ok(code);
     }
-    if stat {
+    if style.stat {
+        // As git: names padded to the longest, counts right-aligned, a bar
+        // of at most 40 signs.
+        let rows: Vec<(&str, Option<(usize, usize)>)> = files
+            .iter()
+            .map(|f| {
+                let (old, new) = (f.old.as_deref().unwrap_or(b""), f.new.as_deref().unwrap_or(b""));
+                let counts = (!is_binary(old) && !is_binary(new)).then(|| {
+                    line_counts(
+                        std::str::from_utf8(old).expect("checked"),
+                        std::str::from_utf8(new).expect("checked"),
+                    )
+                });
+                (f.path.as_str(), counts)
+            })
+            .collect();
+        let width = rows.iter().map(|(p, _)| p.chars().count()).max().unwrap_or(0);
+        let most = rows.iter().filter_map(|(_, c)| c.map(|(i, d)| i + d)).max().unwrap_or(0);
+        let digits = most.to_string().len().max(3);
+        let (mut total_ins, mut total_del) = (0usize, 0usize);
+        for (path, counts) in &rows {
+            match counts {
+                None => writeln!(out, " {path:<width$} | {:>digits$}", "Bin")?,
+                Some((ins, del)) => {
+                    total_ins += ins;
+                    total_del += del;
+                    let scale = |n: usize| if most > 40 { (n * 40).div_ceil(most) } else { n };
+                    writeln!(
+                        out,
+                        " {path:<width$} | {:>digits$} {}{}",
+                        ins + del,
+                        "+".repeat(scale(*ins)),
+                        "-".repeat(scale(*del))
+                    )?;
+                }
+            }
+        }
+        let plural =
+            |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
         writeln!(
             out,
-            " {} files changed, {total_ins} insertions(+), {total_del} deletions(-)",
-            files.len()
+            " {}, {}, {}",
+            plural(files.len(), "file changed", "files changed"),
+            plural(total_ins, "insertion(+)", "insertions(+)"),
+            plural(total_del, "deletion(-)", "deletions(-)")
         )?;
+        return Ok(code);
     }
-    Ok(ExitCode::SUCCESS)
+    drop(out);
+    let text = patch(files);
+    use std::io::IsTerminal;
+    let coloured = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    page(&if coloured { colour(&text) } else { text })?;
+    Ok(code)
 }
