@@ -51,7 +51,10 @@ impl<'a, 'py> FromPyObject<'a, 'py> for PathArg {
 
     fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
         let bytes = path_bytes(&obj)?;
-        RepoPath::try_from(bytes.as_slice()).map(PathArg).map_err(err)
+        RepoPath::try_from(bytes.as_slice()).map(PathArg).map_err(|e| {
+            let path = String::from_utf8_lossy(&bytes);
+            VstError::new_err(format!("invalid path {path:?}: {}", common::message(&e)))
+        })
     }
 }
 
