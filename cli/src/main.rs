@@ -65,12 +65,25 @@ fn run(cli: &Cli) -> Result<ExitCode> {
             // Into memory first: the generator panics on a closed pipe.
             let mut script = Vec::new();
             clap_complete::generate(*shell, &mut command, "vst", &mut script);
-            std::io::stdout().write_all(&script)?;
+            if cli.json {
+                let script = String::from_utf8_lossy(&script);
+                let value = serde_json::json!({ "shell": shell.to_string(), "script": script });
+                writeln!(std::io::stdout(), "{value}")?;
+            } else {
+                std::io::stdout().write_all(&script)?;
+            }
             Ok(std::process::ExitCode::SUCCESS)
         }
         Command::Man => {
             use clap::CommandFactory;
-            clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
+            let mut page = Vec::new();
+            clap_mangen::Man::new(Cli::command()).render(&mut page)?;
+            if cli.json {
+                let value = serde_json::json!({ "man": String::from_utf8_lossy(&page) });
+                println!("{value}");
+            } else {
+                std::io::Write::write_all(&mut std::io::stdout(), &page)?;
+            }
             Ok(std::process::ExitCode::SUCCESS)
         }
         Command::Log { rev, max, oneline, paths } => {

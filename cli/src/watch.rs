@@ -299,7 +299,9 @@ fn stop(cli: &Cli, repo_dir: &Path, root: &Path) -> Result<ExitCode> {
             answer?;
         }
         None => {
-            if !cli.quiet {
+            if cli.json {
+                writeln!(out(), "{}", json!({ "root": root, "stopped": false, "running": false }))?;
+            } else if !cli.quiet {
                 writeln!(out(), "no watch daemon runs for {}", root.display())?;
             }
             return Ok(ExitCode::SUCCESS);
@@ -315,7 +317,9 @@ fn stop(cli: &Cli, repo_dir: &Path, root: &Path) -> Result<ExitCode> {
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    if !cli.quiet {
+    if cli.json {
+        writeln!(out(), "{}", json!({ "root": root, "stopped": true, "running": false }))?;
+    } else if !cli.quiet {
         writeln!(out(), "stopped watching {}", root.display())?;
     }
     Ok(ExitCode::SUCCESS)
@@ -362,7 +366,9 @@ fn background(cli: &Cli, repo_dir: &Path, root: &Path) -> Result<ExitCode> {
         }
         std::thread::sleep(Duration::from_millis(10));
     };
-    if !cli.quiet {
+    if cli.json {
+        writeln!(out(), "{}", json!({ "root": root, "running": true, "pid": pid }))?;
+    } else if !cli.quiet {
         writeln!(
             out(),
             "watching {} (daemon process {pid}); `vst watch --stop` stops it",

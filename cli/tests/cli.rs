@@ -942,3 +942,30 @@ fn diff_speaks_gits_patch_format() {
     );
     assert_eq!(vst(r, &["diff", "--exit-code"]).status.code(), Some(1));
 }
+
+#[test]
+fn status_and_show_print_what_a_git_user_reads() {
+    let dir = repo();
+    let r = dir.path();
+    fs::create_dir_all(r.join("src/deep")).unwrap();
+    fs::write(r.join("src/deep/a"), "a\n").unwrap();
+    fs::write(r.join("top"), "t\n").unwrap();
+    ok(r, &["commit", "-q", "-m", "one"]);
+    fs::create_dir_all(r.join("new/inner")).unwrap();
+    fs::write(r.join("new/inner/f"), "f\n").unwrap();
+    fs::create_dir(r.join("empty")).unwrap();
+    fs::write(r.join("src/deep/a"), "changed\n").unwrap();
+    // Files, not each new directory again; an empty directory still shows.
+    assert_eq!(ok(r, &["status"]), "A empty\nA new/inner/f\nM src/deep/a\n");
+    // From a subdirectory, paths are relative to it.
+    assert_eq!(ok(&r.join("src"), &["status"]), "A ../empty\nA ../new/inner/f\nM deep/a\n");
+    // JSON keeps every path, from the root.
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(&r.join("src"), &["--json", "status"])).unwrap();
+    assert_eq!(json["changes"].as_array().unwrap().len(), 5, "{json}");
+    ok(r, &["commit", "-q", "-m", "two"]);
+    // show: the date, and the status letters.
+    let show = ok(r, &["show"]);
+    assert!(show.contains("\ndate   20"), "{show}");
+    assert!(show.ends_with("A empty\nA new/inner/f\nM src/deep/a\n"), "{show}");
+}

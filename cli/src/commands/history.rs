@@ -173,6 +173,21 @@ pub fn cat(cli: &Cli, spec: &std::ffi::OsStr) -> Result<ExitCode> {
         bail!("`vst cat` needs REV:PATH, the path of a file");
     }
     let tree = read::read_commit(repo.store().as_ref(), rev::resolve(&repo, rev)?)?.tree;
+    if cli.json {
+        let Some(EntryKind::File(f)) = read::lookup(repo.store().as_ref(), tree, &path)? else {
+            bail!("{rev} has no file at {path}");
+        };
+        let bytes = read::read_blob(repo.store().as_ref(), &f)?;
+        let value = json!({
+            "path": path.to_string(),
+            "id": f.id.to_string(),
+            "size": f.size,
+            "executable": f.executable,
+            "text": std::str::from_utf8(&bytes).ok(),
+        });
+        writeln!(out(), "{value}")?;
+        return Ok(ExitCode::SUCCESS);
+    }
     read::copy_file(repo.store().as_ref(), tree, &path, &mut out())?;
     Ok(ExitCode::SUCCESS)
 }
@@ -225,9 +240,35 @@ pub fn show(cli: &Cli, spec: Option<&std::ffi::OsStr>) -> Result<ExitCode> {
             .collect();
         writeln!(out, "{value}")?;
     } else {
-        writeln!(out, "commit {id}\nauthor {}\n\n    {}\n", c.author, c.message.trim_end())?;
-        for ch in changes {
-            writeln!(out, "{:?} {}", ch.kind(), ch.path)?;
+        writeln!(out, "commit {id}")?;
+        if c.parents.len() > 1 {
+            let parents: Vec<String> =
+                c.parents.iter().map(|p| format!("{:.12}", p.to_string())).collect();
+            writeln!(out, "merge  {}", parents.join(" "))?;
+        }
+        writeln!(
+            out,
+            "author {}\ndate   {}\n\n    {}\n",
+            c.author,
+            utc(c.time.unix_us),
+            c.message.trim_end().replace('\n', "\n    ")
+        )?;
+        // As `status` lists them: a directory shows through what it holds
+        // (an empty one still shows).
+        let paths: Vec<String> = changes.iter().map(|ch| ch.path.to_string()).collect();
+        let above: std::collections::HashSet<&str> =
+            paths.iter().flat_map(|p| p.match_indices('/').map(move |(i, _)| &p[..i])).collect();
+        let dir_only = |ch: &vst::Change| {
+            matches!(
+                (&ch.old, &ch.new),
+                (Some(EntryKind::Dir(_)) | None, Some(EntryKind::Dir(_)) | None)
+            )
+        };
+        for (ch, path) in changes.iter().zip(&paths) {
+            if dir_only(ch) && above.contains(path.as_str()) {
+                continue;
+            }
+            writeln!(out, "{} {}", letter(ch.kind()), ch.path)?;
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -44,7 +44,9 @@ pub fn init(
     };
     Repo::init(&repo_dir, &store, &settings)
         .with_context(|| format!("creating the repository in {}", repo_dir.display()))?;
-    if !cli.quiet {
+    if cli.json {
+        writeln!(out(), "{}", json!({ "repository": repo_dir, "root": root }))?;
+    } else if !cli.quiet {
         writeln!(out(), "initialized an empty vst repository in {}", repo_dir.display())?;
     }
     Ok(ExitCode::SUCCESS)
@@ -189,7 +191,7 @@ pub fn status(cli: &Cli, paths: &[PathBuf], scan: bool) -> Result<ExitCode> {
             let watch::Response::Status(report) = answer? else {
                 bail!("the watch daemon answered a status with something else");
             };
-            return print_status(cli, &report);
+            return print_status(cli, &ws.root, &report);
         }
     }
     let mut worktree = open_worktree(&ws, Access::ReadOnly)?;
@@ -205,7 +207,7 @@ pub fn status(cli: &Cli, paths: &[PathBuf], scan: bool) -> Result<ExitCode> {
     let report = report?;
     // Refreshing the index makes the next status cheap.
     save_index(&mut worktree);
-    print_status(cli, &report)
+    print_status(cli, &ws.root, &report)
 }
 
 /// What `vst status` prints (and the watch daemon sends).
@@ -250,7 +252,20 @@ pub fn status_in(worktree: &mut WorkTree, scan: &ScanOptions<'_>) -> Result<Stat
     })
 }
 
-fn print_status(cli: &Cli, report: &StatusReport) -> Result<ExitCode> {
+/// `path` (relative to the root) as seen from `cwd` (also relative to the
+/// root): git's way of showing paths from a subdirectory.
+fn relative_to(path: &str, cwd: &str) -> String {
+    if cwd.is_empty() {
+        return path.to_owned();
+    }
+    let (p, c): (Vec<&str>, Vec<&str>) = (path.split('/').collect(), cwd.split('/').collect());
+    let common = p.iter().zip(&c).take_while(|(a, b)| a == b).count();
+    let mut out: Vec<&str> = vec![".."; c.len() - common];
+    out.extend(&p[common..]);
+    out.join("/")
+}
+
+fn print_status(cli: &Cli, root: &Path, report: &StatusReport) -> Result<ExitCode> {
     let short = |c: &Option<String>| short(c.as_deref());
     if cli.json {
         let list: Vec<_> = report
@@ -307,9 +322,24 @@ fn print_status(cli: &Cli, report: &StatusReport) -> Result<ExitCode> {
             writeln!(out(), "clean: the working directory matches HEAD")?;
         }
     } else {
+        // Files, not every directory again: a directory that came or went
+        // shows through what it holds (an empty one still shows).
+        let above: std::collections::HashSet<&str> = report
+            .changes
+            .iter()
+            .flat_map(|(_, path)| path.match_indices('/').map(move |(i, _)| &path[..i]))
+            .collect();
+        // Paths from the current directory, as git shows them.
+        let start = crate::workspace::start_dir(cli)?;
+        let root = root.canonicalize().unwrap_or_else(|_| root.to_owned());
+        let cwd = start.strip_prefix(&root).map(|p| p.to_string_lossy().into_owned());
+        let cwd = cwd.unwrap_or_default();
         let mut out = out();
         for (status, path) in &report.changes {
-            writeln!(out, "{} {}", status_letter(status), path)?;
+            if status != "type_changed" && above.contains(path.as_str()) {
+                continue;
+            }
+            writeln!(out, "{} {}", status_letter(status), relative_to(path, &cwd))?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -408,7 +438,16 @@ pub fn checkout(cli: &Cli, spec: &str, into: Option<&Path>, force: bool) -> Resu
             .with_context(|| format!("checking out {spec} into {}", target.display()));
         bar.finish_and_clear();
         let stats = stats?;
-        if !cli.quiet {
+        if cli.json {
+            let value = json!({
+                "rev": spec,
+                "into": target,
+                "files_written": stats.files_written,
+                "dirs_created": stats.dirs_created,
+                "symlinks_created": stats.symlinks_created,
+            });
+            writeln!(out(), "{value}")?;
+        } else if !cli.quiet {
             writeln!(
                 out(),
                 "checked out {spec} into {}: {} files, {} directories, {} symlinks",
@@ -431,6 +470,22 @@ pub fn checkout(cli: &Cli, spec: &str, into: Option<&Path>, force: bool) -> Resu
         _ => Head::Detached(target.object_id()),
     };
     let stats = check_out(cli, &mut worktree, target, &head, force, spec)?;
+    if cli.json {
+        let branch = match &head {
+            Head::Branch(b) => Some(b.as_str().to_owned()),
+            Head::Detached(_) => None,
+        };
+        let value = json!({
+            "rev": spec,
+            "commit": target.to_string(),
+            "branch": branch,
+            "files_written": stats.files_written,
+            "removed": stats.removed,
+            "kept_unknown": stats.kept_unknown,
+        });
+        writeln!(out(), "{value}")?;
+        return Ok(ExitCode::SUCCESS);
+    }
     if let Head::Detached(_) = head
         && !cli.quiet
     {
