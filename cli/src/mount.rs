@@ -116,11 +116,14 @@ pub fn mount(repo: &Repo, target: Target, args: &MountArgs, quiet: bool) -> Resu
     if args.background && !args.serve_detached {
         return background(repo.dir(), Some(target), args, &mountpoint, &what, quiet);
     }
+    let bar = crate::workspace::spinner(&format!("reading {what}"), quiet);
     let view = match target {
         Target::Commit(id) => View::commit(repo.store().as_ref(), id),
         Target::All => View::all(repo),
     }
-    .with_context(|| format!("reading {what}"))?;
+    .with_context(|| format!("reading {what}"));
+    bar.finish_and_clear();
+    let view = view?;
     let options = mount_options(args)?;
     let stop = stop_flag(args)?;
     let mounted = vst_fuse::spawn_mount(repo.store(), view, &mountpoint, &options)

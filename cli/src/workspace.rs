@@ -203,8 +203,12 @@ impl Bar {
 }
 
 /// A spinner with the elapsed time for a long operation that does not
-/// report its progress; draws nothing when stderr is not a terminal.
-pub fn spinner(message: &str) -> indicatif::ProgressBar {
+/// report its progress; draws nothing when stderr is not a terminal, or
+/// with `quiet`.
+pub fn spinner(message: &str, quiet: bool) -> indicatif::ProgressBar {
+    if quiet {
+        return indicatif::ProgressBar::hidden();
+    }
     let bar = indicatif::ProgressBar::new_spinner();
     bar.set_style(
         indicatif::ProgressStyle::with_template("{spinner} {msg} ({elapsed})")

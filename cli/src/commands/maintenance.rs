@@ -16,8 +16,10 @@ use crate::workspace::{find, open, spinner};
 pub fn fsck(cli: &Cli, read_data: bool) -> Result<ExitCode> {
     let ws = find(cli)?;
     let repo = open(&ws, Access::ReadOnly)?;
-    let bar =
-        spinner(if read_data { "checking every object and byte" } else { "checking every object" });
+    let bar = spinner(
+        if read_data { "checking every object and byte" } else { "checking every object" },
+        cli.quiet,
+    );
     let report = repo.fsck(if read_data { ReadData::Yes } else { ReadData::No });
     bar.finish_and_clear();
     let report = report?;
@@ -73,7 +75,7 @@ pub fn gc(cli: &Cli, dry_run: bool, grace_hours: u64) -> Result<ExitCode> {
     let ws = find(cli)?;
     let repo = open(&ws, Access::ReadWrite)?;
     let mode = if dry_run { GcMode::DryRun } else { GcMode::Collect };
-    let bar = spinner("collecting garbage");
+    let bar = spinner("collecting garbage", cli.quiet);
     let stats = repo.gc(std::time::Duration::from_secs(grace_hours.saturating_mul(3600)), mode);
     bar.finish_and_clear();
     let stats = stats?;

@@ -433,7 +433,7 @@ pub fn checkout(cli: &Cli, spec: &str, into: Option<&Path>, force: bool) -> Resu
         let repo = crate::workspace::open(&ws, Access::ReadOnly)?;
         let tree = vst::read::read_commit(repo.store().as_ref(), rev::resolve(&repo, spec)?)?.tree;
         let target = crate::workspace::start_dir(cli)?.join(dir);
-        let bar = crate::workspace::spinner(&format!("checking out {spec}"));
+        let bar = crate::workspace::spinner(&format!("checking out {spec}"), cli.quiet);
         let stats = vst::checkout(repo.store().as_ref(), tree, &target)
             .with_context(|| format!("checking out {spec} into {}", target.display()));
         bar.finish_and_clear();
