@@ -119,8 +119,12 @@ fn edit(rng: &mut Rng, root: &Path, outside: &Path) {
             // Out of the tree, or back in.
             let away = outside.join("away");
             if away.symlink_metadata().is_err() {
-                if fa.symlink_metadata().is_ok() {
-                    let _ = fs::rename(&fa, &away);
+                if fa.symlink_metadata().is_ok()
+                    && fs::rename(&fa, &away).is_ok()
+                    && rng.below(2) == 0
+                {
+                    // And something new where it was, at once.
+                    let _ = fs::create_dir(&fa).and_then(|()| fs::write(fa.join("d.txt"), b"new"));
                 }
             } else if parent_dir(&fa) && fa.symlink_metadata().is_err() {
                 let _ = fs::rename(&away, &fa);
@@ -472,4 +476,25 @@ fn a_reader_of_the_index_waits_for_a_save_under_way() {
     wt.save_locked(lock).unwrap();
     // It read the saved index, not the one before the commit.
     assert_eq!(reader.join().unwrap(), commit);
+}
+
+#[test]
+fn a_directory_made_where_one_moved_out_stays_watched() {
+    let _guard = limit_guard();
+    let (dir, mut wt) = watched_tree(20);
+    let root = wt.root().to_owned();
+    status(&mut wt, false);
+    // Out, and a new directory of the same name at once (one query later
+    // the old one's watches go: the new one's must not).
+    fs::rename(root.join("d1"), dir.path().join("away")).unwrap();
+    fs::create_dir(root.join("d1")).unwrap();
+    fs::write(root.join("d1/new"), b"1").unwrap();
+    status(&mut wt, false);
+    let options = CommitOptions { message: "swap".into(), ..Default::default() };
+    wt.commit(&options, Empty::Skip, &ScanOptions::default()).unwrap();
+    status(&mut wt, false);
+    fs::write(root.join("d1/new"), b"changed").unwrap();
+    let (changes, looked) = status(&mut wt, false);
+    assert_eq!(changes, vec![("d1/new".to_owned(), "modified")], "{looked:?}");
+    assert_eq!(changes, fresh_status(wt.repo().dir(), &root));
 }

@@ -376,9 +376,11 @@ struct Inner {
     shared: Arc<Shared>,
     dirs: HashMap<i32, Dir>,
     cookie_wd: i32,
-    /// Directories moved away (`IN_MOVED_FROM`), by rename cookie: if no
-    /// `IN_MOVED_TO` comes before the next query, they left the tree.
-    moved_out: HashMap<u32, RepoPath>,
+    /// Directories moved away (`IN_MOVED_FROM`), by rename cookie, with
+    /// the watches they and their subdirectories had: if no `IN_MOVED_TO`
+    /// comes before the next query, they left the tree, and those watches
+    /// go (only those: a new directory may have the old one's path).
+    moved_out: HashMap<u32, Vec<(i32, RepoPath)>>,
 }
 
 /// Room for many events per read (each is 16 bytes and a name).
@@ -485,7 +487,9 @@ impl Inner {
             return;
         }
         if is_dir && mask.contains(ReadFlags::MOVED_FROM) {
-            self.moved_out.insert(cookie, path.clone());
+            let watches = self.below(&path).into_iter().map(|wd| (wd, self.dirs[&wd].path.clone()));
+            let watches = watches.collect();
+            self.moved_out.insert(cookie, watches);
         }
         if is_dir && mask.intersects(ReadFlags::CREATE | ReadFlags::MOVED_TO) {
             self.moved_out.remove(&cookie);
@@ -501,8 +505,14 @@ impl Inner {
         }
         // A directory moved away with no arrival queued before the cookie
         // left the tree: its watches go.
-        for (_, gone) in std::mem::take(&mut self.moved_out) {
-            self.unwatch_below(&gone);
+        for (_, watches) in std::mem::take(&mut self.moved_out) {
+            for (wd, path) in watches {
+                // Still where the move found it (not re-watched elsewhere).
+                if self.dirs.get(&wd).is_some_and(|d| d.path == path) {
+                    self.dirs.remove(&wd);
+                    let _ = inotify::remove_watch(&*self.fd, wd);
+                }
+            }
         }
         // A watcher that could not watch everything tries again at each
         // query (the limit may have been raised).
@@ -550,13 +560,6 @@ impl Inner {
     /// The watches at and below `path`.
     fn below(&self, path: &RepoPath) -> Vec<i32> {
         self.dirs.iter().filter(|(_, d)| d.path.starts_with(path)).map(|(wd, _)| *wd).collect()
-    }
-
-    fn unwatch_below(&mut self, path: &RepoPath) {
-        for wd in self.below(path) {
-            self.dirs.remove(&wd);
-            let _ = inotify::remove_watch(&self.fd, wd);
-        }
     }
 
     /// Watches the directory `path` and every directory below it that is
