@@ -103,6 +103,12 @@ fn seed(c: &mut Criterion) {
                 }
             })
         });
+        // The same files through the batch hasher: SIMD lanes, one thread.
+        group.bench_with_input(BenchmarkId::new("hash_many", n), &files, |b, files| {
+            let contents: Vec<&[u8]> =
+                files.iter().map(|(_, content)| content.as_slice()).collect();
+            b.iter(|| black_box(vst_cas::batch_hash::hash_many(&contents)))
+        });
     }
     group.finish();
 }
