@@ -294,12 +294,13 @@ fn snapshot(c: &mut Criterion) {
 }
 
 /// Where parallel hashing starts to pay: a batch of 1 KiB files hashed on
-/// one thread or on all cores, and one large blob hashed by `update` or
+/// one thread or on all cores (one call per file, or the batch hasher),
+/// and one large blob hashed by `update` or
 /// `update_rayon`.
 fn threshold(c: &mut Criterion) {
     let mut group = c.benchmark_group("threshold");
     let mut rng = Rng(99);
-    for files in [4usize, 16, 32, 64, 128, 256] {
+    for files in [4usize, 16, 32, 64, 128, 256, 512, 1024] {
         let batch: Vec<Vec<u8>> = (0..files).map(|_| rng.bytes(FILE_LEN)).collect();
         group.throughput(Throughput::Bytes((files * FILE_LEN) as u64));
         let kib = files * FILE_LEN / 1024;
@@ -308,6 +309,19 @@ fn threshold(c: &mut Criterion) {
         });
         group.bench_with_input(BenchmarkId::new("batch_par_kib", kib), &batch, |b, batch| {
             b.iter(|| batch.par_iter().map(|f| blake3::hash(f)).collect::<Vec<_>>())
+        });
+        // The batch hasher (SIMD lanes) on one thread, and on all cores in
+        // runs as `vst::hash_blobs` splits them.
+        group.bench_with_input(BenchmarkId::new("lanes_seq_kib", kib), &batch, |b, batch| {
+            b.iter(|| vst_cas::batch_hash::hash_many(batch))
+        });
+        group.bench_with_input(BenchmarkId::new("lanes_par_kib", kib), &batch, |b, batch| {
+            b.iter(|| {
+                batch
+                    .par_chunks(vst::PARALLEL_BATCH_RUN_LEN)
+                    .map(vst_cas::batch_hash::hash_many)
+                    .collect::<Vec<_>>()
+            })
         });
     }
     for kib in [64usize, 128, 256, 512, 1024, 4096] {

@@ -45,6 +45,7 @@ use rayon::prelude::*;
 use smallvec::SmallVec;
 use vst_cas::{Durability, ObjectId, Store};
 
+use crate::blob_hash::{hash_blob, hash_blobs};
 use crate::commit::{Commit, Timestamp};
 use crate::error::{Error, Result};
 use crate::id::{BlobId, CommitId, TreeId};
@@ -53,24 +54,12 @@ use crate::name::{Name, RepoPath};
 use crate::read;
 use crate::tree::{EntryKind, FileEntry, SymlinkTarget, WireKind, encode_entries};
 
-/// Content at least this long is hashed with BLAKE3's multi-threaded
-/// `update_rayon`. Below it, waking a second core (about 20 µs on the
-/// project's 2-core machines) costs more than it saves. Measured with
-/// `cargo bench --bench commit -- threshold/blob`: see ARCHITECTURE.md.
-pub const PARALLEL_BLOB_LEN_MIN: usize = 128 * 1024;
-
 /// A commit with at least this many changed directories hashes sibling
 /// subtrees on all cores. Measured: a first commit of 10k files (about 1,200
 /// new directories) is 1.5x faster on two cores, while commits touching a
 /// few hundred directories were 5-25% slower in parallel. Measured with `cargo bench --bench
 /// commit -- import`: see ARCHITECTURE.md.
 pub const PARALLEL_DIRTY_DIRS_MIN: usize = 1024;
-
-/// A batch of writes whose content adds up to at least this many bytes is
-/// hashed on all cores (one file per task); a smaller batch is hashed on the
-/// calling thread. Measured with `cargo bench --bench commit --
-/// threshold/batch`: see ARCHITECTURE.md.
-pub const PARALLEL_BATCH_LEN_MIN: usize = 32 * 1024;
 
 /// A directory in the working set.
 #[derive(Clone, Default)]
@@ -363,18 +352,14 @@ impl WorkingSet {
         Ok(id)
     }
 
-    /// Writes several files: hashes them (on all cores when the batch is
-    /// large enough to pay for waking them, [`PARALLEL_BATCH_LEN_MIN`]),
-    /// puts the content into the store in one batch, then records each file
+    /// Writes several files: hashes them ([`crate::hash_blobs`]: side by
+    /// side in SIMD lanes, on all cores when the batch is large enough to
+    /// pay for waking them, [`crate::PARALLEL_BATCH_LEN_MIN`]), puts the content into the store in one batch, then records each file
     /// as [`WorkingSet::write`] would. On an error, the files before the
     /// failing one stay written.
     pub fn write_batch(&mut self, files: &[FileWrite<'_>]) -> Result<()> {
-        let total: usize = files.iter().map(|f| f.content.len()).sum();
-        let ids: Vec<BlobId> = if total >= PARALLEL_BATCH_LEN_MIN && files.len() > 1 {
-            files.par_iter().map(|f| hash_blob(f.content)).collect()
-        } else {
-            files.iter().map(|f| hash_blob(f.content)).collect()
-        };
+        let contents: Vec<&[u8]> = files.iter().map(|f| f.content).collect();
+        let ids = hash_blobs(&contents);
         // One batch rather than puts from the hashing threads: measured, the
         // store's lock contended and made a 1000-file batch 8% slower.
         let objects: Vec<(ObjectId, &[u8])> =
@@ -644,17 +629,6 @@ fn replace_leaf(
             dir.children.insert(Name::from_valid(name), node);
             Ok(Edited::Changed)
         }
-    }
-}
-
-/// BLAKE3 of file content, on all cores for large content.
-fn hash_blob(content: &[u8]) -> BlobId {
-    if content.len() >= PARALLEL_BLOB_LEN_MIN {
-        let mut hasher = blake3::Hasher::new();
-        hasher.update_rayon(content);
-        BlobId::new(hasher.finalize().into())
-    } else {
-        BlobId::of(content)
     }
 }
 
