@@ -365,8 +365,71 @@ impl WorkingSet {
         let objects: Vec<(ObjectId, &[u8])> =
             ids.iter().zip(files).map(|(id, f)| (id.object_id(), f.content)).collect();
         self.current.store.put_batch(&objects)?;
-        for (id, f) in ids.into_iter().zip(files) {
-            self.record_content(f.path, id, f.content.len() as u64)?;
+        self.record_batch(files, &ids)
+    }
+
+    /// Records each of `files` with its id, as [`WorkingSet::record_content`]
+    /// in order would, but walking down to each directory once: the files
+    /// are grouped by parent directory (in order of first appearance, each
+    /// group in batch order), and each group is recorded in one edit.
+    ///
+    /// Grouping reorders files of different directories, which matters
+    /// only when one fails (a file where another file needs a directory, a
+    /// full directory): then the state from before the batch is put back
+    /// (an O(1) clone of the root, taken first) and the files are recorded
+    /// one by one, so the outcome, error included, is that of the plain
+    /// loop.
+    fn record_batch(&mut self, files: &[FileWrite<'_>], ids: &[BlobId]) -> Result<()> {
+        if files.len() < 2 {
+            return self.record_each(files, ids);
+        }
+        let mut groups: Vec<SmallVec<[usize; 8]>> = Vec::new();
+        let mut group_of: HashMap<&[u8], usize> = HashMap::new();
+        let mut last: Option<(&[u8], usize)> = None;
+        for (i, f) in files.iter().enumerate() {
+            let Some((parent, _)) = f.path.split_last_bytes() else {
+                // The root is no file: let the plain loop report it.
+                return self.record_each(files, ids);
+            };
+            // Consecutive files are often in one directory: skip the map.
+            let g = match last {
+                Some((p, g)) if p == parent => g,
+                _ => *group_of.entry(parent).or_insert_with(|| {
+                    groups.push(SmallVec::new());
+                    groups.len() - 1
+                }),
+            };
+            last = Some((parent, g));
+            groups[g].push(i);
+        }
+        let before = (self.current.root.clone(), self.dirty_dirs, self.prepared.clone());
+        for group in &groups {
+            let first = files[group[0]].path;
+            let recorded = self.edit_dir(first, "written", Missing::Create, |dir| {
+                let mut edited = Edited::Unchanged;
+                for &i in group {
+                    let f = &files[i];
+                    let (_, name) = f.path.split_last_bytes().expect("grouped paths have a parent");
+                    if record_leaf(dir, name, f.path, ids[i], f.content.len() as u64)?
+                        == Edited::Changed
+                    {
+                        edited = Edited::Changed;
+                    }
+                }
+                Ok(edited)
+            });
+            if recorded.is_err() {
+                (self.current.root, self.dirty_dirs, self.prepared) = before;
+                return self.record_each(files, ids);
+            }
+        }
+        Ok(())
+    }
+
+    /// Records `files` one by one, stopping at the first error.
+    fn record_each(&mut self, files: &[FileWrite<'_>], ids: &[BlobId]) -> Result<()> {
+        for (f, id) in files.iter().zip(ids) {
+            self.record_content(f.path, *id, f.content.len() as u64)?;
         }
         Ok(())
     }
@@ -388,13 +451,7 @@ impl WorkingSet {
     /// that is already there.
     fn record_content(&mut self, path: &RepoPath, id: BlobId, size: u64) -> Result<()> {
         self.edit(path, "written", Missing::Create, |dir, name| {
-            replace_leaf(dir, name, path, |old| match old {
-                Some(Node::File(f)) if f.id == id && f.size == size => None,
-                Some(Node::File(f)) => {
-                    Some(Node::File(FileEntry { id, size, executable: f.executable }))
-                }
-                _ => Some(Node::File(FileEntry { id, size, executable: false })),
-            })
+            record_leaf(dir, name, path, id, size)
         })
     }
 
@@ -504,14 +561,24 @@ impl WorkingSet {
         missing: Missing,
         edit: impl FnOnce(&mut Dir, &'p [u8]) -> Result<Edited>,
     ) -> Result<()> {
-        let (parent, name) = path.split_last_bytes().ok_or(Error::Root { op })?;
+        let (_, name) = path.split_last_bytes().ok_or(Error::Root { op })?;
+        self.edit_dir(path, op, missing, |dir| edit(dir, name))
+    }
+
+    /// Runs `edit` on the parent directory of `path`, as [`Self::edit`]
+    /// does (`path` names that directory in errors).
+    fn edit_dir(
+        &mut self,
+        path: &RepoPath,
+        op: &'static str,
+        missing: Missing,
+        edit: impl FnOnce(&mut Dir) -> Result<Edited>,
+    ) -> Result<()> {
+        let (parent, _) = path.split_last_bytes().ok_or(Error::Root { op })?;
         let parents = parent.split(|&b| b == b'/').filter(|c| !c.is_empty());
         let mut dirtied =
             Dirtied { generation: self.current.generation, count: 0, released: SmallVec::new() };
-        let edited =
-            edit_at(&mut self.current.root, path, parents, 0, missing, &mut dirtied, |dir| {
-                edit(dir, name)
-            });
+        let edited = edit_at(&mut self.current.root, path, parents, 0, missing, &mut dirtied, edit);
         // Directories created on the way count even if the edit then failed.
         self.dirty_dirs += dirtied.count;
         for id in dirtied.released {
@@ -606,6 +673,22 @@ fn check_room(dir: &Dir, path: &RepoPath, depth: usize) -> Result<()> {
         return Err(Error::TooManyEntries { path: path.prefix(depth) });
     }
     Ok(())
+}
+
+/// Points `name` in `dir` (at `path`) at new content, keeping the
+/// executable bit of a file that is already there.
+fn record_leaf(
+    dir: &mut Dir,
+    name: &[u8],
+    path: &RepoPath,
+    id: BlobId,
+    size: u64,
+) -> Result<Edited> {
+    replace_leaf(dir, name, path, |old| match old {
+        Some(Node::File(f)) if f.id == id && f.size == size => None,
+        Some(Node::File(f)) => Some(Node::File(FileEntry { id, size, executable: f.executable })),
+        _ => Some(Node::File(FileEntry { id, size, executable: false })),
+    })
 }
 
 /// Puts the node `new(old)` at `name`, unless it is `None` (nothing to
