@@ -28,6 +28,34 @@ pub const PARALLEL_BATCH_LEN_MIN: usize = 512 * 1024;
 /// sixteen lanes, and enough tasks for rayon to balance uneven sizes.
 pub const PARALLEL_BATCH_RUN_LEN: usize = 64;
 
+/// Bytes a run of [`runs`] holds at most, besides a larger item alone.
+pub const RUN_LEN_MAX: u64 = 1 << 20;
+
+/// Splits `items` into runs, in order, of at most [`PARALLEL_BATCH_RUN_LEN`]
+/// items and [`RUN_LEN_MAX`] bytes by `len` (a larger item is a run of its
+/// own): what one task reads before hashing the run with [`hash_blobs`], so
+/// that memory stays bounded and rayon has tasks to balance.
+pub(crate) fn runs<T>(items: Vec<T>, len: impl Fn(&T) -> u64) -> Vec<Vec<T>> {
+    let mut runs: Vec<Vec<T>> = Vec::new();
+    let mut run_len = 0;
+    for item in items {
+        let item_len = len(&item);
+        match runs.last_mut() {
+            Some(run)
+                if run.len() < PARALLEL_BATCH_RUN_LEN && run_len + item_len <= RUN_LEN_MAX =>
+            {
+                run.push(item);
+                run_len += item_len;
+            }
+            _ => {
+                runs.push(vec![item]);
+                run_len = item_len;
+            }
+        }
+    }
+    runs
+}
+
 /// The blob id of `content`: BLAKE3, on all cores for large content.
 pub fn hash_blob(content: &[u8]) -> BlobId {
     if content.len() >= PARALLEL_BLOB_LEN_MIN {
@@ -81,6 +109,19 @@ pub fn hash_blobs<T: AsRef<[u8]> + Sync>(contents: &[T]) -> Vec<BlobId> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn runs_keep_order_and_bounds() {
+        let lens: Vec<u64> =
+            [5, RUN_LEN_MAX, 1, RUN_LEN_MAX - 1, 1, 2].into_iter().chain([10; 200]).collect();
+        let runs = runs(lens.clone(), |&l| l);
+        assert_eq!(runs.concat(), lens, "every item once, in order");
+        assert_eq!(runs[..3], [vec![5], vec![RUN_LEN_MAX], vec![1, RUN_LEN_MAX - 1]]);
+        for run in &runs {
+            assert!(run.len() <= PARALLEL_BATCH_RUN_LEN);
+            assert!(run.len() == 1 || run.iter().sum::<u64>() <= RUN_LEN_MAX);
+        }
+    }
 
     #[test]
     fn hash_blobs_equals_hash_blob_on_every_path() {

@@ -238,11 +238,11 @@ impl ToHash {
         Ok(fs::File::from(fd.map_err(|e| io("read", &self.full)(e.into()))?))
     }
 
-    /// Reads, hashes and (with `store`) stores the file: whole if it is
-    /// small, a piece at a time from [`STREAM_LEN_MIN`] on, so memory stays
-    /// bounded whatever its size. Returns its entry and whether it was
-    /// stored.
-    fn hash(&self, store: Option<&dyn Store>) -> Result<(FileEntry, Option<Vec<u8>>)> {
+    /// Reads the file: whole if it is small, for the caller to hash with
+    /// others; from [`STREAM_LEN_MIN`] on a piece at a time, hashed and
+    /// (with `store`) stored as it is read, so memory stays bounded
+    /// whatever its size.
+    fn read(&self, store: Option<&dyn Store>) -> Result<Read> {
         let executable = self.stat.mode & 0o100 != 0;
         let mut file = self.open()?;
         if self.stat.size >= STREAM_LEN_MIN {
@@ -253,13 +253,20 @@ impl ToHash {
                 }
                 None => hash_reader(&mut file).map_err(io("read", &self.full))?,
             };
-            return Ok((FileEntry { id, size, executable }, None));
+            return Ok(Read::Streamed(FileEntry { id, size, executable }));
         }
         let mut content = Vec::with_capacity(usize::try_from(self.stat.size).unwrap_or(0) + 1);
         std::io::Read::read_to_end(&mut file, &mut content).map_err(io("read", &self.full))?;
-        let entry = FileEntry { id: BlobId::of(&content), size: content.len() as u64, executable };
-        Ok((entry, Some(content)))
+        Ok(Read::Whole { content, executable })
     }
+}
+
+/// A file read by [`ToHash::read`].
+enum Read {
+    /// Hashed (and stored) as it was read.
+    Streamed(FileEntry),
+    /// Read whole, to hash with other files.
+    Whole { content: Vec<u8>, executable: bool },
 }
 
 /// From this length on, a file is read, hashed and stored a piece at a
@@ -995,8 +1002,7 @@ impl Walk {
         let Walk { mut deltas, to_hash, mut skipped, stamp_ns } = self;
         let total = to_hash.len() as u64;
         let done = std::sync::atomic::AtomicU64::new(0);
-        let hash_one = |h: ToHash| {
-            let (file, content) = h.hash(store)?;
+        let finish = |h: ToHash, file: FileEntry, content: Option<Vec<u8>>| {
             let ToHash { path, stat, old, .. } = h;
             if let Some(progress) = progress {
                 let done = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
@@ -1010,14 +1016,40 @@ impl Walk {
                 (!same).then(|| Delta { path: path.clone(), old, new: Some(Found::File(file)) });
             Ok((delta, (path, file, stat)))
         };
+        // Reads a run of files and hashes those read whole side by side in
+        // SIMD lanes (`crate::hash_blobs`).
+        let hash_run = |run: Vec<ToHash>| -> Result<Vec<_>> {
+            let read: Vec<Read> = run.iter().map(|h| h.read(store)).collect::<Result<_>>()?;
+            let whole: Vec<&[u8]> = read
+                .iter()
+                .filter_map(|r| match r {
+                    Read::Whole { content, .. } => Some(content.as_slice()),
+                    Read::Streamed(_) => None,
+                })
+                .collect();
+            let mut ids = crate::hash_blobs(&whole).into_iter();
+            (run.into_iter().zip(read))
+                .map(|(h, r)| match r {
+                    Read::Streamed(file) => finish(h, file, None),
+                    Read::Whole { content, executable } => {
+                        let id = ids.next().expect("one id per file read whole");
+                        let size = content.len() as u64;
+                        finish(h, FileEntry { id, size, executable }, Some(content))
+                    }
+                })
+                .collect()
+        };
         // A few files are read on this thread: waking a worker costs more
         // than reading and hashing a small file.
-        let results: Vec<(Option<Delta>, (RepoPath, FileEntry, DiskStat))> =
-            if to_hash.len() <= HASH_SERIAL_FILES_MAX {
-                to_hash.into_iter().map(hash_one).collect::<Result<_>>()?
-            } else {
-                to_hash.into_par_iter().map(hash_one).collect::<Result<_>>()?
-            };
+        let results: Vec<(Option<Delta>, (RepoPath, FileEntry, DiskStat))> = if to_hash.len()
+            <= HASH_SERIAL_FILES_MAX
+        {
+            hash_run(to_hash)?
+        } else {
+            let runs = crate::blob_hash::runs(to_hash, |h| h.stat.size);
+            let runs: Vec<Vec<_>> = runs.into_par_iter().map(hash_run).collect::<Result<_>>()?;
+            runs.into_iter().flatten().collect()
+        };
         let mut hashed = Vec::with_capacity(results.len());
         for (delta, h) in results {
             deltas.extend(delta);
