@@ -504,7 +504,7 @@ fn name_of(name: &OsStr) -> Result<Name, Errno> {
 }
 
 /// Reads `len` bytes of `file` from `offset`, fewer at its end.
-fn read_at(file: &File, offset: u64, len: u64) -> io::Result<Vec<u8>> {
+pub(crate) fn read_at(file: &File, offset: u64, len: u64) -> io::Result<Vec<u8>> {
     let mut buf = vec![0; usize::try_from(len).map_err(io::Error::other)?];
     let mut filled = 0;
     while filled < buf.len() {
@@ -543,7 +543,7 @@ impl io::Read for RangeReader<'_> {
 /// Puts the first `size` bytes of `file` (an overlay) into `store` and
 /// returns their id: in memory up to [`FINALIZE_IN_MEMORY_LEN_MAX`], else
 /// streamed. The error says what went wrong, for the log.
-fn put_content(store: &dyn Store, file: &File, size: u64) -> Result<BlobId, String> {
+pub(crate) fn put_content(store: &dyn Store, file: &File, size: u64) -> Result<BlobId, String> {
     if size <= FINALIZE_IN_MEMORY_LEN_MAX {
         let bytes = read_at(file, 0, size).map_err(|e| format!("reading its overlay: {e}"))?;
         if bytes.len() as u64 != size {
@@ -1890,8 +1890,13 @@ impl Shared {
                 .collect()
         };
         let mut locked = started.elapsed();
+        let overlays: Vec<(&File, u64)> = batch.iter().map(|c| (&*c.file, c.size)).collect();
         let ids: Vec<Option<BlobId>> =
-            batch.par_iter().map(|c| self.put_overlay(&c.file, c.size, &c.path).ok()).collect();
+            crate::put_batch::put_contents(self.store.as_ref(), &overlays)
+                .into_iter()
+                .zip(&batch)
+                .map(|(id, c)| id.map_err(|e| self.log(&format!("{}: {e}", c.path))).ok())
+                .collect();
         if !batch.is_empty() && self.flush_store().is_err() {
             return locked;
         }
