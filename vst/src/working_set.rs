@@ -881,6 +881,23 @@ fn hash_dirty(
     if let Some(id) = dir.id {
         return id;
     }
+    hash_dirty_below(dir, objects, parallel, generation);
+    let bytes = Arc::new(encode_dir(dir));
+    let id = TreeId::of(&bytes);
+    objects.push((id.object_id(), bytes));
+    dir.id = Some(id);
+    dir.prepared = generation;
+    id
+}
+
+/// Computes the id of every changed directory below `dir` (not `dir`'s
+/// own), queueing the new trees in `objects`, as [`hash_dirty`] does.
+fn hash_dirty_below(
+    dir: &mut Dir,
+    objects: &mut Vec<(ObjectId, Encoded)>,
+    parallel: Parallel,
+    generation: u64,
+) {
     let dirty: SmallVec<[Name; 8]> = dir
         .children
         .iter()
@@ -920,19 +937,29 @@ fn hash_dirty(
             }
         }
         objects.extend(trees.into_iter().flatten());
-    } else {
-        for name in &dirty {
-            if let Some(Node::Dir(child)) = dir.children.get_mut(name) {
-                hash_dirty(child, objects, parallel, generation);
-            }
-        }
+        return;
     }
-    let bytes = Arc::new(encode_dir(dir));
-    let id = TreeId::of(&bytes);
-    objects.push((id.object_id(), bytes));
-    dir.id = Some(id);
-    dir.prepared = generation;
-    id
+    // Each changed subdirectory's own changed subdirectories first, then
+    // the sibling trees hashed together, side by side in SIMD lanes: a
+    // directory of a dozen files encodes to under 1 KiB, one BLAKE3 chunk.
+    let mut encoded: SmallVec<[Vec<u8>; 8]> = SmallVec::new();
+    for name in &dirty {
+        let Some(Node::Dir(child)) = dir.children.get_mut(name) else {
+            unreachable!("dirty names were collected from this directory's subdirectories")
+        };
+        hash_dirty_below(child, objects, parallel, generation);
+        encoded.push(encode_dir(child));
+    }
+    let ids = vst_cas::batch_hash::hash_many(&encoded);
+    for ((name, bytes), id) in dirty.iter().zip(encoded).zip(ids) {
+        let Some(Node::Dir(child)) = dir.children.get_mut(name) else {
+            unreachable!("dirty names were collected from this directory's subdirectories")
+        };
+        let id = TreeId::new(id);
+        objects.push((id.object_id(), Arc::new(bytes)));
+        child.id = Some(id);
+        child.prepared = generation;
+    }
 }
 
 /// The encoding of `dir`'s tree.
