@@ -1002,22 +1002,22 @@ impl Walk {
         let Walk { mut deltas, to_hash, mut skipped, stamp_ns } = self;
         let total = to_hash.len() as u64;
         let done = std::sync::atomic::AtomicU64::new(0);
-        let finish = |h: ToHash, file: FileEntry, content: Option<Vec<u8>>| {
-            let ToHash { path, stat, old, .. } = h;
+        let same =
+            |h: &ToHash, file: &FileEntry| matches!(&h.old, Some(EntryKind::File(f)) if f == file);
+        let finish = |h: ToHash, file: FileEntry| {
             if let Some(progress) = progress {
                 let done = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
                 progress(ProgressEvent::Hashed { done, total });
             }
-            let same = matches!(&old, Some(EntryKind::File(f)) if *f == file);
-            if let (Some(store), Some(content), false) = (store, content, same) {
-                store.put(file.id.object_id(), &content)?;
-            }
+            let same = same(&h, &file);
+            let ToHash { path, stat, old, .. } = h;
             let delta =
                 (!same).then(|| Delta { path: path.clone(), old, new: Some(Found::File(file)) });
-            Ok((delta, (path, file, stat)))
+            (delta, (path, file, stat))
         };
-        // Reads a run of files and hashes those read whole side by side in
-        // SIMD lanes (`crate::hash_blobs`).
+        // Reads a run of files, hashes those read whole side by side in
+        // SIMD lanes (`crate::hash_blobs`), and stores those that differ
+        // from the index in one batch.
         let hash_run = |run: Vec<ToHash>| -> Result<Vec<_>> {
             let read: Vec<Read> = run.iter().map(|h| h.read(store)).collect::<Result<_>>()?;
             let whole: Vec<&[u8]> = read
@@ -1028,16 +1028,29 @@ impl Walk {
                 })
                 .collect();
             let mut ids = crate::hash_blobs(&whole).into_iter();
-            (run.into_iter().zip(read))
-                .map(|(h, r)| match r {
-                    Read::Streamed(file) => finish(h, file, None),
-                    Read::Whole { content, executable } => {
-                        let id = ids.next().expect("one id per file read whole");
-                        let size = content.len() as u64;
-                        finish(h, FileEntry { id, size, executable }, Some(content))
-                    }
+            let files: Vec<FileEntry> = read
+                .iter()
+                .map(|r| match r {
+                    Read::Streamed(file) => *file,
+                    Read::Whole { content, executable } => FileEntry {
+                        id: ids.next().expect("one id per file read whole"),
+                        size: content.len() as u64,
+                        executable: *executable,
+                    },
                 })
-                .collect()
+                .collect();
+            if let Some(store) = store {
+                let objects: Vec<(vst_cas::ObjectId, &[u8])> = (run.iter().zip(&read).zip(&files))
+                    .filter_map(|((h, r), file)| match r {
+                        Read::Whole { content, .. } if !same(h, file) => {
+                            Some((file.id.object_id(), content.as_slice()))
+                        }
+                        _ => None,
+                    })
+                    .collect();
+                store.put_batch(&objects)?;
+            }
+            Ok(run.into_iter().zip(files).map(|(h, file)| finish(h, file)).collect())
         };
         // A few files are read on this thread: waking a worker costs more
         // than reading and hashing a small file.
