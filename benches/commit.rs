@@ -113,6 +113,24 @@ fn seed(c: &mut Criterion) {
     group.finish();
 }
 
+/// Where hashing in lanes stops paying: 256 inputs of one length, one
+/// `blake3::hash` call each or through the batch hasher (one thread).
+fn lanes(c: &mut Criterion) {
+    let mut group = c.benchmark_group("lanes");
+    let mut rng = Rng(11);
+    for len in [1024usize, 2048, 4096, 8192, 16384] {
+        let inputs: Vec<Vec<u8>> = (0..256).map(|_| rng.bytes(len)).collect();
+        group.throughput(Throughput::Bytes((256 * len) as u64));
+        group.bench_with_input(BenchmarkId::new("hash_only", len), &inputs, |b, inputs| {
+            b.iter(|| inputs.iter().map(|i| blake3::hash(i)).collect::<Vec<_>>())
+        });
+        group.bench_with_input(BenchmarkId::new("hash_many", len), &inputs, |b, inputs| {
+            b.iter(|| vst_cas::batch_hash::hash_many(inputs))
+        });
+    }
+    group.finish();
+}
+
 /// Paths of a tree of `n` files in directories of 16 files, nested 3 to 5
 /// deep (leaf directory included).
 fn tree_paths(n: usize) -> Vec<RepoPath> {
@@ -342,6 +360,6 @@ criterion_group! {
     config = Criterion::default()
         .warm_up_time(std::time::Duration::from_millis(500))
         .measurement_time(std::time::Duration::from_secs(2));
-    targets = seed, incremental, snapshot, threshold, import, mount_commit
+    targets = seed, lanes, incremental, snapshot, threshold, import, mount_commit
 }
 criterion_main!(benches);

@@ -2,8 +2,9 @@
 //!
 //! `blake3::hash` of an input of one chunk (1 KiB) or less compresses its
 //! blocks one after the other, in one lane of the eight (AVX2) or sixteen
-//! (AVX-512) the CPU has. [`hash_many`] puts up to that many inputs side by
-//! side instead, through the `blake3` crate's own lane-parallel compression
+//! (AVX-512) the CPU has; an input of a few chunks fills as many lanes as
+//! it has chunks. [`hash_many`] puts the chunks of many inputs side by side
+//! instead, through the `blake3` crate's own lane-parallel compression
 //! (`blake3::platform::Platform::hash_many`, with the crate's runtime CPU
 //! detection), so a batch of 1 KiB files costs a fraction of one call per
 //! file. Ids are bit for bit those of `blake3::hash`.
@@ -17,38 +18,48 @@
 //! faster than what we would write and already tested against the spec.
 //! This module needs no `unsafe` (the crate's API is safe).
 //!
-//! How an input of one chunk or less is hashed (the BLAKE3 spec, section
-//! 2.4): its blocks are compressed in sequence from the IV, the first with
-//! `CHUNK_START`, the last with `CHUNK_END | ROOT` and its true length,
-//! zero-padded; the first 32 bytes of that last compression are the hash.
-//! `Platform::hash_many` compresses whole 64-byte blocks only, for inputs
-//! of one length per call. So inputs are grouped by their number of blocks
-//! handed to the lanes: an input whose length is a positive multiple of 64
-//! goes there whole, its last block flagged `CHUNK_END | ROOT`; any other
-//! input gives the lanes its whole blocks (flagged as the middle of a
-//! chunk) and its last, partial block is compressed on its own from the
-//! chaining value the lanes returned.
+//! How (the BLAKE3 spec, sections 2.4 and 2.5): an input is cut into chunks
+//! of 1 KiB, the last one possibly shorter. A chunk's blocks are compressed
+//! in sequence from the IV with the chunk's index as counter, the first
+//! flagged `CHUNK_START`, the last `CHUNK_END` with its true length,
+//! zero-padded; its first 32 bytes are the chunk's chaining value. An
+//! input of one chunk is its own root (`ROOT` on its last block: those 32
+//! bytes are the hash); a longer one merges chaining values pairwise in
+//! parent nodes (`PARENT`, the root's also `ROOT`), the left subtree
+//! holding the largest power of two of chunks that leaves one for the
+//! right. `Platform::hash_many` compresses whole 64-byte blocks only, with
+//! one counter and one length per call. So the chunks are grouped by
+//! index, number of whole blocks, and whether that includes the last block
+//! (a length that is a positive multiple of 64) and whether it is a root;
+//! the last, partial block of a chunk is compressed on its own from the
+//! chaining value the lanes returned, and so are parent nodes (one block
+//! per chunk: a sixteenth of the work).
 //!
 //! Inputs longer than [`LANE_LEN_MAX`] are hashed with `blake3::hash`,
-//! which already spreads a multi-chunk input's chunks over the lanes.
+//! which fills the lanes with their own chunks.
 
 use blake3::platform::Platform;
 
 use crate::id::{ID_LEN, ObjectId};
 
-/// Inputs up to this many bytes (one BLAKE3 chunk) are hashed across SIMD
-/// lanes; longer ones with `blake3::hash`, which from two chunks on uses
-/// several lanes for one input.
-pub const LANE_LEN_MAX: usize = blake3::CHUNK_LEN;
+/// Inputs up to this many bytes (eight BLAKE3 chunks) are hashed across
+/// SIMD lanes beside each other; longer ones with `blake3::hash`, whose own
+/// chunks fill the lanes. Measured with `cargo bench --bench commit --
+/// lanes/`: see ARCHITECTURE.md.
+pub const LANE_LEN_MAX: usize = 8 * CHUNK_LEN;
 
 const BLOCK_LEN: usize = blake3::BLOCK_LEN;
+const CHUNK_LEN: usize = blake3::CHUNK_LEN;
 /// Blocks in a chunk: the most a lane group holds.
-const CHUNK_BLOCKS: usize = LANE_LEN_MAX / BLOCK_LEN;
+const CHUNK_BLOCKS: usize = CHUNK_LEN / BLOCK_LEN;
+/// Chunks of the longest input hashed in lanes.
+const LANE_CHUNKS: usize = LANE_LEN_MAX.div_ceil(CHUNK_LEN);
 
 // Domain flags of the BLAKE3 spec (section 2.1, table 3); private in the
 // crate, fixed by the spec.
 const CHUNK_START: u8 = 1 << 0;
 const CHUNK_END: u8 = 1 << 1;
+const PARENT: u8 = 1 << 2;
 const ROOT: u8 = 1 << 3;
 
 /// The BLAKE3 IV (the spec's, shared with SHA-256).
@@ -63,6 +74,9 @@ const IV: [u32; 8] = [
     0x5BE0_CD19,
 ];
 
+/// A chaining value, or a hash, as bytes.
+type Cv = [u8; ID_LEN];
+
 /// The BLAKE3 ids of `inputs`, in order: equal to `ObjectId::of` of each.
 /// Inputs of at most [`LANE_LEN_MAX`] bytes are hashed side by side in the
 /// CPU's SIMD lanes (detected at run time); longer ones one at a time with
@@ -71,35 +85,60 @@ pub fn hash_many<T: AsRef<[u8]>>(inputs: &[T]) -> Vec<ObjectId> {
     hash_many_on(Platform::detect(), inputs)
 }
 
-/// [`hash_many`] on a given platform. Only `Platform::detect()` and
-/// `Platform::Portable` may be passed: the crate trusts the variant and
-/// runs its instructions unchecked.
-fn hash_many_on<T: AsRef<[u8]>>(platform: Platform, inputs: &[T]) -> Vec<ObjectId> {
-    let mut ids = vec![ObjectId::from_bytes([0; ID_LEN]); inputs.len()];
-    if inputs.len() == 1 {
-        // Nothing to put beside it.
-        ids[0] = ObjectId::of(inputs[0].as_ref());
-        return ids;
-    }
-    // Group by the number of blocks the lanes take (1..=16) and whether
-    // that includes the last block (a length that is a positive multiple of
-    // 64): group `2 * (blocks - 1) + whole`. Counting sort: no comparisons.
-    const GROUPS: usize = 2 * CHUNK_BLOCKS;
-    let group_of = |len: usize| -> Option<usize> {
-        if len == 0 || len > LANE_LEN_MAX {
+/// A chunk of an input hashed in lanes.
+#[derive(Clone, Copy)]
+struct Piece<'a> {
+    bytes: &'a [u8],
+    /// The chunk's index in its input: its counter.
+    index: u8,
+    /// Whether it is the whole input (its chaining value is the hash).
+    root: bool,
+}
+
+impl Piece<'_> {
+    /// The lane group: by index, blocks handed to the lanes (1..=16),
+    /// whether those include the last block, and root; `None` when the
+    /// chunk has no block before its last, partial one.
+    fn group(&self) -> Option<usize> {
+        let len = self.bytes.len();
+        let blocks = len / BLOCK_LEN;
+        if blocks == 0 {
             return None;
         }
-        if len % BLOCK_LEN == 0 {
-            Some(2 * (len / BLOCK_LEN - 1) + 1)
-        } else if len > BLOCK_LEN {
-            Some(2 * (len / BLOCK_LEN - 1))
-        } else {
-            None
-        }
-    };
-    let mut counts = [0usize; GROUPS + 1];
+        let whole = len % BLOCK_LEN == 0;
+        let g = usize::from(self.index) * CHUNK_BLOCKS + (blocks - 1);
+        Some((g * 2 + usize::from(whole)) * 2 + usize::from(self.root))
+    }
+}
+
+/// Lane groups: index x blocks x whole x root.
+const GROUPS: usize = LANE_CHUNKS * CHUNK_BLOCKS * 4;
+
+/// [`hash_many`] on a given platform. Only `Platform::detect()` and
+/// platforms the CPU reports may be passed: the crate trusts the variant
+/// and runs its instructions unchecked.
+fn hash_many_on<T: AsRef<[u8]>>(platform: Platform, inputs: &[T]) -> Vec<ObjectId> {
+    if inputs.len() == 1 {
+        // Nothing to put beside it.
+        return vec![ObjectId::of(inputs[0].as_ref())];
+    }
+    // The chunks of every input hashed in lanes, each input's together.
+    let mut pieces: Vec<Piece<'_>> = Vec::with_capacity(inputs.len());
     for input in inputs {
-        if let Some(g) = group_of(input.as_ref().len()) {
+        let input = input.as_ref();
+        if input.is_empty() || input.len() > LANE_LEN_MAX {
+            continue;
+        }
+        let root = input.len() <= CHUNK_LEN;
+        for (index, bytes) in input.chunks(CHUNK_LEN).enumerate() {
+            let index = u8::try_from(index).expect("LANE_CHUNKS fits a u8");
+            pieces.push(Piece { bytes, index, root });
+        }
+    }
+    // Counting sort of the pieces by lane group.
+    let mut counts = [0usize; GROUPS + 1];
+    for piece in &pieces {
+        if let Some(g) = piece.group() {
             counts[g + 1] += 1;
         }
     }
@@ -108,64 +147,119 @@ fn hash_many_on<T: AsRef<[u8]>>(platform: Platform, inputs: &[T]) -> Vec<ObjectI
     }
     let mut order = vec![0u32; counts[GROUPS]];
     let mut next = counts;
-    for (i, input) in inputs.iter().enumerate() {
-        if let Some(g) = group_of(input.as_ref().len()) {
-            order[next[g]] = u32::try_from(i).expect("a batch holds fewer than 2^32 inputs");
+    for (i, piece) in pieces.iter().enumerate() {
+        if let Some(g) = piece.group() {
+            order[next[g]] = u32::try_from(i).expect("a batch holds fewer than 2^32 chunks");
             next[g] += 1;
         }
     }
-    // Chaining values (or, for whole groups, the ids) from the lanes.
     let mut out = vec![0u8; order.len() * ID_LEN];
+    let mut members: Vec<&[u8]> = Vec::new();
     for g in 0..GROUPS {
-        let members = &order[counts[g]..counts[g + 1]];
-        if members.is_empty() {
+        let group = &order[counts[g]..counts[g + 1]];
+        if group.is_empty() {
             continue;
         }
-        let blocks = g / 2 + 1;
-        let flags_end = if g % 2 == 1 { CHUNK_END | ROOT } else { 0 };
-        let out = &mut out[counts[g] * ID_LEN..counts[g + 1] * ID_LEN];
-        lanes(platform, blocks, inputs, members, flags_end, out);
-    }
-    let mut lane_cv = vec![None; inputs.len()];
-    for (slot, cv) in order.iter().zip(out.chunks_exact(ID_LEN)) {
-        lane_cv[*slot as usize] = Some(<[u8; ID_LEN]>::try_from(cv).expect("chunks of ID_LEN"));
-    }
-    for ((input, id), cv) in inputs.iter().zip(&mut ids).zip(lane_cv) {
-        let input = input.as_ref();
-        *id = if input.len() > LANE_LEN_MAX {
-            ObjectId::of(input)
-        } else if input.len() % BLOCK_LEN == 0 && !input.is_empty() {
-            ObjectId::from_bytes(cv.expect("a whole input's id comes from the lanes"))
-        } else {
-            finish(platform, input, cv)
+        let root = g % 2 == 1;
+        let whole = (g / 2) % 2 == 1;
+        let blocks = (g / 4) % CHUNK_BLOCKS + 1;
+        let index = (g / 4 / CHUNK_BLOCKS) as u64;
+        let flags_end = match (whole, root) {
+            (true, true) => CHUNK_END | ROOT,
+            (true, false) => CHUNK_END,
+            (false, _) => 0,
         };
+        members.clear();
+        members.extend(group.iter().map(|&p| pieces[p as usize].bytes));
+        let out = &mut out[counts[g] * ID_LEN..counts[g + 1] * ID_LEN];
+        lanes(platform, blocks, &members, index, flags_end, out);
     }
-    ids
+    let mut lane_cv: Vec<Option<Cv>> = vec![None; pieces.len()];
+    for (p, cv) in order.iter().zip(out.chunks_exact(ID_LEN)) {
+        lane_cv[*p as usize] = Some(cv.try_into().expect("chunks of ID_LEN"));
+    }
+    // Each chunk's chaining value (a root's: the hash).
+    let cvs: Vec<Cv> = pieces
+        .iter()
+        .zip(lane_cv)
+        .map(|(piece, cv)| match cv {
+            Some(cv) if piece.bytes.len() % BLOCK_LEN == 0 => cv,
+            cv => finish(platform, piece, cv),
+        })
+        .collect();
+    let mut cvs = cvs.as_slice();
+    inputs
+        .iter()
+        .map(|input| {
+            let input = input.as_ref();
+            if input.is_empty() || input.len() > LANE_LEN_MAX {
+                return ObjectId::of(input);
+            }
+            let (mine, rest) = cvs.split_at(input.len().div_ceil(CHUNK_LEN));
+            cvs = rest;
+            match mine {
+                [hash] => ObjectId::from_bytes(*hash),
+                _ => {
+                    let left = left_chunks(mine.len());
+                    let (l, r) =
+                        (subtree(platform, &mine[..left]), subtree(platform, &mine[left..]));
+                    ObjectId::from_bytes(parent(platform, &l, &r, ROOT))
+                }
+            }
+        })
+        .collect()
 }
 
-/// Compresses the last, partial (or empty) block of `input`, of at most
-/// one chunk, from the chaining value of its whole blocks (`None`: it has
-/// none, so the IV) into its id.
-fn finish(platform: Platform, input: &[u8], cv: Option<[u8; ID_LEN]>) -> ObjectId {
-    let whole = input.len() / BLOCK_LEN * BLOCK_LEN;
+/// Chunks in the left subtree of a tree of `chunks` (at least 2): the
+/// largest power of two that leaves at least one for the right.
+fn left_chunks(chunks: usize) -> usize {
+    chunks.div_ceil(2).next_power_of_two()
+}
+
+/// The chaining value of a (non-root) subtree of chunk chaining values.
+/// Recursion depth is at most log2(LANE_CHUNKS).
+fn subtree(platform: Platform, cvs: &[Cv]) -> Cv {
+    match cvs {
+        [cv] => *cv,
+        _ => {
+            let left = left_chunks(cvs.len());
+            let (l, r) = (subtree(platform, &cvs[..left]), subtree(platform, &cvs[left..]));
+            parent(platform, &l, &r, 0)
+        }
+    }
+}
+
+/// A parent node: the compression of its children's chaining values.
+fn parent(platform: Platform, left: &Cv, right: &Cv, flags: u8) -> Cv {
+    let mut block = [0u8; BLOCK_LEN];
+    block[..ID_LEN].copy_from_slice(left);
+    block[ID_LEN..].copy_from_slice(right);
+    let mut cv = IV;
+    platform.compress_in_place(&mut cv, &block, BLOCK_LEN as u8, 0, PARENT | flags);
+    bytes(&cv)
+}
+
+/// Compresses the last, partial block of a chunk from the chaining value
+/// of its whole blocks (`None`: it has none, so the IV) into the chunk's
+/// chaining value.
+fn finish(platform: Platform, piece: &Piece<'_>, cv: Option<Cv>) -> Cv {
+    let whole = piece.bytes.len() / BLOCK_LEN * BLOCK_LEN;
     let (mut cv, start) = match cv {
         Some(bytes) => (words(&bytes), 0),
         None => (IV, CHUNK_START),
     };
-    let tail = &input[whole..];
+    let tail = &piece.bytes[whole..];
     let mut block = [0u8; BLOCK_LEN];
     block[..tail.len()].copy_from_slice(tail);
     let block_len = u8::try_from(tail.len()).expect("a partial block is shorter than 64 bytes");
-    platform.compress_in_place(&mut cv, &block, block_len, 0, start | CHUNK_END | ROOT);
-    let mut id = [0u8; ID_LEN];
-    for (bytes, word) in id.chunks_exact_mut(4).zip(cv) {
-        bytes.copy_from_slice(&word.to_le_bytes());
-    }
-    ObjectId::from_bytes(id)
+    let root = if piece.root { ROOT } else { 0 };
+    let counter = u64::from(piece.index);
+    platform.compress_in_place(&mut cv, &block, block_len, counter, start | CHUNK_END | root);
+    bytes(&cv)
 }
 
 /// Little-endian words of a chaining value.
-fn words(bytes: &[u8; ID_LEN]) -> [u32; 8] {
+fn words(bytes: &Cv) -> [u32; 8] {
     let mut words = [0u32; 8];
     for (word, b) in words.iter_mut().zip(bytes.chunks_exact(4)) {
         *word = u32::from_le_bytes(b.try_into().expect("chunks of 4"));
@@ -173,13 +267,22 @@ fn words(bytes: &[u8; ID_LEN]) -> [u32; 8] {
     words
 }
 
+/// A chaining value as little-endian bytes.
+fn bytes(words: &[u32; 8]) -> Cv {
+    let mut bytes = [0u8; ID_LEN];
+    for (b, word) in bytes.chunks_exact_mut(4).zip(words) {
+        b.copy_from_slice(&word.to_le_bytes());
+    }
+    bytes
+}
+
 /// Runs `Platform::hash_many` on the first `blocks` blocks of each member,
-/// all at chunk counter 0 (each input is its own single-chunk tree).
-fn lanes<T: AsRef<[u8]>>(
+/// all chunks of index `counter`.
+fn lanes(
     platform: Platform,
     blocks: usize,
-    inputs: &[T],
-    members: &[u32],
+    members: &[&[u8]],
+    counter: u64,
     flags_end: u8,
     out: &mut [u8],
 ) {
@@ -187,7 +290,7 @@ fn lanes<T: AsRef<[u8]>>(
     macro_rules! dispatch {
         ($($n:literal)*) => {
             match blocks {
-                $($n => lanes_of::<{ $n * BLOCK_LEN }, T>(platform, inputs, members, flags_end, out),)*
+                $($n => lanes_of::<{ $n * BLOCK_LEN }>(platform, members, counter, flags_end, out),)*
                 _ => unreachable!("a chunk has 1 to 16 blocks"),
             }
         };
@@ -195,21 +298,19 @@ fn lanes<T: AsRef<[u8]>>(
     dispatch!(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16);
 }
 
-fn lanes_of<const N: usize, T: AsRef<[u8]>>(
+fn lanes_of<const N: usize>(
     platform: Platform,
-    inputs: &[T],
-    members: &[u32],
+    members: &[&[u8]],
+    counter: u64,
     flags_end: u8,
     out: &mut [u8],
 ) {
-    let arrays: Vec<&[u8; N]> = members
-        .iter()
-        .map(|&i| inputs[i as usize].as_ref()[..N].try_into().expect("grouped inputs have N bytes"))
-        .collect();
+    let arrays: Vec<&[u8; N]> =
+        members.iter().map(|m| m[..N].try_into().expect("grouped chunks have N bytes")).collect();
     platform.hash_many(
         &arrays,
         &IV,
-        0,
+        counter,
         blake3::IncrementCounter::No,
         0,
         CHUNK_START,
@@ -288,6 +389,10 @@ mod tests {
         }
     }
 
+    /// Lengths next to block, chunk and [`LANE_LEN_MAX`] edges.
+    const EDGES: [usize; 16] =
+        [0, 1, 63, 64, 65, 1023, 1024, 1025, 2047, 2048, 2049, 3072, 4097, 8191, 8192, 8193];
+
     #[test]
     fn mixed_batches_of_1_to_100_equal_blake3() {
         let mut rng = Rng(2);
@@ -297,7 +402,7 @@ mod tests {
                     .map(|_| {
                         let len = match rng.below(8) {
                             // Lengths next to block and chunk edges.
-                            0 => [0, 1, 63, 64, 65, 1023, 1024, 1025][rng.below(8)],
+                            0 => EDGES[rng.below(EDGES.len())],
                             // Larger ones, beyond the lanes.
                             1 => 4097 + rng.below(64 * 1024),
                             _ => rng.below(4097),
@@ -313,7 +418,7 @@ mod tests {
     #[test]
     fn every_length_in_one_batch() {
         let mut rng = Rng(3);
-        let inputs: Vec<Vec<u8>> = (0..=4096).map(|len| rng.bytes(len)).collect();
+        let inputs: Vec<Vec<u8>> = (0..=LANE_LEN_MAX + 100).map(|len| rng.bytes(len)).collect();
         for platform in platforms() {
             check(platform, &inputs);
         }
