@@ -105,7 +105,7 @@ impl Piece<'_> {
         if blocks == 0 {
             return None;
         }
-        let whole = len % BLOCK_LEN == 0;
+        let whole = len.is_multiple_of(BLOCK_LEN);
         let g = usize::from(self.index) * CHUNK_BLOCKS + (blocks - 1);
         Some((g * 2 + usize::from(whole)) * 2 + usize::from(self.root))
     }
@@ -183,7 +183,7 @@ fn hash_many_on<T: AsRef<[u8]>>(platform: Platform, inputs: &[T]) -> Vec<ObjectI
         .iter()
         .zip(lane_cv)
         .map(|(piece, cv)| match cv {
-            Some(cv) if piece.bytes.len() % BLOCK_LEN == 0 => cv,
+            Some(cv) if piece.bytes.len().is_multiple_of(BLOCK_LEN) => cv,
             cv => finish(platform, piece, cv),
         })
         .collect();

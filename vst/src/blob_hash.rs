@@ -29,7 +29,7 @@ pub const PARALLEL_BATCH_LEN_MIN: usize = 512 * 1024;
 pub const PARALLEL_BATCH_RUN_LEN: usize = 64;
 
 /// Bytes a run of [`runs`] holds at most, besides a larger item alone.
-pub const RUN_LEN_MAX: u64 = 1 << 20;
+pub(crate) const RUN_LEN_MAX: u64 = 1 << 20;
 
 /// Splits `items` into runs, in order, of at most [`PARALLEL_BATCH_RUN_LEN`]
 /// items and [`RUN_LEN_MAX`] bytes by `len` (a larger item is a run of its
