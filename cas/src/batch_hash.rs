@@ -118,9 +118,9 @@ const GROUPS: usize = LANE_CHUNKS * CHUNK_BLOCKS * 4;
 /// platforms the CPU reports may be passed: the crate trusts the variant
 /// and runs its instructions unchecked.
 fn hash_many_on<T: AsRef<[u8]>>(platform: Platform, inputs: &[T]) -> Vec<ObjectId> {
-    if inputs.len() == 1 {
+    if inputs.len() <= 1 {
         // Nothing to put beside it.
-        return vec![ObjectId::of(inputs[0].as_ref())];
+        return inputs.iter().map(|input| ObjectId::of(input.as_ref())).collect();
     }
     // The chunks of every input hashed in lanes, each input's together.
     let mut pieces: Vec<Piece<'_>> = Vec::with_capacity(inputs.len());
@@ -135,17 +135,21 @@ fn hash_many_on<T: AsRef<[u8]>>(platform: Platform, inputs: &[T]) -> Vec<ObjectI
             pieces.push(Piece { bytes, index, root });
         }
     }
-    // Counting sort of the pieces by lane group.
+    // Counting sort of the pieces by lane group, over the groups up to the
+    // highest one used (a batch of small inputs uses the first few: a
+    // commit calls this once per directory, often with two or three).
     let mut counts = [0usize; GROUPS + 1];
+    let mut used = 0;
     for piece in &pieces {
         if let Some(g) = piece.group() {
             counts[g + 1] += 1;
+            used = used.max(g + 1);
         }
     }
-    for g in 0..GROUPS {
+    for g in 0..used {
         counts[g + 1] += counts[g];
     }
-    let mut order = vec![0u32; counts[GROUPS]];
+    let mut order = vec![0u32; counts[used]];
     let mut next = counts;
     for (i, piece) in pieces.iter().enumerate() {
         if let Some(g) = piece.group() {
@@ -155,7 +159,7 @@ fn hash_many_on<T: AsRef<[u8]>>(platform: Platform, inputs: &[T]) -> Vec<ObjectI
     }
     let mut out = vec![0u8; order.len() * ID_LEN];
     let mut members: Vec<&[u8]> = Vec::new();
-    for g in 0..GROUPS {
+    for g in 0..used {
         let group = &order[counts[g]..counts[g + 1]];
         if group.is_empty() {
             continue;

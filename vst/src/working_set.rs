@@ -904,6 +904,17 @@ fn hash_dirty_below(
         .filter(|(_, node)| matches!(node, Node::Dir(d) if d.id.is_none()))
         .map(|(name, _)| name.clone())
         .collect();
+    if let [name] = dirty.as_slice() {
+        // Nothing to hash beside it.
+        let Some(Node::Dir(child)) = dir.children.get_mut(name) else {
+            unreachable!("dirty names were collected from this directory's subdirectories")
+        };
+        hash_dirty(child, objects, parallel, generation);
+        return;
+    }
+    if dirty.is_empty() {
+        return;
+    }
     if parallel == Parallel::Yes && dirty.len() > 1 {
         // Take the dirty subtrees out (an O(1) swap each), hash them on all
         // cores, and put them back with their ids set.
