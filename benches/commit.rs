@@ -103,6 +103,30 @@ fn seed(c: &mut Criterion) {
                 }
             })
         });
+        // The same files through the batch hasher: SIMD lanes, one thread.
+        group.bench_with_input(BenchmarkId::new("hash_many", n), &files, |b, files| {
+            let contents: Vec<&[u8]> =
+                files.iter().map(|(_, content)| content.as_slice()).collect();
+            b.iter(|| black_box(vst_cas::batch_hash::hash_many(&contents)))
+        });
+    }
+    group.finish();
+}
+
+/// Where hashing in lanes stops paying: 256 inputs of one length, one
+/// `blake3::hash` call each or through the batch hasher (one thread).
+fn lanes(c: &mut Criterion) {
+    let mut group = c.benchmark_group("lanes");
+    let mut rng = Rng(11);
+    for len in [1024usize, 2048, 4096, 8192, 16384] {
+        let inputs: Vec<Vec<u8>> = (0..256).map(|_| rng.bytes(len)).collect();
+        group.throughput(Throughput::Bytes((256 * len) as u64));
+        group.bench_with_input(BenchmarkId::new("hash_only", len), &inputs, |b, inputs| {
+            b.iter(|| inputs.iter().map(|i| blake3::hash(i)).collect::<Vec<_>>())
+        });
+        group.bench_with_input(BenchmarkId::new("hash_many", len), &inputs, |b, inputs| {
+            b.iter(|| vst_cas::batch_hash::hash_many(inputs))
+        });
     }
     group.finish();
 }
@@ -288,12 +312,13 @@ fn snapshot(c: &mut Criterion) {
 }
 
 /// Where parallel hashing starts to pay: a batch of 1 KiB files hashed on
-/// one thread or on all cores, and one large blob hashed by `update` or
+/// one thread or on all cores (one call per file, or the batch hasher),
+/// and one large blob hashed by `update` or
 /// `update_rayon`.
 fn threshold(c: &mut Criterion) {
     let mut group = c.benchmark_group("threshold");
     let mut rng = Rng(99);
-    for files in [4usize, 16, 32, 64, 128, 256] {
+    for files in [4usize, 16, 32, 64, 128, 256, 512, 1024] {
         let batch: Vec<Vec<u8>> = (0..files).map(|_| rng.bytes(FILE_LEN)).collect();
         group.throughput(Throughput::Bytes((files * FILE_LEN) as u64));
         let kib = files * FILE_LEN / 1024;
@@ -302,6 +327,19 @@ fn threshold(c: &mut Criterion) {
         });
         group.bench_with_input(BenchmarkId::new("batch_par_kib", kib), &batch, |b, batch| {
             b.iter(|| batch.par_iter().map(|f| blake3::hash(f)).collect::<Vec<_>>())
+        });
+        // The batch hasher (SIMD lanes) on one thread, and on all cores in
+        // runs as `vst::hash_blobs` splits them.
+        group.bench_with_input(BenchmarkId::new("lanes_seq_kib", kib), &batch, |b, batch| {
+            b.iter(|| vst_cas::batch_hash::hash_many(batch))
+        });
+        group.bench_with_input(BenchmarkId::new("lanes_par_kib", kib), &batch, |b, batch| {
+            b.iter(|| {
+                batch
+                    .par_chunks(vst::PARALLEL_BATCH_RUN_LEN)
+                    .map(vst_cas::batch_hash::hash_many)
+                    .collect::<Vec<_>>()
+            })
         });
     }
     for kib in [64usize, 128, 256, 512, 1024, 4096] {
@@ -322,6 +360,6 @@ criterion_group! {
     config = Criterion::default()
         .warm_up_time(std::time::Duration::from_millis(500))
         .measurement_time(std::time::Duration::from_secs(2));
-    targets = seed, incremental, snapshot, threshold, import, mount_commit
+    targets = seed, lanes, incremental, snapshot, threshold, import, mount_commit
 }
 criterion_main!(benches);

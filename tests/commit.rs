@@ -6,8 +6,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use proptest::prelude::*;
 use vst::{
-    ChangeKind, CommitOptions, EntryKind, Error, FileWrite, RepoPath, Stat, WorkingSet, commit,
-    diff_trees, read,
+    ChangeKind, CommitOptions, EntryKind, Error, FileWrite, RepoPath, Stat, Timestamp, WorkingSet,
+    commit, diff_trees, read,
 };
 use vst_cas::{MemStore, ObjectId, Store, StoreError};
 
@@ -41,6 +41,60 @@ proptest! {
             ws.snapshot().tree_id().unwrap()
         };
         prop_assert_eq!(tree_of(&files), tree_of(&shuffled));
+    }
+}
+
+proptest! {
+    /// `write_batch` groups files by directory; whatever the batch holds
+    /// (repeated paths, a file where another needs a directory, files
+    /// already there, trees hashed ahead), the outcome, error included,
+    /// is that of writing the files one by one.
+    #[test]
+    fn write_batch_equals_writes_in_order(
+        before in prop::collection::vec(("[a-c](/[a-c]){0,2}", 0..3u8), 0..12),
+        batch in prop::collection::vec(("[a-c](/[a-c]){0,2}", 0..3u8), 0..30),
+        hash_ahead in any::<bool>(),
+    ) {
+        let content = |c: u8| vec![c; 60 + usize::from(c) * 500];
+        let mut one = WorkingSet::new(mem());
+        for (path, c) in &before {
+            let _ = one.write(&p(path), &content(*c));
+        }
+        commit(&mut one, &CommitOptions::default()).unwrap();
+        for (path, c) in before.iter().take(3) {
+            let _ = one.write(&p(path), &content(*c + 1));
+        }
+        if hash_ahead {
+            one.hash_trees();
+        }
+        let mut batched = one.clone();
+        let paths: Vec<RepoPath> = batch.iter().map(|(path, _)| p(path)).collect();
+        let contents: Vec<Vec<u8>> = batch.iter().map(|(_, c)| content(*c)).collect();
+        let mut in_order = Ok(());
+        for (path, c) in paths.iter().zip(&contents) {
+            in_order = one.write(path, c).map(drop);
+            if in_order.is_err() {
+                break;
+            }
+        }
+        let writes: Vec<FileWrite<'_>> =
+            paths.iter().zip(&contents).map(|(path, content)| FileWrite { path, content }).collect();
+        let at_once = batched.write_batch(&writes);
+        prop_assert_eq!(format!("{in_order:?}"), format!("{at_once:?}"));
+        prop_assert_eq!(one.snapshot().walk(), batched.snapshot().walk());
+        let a = commit(&mut one, &CommitOptions { time: Some(Timestamp::default()), ..Default::default() }).unwrap();
+        let b = commit(&mut batched, &CommitOptions { time: Some(Timestamp::default()), ..Default::default() }).unwrap();
+        prop_assert_eq!(a, b);
+        // The cached ids are those of a working set built from scratch.
+        let mut fresh = WorkingSet::new(mem());
+        for (path, stat) in batched.snapshot().walk() {
+            if let Stat::File(f) = stat {
+                fresh.write(&path, &batched.read(&path).unwrap()).unwrap();
+                fresh.set_executable(&path, f.executable).unwrap();
+            }
+        }
+        commit(&mut fresh, &CommitOptions::default()).unwrap();
+        prop_assert_eq!(fresh.snapshot().tree_id(), batched.snapshot().tree_id());
     }
 }
 

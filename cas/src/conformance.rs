@@ -11,6 +11,7 @@ pub fn run_all<S: Store>(open_empty: &mut dyn FnMut() -> S) {
     missing_is_not_found(&open_empty());
     put_is_idempotent(&open_empty());
     batch_put(&open_empty());
+    batch_with_repeats(&open_empty());
     ranges(&open_empty());
     large_objects(&open_empty());
     empty_object(&open_empty());
@@ -71,6 +72,25 @@ fn batch_put<S: Store>(store: &S) {
         ),
         "get_many of a missing object is NotFound"
     );
+}
+
+/// A batch may hold an object twice, an empty object, and objects the
+/// store already has, in any order: each is stored once with its bytes.
+fn batch_with_repeats<S: Store>(store: &S) {
+    let blobs: Vec<Vec<u8>> = (0..40u8).map(|i| vec![i; usize::from(i) * 37]).collect();
+    let ids: Vec<ObjectId> = blobs.iter().map(|b| ObjectId::of(b)).collect();
+    store.put(ids[3], &blobs[3]).unwrap();
+    store.put_batch(&[(ids[5], blobs[5].as_slice())]).unwrap();
+    let batch: Vec<(ObjectId, &[u8])> = [7, 0, 3, 7, 12, 5, 0, 39, 12, 1, 39]
+        .into_iter()
+        .chain(0..40)
+        .map(|i| (ids[i], blobs[i].as_slice()))
+        .collect();
+    store.put_batch(&batch).unwrap();
+    for (id, bytes) in ids.iter().zip(&blobs) {
+        assert_eq!(&store.get(id).unwrap()[..], &bytes[..], "a repeated batch object is intact");
+        assert_eq!(store.object_len(id).unwrap(), Some(bytes.len() as u64));
+    }
 }
 
 fn ranges<S: Store>(store: &S) {

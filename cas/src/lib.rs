@@ -19,6 +19,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod batch_hash;
 pub mod cache;
 pub mod conformance;
 mod error;

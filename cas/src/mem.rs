@@ -69,16 +69,33 @@ impl Store for MemStore {
         Ok(())
     }
 
+    /// The new objects are copied into one buffer and stored as slices of
+    /// it: one allocation per batch instead of one per object (for 1,000
+    /// files of 1 KiB, the allocations and their page faults cost more than
+    /// hashing them). A slice keeps its whole batch in memory, which
+    /// matters to no one: a `MemStore` never drops an object.
     fn put_batch(&self, objects: &[(ObjectId, &[u8])]) -> Result<(), StoreError> {
         let mut map = self.write_map();
         map.reserve(objects.len());
-        for (id, bytes) in objects {
+        let new: Vec<&(ObjectId, &[u8])> =
+            objects.iter().filter(|(id, _)| !map.contains_key(id)).collect();
+        let mut buffer = Vec::with_capacity(new.iter().map(|(_, bytes)| bytes.len()).sum());
+        for (id, bytes) in &new {
             debug_assert_eq!(
                 ObjectId::of(bytes),
                 *id,
                 "put with an id that is not the hash of the bytes"
             );
-            map.entry(*id).or_insert_with(|| Bytes::copy_from_slice(bytes));
+            buffer.extend_from_slice(bytes);
+        }
+        let buffer = Bytes::from(buffer);
+        let mut start = 0;
+        for (id, bytes) in new {
+            // An object twice in the batch is in the buffer twice; the
+            // first copy is kept.
+            let end = start + bytes.len();
+            map.entry(*id).or_insert_with(|| buffer.slice(start..end));
+            start = end;
         }
         Ok(())
     }

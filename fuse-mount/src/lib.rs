@@ -38,6 +38,7 @@ pub mod control;
 mod fs;
 mod inodes;
 mod journal;
+mod put_batch;
 mod write;
 
 use std::io;

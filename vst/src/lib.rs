@@ -21,6 +21,7 @@
 
 #![forbid(unsafe_code)]
 
+mod blob_hash;
 pub mod checkout;
 pub mod commit;
 pub mod diff;
@@ -38,6 +39,9 @@ pub mod tree;
 mod working_set;
 pub mod worktree;
 
+pub use blob_hash::{
+    PARALLEL_BATCH_LEN_MIN, PARALLEL_BATCH_RUN_LEN, PARALLEL_BLOB_LEN_MIN, hash_blob, hash_blobs,
+};
 pub use checkout::{CheckoutStats, checkout, checkout_update};
 pub use commit::{Commit, Timestamp};
 pub use diff::{Change, ChangeKind, diff_trees};
@@ -48,7 +52,7 @@ pub use name::{InvalidName, Name, RepoPath, validate_name};
 pub use repo::Repo;
 pub use tree::{DecodeError, EntryKind, FileEntry, SymlinkTarget, Tree, TreeEntry};
 pub use working_set::{
-    CommitOptions, FileWrite, PARALLEL_BATCH_LEN_MIN, PARALLEL_BLOB_LEN_MIN,
-    PARALLEL_DIRTY_DIRS_MIN, Snapshot, Stat, WorkingSet, commit, write_tree,
+    CommitOptions, FileWrite, PARALLEL_DIRTY_DIRS_MIN, Snapshot, Stat, WorkingSet, commit,
+    write_tree,
 };
 pub use worktree::WorkTree;

@@ -45,6 +45,7 @@ use rayon::prelude::*;
 use smallvec::SmallVec;
 use vst_cas::{Durability, ObjectId, Store};
 
+use crate::blob_hash::{hash_blob, hash_blobs};
 use crate::commit::{Commit, Timestamp};
 use crate::error::{Error, Result};
 use crate::id::{BlobId, CommitId, TreeId};
@@ -53,24 +54,12 @@ use crate::name::{Name, RepoPath};
 use crate::read;
 use crate::tree::{EntryKind, FileEntry, SymlinkTarget, WireKind, encode_entries};
 
-/// Content at least this long is hashed with BLAKE3's multi-threaded
-/// `update_rayon`. Below it, waking a second core (about 20 µs on the
-/// project's 2-core machines) costs more than it saves. Measured with
-/// `cargo bench --bench commit -- threshold/blob`: see ARCHITECTURE.md.
-pub const PARALLEL_BLOB_LEN_MIN: usize = 128 * 1024;
-
 /// A commit with at least this many changed directories hashes sibling
 /// subtrees on all cores. Measured: a first commit of 10k files (about 1,200
 /// new directories) is 1.5x faster on two cores, while commits touching a
 /// few hundred directories were 5-25% slower in parallel. Measured with `cargo bench --bench
 /// commit -- import`: see ARCHITECTURE.md.
 pub const PARALLEL_DIRTY_DIRS_MIN: usize = 1024;
-
-/// A batch of writes whose content adds up to at least this many bytes is
-/// hashed on all cores (one file per task); a smaller batch is hashed on the
-/// calling thread. Measured with `cargo bench --bench commit --
-/// threshold/batch`: see ARCHITECTURE.md.
-pub const PARALLEL_BATCH_LEN_MIN: usize = 32 * 1024;
 
 /// A directory in the working set.
 #[derive(Clone, Default)]
@@ -365,25 +354,84 @@ impl WorkingSet {
         Ok(id)
     }
 
-    /// Writes several files: hashes them (on all cores when the batch is
-    /// large enough to pay for waking them, [`PARALLEL_BATCH_LEN_MIN`]),
-    /// puts the content into the store in one batch, then records each file
+    /// Writes several files: hashes them ([`crate::hash_blobs`]: side by
+    /// side in SIMD lanes, on all cores when the batch is large enough to
+    /// pay for waking them, [`crate::PARALLEL_BATCH_LEN_MIN`]), puts the content into the store in one batch, then records each file
     /// as [`WorkingSet::write`] would. On an error, the files before the
     /// failing one stay written.
     pub fn write_batch(&mut self, files: &[FileWrite<'_>]) -> Result<()> {
-        let total: usize = files.iter().map(|f| f.content.len()).sum();
-        let ids: Vec<BlobId> = if total >= PARALLEL_BATCH_LEN_MIN && files.len() > 1 {
-            files.par_iter().map(|f| hash_blob(f.content)).collect()
-        } else {
-            files.iter().map(|f| hash_blob(f.content)).collect()
-        };
+        let contents: Vec<&[u8]> = files.iter().map(|f| f.content).collect();
+        let ids = hash_blobs(&contents);
         // One batch rather than puts from the hashing threads: measured, the
         // store's lock contended and made a 1000-file batch 8% slower.
         let objects: Vec<(ObjectId, &[u8])> =
             ids.iter().zip(files).map(|(id, f)| (id.object_id(), f.content)).collect();
         self.current.store.put_batch(&objects)?;
-        for (id, f) in ids.into_iter().zip(files) {
-            self.record_content(f.path, id, f.content.len() as u64)?;
+        self.record_batch(files, &ids)
+    }
+
+    /// Records each of `files` with its id, as [`WorkingSet::record_content`]
+    /// in order would, but walking down to each directory once: the files
+    /// are grouped by parent directory (in order of first appearance, each
+    /// group in batch order), and each group is recorded in one edit.
+    ///
+    /// Grouping reorders files of different directories, which matters
+    /// only when one fails (a file where another file needs a directory, a
+    /// full directory): then the state from before the batch is put back
+    /// (an O(1) clone of the root, taken first) and the files are recorded
+    /// one by one, so the outcome, error included, is that of the plain
+    /// loop.
+    fn record_batch(&mut self, files: &[FileWrite<'_>], ids: &[BlobId]) -> Result<()> {
+        if files.len() < 2 {
+            return self.record_each(files, ids);
+        }
+        let mut groups: Vec<SmallVec<[usize; 8]>> = Vec::new();
+        let mut group_of: HashMap<&[u8], usize> = HashMap::new();
+        let mut last: Option<(&[u8], usize)> = None;
+        for (i, f) in files.iter().enumerate() {
+            let Some((parent, _)) = f.path.split_last_bytes() else {
+                // The root is no file: let the plain loop report it.
+                return self.record_each(files, ids);
+            };
+            // Consecutive files are often in one directory: skip the map.
+            let g = match last {
+                Some((p, g)) if p == parent => g,
+                _ => *group_of.entry(parent).or_insert_with(|| {
+                    groups.push(SmallVec::new());
+                    groups.len() - 1
+                }),
+            };
+            last = Some((parent, g));
+            groups[g].push(i);
+        }
+        let before = (self.current.root.clone(), self.dirty_dirs, self.prepared.clone());
+        for group in &groups {
+            let first = files[group[0]].path;
+            let recorded = self.edit_dir(first, "written", Missing::Create, |dir| {
+                let mut edited = Edited::Unchanged;
+                for &i in group {
+                    let f = &files[i];
+                    let (_, name) = f.path.split_last_bytes().expect("grouped paths have a parent");
+                    if record_leaf(dir, name, f.path, ids[i], f.content.len() as u64)?
+                        == Edited::Changed
+                    {
+                        edited = Edited::Changed;
+                    }
+                }
+                Ok(edited)
+            });
+            if recorded.is_err() {
+                (self.current.root, self.dirty_dirs, self.prepared) = before;
+                return self.record_each(files, ids);
+            }
+        }
+        Ok(())
+    }
+
+    /// Records `files` one by one, stopping at the first error.
+    fn record_each(&mut self, files: &[FileWrite<'_>], ids: &[BlobId]) -> Result<()> {
+        for (f, id) in files.iter().zip(ids) {
+            self.record_content(f.path, *id, f.content.len() as u64)?;
         }
         Ok(())
     }
@@ -405,13 +453,7 @@ impl WorkingSet {
     /// that is already there.
     fn record_content(&mut self, path: &RepoPath, id: BlobId, size: u64) -> Result<()> {
         self.edit(path, "written", Missing::Create, |dir, name| {
-            replace_leaf(dir, name, path, |old| match old {
-                Some(Node::File(f)) if f.id == id && f.size == size => None,
-                Some(Node::File(f)) => {
-                    Some(Node::File(FileEntry { id, size, executable: f.executable }))
-                }
-                _ => Some(Node::File(FileEntry { id, size, executable: false })),
-            })
+            record_leaf(dir, name, path, id, size)
         })
     }
 
@@ -521,14 +563,24 @@ impl WorkingSet {
         missing: Missing,
         edit: impl FnOnce(&mut Dir, &'p [u8]) -> Result<Edited>,
     ) -> Result<()> {
-        let (parent, name) = path.split_last_bytes().ok_or(Error::Root { op })?;
+        let (_, name) = path.split_last_bytes().ok_or(Error::Root { op })?;
+        self.edit_dir(path, op, missing, |dir| edit(dir, name))
+    }
+
+    /// Runs `edit` on the parent directory of `path`, as [`Self::edit`]
+    /// does (`path` names that directory in errors).
+    fn edit_dir(
+        &mut self,
+        path: &RepoPath,
+        op: &'static str,
+        missing: Missing,
+        edit: impl FnOnce(&mut Dir) -> Result<Edited>,
+    ) -> Result<()> {
+        let (parent, _) = path.split_last_bytes().ok_or(Error::Root { op })?;
         let parents = parent.split(|&b| b == b'/').filter(|c| !c.is_empty());
         let mut dirtied =
             Dirtied { generation: self.current.generation, count: 0, released: SmallVec::new() };
-        let edited =
-            edit_at(&mut self.current.root, path, parents, 0, missing, &mut dirtied, |dir| {
-                edit(dir, name)
-            });
+        let edited = edit_at(&mut self.current.root, path, parents, 0, missing, &mut dirtied, edit);
         // Directories created on the way count even if the edit then failed.
         self.dirty_dirs += dirtied.count;
         for id in dirtied.released {
@@ -625,6 +677,22 @@ fn check_room(dir: &Dir, path: &RepoPath, depth: usize) -> Result<()> {
     Ok(())
 }
 
+/// Points `name` in `dir` (at `path`) at new content, keeping the
+/// executable bit of a file that is already there.
+fn record_leaf(
+    dir: &mut Dir,
+    name: &[u8],
+    path: &RepoPath,
+    id: BlobId,
+    size: u64,
+) -> Result<Edited> {
+    replace_leaf(dir, name, path, |old| match old {
+        Some(Node::File(f)) if f.id == id && f.size == size => None,
+        Some(Node::File(f)) => Some(Node::File(FileEntry { id, size, executable: f.executable })),
+        _ => Some(Node::File(FileEntry { id, size, executable: false })),
+    })
+}
+
 /// Puts the node `new(old)` at `name`, unless it is `None` (nothing to
 /// change). A directory at `name` is an error: it is never replaced
 /// silently.
@@ -646,17 +714,6 @@ fn replace_leaf(
             dir.children.insert(Name::from_valid(name), node);
             Ok(Edited::Changed)
         }
-    }
-}
-
-/// BLAKE3 of file content, on all cores for large content.
-fn hash_blob(content: &[u8]) -> BlobId {
-    if content.len() >= PARALLEL_BLOB_LEN_MIN {
-        let mut hasher = blake3::Hasher::new();
-        hasher.update_rayon(content);
-        BlobId::new(hasher.finalize().into())
-    } else {
-        BlobId::of(content)
     }
 }
 
@@ -826,12 +883,40 @@ fn hash_dirty(
     if let Some(id) = dir.id {
         return id;
     }
+    hash_dirty_below(dir, objects, parallel, generation);
+    let bytes = Arc::new(encode_dir(dir));
+    let id = TreeId::of(&bytes);
+    objects.push((id.object_id(), bytes));
+    dir.id = Some(id);
+    dir.prepared = generation;
+    id
+}
+
+/// Computes the id of every changed directory below `dir` (not `dir`'s
+/// own), queueing the new trees in `objects`, as [`hash_dirty`] does.
+fn hash_dirty_below(
+    dir: &mut Dir,
+    objects: &mut Vec<(ObjectId, Encoded)>,
+    parallel: Parallel,
+    generation: u64,
+) {
     let dirty: SmallVec<[Name; 8]> = dir
         .children
         .iter()
         .filter(|(_, node)| matches!(node, Node::Dir(d) if d.id.is_none()))
         .map(|(name, _)| name.clone())
         .collect();
+    if let [name] = dirty.as_slice() {
+        // Nothing to hash beside it.
+        let Some(Node::Dir(child)) = dir.children.get_mut(name) else {
+            unreachable!("dirty names were collected from this directory's subdirectories")
+        };
+        hash_dirty(child, objects, parallel, generation);
+        return;
+    }
+    if dirty.is_empty() {
+        return;
+    }
     if parallel == Parallel::Yes && dirty.len() > 1 {
         // Take the dirty subtrees out (an O(1) swap each), hash them on all
         // cores, and put them back with their ids set.
@@ -865,19 +950,29 @@ fn hash_dirty(
             }
         }
         objects.extend(trees.into_iter().flatten());
-    } else {
-        for name in &dirty {
-            if let Some(Node::Dir(child)) = dir.children.get_mut(name) {
-                hash_dirty(child, objects, parallel, generation);
-            }
-        }
+        return;
     }
-    let bytes = Arc::new(encode_dir(dir));
-    let id = TreeId::of(&bytes);
-    objects.push((id.object_id(), bytes));
-    dir.id = Some(id);
-    dir.prepared = generation;
-    id
+    // Each changed subdirectory's own changed subdirectories first, then
+    // the sibling trees hashed together, side by side in SIMD lanes: a
+    // directory of a dozen files encodes to under 1 KiB, one BLAKE3 chunk.
+    let mut encoded: SmallVec<[Vec<u8>; 8]> = SmallVec::new();
+    for name in &dirty {
+        let Some(Node::Dir(child)) = dir.children.get_mut(name) else {
+            unreachable!("dirty names were collected from this directory's subdirectories")
+        };
+        hash_dirty_below(child, objects, parallel, generation);
+        encoded.push(encode_dir(child));
+    }
+    let ids = vst_cas::batch_hash::hash_many(&encoded);
+    for ((name, bytes), id) in dirty.iter().zip(encoded).zip(ids) {
+        let Some(Node::Dir(child)) = dir.children.get_mut(name) else {
+            unreachable!("dirty names were collected from this directory's subdirectories")
+        };
+        let id = TreeId::new(id);
+        objects.push((id.object_id(), Arc::new(bytes)));
+        child.id = Some(id);
+        child.prepared = generation;
+    }
 }
 
 /// The encoding of `dir`'s tree.

@@ -103,7 +103,7 @@ mod session;
 mod settler;
 
 pub(crate) use self::fuse::WriteFs;
-use self::overlay::{put_content, read_at};
+pub(crate) use self::overlay::{put_content, read_at};
 pub use self::replay::{Left, Saved, Start, StartError};
 use self::replay::{records_of, remove_overlays, tree_of};
 pub(crate) use self::session::MergeDone;

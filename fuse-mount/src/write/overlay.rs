@@ -5,7 +5,7 @@
 use super::*;
 
 /// Reads `len` bytes of `file` from `offset`, fewer at its end.
-pub(super) fn read_at(file: &File, offset: u64, len: u64) -> io::Result<Vec<u8>> {
+pub(crate) fn read_at(file: &File, offset: u64, len: u64) -> io::Result<Vec<u8>> {
     let mut buf = vec![0; usize::try_from(len).map_err(io::Error::other)?];
     let mut filled = 0;
     while filled < buf.len() {
@@ -44,7 +44,7 @@ impl io::Read for RangeReader<'_> {
 /// Puts the first `size` bytes of `file` (an overlay) into `store` and
 /// returns their id: in memory up to [`FINALIZE_IN_MEMORY_LEN_MAX`], else
 /// streamed. The error says what went wrong, for the log.
-pub(super) fn put_content(store: &dyn Store, file: &File, size: u64) -> Result<BlobId, String> {
+pub(crate) fn put_content(store: &dyn Store, file: &File, size: u64) -> Result<BlobId, String> {
     if size <= FINALIZE_IN_MEMORY_LEN_MAX {
         let bytes = read_at(file, 0, size).map_err(|e| format!("reading its overlay: {e}"))?;
         if bytes.len() as u64 != size {

@@ -211,8 +211,13 @@ impl Shared {
                 .collect()
         };
         let mut locked = started.elapsed();
+        let overlays: Vec<(&File, u64)> = batch.iter().map(|c| (&*c.file, c.size)).collect();
         let ids: Vec<Option<BlobId>> =
-            batch.par_iter().map(|c| self.put_overlay(&c.file, c.size, &c.path).ok()).collect();
+            crate::put_batch::put_contents(self.store.as_ref(), &overlays)
+                .into_iter()
+                .zip(&batch)
+                .map(|(id, c)| id.map_err(|e| self.log(&format!("{}: {e}", c.path))).ok())
+                .collect();
         if !batch.is_empty() && self.flush_store().is_err() {
             return locked;
         }

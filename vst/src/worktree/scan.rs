@@ -238,11 +238,11 @@ impl ToHash {
         Ok(fs::File::from(fd.map_err(|e| io("read", &self.full)(e.into()))?))
     }
 
-    /// Reads, hashes and (with `store`) stores the file: whole if it is
-    /// small, a piece at a time from [`STREAM_LEN_MIN`] on, so memory stays
-    /// bounded whatever its size. Returns its entry and whether it was
-    /// stored.
-    fn hash(&self, store: Option<&dyn Store>) -> Result<(FileEntry, Option<Vec<u8>>)> {
+    /// Reads the file: whole if it is small, for the caller to hash with
+    /// others; from [`STREAM_LEN_MIN`] on a piece at a time, hashed and
+    /// (with `store`) stored as it is read, so memory stays bounded
+    /// whatever its size.
+    fn read(&self, store: Option<&dyn Store>) -> Result<Read> {
         let executable = self.stat.mode & 0o100 != 0;
         let mut file = self.open()?;
         if self.stat.size >= STREAM_LEN_MIN {
@@ -253,13 +253,20 @@ impl ToHash {
                 }
                 None => hash_reader(&mut file).map_err(io("read", &self.full))?,
             };
-            return Ok((FileEntry { id, size, executable }, None));
+            return Ok(Read::Streamed(FileEntry { id, size, executable }));
         }
         let mut content = Vec::with_capacity(usize::try_from(self.stat.size).unwrap_or(0) + 1);
         std::io::Read::read_to_end(&mut file, &mut content).map_err(io("read", &self.full))?;
-        let entry = FileEntry { id: BlobId::of(&content), size: content.len() as u64, executable };
-        Ok((entry, Some(content)))
+        Ok(Read::Whole { content, executable })
     }
+}
+
+/// A file read by [`ToHash::read`].
+enum Read {
+    /// Hashed (and stored) as it was read.
+    Streamed(FileEntry),
+    /// Read whole, to hash with other files.
+    Whole { content: Vec<u8>, executable: bool },
 }
 
 /// From this length on, a file is read, hashed and stored a piece at a
@@ -995,29 +1002,67 @@ impl Walk {
         let Walk { mut deltas, to_hash, mut skipped, stamp_ns } = self;
         let total = to_hash.len() as u64;
         let done = std::sync::atomic::AtomicU64::new(0);
-        let hash_one = |h: ToHash| {
-            let (file, content) = h.hash(store)?;
-            let ToHash { path, stat, old, .. } = h;
+        let same =
+            |h: &ToHash, file: &FileEntry| matches!(&h.old, Some(EntryKind::File(f)) if f == file);
+        let finish = |h: ToHash, file: FileEntry| {
             if let Some(progress) = progress {
                 let done = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
                 progress(ProgressEvent::Hashed { done, total });
             }
-            let same = matches!(&old, Some(EntryKind::File(f)) if *f == file);
-            if let (Some(store), Some(content), false) = (store, content, same) {
-                store.put(file.id.object_id(), &content)?;
-            }
+            let same = same(&h, &file);
+            let ToHash { path, stat, old, .. } = h;
             let delta =
                 (!same).then(|| Delta { path: path.clone(), old, new: Some(Found::File(file)) });
-            Ok((delta, (path, file, stat)))
+            (delta, (path, file, stat))
+        };
+        // Reads a run of files, hashes those read whole side by side in
+        // SIMD lanes (`crate::hash_blobs`), and stores those that differ
+        // from the index in one batch.
+        let hash_run = |run: Vec<ToHash>| -> Result<Vec<_>> {
+            let read: Vec<Read> = run.iter().map(|h| h.read(store)).collect::<Result<_>>()?;
+            let whole: Vec<&[u8]> = read
+                .iter()
+                .filter_map(|r| match r {
+                    Read::Whole { content, .. } => Some(content.as_slice()),
+                    Read::Streamed(_) => None,
+                })
+                .collect();
+            let mut ids = crate::hash_blobs(&whole).into_iter();
+            let files: Vec<FileEntry> = read
+                .iter()
+                .map(|r| match r {
+                    Read::Streamed(file) => *file,
+                    Read::Whole { content, executable } => FileEntry {
+                        id: ids.next().expect("one id per file read whole"),
+                        size: content.len() as u64,
+                        executable: *executable,
+                    },
+                })
+                .collect();
+            if let Some(store) = store {
+                let objects: Vec<(vst_cas::ObjectId, &[u8])> = (run.iter().zip(&read).zip(&files))
+                    .filter_map(|((h, r), file)| match r {
+                        Read::Whole { content, .. } if !same(h, file) => {
+                            Some((file.id.object_id(), content.as_slice()))
+                        }
+                        _ => None,
+                    })
+                    .collect();
+                store.put_batch(&objects)?;
+            }
+            Ok(run.into_iter().zip(files).map(|(h, file)| finish(h, file)).collect())
         };
         // A few files are read on this thread: waking a worker costs more
         // than reading and hashing a small file.
-        let results: Vec<(Option<Delta>, (RepoPath, FileEntry, DiskStat))> =
-            if to_hash.len() <= HASH_SERIAL_FILES_MAX {
-                to_hash.into_iter().map(hash_one).collect::<Result<_>>()?
-            } else {
-                to_hash.into_par_iter().map(hash_one).collect::<Result<_>>()?
-            };
+        let results: Vec<(Option<Delta>, (RepoPath, FileEntry, DiskStat))> = if to_hash.len()
+            <= HASH_SERIAL_FILES_MAX
+        {
+            hash_run(to_hash)?
+        } else {
+            let runs = crate::blob_hash::runs(to_hash, |h| h.stat.size);
+            let runs: Vec<Vec<_>> = runs.into_par_iter().map(hash_run).collect::<Result<_>>()?;
+            runs.into_iter().flatten().collect()
+        };
         let mut hashed = Vec::with_capacity(results.len());
         for (delta, h) in results {
             deltas.extend(delta);
