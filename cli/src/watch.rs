@@ -31,7 +31,7 @@ use crate::args::Cli;
 use crate::commands::history::{FileDiff, worktree_diff};
 use crate::commands::worktree::{CommitReport, StatusReport, commit_in, status_in};
 use crate::output::out;
-use crate::workspace::{find, open_dir, save_index};
+use crate::workspace::{find, open_dir};
 
 /// `vst watch`'s options.
 #[derive(clap::Args)]
@@ -403,26 +403,31 @@ fn serve(repo_dir: &Path, root: &Path) -> Result<ExitCode> {
     let _ = std::fs::remove_file(&path);
     let listener = UnixListener::bind(&path)
         .with_context(|| format!("listening on {}", repo_dir.join(SOCKET).display()))?;
-    let worktree = Arc::new(Mutex::new(worktree));
+    let daemon = Arc::new(Mutex::new(Daemon { worktree, pending: None }));
     let socket = repo_dir.join(SOCKET);
     {
         // A signal stops the daemon between two requests.
         use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
         let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
             .context("handling signals")?;
-        let (worktree, socket) = (worktree.clone(), socket.clone());
+        let (daemon, socket) = (daemon.clone(), socket.clone());
         std::thread::spawn(move || {
             if signals.forever().next().is_some() {
-                let mut worktree = worktree.lock().unwrap_or_else(PoisonError::into_inner);
+                let mut daemon = daemon.lock().unwrap_or_else(PoisonError::into_inner);
                 let _ = std::fs::remove_file(&socket);
-                save_index(&mut worktree);
+                daemon.save();
                 std::process::exit(0);
             }
         });
     }
     let mut served = 0u64;
-    for stream in listener.incoming() {
-        let Ok(mut stream) = stream else { continue };
+    loop {
+        let pending = daemon.lock().unwrap_or_else(PoisonError::into_inner).pending.is_some();
+        let Some(mut stream) = next_client(&listener, pending)? else {
+            // Idle with a save pending: now.
+            daemon.lock().unwrap_or_else(PoisonError::into_inner).save();
+            continue;
+        };
         let request: Request = match read_frame(&mut stream) {
             Ok(request) => request,
             Err(FrameError::Version(why)) => {
@@ -432,30 +437,88 @@ fn serve(repo_dir: &Path, root: &Path) -> Result<ExitCode> {
             Err(FrameError::Io(_)) => continue,
         };
         served += 1;
-        let mut worktree = worktree.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut daemon = daemon.lock().unwrap_or_else(PoisonError::into_inner);
         let stop = matches!(request, Request::Stop);
-        let (response, save) =
-            match answer(&mut worktree, repo_dir, request, served, &mut store_seen) {
+        let (response, committed) =
+            match answer(&mut daemon, repo_dir, request, served, &mut store_seen) {
                 Ok(answered) => answered,
-                Err(e) => (Response::Error(format!("{e:#}")), None),
+                Err(e) => (Response::Error(format!("{e:#}")), false),
             };
         if stop {
             // Gone before the client hears so, so that what it runs next
             // scans by itself.
             let _ = std::fs::remove_file(&socket);
-            save_index(&mut worktree);
+            daemon.save();
         }
         // A client that went away does not stop the daemon.
         let _ = write_frame(&mut stream, &response);
         drop(stream);
-        if let Some(lock) = save {
-            after_commit(&mut worktree, repo_dir, &mut store_seen, Some(lock));
+        if committed {
+            after_commit(&mut daemon.worktree, repo_dir, &mut store_seen);
         }
         if stop {
             break;
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// How long the daemon waits for the next request before it saves the
+/// index a commit changed: back-to-back commits (a build tool's steps)
+/// pay for one save, not one each. Readers of the index wait meanwhile
+/// (the daemon holds the index lock from the answer on).
+const SAVE_IDLE: Duration = Duration::from_millis(50);
+
+/// The next client; with a save pending, `None` once [`SAVE_IDLE`] passes
+/// without one.
+fn next_client(listener: &UnixListener, pending: bool) -> Result<Option<UnixStream>> {
+    if !pending {
+        loop {
+            match listener.accept() {
+                Ok((stream, _)) => return Ok(Some(stream)),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e).context("accepting a connection"),
+            }
+        }
+    }
+    listener.set_nonblocking(true).context("polling the socket")?;
+    let deadline = Instant::now() + SAVE_IDLE;
+    let got = loop {
+        match listener.accept() {
+            Ok((stream, _)) => break Some(stream),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Err(_) => break None,
+        }
+    };
+    listener.set_nonblocking(false).context("polling the socket")?;
+    if let Some(stream) = &got {
+        stream.set_nonblocking(false).context("reading a request")?;
+    }
+    Ok(got)
+}
+
+/// The daemon's state: the work tree, and the index lock it holds from a
+/// commit's answer until the index is saved.
+struct Daemon {
+    worktree: WorkTree,
+    pending: Option<vst::worktree::index::IndexLock>,
+}
+
+impl Daemon {
+    /// Saves the index (under the lock already held, if a commit left one).
+    fn save(&mut self) {
+        let saved = match self.pending.take() {
+            Some(lock) => self.worktree.save_locked(lock),
+            None => self.worktree.save(),
+        };
+        if let Err(e) = saved {
+            eprintln!(
+                "vst: warning: could not save the index (the next scan rehashes more): {e:#}"
+            );
+        }
+    }
 }
 
 /// What says whether the local store changed since it was opened: its
@@ -469,12 +532,11 @@ fn store_stamp(repo_dir: &Path) -> Option<(u64, u64, i64, i64)> {
 }
 
 /// What follows a commit, once it is answered (or failed): the writable
-/// store goes (its lock with it), then the index is saved under `lock`.
+/// store goes (its lock with it) and the read-only one comes back.
 fn after_commit(
     worktree: &mut WorkTree,
     repo_dir: &Path,
     store_seen: &mut Option<(u64, u64, i64, i64)>,
-    lock: Option<vst::worktree::index::IndexLock>,
 ) {
     // (The stamp first: a store changed in between is opened again at the
     // next request.)
@@ -487,22 +549,20 @@ fn after_commit(
             eprintln!("vst: warning: could not open the repository again: {e:#}");
         }
     }
-    if let Some(lock) = lock
-        && let Err(e) = worktree.save_locked(lock)
-    {
-        eprintln!("vst: warning: could not save the index (the next scan rehashes more): {e:#}");
-    }
 }
 
-/// Answers one request; with a commit, the index lock to save under once
-/// the answer is sent (every reader of the index waits for that save).
+/// Answers one request; says whether it committed (the writable store is
+/// then still open: [`after_commit`]). A commit leaves the index lock in
+/// `daemon.pending` (taken before the answer, so that every reader of the
+/// index waits for the save).
 fn answer(
-    worktree: &mut WorkTree,
+    daemon: &mut Daemon,
     repo_dir: &Path,
     request: Request,
     served: u64,
     store_seen: &mut Option<(u64, u64, i64, i64)>,
-) -> Result<(Response, Option<vst::worktree::index::IndexLock>)> {
+) -> Result<(Response, bool)> {
+    let Daemon { worktree, pending } = daemon;
     // A commit or checkout by another process: the index is read again
     // (and the next answer looks at everything).
     worktree.reload_if_changed()?;
@@ -517,7 +577,7 @@ fn answer(
         }
         Ok(())
     };
-    let mut save = None;
+    let mut committed = false;
     let response = match request {
         Request::Status { paths } => {
             refresh(worktree)?;
@@ -539,18 +599,20 @@ fn answer(
             worktree.replace_repo(reopen(Access::ReadWrite)?);
             let report = commit_in(worktree, &options, empty, &scan);
             // Taken before the answer: what the client runs next reads the
-            // index only once it is saved.
-            let lock = worktree.lock_index();
+            // index only once it is saved. (Held already if a save waits.)
+            let lock = match pending {
+                Some(_) => Ok(()),
+                None => worktree.lock_index().map(|lock| *pending = Some(lock)),
+            };
             match (report, lock) {
-                (Ok(report), Ok(lock)) => {
-                    save = Some(lock);
+                (Ok(report), Ok(())) => {
+                    committed = true;
                     Response::Committed(report)
                 }
                 (report, lock) => {
-                    let lock_failed = lock.err();
-                    after_commit(worktree, repo_dir, store_seen, None);
+                    after_commit(worktree, repo_dir, store_seen);
                     report?;
-                    return Err(lock_failed.expect("one of the two failed").into());
+                    return Err(lock.expect_err("one of the two failed").into());
                 }
             }
         }
@@ -567,5 +629,5 @@ fn answer(
         }
         Request::Stop => Response::Stopping,
     };
-    Ok((response, save))
+    Ok((response, committed))
 }
