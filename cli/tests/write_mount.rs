@@ -1301,3 +1301,83 @@ fn merge_inside_the_mount_goes_to_the_daemon() {
     assert_eq!(fs::read(mnt.join("keep.txt")).unwrap(), b"ours\n");
     unmount(repo, mnt, child);
 }
+
+/// Runs `program args` in `dir`, requiring success; returns stdout.
+fn run_in(dir: &Path, program: &str, args: &[&str]) -> String {
+    let out = Command::new(program)
+        .current_dir(dir)
+        .args(args)
+        .env("GIT_AUTHOR_NAME", "t")
+        .env("GIT_AUTHOR_EMAIL", "t@example.com")
+        .env("GIT_COMMITTER_NAME", "t")
+        .env("GIT_COMMITTER_EMAIL", "t@example.com")
+        .env("CARGO_TARGET_DIR", dir.join("target"))
+        .output()
+        .unwrap_or_else(|e| panic!("{program} cannot run here ({e}): .ci/run installs it"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?} in {} failed: {}{}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn everyday_programs_work_inside_the_mount() {
+    let Some((_one, repo, mnt)) = setup() else { return };
+    let (repo, mnt) = (repo.path(), mnt.path());
+    let Some(child) = mount(repo, mnt, &[]) else { return };
+    // git: a repository inside the work tree, committed and checked.
+    run_in(mnt, "git", &["init", "-q", "g"]);
+    let g = mnt.join("g");
+    fs::write(g.join("a.txt"), b"a\n").unwrap();
+    fs::create_dir(g.join("sub")).unwrap();
+    fs::write(g.join("sub/b.txt"), b"b\n").unwrap();
+    run_in(&g, "git", &["add", "-A"]);
+    run_in(&g, "git", &["commit", "-q", "-m", "in the mount"]);
+    assert_eq!(run_in(&g, "git", &["status", "--porcelain"]), "");
+    run_in(&g, "git", &["fsck", "--no-progress"]);
+    // tar: an archive made outside, unpacked inside, identical.
+    let outside = tempfile::tempdir().unwrap();
+    let src = outside.path().join("src");
+    fs::create_dir_all(src.join("deep/er")).unwrap();
+    fs::write(src.join("deep/er/x"), vec![7u8; 100_000]).unwrap();
+    fs::write(src.join("y"), b"y\n").unwrap();
+    std::os::unix::fs::symlink("y", src.join("l")).unwrap();
+    let archive = outside.path().join("a.tar");
+    run_in(outside.path(), "tar", &["cf", archive.to_str().unwrap(), "src"]);
+    fs::create_dir(mnt.join("untar")).unwrap();
+    run_in(&mnt.join("untar"), "tar", &["xf", archive.to_str().unwrap()]);
+    assert_eq!(snapshot(&mnt.join("untar/src")), snapshot(&src));
+    // rsync -a, and cp -al (hard links).
+    run_in(mnt, "rsync", &["-a", &format!("{}/", src.display()), "synced/"]);
+    assert_eq!(snapshot(&mnt.join("synced")), snapshot(&src));
+    run_in(mnt, "cp", &["-al", "synced", "linked"]);
+    assert_eq!(snapshot(&mnt.join("linked")), snapshot(&src));
+    use std::os::unix::fs::MetadataExt;
+    let ino = |p: &Path| fs::metadata(p).unwrap().ino();
+    assert_eq!(ino(&mnt.join("linked/y")), ino(&mnt.join("synced/y")));
+    // SQLite in WAL mode.
+    let db = mnt.join("db.sqlite");
+    let sql = "PRAGMA journal_mode=WAL; CREATE TABLE t(x); \
+               WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i<1000) \
+               INSERT INTO t SELECT i FROM n; SELECT count(*), sum(x) FROM t;";
+    let said = run_in(mnt, "sqlite3", &[db.to_str().unwrap(), sql]);
+    assert!(said.ends_with("1000|500500\n"), "{said}");
+    run_in(mnt, "sqlite3", &[db.to_str().unwrap(), "PRAGMA integrity_check;"]);
+    // cargo: a small crate built inside.
+    run_in(mnt, "cargo", &["new", "-q", "--vcs", "none", "small"]);
+    run_in(&mnt.join("small"), "cargo", &["build", "-q", "--offline"]);
+    assert!(run_in(&mnt.join("small"), "cargo", &["run", "-q", "--offline"]).contains("Hello"));
+    // And all of it commits and reads back from the store.
+    ok(mnt, &["commit", "-q", "-m", "programs"]);
+    let out = tempfile::tempdir().unwrap();
+    let copy = out.path().join("copy");
+    ok(repo, &["checkout", "HEAD", "--into", copy.to_str().unwrap()]);
+    assert_eq!(snapshot(&copy.join("untar/src")), snapshot(&src));
+    assert_eq!(fs::read(copy.join("g/sub/b.txt")).unwrap(), b"b\n");
+    ok(repo, &["fsck", "--read-data"]);
+    unmount(repo, mnt, child);
+}
