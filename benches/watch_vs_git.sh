@@ -17,7 +17,7 @@ VST="$PWD/target/release/vst"
 work="$(mktemp -d "${TMPDIR:-/tmp}/vst-watch.XXXXXX")"
 trap 'for d in "$work"/*-vst; do "$VST" -C "$d" watch --stop -q 2>/dev/null || true; done; rm -rf "$work"' EXIT
 export GIT_AUTHOR_NAME=bench GIT_AUTHOR_EMAIL=b@example.com GIT_COMMITTER_NAME=bench GIT_COMMITTER_EMAIL=b@example.com
-export RUNS=5
+export RUNS=5 VST_AUTHOR=bench
 . benches/lib.sh
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
