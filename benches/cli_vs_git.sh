@@ -17,7 +17,7 @@ cargo build --release -q -p vst-cli
 VST="$PWD/target/release/vst"
 work="$(mktemp -d "${TMPDIR:-/tmp}/vst-vs-git.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
-export GIT_AUTHOR_NAME=bench GIT_AUTHOR_EMAIL=b@example.com GIT_COMMITTER_NAME=bench GIT_COMMITTER_EMAIL=b@example.com
+export GIT_AUTHOR_NAME=bench GIT_AUTHOR_EMAIL=b@example.com GIT_COMMITTER_NAME=bench GIT_COMMITTER_EMAIL=b@example.com VST_AUTHOR=bench
 
 . benches/lib.sh
 
