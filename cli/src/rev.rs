@@ -31,6 +31,9 @@ pub fn resolve(repo: &Repo, spec: &str) -> Result<CommitId> {
     Ok(id)
 }
 
+/// The most candidates an ambiguous prefix's error lists.
+const AMBIGUOUS_SHOWN_MAX: usize = 10;
+
 fn resolve_base(repo: &Repo, base: &str) -> Result<CommitId> {
     if base == "HEAD" || base == "@" {
         return repo.head_commit()?.ok_or_else(|| {
@@ -57,9 +60,24 @@ fn resolve_base(repo: &Repo, base: &str) -> Result<CommitId> {
             1 => return Ok(matches[0]),
             0 => {}
             n => {
-                bail!("revision {base:?} is ambiguous: {n} commits start with it; give more digits")
+                let shown: Vec<String> = matches
+                    .iter()
+                    .take(AMBIGUOUS_SHOWN_MAX)
+                    .map(|id| {
+                        let c = read::read_commit(store.as_ref(), *id);
+                        let first = c.as_ref().map_or("", |c| c.message.lines().next().unwrap_or(""));
+                        format!("\n  {:.12} {first}", id.to_string())
+                    })
+                    .collect();
+                let more = if n > AMBIGUOUS_SHOWN_MAX { "\n  ..." } else { "" };
+                bail!(
+                    "revision {base:?} is ambiguous: {n} commits start with it; give more digits:{}{more}",
+                    shown.concat()
+                )
             }
         }
+    } else if hex.len() < 4 && !hex.is_empty() && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        bail!("revision {base:?} is too short: a commit id prefix needs at least 4 hex digits");
     }
     bail!(
         "unknown revision {base:?}: not HEAD, a branch, or (a prefix of) a commit id; `vst branch` lists branches, `vst log` commits"

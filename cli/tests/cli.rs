@@ -210,6 +210,9 @@ fn errors_say_what_is_wrong_and_exit_non_zero() {
     assert!(fails(root, &["cat", "nosuchbranch:f"]).contains("unknown revision"));
     assert!(fails(root, &["cat", "HEAD~5:f"]).contains("does not exist"));
     assert!(fails(root, &["cat", "HEAD:missing"]).contains("no such file"));
+    let id = ok(root, &["log", "--oneline", "-n", "1"]);
+    assert!(fails(root, &["show", &id[..3]]).contains("at least 4 hex digits"));
+    assert!(ok(root, &["show", &id[..4]]).contains("one"));
     let outside = tempfile::tempdir().unwrap();
     assert!(fails(outside.path(), &["status"]).contains("vst init"));
     assert!(fails(root, &["init"]).contains("already"));
