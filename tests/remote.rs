@@ -235,14 +235,100 @@ fn racing_pushes_seaweedfs() {
     assert_remote_clean(&remote);
 }
 
-/// The server is killed while a push uploads its packs: the push fails
+/// An S3 client that runs `hook` once, when the `at`th pack upload
+/// (counting from 0) is about to be sent: a test acts at an exact point of
+/// a push instead of after a guessed delay.
+struct AtPackUpload {
+    inner: Arc<dyn object_store::ObjectStore>,
+    at: usize,
+    packs: AtomicUsize,
+    hook: Mutex<Option<Box<dyn FnOnce() + Send>>>,
+}
+
+impl std::fmt::Debug for AtPackUpload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AtPackUpload")
+    }
+}
+
+impl std::fmt::Display for AtPackUpload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "AtPackUpload({})", self.inner)
+    }
+}
+
+#[async_trait::async_trait]
+impl object_store::ObjectStore for AtPackUpload {
+    async fn put_opts(
+        &self,
+        location: &object_store::path::Path,
+        payload: object_store::PutPayload,
+        opts: object_store::PutOptions,
+    ) -> object_store::Result<object_store::PutResult> {
+        if location.as_ref().ends_with(".pack")
+            && self.packs.fetch_add(1, Ordering::SeqCst) == self.at
+            && let Some(hook) = self.hook.lock().unwrap().take()
+        {
+            hook();
+        }
+        self.inner.put_opts(location, payload, opts).await
+    }
+    async fn put_multipart_opts(
+        &self,
+        location: &object_store::path::Path,
+        opts: object_store::PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn object_store::MultipartUpload>> {
+        self.inner.put_multipart_opts(location, opts).await
+    }
+    async fn get_opts(
+        &self,
+        location: &object_store::path::Path,
+        options: object_store::GetOptions,
+    ) -> object_store::Result<object_store::GetResult> {
+        self.inner.get_opts(location, options).await
+    }
+    fn delete_stream(
+        &self,
+        locations: futures::stream::BoxStream<
+            'static,
+            object_store::Result<object_store::path::Path>,
+        >,
+    ) -> futures::stream::BoxStream<'static, object_store::Result<object_store::path::Path>> {
+        self.inner.delete_stream(locations)
+    }
+    fn list(
+        &self,
+        prefix: Option<&object_store::path::Path>,
+    ) -> futures::stream::BoxStream<'static, object_store::Result<object_store::ObjectMeta>> {
+        self.inner.list(prefix)
+    }
+    async fn list_with_delimiter(
+        &self,
+        prefix: Option<&object_store::path::Path>,
+    ) -> object_store::Result<object_store::ListResult> {
+        self.inner.list_with_delimiter(prefix).await
+    }
+    async fn copy_opts(
+        &self,
+        from: &object_store::path::Path,
+        to: &object_store::path::Path,
+        options: object_store::CopyOptions,
+    ) -> object_store::Result<()> {
+        self.inner.copy_opts(from, to, options).await
+    }
+}
+
+/// The server is killed while a push uploads its packs (just before the
+/// fourth pack's upload is sent, whatever the timing): the push fails
 /// (after its retries), the remote's branch is unchanged and everything it
 /// reaches is complete; after a restart the same push succeeds.
 #[test]
 fn server_killed_during_a_push_seaweedfs() {
-    let Some(mut server) = seaweed::start() else { return };
+    let Some(server) = seaweed::start() else { return };
     server.bucket("vst");
-    let remote = s3_remote(&server.endpoint, "killed", Duration::from_secs(3));
+    let endpoint = server.endpoint.clone();
+    let server = Arc::new(Mutex::new(server));
+    let remote = s3_remote(&endpoint, "killed", Duration::from_secs(3));
     let dir = tempfile::tempdir().unwrap();
     let repo = crate::support::repo(dir.path());
     let first = commit_files(&repo, &[("a".to_owned(), b"first".to_vec())], "first");
@@ -251,29 +337,37 @@ fn server_killed_during_a_push_seaweedfs() {
     let files: Vec<(String, Vec<u8>)> =
         (0..48).map(|i| (format!("big/{i}"), noise(5000 + i, 1 << 20))).collect();
     let second = commit_files(&repo, &files, "second");
-    let watcher = s3_remote(&server.endpoint, "killed", Duration::from_secs(3));
-    let result = std::thread::scope(|s| {
-        let pushing =
-            s.spawn(|| push(repo.store().as_ref(), &store, &remote.refs(), &main_branch(), second));
-        // Kill once the push has published some but not all of its packs.
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        loop {
-            let packs = watcher.store(RemoteOptions::default()).unwrap().pack_count();
-            if packs > 2 || pushing.is_finished() || std::time::Instant::now() > deadline {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        server.kill();
-        pushing.join().unwrap()
-    });
-    let err = result.expect_err("the push fails once the server is gone");
+    let killer = server.clone();
+    let var = |k: &str| (k == "AWS_ENDPOINT_URL").then(|| endpoint.clone());
+    let mut config = S3Config::from_url("s3://vst/killed", &var).unwrap();
+    config.retry_timeout = Duration::from_secs(3);
+    let gated = Remote::with_client(
+        Arc::new(AtPackUpload {
+            inner: Arc::new(config.build().unwrap()),
+            at: 3,
+            packs: AtomicUsize::new(0),
+            hook: Mutex::new(Some(Box::new(move || killer.lock().unwrap().kill()))),
+        }),
+        &config.prefix,
+        &config.describe(),
+    )
+    .unwrap();
+    let gated_store = gated.store(small_packs()).unwrap();
+    let packs_before = gated_store.pack_count();
+    let err = push(repo.store().as_ref(), &gated_store, &gated.refs(), &main_branch(), second)
+        .expect_err("the push fails once the server is gone");
     assert!(!matches!(err, vst::Error::PushRejected { .. }), "{err}");
-    drop(store);
-    server.restart();
+    drop(gated_store);
+    server.lock().unwrap().restart();
     assert_eq!(remote.refs().get(&main_branch()).unwrap(), Some(first.object_id()));
     assert_remote_clean(&remote);
+    let published = remote.store(RemoteOptions::default()).unwrap().pack_count() - packs_before;
+    assert!(
+        published <= 3,
+        "{published} packs of the failed push visible: at most those sent before the kill"
+    );
     // A new handle (the old one is poisoned) finishes the job.
+    drop(store);
     let store = remote.store(small_packs()).unwrap();
     match push(repo.store().as_ref(), &store, &remote.refs(), &main_branch(), second).unwrap() {
         PushOutcome::Pushed { old, .. } => assert_eq!(old, Some(first)),

@@ -28,10 +28,11 @@ struct Faulty {
     inner: InMemory,
     /// Treat every conditional write as a plain one (as some servers do).
     ignore_conditions: bool,
-    /// The one pack upload (counting from 0) that fails; the others
-    /// succeed, so that a store publishing past the failure is caught.
-    pack_fails: Option<usize>,
-    packs_put: AtomicUsize,
+    /// The upload of the pack that holds this id's record fails; the
+    /// others succeed, so that a store publishing past the failure is
+    /// caught. Chosen by content, not by the order uploads reach the
+    /// server: several run at once, so which one arrives third is timing.
+    pack_fails_holding: Option<ObjectId>,
     /// Follow every body a GET returns with this many more bytes (as a
     /// hostile server could), counting what the reader takes in `padding_read`.
     padding: AtomicUsize,
@@ -58,9 +59,11 @@ impl ObjectStore for Faulty {
         if self.ignore_conditions {
             opts.mode = PutMode::Overwrite;
         }
-        if location.as_ref().ends_with(".pack") {
-            let n = self.packs_put.fetch_add(1, Ordering::SeqCst);
-            if self.pack_fails == Some(n) {
+        if location.as_ref().ends_with(".pack")
+            && let Some(id) = self.pack_fails_holding
+        {
+            let bytes: Vec<u8> = payload.iter().flat_map(|b| b.iter().copied()).collect();
+            if bytes.windows(32).any(|w| w == id.as_bytes()) {
                 return Err(object_store::Error::Generic {
                     store: "Faulty",
                     source: "injected upload failure".into(),
@@ -211,12 +214,22 @@ fn a_damaged_record_is_an_error_never_wrong_bytes() {
     assert!(matches!(store.get(&id), Err(StoreError::Damaged { .. } | StoreError::Corrupt { .. })));
 }
 
+/// A failed upload poisons the store, and what it publishes is exactly
+/// the packs sealed before the failed one: the uploads run concurrently,
+/// but indexes are written in sealing order and none after a failure, so
+/// the outcome does not depend on which upload reaches the server first.
 #[test]
 fn a_failed_upload_poisons_and_publishes_only_a_prefix() {
-    let faulty = Arc::new(Faulty { pack_fails: Some(2), ..Default::default() });
+    // Incompressible 200,000-byte objects in packs sealed once they reach
+    // 1 MiB: each pack holds six (the sixth takes it past the target), so
+    // object 25 is in the fifth pack, which holds objects 24 to 29.
+    let blobs: Vec<Vec<u8>> = (0..60).map(|i| noise(100 + i, 200_000)).collect();
+    let faulty = Arc::new(Faulty {
+        pack_fails_holding: Some(ObjectId::of(&blobs[25])),
+        ..Default::default()
+    });
     let remote = Remote::with_client(faulty, "r", "faulty").unwrap();
     let store = remote.store(small_packs()).unwrap();
-    let blobs: Vec<Vec<u8>> = (0..60).map(|i| noise(100 + i, 200_000)).collect();
     let mut failed = false;
     for b in &blobs {
         if store.put(ObjectId::of(b), b).is_err() {
@@ -225,17 +238,18 @@ fn a_failed_upload_poisons_and_publishes_only_a_prefix() {
         }
     }
     let synced = store.sync();
-    assert!(failed || synced.is_err(), "the third pack's upload fails");
+    assert!(failed || synced.is_err(), "the fifth pack's upload fails");
     assert!(matches!(store.put(ObjectId::of(b"x"), b"x"), Err(StoreError::Poisoned)));
     drop(store);
-    // What another reader sees is a prefix of what was put, in order.
+    // What another reader sees is a prefix of what was put, in order: the
+    // four packs before the failed one, and nothing after it.
     let reader = remote.store(small_packs()).unwrap();
     let present: Vec<bool> =
         blobs.iter().map(|b| reader.contains(&ObjectId::of(b)).unwrap()).collect();
     let visible = present.iter().take_while(|p| **p).count();
-    assert!(visible > 0, "the first packs were published");
+    assert_eq!(visible, 24, "every pack sealed before the failed one is published");
     assert!(present[visible..].iter().all(|p| !p), "nothing after a gap: {present:?}");
-    assert_eq!(reader.pack_count(), 2);
+    assert_eq!(reader.pack_count(), 4);
 }
 
 /// A server that answers every GET with far more than was asked for (a
