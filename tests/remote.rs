@@ -481,3 +481,101 @@ fn a_large_file_travels_a_few_chunks_at_a_time() {
     let (read, _) = local.largest();
     assert!(read <= read_max, "copy_file: {read} bytes in one read");
 }
+
+/// A push and a delete of the same remote branch, from two repositories
+/// that both saw it at the same commit, race for many rounds: exactly one
+/// wins each round, and the remote is what the winner left.
+#[test]
+fn a_delete_racing_a_push_seaweedfs() {
+    let Some(remote) = seaweed_remote("delete-race") else { return };
+    let endpoint = shared_seaweed().unwrap().lock().unwrap().endpoint.clone();
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let origin = RefName::try_from("origin").unwrap();
+    const ROUNDS: usize = 8;
+    let barrier = Barrier::new(2);
+    let (pushed, deleted) = (AtomicUsize::new(0), AtomicUsize::new(0));
+    std::thread::scope(|s| {
+        for side in 0..2 {
+            let (dirs, barrier, pushed, deleted, endpoint, origin) =
+                (&dirs, &barrier, &pushed, &deleted, &endpoint, &origin);
+            s.spawn(move || {
+                let remote = s3_remote(endpoint, "delete-race", Duration::from_secs(10));
+                let repo = crate::support::repo(dirs[side].path());
+                let store = remote.store(small_packs()).unwrap();
+                let refs = remote.refs();
+                let mut deleted_before = 0;
+                for round in 0..ROUNDS {
+                    if side == 0 {
+                        // A new base on the remote, from side 0.
+                        let files = [(format!("base{round}"), noise(round as u64, 5000))];
+                        let base = commit_files(&repo, &files, "base");
+                        let old = refs.get(&main_branch()).unwrap();
+                        if old.is_some() {
+                            refs.delete(&main_branch(), old.unwrap()).unwrap();
+                        }
+                        let _ = vst::sync::push(
+                            repo.store().as_ref(),
+                            &store,
+                            &refs,
+                            &main_branch(),
+                            base,
+                        )
+                        .unwrap();
+                    }
+                    barrier.wait();
+                    // Both see the base.
+                    let (tip, _) =
+                        vst::tracking::fetch_branch(&repo, origin, &store, &refs, &main_branch())
+                            .unwrap()
+                            .unwrap();
+                    let current = repo.refs().get(&main_branch()).unwrap();
+                    repo.refs()
+                        .update(&main_branch(), current, Some(tip.object_id()), "reset")
+                        .unwrap();
+                    let mine = if side == 0 {
+                        let files = [(format!("r{round}"), noise(100 + round as u64, 300_000))];
+                        Some(commit_files(&repo, &files, "pushed"))
+                    } else {
+                        None
+                    };
+                    barrier.wait();
+                    match mine {
+                        Some(mine) => {
+                            match push(repo.store().as_ref(), &store, &refs, &main_branch(), mine) {
+                                Ok(PushOutcome::Pushed { .. }) => {
+                                    pushed.fetch_add(1, Ordering::SeqCst);
+                                }
+                                Err(vst::Error::PushRejected { .. }) => {}
+                                other => panic!("{other:?}"),
+                            }
+                        }
+                        None => {
+                            match vst::tracking::delete_branch(&repo, origin, &refs, &main_branch())
+                            {
+                                Ok(was) => {
+                                    assert_eq!(was, tip);
+                                    deleted.fetch_add(1, Ordering::SeqCst);
+                                }
+                                Err(vst::Error::DeleteRejected { .. }) => {}
+                                other => panic!("{other:?}"),
+                            }
+                        }
+                    }
+                    barrier.wait();
+                    if let Some(mine) = mine {
+                        let (p, d) =
+                            (pushed.load(Ordering::SeqCst), deleted.load(Ordering::SeqCst));
+                        assert_eq!(p + d, round + 1, "round {round}: exactly one winner");
+                        // Whoever won, the remote is what it left.
+                        let expected = (d == deleted_before).then(|| mine.object_id());
+                        assert_eq!(refs.get(&main_branch()).unwrap(), expected, "round {round}");
+                        deleted_before = d;
+                    }
+                    barrier.wait();
+                }
+            });
+        }
+    });
+    assert_eq!(pushed.load(Ordering::SeqCst) + deleted.load(Ordering::SeqCst), ROUNDS);
+    assert_remote_clean(&remote);
+}

@@ -37,6 +37,19 @@ struct Faulty {
     /// hostile server could), counting what the reader takes in `padding_read`.
     padding: AtomicUsize,
     padding_read: Arc<AtomicUsize>,
+    /// Run once, when the first read of a branch's key has been answered:
+    /// another writer acts exactly between a compare-and-swap's read and
+    /// its write.
+    after_ref_read: Hook,
+}
+
+#[derive(Default)]
+struct Hook(Mutex<Option<Box<dyn FnOnce() + Send>>>);
+
+impl std::fmt::Debug for Hook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Hook")
+    }
 }
 
 /// Pieces of [`Faulty::padding`] a body is padded with.
@@ -87,6 +100,16 @@ impl ObjectStore for Faulty {
         use futures::StreamExt;
         use object_store::GetResultPayload;
         let result = self.inner.get_opts(location, options).await?;
+        let hook = if location.as_ref().contains("/refs/heads/") {
+            self.after_ref_read.0.lock().unwrap().take()
+        } else {
+            None
+        };
+        if let Some(hook) = hook {
+            // On a thread of its own: the hook's writer blocks on its own
+            // runtime, which cannot be entered from this one's thread.
+            std::thread::scope(|s| s.spawn(hook).join().unwrap());
+        }
         let padding_len = self.padding.load(Ordering::SeqCst);
         if padding_len == 0 || result.range.is_empty() {
             return Ok(result);
@@ -325,6 +348,100 @@ fn racing_updates_have_exactly_one_winner() {
 }
 
 #[test]
+fn delete_is_a_compare_and_swap_and_a_push_can_recreate() {
+    let remote = memory();
+    let refs = remote.refs();
+    let main = RefName::try_from("main").unwrap();
+    let (a, b) = (ObjectId::of(b"a"), ObjectId::of(b"b"));
+    assert!(matches!(refs.delete(&main, a), Err(RefError::Conflict { .. })), "absent");
+    refs.update(&main, None, a).unwrap();
+    assert!(matches!(refs.delete(&main, b), Err(RefError::Conflict { .. })), "stale value");
+    assert_eq!(refs.get(&main).unwrap(), Some(a), "a refused delete changes nothing");
+    refs.delete(&main, a).unwrap();
+    assert_eq!(refs.get(&main).unwrap(), None);
+    assert!(refs.list().unwrap().is_empty(), "a deleted branch is not listed");
+    assert!(matches!(refs.update(&main, Some(a), b), Err(RefError::Conflict { .. })));
+    refs.update(&main, None, b).unwrap();
+    assert_eq!(remote.refs().list().unwrap(), vec![(main, b)]);
+}
+
+/// The other writer acts exactly between a compare-and-swap's read and its
+/// write, both ways round: a delete between a push's read and write makes
+/// the push lose, and a push between a delete's read and write makes the
+/// delete lose.
+#[test]
+fn a_write_between_the_read_and_the_write_of_another_makes_it_lose() {
+    let main = RefName::try_from("main").unwrap();
+    let (base, pushed) = (ObjectId::of(b"base"), ObjectId::of(b"pushed"));
+    for delete_first in [true, false] {
+        let faulty = Arc::new(Faulty::default());
+        let remote = Remote::with_client(faulty.clone(), "r", "faulty").unwrap();
+        let other = Remote::with_client(faulty.clone(), "r", "faulty").unwrap();
+        remote.refs().update(&main, None, base).unwrap();
+        let (remote_refs, other_refs) = (remote.refs(), other.refs());
+        remote_refs.probe().unwrap();
+        other_refs.probe().unwrap();
+        let main2 = main.clone();
+        let interloper: Box<dyn FnOnce() + Send> = if delete_first {
+            Box::new(move || other_refs.delete(&main2, base).unwrap())
+        } else {
+            Box::new(move || other_refs.update(&main2, Some(base), pushed).unwrap())
+        };
+        *faulty.after_ref_read.0.lock().unwrap() = Some(interloper);
+        let lost = if delete_first {
+            remote_refs.update(&main, Some(base), pushed)
+        } else {
+            remote_refs.delete(&main, base)
+        };
+        assert!(matches!(lost, Err(RefError::Conflict { .. })), "{delete_first}: {lost:?}");
+        let expected = if delete_first { None } else { Some(pushed) };
+        assert_eq!(remote.refs().get(&main).unwrap(), expected);
+    }
+}
+
+/// A delete and a push that read the same value race, many rounds: in
+/// each, exactly one wins, and the branch holds the winner's result.
+fn delete_races_update(remote: &Remote, rounds: usize) {
+    let main = RefName::try_from("race-delete").unwrap();
+    let mut current: Option<ObjectId> = None;
+    for round in 0..rounds {
+        let base = ObjectId::of(format!("base {round}").as_bytes());
+        remote.refs().update(&main, current, base).unwrap();
+        let pushed = ObjectId::of(format!("pushed {round}").as_bytes());
+        let barrier = std::sync::Barrier::new(2);
+        let (deleted, updated) = std::thread::scope(|s| {
+            let deleter = s.spawn(|| {
+                let refs = remote.refs();
+                refs.probe().unwrap();
+                barrier.wait();
+                refs.delete(&main, base)
+            });
+            let pusher = s.spawn(|| {
+                let refs = remote.refs();
+                refs.probe().unwrap();
+                barrier.wait();
+                refs.update(&main, Some(base), pushed)
+            });
+            (deleter.join().unwrap(), pusher.join().unwrap())
+        });
+        let now = remote.refs().get(&main).unwrap();
+        match (deleted, updated) {
+            (Ok(()), Err(RefError::Conflict { .. })) => assert_eq!(now, None, "round {round}"),
+            (Err(RefError::Conflict { .. }), Ok(())) => {
+                assert_eq!(now, Some(pushed), "round {round}")
+            }
+            other => panic!("round {round}: not exactly one winner: {other:?}"),
+        }
+        current = now;
+    }
+}
+
+#[test]
+fn a_delete_racing_a_push_has_exactly_one_winner() {
+    delete_races_update(&memory(), 50);
+}
+
+#[test]
 fn a_server_that_ignores_conditions_gets_no_refs() {
     let faulty = Arc::new(Faulty { ignore_conditions: true, ..Default::default() });
     let remote = Remote::with_client(faulty, "r", "s3://bkt/r at http://garage.test").unwrap();
@@ -436,6 +553,12 @@ fn seaweedfs_round_trip_refs_and_probe() {
     assert!(matches!(refs.update(&main, None, ObjectId::of(b"x")), Err(RefError::Conflict { .. })));
     refs.update(&main, Some(ObjectId::of(&big)), ObjectId::of(b"y")).unwrap();
     assert_eq!(refs.get(&main).unwrap(), Some(ObjectId::of(b"y")));
+}
+
+#[test]
+fn a_delete_racing_a_push_has_exactly_one_winner_seaweedfs() {
+    let Some(remote) = seaweed_remote("race-delete") else { return };
+    delete_races_update(&remote, 30);
 }
 
 /// `put_reader` writes the packs `put` writes (packs are named by their

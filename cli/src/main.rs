@@ -81,14 +81,15 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         }
         Command::Push(args) => remote::push_cmd(cli, &workspace::find(cli)?, args),
         Command::Pull(args) => remote::pull_cmd(cli, &workspace::find(cli)?, args),
+        Command::Fetch(args) => remote::fetch_cmd(cli, &workspace::find(cli)?, args),
         Command::Clone(args) => remote::clone_cmd(cli, args),
         Command::Ls { spec } => history::ls(cli, spec),
         Command::Cat { spec } => history::cat(cli, spec),
         Command::Show { rev } => history::show(cli, rev.as_deref()),
         Command::Diff { revs, stat, name_status } => history::diff(cli, revs, *stat, *name_status),
         Command::Switch { name, force } => worktree::switch(cli, name, *force),
-        Command::Branch { name, rev, delete } => {
-            refs::branch(cli, name.as_deref(), rev.as_deref(), *delete)
+        Command::Branch { name, rev, delete, remotes } => {
+            refs::branch(cli, name.as_deref(), rev.as_deref(), *delete, *remotes)
         }
         Command::Checkout { rev, into, force } => {
             worktree::checkout(cli, rev, into.as_deref(), *force)

@@ -33,6 +33,7 @@ mod name;
 pub mod read;
 pub mod repo;
 pub mod sync;
+pub mod tracking;
 pub mod tree;
 mod working_set;
 pub mod worktree;

@@ -51,6 +51,16 @@ pub struct TransferStats {
     pub blob_bytes: u64,
 }
 
+impl TransferStats {
+    /// Adds `other`'s counts to these.
+    pub fn add(&mut self, other: &TransferStats) {
+        self.commits += other.commits;
+        self.trees += other.trees;
+        self.blobs += other.blobs;
+        self.blob_bytes += other.blob_bytes;
+    }
+}
+
 /// Why a push was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Rejection {
@@ -497,6 +507,14 @@ pub fn pull(
     let Some((remote, stats)) = fetch(store, refs, branch, local_store.as_ref())? else {
         return Ok(None);
     };
+    Ok(Some((fast_forward(repo, branch, remote)?, stats)))
+}
+
+/// Moves the local `branch` of `repo` forward to `remote` (a commit the
+/// repository has) when that is a fast-forward or creates it, by
+/// compare-and-swap, logged as `pull`; says what it did otherwise.
+pub fn fast_forward(repo: &Repo, branch: &RefName, remote: CommitId) -> Result<PullOutcome> {
+    let local_store = repo.store();
     let local = repo.refs().get(branch).map_err(ref_err)?.map(CommitId::new);
     let outcome = match local {
         Some(local) if local == remote => PullOutcome::UpToDate,
@@ -512,7 +530,7 @@ pub fn pull(
             .update(branch, local.map(|c| c.object_id()), Some(remote.object_id()), "pull")
             .map_err(ref_err)?;
     }
-    Ok(Some((outcome, stats)))
+    Ok(outcome)
 }
 
 /// Fetches every branch of the remote into `repo` (a new repository) and
@@ -529,18 +547,14 @@ pub fn clone_into(
     let mut out = Vec::new();
     for (name, id) in branches {
         let tip = CommitId::new(id);
-        let stats = transfer(store, local.as_ref(), tip)?;
-        total.commits += stats.commits;
-        total.trees += stats.trees;
-        total.blobs += stats.blobs;
-        total.blob_bytes += stats.blob_bytes;
+        total.add(&transfer(store, local.as_ref(), tip)?);
         repo.refs().update(&name, None, Some(id), "clone").map_err(ref_err)?;
         out.push((name, tip));
     }
     Ok((out, total))
 }
 
-fn ref_err(e: RefError) -> Error {
+pub(crate) fn ref_err(e: RefError) -> Error {
     match e {
         RefError::Store(e) => Error::Store(e),
         other => Error::Ref(other),
