@@ -462,6 +462,15 @@ impl RemoteStore {
         raw_len: u64,
     ) -> Result<(), StoreError> {
         if w.buf.is_empty() {
+            // One allocation for the whole pack: it is sealed at most one
+            // record (a chunk, or a small object) past its target. Grown by
+            // doubling instead, each pack would copy itself several times
+            // and leave blocks of every size behind; with the pack's
+            // size fixed, the allocator reuses the few blocks of a size
+            // that uploads free, so a long push stays within a constant.
+            w.buf.reserve_exact(
+                self.pack_len_target + CHUNKING_LEN_MIN + RECORD_HEADER_LEN + RECORD_TRAILER_LEN,
+            );
             w.buf.extend_from_slice(&PACK_MAGIC);
         }
         let compressed = crate::pack::compress(kind, payload);
