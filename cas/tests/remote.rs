@@ -441,6 +441,45 @@ fn a_delete_racing_a_push_has_exactly_one_winner() {
     delete_races_update(&memory(), 50);
 }
 
+/// The gc lock and push leases exclude each other: a push that starts
+/// while a gc holds the lock gets its lease only after the gc released it,
+/// and a gc that starts while a push holds a lease gets the lock only
+/// after the push released it. (Each side is given a moment to get ahead
+/// wrongly; correct code passes however long that is.)
+#[test]
+fn the_gc_lock_and_push_leases_exclude_each_other() {
+    use std::sync::atomic::AtomicBool;
+    use vst_cas::remote::gc::{GcLock, PushLease};
+    let remote = memory();
+    let gc = GcLock::take(&remote).unwrap();
+    assert!(matches!(GcLock::take(&remote), Err(StoreError::RemoteLocked { .. })), "one gc");
+    let released = AtomicBool::new(false);
+    let released_lease = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let pusher = s.spawn(|| {
+            let lease = PushLease::take(&remote).unwrap();
+            assert!(released.load(Ordering::SeqCst), "a lease while the gc held the lock");
+            lease
+        });
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        released.store(true, Ordering::SeqCst);
+        gc.release().unwrap();
+        let lease = pusher.join().unwrap();
+        let gc = s.spawn(|| {
+            let gc = GcLock::take(&remote).unwrap();
+            assert!(released_lease.load(Ordering::SeqCst), "the lock while a push held a lease");
+            gc
+        });
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        released_lease.store(true, Ordering::SeqCst);
+        lease.release().unwrap();
+        gc.join().unwrap().release().unwrap();
+    });
+    // Nothing left behind: the next gc and push go at once.
+    GcLock::take(&remote).unwrap().release().unwrap();
+    PushLease::take(&remote).unwrap().release().unwrap();
+}
+
 #[test]
 fn a_server_that_ignores_conditions_gets_no_refs() {
     let faulty = Arc::new(Faulty { ignore_conditions: true, ..Default::default() });

@@ -31,6 +31,7 @@ mod id;
 pub mod limits;
 mod name;
 pub mod read;
+pub mod remote_gc;
 pub mod repo;
 pub mod sync;
 pub mod tracking;

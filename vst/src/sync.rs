@@ -20,6 +20,7 @@ use std::collections::{HashMap, HashSet};
 
 use bytes::Bytes;
 use vst_cas::pack::CHUNKING_LEN_MIN;
+use vst_cas::remote::gc::PushLease;
 use vst_cas::remote::{RemoteRefs, RemoteStore};
 use vst_cas::stream::ObjectReader;
 use vst_cas::{ObjectId, RefError, RefName, Store, StoreError};
@@ -433,11 +434,19 @@ pub fn push(
             return Err(Error::PushRejected { branch: branch.clone(), reason });
         }
     }
+    // No remote gc deletes anything while the lease is held; and what the
+    // store says it contains is read after the lease was taken (packs a gc
+    // deleted before are forgotten), so the push never relies on an
+    // object that is about to go. See docs/format.md, "Remote gc".
+    let lease = PushLease::take(store.remote())?;
     // Objects other writers published since the store was opened count as
     // present: nothing they hold is uploaded again.
     store.refresh()?;
     let stats = transfer(local, store, tip)?;
-    match refs.update(branch, old.map(|c| c.object_id()), tip.object_id()) {
+    lease.check()?;
+    let updated = refs.update(branch, old.map(|c| c.object_id()), tip.object_id());
+    lease.release()?;
+    match updated {
         Ok(()) => Ok(PushOutcome::Pushed { old, new: tip, stats }),
         Err(RefError::Conflict { .. }) => {
             Err(Error::PushRejected { branch: branch.clone(), reason: Rejection::Raced })
