@@ -235,14 +235,100 @@ fn racing_pushes_seaweedfs() {
     assert_remote_clean(&remote);
 }
 
-/// The server is killed while a push uploads its packs: the push fails
+/// An S3 client that runs `hook` once, when the `at`th pack upload
+/// (counting from 0) is about to be sent: a test acts at an exact point of
+/// a push instead of after a guessed delay.
+struct AtPackUpload {
+    inner: Arc<dyn object_store::ObjectStore>,
+    at: usize,
+    packs: AtomicUsize,
+    hook: Mutex<Option<Box<dyn FnOnce() + Send>>>,
+}
+
+impl std::fmt::Debug for AtPackUpload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AtPackUpload")
+    }
+}
+
+impl std::fmt::Display for AtPackUpload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "AtPackUpload({})", self.inner)
+    }
+}
+
+#[async_trait::async_trait]
+impl object_store::ObjectStore for AtPackUpload {
+    async fn put_opts(
+        &self,
+        location: &object_store::path::Path,
+        payload: object_store::PutPayload,
+        opts: object_store::PutOptions,
+    ) -> object_store::Result<object_store::PutResult> {
+        if location.as_ref().ends_with(".pack")
+            && self.packs.fetch_add(1, Ordering::SeqCst) == self.at
+            && let Some(hook) = self.hook.lock().unwrap().take()
+        {
+            hook();
+        }
+        self.inner.put_opts(location, payload, opts).await
+    }
+    async fn put_multipart_opts(
+        &self,
+        location: &object_store::path::Path,
+        opts: object_store::PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn object_store::MultipartUpload>> {
+        self.inner.put_multipart_opts(location, opts).await
+    }
+    async fn get_opts(
+        &self,
+        location: &object_store::path::Path,
+        options: object_store::GetOptions,
+    ) -> object_store::Result<object_store::GetResult> {
+        self.inner.get_opts(location, options).await
+    }
+    fn delete_stream(
+        &self,
+        locations: futures::stream::BoxStream<
+            'static,
+            object_store::Result<object_store::path::Path>,
+        >,
+    ) -> futures::stream::BoxStream<'static, object_store::Result<object_store::path::Path>> {
+        self.inner.delete_stream(locations)
+    }
+    fn list(
+        &self,
+        prefix: Option<&object_store::path::Path>,
+    ) -> futures::stream::BoxStream<'static, object_store::Result<object_store::ObjectMeta>> {
+        self.inner.list(prefix)
+    }
+    async fn list_with_delimiter(
+        &self,
+        prefix: Option<&object_store::path::Path>,
+    ) -> object_store::Result<object_store::ListResult> {
+        self.inner.list_with_delimiter(prefix).await
+    }
+    async fn copy_opts(
+        &self,
+        from: &object_store::path::Path,
+        to: &object_store::path::Path,
+        options: object_store::CopyOptions,
+    ) -> object_store::Result<()> {
+        self.inner.copy_opts(from, to, options).await
+    }
+}
+
+/// The server is killed while a push uploads its packs (just before the
+/// fourth pack's upload is sent, whatever the timing): the push fails
 /// (after its retries), the remote's branch is unchanged and everything it
 /// reaches is complete; after a restart the same push succeeds.
 #[test]
 fn server_killed_during_a_push_seaweedfs() {
-    let Some(mut server) = seaweed::start() else { return };
+    let Some(server) = seaweed::start() else { return };
     server.bucket("vst");
-    let remote = s3_remote(&server.endpoint, "killed", Duration::from_secs(3));
+    let endpoint = server.endpoint.clone();
+    let server = Arc::new(Mutex::new(server));
+    let remote = s3_remote(&endpoint, "killed", Duration::from_secs(3));
     let dir = tempfile::tempdir().unwrap();
     let repo = crate::support::repo(dir.path());
     let first = commit_files(&repo, &[("a".to_owned(), b"first".to_vec())], "first");
@@ -251,29 +337,37 @@ fn server_killed_during_a_push_seaweedfs() {
     let files: Vec<(String, Vec<u8>)> =
         (0..48).map(|i| (format!("big/{i}"), noise(5000 + i, 1 << 20))).collect();
     let second = commit_files(&repo, &files, "second");
-    let watcher = s3_remote(&server.endpoint, "killed", Duration::from_secs(3));
-    let result = std::thread::scope(|s| {
-        let pushing =
-            s.spawn(|| push(repo.store().as_ref(), &store, &remote.refs(), &main_branch(), second));
-        // Kill once the push has published some but not all of its packs.
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        loop {
-            let packs = watcher.store(RemoteOptions::default()).unwrap().pack_count();
-            if packs > 2 || pushing.is_finished() || std::time::Instant::now() > deadline {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        server.kill();
-        pushing.join().unwrap()
-    });
-    let err = result.expect_err("the push fails once the server is gone");
+    let killer = server.clone();
+    let var = |k: &str| (k == "AWS_ENDPOINT_URL").then(|| endpoint.clone());
+    let mut config = S3Config::from_url("s3://vst/killed", &var).unwrap();
+    config.retry_timeout = Duration::from_secs(3);
+    let gated = Remote::with_client(
+        Arc::new(AtPackUpload {
+            inner: Arc::new(config.build().unwrap()),
+            at: 3,
+            packs: AtomicUsize::new(0),
+            hook: Mutex::new(Some(Box::new(move || killer.lock().unwrap().kill()))),
+        }),
+        &config.prefix,
+        &config.describe(),
+    )
+    .unwrap();
+    let gated_store = gated.store(small_packs()).unwrap();
+    let packs_before = gated_store.pack_count();
+    let err = push(repo.store().as_ref(), &gated_store, &gated.refs(), &main_branch(), second)
+        .expect_err("the push fails once the server is gone");
     assert!(!matches!(err, vst::Error::PushRejected { .. }), "{err}");
-    drop(store);
-    server.restart();
+    drop(gated_store);
+    server.lock().unwrap().restart();
     assert_eq!(remote.refs().get(&main_branch()).unwrap(), Some(first.object_id()));
     assert_remote_clean(&remote);
+    let published = remote.store(RemoteOptions::default()).unwrap().pack_count() - packs_before;
+    assert!(
+        published <= 3,
+        "{published} packs of the failed push visible: at most those sent before the kill"
+    );
     // A new handle (the old one is poisoned) finishes the job.
+    drop(store);
     let store = remote.store(small_packs()).unwrap();
     match push(repo.store().as_ref(), &store, &remote.refs(), &main_branch(), second).unwrap() {
         PushOutcome::Pushed { old, .. } => assert_eq!(old, Some(first)),
@@ -386,4 +480,286 @@ fn a_large_file_travels_a_few_chunks_at_a_time() {
     assert!(out == big);
     let (read, _) = local.largest();
     assert!(read <= read_max, "copy_file: {read} bytes in one read");
+}
+
+/// A push and a delete of the same remote branch, from two repositories
+/// that both saw it at the same commit, race for many rounds: exactly one
+/// wins each round, and the remote is what the winner left.
+#[test]
+fn a_delete_racing_a_push_seaweedfs() {
+    let Some(remote) = seaweed_remote("delete-race") else { return };
+    let endpoint = shared_seaweed().unwrap().lock().unwrap().endpoint.clone();
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let origin = RefName::try_from("origin").unwrap();
+    const ROUNDS: usize = 8;
+    let barrier = Barrier::new(2);
+    let (pushed, deleted) = (AtomicUsize::new(0), AtomicUsize::new(0));
+    std::thread::scope(|s| {
+        for side in 0..2 {
+            let (dirs, barrier, pushed, deleted, endpoint, origin) =
+                (&dirs, &barrier, &pushed, &deleted, &endpoint, &origin);
+            s.spawn(move || {
+                let remote = s3_remote(endpoint, "delete-race", Duration::from_secs(10));
+                let repo = crate::support::repo(dirs[side].path());
+                let store = remote.store(small_packs()).unwrap();
+                let refs = remote.refs();
+                let mut deleted_before = 0;
+                for round in 0..ROUNDS {
+                    if side == 0 {
+                        // A new base on the remote, from side 0.
+                        let files = [(format!("base{round}"), noise(round as u64, 5000))];
+                        let base = commit_files(&repo, &files, "base");
+                        let old = refs.get(&main_branch()).unwrap();
+                        if old.is_some() {
+                            refs.delete(&main_branch(), old.unwrap()).unwrap();
+                        }
+                        let _ = vst::sync::push(
+                            repo.store().as_ref(),
+                            &store,
+                            &refs,
+                            &main_branch(),
+                            base,
+                        )
+                        .unwrap();
+                    }
+                    barrier.wait();
+                    // Both see the base.
+                    let (tip, _) =
+                        vst::tracking::fetch_branch(&repo, origin, &store, &refs, &main_branch())
+                            .unwrap()
+                            .unwrap();
+                    let current = repo.refs().get(&main_branch()).unwrap();
+                    repo.refs()
+                        .update(&main_branch(), current, Some(tip.object_id()), "reset")
+                        .unwrap();
+                    let mine = if side == 0 {
+                        let files = [(format!("r{round}"), noise(100 + round as u64, 300_000))];
+                        Some(commit_files(&repo, &files, "pushed"))
+                    } else {
+                        None
+                    };
+                    barrier.wait();
+                    match mine {
+                        Some(mine) => {
+                            match push(repo.store().as_ref(), &store, &refs, &main_branch(), mine) {
+                                Ok(PushOutcome::Pushed { .. }) => {
+                                    pushed.fetch_add(1, Ordering::SeqCst);
+                                }
+                                Err(vst::Error::PushRejected { .. }) => {}
+                                other => panic!("{other:?}"),
+                            }
+                        }
+                        None => {
+                            match vst::tracking::delete_branch(&repo, origin, &refs, &main_branch())
+                            {
+                                Ok(was) => {
+                                    assert_eq!(was, tip);
+                                    deleted.fetch_add(1, Ordering::SeqCst);
+                                }
+                                Err(vst::Error::DeleteRejected { .. }) => {}
+                                other => panic!("{other:?}"),
+                            }
+                        }
+                    }
+                    barrier.wait();
+                    if let Some(mine) = mine {
+                        let (p, d) =
+                            (pushed.load(Ordering::SeqCst), deleted.load(Ordering::SeqCst));
+                        assert_eq!(p + d, round + 1, "round {round}: exactly one winner");
+                        // Whoever won, the remote is what it left.
+                        let expected = (d == deleted_before).then(|| mine.object_id());
+                        assert_eq!(refs.get(&main_branch()).unwrap(), expected, "round {round}");
+                        deleted_before = d;
+                    }
+                    barrier.wait();
+                }
+            });
+        }
+    });
+    assert_eq!(pushed.load(Ordering::SeqCst) + deleted.load(Ordering::SeqCst), ROUNDS);
+    assert_remote_clean(&remote);
+}
+
+/// Bytes under the remote's `packs/`.
+fn remote_bytes(remote: &Remote) -> u64 {
+    let lock = vst_cas::remote::gc::GcLock::take(remote).unwrap();
+    let len = lock.stored_len().unwrap();
+    lock.release().unwrap();
+    len
+}
+
+/// After a branch holding a large file is deleted, a gc with no grace
+/// leaves less than a tenth of the file's bytes, and every remaining
+/// branch is complete; with a grace period longer than the packs' age it
+/// deletes nothing.
+fn gc_collects_a_deleted_branch(remote: &Remote) {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = crate::support::repo(dir.path());
+    let files: Vec<(String, Vec<u8>)> =
+        (0..50).map(|i| (format!("src/f{i}"), noise(7000 + i, 2000))).collect();
+    let main = commit_files(&repo, &files, "main");
+    let big = noise(7777, 12 << 20);
+    let topic_branch = RefName::try_from("topic").unwrap();
+    repo.refs().update(&topic_branch, None, Some(main.object_id()), "branch").unwrap();
+    let mut ws = repo.working_set().unwrap();
+    ws.write(&p("big.bin"), &big).unwrap();
+    let options = CommitOptions { message: "big".to_owned(), ..Default::default() };
+    let topic = repo.commit_on(&mut ws, &topic_branch, &options).unwrap();
+    let store = remote.store(small_packs()).unwrap();
+    push(repo.store().as_ref(), &store, &remote.refs(), &main_branch(), main).unwrap();
+    push(repo.store().as_ref(), &store, &remote.refs(), &topic_branch, topic).unwrap();
+    drop(store);
+    let full = remote_bytes(remote);
+    assert!(full > big.len() as u64, "{full}");
+
+    let hour = Duration::from_secs(3600);
+    let kept = vst::remote_gc::gc_remote(remote, hour, &small_packs()).unwrap();
+    // Everything is live, and the copies come out byte for byte as the
+    // packs they copy (named by their content): nothing to delete.
+    assert_eq!(kept.packs_deleted, 0, "{kept:?}");
+    assert_eq!(kept.bytes_after, kept.bytes_before, "{kept:?}");
+    assert_remote_clean(remote);
+
+    remote.refs().delete(&topic_branch, topic.object_id()).unwrap();
+    let stats = vst::remote_gc::gc_remote(remote, Duration::ZERO, &small_packs()).unwrap();
+    assert_eq!(stats.branches, 1);
+    let left = remote_bytes(remote);
+    assert_eq!(left, stats.bytes_after);
+    assert!(left < big.len() as u64 / 10, "{left} bytes left of {full}: {stats:?}");
+    assert_remote_clean(remote);
+    // The remaining branch clones whole; the deleted one's file is gone.
+    let copy = tempfile::tempdir().unwrap();
+    let local = crate::support::repo(copy.path());
+    let fresh = remote.store(RemoteOptions::default()).unwrap();
+    let (branches, _) = clone_into(&local, &fresh, &remote.refs()).unwrap();
+    assert_eq!(branches, vec![(main_branch(), main)]);
+    assert!(local.fsck(ReadData::Yes).unwrap().is_clean());
+    assert!(!fresh.contains(&vst_cas::ObjectId::of(&big)).unwrap());
+    // A push of the deleted branch again (its objects are gone remotely,
+    // and a handle that knew them learns that) makes it whole again.
+    let store = remote.store(small_packs()).unwrap();
+    push(repo.store().as_ref(), &store, &remote.refs(), &topic_branch, topic).unwrap();
+    assert_remote_clean(remote);
+}
+
+#[test]
+fn gc_collects_a_deleted_branch_in_memory() {
+    let remote =
+        Remote::with_client(Arc::new(object_store::memory::InMemory::new()), "r", "memory")
+            .unwrap();
+    gc_collects_a_deleted_branch(&remote);
+}
+
+#[test]
+fn gc_collects_a_deleted_branch_seaweedfs() {
+    let Some(remote) = seaweed_remote("gc-deleted") else { return };
+    gc_collects_a_deleted_branch(&remote);
+}
+
+/// A remote gc with no grace period starts together with five clients'
+/// pushes, each to its own branch, round after round; every other round a
+/// client deletes its branch first and pushes a commit that brings back
+/// content of the deleted one (which a handle may still see in a pack a
+/// gc is about to delete). Every push that succeeded is whole on the
+/// remote: the final branches pass a remote fsck reading every byte, and
+/// a fresh clone of each equals what its client pushed.
+#[test]
+fn gc_racing_five_pushes_seaweedfs() {
+    let Some(_) = seaweed_remote("gc-race") else { return };
+    let endpoint = shared_seaweed().unwrap().lock().unwrap().endpoint.clone();
+    const CLIENTS: usize = 5;
+    const ROUNDS: usize = 8;
+    let dirs: Vec<_> = (0..CLIENTS).map(|_| tempfile::tempdir().unwrap()).collect();
+    let done = AtomicUsize::new(0);
+    let gcs = AtomicUsize::new(0);
+    let start = Barrier::new(CLIENTS + 1);
+    let end = Barrier::new(CLIENTS + 1);
+    let lost: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    let finals: Vec<Mutex<Option<CommitId>>> = (0..CLIENTS).map(|_| Mutex::new(None)).collect();
+    std::thread::scope(|s| {
+        for client in 0..CLIENTS {
+            let (dirs, done, endpoint, finals, start, end, lost) =
+                (&dirs, &done, &endpoint, &finals, &start, &end, &lost);
+            s.spawn(move || {
+                let remote = s3_remote(endpoint, "gc-race", Duration::from_secs(10));
+                let repo = crate::support::repo(dirs[client].path());
+                let store = remote.store(small_packs()).unwrap();
+                let refs = remote.refs();
+                let branch = RefName::try_from(format!("c{client}").as_str()).unwrap();
+                let mut ws = repo.working_set().unwrap();
+                for round in 0..ROUNDS {
+                    if round % 2 == 1 {
+                        // Delete the branch: what it held is garbage now.
+                        let old = refs.get(&branch).unwrap().unwrap();
+                        refs.delete(&branch, old).unwrap();
+                    }
+                    // Content that comes back: the same bytes every other
+                    // round, plus some new.
+                    let back = noise((client * 100 + round / 2) as u64, 400_000);
+                    ws.write(&p(&format!("back{}", round % 2)), &back).unwrap();
+                    ws.write(
+                        &p(&format!("new/r{round}")),
+                        // Several packs: the push's ref write comes well
+                        // after a gc that started with it has read the refs.
+                        &noise((client * 100 + 50 + round) as u64, 3 << 20),
+                    )
+                    .unwrap();
+                    let options =
+                        CommitOptions { message: format!("r{round}"), ..Default::default() };
+                    let tip = repo.commit_on(&mut ws, &branch, &options).unwrap();
+                    start.wait();
+                    match push(repo.store().as_ref(), &store, &refs, &branch, tip) {
+                        Ok(PushOutcome::Pushed { .. }) => {}
+                        other => lost
+                            .lock()
+                            .unwrap()
+                            .push(format!("client {client} round {round}: {other:?}")),
+                    }
+                    *finals[client].lock().unwrap() = Some(tip);
+                    // Once this round's gc is done, what the push was told
+                    // is stored is all there.
+                    end.wait();
+                    // (Recorded, not asserted here: a panic would leave the
+                    // others waiting at the barrier.)
+                    let fresh = remote.store(RemoteOptions::default()).unwrap();
+                    let report = fsck(&fresh, &[tip], ReadData::No);
+                    if !report.is_clean() {
+                        lost.lock()
+                            .unwrap()
+                            .push(format!("client {client} round {round}: {:?}", report.problems));
+                    }
+                }
+                done.fetch_add(1, Ordering::SeqCst);
+            });
+        }
+        let (endpoint, gcs, start, end) = (&endpoint, &gcs, &start, &end);
+        s.spawn(move || {
+            let remote = s3_remote(endpoint, "gc-race", Duration::from_secs(10));
+            for _ in 0..ROUNDS {
+                start.wait();
+                vst::remote_gc::gc_remote(&remote, Duration::ZERO, &small_packs()).unwrap();
+                gcs.fetch_add(1, Ordering::SeqCst);
+                end.wait();
+            }
+        });
+    });
+    let lost = lost.into_inner().unwrap();
+    assert!(lost.is_empty(), "{lost:#?}");
+    assert_eq!(gcs.load(Ordering::SeqCst), ROUNDS);
+    assert_eq!(done.load(Ordering::SeqCst), CLIENTS);
+    let remote = seaweed_remote("gc-race").unwrap();
+    // Once more with everything quiet, then check.
+    vst::remote_gc::gc_remote(&remote, Duration::ZERO, &small_packs()).unwrap();
+    assert_remote_clean(&remote);
+    let branches = remote.refs().list().unwrap();
+    assert_eq!(branches.len(), CLIENTS);
+    for (client, fin) in finals.iter().enumerate() {
+        let tip = fin.lock().unwrap().unwrap();
+        assert_eq!(branches[client].1, tip.object_id(), "client {client}");
+        let copy = tempfile::tempdir().unwrap();
+        let local = crate::support::repo(copy.path());
+        transfer(&remote.store(RemoteOptions::default()).unwrap(), local.store().as_ref(), tip)
+            .unwrap();
+        assert!(local.fsck(ReadData::Yes).unwrap().is_clean(), "client {client}");
+    }
 }

@@ -79,6 +79,17 @@ pub enum StoreError {
         /// What is wrong.
         what: &'static str,
     },
+    /// The object store is held by a remote gc (`locks/gc`) for longer
+    /// than a push waits, or by another gc.
+    #[error(
+        "object store: {key} is held by a gc (since {since}); wait for it to finish, or, if no gc is running (one was killed), delete {key}"
+    )]
+    RemoteLocked {
+        /// The lock's key.
+        key: String,
+        /// When it was taken, as the server's clock says.
+        since: String,
+    },
     /// An object store location or its settings are unusable.
     #[error("object store: {what}")]
     RemoteConfig {

@@ -10,6 +10,8 @@
 //! logs/heads/NAME       one line per update: "<old hex or 0*64> <new hex or 0*64> <unix_us> <message>\n"
 //! refs/heads/NAME.lock  held exclusively while that ref is read-compared-written
 //! HEAD.lock             the same, for HEAD
+//! refs/remotes/REMOTE/BRANCH  remote-tracking refs (see [`TrackingRefs`]): the
+//!                       same file, lock and reflog (logs/remotes/...) as a branch
 //! ```
 //!
 //! A branch file holds two slots, 4 KiB apart, each
@@ -212,6 +214,81 @@ pub(crate) fn show(id: Option<ObjectId>) -> String {
 pub struct Refs {
     vfs: Arc<dyn Vfs>,
     dir: PathBuf,
+    /// The directory under `refs/` and `logs/` the names live in: `heads`
+    /// for branches, `remotes` for the view [`Refs::tracking`] returns.
+    ns: &'static str,
+}
+
+/// The remote-tracking refs of a store: `refs/remotes/REMOTE/BRANCH`, one
+/// for each branch of each remote as the last fetch, push or clone saw it,
+/// named `REMOTE/BRANCH`. They are files of slots with reflogs exactly
+/// like branches (the same compare-and-swap, durability and GC), but never
+/// what `HEAD` names and never committed to; only their own namespace is
+/// reachable through this type.
+#[derive(Debug, Clone)]
+pub struct TrackingRefs(Refs);
+
+impl TrackingRefs {
+    /// The name of the tracking ref of `branch` of `remote`: `REMOTE/BRANCH`
+    /// (an error if that is longer than a ref name may be).
+    pub fn name(remote: &RefName, branch: &RefName) -> Result<RefName, RefError> {
+        RefName::try_from(format!("{remote}/{branch}").as_str())
+    }
+
+    /// The value of tracking ref `name` (`REMOTE/BRANCH`), if it exists.
+    pub fn get(&self, name: &RefName) -> Result<Option<ObjectId>, RefError> {
+        self.0.get(name)
+    }
+
+    /// Every id the file of `name` holds (see [`Refs::held`]).
+    pub fn held(&self, name: &RefName) -> Result<Vec<ObjectId>, RefError> {
+        self.0.held(name)
+    }
+
+    /// Every tracking ref and its value, sorted by name.
+    pub fn list(&self) -> Result<Vec<(RefName, ObjectId)>, RefError> {
+        self.0.list()
+    }
+
+    /// The tracking refs of `remote`: each of its branches and the value
+    /// last seen, sorted by branch.
+    pub fn of_remote(&self, remote: &RefName) -> Result<Vec<(RefName, ObjectId)>, RefError> {
+        let prefix = format!("{remote}/");
+        let mut out = Vec::new();
+        for (name, id) in self.list()? {
+            if let Some(branch) = name.as_str().strip_prefix(&prefix) {
+                out.push((RefName(branch.to_owned()), id));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The names of every tracking ref file, without reading them, sorted.
+    pub fn names(&self) -> Result<Vec<RefName>, RefError> {
+        self.0.names()
+    }
+
+    /// Every tracking ref that has a reflog, deleted ones included.
+    pub fn logged(&self) -> Result<Vec<RefName>, RefError> {
+        self.0.logged()
+    }
+
+    /// The reflog of tracking ref `name`, oldest first.
+    pub fn reflog(&self, name: &RefName) -> Result<Vec<ReflogEntry>, RefError> {
+        self.0.reflog(name)
+    }
+
+    /// Sets tracking ref `name` to `new` (`None` deletes it) if it is now
+    /// `expected`, durably, and logs it (see [`Refs::update`]).
+    pub fn update(
+        &self,
+        name: &RefName,
+        expected: Option<ObjectId>,
+        new: Option<ObjectId>,
+        message: &str,
+    ) -> Result<(), RefError> {
+        self.0.update(name, expected, new, message)
+    }
 }
 
 fn io_err(op: &'static str) -> impl FnOnce(io::Error) -> RefError {
@@ -221,15 +298,20 @@ fn io_err(op: &'static str) -> impl FnOnce(io::Error) -> RefError {
 impl Refs {
     /// The refs stored under `dir` (the store directory).
     pub fn new(vfs: Arc<dyn Vfs>, dir: &Path) -> Self {
-        Self { vfs, dir: dir.to_owned() }
+        Self { vfs, dir: dir.to_owned(), ns: "heads" }
+    }
+
+    /// The remote-tracking refs stored beside these branches.
+    pub fn tracking(&self) -> TrackingRefs {
+        TrackingRefs(Self { vfs: self.vfs.clone(), dir: self.dir.clone(), ns: "remotes" })
     }
 
     fn ref_path(&self, name: &RefName) -> PathBuf {
-        self.dir.join("refs/heads").join(name.as_str())
+        self.dir.join("refs").join(self.ns).join(name.as_str())
     }
 
     fn log_path(&self, name: &RefName) -> PathBuf {
-        self.dir.join("logs/heads").join(name.as_str())
+        self.dir.join("logs").join(self.ns).join(name.as_str())
     }
 
     fn read_id_file(&self, path: &Path) -> Result<Option<String>, RefError> {
@@ -296,7 +378,7 @@ impl Refs {
     /// Every branch and its value, sorted by name.
     pub fn list(&self) -> Result<Vec<(RefName, ObjectId)>, RefError> {
         let mut out = Vec::new();
-        for name in self.names_under("refs/heads")? {
+        for name in self.names_under(&format!("refs/{}", self.ns))? {
             if let Some(id) = self.get(&name)? {
                 out.push((name, id));
             }
@@ -307,12 +389,12 @@ impl Refs {
     /// The names of every branch file, without reading them (so a damaged
     /// one is still listed), sorted.
     pub fn names(&self) -> Result<Vec<RefName>, RefError> {
-        self.names_under("refs/heads")
+        self.names_under(&format!("refs/{}", self.ns))
     }
 
     /// Every branch that has a reflog, deleted branches included, sorted.
     pub fn logged(&self) -> Result<Vec<RefName>, RefError> {
-        self.names_under("logs/heads")
+        self.names_under(&format!("logs/{}", self.ns))
     }
 
     /// The valid ref names of the files under `sub`, nested directories

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use vst_cas::sim::{Fault, SimFs, Unsynced};
 use vst_cas::vfs::{RealFs, Vfs};
-use vst_cas::{Head, ObjectId, RefError, RefName, Refs};
+use vst_cas::{Head, ObjectId, RefError, RefName, Refs, TrackingRefs};
 
 fn name(s: &str) -> RefName {
     RefName::try_from(s).unwrap()
@@ -36,6 +36,36 @@ fn compare_and_swap() {
     assert_eq!(log.len(), 2);
     assert_eq!((log[0].old, log[0].new, log[0].message.as_str()), (None, Some(a), "create"));
     assert_eq!((log[1].old, log[1].new), (Some(a), Some(b)));
+}
+
+/// Remote-tracking refs live beside the branches, in files of their own:
+/// a branch `origin/main` and the tracking ref `origin/main` are two refs.
+#[test]
+fn tracking_refs_are_a_namespace_of_their_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let refs = Refs::new(Arc::new(RealFs::new()), dir.path());
+    let tracking = refs.tracking();
+    let (a, b) = (ObjectId::of(b"a"), ObjectId::of(b"b"));
+    let origin_main = TrackingRefs::name(&name("origin"), &name("main")).unwrap();
+    assert_eq!(origin_main.as_str(), "origin/main");
+    tracking.update(&origin_main, None, Some(a), "fetch").unwrap();
+    tracking.update(&name("origin/team/x"), None, Some(b), "fetch").unwrap();
+    tracking.update(&name("backup/main"), None, Some(b), "fetch").unwrap();
+    assert!(dir.path().join("refs/remotes/origin/main").is_file());
+    assert!(dir.path().join("logs/remotes/origin/main").is_file());
+    assert_eq!(refs.get(&origin_main).unwrap(), None, "not a branch");
+    assert!(refs.list().unwrap().is_empty());
+    refs.update(&origin_main, None, Some(b), "a branch of that name").unwrap();
+    assert_eq!(tracking.get(&origin_main).unwrap(), Some(a));
+    assert_eq!(
+        tracking.of_remote(&name("origin")).unwrap(),
+        vec![(name("main"), a), (name("team/x"), b)]
+    );
+    assert_eq!(tracking.list().unwrap().len(), 3);
+    tracking.update(&origin_main, Some(a), None, "gone").unwrap();
+    assert_eq!(tracking.logged().unwrap().len(), 3, "a deleted ref keeps its reflog");
+    assert_eq!(tracking.reflog(&origin_main).unwrap().len(), 2);
+    assert!(TrackingRefs::name(&name("origin"), &name(&"x".repeat(200))).is_err(), "too long");
 }
 
 #[test]

@@ -28,14 +28,28 @@ struct Faulty {
     inner: InMemory,
     /// Treat every conditional write as a plain one (as some servers do).
     ignore_conditions: bool,
-    /// The one pack upload (counting from 0) that fails; the others
-    /// succeed, so that a store publishing past the failure is caught.
-    pack_fails: Option<usize>,
-    packs_put: AtomicUsize,
+    /// The upload of the pack that holds this id's record fails; the
+    /// others succeed, so that a store publishing past the failure is
+    /// caught. Chosen by content, not by the order uploads reach the
+    /// server: several run at once, so which one arrives third is timing.
+    pack_fails_holding: Option<ObjectId>,
     /// Follow every body a GET returns with this many more bytes (as a
     /// hostile server could), counting what the reader takes in `padding_read`.
     padding: AtomicUsize,
     padding_read: Arc<AtomicUsize>,
+    /// Run once, when the first read of a branch's key has been answered:
+    /// another writer acts exactly between a compare-and-swap's read and
+    /// its write.
+    after_ref_read: Hook,
+}
+
+#[derive(Default)]
+struct Hook(Mutex<Option<Box<dyn FnOnce() + Send>>>);
+
+impl std::fmt::Debug for Hook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Hook")
+    }
 }
 
 /// Pieces of [`Faulty::padding`] a body is padded with.
@@ -58,9 +72,11 @@ impl ObjectStore for Faulty {
         if self.ignore_conditions {
             opts.mode = PutMode::Overwrite;
         }
-        if location.as_ref().ends_with(".pack") {
-            let n = self.packs_put.fetch_add(1, Ordering::SeqCst);
-            if self.pack_fails == Some(n) {
+        if location.as_ref().ends_with(".pack")
+            && let Some(id) = self.pack_fails_holding
+        {
+            let bytes: Vec<u8> = payload.iter().flat_map(|b| b.iter().copied()).collect();
+            if bytes.windows(32).any(|w| w == id.as_bytes()) {
                 return Err(object_store::Error::Generic {
                     store: "Faulty",
                     source: "injected upload failure".into(),
@@ -84,6 +100,16 @@ impl ObjectStore for Faulty {
         use futures::StreamExt;
         use object_store::GetResultPayload;
         let result = self.inner.get_opts(location, options).await?;
+        let hook = if location.as_ref().contains("/refs/heads/") {
+            self.after_ref_read.0.lock().unwrap().take()
+        } else {
+            None
+        };
+        if let Some(hook) = hook {
+            // On a thread of its own: the hook's writer blocks on its own
+            // runtime, which cannot be entered from this one's thread.
+            std::thread::scope(|s| s.spawn(hook).join().unwrap());
+        }
         let padding_len = self.padding.load(Ordering::SeqCst);
         if padding_len == 0 || result.range.is_empty() {
             return Ok(result);
@@ -211,12 +237,22 @@ fn a_damaged_record_is_an_error_never_wrong_bytes() {
     assert!(matches!(store.get(&id), Err(StoreError::Damaged { .. } | StoreError::Corrupt { .. })));
 }
 
+/// A failed upload poisons the store, and what it publishes is exactly
+/// the packs sealed before the failed one: the uploads run concurrently,
+/// but indexes are written in sealing order and none after a failure, so
+/// the outcome does not depend on which upload reaches the server first.
 #[test]
 fn a_failed_upload_poisons_and_publishes_only_a_prefix() {
-    let faulty = Arc::new(Faulty { pack_fails: Some(2), ..Default::default() });
+    // Incompressible 200,000-byte objects in packs sealed once they reach
+    // 1 MiB: each pack holds six (the sixth takes it past the target), so
+    // object 25 is in the fifth pack, which holds objects 24 to 29.
+    let blobs: Vec<Vec<u8>> = (0..60).map(|i| noise(100 + i, 200_000)).collect();
+    let faulty = Arc::new(Faulty {
+        pack_fails_holding: Some(ObjectId::of(&blobs[25])),
+        ..Default::default()
+    });
     let remote = Remote::with_client(faulty, "r", "faulty").unwrap();
     let store = remote.store(small_packs()).unwrap();
-    let blobs: Vec<Vec<u8>> = (0..60).map(|i| noise(100 + i, 200_000)).collect();
     let mut failed = false;
     for b in &blobs {
         if store.put(ObjectId::of(b), b).is_err() {
@@ -225,17 +261,18 @@ fn a_failed_upload_poisons_and_publishes_only_a_prefix() {
         }
     }
     let synced = store.sync();
-    assert!(failed || synced.is_err(), "the third pack's upload fails");
+    assert!(failed || synced.is_err(), "the fifth pack's upload fails");
     assert!(matches!(store.put(ObjectId::of(b"x"), b"x"), Err(StoreError::Poisoned)));
     drop(store);
-    // What another reader sees is a prefix of what was put, in order.
+    // What another reader sees is a prefix of what was put, in order: the
+    // four packs before the failed one, and nothing after it.
     let reader = remote.store(small_packs()).unwrap();
     let present: Vec<bool> =
         blobs.iter().map(|b| reader.contains(&ObjectId::of(b)).unwrap()).collect();
     let visible = present.iter().take_while(|p| **p).count();
-    assert!(visible > 0, "the first packs were published");
+    assert_eq!(visible, 24, "every pack sealed before the failed one is published");
     assert!(present[visible..].iter().all(|p| !p), "nothing after a gap: {present:?}");
-    assert_eq!(reader.pack_count(), 2);
+    assert_eq!(reader.pack_count(), 4);
 }
 
 /// A server that answers every GET with far more than was asked for (a
@@ -308,6 +345,139 @@ fn racing_updates_have_exactly_one_winner() {
         }
     });
     assert_eq!(wins.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn delete_is_a_compare_and_swap_and_a_push_can_recreate() {
+    let remote = memory();
+    let refs = remote.refs();
+    let main = RefName::try_from("main").unwrap();
+    let (a, b) = (ObjectId::of(b"a"), ObjectId::of(b"b"));
+    assert!(matches!(refs.delete(&main, a), Err(RefError::Conflict { .. })), "absent");
+    refs.update(&main, None, a).unwrap();
+    assert!(matches!(refs.delete(&main, b), Err(RefError::Conflict { .. })), "stale value");
+    assert_eq!(refs.get(&main).unwrap(), Some(a), "a refused delete changes nothing");
+    refs.delete(&main, a).unwrap();
+    assert_eq!(refs.get(&main).unwrap(), None);
+    assert!(refs.list().unwrap().is_empty(), "a deleted branch is not listed");
+    assert!(matches!(refs.update(&main, Some(a), b), Err(RefError::Conflict { .. })));
+    refs.update(&main, None, b).unwrap();
+    assert_eq!(remote.refs().list().unwrap(), vec![(main, b)]);
+}
+
+/// The other writer acts exactly between a compare-and-swap's read and its
+/// write, both ways round: a delete between a push's read and write makes
+/// the push lose, and a push between a delete's read and write makes the
+/// delete lose.
+#[test]
+fn a_write_between_the_read_and_the_write_of_another_makes_it_lose() {
+    let main = RefName::try_from("main").unwrap();
+    let (base, pushed) = (ObjectId::of(b"base"), ObjectId::of(b"pushed"));
+    for delete_first in [true, false] {
+        let faulty = Arc::new(Faulty::default());
+        let remote = Remote::with_client(faulty.clone(), "r", "faulty").unwrap();
+        let other = Remote::with_client(faulty.clone(), "r", "faulty").unwrap();
+        remote.refs().update(&main, None, base).unwrap();
+        let (remote_refs, other_refs) = (remote.refs(), other.refs());
+        remote_refs.probe().unwrap();
+        other_refs.probe().unwrap();
+        let main2 = main.clone();
+        let interloper: Box<dyn FnOnce() + Send> = if delete_first {
+            Box::new(move || other_refs.delete(&main2, base).unwrap())
+        } else {
+            Box::new(move || other_refs.update(&main2, Some(base), pushed).unwrap())
+        };
+        *faulty.after_ref_read.0.lock().unwrap() = Some(interloper);
+        let lost = if delete_first {
+            remote_refs.update(&main, Some(base), pushed)
+        } else {
+            remote_refs.delete(&main, base)
+        };
+        assert!(matches!(lost, Err(RefError::Conflict { .. })), "{delete_first}: {lost:?}");
+        let expected = if delete_first { None } else { Some(pushed) };
+        assert_eq!(remote.refs().get(&main).unwrap(), expected);
+    }
+}
+
+/// A delete and a push that read the same value race, many rounds: in
+/// each, exactly one wins, and the branch holds the winner's result.
+fn delete_races_update(remote: &Remote, rounds: usize) {
+    let main = RefName::try_from("race-delete").unwrap();
+    let mut current: Option<ObjectId> = None;
+    for round in 0..rounds {
+        let base = ObjectId::of(format!("base {round}").as_bytes());
+        remote.refs().update(&main, current, base).unwrap();
+        let pushed = ObjectId::of(format!("pushed {round}").as_bytes());
+        let barrier = std::sync::Barrier::new(2);
+        let (deleted, updated) = std::thread::scope(|s| {
+            let deleter = s.spawn(|| {
+                let refs = remote.refs();
+                refs.probe().unwrap();
+                barrier.wait();
+                refs.delete(&main, base)
+            });
+            let pusher = s.spawn(|| {
+                let refs = remote.refs();
+                refs.probe().unwrap();
+                barrier.wait();
+                refs.update(&main, Some(base), pushed)
+            });
+            (deleter.join().unwrap(), pusher.join().unwrap())
+        });
+        let now = remote.refs().get(&main).unwrap();
+        match (deleted, updated) {
+            (Ok(()), Err(RefError::Conflict { .. })) => assert_eq!(now, None, "round {round}"),
+            (Err(RefError::Conflict { .. }), Ok(())) => {
+                assert_eq!(now, Some(pushed), "round {round}")
+            }
+            other => panic!("round {round}: not exactly one winner: {other:?}"),
+        }
+        current = now;
+    }
+}
+
+#[test]
+fn a_delete_racing_a_push_has_exactly_one_winner() {
+    delete_races_update(&memory(), 50);
+}
+
+/// The gc lock and push leases exclude each other: a push that starts
+/// while a gc holds the lock gets its lease only after the gc released it,
+/// and a gc that starts while a push holds a lease gets the lock only
+/// after the push released it. (Each side is given a moment to get ahead
+/// wrongly; correct code passes however long that is.)
+#[test]
+fn the_gc_lock_and_push_leases_exclude_each_other() {
+    use std::sync::atomic::AtomicBool;
+    use vst_cas::remote::gc::{GcLock, PushLease};
+    let remote = memory();
+    let gc = GcLock::take(&remote).unwrap();
+    assert!(matches!(GcLock::take(&remote), Err(StoreError::RemoteLocked { .. })), "one gc");
+    let released = AtomicBool::new(false);
+    let released_lease = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let pusher = s.spawn(|| {
+            let lease = PushLease::take(&remote).unwrap();
+            assert!(released.load(Ordering::SeqCst), "a lease while the gc held the lock");
+            lease
+        });
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        released.store(true, Ordering::SeqCst);
+        gc.release().unwrap();
+        let lease = pusher.join().unwrap();
+        let gc = s.spawn(|| {
+            let gc = GcLock::take(&remote).unwrap();
+            assert!(released_lease.load(Ordering::SeqCst), "the lock while a push held a lease");
+            gc
+        });
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        released_lease.store(true, Ordering::SeqCst);
+        lease.release().unwrap();
+        gc.join().unwrap().release().unwrap();
+    });
+    // Nothing left behind: the next gc and push go at once.
+    GcLock::take(&remote).unwrap().release().unwrap();
+    PushLease::take(&remote).unwrap().release().unwrap();
 }
 
 #[test]
@@ -422,6 +592,12 @@ fn seaweedfs_round_trip_refs_and_probe() {
     assert!(matches!(refs.update(&main, None, ObjectId::of(b"x")), Err(RefError::Conflict { .. })));
     refs.update(&main, Some(ObjectId::of(&big)), ObjectId::of(b"y")).unwrap();
     assert_eq!(refs.get(&main).unwrap(), Some(ObjectId::of(b"y")));
+}
+
+#[test]
+fn a_delete_racing_a_push_has_exactly_one_winner_seaweedfs() {
+    let Some(remote) = seaweed_remote("race-delete") else { return };
+    delete_races_update(&remote, 30);
 }
 
 /// `put_reader` writes the packs `put` writes (packs are named by their

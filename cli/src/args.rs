@@ -167,6 +167,9 @@ pub enum Command {
         /// Delete the branch.
         #[arg(short = 'd', long)]
         delete: bool,
+        /// List the remote-tracking refs (REMOTE/BRANCH) instead.
+        #[arg(short = 'r', long, conflicts_with_all = ["name", "rev", "delete"])]
+        remotes: bool,
     },
     /// Check out REV in place (only what differs), or into a new directory.
     Checkout {
@@ -206,6 +209,8 @@ pub enum Command {
     Push(crate::remote::PushArgs),
     /// Fetch a branch from a remote and fast-forward to it.
     Pull(crate::remote::PullArgs),
+    /// Fetch every branch of a remote into REMOTE/BRANCH tracking refs.
+    Fetch(crate::remote::FetchArgs),
     /// Copy a remote into a new repository in DIR and check out HEAD.
     Clone(crate::remote::CloneArgs),
 }

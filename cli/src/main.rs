@@ -115,6 +115,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         }
         Command::Push(args) => remote::push_cmd(cli, &workspace::find(cli)?, args),
         Command::Pull(args) => remote::pull_cmd(cli, &workspace::find(cli)?, args),
+        Command::Fetch(args) => remote::fetch_cmd(cli, &workspace::find(cli)?, args),
         Command::Clone(args) => remote::clone_cmd(cli, args),
         Command::Ls { spec } => history::ls(cli, spec),
         Command::Cat { spec } => history::cat(cli, spec),
@@ -131,8 +132,8 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         Command::Reset { rev, hard } => worktree::reset(cli, rev, *hard),
         Command::Switch { name, force } => worktree::switch(cli, name, *force),
         Command::Merge { rev, abort } => merge::merge_cmd(cli, rev.as_deref(), *abort),
-        Command::Branch { name, rev, delete } => {
-            refs::branch(cli, name.as_deref(), rev.as_deref(), *delete)
+        Command::Branch { name, rev, delete, remotes } => {
+            refs::branch(cli, name.as_deref(), rev.as_deref(), *delete, *remotes)
         }
         Command::Checkout { rev, into, force } => {
             worktree::checkout(cli, rev, into.as_deref(), *force)

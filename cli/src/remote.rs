@@ -1,5 +1,7 @@
-//! Remotes: `vst remote add/list/remove`, `vst push`, `vst pull` and
-//! `vst clone`, against S3-compatible object stores.
+//! Remotes: `vst remote add/list/remove`, `vst fetch`, `vst push` (and
+//! `push --delete`), `vst pull` and `vst clone`, against S3-compatible
+//! object stores. Each keeps the remote-tracking refs (`REMOTE/BRANCH`,
+//! see `vst::tracking`) at what it saw on the remote.
 //!
 //! A remote is a name and an `s3://BUCKET/PREFIX` URL, kept in
 //! `.vst/remotes`: one line per remote, `NAME URL\n`, sorted by name
@@ -47,13 +49,24 @@ pub enum RemoteAction {
     },
 }
 
-/// `vst push NAME [BRANCH]`.
+/// `vst push NAME [BRANCH]`, `vst push NAME --delete BRANCH`.
 #[derive(clap::Args, Debug)]
 pub struct PushArgs {
     /// The remote.
     pub remote: String,
     /// The branch (default: the current one).
     pub branch: Option<String>,
+    /// Delete BRANCH on the remote instead, if it is still where this
+    /// repository last saw it (REMOTE/BRANCH).
+    #[arg(long, requires = "branch")]
+    pub delete: bool,
+}
+
+/// `vst fetch NAME`.
+#[derive(clap::Args, Debug)]
+pub struct FetchArgs {
+    /// The remote.
+    pub remote: String,
 }
 
 /// `vst pull NAME [BRANCH]`.
@@ -126,6 +139,13 @@ fn remote_url(repo_dir: &Path, name: &str) -> Result<String> {
     })
 }
 
+/// Remote `name` as the first part of its tracking refs' names.
+fn remote_ref_name(name: &str) -> Result<RefName> {
+    RefName::try_from(name).map_err(|_| {
+        anyhow!("invalid remote name {name:?}: use letters, digits, '.', '_', '-'; `vst remote list` shows the remotes")
+    })
+}
+
 /// The object store at `url`, configured from the environment.
 pub fn open_remote(url: &str) -> Result<Remote> {
     let config = S3Config::from_url(url, &crate::workspace::settings)?;
@@ -186,7 +206,8 @@ fn stats_json(stats: &TransferStats) -> serde_json::Value {
     json!({ "commits": stats.commits, "trees": stats.trees, "blobs": stats.blobs, "blob_bytes": stats.blob_bytes })
 }
 
-/// `vst push NAME [BRANCH]`.
+/// `vst push NAME [BRANCH]`; on success the tracking ref NAME/BRANCH
+/// names what was pushed.
 pub fn push_cmd(cli: &Cli, ws: &Location, args: &PushArgs) -> Result<ExitCode> {
     let (quiet, as_json) = (cli.quiet, cli.json);
     // Where `.vst/store` says: a repository made by `init --store` pushes
@@ -194,16 +215,26 @@ pub fn push_cmd(cli: &Cli, ws: &Location, args: &PushArgs) -> Result<ExitCode> {
     let repo = crate::workspace::open(ws, vst_cas::Access::ReadOnly)?;
     let repo_dir = &ws.repo_dir;
     let branch = branch_or_current(&repo, args.branch.as_deref())?;
+    let url = remote_url(repo_dir, &args.remote)?;
+    let remote_name = remote_ref_name(&args.remote)?;
+    if args.delete {
+        return delete_cmd(cli, &repo, &remote_name, &url, &branch);
+    }
     let tip = repo
         .refs()
         .get(&branch)?
         .map(CommitId::new)
         .ok_or_else(|| anyhow!("no branch named {branch} here; commit first"))?;
-    let url = remote_url(repo_dir, &args.remote)?;
     let remote = open_remote(&url)?;
     let store = remote.store(RemoteOptions::default())?;
     let outcome = vst::sync::push(repo.store().as_ref(), &store, &remote.refs(), &branch, tip)
         .with_context(|| format!("pushing {branch} to {} ({url})", args.remote))?;
+    vst::tracking::track(&repo, &remote_name, &branch, Some(tip), "push").with_context(|| {
+        format!(
+            "{branch} is on {}, but its tracking ref was not updated; `vst fetch {}` updates it",
+            args.remote, args.remote
+        )
+    })?;
     let mut out = std::io::stdout().lock();
     match outcome {
         PushOutcome::UpToDate if as_json => writeln!(
@@ -236,6 +267,67 @@ pub fn push_cmd(cli: &Cli, ws: &Location, args: &PushArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `vst push NAME --delete BRANCH`.
+fn delete_cmd(
+    cli: &Cli,
+    repo: &Repo,
+    remote_name: &RefName,
+    url: &str,
+    branch: &RefName,
+) -> Result<ExitCode> {
+    let remote = open_remote(url)?;
+    let was = vst::tracking::delete_branch(repo, remote_name, &remote.refs(), branch)
+        .with_context(|| format!("deleting {branch} on {remote_name} ({url})"))?;
+    let mut out = std::io::stdout().lock();
+    if cli.json {
+        writeln!(
+            out,
+            "{}",
+            json!({ "branch": branch.as_str(), "status": "deleted", "was": was.to_string() })
+        )?;
+    } else if !cli.quiet {
+        writeln!(out, "deleted {branch} on {remote_name} (was {:.12})", was.to_string())?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `vst fetch NAME`: copies what every branch of the remote reaches and
+/// sets the tracking refs NAME/BRANCH to the remote's branches (those the
+/// remote no longer has are deleted). Moves no local branch.
+pub fn fetch_cmd(cli: &Cli, ws: &Location, args: &FetchArgs) -> Result<ExitCode> {
+    let url = remote_url(&ws.repo_dir, &args.remote)?;
+    let remote_name = remote_ref_name(&args.remote)?;
+    let repo = crate::workspace::open(ws, vst_cas::Access::ReadWrite)?;
+    let remote = open_remote(&url)?;
+    let store = remote.store(RemoteOptions::default())?;
+    let fetched = vst::tracking::fetch_all(&repo, &remote_name, &store, &remote.refs())
+        .with_context(|| format!("fetching from {} ({url})", args.remote))?;
+    let mut out = std::io::stdout().lock();
+    let short =
+        |c: Option<CommitId>| c.map_or("none".to_owned(), |c| format!("{:.12}", c.to_string()));
+    if cli.json {
+        let updates: Vec<_> = fetched
+            .updates
+            .iter()
+            .map(|u| json!({ "ref": format!("{remote_name}/{}", u.branch), "old": u.old.map(|c| c.to_string()), "new": u.new.map(|c| c.to_string()) }))
+            .collect();
+        writeln!(out, "{}", json!({ "updated": updates, "fetched": stats_json(&fetched.stats) }))?;
+    } else if !cli.quiet {
+        for u in &fetched.updates {
+            let what = match (u.old, u.new) {
+                (None, _) => format!("new at {}", short(u.new)),
+                (_, None) => format!("deleted (was {})", short(u.old)),
+                _ => format!("{} -> {}", short(u.old), short(u.new)),
+            };
+            writeln!(out, "{remote_name}/{}: {what}", u.branch)?;
+        }
+        if fetched.updates.is_empty() {
+            writeln!(out, "{remote_name}: up to date")?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `vst pull NAME [BRANCH]`: fetches and fast-forwards the local branch;
 /// if it is the current branch, the work tree follows by the one update
 /// rule (local changes in the way refuse the update, and the branch is
@@ -247,9 +339,14 @@ pub fn pull_cmd(cli: &Cli, ws: &Location, args: &PullArgs) -> Result<ExitCode> {
     let repo = worktree.repo().clone();
     let branch = branch_or_current(&repo, args.branch.as_deref())?;
     let current = matches!(repo.refs().head()?, Head::Branch(ref b) if *b == branch);
+    let remote_name = remote_ref_name(&args.remote)?;
     let remote = open_remote(&url)?;
     let store = remote.store(RemoteOptions::default())?;
-    let pulled = vst::sync::pull(&repo, &store, &remote.refs(), &branch)
+    let pulled = vst::tracking::fetch_branch(&repo, &remote_name, &store, &remote.refs(), &branch)
+        .and_then(|fetched| match fetched {
+            Some((tip, stats)) => Ok(Some((vst::sync::fast_forward(&repo, &branch, tip)?, stats))),
+            None => Ok(None),
+        })
         .with_context(|| format!("pulling {branch} from {} ({url})", args.remote))?;
     let Some((outcome, stats)) = pulled else {
         bail!("remote {} has no branch {branch}", args.remote);
@@ -426,6 +523,10 @@ fn clone_into(
     let mut worktree = WorkTree::open(repo, root)?;
     let (branches, stats) = vst::sync::clone_into(worktree.repo(), store, refs)
         .with_context(|| format!("cloning {}", args.url))?;
+    let origin = remote_ref_name("origin")?;
+    for (branch, tip) in &branches {
+        vst::tracking::track(worktree.repo(), &origin, branch, Some(*tip), "clone")?;
+    }
     let main = Repo::branch("main")?;
     let head = if branches.iter().any(|(n, _)| *n == main) {
         main

@@ -1,4 +1,5 @@
-//! Revisions: `HEAD`, a branch name, a full commit id or a unique prefix of
+//! Revisions: `HEAD`, a branch name, a remote-tracking ref (`REMOTE/BRANCH`,
+//! when no branch has that name), a full commit id or a unique prefix of
 //! one, each optionally followed by `~N` (the Nth first-parent ancestor).
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -40,10 +41,13 @@ fn resolve_base(repo: &Repo, base: &str) -> Result<CommitId> {
             anyhow!("HEAD has no commit yet: make one with `vst commit -m MESSAGE`")
         });
     }
-    if let Ok(name) = RefName::try_from(base)
-        && let Some(id) = repo.refs().get(&name)?
-    {
-        return Ok(CommitId::new(id));
+    if let Ok(name) = RefName::try_from(base) {
+        if let Some(id) = repo.refs().get(&name)? {
+            return Ok(CommitId::new(id));
+        }
+        if let Some(id) = repo.tracking_refs().get(&name)? {
+            return Ok(CommitId::new(id));
+        }
     }
     let hex = base.to_ascii_lowercase();
     if hex.len() >= 4 && hex.len() <= 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -80,7 +84,7 @@ fn resolve_base(repo: &Repo, base: &str) -> Result<CommitId> {
         bail!("revision {base:?} is too short: a commit id prefix needs at least 4 hex digits");
     }
     bail!(
-        "unknown revision {base:?}: not HEAD, a branch, or (a prefix of) a commit id; `vst branch` lists branches, `vst log` commits"
+        "unknown revision {base:?}: not HEAD, a branch, a remote-tracking ref, or (a prefix of) a commit id; `vst branch` lists branches, `vst branch -r` remote-tracking refs, `vst log` commits"
     )
 }
 

@@ -229,6 +229,82 @@ fn two_processes_pushing_at_once_one_wins_the_other_is_told_to_pull() {
     }
 }
 
+fn fails(dir: &Path, endpoint: &str, args: &[&str]) -> String {
+    let out = vst(dir, endpoint, args);
+    assert!(!out.status.success(), "vst {args:?} succeeded");
+    String::from_utf8(out.stderr).unwrap()
+}
+
+/// `vst fetch` keeps REMOTE/BRANCH at the remote's branches; `log`, `diff`
+/// and `branch -r` read them; `push --delete` deletes a remote branch only
+/// where this repository last saw it; gc keeps what they reach.
+#[test]
+fn fetch_tracking_refs_and_deleting_a_remote_branch() {
+    let Some(server) = seaweed::start() else { return };
+    server.bucket("track");
+    let e = server.endpoint.as_str();
+    let tmp = tempfile::tempdir().unwrap();
+    let a = tmp.path().join("a");
+    std::fs::create_dir_all(&a).unwrap();
+    std::fs::write(a.join("f"), "one\n").unwrap();
+    ok(&a, e, &["init", "-q"]);
+    ok(&a, e, &["commit", "-q", "-m", "one"]);
+    ok(&a, e, &["branch", "topic"]);
+    ok(&a, e, &["remote", "add", "origin", "s3://track/r"]);
+    ok(&a, e, &["push", "-q", "origin"]);
+    ok(&a, e, &["push", "-q", "origin", "topic"]);
+    let listed = ok(&a, e, &["branch", "-r"]);
+    assert!(listed.contains("origin/main") && listed.contains("origin/topic"), "{listed}");
+
+    ok(tmp.path(), e, &["clone", "-q", "s3://track/r", "b"]);
+    let b = tmp.path().join("b");
+    let listed = ok(&b, e, &["branch", "-r"]);
+    assert!(listed.contains("origin/main") && listed.contains("origin/topic"), "{listed}");
+    assert!(ok(&b, e, &["fetch", "origin"]).contains("up to date"));
+
+    // A moves main on; B fetches: origin/main moves, B's main does not.
+    std::fs::write(a.join("f"), "two\n").unwrap();
+    std::fs::write(a.join("big.bin"), vec![3u8; 2 << 20]).unwrap();
+    ok(&a, e, &["commit", "-q", "-m", "two"]);
+    ok(&a, e, &["push", "-q", "origin"]);
+    let b_main = ok(&b, e, &["log", "-n", "1", "--json"]);
+    assert!(ok(&b, e, &["fetch", "origin"]).contains("origin/main: "));
+    assert_eq!(ok(&b, e, &["log", "-n", "1", "--json"]), b_main, "main does not move");
+    assert_eq!(
+        ok(&b, e, &["log", "origin/main", "-n", "2", "--json"]),
+        ok(&a, e, &["log", "main", "-n", "2", "--json"])
+    );
+    let diff = ok(&b, e, &["diff", "main", "origin/main", "--name-status"]);
+    assert!(diff.contains("f") && diff.contains("big.bin"), "{diff}");
+    // GC keeps what only a tracking ref reaches (B's main is behind it).
+    ok(&b, e, &["gc", "--grace-hours", "0"]);
+    ok(&b, e, &["fsck", "--read-data"]);
+    ok(&b, e, &["cat", "origin/main:big.bin"]);
+
+    // A deletes topic; B's fetch deletes origin/topic; a clone lacks it.
+    assert!(ok(&a, e, &["push", "origin", "--delete", "topic"]).contains("deleted topic"));
+    assert!(!ok(&a, e, &["branch", "-r"]).contains("origin/topic"));
+    assert!(ok(&a, e, &["branch"]).contains("topic"), "the local branch stays");
+    assert!(fails(&a, e, &["push", "origin", "--delete", "topic"]).contains("no branch topic"));
+    assert!(ok(&b, e, &["fetch", "origin"]).contains("origin/topic: deleted"));
+    assert!(!ok(&b, e, &["branch", "-r"]).contains("origin/topic"));
+    ok(tmp.path(), e, &["clone", "-q", "s3://track/r", "c"]);
+    let c = tmp.path().join("c");
+    assert!(!ok(&c, e, &["branch"]).contains("topic"));
+
+    // B's view of main is stale once A pushes again: B's delete is
+    // refused, and main stays.
+    std::fs::write(a.join("f"), "three\n").unwrap();
+    ok(&a, e, &["commit", "-q", "-m", "three"]);
+    ok(&a, e, &["push", "-q", "origin"]);
+    let err = fails(&b, e, &["push", "origin", "--delete", "main"]);
+    assert!(err.contains("refused") && err.contains("fetch"), "{err}");
+    assert_eq!(ok(&c, e, &["fetch", "origin"]).lines().count(), 1, "main is still on the remote");
+    // A pushed topic again: the branch comes back.
+    ok(&a, e, &["push", "-q", "origin", "topic"]);
+    assert!(ok(&b, e, &["fetch", "origin"]).contains("origin/topic: new"));
+}
+
 #[test]
 fn diverged_clones_pull_merges_and_push_shares_both() {
     let Some(server) = seaweed::start() else { return };

@@ -10,7 +10,7 @@ use vst_cas::remote::RemoteStore;
 use vst_cas::vfs::{RealFs, Vfs};
 use vst_cas::{
     Access, Durability, GcMode, GcStats, Head, ObjectId, PackOptions, PackStore, RefError, RefName,
-    Refs, Store,
+    Refs, Store, TrackingRefs,
 };
 
 use crate::commit::{Commit, Timestamp};
@@ -276,6 +276,13 @@ impl Repo {
         &self.refs
     }
 
+    /// The remote-tracking refs (`refs/remotes/REMOTE/BRANCH`): what each
+    /// remote's branches were at when last fetched, pushed or cloned.
+    /// GC keeps what they reach, as it does for branches.
+    pub fn tracking_refs(&self) -> TrackingRefs {
+        self.refs.tracking()
+    }
+
     /// The commit `HEAD` resolves to; `None` on an unborn branch.
     pub fn head_commit(&self) -> Result<Option<CommitId>> {
         match self.refs.head().map_err(ref_err)? {
@@ -413,13 +420,15 @@ impl Repo {
             .map_err(ref_err)
     }
 
-    /// Every commit a ref names: branches and a detached `HEAD`.
+    /// Every commit a ref names: branches, remote-tracking refs and a
+    /// detached `HEAD`.
     pub fn roots(&self) -> Result<Vec<CommitId>> {
         let mut roots: Vec<CommitId> = self
             .refs
             .list()
             .map_err(ref_err)?
             .into_iter()
+            .chain(self.tracking_refs().list().map_err(ref_err)?)
             .map(|(_, id)| CommitId::new(id))
             .collect();
         if let Head::Detached(id) = self.refs.head().map_err(ref_err)? {
@@ -441,6 +450,14 @@ impl Repo {
                 Err(e) => bad_refs.push((name.to_string(), ref_err(e))),
             }
         }
+        let tracking = self.tracking_refs();
+        for name in tracking.names().map_err(ref_err)? {
+            match tracking.get(&name) {
+                Ok(Some(id)) => roots.push(CommitId::new(id)),
+                Ok(None) => {}
+                Err(e) => bad_refs.push((format!("remotes/{name}"), ref_err(e))),
+            }
+        }
         match self.refs.head() {
             Ok(Head::Detached(id)) => roots.push(CommitId::new(id)),
             Ok(Head::Branch(_)) => {}
@@ -458,7 +475,7 @@ impl Repo {
     }
 
     /// Removes what nothing keeps: objects not reachable from a branch, a
-    /// detached `HEAD`, or a reflog entry younger than `grace` (so a branch
+    /// remote-tracking ref, a detached `HEAD`, or a reflog entry younger than `grace` (so a branch
     /// moved or deleted by mistake can be restored for that long), and not
     /// written through this handle since it was opened. See
     /// [`PackStore::gc`] for why this is safe while commits run.
@@ -472,9 +489,16 @@ impl Repo {
         for name in self.refs.names().map_err(ref_err)? {
             roots.extend(self.refs.held(&name).map_err(ref_err)?.into_iter().map(CommitId::new));
         }
+        let tracking = self.tracking_refs();
+        for name in tracking.names().map_err(ref_err)? {
+            roots.extend(tracking.held(&name).map_err(ref_err)?.into_iter().map(CommitId::new));
+        }
         let mut logs = vec![self.refs.head_reflog().map_err(ref_err)?];
         for name in self.refs.logged().map_err(ref_err)? {
             logs.push(self.refs.reflog(&name).map_err(ref_err)?);
+        }
+        for name in tracking.logged().map_err(ref_err)? {
+            logs.push(tracking.reflog(&name).map_err(ref_err)?);
         }
         for entry in logs.into_iter().flatten() {
             if entry.time_unix_us >= cutoff_us {

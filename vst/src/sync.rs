@@ -20,6 +20,7 @@ use std::collections::{HashMap, HashSet};
 
 use bytes::Bytes;
 use vst_cas::pack::CHUNKING_LEN_MIN;
+use vst_cas::remote::gc::PushLease;
 use vst_cas::remote::{RemoteRefs, RemoteStore};
 use vst_cas::stream::ObjectReader;
 use vst_cas::{ObjectId, RefError, RefName, Store, StoreError};
@@ -49,6 +50,16 @@ pub struct TransferStats {
     pub blobs: u64,
     /// Bytes of the blobs copied.
     pub blob_bytes: u64,
+}
+
+impl TransferStats {
+    /// Adds `other`'s counts to these.
+    pub fn add(&mut self, other: &TransferStats) {
+        self.commits += other.commits;
+        self.trees += other.trees;
+        self.blobs += other.blobs;
+        self.blob_bytes += other.blob_bytes;
+    }
 }
 
 /// Why a push was refused.
@@ -423,11 +434,19 @@ pub fn push(
             return Err(Error::PushRejected { branch: branch.clone(), reason });
         }
     }
+    // No remote gc deletes anything while the lease is held; and what the
+    // store says it contains is read after the lease was taken (packs a gc
+    // deleted before are forgotten), so the push never relies on an
+    // object that is about to go. See docs/format.md, "Remote gc".
+    let lease = PushLease::take(store.remote())?;
     // Objects other writers published since the store was opened count as
     // present: nothing they hold is uploaded again.
     store.refresh()?;
     let stats = transfer(local, store, tip)?;
-    match refs.update(branch, old.map(|c| c.object_id()), tip.object_id()) {
+    lease.check()?;
+    let updated = refs.update(branch, old.map(|c| c.object_id()), tip.object_id());
+    lease.release()?;
+    match updated {
         Ok(()) => Ok(PushOutcome::Pushed { old, new: tip, stats }),
         Err(RefError::Conflict { .. }) => {
             Err(Error::PushRejected { branch: branch.clone(), reason: Rejection::Raced })
@@ -497,6 +516,14 @@ pub fn pull(
     let Some((remote, stats)) = fetch(store, refs, branch, local_store.as_ref())? else {
         return Ok(None);
     };
+    Ok(Some((fast_forward(repo, branch, remote)?, stats)))
+}
+
+/// Moves the local `branch` of `repo` forward to `remote` (a commit the
+/// repository has) when that is a fast-forward or creates it, by
+/// compare-and-swap, logged as `pull`; says what it did otherwise.
+pub fn fast_forward(repo: &Repo, branch: &RefName, remote: CommitId) -> Result<PullOutcome> {
+    let local_store = repo.store();
     let local = repo.refs().get(branch).map_err(ref_err)?.map(CommitId::new);
     let outcome = match local {
         Some(local) if local == remote => PullOutcome::UpToDate,
@@ -512,7 +539,7 @@ pub fn pull(
             .update(branch, local.map(|c| c.object_id()), Some(remote.object_id()), "pull")
             .map_err(ref_err)?;
     }
-    Ok(Some((outcome, stats)))
+    Ok(outcome)
 }
 
 /// Fetches every branch of the remote into `repo` (a new repository) and
@@ -529,18 +556,14 @@ pub fn clone_into(
     let mut out = Vec::new();
     for (name, id) in branches {
         let tip = CommitId::new(id);
-        let stats = transfer(store, local.as_ref(), tip)?;
-        total.commits += stats.commits;
-        total.trees += stats.trees;
-        total.blobs += stats.blobs;
-        total.blob_bytes += stats.blob_bytes;
+        total.add(&transfer(store, local.as_ref(), tip)?);
         repo.refs().update(&name, None, Some(id), "clone").map_err(ref_err)?;
         out.push((name, tip));
     }
     Ok((out, total))
 }
 
-fn ref_err(e: RefError) -> Error {
+pub(crate) fn ref_err(e: RefError) -> Error {
     match e {
         RefError::Store(e) => Error::Store(e),
         other => Error::Ref(other),

@@ -37,6 +37,7 @@
 //! store. Requests are retried with exponential backoff on transient
 //! errors (timeouts, 5xx, throttling), for [`S3Config::retry_timeout`].
 
+pub mod gc;
 mod refs;
 mod s3;
 
@@ -180,6 +181,12 @@ impl Remote {
 
     fn key(&self, rel: &str) -> Key {
         self.inner.keys.key(rel)
+    }
+
+    /// The location's prefix as a key (`None`: the bucket's root).
+    fn top(&self) -> Option<Key> {
+        let prefix = &self.inner.keys.prefix;
+        (!prefix.is_empty()).then(|| Key::from(prefix.as_str()))
     }
 
     fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
@@ -330,6 +337,16 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl RemoteStore {
     /// Opens the store at `remote`: lists `packs/` and loads every index.
     pub fn open(remote: Remote, options: RemoteOptions) -> Result<Self, StoreError> {
+        let store = Self::open_blind(remote, options)?;
+        store.refresh()?;
+        Ok(store)
+    }
+
+    /// A handle at `remote` that has loaded no index: it contains nothing
+    /// but what it puts, so every object put is written again into its own
+    /// packs (a remote gc's copy of what is live). It reads only what it
+    /// wrote until [`RemoteStore::refresh`].
+    pub fn open_blind(remote: Remote, options: RemoteOptions) -> Result<Self, StoreError> {
         let cache = match &options.cache {
             Some(c) => {
                 Some(FileCache::open(c.vfs.clone(), &c.dir, c.len_max).map_err(|source| {
@@ -357,8 +374,14 @@ impl RemoteStore {
             }),
             pack_len_target: options.pack_len_target.clamp(CHUNKING_LEN_MIN, REMOTE_PACK_LEN_MAX),
         };
-        store.refresh()?;
         Ok(store)
+    }
+
+    /// The names of the packs this handle knows of (loaded or uploaded).
+    pub fn pack_names(&self) -> Vec<ObjectId> {
+        let mut out: Vec<ObjectId> = lock(&self.shared.known).iter().copied().collect();
+        out.sort();
+        out
     }
 
     /// The location.
@@ -391,6 +414,7 @@ impl RemoteStore {
         let listed: Vec<object_store::ObjectMeta> = remote
             .block_on(remote.inner.client.list(Some(&dir)).try_collect())
             .map_err(remote_err("list", &dir))?;
+        self.forget_deleted(&listed)?;
         let mut names: Vec<(ObjectId, u64)> = {
             let known = lock(&self.shared.known);
             listed
@@ -434,6 +458,73 @@ impl RemoteStore {
         Ok(())
     }
 
+    /// Forgets the packs a remote gc deleted since they were loaded (known,
+    /// uploaded, and no longer listed), so that `contains` does not vouch
+    /// for objects that are gone: a push relies on what `contains` says.
+    /// The ids they held are looked up again in the other loaded packs.
+    fn forget_deleted(&self, listed: &[object_store::ObjectMeta]) -> Result<(), StoreError> {
+        let sizes: HashMap<ObjectId, u64> = listed
+            .iter()
+            .filter_map(|m| {
+                Some((m.location.filename()?.strip_suffix(".idx")?.parse().ok()?, m.size))
+            })
+            .collect();
+        let listed: HashSet<ObjectId> = sizes.keys().copied().collect();
+        let gone: HashSet<u32> = {
+            let packs = read_lock(&self.shared.packs);
+            (0..packs.len())
+                .filter(|&slot| match (&packs[slot].name, &packs[slot].data) {
+                    // Uploaded or loaded: it must be listed.
+                    (Some(name), None) => !listed.contains(name),
+                    // Being filled, or still uploading.
+                    _ => false,
+                })
+                .map(|slot| u32::try_from(slot).expect("fewer than 2^32 packs"))
+                .collect()
+        };
+        if gone.is_empty() {
+            return Ok(());
+        }
+        let mut known = lock(&self.shared.known);
+        let mut packs = write_lock(&self.shared.packs);
+        let mut index = write_lock(&self.shared.index);
+        for &slot in &gone {
+            if let Some(name) = packs[slot as usize].name.take() {
+                known.remove(&name);
+            }
+        }
+        index.retain(|_, loc| !gone.contains(&loc.pack));
+        // An id that was indexed from a deleted pack may be in a pack that
+        // is still here: reload those (from the cache, usually).
+        let remaining: Vec<(u32, ObjectId)> = packs
+            .iter()
+            .enumerate()
+            .filter_map(|(slot, p)| match (&p.name, &p.data) {
+                (Some(name), None) => Some((slot as u32, *name)),
+                _ => None,
+            })
+            .collect();
+        drop((known, packs, index));
+        let remote = &self.remote;
+        for (slot, name) in remaining {
+            // Uploaded by this handle after the listing: its own index.
+            let Some(&size) = sizes.get(&name) else { continue };
+            let entries = remote.block_on(load_index(
+                remote.inner.client.as_ref(),
+                &remote.inner.keys,
+                &self.shared,
+                name,
+                size,
+            ))?;
+            let mut index = write_lock(&self.shared.index);
+            for (id, mut loc) in entries {
+                loc.pack = slot;
+                index.entry(id).or_insert(loc);
+            }
+        }
+        Ok(())
+    }
+
     fn check_writable(&self) -> Result<(), StoreError> {
         if self.shared.poisoned.load(Ordering::Acquire) {
             Err(StoreError::Poisoned)
@@ -462,6 +553,15 @@ impl RemoteStore {
         raw_len: u64,
     ) -> Result<(), StoreError> {
         if w.buf.is_empty() {
+            // One allocation for the whole pack: it is sealed at most one
+            // record (a chunk, or a small object) past its target. Grown by
+            // doubling instead, each pack would copy itself several times
+            // and leave blocks of every size behind; with the pack's
+            // size fixed, the allocator reuses the few blocks of a size
+            // that uploads free, so a long push stays within a constant.
+            w.buf.reserve_exact(
+                self.pack_len_target + CHUNKING_LEN_MIN + RECORD_HEADER_LEN + RECORD_TRAILER_LEN,
+            );
             w.buf.extend_from_slice(&PACK_MAGIC);
         }
         let compressed = crate::pack::compress(kind, payload);

@@ -16,6 +16,14 @@ use crate::{ObjectId, StoreError};
 /// takes no more than this from the server.
 const REF_LEN: usize = 64 + 1;
 
+/// What a deleted branch's key holds. A branch is deleted by a conditional
+/// write of this tombstone, not by a DELETE: S3 has no portable
+/// conditional delete, and a plain one could remove a value a racing push
+/// had just written. A tombstone reads as no branch; a push creates the
+/// branch again by a write conditional on the tombstone's ETag.
+const TOMBSTONE: &[u8] = b"deleted\n";
+const _: () = assert!(TOMBSTONE.len() <= REF_LEN);
+
 /// The branches of a [`Remote`] location: `refs/heads/NAME` holding
 /// `"<64 hex>\n"`.
 ///
@@ -26,6 +34,10 @@ const REF_LEN: usize = 64 + 1;
 /// update a handle probes that the server honours both conditions (some
 /// S3-compatible servers ignore them and would let both writers win); a
 /// server that fails is refused with [`RefError::Unconditional`].
+///
+/// [`RemoteRefs::delete`] is a compare-and-swap too: it writes a
+/// tombstone, conditional on the ETag of the value compared, so a delete
+/// and a push that read the same value cannot both succeed.
 ///
 /// The caller makes everything a new value reaches durable in the store
 /// first (`Store::sync`), so a ref never names a missing object.
@@ -44,8 +56,10 @@ impl RemoteRefs {
         self.remote.key(&format!("refs/heads/{name}"))
     }
 
-    /// The value of branch `name` and the version to compare against.
-    fn read(&self, name: &RefName) -> Result<Option<(ObjectId, UpdateVersion)>, RefError> {
+    /// The value of branch `name` (`None` for a tombstone) and the version
+    /// to compare against; `None` if the key does not exist.
+    #[allow(clippy::type_complexity)]
+    fn read(&self, name: &RefName) -> Result<Option<(Option<ObjectId>, UpdateVersion)>, RefError> {
         let key = self.key(name);
         let client = &self.remote.inner.client;
         let got = self.remote.block_on(async {
@@ -70,6 +84,9 @@ impl RemoteRefs {
                 content: format!("more than the {REF_LEN} bytes a ref holds"),
             });
         };
+        if bytes[..] == *TOMBSTONE {
+            return Ok(Some((None, version)));
+        }
         let id = std::str::from_utf8(&bytes)
             .ok()
             .and_then(|t| t.strip_suffix('\n'))
@@ -78,12 +95,12 @@ impl RemoteRefs {
                 path: key.to_string().into(),
                 content: String::from_utf8_lossy(&bytes).chars().take(100).collect(),
             })?;
-        Ok(Some((id, version)))
+        Ok(Some((Some(id), version)))
     }
 
     /// The value of branch `name`, if it exists.
     pub fn get(&self, name: &RefName) -> Result<Option<ObjectId>, RefError> {
-        Ok(self.read(name)?.map(|(id, _)| id))
+        Ok(self.read(name)?.and_then(|(id, _)| id))
     }
 
     /// Every branch and its value, sorted by name.
@@ -205,7 +222,7 @@ impl RemoteRefs {
     ) -> Result<(), RefError> {
         self.probe()?;
         let current = self.read(name)?;
-        let actual = current.as_ref().map(|(id, _)| *id);
+        let actual = current.as_ref().and_then(|(id, _)| *id);
         if actual == Some(new) {
             return Ok(());
         }
@@ -244,6 +261,40 @@ impl RemoteRefs {
                 }
             }
             Err(e) => Err(remote_err("update", &key)(e).into()),
+        }
+    }
+
+    /// Deletes branch `name` if it is now `expected`: a tombstone written
+    /// conditionally on the ETag of the value read. A branch that is
+    /// already gone when the write is refused (a retry of this write that
+    /// landed, or another delete) is success; any other value is
+    /// [`RefError::Conflict`] and changes nothing.
+    pub fn delete(&self, name: &RefName, expected: ObjectId) -> Result<(), RefError> {
+        self.probe()?;
+        let current = self.read(name)?;
+        let actual = current.as_ref().and_then(|(id, _)| *id);
+        let conflict = |actual: Option<ObjectId>| RefError::Conflict {
+            name: name.clone(),
+            expected: show(Some(expected)),
+            actual: show(actual),
+        };
+        let Some((Some(_), version)) = current.filter(|_| actual == Some(expected)) else {
+            return Err(conflict(actual));
+        };
+        let key = self.key(name);
+        let client = &self.remote.inner.client;
+        let opts = PutOptions { mode: PutMode::Update(version), ..Default::default() };
+        match self.remote.block_on(client.put_opts(&key, PutPayload::from_static(TOMBSTONE), opts))
+        {
+            Ok(_) => Ok(()),
+            Err(
+                object_store::Error::AlreadyExists { .. }
+                | object_store::Error::Precondition { .. },
+            ) => match self.get(name)? {
+                None => Ok(()),
+                now => Err(conflict(now)),
+            },
+            Err(e) => Err(remote_err("delete", &key)(e).into()),
         }
     }
 }

@@ -140,7 +140,10 @@ impl S3Config {
     /// The object_store client for this bucket. Conditional writes use
     /// If-None-Match and If-Match on the ETag; whether the server honours
     /// them is probed before any ref is written (see `RemoteRefs`).
-    pub(crate) fn build(&self) -> Result<object_store::aws::AmazonS3, StoreError> {
+    /// [`Remote::s3`](super::Remote::s3) uses it; a caller that wraps the
+    /// client (a test injecting faults) passes the wrapper to
+    /// [`Remote::with_client`](super::Remote::with_client).
+    pub fn build(&self) -> Result<object_store::aws::AmazonS3, StoreError> {
         use object_store::aws::{AmazonS3Builder, S3ConditionalPut};
         use object_store::{BackoffConfig, ClientOptions, RetryConfig};
         let retry = RetryConfig {

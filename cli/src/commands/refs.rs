@@ -1,4 +1,5 @@
-//! Branches: `vst branch`.
+//! Branches: `vst branch`, and `vst branch -r` for the remote-tracking
+//! refs.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -13,8 +14,22 @@ use crate::rev;
 use crate::workspace::{find, open};
 
 /// `vst branch`.
-pub fn branch(cli: &Cli, name: Option<&str>, rev: Option<&str>, delete: bool) -> Result<ExitCode> {
+pub fn branch(
+    cli: &Cli,
+    name: Option<&str>,
+    rev: Option<&str>,
+    delete: bool,
+    remotes: bool,
+) -> Result<ExitCode> {
     let ws = find(cli)?;
+    if remotes {
+        let repo = open(&ws, Access::ReadOnly)?;
+        let mut out = out();
+        for (name, id) in repo.tracking_refs().list()? {
+            writeln!(out, "  {name} {:.12}", id.to_string())?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     match (name, delete) {
         (None, _) => {
             let repo = open(&ws, Access::ReadOnly)?;
