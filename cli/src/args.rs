@@ -164,11 +164,14 @@ pub enum Command {
     Branch {
         name: Option<String>,
         rev: Option<String>,
-        /// Delete the branch.
+        /// Delete the branch (only if HEAD holds all of it).
         #[arg(short = 'd', long)]
         delete: bool,
+        /// Delete the branch even if HEAD does not hold all of it.
+        #[arg(short = 'D', conflicts_with = "delete")]
+        force_delete: bool,
         /// List the remote-tracking refs (REMOTE/BRANCH) instead.
-        #[arg(short = 'r', long, conflicts_with_all = ["name", "rev", "delete"])]
+        #[arg(short = 'r', long, conflicts_with_all = ["name", "rev", "delete", "force_delete"])]
         remotes: bool,
     },
     /// Check out REV in place (only what differs), or into a new directory.

@@ -111,7 +111,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         }
         Command::Umount(args) => mount::umount(args, cli.quiet),
         Command::Remote { action } => {
-            remote::remote_cmd(&workspace::find(cli)?.repo_dir, action, cli.quiet)
+            remote::remote_cmd(&workspace::find(cli)?.repo_dir, action, cli)
         }
         Command::Push(args) => remote::push_cmd(cli, &workspace::find(cli)?, args),
         Command::Pull(args) => remote::pull_cmd(cli, &workspace::find(cli)?, args),
@@ -132,8 +132,13 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         Command::Reset { rev, hard } => worktree::reset(cli, rev, *hard),
         Command::Switch { name, force } => worktree::switch(cli, name, *force),
         Command::Merge { rev, abort } => merge::merge_cmd(cli, rev.as_deref(), *abort),
-        Command::Branch { name, rev, delete, remotes } => {
-            refs::branch(cli, name.as_deref(), rev.as_deref(), *delete, *remotes)
+        Command::Branch { name, rev, delete, force_delete, remotes } => {
+            let delete = match (delete, force_delete) {
+                (_, true) => refs::Delete::Force,
+                (true, false) => refs::Delete::Merged,
+                (false, false) => refs::Delete::No,
+            };
+            refs::branch(cli, name.as_deref(), rev.as_deref(), delete, *remotes)
         }
         Command::Checkout { rev, into, force } => {
             worktree::checkout(cli, rev, into.as_deref(), *force)

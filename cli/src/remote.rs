@@ -153,7 +153,8 @@ pub fn open_remote(url: &str) -> Result<Remote> {
 }
 
 /// `vst remote add/list/remove`.
-pub fn remote_cmd(repo_dir: &Path, action: &RemoteAction, quiet: bool) -> Result<ExitCode> {
+pub fn remote_cmd(repo_dir: &Path, action: &RemoteAction, cli: &Cli) -> Result<ExitCode> {
+    let quiet = cli.quiet;
     let mut remotes = load_remotes(repo_dir)?;
     match action {
         RemoteAction::Add { name, url } => {
@@ -169,14 +170,22 @@ pub fn remote_cmd(repo_dir: &Path, action: &RemoteAction, quiet: bool) -> Result
             remotes.push((name.clone(), url.clone()));
             remotes.sort();
             save_remotes(repo_dir, &remotes)?;
-            if !quiet {
+            if cli.json {
+                writeln!(std::io::stdout(), "{}", json!({ "added": name, "url": url }))?;
+            } else if !quiet {
                 writeln!(std::io::stdout(), "added remote {name} at {url}")?;
             }
         }
         RemoteAction::List => {
             let mut out = std::io::stdout().lock();
-            for (name, url) in &remotes {
-                writeln!(out, "{name} {url}")?;
+            if cli.json {
+                let list: Vec<_> =
+                    remotes.iter().map(|(name, url)| json!({ "name": name, "url": url })).collect();
+                writeln!(out, "{}", serde_json::Value::Array(list))?;
+            } else {
+                for (name, url) in &remotes {
+                    writeln!(out, "{name} {url}")?;
+                }
             }
         }
         RemoteAction::Remove { name } => {
@@ -186,6 +195,9 @@ pub fn remote_cmd(repo_dir: &Path, action: &RemoteAction, quiet: bool) -> Result
                 bail!("no remote named {name}; `vst remote list` shows them");
             }
             save_remotes(repo_dir, &remotes)?;
+            if cli.json {
+                writeln!(std::io::stdout(), "{}", json!({ "removed": name }))?;
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

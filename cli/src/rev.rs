@@ -69,7 +69,8 @@ fn resolve_base(repo: &Repo, base: &str) -> Result<CommitId> {
                     .take(AMBIGUOUS_SHOWN_MAX)
                     .map(|id| {
                         let c = read::read_commit(store.as_ref(), *id);
-                        let first = c.as_ref().map_or("", |c| c.message.lines().next().unwrap_or(""));
+                        let first =
+                            c.as_ref().map_or("", |c| c.message.lines().next().unwrap_or(""));
                         format!("\n  {:.12} {first}", id.to_string())
                     })
                     .collect();

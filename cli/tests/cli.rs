@@ -972,3 +972,83 @@ fn status_and_show_print_what_a_git_user_reads() {
     assert!(show.contains("\ndate   20"), "{show}");
     assert!(show.ends_with("A empty\nA new/inner/f\nM src/deep/a\n"), "{show}");
 }
+
+#[test]
+fn every_command_speaks_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path();
+    let json = |args: &[&str]| -> serde_json::Value {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        let out = vst(r, &all);
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        let text = String::from_utf8(out.stdout).unwrap();
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{args:?} printed {text:?}: {e}"))
+    };
+    json(&["init"]);
+    fs::write(r.join("f"), "1\n").unwrap();
+    json(&["commit", "-m", "one"]);
+    json(&["commit", "-m", "nothing"]);
+    fs::write(r.join("f"), "2\n").unwrap();
+    for args in [
+        &["status"][..],
+        &["diff"],
+        &["diff", "--stat"],
+        &["restore", "f"],
+        &["log"],
+        &["log", "--oneline"],
+        &["ls", "HEAD"],
+        &["cat", "HEAD:f"],
+        &["show"],
+        &["show", "HEAD:f"],
+        &["branch"],
+        &["branch", "other"],
+        &["branch", "-r"],
+        &["switch", "other"],
+        &["checkout", "main"],
+        &["checkout", "HEAD", "--into", "copy"],
+        &["merge", "other"],
+        &["reset", "HEAD"],
+        &["branch", "-d", "other"],
+        &["fsck"],
+        &["gc", "--dry-run"],
+        &["config", "user.name", "J"],
+        &["config", "user.name"],
+        &["config", "--list"],
+        &["remote", "add", "origin", "s3://bucket/prefix"],
+        &["remote", "list"],
+        &["remote", "remove", "origin"],
+        &["watch", "--background"],
+        &["watch", "--status"],
+        &["watch", "--stop"],
+        &["completions", "bash"],
+        &["man"],
+    ] {
+        json(args);
+    }
+}
+
+#[test]
+fn branch_marks_a_detached_head_and_keeps_unmerged_work_without_capital_d() {
+    let dir = repo();
+    let r = dir.path();
+    fs::write(r.join("f"), "1\n").unwrap();
+    ok(r, &["commit", "-q", "-m", "one"]);
+    ok(r, &["branch", "side"]);
+    ok(r, &["switch", "-q", "side"]);
+    fs::write(r.join("f"), "2\n").unwrap();
+    ok(r, &["commit", "-q", "-m", "two"]);
+    ok(r, &["switch", "-q", "main"]);
+    let refused = fails(r, &["branch", "-d", "side"]);
+    assert!(refused.contains("not merged") && refused.contains("-D"), "{refused}");
+    assert!(ok(r, &["branch"]).contains("  side "));
+    ok(r, &["branch", "-D", "side"]);
+    assert!(!ok(r, &["branch"]).contains("side"));
+    ok(r, &["checkout", "-q", "HEAD~0"]);
+    let id = ok(r, &["log", "--oneline", "-n", "1"]);
+    let listing = ok(r, &["branch"]);
+    assert!(listing.starts_with(&format!("* (HEAD detached at {})\n", &id[..12])), "{listing}");
+    assert!(listing.contains("  main "), "{listing}");
+    let json: serde_json::Value = serde_json::from_str(&ok(r, &["--json", "branch"])).unwrap();
+    assert_eq!(json["detached"].as_str().map(|s| &s[..12]), Some(&id[..12]));
+}
