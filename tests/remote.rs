@@ -510,8 +510,8 @@ fn a_delete_racing_a_push_seaweedfs() {
                         let files = [(format!("base{round}"), noise(round as u64, 5000))];
                         let base = commit_files(&repo, &files, "base");
                         let old = refs.get(&main_branch()).unwrap();
-                        if old.is_some() {
-                            refs.delete(&main_branch(), old.unwrap()).unwrap();
+                        if let Some(old) = old {
+                            refs.delete(&main_branch(), old).unwrap();
                         }
                         let _ = vst::sync::push(
                             repo.store().as_ref(),

@@ -111,7 +111,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         }
         Command::Umount(args) => mount::umount(args, cli.quiet),
         Command::Remote { action } => {
-            remote::remote_cmd(&workspace::find(cli)?.repo_dir, action, cli)
+            remote::remote_cmd(&workspace::find(cli)?.repo_dir, action, cli.json, cli.quiet)
         }
         Command::Push(args) => remote::push_cmd(cli, &workspace::find(cli)?, args),
         Command::Pull(args) => remote::pull_cmd(cli, &workspace::find(cli)?, args),

@@ -153,8 +153,12 @@ pub fn open_remote(url: &str) -> Result<Remote> {
 }
 
 /// `vst remote add/list/remove`.
-pub fn remote_cmd(repo_dir: &Path, action: &RemoteAction, cli: &Cli) -> Result<ExitCode> {
-    let quiet = cli.quiet;
+pub fn remote_cmd(
+    repo_dir: &Path,
+    action: &RemoteAction,
+    json: bool,
+    quiet: bool,
+) -> Result<ExitCode> {
     let mut remotes = load_remotes(repo_dir)?;
     match action {
         RemoteAction::Add { name, url } => {
@@ -170,7 +174,7 @@ pub fn remote_cmd(repo_dir: &Path, action: &RemoteAction, cli: &Cli) -> Result<E
             remotes.push((name.clone(), url.clone()));
             remotes.sort();
             save_remotes(repo_dir, &remotes)?;
-            if cli.json {
+            if json {
                 writeln!(std::io::stdout(), "{}", json!({ "added": name, "url": url }))?;
             } else if !quiet {
                 writeln!(std::io::stdout(), "added remote {name} at {url}")?;
@@ -178,7 +182,7 @@ pub fn remote_cmd(repo_dir: &Path, action: &RemoteAction, cli: &Cli) -> Result<E
         }
         RemoteAction::List => {
             let mut out = std::io::stdout().lock();
-            if cli.json {
+            if json {
                 let list: Vec<_> =
                     remotes.iter().map(|(name, url)| json!({ "name": name, "url": url })).collect();
                 writeln!(out, "{}", serde_json::Value::Array(list))?;
@@ -195,7 +199,7 @@ pub fn remote_cmd(repo_dir: &Path, action: &RemoteAction, cli: &Cli) -> Result<E
                 bail!("no remote named {name}; `vst remote list` shows them");
             }
             save_remotes(repo_dir, &remotes)?;
-            if cli.json {
+            if json {
                 writeln!(std::io::stdout(), "{}", json!({ "removed": name }))?;
             }
         }
@@ -581,7 +585,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         assert!(load_remotes(dir.path()).unwrap().is_empty());
         let add = |name: &str, url: &str| {
-            remote_cmd(dir.path(), &RemoteAction::Add { name: name.into(), url: url.into() }, true)
+            remote_cmd(
+                dir.path(),
+                &RemoteAction::Add { name: name.into(), url: url.into() },
+                false,
+                true,
+            )
         };
         add("origin", "s3://bkt/team/repo").unwrap();
         add("backup", "s3://other-bkt").unwrap();
@@ -598,9 +607,11 @@ mod tests {
         assert_eq!(remote_url(dir.path(), "origin").unwrap(), "s3://bkt/team/repo");
         let err = remote_url(dir.path(), "nope").unwrap_err().to_string();
         assert!(err.contains("vst remote add nope"), "{err}");
-        remote_cmd(dir.path(), &RemoteAction::Remove { name: "backup".into() }, true).unwrap();
+        remote_cmd(dir.path(), &RemoteAction::Remove { name: "backup".into() }, false, true)
+            .unwrap();
         assert!(
-            remote_cmd(dir.path(), &RemoteAction::Remove { name: "backup".into() }, true).is_err()
+            remote_cmd(dir.path(), &RemoteAction::Remove { name: "backup".into() }, false, true)
+                .is_err()
         );
         assert_eq!(load_remotes(dir.path()).unwrap().len(), 1);
         std::fs::write(dir.path().join(REMOTES_FILE), "origin\n").unwrap();

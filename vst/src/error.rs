@@ -175,16 +175,15 @@ pub enum Error {
     /// repository last saw there (or, without a tracking ref, at the one
     /// read a moment before: another push won). Nothing was deleted.
     #[error(
-        "deleting remote branch {branch} refused: it is {}, not {expected} as this repository last saw it; fetch, look, and delete again",
-        actual.map_or_else(|| "gone".to_owned(), |a| format!("at {a}"))
+        "deleting remote branch {branch} refused: it is {}, not {} as this repository last saw it; fetch, look, and delete again",
+        ids.actual.map_or_else(|| "gone".to_owned(), |a| format!("at {a}")),
+        ids.expected
     )]
     DeleteRejected {
         /// The branch.
         branch: vst_cas::RefName,
-        /// The commit the delete was conditional on.
-        expected: CommitId,
-        /// Where the branch is (`None`: it no longer exists).
-        actual: Option<CommitId>,
+        /// What was expected and found (boxed: errors stay small).
+        ids: Box<DeleteIds>,
     },
     /// The remote has no branch of that name.
     #[error("the remote has no branch {branch}")]
@@ -309,3 +308,12 @@ pub enum Error {
 
 /// `Result` with the library's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The commits of a refused remote-branch deletion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeleteIds {
+    /// The commit the delete was conditional on.
+    pub expected: CommitId,
+    /// Where the branch is (`None`: it no longer exists).
+    pub actual: Option<CommitId>,
+}

@@ -162,8 +162,10 @@ pub fn delete_branch(
             }
             return Err(Error::DeleteRejected {
                 branch: branch.clone(),
-                expected: CommitId::new(expected),
-                actual,
+                ids: Box::new(crate::error::DeleteIds {
+                    expected: CommitId::new(expected),
+                    actual,
+                }),
             });
         }
         Err(e) => return Err(ref_err(e)),
