@@ -4,9 +4,9 @@ use std::path::PathBuf;
 
 use vst_cas::{ObjectId, StoreError};
 
+use crate::RepoPath;
 use crate::commit::InvalidCommit;
 use crate::tree::{DecodeError, InvalidSymlink};
-use crate::{CommitId, RepoPath};
 
 /// What kind of object an id names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -165,21 +165,11 @@ pub enum Error {
         /// Why.
         reason: crate::sync::Rejection,
     },
-    /// Deleting a remote branch was refused: it is not at the commit this
-    /// repository last saw there (or, without a tracking ref, at the one
-    /// read a moment before: another push won). Nothing was deleted.
-    #[error(
-        "deleting remote branch {branch} refused: it is {}, not {expected} as this repository last saw it; fetch, look, and delete again",
-        actual.map_or_else(|| "gone".to_owned(), |a| format!("at {a}"))
-    )]
-    DeleteRejected {
-        /// The branch.
-        branch: vst_cas::RefName,
-        /// The commit the delete was conditional on.
-        expected: CommitId,
-        /// Where the branch is (`None`: it no longer exists).
-        actual: Option<CommitId>,
-    },
+    /// Deleting a remote branch was refused (see
+    /// [`DeleteRejection`](crate::tracking::DeleteRejection)); nothing was
+    /// deleted. Boxed: it would make every `Error` larger.
+    #[error("{0}")]
+    DeleteRejected(Box<crate::tracking::DeleteRejection>),
     /// The remote has no branch of that name.
     #[error("the remote has no branch {branch}")]
     NoRemoteBranch {

@@ -38,6 +38,30 @@ pub struct TrackingUpdate {
     pub new: Option<CommitId>,
 }
 
+/// Why deleting a remote branch was refused: it is not at the commit this
+/// repository last saw there (or, without a tracking ref, at the one read
+/// a moment before: another push won).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeleteRejection {
+    /// The branch.
+    pub branch: RefName,
+    /// The commit the delete was conditional on.
+    pub expected: CommitId,
+    /// Where the branch is (`None`: it no longer exists).
+    pub actual: Option<CommitId>,
+}
+
+impl std::fmt::Display for DeleteRejection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let now = self.actual.map_or_else(|| "gone".to_owned(), |a| format!("at {a}"));
+        write!(
+            f,
+            "deleting remote branch {} refused: it is {now}, not {} as this repository last saw it; fetch, look, and delete again",
+            self.branch, self.expected
+        )
+    }
+}
+
 /// What a fetch of every branch did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Fetched {
@@ -160,11 +184,11 @@ pub fn delete_branch(
                 // tracking ref is left to remove.
                 track(repo, remote, branch, None, "push: deleted elsewhere")?;
             }
-            return Err(Error::DeleteRejected {
+            return Err(Error::DeleteRejected(Box::new(DeleteRejection {
                 branch: branch.clone(),
                 expected: CommitId::new(expected),
                 actual,
-            });
+            })));
         }
         Err(e) => return Err(ref_err(e)),
     }
