@@ -198,6 +198,14 @@ pub enum Command {
         /// Keep what reflog entries younger than this many hours reach.
         #[arg(long, default_value_t = 24 * 14)]
         grace_hours: u64,
+        /// Collect remote NAME instead: delete its packs that no branch
+        /// needs and that are older than --grace.
+        #[arg(long, value_name = "NAME", conflicts_with_all = ["dry_run", "grace_hours"])]
+        remote: Option<String>,
+        /// With --remote: never delete a pack younger than this (30s, 15m,
+        /// 1h, 2d; default 1h).
+        #[arg(long, value_name = "DURATION", requires = "remote")]
+        grace: Option<String>,
     },
     /// Mount a commit (default HEAD), or every branch and commit, read-only.
     Mount(crate::mount::MountArgs),

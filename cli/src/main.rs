@@ -144,6 +144,9 @@ fn run(cli: &Cli) -> Result<ExitCode> {
             worktree::checkout(cli, rev, into.as_deref(), *force)
         }
         Command::Fsck { read_data } => maintenance::fsck(cli, *read_data),
-        Command::Gc { dry_run, grace_hours } => maintenance::gc(cli, *dry_run, *grace_hours),
+        Command::Gc { remote: Some(name), grace, .. } => {
+            remote::gc_cmd(cli, &workspace::find(cli)?, name, grace.as_deref())
+        }
+        Command::Gc { dry_run, grace_hours, .. } => maintenance::gc(cli, *dry_run, *grace_hours),
     }
 }

@@ -440,6 +440,59 @@ pub fn pull_cmd(cli: &Cli, ws: &Location, args: &PullArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// A duration such as `30s`, `15m`, `1h`, `2d` (a bare number is seconds).
+fn parse_duration(text: &str) -> Result<std::time::Duration> {
+    let (digits, unit) =
+        text.split_at(text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
+    let n: u64 = digits.parse().map_err(|_| {
+        anyhow!("bad duration {text:?}: use a number and s, m, h or d, such as 30s or 1h")
+    })?;
+    let secs = match unit {
+        "" | "s" => Some(n),
+        "m" => n.checked_mul(60),
+        "h" => n.checked_mul(3600),
+        "d" => n.checked_mul(86_400),
+        _ => None,
+    }
+    .ok_or_else(|| {
+        anyhow!("bad duration {text:?}: use a number and s, m, h or d, such as 30s or 1h")
+    })?;
+    Ok(std::time::Duration::from_secs(secs))
+}
+
+/// `vst gc --remote NAME [--grace DURATION]`: deletes the remote's packs
+/// that no branch needs (see `vst::remote_gc`).
+pub fn gc_cmd(cli: &Cli, ws: &Location, name: &str, grace: Option<&str>) -> Result<ExitCode> {
+    let grace = match grace {
+        Some(text) => parse_duration(text)?,
+        None => vst::remote_gc::REMOTE_GC_GRACE_DEFAULT,
+    };
+    let url = remote_url(&ws.repo_dir, name)?;
+    let remote = open_remote(&url)?;
+    let stats = vst::remote_gc::gc_remote(&remote, grace, &RemoteOptions::default())
+        .with_context(|| format!("collecting {name} ({url})"))?;
+    let mut out = std::io::stdout().lock();
+    if cli.json {
+        writeln!(
+            out,
+            "{}",
+            json!({ "branches": stats.branches, "packs_before": stats.packs_before, "packs_deleted": stats.packs_deleted, "packs_young": stats.packs_young, "bytes_before": stats.bytes_before, "bytes_after": stats.bytes_after })
+        )?;
+    } else if !cli.quiet {
+        writeln!(
+            out,
+            "{name}: {} branches; {} of {} packs deleted, {} kept as younger than the grace period; {} -> {} bytes",
+            stats.branches,
+            stats.packs_deleted,
+            stats.packs_before,
+            stats.packs_young,
+            stats.bytes_before,
+            stats.bytes_after
+        )?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// The file in a repository being cloned into: a clone that stops before
 /// it is removed (killed, interrupted, failed) is cleaned up by the next
 /// `vst clone` into the same directory.
@@ -579,6 +632,19 @@ fn empty_dir(dir: &Path) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations() {
+        let d = |t: &str| parse_duration(t).map(|d| d.as_secs()).ok();
+        assert_eq!(d("0s"), Some(0));
+        assert_eq!(d("90"), Some(90));
+        assert_eq!(d("15m"), Some(900));
+        assert_eq!(d("1h"), Some(3600));
+        assert_eq!(d("2d"), Some(172_800));
+        for bad in ["", "h", "1x", "-1s", "1.5h", "99999999999999999999d"] {
+            assert_eq!(d(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn remotes_file_round_trip_and_errors() {

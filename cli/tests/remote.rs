@@ -305,6 +305,45 @@ fn fetch_tracking_refs_and_deleting_a_remote_branch() {
     assert!(ok(&b, e, &["fetch", "origin"]).contains("origin/topic: new"));
 }
 
+/// `vst gc --remote`: after a branch with a large file is deleted, a gc
+/// with no grace period leaves less than a tenth of what was stored; with
+/// the default grace period (an hour) nothing just written is deleted.
+#[test]
+fn gc_of_a_remote() {
+    let Some(server) = seaweed::start() else { return };
+    server.bucket("rgc");
+    let e = server.endpoint.as_str();
+    let tmp = tempfile::tempdir().unwrap();
+    let a = tmp.path().join("a");
+    std::fs::create_dir_all(&a).unwrap();
+    std::fs::write(a.join("f"), "small\n").unwrap();
+    ok(&a, e, &["init", "-q"]);
+    ok(&a, e, &["commit", "-q", "-m", "small"]);
+    ok(&a, e, &["remote", "add", "origin", "s3://rgc/r"]);
+    ok(&a, e, &["push", "-q", "origin"]);
+    ok(&a, e, &["branch", "topic"]);
+    ok(&a, e, &["switch", "-q", "topic"]);
+    let big: Vec<u8> =
+        (0..8u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    std::fs::write(a.join("big.bin"), &big).unwrap();
+    ok(&a, e, &["commit", "-q", "-m", "big"]);
+    ok(&a, e, &["push", "-q", "origin"]);
+    let stats = |out: &str| -> serde_json::Value { serde_json::from_str(out.trim()).unwrap() };
+    let kept = stats(&ok(&a, e, &["gc", "--remote", "origin", "--json"]));
+    assert_eq!(kept["packs_deleted"], 0, "{kept}");
+    // (The file compresses to about a quarter.)
+    let stored = kept["bytes_after"].as_u64().unwrap();
+    assert!(stored > 1 << 20, "{kept}");
+    ok(&a, e, &["push", "-q", "origin", "--delete", "topic"]);
+    let done = stats(&ok(&a, e, &["gc", "--remote", "origin", "--grace", "0s", "--json"]));
+    assert!(done["bytes_after"].as_u64().unwrap() < stored / 10, "{done}");
+    assert!(fails(&a, e, &["gc", "--remote", "origin", "--grace", "soon"]).contains("duration"));
+    ok(tmp.path(), e, &["clone", "-q", "s3://rgc/r", "b"]);
+    let b = tmp.path().join("b");
+    assert_eq!(std::fs::read(b.join("f")).unwrap(), b"small\n");
+    ok(&b, e, &["fsck", "--read-data"]);
+}
+
 #[test]
 fn diverged_clones_pull_merges_and_push_shares_both() {
     let Some(server) = seaweed::start() else { return };
