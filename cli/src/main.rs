@@ -101,15 +101,34 @@ fn run(cli: &Cli) -> Result<ExitCode> {
                 );
             }
             let repo = workspace::open(&ws, Access::ReadOnly)?;
-            if args.write {
+            // With --json, the text is kept back and one value said at the
+            // end (once mounted, with --background; once unmounted, else).
+            let quiet = cli.quiet || cli.json;
+            let code = if args.write {
                 let start = mount::writable_start(&repo, args)?;
                 drop(repo);
-                return mount::mount_writable(&ws.repo_dir, start, args, cli.quiet);
+                mount::mount_writable(&ws.repo_dir, start, args, quiet)?
+            } else {
+                let target = mount::target(&repo, args)?;
+                mount::mount(&repo, target, args, quiet)?
+            };
+            if cli.json {
+                let value = serde_json::json!({
+                    "mountpoint": args.mountpoint,
+                    "write": args.write,
+                    "mounted": args.background,
+                });
+                println!("{value}");
             }
-            let target = mount::target(&repo, args)?;
-            mount::mount(&repo, target, args, cli.quiet)
+            Ok(code)
         }
-        Command::Umount(args) => mount::umount(args, cli.quiet),
+        Command::Umount(args) => {
+            let code = mount::umount(args, cli.quiet || cli.json)?;
+            if cli.json {
+                println!("{}", serde_json::json!({ "unmounted": args.mountpoint }));
+            }
+            Ok(code)
+        }
         Command::Remote { action } => {
             remote::remote_cmd(&workspace::find(cli)?.repo_dir, action, cli.json, cli.quiet)
         }

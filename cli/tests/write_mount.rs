@@ -1381,3 +1381,18 @@ fn everyday_programs_work_inside_the_mount() {
     ok(repo, &["fsck", "--read-data"]);
     unmount(repo, mnt, child);
 }
+
+#[test]
+fn mount_and_umount_speak_json() {
+    let Some((_one, repo, mnt)) = setup() else { return };
+    let (repo, mnt) = (repo.path(), mnt.path());
+    let parse = |text: String| -> serde_json::Value { serde_json::from_str(&text).unwrap() };
+    let at = mnt.to_str().unwrap();
+    let said = parse(ok(repo, &["--json", "mount", "--write", "--background", at]));
+    assert_eq!(said["mounted"], true, "{said}");
+    assert_eq!(said["write"], true, "{said}");
+    assert!(mounted(mnt));
+    let unmounted = parse(ok(repo, &["--json", "umount", at]));
+    assert_eq!(unmounted["unmounted"].as_str(), Some(at));
+    assert!(!mounted(mnt));
+}
