@@ -498,3 +498,32 @@ fn a_directory_made_where_one_moved_out_stays_watched() {
     assert_eq!(changes, vec![("d1/new".to_owned(), "modified")], "{looked:?}");
     assert_eq!(changes, fresh_status(wt.repo().dir(), &root));
 }
+
+#[test]
+fn a_directory_moved_out_and_back_stays_watched() {
+    let _guard = limit_guard();
+    let (dir, mut wt) = watched_tree(20);
+    let root = wt.root().to_owned();
+    status(&mut wt, false);
+    // Out and straight back before any query: the same directory (and
+    // watch descriptors) at the same path; and a subdirectory of one moved
+    // out, moved back in somewhere else.
+    fs::create_dir(root.join("d2/sub")).unwrap();
+    fs::write(root.join("d2/sub/s"), b"s").unwrap();
+    let options = CommitOptions { message: "sub".into(), ..Default::default() };
+    wt.commit(&options, Empty::Skip, &ScanOptions::default()).unwrap();
+    fs::rename(root.join("d1"), dir.path().join("away")).unwrap();
+    fs::rename(dir.path().join("away"), root.join("d1")).unwrap();
+    fs::rename(root.join("d2"), dir.path().join("away2")).unwrap();
+    fs::create_dir(root.join("d2")).unwrap();
+    fs::rename(dir.path().join("away2/sub"), root.join("d2/sub")).unwrap();
+    let (changes, _) = status(&mut wt, false);
+    assert_eq!(changes, fresh_status(wt.repo().dir(), &root));
+    wt.commit(&options, Empty::Allow, &ScanOptions::default()).unwrap();
+    status(&mut wt, false);
+    fs::write(root.join("d1/f1"), b"changed after the round trip").unwrap();
+    fs::write(root.join("d2/sub/s"), b"changed after the move back").unwrap();
+    let (changes, looked) = status(&mut wt, false);
+    assert_eq!(changes.len(), 2, "{changes:?} {looked:?}");
+    assert_eq!(changes, fresh_status(wt.repo().dir(), &root), "{looked:?}");
+}

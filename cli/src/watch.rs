@@ -564,8 +564,15 @@ fn answer(
 ) -> Result<(Response, bool)> {
     let Daemon { worktree, pending } = daemon;
     // A commit or checkout by another process: the index is read again
-    // (and the next answer looks at everything).
-    worktree.reload_if_changed()?;
+    // (and the next answer looks at everything). A save this daemon still
+    // owes goes first, or its lock would keep the reload from reading (the
+    // save itself is skipped: the file is no longer the one it read).
+    if worktree.changed_elsewhere()? {
+        if let Some(lock) = pending.take() {
+            let _ = worktree.save_locked(lock);
+        }
+        worktree.reload_if_changed()?;
+    }
     let reopen = |access| open_dir(repo_dir, access);
     // Opened again when another process stored something since, so that
     // what it stored can be read.

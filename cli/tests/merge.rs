@@ -224,3 +224,36 @@ fn the_watch_daemon_finishes_a_merge_too() {
     assert_eq!(parents(r), 2);
     assert_eq!(json(r, &["status", "--scan"])["changes"], serde_json::json!([]));
 }
+
+#[test]
+fn abort_touches_only_what_the_merge_wrote_and_a_partial_commit_is_refused() {
+    let dir = diverged(
+        |r| {
+            fs::write(r.join("text"), "1\nours\n3\n4\n5\n6\n7\n").unwrap();
+            fs::remove_file(r.join("gone")).unwrap();
+        },
+        |r| {
+            fs::write(r.join("text"), "1\ntheirs\n3\n4\n5\n6\n7\n").unwrap();
+            fs::write(r.join("gone"), "changed by them\n").unwrap();
+            fs::write(r.join("new"), "from them\n").unwrap();
+        },
+    );
+    let r = dir.path();
+    assert_eq!(vst(r, &["merge", "other"]).status.code(), Some(1));
+    // We deleted `gone`, they changed it: theirs is in the work tree.
+    assert!(r.join("gone").exists());
+    // A commit of some paths only would record the merge without the
+    // rest of the resolution.
+    fs::write(r.join("text"), "1\nresolved\n3\n4\n5\n6\n7\n").unwrap();
+    let refused = vst(r, &["commit", "-m", "part", "text"]);
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("commit it whole"));
+    // Work on a file the merge did not touch survives the abort.
+    fs::write(r.join("d/f"), "my own work\n").unwrap();
+    ok(r, &["merge", "--abort"]);
+    assert_eq!(fs::read_to_string(r.join("d/f")).unwrap(), "my own work\n");
+    assert_eq!(fs::read_to_string(r.join("text")).unwrap(), "1\nours\n3\n4\n5\n6\n7\n");
+    assert!(!r.join("gone").exists(), "what we deleted stays deleted");
+    assert!(!r.join("new").exists());
+    let status = json(r, &["status"]);
+    assert_eq!(status["changes"], serde_json::json!([{ "path": "d/f", "status": "modified" }]));
+}

@@ -564,7 +564,10 @@ fn abort_merge(cli: &Cli, worktree: &mut WorkTree) -> Result<ExitCode> {
     let Some(state) = MergeState::read(&repo_dir).ok().flatten() else {
         if std::fs::symlink_metadata(repo_dir.join(MERGE_STATE)).is_ok() {
             MergeState::remove(&repo_dir)?;
-            return Ok(ExitCode::SUCCESS);
+            bail!(
+                "the merge state in {} could not be read, so what the merge wrote is unknown; it is removed, and nothing else was changed: `vst status` shows what differs from HEAD, `vst reset --hard HEAD` brings every tracked file back",
+                repo_dir.display()
+            );
         }
         bail!("no merge is in progress");
     };
@@ -573,18 +576,22 @@ fn abort_merge(cli: &Cli, worktree: &mut WorkTree) -> Result<ExitCode> {
         let full = root.join(std::ffi::OsStr::from_bytes(p.as_bytes()));
         let _ = std::fs::remove_dir_all(&full).or_else(|_| std::fs::remove_file(&full));
     }
-    let head = worktree.repo().refs().head()?;
     let Some(ours) = worktree.head() else { bail!("HEAD has no commit") };
-    // From what the merge wrote (so that what it added goes too) back to
-    // HEAD. The merge started from a work tree without local changes:
-    // forcing it back loses nothing of the user's but the resolution.
-    worktree.reset(Some(state.merged))?;
-    let options = CheckoutOptions {
-        force: vst::worktree::Force::Yes,
-        head: Some(&head),
-        ..Default::default()
-    };
-    worktree.check_out(ours, &options)?;
+    // Only what the merge touched goes back to HEAD (what it wrote, and
+    // the conflicts, resolved or not): local changes elsewhere stay.
+    let store = worktree.repo().store();
+    let ours_tree = read::read_commit(store.as_ref(), ours)?.tree;
+    let merged_tree = read::read_commit(store.as_ref(), state.merged)?.tree;
+    let mut touched: Vec<RepoPath> =
+        vst::diff_trees(store.as_ref(), Some(ours_tree), Some(merged_tree))?
+            .into_iter()
+            .map(|c| c.path)
+            .chain(state.conflicts.iter().cloned())
+            .collect();
+    touched.sort();
+    touched.dedup();
+    worktree.restore(ours_tree, &touched, &CheckoutOptions::default())?;
+    save_index(worktree);
     MergeState::remove(&repo_dir)?;
     if !cli.quiet {
         writeln!(out(), "merge of {} aborted: the work tree is at HEAD again", state.spec)?;

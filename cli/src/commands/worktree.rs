@@ -141,6 +141,12 @@ pub fn commit_in(
     let merging = MergeState::read(&repo_dir)?;
     let (options, empty) = match &merging {
         Some(state) => {
+            if scan.changed.is_some() {
+                bail!(
+                    "a merge of {} is in progress: commit it whole (no PATH), so that the merge commit holds all of the resolution",
+                    state.spec
+                );
+            }
             state.check_resolved(worktree.root())?;
             let options = CommitOptions { merged: vec![state.theirs], ..options.clone() };
             (std::borrow::Cow::Owned(options), Empty::Allow)
@@ -399,7 +405,16 @@ pub fn reset(cli: &Cli, spec: &str, hard: bool) -> Result<ExitCode> {
                     &format!("reset: moving to {spec}"),
                 )
                 .with_context(|| format!("moving {branch} to {spec}"))?,
-            Head::Detached(_) => repo.refs().set_head(&Head::Detached(target.object_id()))?,
+            // Only from where it was: a commit made meanwhile (a mount, the
+            // watch daemon) is not orphaned.
+            Head::Detached(at) => repo
+                .refs()
+                .update_head(
+                    &Head::Detached(at),
+                    &Head::Detached(target.object_id()),
+                    &format!("reset: moving to {spec}"),
+                )
+                .with_context(|| format!("moving HEAD to {spec}"))?,
         }
         worktree.reset(Some(target))?;
     }

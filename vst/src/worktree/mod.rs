@@ -267,14 +267,22 @@ impl WorkTree {
     /// commit or checkout not made through this work tree); returns whether
     /// it did. A watching work tree then looks at everything once.
     pub fn reload_if_changed(&mut self) -> Result<bool> {
-        let head = self.repo.head_commit()?;
-        if head == self.head && self.index.is_file_current(self.repo.dir()) {
+        if !self.changed_elsewhere()? {
             return Ok(false);
         }
+        let reopened = Self::open(self.repo.clone(), &self.root)?;
         let watching = self.watching.take();
-        *self = Self::open(self.repo.clone(), &self.root)?;
+        *self = reopened;
         self.watching = watching.map(|w| Watching { token: None, dirty: Vec::new(), ..w });
         Ok(true)
+    }
+
+    /// Whether another process moved `HEAD` or replaced the index file
+    /// since this work tree read or saved it (reads no lock: a caller
+    /// holding the index lock can ask).
+    pub fn changed_elsewhere(&self) -> Result<bool> {
+        let head = self.repo.head_commit()?;
+        Ok(head != self.head || !self.index.is_file_current(self.repo.dir()))
     }
 
     /// Uses `repo` (the same repository, opened again: to see what other

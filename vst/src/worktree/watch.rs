@@ -224,8 +224,11 @@ impl Watcher {
         let cookie_wd = inotify::add_watch(&fd, &cookie_dir, WatchFlags::CREATE)
             .map_err(fail("watch", &cookie_dir))?;
         let shared = Arc::new(Shared { state: Mutex::new(State::default()), seen: Condvar::new() });
+        // Watched as what it is: a root given through a symlink would
+        // otherwise not be a directory to `IN_DONT_FOLLOW`.
+        let root = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_owned());
         let mut inner = Inner {
-            root: root.to_owned(),
+            root: root.clone(),
             fd: Arc::new(fd),
             shared: shared.clone(),
             dirs: HashMap::new(),
@@ -241,7 +244,7 @@ impl Watcher {
         }
         let wake = Arc::new(
             rustix::event::eventfd(0, rustix::event::EventfdFlags::CLOEXEC)
-                .map_err(fail("start watching", root))?,
+                .map_err(fail("start watching", &root))?,
         );
         let thread_wake = wake.clone();
         let thread = std::thread::Builder::new()
@@ -534,7 +537,11 @@ impl Inner {
         self.shared.seen.notify_all();
         self.moved_out.clear();
         let old: HashSet<i32> = self.dirs.drain().map(|(wd, _)| wd).collect();
-        state.broken = self.watch_tree(&RepoPath::root(), IgnoreChain::default()).err();
+        let watched = self.watch_tree(&RepoPath::root(), IgnoreChain::default());
+        // A stopped watcher (its root gone) stays stopped.
+        if !matches!(state.broken, Some(FullScan::Stopped(_))) {
+            state.broken = watched.err();
+        }
         for wd in old.into_iter().filter(|wd| !self.dirs.contains_key(wd)) {
             let _ = inotify::remove_watch(&self.fd, wd);
         }
@@ -555,6 +562,13 @@ impl Inner {
         for wd in old.into_iter().filter(|wd| !self.dirs.contains_key(wd)) {
             let _ = inotify::remove_watch(&self.fd, wd);
         }
+        // A directory that went out and came back (to this path or
+        // another) keeps the watches it has again: they are no longer the
+        // leaving directory's to remove.
+        let live: HashSet<i32> = self.below(path).into_iter().collect();
+        for watches in self.moved_out.values_mut() {
+            watches.retain(|(wd, _)| !live.contains(wd));
+        }
     }
 
     /// The watches at and below `path`.
@@ -572,8 +586,8 @@ impl Inner {
             let wd = match inotify::add_watch(&self.fd, &full, MASK) {
                 Ok(wd) => wd,
                 // Gone already, or not a directory: its parent's event
-                // reports it.
-                Err(Errno::NOENT | Errno::NOTDIR) => continue,
+                // reports it (the root has no parent to).
+                Err(Errno::NOENT | Errno::NOTDIR) if !path.is_root() => continue,
                 Err(Errno::NOSPC) => {
                     return Err(cannot(
                         "the inotify watch limit is reached (raise fs.inotify.max_user_watches)"
