@@ -4,22 +4,10 @@
 
 use std::fs;
 use std::path::Path;
-use std::process::{Command, Output};
 
-fn vst(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_vst"))
-        .current_dir(dir)
-        .env("VST_AUTHOR", "tester")
-        .args(args)
-        .output()
-        .unwrap()
-}
+mod support;
 
-fn ok(dir: &Path, args: &[&str]) -> String {
-    let out = vst(dir, args);
-    assert!(out.status.success(), "vst {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+use support::{ok, vst};
 
 fn json(dir: &Path, args: &[&str]) -> serde_json::Value {
     let mut all = vec!["--json"];

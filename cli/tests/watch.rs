@@ -4,23 +4,11 @@
 
 use std::fs;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
-fn vst(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_vst"))
-        .current_dir(dir)
-        .env("VST_AUTHOR", "tester")
-        .args(args)
-        .output()
-        .unwrap()
-}
+mod support;
 
-/// Runs `vst` and requires success; returns stdout.
-fn ok(dir: &Path, args: &[&str]) -> String {
-    let out = vst(dir, args);
-    assert!(out.status.success(), "vst {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+use support::{ok, vst};
 
 /// The changes `status --json` lists (without the notes around them).
 fn changes(dir: &Path, extra: &[&str]) -> serde_json::Value {

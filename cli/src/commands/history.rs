@@ -7,13 +7,31 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, anyhow, bail};
 use serde_json::json;
 use vst::worktree::{Found, ScanOptions};
-use vst::{EntryKind, Repo, RepoPath, read};
+use vst::{CommitId, EntryKind, Repo, RepoPath, read};
 use vst_cas::Access;
 
 use crate::args::Cli;
 use crate::output::{commit_json, letter, out, status_letter, status_word, utc};
 use crate::rev;
 use crate::workspace::{find, open, open_worktree, save_index};
+
+/// A commit as `log` and `show` print it: id, a merge's parents, author,
+/// date, and the message indented.
+fn write_header(out: &mut impl Write, id: CommitId, c: &vst::Commit) -> std::io::Result<()> {
+    writeln!(out, "commit {id}")?;
+    if c.parents.len() > 1 {
+        let parents: Vec<String> =
+            c.parents.iter().map(|p| format!("{:.12}", p.to_string())).collect();
+        writeln!(out, "merge  {}", parents.join(" "))?;
+    }
+    writeln!(
+        out,
+        "author {}\ndate   {}\n\n    {}\n",
+        c.author,
+        utc(c.time.unix_us),
+        c.message.trim_end().replace('\n', "\n    ")
+    )
+}
 
 /// `vst log [REV] [-- PATH...]`: first parents back from REV; with paths,
 /// only the commits that changed one of them.
@@ -77,19 +95,7 @@ pub fn log(
             let first = c.message.lines().next().unwrap_or("");
             writeln!(out, "{:.12} {first}", id.to_string())?;
         } else {
-            writeln!(out, "commit {id}")?;
-            if c.parents.len() > 1 {
-                let parents: Vec<String> =
-                    c.parents.iter().map(|p| format!("{:.12}", p.to_string())).collect();
-                writeln!(out, "merge  {}", parents.join(" "))?;
-            }
-            writeln!(
-                out,
-                "author {}\ndate   {}\n\n    {}\n",
-                c.author,
-                utc(c.time.unix_us),
-                c.message.trim_end().replace('\n', "\n    ")
-            )?;
+            write_header(&mut out, id, &c)?;
         }
         shown += 1;
     }
@@ -240,19 +246,7 @@ pub fn show(cli: &Cli, spec: Option<&std::ffi::OsStr>) -> Result<ExitCode> {
             .collect();
         writeln!(out, "{value}")?;
     } else {
-        writeln!(out, "commit {id}")?;
-        if c.parents.len() > 1 {
-            let parents: Vec<String> =
-                c.parents.iter().map(|p| format!("{:.12}", p.to_string())).collect();
-            writeln!(out, "merge  {}", parents.join(" "))?;
-        }
-        writeln!(
-            out,
-            "author {}\ndate   {}\n\n    {}\n",
-            c.author,
-            utc(c.time.unix_us),
-            c.message.trim_end().replace('\n', "\n    ")
-        )?;
+        write_header(&mut out, id, &c)?;
         // As `status` lists them: a directory shows through what it holds
         // (an empty one still shows).
         let paths: Vec<String> = changes.iter().map(|ch| ch.path.to_string()).collect();
