@@ -13,6 +13,7 @@ for i in $(seq 1 200); do echo "fn f$i() {}" > "src/mod$i.rs"; done
 printf '#!/bin/sh\necho build\n' > build.sh && chmod +x build.sh
 ln -s src/mod1.rs main.rs
 "$vst" init
+"$vst" config user.name "vst demo" && "$vst" config user.email demo@example.com
 "$vst" commit -m "first snapshot"
 echo "fn changed() {}" > src/mod7.rs && rm src/mod9.rs
 "$vst" status
