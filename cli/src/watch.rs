@@ -455,6 +455,9 @@ fn serve(repo_dir: &Path, root: &Path) -> Result<ExitCode> {
         drop(stream);
         if committed {
             after_commit(&mut daemon.worktree, repo_dir, &mut store_seen);
+            if daemon.pending.is_none() {
+                daemon.save();
+            }
         }
         if stop {
             break;
@@ -611,15 +614,20 @@ fn answer(
                 Some(_) => Ok(()),
                 None => worktree.lock_index().map(|lock| *pending = Some(lock)),
             };
-            match (report, lock) {
-                (Ok(report), Ok(())) => {
+            match report {
+                Ok(report) => {
+                    // The commit is made: a lock that cannot be had before
+                    // the answer only means the index is saved after it.
+                    if let Err(e) = lock {
+                        eprintln!("vst: warning: could not take the index lock: {e:#}");
+                    }
                     committed = true;
                     Response::Committed(report)
                 }
-                (report, lock) => {
+                Err(e) => {
+                    drop(lock);
                     after_commit(worktree, repo_dir, store_seen);
-                    report?;
-                    return Err(lock.expect_err("one of the two failed").into());
+                    return Err(e);
                 }
             }
         }

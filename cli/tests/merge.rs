@@ -245,3 +245,21 @@ fn abort_touches_only_what_the_merge_wrote_and_a_partial_commit_is_refused() {
     let status = json(r, &["status"]);
     assert_eq!(status["changes"], serde_json::json!([{ "path": "d/f", "status": "modified" }]));
 }
+
+#[test]
+fn a_merge_that_cannot_place_their_side_changes_nothing() {
+    // A binary conflict on a name so long that `~theirs` cannot be added.
+    let long = "n".repeat(250);
+    let dir = diverged(
+        |r| fs::write(r.join(&long), b"\0ours").unwrap(),
+        |r| fs::write(r.join(&long), b"\0theirs").unwrap(),
+    );
+    let r = dir.path();
+    let refused = vst(r, &["merge", "other"]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("naming the file beside"));
+    assert_eq!(fs::read(r.join(&long)).unwrap(), b"\0ours");
+    let status = json(r, &["status"]);
+    assert_eq!(status["changes"], serde_json::json!([]), "{status}");
+    assert!(status.get("merging").is_none(), "{status}");
+}

@@ -301,17 +301,16 @@ pub fn merge_into(
             left.len()
         );
     }
-    // What merged goes into the work tree (ours at each conflict); the
-    // index stays at ours, so all of it shows as local changes.
-    worktree
-        .check_out(commit, &CheckoutOptions::default())
-        .with_context(|| format!("updating the work tree to the merge of {spec}"))?;
-    worktree.reset(Some(ours))?;
-    let root = worktree.root().to_owned();
-    let mut side_files = Vec::new();
-    for (conflict, marked) in &left {
-        write_conflict(store.as_ref(), &root, conflict, marked.as_deref(), &mut side_files)?;
-    }
+    // Where their side of each conflict goes, decided (and the state
+    // written) before anything is touched: a merge that stops half-way
+    // leaves a state that `--abort` can undo.
+    let places: Vec<Option<RepoPath>> =
+        left.iter().map(|(c, marked)| their_place(c, marked.is_some())).collect::<Result<_>>()?;
+    let side_files: Vec<RepoPath> = left
+        .iter()
+        .zip(&places)
+        .filter_map(|((c, _), place)| place.clone().filter(|p| *p != c.path))
+        .collect();
     let state = MergeState {
         theirs,
         spec: spec.to_owned(),
@@ -320,8 +319,43 @@ pub fn merge_into(
         side_files: side_files.clone(),
     };
     state.write(&repo_dir)?;
+    // What merged goes into the work tree (ours at each conflict); the
+    // index stays at ours, so all of it shows as local changes.
+    if let Err(e) = worktree.check_out(commit, &CheckoutOptions::default()) {
+        // Refused before writing (something in the way): no merge began.
+        if matches!(e, vst::Error::Conflicts { .. }) {
+            MergeState::remove(&repo_dir)?;
+        }
+        return Err(
+            anyhow::Error::new(e).context(format!("updating the work tree to the merge of {spec}"))
+        );
+    }
+    worktree.reset(Some(ours))?;
+    let root = worktree.root().to_owned();
+    for ((conflict, marked), place) in left.iter().zip(&places) {
+        write_conflict(store.as_ref(), &root, conflict, marked.as_deref(), place.as_ref())?;
+    }
     save_index(worktree);
     Ok(Outcome::Conflicts(left.into_iter().map(|(c, _)| c).collect(), side_files))
+}
+
+/// Where the work tree shows their side of a conflict: nowhere for marked
+/// text or what they deleted; where it was when we deleted it; else beside
+/// ours, as `PATH~theirs`.
+fn their_place(conflict: &Conflict, marked: bool) -> Result<Option<RepoPath>> {
+    if marked || conflict.theirs.is_none() {
+        return Ok(None);
+    }
+    if conflict.ours.is_none() {
+        return Ok(Some(conflict.path.clone()));
+    }
+    let (parent, name) = conflict.path.split_last().expect("a conflict is never the root");
+    let mut side = name.to_vec();
+    side.extend_from_slice(b"~theirs");
+    let side = vst::Name::try_from(&side[..])
+        .and_then(|n| parent.join(&n))
+        .with_context(|| format!("naming the file beside {} for their side", conflict.path))?;
+    Ok(Some(side))
 }
 
 /// Brings the work tree from `ours` to `target` (only what differs;
@@ -500,39 +534,24 @@ pub fn merge_lines(
 }
 
 /// Writes what the work tree shows for one conflict: the marked text, or
-/// their side beside ours (`PATH~theirs`), or the side that was modified
-/// when the other deleted it.
+/// their side at `place` (see [`their_place`]).
 fn write_conflict(
     store: &dyn vst_cas::Store,
     root: &Path,
     conflict: &Conflict,
     marked: Option<&[u8]>,
-    side_files: &mut Vec<RepoPath>,
+    place: Option<&RepoPath>,
 ) -> Result<()> {
     let full = |p: &RepoPath| root.join(std::ffi::OsStr::from_bytes(p.as_bytes()));
     let path = full(&conflict.path);
     if let Some(bytes) = marked {
         return std::fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()));
     }
-    let Some(theirs) = &conflict.theirs else {
+    let (Some(theirs), Some(target)) = (&conflict.theirs, place) else {
         // They deleted what we changed: ours stays.
         return Ok(());
     };
-    // We deleted what they changed: theirs goes where it was; otherwise
-    // beside ours.
-    let target = if conflict.ours.is_none() {
-        conflict.path.clone()
-    } else {
-        let (parent, name) = conflict.path.split_last().expect("a conflict is never the root");
-        let mut side = name.to_vec();
-        side.extend_from_slice(b"~theirs");
-        let side = vst::Name::try_from(&side[..])
-            .and_then(|n| parent.join(&n))
-            .with_context(|| format!("naming the file beside {}", conflict.path))?;
-        side_files.push(side.clone());
-        side
-    };
-    let dest: PathBuf = full(&target);
+    let dest: PathBuf = full(target);
     if let Some(dir) = dest.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
