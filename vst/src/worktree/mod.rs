@@ -627,8 +627,10 @@ impl WorkTree {
         // starts from (`from_disk` below), which is stored: so is that
         // content, since a stored tree must never name a missing object.
         let scan_store = (options.force == Force::Yes).then_some(store.as_ref());
-        // (A scan of what a watcher saw takes no stamp of its own.)
-        let before_scan = scan::fs_now(self.repo.dir());
+        // A scan of what a watcher saw takes no stamp of its own; a full
+        // scan does, so the clock is read here only with a watcher.
+        let before_scan =
+            if self.watching.is_some() { scan::fs_now(self.repo.dir()) } else { i64::MIN };
         let scan_options = ScanOptions { progress: options.progress, ..Default::default() };
         let (scanned, _) = self.scan(&scan_options, scan_store)?;
         let scan_stamp = scanned.stamp_ns.unwrap_or(before_scan);
