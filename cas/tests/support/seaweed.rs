@@ -129,14 +129,28 @@ pub fn start() -> Option<Seaweed> {
         Err(why) => {
             let log =
                 std::fs::read_to_string(server.dir.path().join("weed.log")).unwrap_or_default();
-            let tail: String = log.lines().rev().take(20).collect::<Vec<_>>().join("\n");
-            fail(format!("SeaweedFS did not start: {why}\n{tail}"))
+            // glog's errors and warnings say why (a full disk, a port
+            // taken); the last lines say where it stopped.
+            let mut lines: Vec<&str> =
+                log.lines().filter(|l| l.starts_with(['E', 'W', 'F'])).collect();
+            lines.truncate(20);
+            lines.extend(log.lines().rev().take(10).collect::<Vec<_>>().into_iter().rev());
+            let df = Command::new("df")
+                .arg("-h")
+                .arg(server.dir.path())
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default();
+            fail(format!("SeaweedFS did not start: {why}\n{}\n{df}", lines.join("\n")))
         }
     }
 }
 
 /// Starts `weed` under a shell that is its own process group and kills
-/// the server when the test process is gone.
+/// the server when the test process is gone. The shell then also removes
+/// the server's directory: a server kept in a `static` is never dropped,
+/// so its `TempDir` would otherwise stay behind (gigabytes per run, until
+/// the disk was too full for the next run's server to take volumes).
 fn spawn(weed: &Path, dir: &Path, p: Ports) -> Child {
     use std::os::unix::process::CommandExt;
     let data = dir.join("data");
@@ -163,11 +177,14 @@ fn spawn(weed: &Path, dir: &Path, p: Ports) -> Child {
     ];
     let quoted: Vec<String> = args.iter().map(|a| format!("'{a}'")).collect();
     let script = format!(
-        "'{}' {} >>'{}' 2>&1 & w=$!; while kill -0 {} 2>/dev/null && kill -0 $w 2>/dev/null; do sleep 0.3; done; kill -9 $w 2>/dev/null",
-        weed.display(),
-        quoted.join(" "),
-        dir.join("weed.log").display(),
-        std::process::id()
+        "'{weed}' {args} >>'{log}' 2>&1 & w=$!; \
+         while kill -0 {pid} 2>/dev/null && kill -0 $w 2>/dev/null; do sleep 0.3; done; \
+         if ! kill -0 {pid} 2>/dev/null; then kill -9 $w 2>/dev/null; wait $w; rm -rf '{dir}'; fi",
+        weed = weed.display(),
+        args = quoted.join(" "),
+        log = dir.join("weed.log").display(),
+        pid = std::process::id(),
+        dir = dir.display(),
     );
     Command::new("sh")
         .arg("-c")
