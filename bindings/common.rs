@@ -1,117 +1,19 @@
-//! What both bindings need beyond the library: revisions, status words
-//! and error messages. Both include this one file (`#[path]`) rather than
+//! What both bindings need beyond the library: status words and error
+//! messages. Both include this one file (`#[path]`) rather than
 //! each keeping a copy; a crate for it would be a boundary that is not
 //! real.
 //!
-//! Revisions: `HEAD` (or `@`), a branch name, a full commit id or a
-//! unique prefix of one (at least 4 hex digits), each optionally followed
-//! by `~N` (the Nth first-parent ancestor): the CLI's syntax (its
-//! `rev.rs`), which the bindings cannot reach since they do not depend on
-//! the CLI crate, and the library has no resolver.
+//! Revisions are the library's (`vst::rev`), so they mean what they mean
+//! in the CLI.
 
 use vst::{ChangeKind, CommitId, EntryKind, Repo, RepoPath, read};
-use vst_cas::RefName;
 
-/// Why a revision names no commit.
-#[derive(Debug, thiserror::Error)]
-pub enum RevError {
-    /// Neither `HEAD`, a branch, nor (a prefix of) a commit id.
-    #[error("unknown revision {rev:?}: not HEAD, a branch, or (a prefix of) a commit id")]
-    Unknown {
-        /// The revision as given.
-        rev: String,
-    },
-    /// A prefix that several commits start with.
-    #[error("revision {rev:?} is ambiguous: {count} commits start with it; give more digits")]
-    Ambiguous {
-        /// The revision as given.
-        rev: String,
-        /// How many commits start with it.
-        count: usize,
-    },
-    /// `HEAD` on a branch with no commit yet.
-    #[error("HEAD has no commit yet")]
-    Unborn,
-    /// `~N` whose `N` is not a number.
-    #[error("bad revision {rev:?}: what follows `~` is not a number")]
-    BadAncestor {
-        /// The revision as given.
-        rev: String,
-    },
-    /// `~N` past the first commit.
-    #[error("{rev} does not exist: history has only {have} ancestors")]
-    TooFarBack {
-        /// The revision as given.
-        rev: String,
-        /// How many first-parent ancestors there are.
-        have: usize,
-    },
-    /// Reading the refs or a commit failed.
-    #[error(transparent)]
-    Vst(#[from] vst::Error),
-}
-
-/// The commit `spec` names.
-pub fn resolve(repo: &Repo, spec: &str) -> Result<CommitId, RevError> {
-    let (base, back) = match spec.rsplit_once('~') {
-        Some((base, "")) => (base, 1),
-        Some((base, n)) => {
-            let n = n.parse().map_err(|_| RevError::BadAncestor { rev: spec.to_owned() })?;
-            (base, n)
-        }
-        None => (spec, 0),
-    };
-    // `A~1~2` is `(A~1)~2`.
-    let mut id = if base.contains('~') { resolve(repo, base)? } else { resolve_base(repo, base)? };
-    for have in 0..back {
-        let commit = read::read_commit(repo.store().as_ref(), id)?;
-        id = *commit
-            .parents
-            .first()
-            .ok_or_else(|| RevError::TooFarBack { rev: spec.to_owned(), have })?;
-    }
-    Ok(id)
-}
-
-fn resolve_base(repo: &Repo, base: &str) -> Result<CommitId, RevError> {
-    if base == "HEAD" || base == "@" {
-        return repo.head_commit()?.ok_or(RevError::Unborn);
-    }
-    if let Ok(name) = RefName::try_from(base)
-        && let Some(id) = repo.refs().get(&name).map_err(ref_err)?
-    {
-        return Ok(CommitId::new(id));
-    }
-    let hex = base.to_ascii_lowercase();
-    if hex.len() >= 4 && hex.len() <= 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-        let store = repo.store();
-        let mut matches: Vec<CommitId> = if let Ok(id) = hex.parse::<CommitId>() {
-            // A full id: one lookup, not a pass over every object.
-            vec![id]
-        } else {
-            repo.object_ids()
-                .into_iter()
-                .filter(|id| id.to_string().starts_with(&hex))
-                .map(CommitId::new)
-                .collect()
-        };
-        matches.retain(|id| read::read_commit(store.as_ref(), *id).is_ok());
-        matches.sort();
-        match matches.len() {
-            0 => {}
-            1 => return Ok(matches[0]),
-            count => return Err(RevError::Ambiguous { rev: base.to_owned(), count }),
-        }
-    }
-    Err(RevError::Unknown { rev: base.to_owned() })
-}
+pub use vst::RevError;
+pub use vst::resolve;
 
 /// A ref error as the library reports it (as `vst::repo` maps them).
 pub fn ref_err(e: vst_cas::RefError) -> RevError {
-    RevError::Vst(match e {
-        vst_cas::RefError::Store(e) => vst::Error::Store(e),
-        other => vst::Error::Ref(other),
-    })
+    RevError::from(e)
 }
 
 /// The CLI's word for a change (`vst diff --json`).

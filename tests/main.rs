@@ -9,6 +9,7 @@ mod hostile;
 mod merge;
 mod model;
 mod remote;
+mod rev;
 #[path = "../cas/tests/support/seaweed.rs"]
 mod seaweed;
 mod support;

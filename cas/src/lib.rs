@@ -40,7 +40,7 @@ pub use error::StoreError;
 pub use id::{ID_LEN, IdBuildHasher, IdHasher, ObjectId, ParseIdError};
 pub use mem::MemStore;
 pub use pack::{Access, GcMode, GcStats, Holder, PackOptions, PackStore};
-pub use refs::{Head, RefError, RefName, Refs, TrackingRefs};
+pub use refs::{Head, RefError, RefName, Refs, Tags, TrackingRefs};
 
 /// How much a write must be on stable storage before it is acknowledged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -12,6 +12,7 @@
 //! HEAD.lock             the same, for HEAD
 //! refs/remotes/REMOTE/BRANCH  remote-tracking refs (see [`TrackingRefs`]): the
 //!                       same file, lock and reflog (logs/remotes/...) as a branch
+//! refs/tags/NAME        tags (see [`Tags`]), likewise (logs/tags/NAME)
 //! ```
 //!
 //! A branch file holds two slots, 4 KiB apart, each
@@ -215,8 +216,59 @@ pub struct Refs {
     vfs: Arc<dyn Vfs>,
     dir: PathBuf,
     /// The directory under `refs/` and `logs/` the names live in: `heads`
-    /// for branches, `remotes` for the view [`Refs::tracking`] returns.
+    /// for branches, `remotes` and `tags` for the views [`Refs::tracking`]
+    /// and [`Refs::tags`] return.
     ns: &'static str,
+}
+
+/// The methods every view of one namespace of refs other than branches
+/// has: the branch methods of the same name, on that namespace.
+macro_rules! namespace_view {
+    ($view:ident, $what:literal) => {
+        impl $view {
+            #[doc = concat!("The value of ", $what, " `name`, if it exists.")]
+            pub fn get(&self, name: &RefName) -> Result<Option<ObjectId>, RefError> {
+                self.0.get(name)
+            }
+
+            /// Every id the file of `name` holds (see [`Refs::held`]).
+            pub fn held(&self, name: &RefName) -> Result<Vec<ObjectId>, RefError> {
+                self.0.held(name)
+            }
+
+            #[doc = concat!("Every ", $what, " and its value, sorted by name.")]
+            pub fn list(&self) -> Result<Vec<(RefName, ObjectId)>, RefError> {
+                self.0.list()
+            }
+
+            #[doc = concat!("The names of every ", $what, " file, without reading them, sorted.")]
+            pub fn names(&self) -> Result<Vec<RefName>, RefError> {
+                self.0.names()
+            }
+
+            #[doc = concat!("Every ", $what, " that has a reflog, deleted ones included.")]
+            pub fn logged(&self) -> Result<Vec<RefName>, RefError> {
+                self.0.logged()
+            }
+
+            #[doc = concat!("The reflog of ", $what, " `name`, oldest first.")]
+            pub fn reflog(&self, name: &RefName) -> Result<Vec<ReflogEntry>, RefError> {
+                self.0.reflog(name)
+            }
+
+            #[doc = concat!("Sets ", $what, " `name` to `new` (`None` deletes it) if it is now")]
+            /// `expected`, durably, and logs it (see [`Refs::update`]).
+            pub fn update(
+                &self,
+                name: &RefName,
+                expected: Option<ObjectId>,
+                new: Option<ObjectId>,
+                message: &str,
+            ) -> Result<(), RefError> {
+                self.0.update(name, expected, new, message)
+            }
+        }
+    };
 }
 
 /// The remote-tracking refs of a store: `refs/remotes/REMOTE/BRANCH`, one
@@ -228,26 +280,13 @@ pub struct Refs {
 #[derive(Debug, Clone)]
 pub struct TrackingRefs(Refs);
 
+namespace_view!(TrackingRefs, "tracking ref");
+
 impl TrackingRefs {
     /// The name of the tracking ref of `branch` of `remote`: `REMOTE/BRANCH`
     /// (an error if that is longer than a ref name may be).
     pub fn name(remote: &RefName, branch: &RefName) -> Result<RefName, RefError> {
         RefName::try_from(format!("{remote}/{branch}").as_str())
-    }
-
-    /// The value of tracking ref `name` (`REMOTE/BRANCH`), if it exists.
-    pub fn get(&self, name: &RefName) -> Result<Option<ObjectId>, RefError> {
-        self.0.get(name)
-    }
-
-    /// Every id the file of `name` holds (see [`Refs::held`]).
-    pub fn held(&self, name: &RefName) -> Result<Vec<ObjectId>, RefError> {
-        self.0.held(name)
-    }
-
-    /// Every tracking ref and its value, sorted by name.
-    pub fn list(&self) -> Result<Vec<(RefName, ObjectId)>, RefError> {
-        self.0.list()
     }
 
     /// The tracking refs of `remote`: each of its branches and the value
@@ -262,34 +301,16 @@ impl TrackingRefs {
         }
         Ok(out)
     }
-
-    /// The names of every tracking ref file, without reading them, sorted.
-    pub fn names(&self) -> Result<Vec<RefName>, RefError> {
-        self.0.names()
-    }
-
-    /// Every tracking ref that has a reflog, deleted ones included.
-    pub fn logged(&self) -> Result<Vec<RefName>, RefError> {
-        self.0.logged()
-    }
-
-    /// The reflog of tracking ref `name`, oldest first.
-    pub fn reflog(&self, name: &RefName) -> Result<Vec<ReflogEntry>, RefError> {
-        self.0.reflog(name)
-    }
-
-    /// Sets tracking ref `name` to `new` (`None` deletes it) if it is now
-    /// `expected`, durably, and logs it (see [`Refs::update`]).
-    pub fn update(
-        &self,
-        name: &RefName,
-        expected: Option<ObjectId>,
-        new: Option<ObjectId>,
-        message: &str,
-    ) -> Result<(), RefError> {
-        self.0.update(name, expected, new, message)
-    }
 }
+
+/// The tags of a store: `refs/tags/NAME`, names for commits that do not
+/// move as a branch does (the CLI refuses to move one unless forced). The
+/// same files, compare-and-swap, reflogs and GC as branches; never what
+/// `HEAD` names and never committed to.
+#[derive(Debug, Clone)]
+pub struct Tags(Refs);
+
+namespace_view!(Tags, "tag");
 
 fn io_err(op: &'static str) -> impl FnOnce(io::Error) -> RefError {
     move |source| RefError::Store(StoreError::Io { op, source })
@@ -304,6 +325,11 @@ impl Refs {
     /// The remote-tracking refs stored beside these branches.
     pub fn tracking(&self) -> TrackingRefs {
         TrackingRefs(Self { vfs: self.vfs.clone(), dir: self.dir.clone(), ns: "remotes" })
+    }
+
+    /// The tags stored beside these branches.
+    pub fn tags(&self) -> Tags {
+        Tags(Self { vfs: self.vfs.clone(), dir: self.dir.clone(), ns: "tags" })
     }
 
     fn ref_path(&self, name: &RefName) -> PathBuf {

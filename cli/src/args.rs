@@ -174,6 +174,17 @@ pub enum Command {
         #[arg(short = 'r', long, conflicts_with_all = ["name", "rev", "delete", "force_delete"])]
         remotes: bool,
     },
+    /// List tags; tag REV (default HEAD) as NAME; delete with -d.
+    Tag {
+        name: Option<String>,
+        rev: Option<String>,
+        /// Delete the tag.
+        #[arg(short = 'd', long, conflicts_with_all = ["rev", "force"])]
+        delete: bool,
+        /// Move the tag if it exists.
+        #[arg(short = 'f', long)]
+        force: bool,
+    },
     /// Check out REV in place (only what differs), or into a new directory.
     Checkout {
         rev: String,

@@ -159,6 +159,9 @@ fn run(cli: &Cli) -> Result<ExitCode> {
             };
             refs::branch(cli, name.as_deref(), rev.as_deref(), delete, *remotes)
         }
+        Command::Tag { name, rev, delete, force } => {
+            refs::tag(cli, name.as_deref(), rev.as_deref(), *delete, *force)
+        }
         Command::Checkout { rev, into, force } => {
             worktree::checkout(cli, rev, into.as_deref(), *force)
         }

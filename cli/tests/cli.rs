@@ -1010,6 +1010,10 @@ fn every_command_speaks_json() {
         &["merge", "other"],
         &["reset", "HEAD"],
         &["branch", "-d", "other"],
+        &["tag", "v1"],
+        &["tag"],
+        &["tag", "-f", "v1", "HEAD"],
+        &["tag", "-d", "v1"],
         &["fsck"],
         &["gc", "--dry-run"],
         &["config", "user.name", "J"],
@@ -1051,4 +1055,45 @@ fn branch_marks_a_detached_head_and_keeps_unmerged_work_without_capital_d() {
     assert!(listing.contains("  main "), "{listing}");
     let json: serde_json::Value = serde_json::from_str(&ok(r, &["--json", "branch"])).unwrap();
     assert_eq!(json["detached"].as_str().map(|s| &s[..12]), Some(&id[..12]));
+}
+
+#[test]
+fn tags_name_commits_that_gc_keeps_and_refuse_to_move() {
+    let dir = repo();
+    let r = dir.path();
+    fs::write(r.join("f"), "1\n").unwrap();
+    ok(r, &["commit", "-q", "-m", "one"]);
+    ok(r, &["tag", "v1"]);
+    ok(r, &["branch", "side"]);
+    ok(r, &["switch", "-q", "side"]);
+    fs::write(r.join("f"), "2\n").unwrap();
+    ok(r, &["commit", "-q", "-m", "two on side"]);
+    ok(r, &["tag", "v2"]);
+    ok(r, &["switch", "-q", "main"]);
+    // A tag is a revision; a branch of the same name is refused both ways.
+    assert_eq!(ok(r, &["cat", "v1:f"]), "1\n");
+    assert_eq!(ok(r, &["cat", "v2:f"]), "2\n");
+    assert!(fails(r, &["branch", "v1"]).contains("a tag named v1 exists"));
+    assert!(fails(r, &["tag", "main"]).contains("a branch named main exists"));
+    // A tag does not move unless forced.
+    let refused = fails(r, &["tag", "v1", "side"]);
+    assert!(refused.contains("already exists") && refused.contains("-f"), "{refused}");
+    assert_eq!(ok(r, &["cat", "v1:f"]), "1\n");
+    // The only name of "two on side" is now v2: gc keeps it, fsck checks it.
+    ok(r, &["branch", "-D", "side"]);
+    ok(r, &["gc", "--grace-hours", "0"]);
+    assert_eq!(ok(r, &["cat", "v2:f"]), "2\n");
+    assert!(ok(r, &["log", "v2"]).contains("two on side"));
+    ok(r, &["fsck"]);
+    let listing = ok(r, &["tag"]);
+    assert!(listing.starts_with("v1 ") && listing.contains(" one\nv2 "), "{listing}");
+    assert!(listing.ends_with(" two on side\n"), "{listing}");
+    let json: serde_json::Value = serde_json::from_str(&ok(r, &["--json", "tag"])).unwrap();
+    assert_eq!(json.as_array().map(Vec::len), Some(2), "{json}");
+    // Forced, it moves; deleted, it is gone and gc may take what it held.
+    assert!(ok(r, &["tag", "-f", "v2", "v1"]).contains("moved tag v2"));
+    assert_eq!(ok(r, &["cat", "v2:f"]), "1\n");
+    assert!(ok(r, &["tag", "-d", "v1"]).contains("deleted tag v1"));
+    assert!(fails(r, &["cat", "v1:f"]).contains("unknown revision"));
+    assert!(fails(r, &["tag", "-d", "v1"]).contains("no tag named v1"));
 }

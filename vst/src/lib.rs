@@ -35,6 +35,7 @@ mod name;
 pub mod read;
 pub mod remote_gc;
 pub mod repo;
+pub mod rev;
 pub mod sync;
 pub mod tracking;
 pub mod tree;
@@ -52,6 +53,7 @@ pub use fsck::{FsckReport, ReadData, fsck};
 pub use id::{BlobId, CommitId, TreeId};
 pub use name::{InvalidName, Name, RepoPath, validate_name};
 pub use repo::Repo;
+pub use rev::{RevError, resolve};
 pub use tree::{DecodeError, EntryKind, FileEntry, SymlinkTarget, Tree, TreeEntry};
 pub use working_set::{
     CommitOptions, FileWrite, PARALLEL_DIRTY_DIRS_MIN, Snapshot, Stat, WorkingSet, commit,

@@ -52,6 +52,11 @@ pub const TREE_ENTRY_LEN_MAX: usize = 10 + NAME_LEN_MAX + 1 + 10 + SYMLINK_TARGE
 /// Longest encoded tree: the version byte, the entry count and the entries.
 pub const TREE_LEN_MAX: usize = 1 + 10 + TREE_ENTRIES_MAX * TREE_ENTRY_LEN_MAX;
 
+/// The fewest hex digits a commit id prefix in a revision may have (see
+/// [`crate::rev`]): fewer would match much of a store and read as a typo
+/// of something else.
+pub const REV_PREFIX_LEN_MIN: usize = 4;
+
 // A name must fit in a path of the maximal depth without overflowing the
 // platform's `usize`, and a tree of the maximal size must be addressable.
 const _: () = assert!(NAME_LEN_MAX < 256, "names are at most one byte of length on Linux");

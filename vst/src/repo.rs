@@ -10,7 +10,7 @@ use vst_cas::remote::RemoteStore;
 use vst_cas::vfs::{RealFs, Vfs};
 use vst_cas::{
     Access, Durability, GcMode, GcStats, Head, ObjectId, PackOptions, PackStore, RefError, RefName,
-    Refs, Store, TrackingRefs,
+    Refs, Store, Tags, TrackingRefs,
 };
 
 use crate::commit::{Commit, Timestamp};
@@ -283,6 +283,12 @@ impl Repo {
         self.refs.tracking()
     }
 
+    /// The tags (`refs/tags/NAME`): names of commits, kept by GC and
+    /// checked by fsck as branches are.
+    pub fn tags(&self) -> Tags {
+        self.refs.tags()
+    }
+
     /// The commit `HEAD` resolves to; `None` on an unborn branch.
     pub fn head_commit(&self) -> Result<Option<CommitId>> {
         match self.refs.head().map_err(ref_err)? {
@@ -420,7 +426,7 @@ impl Repo {
             .map_err(ref_err)
     }
 
-    /// Every commit a ref names: branches, remote-tracking refs and a
+    /// Every commit a ref names: branches, remote-tracking refs, tags and a
     /// detached `HEAD`.
     pub fn roots(&self) -> Result<Vec<CommitId>> {
         let mut roots: Vec<CommitId> = self
@@ -429,6 +435,7 @@ impl Repo {
             .map_err(ref_err)?
             .into_iter()
             .chain(self.tracking_refs().list().map_err(ref_err)?)
+            .chain(self.tags().list().map_err(ref_err)?)
             .map(|(_, id)| CommitId::new(id))
             .collect();
         if let Head::Detached(id) = self.refs.head().map_err(ref_err)? {
@@ -458,6 +465,14 @@ impl Repo {
                 Err(e) => bad_refs.push((format!("remotes/{name}"), ref_err(e))),
             }
         }
+        let tags = self.tags();
+        for name in tags.names().map_err(ref_err)? {
+            match tags.get(&name) {
+                Ok(Some(id)) => roots.push(CommitId::new(id)),
+                Ok(None) => {}
+                Err(e) => bad_refs.push((format!("tags/{name}"), ref_err(e))),
+            }
+        }
         match self.refs.head() {
             Ok(Head::Detached(id)) => roots.push(CommitId::new(id)),
             Ok(Head::Branch(_)) => {}
@@ -475,7 +490,7 @@ impl Repo {
     }
 
     /// Removes what nothing keeps: objects not reachable from a branch, a
-    /// remote-tracking ref, a detached `HEAD`, or a reflog entry younger than `grace` (so a branch
+    /// remote-tracking ref, a tag, a detached `HEAD`, or a reflog entry younger than `grace` (so a branch
     /// moved or deleted by mistake can be restored for that long), and not
     /// written through this handle since it was opened. See
     /// [`PackStore::gc`] for why this is safe while commits run.
@@ -493,12 +508,19 @@ impl Repo {
         for name in tracking.names().map_err(ref_err)? {
             roots.extend(tracking.held(&name).map_err(ref_err)?.into_iter().map(CommitId::new));
         }
+        let tags = self.tags();
+        for name in tags.names().map_err(ref_err)? {
+            roots.extend(tags.held(&name).map_err(ref_err)?.into_iter().map(CommitId::new));
+        }
         let mut logs = vec![self.refs.head_reflog().map_err(ref_err)?];
         for name in self.refs.logged().map_err(ref_err)? {
             logs.push(self.refs.reflog(&name).map_err(ref_err)?);
         }
         for name in tracking.logged().map_err(ref_err)? {
             logs.push(tracking.reflog(&name).map_err(ref_err)?);
+        }
+        for name in tags.logged().map_err(ref_err)? {
+            logs.push(tags.reflog(&name).map_err(ref_err)?);
         }
         for entry in logs.into_iter().flatten() {
             if entry.time_unix_us >= cutoff_us {

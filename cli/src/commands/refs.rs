@@ -1,5 +1,5 @@
-//! Branches: `vst branch`, and `vst branch -r` for the remote-tracking
-//! refs.
+//! Branches and tags: `vst branch`, `vst branch -r` for the
+//! remote-tracking refs, and `vst tag`.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -119,6 +119,11 @@ pub fn branch(
                     "branch {name} already exists; pick another name, or delete it first with `vst branch -d {name}`"
                 );
             }
+            if repo.tags().get(&name)?.is_some() {
+                bail!(
+                    "a tag named {name} exists, and a branch of that name would hide it; pick another"
+                );
+            }
             repo.refs()
                 .update(&name, None, Some(target.object_id()), "branch: create")
                 .with_context(|| format!("creating branch {name}"))?;
@@ -127,6 +132,79 @@ pub fn branch(
                 writeln!(out(), "{value}")?;
             }
         }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `vst tag`: lists the tags; `vst tag NAME [REV]` tags REV (default
+/// `HEAD`), refusing to move an existing tag unless `force`; `-d` deletes.
+pub fn tag(
+    cli: &Cli,
+    name: Option<&str>,
+    rev: Option<&str>,
+    delete: bool,
+    force: bool,
+) -> Result<ExitCode> {
+    let ws = find(cli)?;
+    let Some(name) = name else {
+        let repo = open(&ws, Access::ReadOnly)?;
+        let store = repo.store();
+        let mut out = out();
+        let list = repo.tags().list()?;
+        if cli.json {
+            let list: Vec<_> = list
+                .iter()
+                .map(|(name, id)| json!({ "name": name.as_str(), "commit": id.to_string() }))
+                .collect();
+            writeln!(out, "{}", serde_json::Value::Array(list))?;
+        } else {
+            for (name, id) in list {
+                let commit = vst::read::read_commit(store.as_ref(), CommitId::new(id));
+                let subject =
+                    commit.as_ref().map_or("", |c| c.message.lines().next().unwrap_or(""));
+                writeln!(out, "{name} {:.12} {subject}", id.to_string())?;
+            }
+        }
+        return Ok(ExitCode::SUCCESS);
+    };
+    let repo = open(&ws, Access::ReadWrite)?;
+    let name = Repo::branch(name)?;
+    let tags = repo.tags();
+    let old = tags.get(&name)?;
+    if delete {
+        let old = old.ok_or_else(|| anyhow!("no tag named {name}; `vst tag` lists them"))?;
+        tags.update(&name, Some(old), None, "tag: delete")?;
+        if cli.json {
+            writeln!(out(), "{}", json!({ "deleted": name.as_str(), "was": old.to_string() }))?;
+        } else if !cli.quiet {
+            writeln!(out(), "deleted tag {name} (was {:.12})", old.to_string())?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let target = rev::resolve(&repo, rev.unwrap_or("HEAD"))?;
+    if let Some(old) = old
+        && !force
+    {
+        bail!(
+            "tag {name} already exists (at {:.12}); a tag names one commit: `vst tag -f {name} REV` moves it",
+            old.to_string()
+        );
+    }
+    if repo.refs().get(&name)?.is_some() {
+        // A revision is a branch before it is a tag: this tag could never
+        // be named.
+        bail!("a branch named {name} exists, and would hide a tag of that name; pick another");
+    }
+    let message = if old.is_some() { "tag: move" } else { "tag: create" };
+    tags.update(&name, old, Some(target.object_id()), message)
+        .with_context(|| format!("tagging {name}"))?;
+    if cli.json {
+        let value = json!({ "tagged": name.as_str(), "commit": target.to_string(), "was": old.map(|o| o.to_string()) });
+        writeln!(out(), "{value}")?;
+    } else if !cli.quiet
+        && let Some(old) = old
+    {
+        writeln!(out(), "moved tag {name} (was {:.12})", old.to_string())?;
     }
     Ok(ExitCode::SUCCESS)
 }
