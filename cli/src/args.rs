@@ -68,6 +68,10 @@ pub enum Command {
         /// Scan the whole tree, even with `vst watch` running.
         #[arg(long)]
         scan: bool,
+        /// Only the changes, a line each (`M path`): no header, nothing
+        /// when clean.
+        #[arg(short = 's', long)]
+        short: bool,
     },
     /// Print a completion script for SHELL (bash, zsh, fish, elvish,
     /// powershell); e.g. `vst completions bash > /etc/bash_completion.d/vst`.

@@ -55,7 +55,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         Command::Commit { message, allow_empty, author, paths, scan } => {
             worktree::commit(cli, message, *allow_empty, author.clone(), paths, *scan)
         }
-        Command::Status { paths, scan } => worktree::status(cli, paths, *scan),
+        Command::Status { paths, scan, short } => worktree::status(cli, paths, *scan, *short),
         Command::Watch(args) => watch::watch_cmd(cli, args),
         Command::Config(args) => config::config_cmd(cli, args),
         Command::Completions { shell } => {

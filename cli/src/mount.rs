@@ -755,7 +755,7 @@ pub fn in_writable_mount(cli: &crate::args::Cli) -> Result<Option<ExitCode>> {
             };
             return crate::commands::history::print_diff(cli, &files, style).map(Some);
         }
-        Command::Status { .. } => {
+        Command::Status { short, .. } => {
             let Response::Status { changes, stats, skipped, .. } = ask(Request::Status)? else {
                 bail!("the mount daemon answered a status with something else");
             };
@@ -768,8 +768,15 @@ pub fn in_writable_mount(cli: &crate::args::Cli) -> Result<Option<ExitCode>> {
                     .collect();
                 let value = serde_json::json!({ "changes": list, "mount": stats });
                 writeln!(out, "{value}")?;
-            } else if changes.is_empty() {
-                if !cli.quiet {
+                return Ok(Some(ExitCode::SUCCESS));
+            }
+            if !short && !cli.quiet {
+                drop(out);
+                crate::commands::worktree::print_status_header(&repo_dir)?;
+                out = std::io::stdout().lock();
+            }
+            if changes.is_empty() {
+                if !cli.quiet && !short {
                     writeln!(out, "clean: the mount matches HEAD")?;
                 }
             } else {

@@ -126,7 +126,8 @@ fn status_reports_each_kind_of_change_and_commit_says_when_there_is_none() {
     fs::remove_file(root.join("retype")).unwrap();
     fs::create_dir(root.join("retype")).unwrap();
     fs::write(root.join("added"), b"new").unwrap();
-    assert_eq!(ok(root, &["status"]), "A added\nD delete\nM modify\nT retype\n");
+    assert_eq!(ok(root, &["status"]), "On branch main\nA added\nD delete\nM modify\nT retype\n");
+    assert_eq!(ok(root, &["status", "--short"]), "A added\nD delete\nM modify\nT retype\n");
     let json: serde_json::Value = serde_json::from_str(&ok(root, &["status", "--json"])).unwrap();
     assert_eq!(json["changes"].as_array().unwrap().len(), 4);
     ok(root, &["commit", "-m", "two"]);
@@ -663,13 +664,13 @@ fn the_index_is_a_cache_losing_or_damaging_it_costs_only_time() {
     fs::write(root.join("a/b/f3"), b"three").unwrap();
     ok(root, &["commit", "-q", "-m", "two"]);
     fs::write(&index, &first_index).unwrap();
-    let out = vst(root, &["status"]);
+    let out = vst(root, &["status", "-s"]);
     assert!(out.status.success());
     assert_eq!(String::from_utf8_lossy(&out.stdout), "M a/b/f3\n");
     assert!(String::from_utf8_lossy(&out.stderr).contains("vst checkout HEAD"));
     assert!(fails(root, &["commit", "-m", "none"]).contains("vst checkout HEAD"));
     ok(root, &["checkout", "HEAD"]);
-    assert_eq!(ok(root, &["status"]), "clean: the working directory matches HEAD\n");
+    assert_eq!(ok(root, &["status", "-s"]), "");
     assert!(ok(root, &["commit", "-m", "none"]).contains("nothing to commit"));
 
     // Damaged (one byte flipped) or gone: the same answers.
@@ -678,9 +679,9 @@ fn the_index_is_a_cache_losing_or_damaging_it_costs_only_time() {
     bytes[middle] ^= 1;
     fs::write(&index, &bytes).unwrap();
     fs::write(root.join("a/b/f4"), b"four").unwrap();
-    assert_eq!(ok(root, &["status"]), "M a/b/f4\n");
+    assert_eq!(ok(root, &["status", "-s"]), "M a/b/f4\n");
     fs::remove_file(&index).unwrap();
-    assert_eq!(ok(root, &["status"]), "M a/b/f4\n");
+    assert_eq!(ok(root, &["status", "-s"]), "M a/b/f4\n");
     ok(root, &["commit", "-q", "-m", "three"]);
     assert_eq!(ok(root, &["cat", "HEAD:a/b/f4"]), "four");
     assert_eq!(ok(root, &["cat", "HEAD:a/b/f3"]), "three");
@@ -697,7 +698,7 @@ fn the_index_is_a_cache_losing_or_damaging_it_costs_only_time() {
     assert!(status.contains("T a/b\n") && status.contains("D a/b/f0\n"), "{status}");
     assert!(status.contains("T top\n") && status.contains("A top/inner\n"), "{status}");
     ok(root, &["commit", "-q", "-m", "four"]);
-    assert_eq!(ok(root, &["status"]), "clean: the working directory matches HEAD\n");
+    assert_eq!(ok(root, &["status", "-s"]), "");
     let out = tempfile::tempdir().unwrap();
     ok(root, &["checkout", "HEAD", "--into", out.path().join("c").to_str().unwrap()]);
     assert_eq!(tree(&out.path().join("c")), tree(root));
@@ -959,9 +960,9 @@ fn status_and_show_print_what_a_git_user_reads() {
     fs::create_dir(r.join("empty")).unwrap();
     fs::write(r.join("src/deep/a"), "changed\n").unwrap();
     // Files, not each new directory again; an empty directory still shows.
-    assert_eq!(ok(r, &["status"]), "A empty\nA new/inner/f\nM src/deep/a\n");
+    assert_eq!(ok(r, &["status", "-s"]), "A empty\nA new/inner/f\nM src/deep/a\n");
     // From a subdirectory, paths are relative to it.
-    assert_eq!(ok(&r.join("src"), &["status"]), "A ../empty\nA ../new/inner/f\nM deep/a\n");
+    assert_eq!(ok(&r.join("src"), &["status", "-s"]), "A ../empty\nA ../new/inner/f\nM deep/a\n");
     // JSON keeps every path, from the root.
     let json: serde_json::Value =
         serde_json::from_str(&ok(&r.join("src"), &["--json", "status"])).unwrap();

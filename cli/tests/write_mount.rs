@@ -365,7 +365,7 @@ fn a_remount_resumes_changes_or_starts_at_the_head() {
     ok(repo, &["checkout", "HEAD"]);
     assert_eq!(fs::read(repo.join("keep.txt")).unwrap(), b"from the mount\n");
     ok(repo, &["commit", "-q", "-m", "outside"]);
-    assert_eq!(ok(repo, &["status"]), "clean: the working directory matches HEAD\n");
+    assert_eq!(ok(repo, &["status", "-s"]), "");
     let out = tempfile::tempdir().unwrap();
     let head = out.path().join("head");
     ok(repo, &["checkout", "HEAD", "--into", head.to_str().unwrap()]);
@@ -388,7 +388,7 @@ fn a_remount_resumes_changes_or_starts_at_the_head() {
     let Some(child) = mount(repo, mnt, &["--discard", "--rev", "HEAD~1"]) else { return };
     assert!(!mnt.join("pending.txt").exists() && !mnt.join("outside.txt").exists());
     assert_eq!(fs::read(mnt.join("keep.txt")).unwrap(), b"from the mount\n");
-    assert!(ok(mnt, &["status"]).trim().starts_with("clean"), "nothing uncommitted");
+    assert_eq!(ok(mnt, &["status", "-s"]), "", "nothing uncommitted");
     unmount(repo, mnt, child);
 }
 
@@ -758,7 +758,7 @@ fn a_remount_after_the_branch_moved_keeps_the_uncommitted_work() {
 
     let Some(child) = mount(repo, mnt, &["--save", "kept"]) else { return };
     assert!(mnt.join("outside.txt").exists() && !mnt.join("precious.txt").exists());
-    assert!(ok(mnt, &["status"]).trim().starts_with("clean"), "the new head, clean");
+    assert_eq!(ok(mnt, &["status", "-s"]), "", "the new head, clean");
     unmount(repo, mnt, child);
     let (kept, parent) = commit_of(repo, "kept");
     assert_eq!(parent.as_deref(), Some(base.as_str()), "saved on the commit it was made on");
@@ -922,7 +922,7 @@ fn churn_does_not_grow_the_journal() {
     wait_until("the quiet mount compacts its journal", || {
         fs::metadata(&journal).unwrap().len() < limit
     });
-    assert!(ok(mnt, &["status"]).trim().starts_with("A "), "the new directories, uncommitted");
+    assert!(ok(mnt, &["status", "-s"]).starts_with("A "), "the new directories, uncommitted");
     unmount(repo, mnt, child);
     let Some(child) = mount(repo, mnt, &[]) else { return };
     assert!(deep.is_dir() && fs::read_dir(&deep).unwrap().next().is_none());
@@ -1009,7 +1009,7 @@ fn special_files_are_local_entries_that_commits_skip() {
 
     // A status and a commit skip them, with the warning.
     fs::write(mnt.join("real.txt"), b"versioned\n").unwrap();
-    let status = vst(mnt, &["status"]);
+    let status = vst(mnt, &["status", "-s"]);
     let (said, warned) = (
         String::from_utf8_lossy(&status.stdout).into_owned(),
         String::from_utf8_lossy(&status.stderr).into_owned(),
@@ -1033,7 +1033,7 @@ fn special_files_are_local_entries_that_commits_skip() {
     fs::remove_file(mnt.join("null")).unwrap();
     fs::rename(mnt.join("fifo"), mnt.join("real.txt")).unwrap();
     assert!(kinds("real.txt").is_fifo() && !mnt.join("fifo").exists());
-    assert_eq!(ok(mnt, &["status"]), "D real.txt\n");
+    assert_eq!(ok(mnt, &["status", "-s"]), "D real.txt\n");
     drop(listener);
     unmount(repo, mnt, child);
     let Some(child) = mount(repo, mnt, &[]) else { return };

@@ -188,7 +188,7 @@ fn print_commit(cli: &Cli, report: &CommitReport) -> Result<ExitCode> {
 
 /// `vst status [PATH...]`: through the watch daemon if one runs (and not
 /// `--scan`), else by scanning here.
-pub fn status(cli: &Cli, paths: &[PathBuf], scan: bool) -> Result<ExitCode> {
+pub fn status(cli: &Cli, paths: &[PathBuf], scan: bool, short: bool) -> Result<ExitCode> {
     let ws = find(cli)?;
     let changed = (!paths.is_empty()).then(|| repo_paths(cli, &ws.root, paths)).transpose()?;
     if !scan {
@@ -197,7 +197,7 @@ pub fn status(cli: &Cli, paths: &[PathBuf], scan: bool) -> Result<ExitCode> {
             let watch::Response::Status(report) = answer? else {
                 bail!("the watch daemon answered a status with something else");
             };
-            return print_status(cli, &ws.root, &report);
+            return print_status(cli, &ws, &report, short);
         }
     }
     let mut worktree = open_worktree(&ws, Access::ReadOnly)?;
@@ -213,7 +213,7 @@ pub fn status(cli: &Cli, paths: &[PathBuf], scan: bool) -> Result<ExitCode> {
     let report = report?;
     // Refreshing the index makes the next status cheap.
     save_index(&mut worktree);
-    print_status(cli, &ws.root, &report)
+    print_status(cli, &ws, &report, short)
 }
 
 /// What `vst status` prints (and the watch daemon sends).
@@ -271,7 +271,30 @@ fn relative_to(path: &str, cwd: &str) -> String {
     out.join("/")
 }
 
-fn print_status(cli: &Cli, root: &Path, report: &StatusReport) -> Result<ExitCode> {
+/// The first line of `vst status` (without `--short`): the branch `HEAD`
+/// names, or the commit it is detached at. In a writable mount too: the
+/// mount commits to what `HEAD` names.
+pub fn print_status_header(repo_dir: &Path) -> Result<()> {
+    let head = vst_cas::Refs::new(Arc::new(vst_cas::vfs::RealFs::new()), repo_dir).head()?;
+    let header = match head {
+        Head::Branch(name) => format!("On branch {name}"),
+        Head::Detached(id) => format!("HEAD detached at {:.12}", id.to_string()),
+    };
+    writeln!(out(), "{header}")?;
+    Ok(())
+}
+
+/// Prints `report`: a header naming the branch (or the detached commit),
+/// a line per change (`M path`, from the current directory), and a line
+/// saying so when nothing changed; `lines_only` (`--short`) prints the
+/// change lines alone. Notes go to stderr either way.
+fn print_status(
+    cli: &Cli,
+    ws: &vst::repo::Location,
+    report: &StatusReport,
+    lines_only: bool,
+) -> Result<ExitCode> {
+    let root = &ws.root;
     let short = |c: &Option<String>| short(c.as_deref());
     if cli.json {
         let list: Vec<_> = report
@@ -313,6 +336,9 @@ fn print_status(cli: &Cli, root: &Path, report: &StatusReport) -> Result<ExitCod
         );
     }
     warn_skipped(&report.skipped);
+    if !lines_only && !cli.quiet {
+        print_status_header(&ws.repo_dir)?;
+    }
     if let Some((spec, _, conflicts)) = &report.merging {
         eprintln!(
             "vst: merging {spec}: {} conflicts; resolve them and `vst commit`, or `vst merge --abort`",
@@ -324,7 +350,7 @@ fn print_status(cli: &Cli, root: &Path, report: &StatusReport) -> Result<ExitCod
         }
     }
     if report.changes.is_empty() {
-        if !cli.quiet {
+        if !cli.quiet && !lines_only {
             writeln!(out(), "clean: the working directory matches HEAD")?;
         }
     } else {
