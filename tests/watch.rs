@@ -527,3 +527,48 @@ fn a_directory_moved_out_and_back_stays_watched() {
     assert_eq!(changes.len(), 2, "{changes:?} {looked:?}");
     assert_eq!(changes, fresh_status(wt.repo().dir(), &root), "{looked:?}");
 }
+
+/// Ignoring never drops what is tracked (git's rule): a committed file an
+/// ignore rule matches, and a committed directory it matches, stay in the
+/// tree and their edits are seen, by a full scan and through the watcher
+/// (which does not watch ignored directories); what is new there stays
+/// ignored.
+#[test]
+fn ignore_rules_never_drop_tracked_files() {
+    let _guard = limit_guard();
+    let (_dir, mut wt) = watched_tree(0);
+    let root = wt.root().to_owned();
+    fs::create_dir_all(root.join("out/deep")).unwrap();
+    fs::write(root.join("out/deep/kept"), b"1").unwrap();
+    fs::write(root.join("notes.log"), b"1").unwrap();
+    let options = CommitOptions { message: "tracked".into(), ..Default::default() };
+    wt.commit(&options, Empty::Skip, &ScanOptions::default()).unwrap();
+    fs::write(root.join(".vstignore"), b"out/\n*.log\n").unwrap();
+    let added = vec![(".vstignore".to_owned(), "added")];
+    for full in [true, false] {
+        assert_eq!(status(&mut wt, full).0, added, "full scan: {full}");
+    }
+    fs::write(root.join("out/deep/kept"), b"2").unwrap();
+    fs::write(root.join("out/deep/new"), b"build output").unwrap();
+    fs::write(root.join("out/new"), b"build output").unwrap();
+    fs::write(root.join("notes.log"), b"2").unwrap();
+    fs::write(root.join("other.log"), b"new, ignored").unwrap();
+    let want = vec![
+        (".vstignore".to_owned(), "added"),
+        ("notes.log".to_owned(), "modified"),
+        ("out/deep/kept".to_owned(), "modified"),
+    ];
+    for full in [false, true] {
+        assert_eq!(status(&mut wt, full).0, want, "full scan: {full}");
+    }
+    let options = CommitOptions { message: "edits".into(), ..Default::default() };
+    wt.commit(&options, Empty::Skip, &ScanOptions::default()).unwrap();
+    assert_eq!(status(&mut wt, true).0, vec![]);
+    // Removed, a tracked file is a deletion, ignored or not.
+    fs::remove_file(root.join("out/deep/kept")).unwrap();
+    fs::remove_file(root.join("notes.log")).unwrap();
+    let want = vec![("notes.log".to_owned(), "deleted"), ("out/deep/kept".to_owned(), "deleted")];
+    for full in [false, true] {
+        assert_eq!(status(&mut wt, full).0, want, "full scan: {full}");
+    }
+}

@@ -308,9 +308,12 @@ impl WorkTree {
             };
         };
         match w.watcher.changes_since(w.token) {
-            (watch::Changes::Paths(mut paths), token) => {
-                paths.extend(w.dirty.iter().cloned());
-                Plan::Watched { token, paths: Some(paths), why: None }
+            (watch::Changes::Paths { mut changed, ignored }, token) => {
+                changed.extend(w.dirty.iter().cloned());
+                // Ignored, but tracked: still looked at (an ignored
+                // directory the index has, walked whole, is not watched).
+                changed.extend(ignored.into_iter().filter(|p| self.index.node(p).is_some()));
+                Plan::Watched { token, paths: Some(changed), why: None }
             }
             (watch::Changes::Everything(why), token) => {
                 Plan::Watched { token, paths: None, why: Some(why) }

@@ -303,13 +303,27 @@ fn hash_reader(reader: &mut dyn std::io::Read) -> std::io::Result<(BlobId, u64)>
 
 /// `.vstignore` matchers from the root down to a directory.
 #[derive(Clone, Default)]
-pub(crate) struct IgnoreChain(Vec<Arc<ignore::gitignore::Gitignore>>);
+pub(crate) struct IgnoreChain {
+    files: Vec<Arc<ignore::gitignore::Gitignore>>,
+    /// Set below an ignored directory that is walked because the index
+    /// tracks it: everything there is ignored (unless tracked), and no
+    /// `.vstignore` inside can re-include it (git's rule).
+    below_ignored: bool,
+}
 
 impl IgnoreChain {
+    /// Whether nothing is ignored (no rules apply).
+    pub(crate) fn is_empty(&self) -> bool {
+        self.files.is_empty() && !self.below_ignored
+    }
+
     /// Whether `full` is ignored: the deepest `.vstignore` with a verdict
     /// wins (a `!pattern` below can re-include what a parent excluded).
     pub(crate) fn ignored(&self, full: &Path, is_dir: bool) -> bool {
-        for gi in self.0.iter().rev() {
+        if self.below_ignored {
+            return true;
+        }
+        for gi in self.files.iter().rev() {
             match gi.matched(full, is_dir) {
                 ignore::Match::Ignore(_) => return true,
                 ignore::Match::Whitelist(_) => return false,
@@ -319,8 +333,16 @@ impl IgnoreChain {
         false
     }
 
-    /// This chain, plus `dir`'s `.vstignore` if it has one.
+    /// The chain below the directory `dir`: this one plus `dir`'s
+    /// `.vstignore` if it has one, or, if `dir` itself is ignored (walked
+    /// only because the index tracks it), one that ignores everything.
     pub(crate) fn enter(&self, dir: &Path, has_ignore_file: bool) -> Result<Self> {
+        if self.below_ignored {
+            return Ok(self.clone());
+        }
+        if !self.files.is_empty() && self.ignored(dir, true) {
+            return Ok(Self { files: Vec::new(), below_ignored: true });
+        }
         let mut chain = self.clone();
         let file = dir.join(IGNORE_FILE);
         if has_ignore_file && file.is_file() {
@@ -329,7 +351,7 @@ impl IgnoreChain {
                 return Err(Error::Ignore { path: file, source });
             }
             let gi = builder.build().map_err(|source| Error::Ignore { path: file, source })?;
-            chain.0.push(Arc::new(gi));
+            chain.files.push(Arc::new(gi));
         }
         Ok(chain)
     }
@@ -457,8 +479,9 @@ struct InDir<'a> {
     keep: Option<&'a Arc<OwnedFd>>,
 }
 
-/// Compares one entry on disk with the index's entry at the same path
-/// (an ignored entry counts as absent).
+/// Compares one entry on disk with the index's entry at the same path.
+/// An ignored entry the index does not have is skipped; one it has stays
+/// tracked (as git's rules: ignoring never drops what was committed).
 #[allow(clippy::too_many_arguments)]
 fn visit<'i>(
     ctx: &WalkCtx<'_>,
@@ -471,12 +494,7 @@ fn visit<'i>(
     subdirs: &mut Vec<Subdir<'i>>,
 ) -> Result<()> {
     let (rel, dir) = (at.rel, at.dir);
-    if !ignores.0.is_empty() && ignores.ignored(&dir.join(name), meta.is_dir()) {
-        if let Some(node) = old {
-            let full = dir.join(name);
-            let name = Name::try_from(name.as_bytes()).map_err(unstorable(&full))?;
-            deleted(rel.join(&name).map_err(unstorable(&full))?, node, found);
-        }
+    if old.is_none() && !ignores.is_empty() && ignores.ignored(&dir.join(name), meta.is_dir()) {
         return Ok(());
     }
     let kind = meta.kind;
@@ -861,7 +879,7 @@ fn compare<'i>(
 struct PathWalk<'c, 'i> {
     ctx: &'c WalkCtx<'c>,
     root: Arc<OwnedFd>,
-    /// Ignore chains of directories with an ignore file, once read.
+    /// Ignore chains of the directories stepped through, once computed.
     chains: std::collections::HashMap<RepoPath, IgnoreChain>,
     /// Directories opened one component at a time; `None`: not one.
     slow: std::collections::HashMap<RepoPath, Option<OpenDir>>,
@@ -870,29 +888,23 @@ struct PathWalk<'c, 'i> {
 }
 
 impl<'i> PathWalk<'_, 'i> {
-    /// The ignore chain of the directory `dir` (one the index has) from its
-    /// parent's `chain`: `None` if `dir` is ignored; with its own ignore
-    /// file read (once per directory) if it has one.
+    /// The ignore chain of the directory `dir` (one the index has, so
+    /// tracked even if ignored) from its parent's `chain`, with its own
+    /// ignore file read (once per directory) if it has one.
     fn step(
         &mut self,
         chain: IgnoreChain,
         dir: &RepoPath,
         has_ignore_file: bool,
     ) -> Result<Option<IgnoreChain>> {
-        if chain.0.is_empty() && !has_ignore_file {
-            return Ok(Some(chain));
-        }
-        let full = self.ctx.root.join(OsStr::from_bytes(dir.as_bytes()));
-        if !chain.0.is_empty() && chain.ignored(&full, true) {
-            return Ok(None);
-        }
-        if !has_ignore_file {
+        if chain.is_empty() && !has_ignore_file {
             return Ok(Some(chain));
         }
         if let Some(known) = self.chains.get(dir) {
             return Ok(Some(known.clone()));
         }
-        let entered = chain.enter(&full, true)?;
+        let full = self.ctx.root.join(OsStr::from_bytes(dir.as_bytes()));
+        let entered = chain.enter(&full, has_ignore_file)?;
         self.chains.insert(dir.clone(), entered.clone());
         Ok(Some(entered))
     }
@@ -963,8 +975,7 @@ fn has_ignore_file(fd: &std::os::fd::OwnedFd) -> bool {
 }
 
 /// Opens the entry `name` of the directory `parent` if it is a directory
-/// on disk (not a link) and in the index (`node`), and neither ignored nor
-/// a repository.
+/// on disk (not a link) and in the index (`node`), and not a repository.
 fn through_dir(
     ctx: &WalkCtx<'_>,
     parent: &RepoPath,
@@ -986,11 +997,8 @@ fn through_dir(
         }
         Err(e) => return Err(io("open the directory", &full)(e.into())),
     };
-    let chain = &parent_dir.chain;
-    if !chain.0.is_empty() && chain.ignored(&full, true) {
-        return Ok(None);
-    }
-    let chain = chain.enter(&full, has_ignore_file(&fd))?;
+    // (A directory the index has is tracked, ignored or not.)
+    let chain = parent_dir.chain.enter(&full, has_ignore_file(&fd))?;
     Ok(Some(OpenDir { fd: Arc::new(fd), chain }))
 }
 

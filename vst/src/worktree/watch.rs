@@ -31,9 +31,12 @@
 //!   file's event: everything queued before it has been read by then.
 //! - **Ignored directories cost nothing**: `.vst/` (ours or a nested
 //!   repository's) and directories `.vstignore` excludes are not watched;
-//!   an event for an ignored file is dropped. A changed `.vstignore` is
-//!   reported (the scan then walks its directory) and its directory's
-//!   watches are redone under the new rules.
+//!   ignored paths that changed, and the ignored directories, are answered
+//!   apart ([`Changes::Paths::ignored`]): the caller looks at those the
+//!   index tracks (ignoring never drops what was committed), which for
+//!   build output is none. A changed `.vstignore` is reported (the scan
+//!   then walks its directory) and its directory's watches are redone
+//!   under the new rules.
 //!
 //! What inotify cannot see is not seen: writes through a hard link from
 //! outside the tree, writes through a shared `mmap` (until the file is
@@ -129,7 +132,15 @@ pub struct WatchToken {
 pub enum Changes {
     /// These paths (a directory with everything below it), and nothing
     /// else.
-    Paths(Vec<RepoPath>),
+    Paths {
+        /// What changed.
+        changed: Vec<RepoPath>,
+        /// Ignored paths that changed, and ignored directories (which are
+        /// not watched): they matter only where the index tracks them
+        /// (ignoring never drops what was committed), which the caller
+        /// knows.
+        ignored: Vec<RepoPath>,
+    },
     /// Anything may have changed: look at everything.
     Everything(FullScan),
 }
@@ -173,6 +184,10 @@ struct State {
     seq: u64,
     /// Each changed path and the `seq` of its last change.
     changed: HashMap<RepoPath, u64>,
+    /// The same for ignored paths.
+    ignored_changed: HashMap<RepoPath, u64>,
+    /// Ignored directories, not watched.
+    unwatched: HashSet<RepoPath>,
     /// A token older than this may have missed events...
     valid_from: u64,
     /// ... for this reason.
@@ -190,6 +205,11 @@ impl State {
     fn record(&mut self, path: RepoPath) {
         self.seq += 1;
         self.changed.insert(path, self.seq);
+    }
+
+    fn record_ignored(&mut self, path: RepoPath) {
+        self.seq += 1;
+        self.ignored_changed.insert(path, self.seq);
     }
 
     /// Every earlier token is stale, for `why`.
@@ -237,7 +257,9 @@ impl Watcher {
         };
         {
             let mut state = lock(&shared);
-            if let Err(why) = inner.watch_tree(&RepoPath::root(), IgnoreChain::default()) {
+            if let Err(why) =
+                inner.watch_tree(&mut state, &RepoPath::root(), IgnoreChain::default())
+            {
                 state.broken = Some(why);
             }
             state.dirs = inner.dirs.len();
@@ -291,11 +313,16 @@ impl Watcher {
         if since < state.forgotten {
             return everything(FullScan::NewWatcher);
         }
-        let paths = state.changed.iter().filter(|(_, s)| **s > since).map(|(p, _)| p.clone());
-        let paths = paths.collect();
+        let after = |map: &HashMap<RepoPath, u64>| -> Vec<RepoPath> {
+            map.iter().filter(|(_, s)| **s > since).map(|(p, _)| p.clone()).collect()
+        };
+        let changed = after(&state.changed);
+        let mut ignored = after(&state.ignored_changed);
+        ignored.extend(state.unwatched.iter().cloned());
         state.changed.retain(|_, s| *s > since);
+        state.ignored_changed.retain(|_, s| *s > since);
         state.forgotten = since;
-        (Changes::Paths(paths), now)
+        (Changes::Paths { changed, ignored }, now)
     }
 
     /// Writes a cookie and waits for its event: the `seq` it was read at,
@@ -473,14 +500,21 @@ impl Inner {
         let is_ignore_file = name == IGNORE_FILE.as_bytes();
         let full =
             self.root.join(OsStr::from_bytes(dir.path.as_bytes())).join(OsStr::from_bytes(name));
-        if !is_ignore_file && dir.chain.ignored(&full, is_dir) {
-            return;
-        }
+        let ignored = !is_ignore_file && dir.chain.ignored(&full, is_dir);
         let Ok(path) = crate::Name::try_from(name).and_then(|n| dir.path.join(&n)) else {
             // A name no tree can hold: the scan of its directory says so.
             state.record(dir.path.clone());
             return;
         };
+        if ignored {
+            // Not watched below; the caller looks only where the index
+            // tracks it.
+            if is_dir && mask.intersects(ReadFlags::CREATE | ReadFlags::MOVED_TO) {
+                state.unwatched.insert(path.clone());
+            }
+            state.record_ignored(path);
+            return;
+        }
         let (parent, outer, chain) = (dir.path.clone(), dir.outer.clone(), dir.chain.clone());
         if is_ignore_file {
             // What is ignored below changed: the scan walks the directory,
@@ -537,7 +571,8 @@ impl Inner {
         self.shared.seen.notify_all();
         self.moved_out.clear();
         let old: HashSet<i32> = self.dirs.drain().map(|(wd, _)| wd).collect();
-        let watched = self.watch_tree(&RepoPath::root(), IgnoreChain::default());
+        state.unwatched.clear();
+        let watched = self.watch_tree(state, &RepoPath::root(), IgnoreChain::default());
         // A stopped watcher (its root gone) stays stopped.
         if !matches!(state.broken, Some(FullScan::Stopped(_))) {
             state.broken = watched.err();
@@ -556,7 +591,8 @@ impl Inner {
         for wd in &old {
             self.dirs.remove(wd);
         }
-        if let Err(why) = self.watch_tree(path, outer) {
+        state.unwatched.retain(|p| !p.starts_with(path));
+        if let Err(why) = self.watch_tree(state, path, outer) {
             state.broken = Some(why);
         }
         for wd in old.into_iter().filter(|wd| !self.dirs.contains_key(wd)) {
@@ -578,7 +614,12 @@ impl Inner {
 
     /// Watches the directory `path` and every directory below it that is
     /// neither ignored nor a repository, each before it is listed.
-    fn watch_tree(&mut self, path: &RepoPath, outer: IgnoreChain) -> Result<(), FullScan> {
+    fn watch_tree(
+        &mut self,
+        state: &mut State,
+        path: &RepoPath,
+        outer: IgnoreChain,
+    ) -> Result<(), FullScan> {
         let mut stack = vec![(path.clone(), outer)];
         while let Some((path, outer)) = stack.pop() {
             let full = self.root.join(OsStr::from_bytes(path.as_bytes()));
@@ -617,13 +658,14 @@ impl Inner {
             let chain = outer.enter(&full, has_ignore_file).unwrap_or_else(|_| outer.clone());
             for name in subdirs {
                 let sub_full = full.join(OsStr::from_bytes(&name));
-                if chain.ignored(&sub_full, true) {
-                    continue;
-                }
-                match crate::Name::try_from(&name[..]).and_then(|n| path.join(&n)) {
-                    Ok(sub) => stack.push((sub, chain.clone())),
+                let Ok(sub) = crate::Name::try_from(&name[..]).and_then(|n| path.join(&n)) else {
                     // The scan refuses it; nothing to watch below.
-                    Err(_) => continue,
+                    continue;
+                };
+                if chain.ignored(&sub_full, true) {
+                    state.unwatched.insert(sub);
+                } else {
+                    stack.push((sub, chain.clone()));
                 }
             }
             self.dirs.insert(wd, Dir { path, outer, chain });
