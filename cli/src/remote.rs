@@ -29,6 +29,7 @@ use vst_cas::remote::{Remote, RemoteOptions, S3Config};
 use vst_cas::{Head, RefName};
 
 use crate::args::Cli;
+use crate::workspace::spinner;
 
 /// `vst remote ...`.
 #[derive(clap::Subcommand, Debug)]
@@ -243,8 +244,11 @@ pub fn push_cmd(cli: &Cli, ws: &Location, args: &PushArgs) -> Result<ExitCode> {
         .ok_or_else(|| anyhow!("no branch named {branch} here; commit first"))?;
     let remote = open_remote(&url)?;
     let store = remote.store(RemoteOptions::default())?;
-    let outcome = vst::sync::push(repo.store().as_ref(), &store, &remote.refs(), &branch, tip)
-        .with_context(|| format!("pushing {branch} to {} ({url})", args.remote))?;
+    let bar = spinner(&format!("pushing {branch} to {}", args.remote), quiet);
+    let outcome = vst::sync::push(repo.store().as_ref(), &store, &remote.refs(), &branch, tip);
+    bar.finish_and_clear();
+    let outcome =
+        outcome.with_context(|| format!("pushing {branch} to {} ({url})", args.remote))?;
     vst::tracking::track(&repo, &remote_name, &branch, Some(tip), "push").with_context(|| {
         format!(
             "{branch} is on {}, but its tracking ref was not updated; `vst fetch {}` updates it",
@@ -316,8 +320,10 @@ pub fn fetch_cmd(cli: &Cli, ws: &Location, args: &FetchArgs) -> Result<ExitCode>
     let repo = crate::workspace::open(ws, vst_cas::Access::ReadWrite)?;
     let remote = open_remote(&url)?;
     let store = remote.store(RemoteOptions::default())?;
-    let fetched = vst::tracking::fetch_all(&repo, &remote_name, &store, &remote.refs())
-        .with_context(|| format!("fetching from {} ({url})", args.remote))?;
+    let bar = spinner(&format!("fetching from {}", args.remote), cli.quiet);
+    let fetched = vst::tracking::fetch_all(&repo, &remote_name, &store, &remote.refs());
+    bar.finish_and_clear();
+    let fetched = fetched.with_context(|| format!("fetching from {} ({url})", args.remote))?;
     let mut out = std::io::stdout().lock();
     let short =
         |c: Option<CommitId>| c.map_or("none".to_owned(), |c| format!("{:.12}", c.to_string()));
@@ -358,12 +364,15 @@ pub fn pull_cmd(cli: &Cli, ws: &Location, args: &PullArgs) -> Result<ExitCode> {
     let remote_name = remote_ref_name(&args.remote)?;
     let remote = open_remote(&url)?;
     let store = remote.store(RemoteOptions::default())?;
+    let bar = spinner(&format!("fetching {branch} from {}", args.remote), cli.quiet);
     let pulled = vst::tracking::fetch_branch(&repo, &remote_name, &store, &remote.refs(), &branch)
         .and_then(|fetched| match fetched {
             Some((tip, stats)) => Ok(Some((vst::sync::fast_forward(&repo, &branch, tip)?, stats))),
             None => Ok(None),
-        })
-        .with_context(|| format!("pulling {branch} from {} ({url})", args.remote))?;
+        });
+    bar.finish_and_clear();
+    let pulled =
+        pulled.with_context(|| format!("pulling {branch} from {} ({url})", args.remote))?;
     let Some((outcome, stats)) = pulled else {
         bail!("remote {} has no branch {branch}", args.remote);
     };
@@ -516,10 +525,26 @@ pub fn clone_cmd(cli: &Cli, args: &CloneArgs) -> Result<ExitCode> {
         bail!("{} exists and is not empty; clone into a new or empty directory", root.display());
     }
     let remote = open_remote(&args.url)?;
+    // A prefix with no branch is most likely a mistyped URL: an empty
+    // clone would hide that.
+    if remote
+        .refs()
+        .list()
+        .with_context(|| format!("listing the branches of {}", args.url))?
+        .is_empty()
+    {
+        bail!(
+            "{} holds no branch: nothing to clone (check the URL; to start a repository there, `vst init`, `vst remote add NAME {}` and `vst push NAME`)",
+            args.url,
+            args.url
+        );
+    }
     let store = remote.store(RemoteOptions::default())?;
     let created_root = !root.exists();
     std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
+    let bar = spinner(&format!("cloning {}", args.url), quiet);
     let cloned = clone_into(&root, &repo_dir, args, &store, &remote.refs());
+    bar.finish_and_clear();
     let (branches, stats, head) = match cloned {
         Ok(done) => done,
         Err(e) => {

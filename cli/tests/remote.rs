@@ -387,3 +387,16 @@ fn diverged_clones_pull_merges_and_push_shares_both() {
     assert!(ok(&b, e, &["pull", "origin"]).contains("main ->"));
     assert_eq!(std::fs::read(b.join("from-a")).unwrap(), b"a\n");
 }
+
+#[test]
+fn cloning_a_prefix_that_holds_no_branch_is_an_error_that_leaves_nothing() {
+    let Some(server) = seaweed::start() else { return };
+    server.bucket("vst");
+    let e = server.endpoint.as_str();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = vst(tmp.path(), e, &["clone", "s3://vst/no-such-prefix", "c"]);
+    assert!(!out.status.success(), "an empty clone would hide a mistyped URL");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("holds no branch") && said.contains("check the URL"), "{said}");
+    assert!(!tmp.path().join("c").exists(), "nothing made");
+}
