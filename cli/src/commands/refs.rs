@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, anyhow, bail};
 use serde_json::json;
 use vst::{CommitId, Repo};
-use vst_cas::{Access, Head};
+use vst_cas::{Access, Head, ObjectId, RefName};
 
 use crate::args::Cli;
 use crate::output::out;
@@ -25,19 +25,9 @@ pub fn branch(
     let ws = find(cli)?;
     if remotes {
         let repo = open(&ws, Access::ReadOnly)?;
-        let list = repo.tracking_refs().list()?;
-        let mut out = out();
-        if cli.json {
-            let list: Vec<_> = list
-                .iter()
-                .map(|(name, id)| json!({ "name": name.as_str(), "commit": id.to_string() }))
-                .collect();
-            writeln!(out, "{}", serde_json::Value::Array(list))?;
-        } else {
-            for (name, id) in list {
-                writeln!(out, "  {name} {:.12}", id.to_string())?;
-            }
-        }
+        print_refs(cli, &repo.tracking_refs().list()?, |name, id| {
+            format!("  {name} {:.12}", id.to_string())
+        })?;
         return Ok(ExitCode::SUCCESS);
     }
     match (name, delete) {
@@ -149,22 +139,11 @@ pub fn tag(
     let Some(name) = name else {
         let repo = open(&ws, Access::ReadOnly)?;
         let store = repo.store();
-        let mut out = out();
-        let list = repo.tags().list()?;
-        if cli.json {
-            let list: Vec<_> = list
-                .iter()
-                .map(|(name, id)| json!({ "name": name.as_str(), "commit": id.to_string() }))
-                .collect();
-            writeln!(out, "{}", serde_json::Value::Array(list))?;
-        } else {
-            for (name, id) in list {
-                let commit = vst::read::read_commit(store.as_ref(), CommitId::new(id));
-                let subject =
-                    commit.as_ref().map_or("", |c| c.message.lines().next().unwrap_or(""));
-                writeln!(out, "{name} {:.12} {subject}", id.to_string())?;
-            }
-        }
+        print_refs(cli, &repo.tags().list()?, |name, id| {
+            let commit = vst::read::read_commit(store.as_ref(), CommitId::new(id));
+            let subject = commit.as_ref().map_or("", |c| c.message.lines().next().unwrap_or(""));
+            format!("{name} {:.12} {subject}", id.to_string())
+        })?;
         return Ok(ExitCode::SUCCESS);
     };
     let repo = open(&ws, Access::ReadWrite)?;
@@ -207,6 +186,28 @@ pub fn tag(
         writeln!(out(), "moved tag {name} (was {:.12})", old.to_string())?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Prints the refs `list`: with `--json` an array of `{name, commit}`,
+/// otherwise `line` of each.
+fn print_refs(
+    cli: &Cli,
+    list: &[(RefName, ObjectId)],
+    line: impl Fn(&RefName, ObjectId) -> String,
+) -> Result<()> {
+    let mut out = out();
+    if cli.json {
+        let list: Vec<_> = list
+            .iter()
+            .map(|(name, id)| json!({ "name": name.as_str(), "commit": id.to_string() }))
+            .collect();
+        writeln!(out, "{}", serde_json::Value::Array(list))?;
+    } else {
+        for (name, id) in list {
+            writeln!(out, "{}", line(name, *id))?;
+        }
+    }
+    Ok(())
 }
 
 /// Whether `vst branch NAME` deletes, and how.
