@@ -73,6 +73,25 @@ fn find_weed() -> Option<PathBuf> {
     (ok && weed.is_file()).then_some(weed)
 }
 
+impl Ports {
+    /// The Unix sockets `weed` makes beside its ports: always in /tmp,
+    /// whatever `TMPDIR` says, and left there when it is killed.
+    fn sockets(&self) -> Vec<String> {
+        [self.master, self.volume, self.filer, self.s3]
+            .iter()
+            .flat_map(|(http, grpc)| [*http, *grpc])
+            .flat_map(|port| {
+                ["master", "volume", "filer", "s3"].iter().flat_map(move |c| {
+                    [
+                        format!("/tmp/seaweedfs-{c}-{port}.sock"),
+                        format!("/tmp/seaweedfs-{c}-grpc-{port}.sock"),
+                    ]
+                })
+            })
+            .collect()
+    }
+}
+
 /// Eight distinct free ports (all held until all are chosen).
 fn free_ports() -> Ports {
     let held: Vec<TcpListener> =
@@ -156,6 +175,8 @@ fn spawn(weed: &Path, dir: &Path, p: Ports) -> Child {
     let data = dir.join("data");
     std::fs::create_dir_all(&data).unwrap();
     let args = [
+        // glog would otherwise write files into /tmp on every start.
+        "-logtostderr".to_owned(),
         "server".to_owned(),
         format!("-dir={}", data.display()),
         "-ip=127.0.0.1".to_owned(),
@@ -179,12 +200,13 @@ fn spawn(weed: &Path, dir: &Path, p: Ports) -> Child {
     let script = format!(
         "'{weed}' {args} >>'{log}' 2>&1 & w=$!; \
          while kill -0 {pid} 2>/dev/null && kill -0 $w 2>/dev/null; do sleep 0.3; done; \
-         if ! kill -0 {pid} 2>/dev/null; then kill -9 $w 2>/dev/null; wait $w; rm -rf '{dir}'; fi",
+         if ! kill -0 {pid} 2>/dev/null; then kill -9 $w 2>/dev/null; wait $w; rm -rf '{dir}' {sockets}; fi",
         weed = weed.display(),
         args = quoted.join(" "),
         log = dir.join("weed.log").display(),
         pid = std::process::id(),
         dir = dir.display(),
+        sockets = p.sockets().join(" "),
     );
     Command::new("sh")
         .arg("-c")
@@ -242,5 +264,8 @@ impl Seaweed {
 impl Drop for Seaweed {
     fn drop(&mut self) {
         self.kill();
+        for socket in self.ports.sockets() {
+            let _ = std::fs::remove_file(socket);
+        }
     }
 }
