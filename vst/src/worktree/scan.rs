@@ -725,9 +725,9 @@ fn walk_paths(ctx: &WalkCtx<'_>, index: &Index, changed: &[RepoPath]) -> Result<
         let depth = path.depth();
         let mut index_dir = &index.root;
         let mut parent = RepoPath::root();
-        // The ignore chain down the way; `None` once a directory on the
-        // way is ignored.
-        let mut chain = Some(root_chain.clone());
+        // The ignore chain down the way (a directory the index has is
+        // walked through, ignored or not).
+        let mut chain = root_chain.clone();
         for component in path.components().take(depth - 1) {
             match index_dir.get(component) {
                 Some(IndexNode::Dir(d)) if !is_repo_dir(component) => {
@@ -736,10 +736,7 @@ fn walk_paths(ctx: &WalkCtx<'_>, index: &Index, changed: &[RepoPath]) -> Result<
                 }
                 _ => break,
             }
-            chain = match chain {
-                Some(chain) => walk.step(chain, &parent, has_ignore_file(index_dir))?,
-                None => None,
-            };
+            chain = walk.step(chain, &parent, has_ignore_file(index_dir))?;
         }
         let name = path.components().nth(parent.depth()).expect("the parent is above the path");
         let target = parent.join_unchecked(name);
@@ -747,11 +744,6 @@ fn walk_paths(ctx: &WalkCtx<'_>, index: &Index, changed: &[RepoPath]) -> Result<
             continue;
         }
         covered = Some(target);
-        let Some(chain) = chain else {
-            // An ignored directory on the way: compared one step at a time.
-            slow_paths.push(path);
-            continue;
-        };
         let g = *group_of.entry(parent.clone()).or_insert_with(|| {
             groups.push(Group { dir: parent.clone(), chain, entries: Vec::new() });
             groups.len() - 1
@@ -896,24 +888,24 @@ impl<'i> PathWalk<'_, 'i> {
         chain: IgnoreChain,
         dir: &RepoPath,
         has_ignore_file: bool,
-    ) -> Result<Option<IgnoreChain>> {
+    ) -> Result<IgnoreChain> {
         if chain.is_empty() && !has_ignore_file {
-            return Ok(Some(chain));
+            return Ok(chain);
         }
         if let Some(known) = self.chains.get(dir) {
-            return Ok(Some(known.clone()));
+            return Ok(known.clone());
         }
         let full = self.ctx.root.join(OsStr::from_bytes(dir.as_bytes()));
         let entered = chain.enter(&full, has_ignore_file)?;
         self.chains.insert(dir.clone(), entered.clone());
-        Ok(Some(entered))
+        Ok(entered)
     }
 }
 
 /// [`walk_paths`] for one path whose directory could not be opened in one
 /// step: down from the root one component at a time, each directory opened
 /// relative to its parent with `O_NOFOLLOW`, until a directory on the way
-/// is not a directory on both sides (or is ignored, or a repository): that
+/// is not a directory on both sides (or is a repository): that
 /// one is compared. Returns the path compared.
 fn walk_path_slowly<'i>(
     walk: &mut PathWalk<'_, 'i>,
