@@ -61,6 +61,13 @@ pub struct PushArgs {
     /// repository last saw it (REMOTE/BRANCH).
     #[arg(long, requires = "branch")]
     pub delete: bool,
+    /// Push every tag instead (each created on the remote, or refused if
+    /// the remote's tag of that name is at another commit).
+    #[arg(long, conflicts_with_all = ["branch", "delete"])]
+    pub tags: bool,
+    /// With --tags: move a remote tag that is at another commit.
+    #[arg(long, requires = "tags")]
+    pub force: bool,
 }
 
 /// `vst fetch NAME`.
@@ -237,6 +244,9 @@ pub fn push_cmd(cli: &Cli, ws: &Location, args: &PushArgs) -> Result<ExitCode> {
     if args.delete {
         return delete_cmd(cli, &repo, &remote_name, &url, &branch);
     }
+    if args.tags {
+        return push_tags(cli, &repo, args, &url);
+    }
     let tip = repo
         .refs()
         .get(&branch)?
@@ -287,6 +297,79 @@ pub fn push_cmd(cli: &Cli, ws: &Location, args: &PushArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `vst push NAME --tags [--force]`: every tag, each by its own
+/// compare-and-swap; the first refused stops the push (those before it
+/// are pushed).
+fn push_tags(cli: &Cli, repo: &Repo, args: &PushArgs, url: &str) -> Result<ExitCode> {
+    let remote = open_remote(url)?;
+    let store = remote.store(RemoteOptions::default())?;
+    let tags = remote.refs().tags();
+    let mut pushed = Vec::new();
+    let bar = spinner(&format!("pushing tags to {}", args.remote), cli.quiet);
+    for (name, id) in repo.tags().list()? {
+        let tip = CommitId::new(id);
+        let outcome =
+            vst::sync::push_tag(repo.store().as_ref(), &store, &tags, &name, tip, args.force)
+                .with_context(|| format!("pushing tag {name} to {} ({url})", args.remote));
+        match outcome {
+            Ok(PushOutcome::UpToDate) => {}
+            Ok(PushOutcome::Pushed { old, .. }) => pushed.push((name, old, tip)),
+            Err(e) => {
+                bar.finish_and_clear();
+                return Err(e);
+            }
+        }
+    }
+    bar.finish_and_clear();
+    let mut out = std::io::stdout().lock();
+    if cli.json {
+        let list: Vec<_> = pushed
+            .iter()
+            .map(|(n, old, new)| json!({ "tag": n.as_str(), "old": old.map(|o| o.to_string()), "new": new.to_string() }))
+            .collect();
+        writeln!(out, "{}", json!({ "pushed_tags": list }))?;
+    } else if !cli.quiet {
+        for (name, old, new) in &pushed {
+            let was = old.map_or("new tag".to_owned(), |o| format!("{:.12}", o.to_string()));
+            writeln!(out, "tag {name}: {was} -> {:.12} on {}", new.to_string(), args.remote)?;
+        }
+        if pushed.is_empty() {
+            writeln!(out, "tags are up to date on {}", args.remote)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Fetches the remote's tags that this repository lacks (after a fetch,
+/// pull or clone of its branches); says which new ones came and which
+/// differ from the ones here (kept). Returns the JSON of both.
+fn fetch_tags(
+    cli: &Cli,
+    repo: &Repo,
+    store: &vst_cas::remote::RemoteStore,
+    remote: &Remote,
+    name: &str,
+) -> Result<serde_json::Value> {
+    let fetched = vst::tracking::fetch_tags(repo, store, &remote.refs().tags())
+        .with_context(|| format!("fetching the tags of {name}"))?;
+    if !cli.quiet && !cli.json {
+        for (tag, at) in &fetched.created {
+            eprintln!("vst: new tag {tag} at {:.12}", at.to_string());
+        }
+        for (tag, at) in &fetched.differing {
+            eprintln!(
+                "vst: tag {tag} is at {:.12} on {name}, not as here: kept as it is here (`vst tag -f {tag} {}` takes theirs)",
+                at.to_string(),
+                at
+            );
+        }
+    }
+    let list = |l: &[(RefName, CommitId)]| -> Vec<serde_json::Value> {
+        l.iter().map(|(n, c)| json!({ "tag": n.as_str(), "commit": c.to_string() })).collect()
+    };
+    Ok(json!({ "new": list(&fetched.created), "differing": list(&fetched.differing) }))
+}
+
 /// `vst push NAME --delete BRANCH`.
 fn delete_cmd(
     cli: &Cli,
@@ -324,6 +407,7 @@ pub fn fetch_cmd(cli: &Cli, ws: &Location, args: &FetchArgs) -> Result<ExitCode>
     let fetched = vst::tracking::fetch_all(&repo, &remote_name, &store, &remote.refs());
     bar.finish_and_clear();
     let fetched = fetched.with_context(|| format!("fetching from {} ({url})", args.remote))?;
+    let tags = fetch_tags(cli, &repo, &store, &remote, &args.remote)?;
     let mut out = std::io::stdout().lock();
     let short =
         |c: Option<CommitId>| c.map_or("none".to_owned(), |c| format!("{:.12}", c.to_string()));
@@ -333,7 +417,11 @@ pub fn fetch_cmd(cli: &Cli, ws: &Location, args: &FetchArgs) -> Result<ExitCode>
             .iter()
             .map(|u| json!({ "ref": format!("{remote_name}/{}", u.branch), "old": u.old.map(|c| c.to_string()), "new": u.new.map(|c| c.to_string()) }))
             .collect();
-        writeln!(out, "{}", json!({ "updated": updates, "fetched": stats_json(&fetched.stats) }))?;
+        writeln!(
+            out,
+            "{}",
+            json!({ "updated": updates, "fetched": stats_json(&fetched.stats), "tags": tags })
+        )?;
     } else if !cli.quiet {
         for u in &fetched.updates {
             let what = match (u.old, u.new) {
@@ -376,6 +464,7 @@ pub fn pull_cmd(cli: &Cli, ws: &Location, args: &PullArgs) -> Result<ExitCode> {
     let Some((outcome, stats)) = pulled else {
         bail!("remote {} has no branch {branch}", args.remote);
     };
+    let tags = fetch_tags(cli, &repo, &store, &remote, &args.remote)?;
     let moved = match outcome {
         PullOutcome::FastForward { new, .. } | PullOutcome::Created { new } => Some(new),
         _ => None,
@@ -408,7 +497,7 @@ pub fn pull_cmd(cli: &Cli, ws: &Location, args: &PullArgs) -> Result<ExitCode> {
         writeln!(
             out,
             "{}",
-            json!({ "branch": branch.as_str(), "status": status, "commit": commit.map(|c| c.to_string()), "fetched": stats_json(&stats) })
+            json!({ "branch": branch.as_str(), "status": status, "commit": commit.map(|c| c.to_string()), "fetched": stats_json(&stats), "tags": tags })
         )?;
     }
     match outcome {
@@ -615,12 +704,15 @@ fn clone_into(
     // Opened while HEAD is unborn: the index starts empty, as the
     // directory is.
     let mut worktree = WorkTree::open(repo, root)?;
-    let (branches, stats) = vst::sync::clone_into(worktree.repo(), store, refs)
+    let (branches, mut stats) = vst::sync::clone_into(worktree.repo(), store, refs)
         .with_context(|| format!("cloning {}", args.url))?;
     let origin = remote_ref_name("origin")?;
     for (branch, tip) in &branches {
         vst::tracking::track(worktree.repo(), &origin, branch, Some(*tip), "clone")?;
     }
+    let tags = vst::tracking::fetch_tags(worktree.repo(), store, &refs.tags())
+        .with_context(|| format!("fetching the tags of {}", args.url))?;
+    stats.add(&tags.stats);
     let main = Repo::branch("main")?;
     let head = if branches.iter().any(|(n, _)| *n == main) {
         main

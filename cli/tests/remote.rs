@@ -400,3 +400,63 @@ fn cloning_a_prefix_that_holds_no_branch_is_an_error_that_leaves_nothing() {
     assert!(said.contains("holds no branch") && said.contains("check the URL"), "{said}");
     assert!(!tmp.path().join("c").exists(), "nothing made");
 }
+
+/// Runs `vst`, requires success, returns stderr (where fetches report
+/// tags).
+fn ok_err(dir: &Path, endpoint: &str, args: &[&str]) -> String {
+    let out = vst(dir, endpoint, args);
+    assert!(out.status.success(), "vst {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stderr).unwrap()
+}
+
+#[test]
+fn tags_push_fetch_and_clone_never_move_unforced_and_keep_what_they_name_from_gc() {
+    let Some(server) = seaweed::start() else { return };
+    server.bucket("vst");
+    let e = server.endpoint.as_str();
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b, c) = (tmp.path().join("a"), tmp.path().join("b"), tmp.path().join("c"));
+    std::fs::create_dir_all(&a).unwrap();
+    std::fs::write(a.join("f"), "one\n").unwrap();
+    ok(&a, e, &["init"]);
+    ok(&a, e, &["commit", "-m", "one"]);
+    ok(&a, e, &["tag", "v1"]);
+    std::fs::write(a.join("f"), "two\n").unwrap();
+    ok(&a, e, &["commit", "-m", "two"]);
+    ok(&a, e, &["remote", "add", "origin", "s3://vst/tags"]);
+    ok(&a, e, &["push", "origin"]);
+    assert!(ok(&a, e, &["push", "origin", "--tags"]).contains("tag v1: new tag"));
+    assert!(ok(&a, e, &["push", "origin", "--tags"]).contains("up to date"));
+
+    // A clone has the tags; a fetch brings new ones.
+    ok(tmp.path(), e, &["clone", "s3://vst/tags", "b"]);
+    assert_eq!(ok(&b, e, &["cat", "v1:f"]), "one\n");
+    ok(&a, e, &["tag", "v2"]);
+    ok(&a, e, &["push", "origin", "--tags"]);
+    assert!(ok_err(&b, e, &["fetch", "origin"]).contains("new tag v2"));
+    assert_eq!(ok(&b, e, &["cat", "v2:f"]), "two\n");
+
+    // Moved here, a tag is refused on the remote unless forced; a fetch
+    // never moves the one another repository has.
+    ok(&a, e, &["tag", "-f", "v1", "HEAD"]);
+    let refused = fails(&a, e, &["push", "origin", "--tags"]);
+    assert!(refused.contains("tag v1 is at") && refused.contains("--force"), "{refused}");
+    ok(&a, e, &["push", "origin", "--tags", "--force"]);
+    assert!(ok_err(&b, e, &["fetch", "origin"]).contains("tag v1 is at"));
+    assert_eq!(ok(&b, e, &["cat", "v1:f"]), "one\n", "kept as it was here");
+
+    // A commit only a tag names survives a remote gc.
+    ok(&a, e, &["branch", "tmp"]);
+    ok(&a, e, &["switch", "-q", "tmp"]);
+    std::fs::write(a.join("t"), "tagged only\n").unwrap();
+    ok(&a, e, &["commit", "-m", "three"]);
+    ok(&a, e, &["tag", "v3"]);
+    ok(&a, e, &["switch", "-q", "main"]);
+    ok(&a, e, &["branch", "-D", "tmp"]);
+    ok(&a, e, &["push", "origin", "--tags"]);
+    ok(&a, e, &["gc", "--remote", "origin", "--grace", "0s"]);
+    ok(tmp.path(), e, &["clone", "s3://vst/tags", "c"]);
+    assert_eq!(ok(&c, e, &["cat", "v3:t"]), "tagged only\n");
+    assert_eq!(ok(&c, e, &["cat", "v1:f"]), "two\n", "the forced tag");
+    ok(&c, e, &["fsck"]);
+}

@@ -161,6 +161,17 @@ pub enum Error {
         /// What it found there.
         found: &'static str,
     },
+    /// A pushed tag exists on the remote at another commit; nothing was
+    /// changed there.
+    #[error(
+        "tag {tag} is at {at} on the remote: a tag names one commit; push with --force to move it there too"
+    )]
+    TagExists {
+        /// The tag.
+        tag: vst_cas::RefName,
+        /// The commit the remote's tag names.
+        at: crate::CommitId,
+    },
     /// A push would have lost commits on the remote, or lost a race to
     /// another push; nothing was merged and the remote branch is as the
     /// other side left it.

@@ -2,7 +2,7 @@
 //!
 //! Under the gc lock (`vst_cas::remote::gc::GcLock`: no push runs from the
 //! moment it is taken until it is released), everything the remote's
-//! branches reach is copied into new packs by a handle that sees no old
+//! branches and tags reach is copied into new packs by a handle that sees no old
 //! pack (so it writes every live object again, in put order), synced, and
 //! then every pack that was there before the copy and is older than the
 //! grace period is deleted. A pack younger than the grace period is never
@@ -42,7 +42,7 @@ pub struct RemoteGcStats {
     pub copied: TransferStats,
 }
 
-/// Collects the remote at `remote`: marks from its branches, copies what
+/// Collects the remote at `remote`: marks from its branches and tags, copies what
 /// is live into new packs, and deletes the packs that were there before
 /// and are older than `grace` (by the server's clock). Pushes wait while
 /// it runs; it waits for pushes that started before it.
@@ -58,8 +58,10 @@ pub fn gc_remote(
     stats.packs_before = before.len();
     stats.bytes_before = lock.stored_len()?;
     let reader = RemoteStore::open(remote.clone(), options.clone())?;
-    let branches = remote.refs().list().map_err(ref_err)?;
+    let mut branches = remote.refs().list().map_err(ref_err)?;
     stats.branches = branches.len();
+    // A tag keeps what it names, as a branch does.
+    branches.extend(remote.refs().tags().list().map_err(ref_err)?);
     let writer = RemoteStore::open_blind(remote.clone(), options.clone())?;
     for (_, tip) in &branches {
         // Synced when it returns: the copies are published before any

@@ -434,6 +434,23 @@ pub fn push(
             return Err(Error::PushRejected { branch: branch.clone(), reason });
         }
     }
+    match publish(local, store, refs, branch, old, tip)? {
+        Some(stats) => Ok(PushOutcome::Pushed { old, new: tip, stats }),
+        None => Err(Error::PushRejected { branch: branch.clone(), reason: Rejection::Raced }),
+    }
+}
+
+/// Uploads what `tip` reaches and moves the remote ref `name` from `old`
+/// to it by compare-and-swap; `None` if another writer moved the ref
+/// first (the upload stays: it is garbage a remote gc collects).
+fn publish(
+    local: &dyn Store,
+    store: &RemoteStore,
+    refs: &RemoteRefs,
+    name: &RefName,
+    old: Option<CommitId>,
+    tip: CommitId,
+) -> Result<Option<TransferStats>> {
     // No remote gc deletes anything while the lease is held; and what the
     // store says it contains is read after the lease was taken (packs a gc
     // deleted before are forgotten), so the push never relies on an
@@ -444,14 +461,48 @@ pub fn push(
     store.refresh()?;
     let stats = transfer(local, store, tip)?;
     lease.check()?;
-    let updated = refs.update(branch, old.map(|c| c.object_id()), tip.object_id());
+    let updated = refs.update(name, old.map(|c| c.object_id()), tip.object_id());
     lease.release()?;
     match updated {
-        Ok(()) => Ok(PushOutcome::Pushed { old, new: tip, stats }),
-        Err(RefError::Conflict { .. }) => {
-            Err(Error::PushRejected { branch: branch.clone(), reason: Rejection::Raced })
-        }
+        Ok(()) => Ok(Some(stats)),
+        Err(RefError::Conflict { .. }) => Ok(None),
         Err(e) => Err(ref_err(e)),
+    }
+}
+
+/// Pushes tag `name` at commit `tip` to the remote's tags (`tags`, from
+/// [`RemoteRefs::tags`]): created if the remote lacks it; a remote tag at
+/// another commit is [`Error::TagExists`] unless `force`, which moves it
+/// (a tag names one commit: moving it is never a fast-forward question).
+/// Objects are uploaded and synced before the tag is written, by
+/// compare-and-swap, as for a branch.
+pub fn push_tag(
+    local: &dyn Store,
+    store: &RemoteStore,
+    tags: &RemoteRefs,
+    name: &RefName,
+    tip: CommitId,
+    force: bool,
+) -> Result<PushOutcome> {
+    tags.probe().map_err(ref_err)?;
+    let old = tags.get(name).map_err(ref_err)?.map(CommitId::new);
+    if old == Some(tip) {
+        return Ok(PushOutcome::UpToDate);
+    }
+    if let Some(remote) = old
+        && !force
+    {
+        return Err(Error::TagExists { tag: name.clone(), at: remote });
+    }
+    match publish(local, store, tags, name, old, tip)? {
+        Some(stats) => Ok(PushOutcome::Pushed { old, new: tip, stats }),
+        None => {
+            let at = tags.get(name).map_err(ref_err)?.map(CommitId::new);
+            match at {
+                Some(at) if at != tip => Err(Error::TagExists { tag: name.clone(), at }),
+                _ => Ok(PushOutcome::UpToDate),
+            }
+        }
     }
 }
 

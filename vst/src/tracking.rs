@@ -1,6 +1,6 @@
 //! Remote-tracking refs: `refs/remotes/REMOTE/BRANCH`, what each branch of
 //! a remote was at when this repository last fetched, pushed or cloned it,
-//! and deleting a remote branch.
+//! deleting a remote branch, and fetching tags.
 //!
 //! A tracking ref moves only after what it names is durable in the local
 //! store (a transfer syncs before it returns), so, like a branch, it never
@@ -172,4 +172,55 @@ pub fn delete_branch(
     }
     track(repo, remote, branch, None, "push: delete")?;
     Ok(CommitId::new(expected))
+}
+
+/// What [`fetch_tags`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TagsFetched {
+    /// Tags the remote has and this repository did not: now created here.
+    pub created: Vec<(RefName, CommitId)>,
+    /// Tags both have at different commits: kept as they are here, each
+    /// with the remote's commit (copied here; as git, a fetch never moves a
+    /// local tag).
+    pub differing: Vec<(RefName, CommitId)>,
+    /// What was copied.
+    pub stats: TransferStats,
+}
+
+/// Copies the remote's tags (`tags`, from [`RemoteRefs::tags`]) that
+/// `repo` lacks, with what they reach, and creates them here; a tag this
+/// repository has is never moved (see [`TagsFetched::differing`]).
+pub fn fetch_tags(repo: &Repo, store: &RemoteStore, tags: &RemoteRefs) -> Result<TagsFetched> {
+    let listed = tags.list().map_err(ref_err)?;
+    let local = repo.tags();
+    let mut out = TagsFetched::default();
+    // The refs were written after what they name was published.
+    if !listed.is_empty() {
+        store.refresh()?;
+    }
+    for (name, id) in listed {
+        let tip = CommitId::new(id);
+        match local.get(&name).map_err(ref_err)? {
+            Some(here) if here == id => {}
+            Some(_) => {
+                // Copied too, so that taking theirs is a local step.
+                out.stats.add(&transfer(store, repo.store().as_ref(), tip)?);
+                out.differing.push((name, tip));
+            }
+            None => {
+                out.stats.add(&transfer(store, repo.store().as_ref(), tip)?);
+                match local.update(&name, None, Some(id), "fetch: tag") {
+                    Ok(()) => out.created.push((name, tip)),
+                    // Made here meanwhile (another fetch, or `vst tag`).
+                    Err(RefError::Conflict { .. }) => {
+                        if local.get(&name).map_err(ref_err)? != Some(id) {
+                            out.differing.push((name, tip));
+                        }
+                    }
+                    Err(e) => return Err(ref_err(e)),
+                }
+            }
+        }
+    }
+    Ok(out)
 }

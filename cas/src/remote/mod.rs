@@ -7,6 +7,7 @@
 //! packs/<H>.pack     PACK_MAGIC, then records exactly as in local packs
 //! packs/<H>.idx      the pack's index; <H> = BLAKE3 of the .pack, in hex
 //! refs/heads/NAME    "<64 hex>\n", written only by conditional writes
+//! refs/tags/NAME     the same, for tags
 //! probe/<random>     short-lived keys of the conditional-write probe
 //! ```
 //!

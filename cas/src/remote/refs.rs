@@ -24,7 +24,8 @@ const REF_LEN: usize = 64 + 1;
 const TOMBSTONE: &[u8] = b"deleted\n";
 const _: () = assert!(TOMBSTONE.len() <= REF_LEN);
 
-/// The branches of a [`Remote`] location: `refs/heads/NAME` holding
+/// The branches of a [`Remote`] location, `refs/heads/NAME`, or (from
+/// [`RemoteRefs::tags`]) its tags, `refs/tags/NAME`: each holding
 /// `"<64 hex>\n"`.
 ///
 /// [`RemoteRefs::update`] is a compare-and-swap: a ref is created with
@@ -45,15 +46,23 @@ const _: () = assert!(TOMBSTONE.len() <= REF_LEN);
 pub struct RemoteRefs {
     remote: Remote,
     probed: OnceLock<Result<(), &'static str>>,
+    /// The directory under `refs/`: `heads` or `tags`.
+    ns: &'static str,
 }
 
 impl RemoteRefs {
     pub(super) fn new(remote: Remote) -> Self {
-        Self { remote, probed: OnceLock::new() }
+        Self { remote, probed: OnceLock::new(), ns: "heads" }
+    }
+
+    /// The tags of the same remote: the same compare-and-swap, under
+    /// `refs/tags/`.
+    pub fn tags(&self) -> Self {
+        Self { remote: self.remote.clone(), probed: OnceLock::new(), ns: "tags" }
     }
 
     fn key(&self, name: &RefName) -> Key {
-        self.remote.key(&format!("refs/heads/{name}"))
+        self.remote.key(&format!("refs/{}/{name}", self.ns))
     }
 
     /// The value of branch `name` (`None` for a tombstone) and the version
@@ -105,7 +114,7 @@ impl RemoteRefs {
 
     /// Every branch and its value, sorted by name.
     pub fn list(&self) -> Result<Vec<(RefName, ObjectId)>, RefError> {
-        let dir = self.remote.key("refs/heads");
+        let dir = self.remote.key(&format!("refs/{}", self.ns));
         let client = &self.remote.inner.client;
         let listed: Vec<object_store::ObjectMeta> = self
             .remote
