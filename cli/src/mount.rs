@@ -724,12 +724,15 @@ pub fn in_writable_mount(cli: &crate::args::Cli) -> Result<Option<ExitCode>> {
             let tree = vst::TreeId::new(vst_cas::ObjectId::from_bytes(tree));
             let commit = commit.map(|c| CommitId::new(vst_cas::ObjectId::from_bytes(c)));
             if cli.json {
-                let value = serde_json::json!({
+                let mut value = serde_json::json!({
                     "commit": commit.map(|c| c.to_string()),
                     "tree": tree.to_string(),
                     "daemon_hash_us": hash_us,
                     "daemon_total_us": total_us,
                 });
+                if commit.is_none() {
+                    value["reason"] = "nothing to commit".into();
+                }
                 writeln!(out, "{value}")?;
             } else if let Some(id) = commit {
                 writeln!(out, "{id}")?;

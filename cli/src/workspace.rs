@@ -100,6 +100,17 @@ pub fn open_dir_as(repo_dir: &Path, access: Access, holder: vst_cas::Holder) -> 
     opened.with_context(|| format!("opening the repository at {}", repo_dir.display()))
 }
 
+/// Opens the repository of `location` to change refs only (branches,
+/// tags): for writing, or, while a writable mount's daemon holds the
+/// repository (so no GC can run), for reading; refs have locks of their
+/// own and need no writer's lock.
+pub fn open_for_refs(location: &Location) -> Result<Repo> {
+    if crate::mount::writable_mount_of(&location.repo_dir).is_some() {
+        return open(location, Access::ReadOnly);
+    }
+    open(location, Access::ReadWrite)
+}
+
 /// Opens the repository of `location`.
 pub fn open(location: &Location, access: Access) -> Result<Repo> {
     open_dir(&location.repo_dir, access)

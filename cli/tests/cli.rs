@@ -1098,3 +1098,49 @@ fn tags_name_commits_that_gc_keeps_and_refuse_to_move() {
     assert!(fails(r, &["cat", "v1:f"]).contains("unknown revision"));
     assert!(fails(r, &["tag", "-d", "v1"]).contains("no tag named v1"));
 }
+
+#[test]
+fn log_names_the_revision_it_cannot_reach() {
+    let dir = repo();
+    let r = dir.path();
+    for i in 0..3 {
+        fs::write(r.join("f"), format!("{i}\n")).unwrap();
+        ok(r, &["commit", "-q", "-m", &format!("c{i}")]);
+    }
+    let said = fails(r, &["log", "HEAD~50"]);
+    assert!(said.contains("HEAD~50") && said.contains("only 2"), "{said}");
+}
+
+/// Progress is drawn on a terminal (a pseudo-terminal from `script`), never
+/// when piped or with `--quiet`. The bar's first draw does not wait for
+/// its refresh interval, so this holds however slow the machine.
+#[test]
+fn progress_shows_on_a_terminal_and_never_when_piped() {
+    let dir = repo();
+    let r = dir.path();
+    let write_all = |round: usize| {
+        for i in 0..1500 {
+            fs::write(r.join(format!("f{i}")), format!("{round} {i}\n")).unwrap();
+        }
+    };
+    let on_a_terminal = |args: &str| -> String {
+        let out = Command::new("script")
+            .current_dir(r)
+            .env("VST_AUTHOR", "tester")
+            .args(["-q", "-e", "-c", &format!("{} {args}", env!("CARGO_BIN_EXE_vst")), "/dev/null"])
+            .output()
+            .expect("`script` (util-linux) runs commands on a pseudo-terminal for this test");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    write_all(1);
+    let shown = on_a_terminal("commit -m one");
+    assert!(shown.contains("hashing [") && shown.contains("/1500 files"), "{shown:?}");
+    write_all(2);
+    assert!(!on_a_terminal("--quiet commit -m two").contains("files"), "--quiet draws nothing");
+    write_all(3);
+    let piped = vst(r, &["commit", "-m", "three"]);
+    assert!(piped.status.success());
+    assert!(!String::from_utf8_lossy(&piped.stderr).contains("files"), "nothing when piped");
+    assert!(!String::from_utf8_lossy(&piped.stdout).contains("files"), "nothing when piped");
+}

@@ -1396,3 +1396,23 @@ fn mount_and_umount_speak_json() {
     assert_eq!(unmounted["unmounted"].as_str(), Some(at));
     assert!(!mounted(mnt));
 }
+
+/// Inside the mount, commands that change refs only (branches, tags) work:
+/// the daemon holds the repository's writer lock, which they do not need.
+#[test]
+fn branches_and_tags_are_made_inside_the_mount() {
+    let Some((_one, repo, mnt)) = setup() else { return };
+    let (repo, mnt) = (repo.path(), mnt.path());
+    let Some(child) = mount(repo, mnt, &[]) else { return };
+    ok(mnt, &["branch", "side"]);
+    ok(mnt, &["tag", "v1"]);
+    assert!(ok(mnt, &["branch"]).contains("  side "));
+    assert!(ok(mnt, &["tag"]).starts_with("v1 "));
+    let nothing: serde_json::Value =
+        serde_json::from_str(&ok(mnt, &["--json", "commit", "-m", "none"])).unwrap();
+    assert_eq!(nothing["reason"], "nothing to commit", "{nothing}");
+    ok(mnt, &["tag", "-d", "v1"]);
+    ok(mnt, &["branch", "-d", "side"]);
+    assert!(!ok(mnt, &["branch"]).contains("side"));
+    unmount(repo, mnt, child);
+}

@@ -12,7 +12,7 @@ use vst_cas::{Access, Head, ObjectId, RefName};
 use crate::args::Cli;
 use crate::output::out;
 use crate::rev;
-use crate::workspace::{find, open};
+use crate::workspace::{find, open, open_for_refs};
 
 /// `vst branch`.
 pub fn branch(
@@ -64,7 +64,7 @@ pub fn branch(
             }
         }
         (Some(name), Delete::Merged | Delete::Force) => {
-            let repo = open(&ws, Access::ReadWrite)?;
+            let repo = open_for_refs(&ws)?;
             let name = Repo::branch(name)?;
             if rev::current_branch(&repo)?.as_ref() == Some(&name) {
                 bail!(
@@ -101,7 +101,7 @@ pub fn branch(
             }
         }
         (Some(name), Delete::No) => {
-            let repo = open(&ws, Access::ReadWrite)?;
+            let repo = open_for_refs(&ws)?;
             let name = Repo::branch(name)?;
             let target = rev::resolve(&repo, rev.unwrap_or("HEAD"))?;
             if repo.refs().get(&name)?.is_some() {
@@ -146,7 +146,7 @@ pub fn tag(
         })?;
         return Ok(ExitCode::SUCCESS);
     };
-    let repo = open(&ws, Access::ReadWrite)?;
+    let repo = open_for_refs(&ws)?;
     let name = Repo::branch(name)?;
     let tags = repo.tags();
     let old = tags.get(&name)?;
