@@ -579,7 +579,7 @@ fn a_large_file_is_scanned_and_checked_out_in_bounded_pieces() {
     let repo = init(&dir.path().join("repo"));
     let store = crate::support::Largest::new(repo.store());
     let index = Index::load(repo.dir(), &store, None, None).unwrap();
-    let walk = scan::walk(root, repo.dir(), &index, None).unwrap();
+    let walk = scan::walk(root, repo.dir(), &index, None, None).unwrap();
     let scanned = walk.hash(Some(&store), None).unwrap();
     let (_, written) = store.largest();
     assert!(written < 1 << 20, "the scan put {written} bytes at once");
@@ -687,7 +687,7 @@ fn a_scan_never_reads_through_a_directory_swapped_for_a_symlink() {
     write(outside.path(), "secret.txt", b"someone else's");
     let repo = init(&dir.path().join("repo"));
     let index = Index::load(repo.dir(), repo.store().as_ref(), None, None).unwrap();
-    let walk = scan::walk(root, repo.dir(), &index, None).unwrap();
+    let walk = scan::walk(root, repo.dir(), &index, None, None).unwrap();
     fs::rename(root.join("a"), root.join("a.moved")).unwrap();
     std::os::unix::fs::symlink(outside.path(), root.join("a")).unwrap();
     let e = walk.hash(None, None).map(|s| s.deltas).unwrap_err();
@@ -763,4 +763,41 @@ fn a_checkout_across_a_mount_point_in_the_work_tree_still_renames_into_place() {
     let left: Vec<_> = fs::read_dir(&m).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(left, ["a"], "nothing left aside");
     assert!(wt.status(&ScanOptions::default()).unwrap().changes.is_empty());
+}
+
+/// A new file above `new_file_len_max` is left out of status and snapshot
+/// (listed with its size), by a full scan, a scan of named paths and a
+/// watcher alike, until the limit allows it; a tracked file never is.
+#[test]
+fn new_files_above_the_size_limit_are_left_out_and_listed() {
+    let (repo_dir, root) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let root = root.path();
+    write(root, "small", b"s");
+    write(root, "grows", b"g");
+    let mut wt = worktree(&repo_dir.path().join("repo"), root);
+    commit(&mut wt, "one");
+    wt.watch().unwrap();
+    write(root, "big/image.raw", &[7; 4096]);
+    write(root, "grows", &[1; 4096]);
+    let limit = ScanOptions { new_file_len_max: Some(1024), ..Default::default() };
+    let big = vec![(p("big/image.raw"), 4096)];
+    for round in 0..2 {
+        // The watcher reports the path once; it is looked at again.
+        let status = wt.status(&limit).unwrap();
+        let changed: Vec<String> = status.changes.iter().map(|d| d.path.to_string()).collect();
+        assert_eq!(changed, ["big", "grows"], "round {round}");
+        assert_eq!(status.too_large, big, "round {round}");
+    }
+    let named = [p("big/image.raw")];
+    let status = wt.status(&ScanOptions { changed: Some(&named), ..limit }).unwrap();
+    assert_eq!(status.too_large, big);
+    let outcome = wt.commit(&options("two"), Empty::Skip, &limit).unwrap();
+    assert_eq!(outcome.snapshot.too_large, big);
+    let tree = tree_of(&wt, outcome.commit.unwrap());
+    assert!(tree.contains_key(&b"grows"[..]), "a tracked file is never left out");
+    assert!(tree.contains_key(&b"big"[..]) && !tree.contains_key(&b"big/image.raw"[..]));
+    // Without the limit it goes in.
+    let outcome = wt.commit(&options("three"), Empty::Skip, &ScanOptions::default()).unwrap();
+    assert!(outcome.snapshot.too_large.is_empty());
+    assert!(tree_of(&wt, outcome.commit.unwrap()).contains_key(&b"big/image.raw"[..]));
 }

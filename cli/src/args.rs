@@ -59,6 +59,11 @@ pub enum Command {
         /// Scan the whole tree, even with `vst watch` running.
         #[arg(long)]
         scan: bool,
+        /// Take new files larger than snapshot.max-new-file-size (100 MiB
+        /// unless configured) too; without it they are left out and
+        /// listed.
+        #[arg(long)]
+        allow_large: bool,
     },
     /// What changed in the working directory since HEAD.
     Status {

@@ -1,7 +1,7 @@
 //! `vst config`: settings in the repository (`.vst/config`) and for the
 //! user (`$XDG_CONFIG_HOME/vst/config`, else `~/.config/vst/config`); the
 //! repository's win. One `key = value` per line, `#` comments; keys are
-//! `section.name` (`user.name`, `user.email`).
+//! `section.name` (`user.name`, `user.email`, `snapshot.max-new-file-size`).
 //!
 //! Who a commit is by comes from here: `--author`, else `$VST_AUTHOR`,
 //! else `$VST_AUTHOR_NAME`/`$VST_AUTHOR_EMAIL`, else `user.name`/`user.email`,
@@ -101,6 +101,47 @@ pub fn get(repo_dir: Option<&Path>, key: &str) -> Result<Option<String>> {
         }
     }
     Ok(None)
+}
+
+/// The default of `snapshot.max-new-file-size`.
+pub const NEW_FILE_LEN_MAX_DEFAULT: u64 = 100 << 20;
+
+/// The size above which a new file is left out of a commit (and listed by
+/// status): `snapshot.max-new-file-size`, in bytes or with a `K`, `M`, `G`
+/// or `T` suffix (`KiB`... too, powers of 1024); `0` or `none` for no
+/// limit; by default [`NEW_FILE_LEN_MAX_DEFAULT`].
+pub fn new_file_len_max(repo_dir: &Path) -> Result<Option<u64>> {
+    const KEY: &str = "snapshot.max-new-file-size";
+    // A settings file that cannot be read (a user's home that is not
+    // this user's) leaves the default: the stricter side.
+    let Some(text) = get(Some(repo_dir), KEY).ok().flatten() else {
+        return Ok(Some(NEW_FILE_LEN_MAX_DEFAULT));
+    };
+    let size = parse_size(&text).with_context(|| {
+        format!("bad {KEY} {text:?}: want a size such as 100M or 2GiB, or none; fix it with `vst config {KEY} SIZE`")
+    })?;
+    Ok(size.filter(|&s| s > 0))
+}
+
+/// `text` as a size in bytes (`None`: "none").
+fn parse_size(text: &str) -> Result<Option<u64>> {
+    let text = text.trim();
+    if text.eq_ignore_ascii_case("none") {
+        return Ok(None);
+    }
+    let digits = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(digits);
+    let number: u64 = number.parse().context("no number")?;
+    let shift = match unit.trim().to_ascii_uppercase().trim_end_matches("IB").trim_end_matches('B')
+    {
+        "" => 0,
+        "K" => 10,
+        "M" => 20,
+        "G" => 30,
+        "T" => 40,
+        other => bail!("unknown unit {other:?}"),
+    };
+    number.checked_mul(1 << shift).map(Some).context("too large")
 }
 
 /// Who a commit is by (see the module docs).

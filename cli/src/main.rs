@@ -52,8 +52,8 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         Command::Init { path, store, cache_mib } => {
             worktree::init(cli, path.as_deref(), store.as_deref(), *cache_mib)
         }
-        Command::Commit { message, allow_empty, author, paths, scan } => {
-            worktree::commit(cli, message, *allow_empty, author.clone(), paths, *scan)
+        Command::Commit { message, allow_empty, author, paths, scan, allow_large } => {
+            worktree::commit(cli, message, *allow_empty, author.clone(), paths, *scan, *allow_large)
         }
         Command::Status { paths, scan, short } => worktree::status(cli, paths, *scan, *short),
         Command::Watch(args) => watch::watch_cmd(cli, args),

@@ -58,7 +58,7 @@ const LOG: &str = "watch.log";
 
 /// The version of the requests and responses below: bumped whenever
 /// either changes shape.
-const PROTOCOL_VERSION: u8 = 2;
+const PROTOCOL_VERSION: u8 = 3;
 
 const FRAME_MAGIC: [u8; 3] = *b"VSW";
 
@@ -79,6 +79,8 @@ pub enum Request {
     Status {
         /// The paths to look at (bytes), or the watcher's.
         paths: Option<Vec<Vec<u8>>>,
+        /// New files larger than this are listed apart (`None`: no limit).
+        new_file_len_max: Option<u64>,
     },
     /// `vst diff [REV]` against the working directory.
     Diff {
@@ -95,6 +97,8 @@ pub enum Request {
         allow_empty: bool,
         /// The paths to look at (bytes), or the watcher's.
         paths: Option<Vec<Vec<u8>>>,
+        /// New files larger than this are left out (`None`: no limit).
+        new_file_len_max: Option<u64>,
     },
     /// `vst watch --status`.
     Info,
@@ -589,19 +593,21 @@ fn answer(
     };
     let mut committed = false;
     let response = match request {
-        Request::Status { paths } => {
+        Request::Status { paths, new_file_len_max } => {
             refresh(worktree)?;
             let paths = from_wire(paths)?;
-            let scan = ScanOptions { changed: paths.as_deref(), ..Default::default() };
+            let scan =
+                ScanOptions { changed: paths.as_deref(), new_file_len_max, ..Default::default() };
             Response::Status(status_in(worktree, &scan)?)
         }
         Request::Diff { rev } => {
             refresh(worktree)?;
             Response::Diff(worktree_diff(worktree, rev.as_deref(), &ScanOptions::default())?)
         }
-        Request::Commit { message, author, allow_empty, paths } => {
+        Request::Commit { message, author, allow_empty, paths, new_file_len_max } => {
             let paths = from_wire(paths)?;
-            let scan = ScanOptions { changed: paths.as_deref(), ..Default::default() };
+            let scan =
+                ScanOptions { changed: paths.as_deref(), new_file_len_max, ..Default::default() };
             let options = CommitOptions { author, message, ..Default::default() };
             let empty = if allow_empty { Empty::Allow } else { Empty::Skip };
             // The repository's write lock only while committing (it goes

@@ -1144,3 +1144,44 @@ fn progress_shows_on_a_terminal_and_never_when_piped() {
     assert!(!String::from_utf8_lossy(&piped.stderr).contains("files"), "nothing when piped");
     assert!(!String::from_utf8_lossy(&piped.stdout).contains("files"), "nothing when piped");
 }
+
+/// A new file above snapshot.max-new-file-size is left out of a commit and
+/// listed, with or without the watch daemon, until `--allow-large`; a
+/// tracked file that grows is committed.
+#[test]
+fn new_files_above_the_size_limit_wait_for_allow_large() {
+    let dir = repo();
+    let r = dir.path();
+    fs::write(r.join("small"), "s\n").unwrap();
+    ok(r, &["commit", "-q", "-m", "one"]);
+    ok(r, &["config", "snapshot.max-new-file-size", "2K"]);
+    for daemon in [false, true] {
+        if daemon {
+            ok(r, &["watch", "--background"]);
+        }
+        let name = format!("core.{daemon}");
+        fs::write(r.join(&name), vec![0u8; 4096]).unwrap();
+        fs::write(r.join("small"), vec![u8::from(daemon) + 1; 4096]).unwrap();
+        let status = vst(r, &["status", "-s"]);
+        assert_eq!(String::from_utf8_lossy(&status.stdout), "M small\n", "daemon: {daemon}");
+        let warned = String::from_utf8_lossy(&status.stderr).into_owned();
+        assert!(warned.contains(&format!("{name} (4.00 KiB) would be left out")), "{warned}");
+        let json: serde_json::Value =
+            serde_json::from_str(&ok(r, &["--json", "commit", "-m", "grown"])).unwrap();
+        assert_eq!(json["too_large"][0]["path"], name.as_str(), "{json}");
+        assert_eq!(json["too_large"][0]["size"], 4096, "{json}");
+        assert!(fails(r, &["cat", &format!("HEAD:{name}")]).contains("no such file"), "left out");
+        assert_eq!(ok(r, &["cat", "HEAD:small"]).len(), 4096, "a tracked file grows as it likes");
+        ok(r, &["commit", "-q", "-m", "large", "--allow-large"]);
+        assert_eq!(ok(r, &["cat", &format!("HEAD:{name}")]).len(), 4096);
+        if daemon {
+            ok(r, &["watch", "--stop"]);
+        }
+    }
+    ok(r, &["config", "snapshot.max-new-file-size", "lots"]);
+    let refused = fails(r, &["status"]);
+    assert!(
+        refused.contains("snapshot.max-new-file-size") && refused.contains("100M"),
+        "{refused}"
+    );
+}

@@ -70,6 +70,22 @@ fn warn_skipped(skipped: &[PathBuf]) {
     }
 }
 
+/// Warns about the new files a scan left out for their size: `what` is
+/// "left out of the commit" or "would be left out of a commit".
+fn warn_too_large(too_large: &[(String, u64)], what: &str) {
+    for (path, len) in too_large {
+        eprintln!(
+            "vst: warning: {path} ({}) {what}: a new file above snapshot.max-new-file-size; `vst commit --allow-large` takes it, `vst config snapshot.max-new-file-size SIZE` raises the limit, .vstignore keeps it out for good",
+            indicatif::HumanBytes(*len)
+        );
+    }
+}
+
+/// The size limit for new files a command scans with.
+fn new_file_len_max(repo_dir: &Path, allow_large: bool) -> Result<Option<u64>> {
+    if allow_large { Ok(None) } else { crate::config::new_file_len_max(repo_dir) }
+}
+
 /// `vst commit`: through the watch daemon if one runs (and not `--scan`),
 /// else by scanning here.
 pub fn commit(
@@ -79,9 +95,11 @@ pub fn commit(
     author_arg: Option<String>,
     paths: &[PathBuf],
     scan: bool,
+    allow_large: bool,
 ) -> Result<ExitCode> {
     let ws = find(cli)?;
     let changed = (!paths.is_empty()).then(|| repo_paths(cli, &ws.root, paths)).transpose()?;
+    let new_file_len_max = new_file_len_max(&ws.repo_dir, allow_large)?;
     let options = CommitOptions {
         author: crate::config::author(author_arg, &ws.repo_dir),
         message: message.to_owned(),
@@ -94,6 +112,7 @@ pub fn commit(
             author: options.author.clone(),
             allow_empty,
             paths: watch::wire_paths(changed.as_deref()),
+            new_file_len_max,
         };
         if let Some(answer) = watch::ask(&ws.repo_dir, &request) {
             let watch::Response::Committed(report) = answer? else {
@@ -108,6 +127,7 @@ pub fn commit(
     let scan = ScanOptions {
         changed: changed.as_deref(),
         progress: Some(&progress),
+        new_file_len_max,
         ..Default::default()
     };
     let report = commit_in(&mut worktree, &options, empty, &scan);
@@ -126,6 +146,8 @@ pub struct CommitReport {
     tree: String,
     hashed: usize,
     skipped: Vec<PathBuf>,
+    /// New files left out for their size.
+    too_large: Vec<(String, u64)>,
 }
 
 /// Commits in `worktree` (the caller saves the index).
@@ -162,25 +184,42 @@ pub fn commit_in(
         tree: outcome.snapshot.tree.to_string(),
         hashed: outcome.snapshot.hashed,
         skipped: outcome.snapshot.skipped,
+        too_large: too_large_list(&outcome.snapshot.too_large),
     })
+}
+
+/// Paths left out for their size, as reports carry them.
+fn too_large_list(too_large: &[(vst::RepoPath, u64)]) -> Vec<(String, u64)> {
+    too_large.iter().map(|(p, len)| (p.to_string(), *len)).collect()
+}
+
+/// `too_large` as JSON: `[{path, size}]`.
+fn too_large_json(too_large: &[(String, u64)]) -> serde_json::Value {
+    too_large.iter().map(|(path, size)| json!({ "path": path, "size": size })).collect()
 }
 
 fn print_commit(cli: &Cli, report: &CommitReport) -> Result<ExitCode> {
     warn_skipped(&report.skipped);
-    let CommitReport { commit, tree, hashed, .. } = report;
+    if !cli.json {
+        warn_too_large(&report.too_large, "was left out of the commit");
+    }
+    let CommitReport { commit, tree, hashed, too_large, .. } = report;
+    let too_large = too_large_json(too_large);
     match commit {
         None if cli.json => writeln!(
             out(),
             "{}",
-            json!({ "commit": null, "tree": tree, "hashed": hashed, "reason": "nothing to commit" })
+            json!({ "commit": null, "tree": tree, "hashed": hashed, "reason": "nothing to commit", "too_large": too_large })
         )?,
         None if !cli.quiet => {
             writeln!(out(), "nothing to commit: the working directory matches HEAD")?
         }
         None => {}
-        Some(id) if cli.json => {
-            writeln!(out(), "{}", json!({ "commit": id, "tree": tree, "hashed": hashed }))?
-        }
+        Some(id) if cli.json => writeln!(
+            out(),
+            "{}",
+            json!({ "commit": id, "tree": tree, "hashed": hashed, "too_large": too_large })
+        )?,
         Some(id) => writeln!(out(), "{id}")?,
     }
     Ok(ExitCode::SUCCESS)
@@ -191,8 +230,12 @@ fn print_commit(cli: &Cli, report: &CommitReport) -> Result<ExitCode> {
 pub fn status(cli: &Cli, paths: &[PathBuf], scan: bool, short: bool) -> Result<ExitCode> {
     let ws = find(cli)?;
     let changed = (!paths.is_empty()).then(|| repo_paths(cli, &ws.root, paths)).transpose()?;
+    let new_file_len_max = new_file_len_max(&ws.repo_dir, false)?;
     if !scan {
-        let request = watch::Request::Status { paths: watch::wire_paths(changed.as_deref()) };
+        let request = watch::Request::Status {
+            paths: watch::wire_paths(changed.as_deref()),
+            new_file_len_max,
+        };
         if let Some(answer) = watch::ask(&ws.repo_dir, &request) {
             let watch::Response::Status(report) = answer? else {
                 bail!("the watch daemon answered a status with something else");
@@ -206,6 +249,7 @@ pub fn status(cli: &Cli, paths: &[PathBuf], scan: bool, short: bool) -> Result<E
     let scan = ScanOptions {
         changed: changed.as_deref(),
         progress: Some(&progress),
+        new_file_len_max,
         ..Default::default()
     };
     let report = status_in(&mut worktree, &scan);
@@ -229,6 +273,8 @@ pub struct StatusReport {
     full_scan: Option<String>,
     /// A merge in progress: what it merges and the paths in conflict.
     merging: Option<(String, String, Vec<String>)>,
+    /// New files a commit would leave out for their size.
+    too_large: Vec<(String, u64)>,
 }
 
 /// The status of `worktree`.
@@ -255,6 +301,7 @@ pub fn status_in(worktree: &mut WorkTree, scan: &ScanOptions<'_>) -> Result<Stat
         behind,
         full_scan,
         merging,
+        too_large: too_large_list(&status.too_large),
     })
 }
 
@@ -316,6 +363,9 @@ fn print_status(
         if let Some((spec, commit, conflicts)) = &report.merging {
             value["merging"] = json!({ "rev": spec, "commit": commit, "conflicts": conflicts });
         }
+        if !report.too_large.is_empty() {
+            value["too_large"] = too_large_json(&report.too_large);
+        }
         writeln!(out(), "{value}")?;
         return Ok(ExitCode::SUCCESS);
     }
@@ -336,6 +386,7 @@ fn print_status(
         );
     }
     warn_skipped(&report.skipped);
+    warn_too_large(&report.too_large, "would be left out of a commit");
     if !lines_only && !cli.quiet {
         print_status_header(&ws.repo_dir)?;
     }

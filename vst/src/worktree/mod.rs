@@ -76,6 +76,12 @@ pub struct ScanOptions<'a> {
     /// Look at the whole tree even when a watcher runs (with `changed`
     /// `None`).
     pub full: bool,
+    /// A file the index does not have (a new file) larger than this many
+    /// bytes is left out: not read, not stored, not part of a snapshot,
+    /// and listed in the outcome's `too_large` (a guard against a stray
+    /// disk image or core dump going into history). A file already
+    /// tracked is never left out. `None`: no limit.
+    pub new_file_len_max: Option<u64>,
 }
 
 /// What a scan looked at.
@@ -142,6 +148,9 @@ pub struct Status {
     /// Paths that cannot be stored (sockets, FIFOs, devices), relative to
     /// the root.
     pub skipped: Vec<PathBuf>,
+    /// New files left out for their size (see
+    /// [`ScanOptions::new_file_len_max`]), with their sizes.
+    pub too_large: Vec<(RepoPath, u64)>,
     /// Files read and hashed because their stat did not vouch for them.
     pub hashed: usize,
     /// Where an interrupted checkout was going, if one was.
@@ -159,6 +168,8 @@ pub struct SnapshotOutcome {
     pub changes: Vec<Delta>,
     /// Paths that cannot be stored, relative to the root.
     pub skipped: Vec<PathBuf>,
+    /// New files left out for their size, with their sizes.
+    pub too_large: Vec<(RepoPath, u64)>,
     /// Files read and hashed.
     pub hashed: usize,
     /// What the scan looked at.
@@ -324,11 +335,13 @@ impl WorkTree {
     /// Records, after a scan made as `plan` says, where the disk may
     /// differ from the index: at `deltas` if the index did not take them
     /// (`absorbed` false), nowhere else.
-    fn settle(&mut self, plan: Plan, deltas: &[Delta], absorbed: bool) {
+    fn settle(&mut self, plan: Plan, scanned: &scan::Scan, absorbed: bool) {
         if let (Plan::Watched { token, .. }, Some(w)) = (plan, self.watching.as_mut()) {
             w.token = Some(token);
-            w.dirty =
-                if absorbed { Vec::new() } else { deltas.iter().map(|d| d.path.clone()).collect() };
+            let deltas = scanned.deltas.iter().filter(|_| !absorbed).map(|d| d.path.clone());
+            // A file left out for its size is looked at again next time,
+            // as a full scan would (its limit may be lifted).
+            w.dirty = deltas.chain(scanned.too_large.iter().map(|(p, _)| p.clone())).collect();
         }
     }
 
@@ -345,7 +358,9 @@ impl WorkTree {
             Plan::Watched { paths: None, why, .. } => (None, Looked::Everything(why.clone())),
             Plan::Everything => (None, Looked::Everything(None)),
         };
-        Ok((scan::walk(&self.root, self.repo.dir(), &self.index, paths)?, looked))
+        let walk =
+            scan::walk(&self.root, self.repo.dir(), &self.index, paths, options.new_file_len_max)?;
+        Ok((walk, looked))
     }
 
     /// Finds the repository above `start`, opens it as `options` say, and
@@ -411,7 +426,7 @@ impl WorkTree {
         let (walk, looked) = self.walk(&plan, options)?;
         let scanned = walk.hash(store, options.progress)?;
         scanned.refresh(&mut self.index);
-        self.settle(plan, &scanned.deltas, false);
+        self.settle(plan, &scanned, false);
         Ok((scanned, looked))
     }
 
@@ -427,6 +442,7 @@ impl WorkTree {
         Ok(Status {
             changes,
             skipped: scanned.skipped,
+            too_large: scanned.too_large,
             hashed: scanned.hashed.len(),
             interrupted,
             looked,
@@ -474,11 +490,12 @@ impl WorkTree {
             // The index starts at the empty tree without storing it.
             store.put(tree.object_id(), &Tree::default().encode())?;
         }
-        self.settle(plan, &scanned.deltas, true);
+        self.settle(plan, &scanned, true);
         Ok(SnapshotOutcome {
             tree,
             changes: scanned.deltas,
             skipped: scanned.skipped,
+            too_large: scanned.too_large,
             hashed: scanned.hashed.len(),
             looked,
         })

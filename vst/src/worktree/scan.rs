@@ -152,6 +152,8 @@ pub struct Scan {
     pub hashed: Vec<(RepoPath, FileEntry, DiskStat)>,
     /// Paths skipped: sockets, FIFOs, devices.
     pub skipped: Vec<PathBuf>,
+    /// New files left out for their size, and their sizes, sorted.
+    pub too_large: Vec<(RepoPath, u64)>,
     /// When the scan started, on the filesystem's clock; `None` for a scan
     /// of some paths only, which vouches for nothing else (see
     /// [`Scan::refresh`]).
@@ -187,6 +189,8 @@ enum Walked {
     Hash(ToHash),
     /// A socket, FIFO or device (its path relative to the root).
     Skipped(PathBuf),
+    /// A new file above the size limit, and its size: not looked at.
+    TooLarge(RepoPath, u64),
 }
 
 /// Whether `name` is a repository directory's, in any letter case: never
@@ -363,6 +367,9 @@ struct WalkCtx<'a> {
     /// it without following a symlink on the way.
     root_fd: Arc<OwnedFd>,
     stamp_ns: i64,
+    /// A file the index does not have and larger than this is left out
+    /// (see [`ScanOptions::new_file_len_max`](super::ScanOptions)).
+    new_file_len_max: u64,
     out: Mutex<Vec<Walked>>,
 }
 
@@ -521,6 +528,10 @@ fn visit<'i>(
         deleted_below(&path, d, found);
     }
     let old_kind = old.map(IndexNode::kind);
+    if kind == Kind::File && old.is_none() && meta.stat.size > ctx.new_file_len_max {
+        found.push(Walked::TooLarge(path, meta.stat.size));
+        return Ok(());
+    }
     if kind == Kind::File {
         let dir = at.keep.unwrap_or(&ctx.root_fd).clone();
         let from_root = at.keep.is_none();
@@ -579,6 +590,7 @@ pub struct Walk {
     deltas: Vec<Delta>,
     to_hash: Vec<ToHash>,
     skipped: Vec<PathBuf>,
+    too_large: Vec<(RepoPath, u64)>,
     stamp_ns: Option<i64>,
 }
 
@@ -630,6 +642,7 @@ pub fn walk(
     repo_dir: &Path,
     index: &Index,
     changed: Option<&[RepoPath]>,
+    new_file_len_max: Option<u64>,
 ) -> Result<Walk> {
     // A full scan takes its stamp before anything is looked at; a scan of
     // some paths vouches for nothing it did not look at, and needs none.
@@ -638,18 +651,31 @@ pub fn walk(
     // each entry is stat-ed relative to its directory and compared with the
     // index where it is found; only differences leave the walk.
     let root_fd = Arc::new(open_dir_path(root)?);
-    let ctx = WalkCtx { root, root_fd, stamp_ns: index.stamp_ns, out: Mutex::new(Vec::new()) };
+    let ctx = WalkCtx {
+        root,
+        root_fd,
+        stamp_ns: index.stamp_ns,
+        new_file_len_max: new_file_len_max.unwrap_or(u64::MAX),
+        out: Mutex::new(Vec::new()),
+    };
     match changed {
         None => walk_dir(&ctx, &RepoPath::root(), Some(&index.root), &IgnoreChain::default())?,
         Some(paths) => walk_paths(&ctx, index, paths)?,
     }
     let walked = ctx.out.into_inner().unwrap_or_else(|e| e.into_inner());
-    let mut out = Walk { deltas: Vec::new(), to_hash: Vec::new(), skipped: Vec::new(), stamp_ns };
+    let mut out = Walk {
+        deltas: Vec::new(),
+        to_hash: Vec::new(),
+        skipped: Vec::new(),
+        too_large: Vec::new(),
+        stamp_ns,
+    };
     for w in walked {
         match w {
             Walked::Delta(d) => out.deltas.push(d),
             Walked::Hash(h) => out.to_hash.push(h),
             Walked::Skipped(rel) => out.skipped.push(rel),
+            Walked::TooLarge(path, len) => out.too_large.push((path, len)),
         }
     }
     Ok(out)
@@ -999,7 +1025,7 @@ impl Walk {
     /// for the index's content, storing the content of those that differ
     /// from it when `store` is given. Reports progress to `progress`.
     pub fn hash(self, store: Option<&dyn Store>, progress: Option<Progress<'_>>) -> Result<Scan> {
-        let Walk { mut deltas, to_hash, mut skipped, stamp_ns } = self;
+        let Walk { mut deltas, to_hash, mut skipped, mut too_large, stamp_ns } = self;
         let total = to_hash.len() as u64;
         let done = std::sync::atomic::AtomicU64::new(0);
         let same =
@@ -1070,7 +1096,8 @@ impl Walk {
         }
         deltas.sort_unstable_by(|a, b| a.path.cmp(&b.path));
         skipped.sort();
-        Ok(Scan { deltas, hashed, skipped, stamp_ns })
+        too_large.sort();
+        Ok(Scan { deltas, hashed, skipped, too_large, stamp_ns })
     }
 }
 
