@@ -195,3 +195,60 @@ impl<S: vst_cas::Store> vst_cas::Store for Largest<S> {
         self.inner.chunks(id)
     }
 }
+
+/// A barrier for racing threads that a panic breaks: a thread that panics
+/// while it holds a [`Party`] wakes the others, whose [`Rendezvous::wait`]
+/// then panics too, so a failed assertion on one side fails the test
+/// instead of leaving the other waiting for ever.
+pub struct Rendezvous {
+    parties: usize,
+    /// Arrived at this round, the round, and whether a party panicked.
+    state: std::sync::Mutex<(usize, u64, bool)>,
+    woken: std::sync::Condvar,
+}
+
+/// Held by each thread that waits at a [`Rendezvous`].
+pub struct Party<'a>(&'a Rendezvous);
+
+impl Rendezvous {
+    /// A barrier for `parties` threads.
+    pub fn new(parties: usize) -> Self {
+        Self { parties, state: Default::default(), woken: Default::default() }
+    }
+
+    /// What a thread holds while it takes part.
+    pub fn party(&self) -> Party<'_> {
+        Party(self)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, (usize, u64, bool)> {
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Waits until every party has arrived (panics if one panicked).
+    pub fn wait(&self) {
+        let mut state = self.lock();
+        assert!(!state.2, "another thread of this test panicked");
+        state.0 += 1;
+        if state.0 == self.parties {
+            state.0 = 0;
+            state.1 += 1;
+            self.woken.notify_all();
+            return;
+        }
+        let round = state.1;
+        while state.1 == round && !state.2 {
+            state = self.woken.wait(state).unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+        assert!(!state.2, "another thread of this test panicked");
+    }
+}
+
+impl Drop for Party<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.lock().2 = true;
+            self.0.woken.notify_all();
+        }
+    }
+}

@@ -10,9 +10,11 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use vst::repo::InitStore;
-use vst::worktree::watch::FullScan;
+use vst::worktree::watch::{Changes, FullScan};
 use vst::worktree::{Empty, Looked, ScanOptions, WorkTree};
 use vst::{CommitOptions, Repo};
+
+use crate::support::p;
 
 /// Held by tests that change `fs.inotify.max_queued_events` and by those
 /// that check what a watched scan looked at (a watcher started while the
@@ -571,4 +573,32 @@ fn ignore_rules_never_drop_tracked_files() {
     for full in [false, true] {
         assert_eq!(status(&mut wt, full).0, want, "full scan: {full}");
     }
+}
+
+/// Ignored directories that come and go leave nothing behind in the
+/// watcher: what it answers stays the size of what is there.
+#[test]
+fn ignored_directories_that_come_and_go_are_forgotten() {
+    let _guard = limit_guard();
+    let (_dir, wt) = watched_tree(1);
+    let root = wt.root().to_owned();
+    fs::write(root.join(".vstignore"), b"tmp-*/\n").unwrap();
+    let watcher = wt.watcher().unwrap();
+    let (_, mut token) = watcher.changes_since(None);
+    for i in 0..50 {
+        let dir = root.join(format!("tmp-{i}"));
+        fs::create_dir(&dir).unwrap();
+        fs::write(dir.join("f"), b"x").unwrap();
+        fs::remove_dir_all(&dir).unwrap();
+    }
+    fs::create_dir(root.join("tmp-kept")).unwrap();
+    let (changes, next) = watcher.changes_since(Some(token));
+    token = next;
+    let Changes::Paths { ignored, .. } = changes else { panic!("{changes:?}") };
+    let kept = p("tmp-kept");
+    assert!(ignored.contains(&kept), "{ignored:?}");
+    // Each removed one was reported once as a change, then forgotten.
+    let (changes, _) = watcher.changes_since(Some(token));
+    let Changes::Paths { ignored, .. } = changes else { panic!("{changes:?}") };
+    assert_eq!(ignored, vec![kept]);
 }

@@ -304,9 +304,18 @@ fn push_tags(cli: &Cli, repo: &Repo, args: &PushArgs, url: &str) -> Result<ExitC
     let remote = open_remote(url)?;
     let store = remote.store(RemoteOptions::default())?;
     let tags = remote.refs().tags();
+    let branches = remote.refs().list()?;
     let mut pushed = Vec::new();
     let bar = spinner(&format!("pushing tags to {}", args.remote), cli.quiet);
+    let mut failed = None;
     for (name, id) in repo.tags().list()? {
+        if branches.iter().any(|(b, _)| *b == name) {
+            failed = Some(anyhow!(
+                "{} has a branch named {name}, which would hide the tag there; rename the tag (`vst tag NEW {name}` and `vst tag -d {name}`)",
+                args.remote
+            ));
+            break;
+        }
         let tip = CommitId::new(id);
         let outcome =
             vst::sync::push_tag(repo.store().as_ref(), &store, &tags, &name, tip, args.force)
@@ -315,12 +324,19 @@ fn push_tags(cli: &Cli, repo: &Repo, args: &PushArgs, url: &str) -> Result<ExitC
             Ok(PushOutcome::UpToDate) => {}
             Ok(PushOutcome::Pushed { old, .. }) => pushed.push((name, old, tip)),
             Err(e) => {
-                bar.finish_and_clear();
-                return Err(e);
+                failed = Some(e);
+                break;
             }
         }
     }
     bar.finish_and_clear();
+    if let Some(e) = failed {
+        // What went before the refusal is on the remote: say so.
+        for (name, _, new) in &pushed {
+            eprintln!("vst: tag {name} pushed at {:.12}", new.to_string());
+        }
+        return Err(e);
+    }
     let mut out = std::io::stdout().lock();
     if cli.json {
         let list: Vec<_> = pushed
@@ -341,33 +357,51 @@ fn push_tags(cli: &Cli, repo: &Repo, args: &PushArgs, url: &str) -> Result<ExitC
 }
 
 /// Fetches the remote's tags that this repository lacks (after a fetch,
-/// pull or clone of its branches); says which new ones came and which
-/// differ from the ones here (kept). Returns the JSON of both.
+/// pull or clone of its branches) and says which came, which differ from
+/// the ones here (kept) and which a branch or tracking ref here hides. A
+/// failure is only a warning: the branches are done, and the next fetch
+/// tries again. Returns what it did as JSON.
 fn fetch_tags(
     cli: &Cli,
     repo: &Repo,
     store: &vst_cas::remote::RemoteStore,
     remote: &Remote,
     name: &str,
-) -> Result<serde_json::Value> {
-    let fetched = vst::tracking::fetch_tags(repo, store, &remote.refs().tags())
-        .with_context(|| format!("fetching the tags of {name}"))?;
+) -> serde_json::Value {
+    let bar = spinner(&format!("fetching the tags of {name}"), cli.quiet);
+    let fetched = vst::tracking::fetch_tags(repo, store, &remote.refs().tags());
+    bar.finish_and_clear();
+    let fetched = match fetched {
+        Ok(fetched) => fetched,
+        Err(e) => {
+            let e = anyhow::Error::new(e);
+            eprintln!(
+                "vst: warning: the tags of {name} were not fetched: {e:#}; `vst fetch {name}` tries again"
+            );
+            return json!({ "error": format!("{e:#}") });
+        }
+    };
     if !cli.quiet && !cli.json {
         for (tag, at) in &fetched.created {
             eprintln!("vst: new tag {tag} at {:.12}", at.to_string());
         }
         for (tag, at) in &fetched.differing {
             eprintln!(
-                "vst: tag {tag} is at {:.12} on {name}, not as here: kept as it is here (`vst tag -f {tag} {}` takes theirs)",
-                at.to_string(),
-                at
+                "vst: tag {tag} is at {:.12} on {name}, not as here: kept as it is here",
+                at.to_string()
+            );
+        }
+        for tag in &fetched.shadowed {
+            eprintln!(
+                "vst: tag {tag} of {name} not taken: a branch or remote-tracking ref here has that name"
             );
         }
     }
     let list = |l: &[(RefName, CommitId)]| -> Vec<serde_json::Value> {
         l.iter().map(|(n, c)| json!({ "tag": n.as_str(), "commit": c.to_string() })).collect()
     };
-    Ok(json!({ "new": list(&fetched.created), "differing": list(&fetched.differing) }))
+    let shadowed: Vec<&str> = fetched.shadowed.iter().map(RefName::as_str).collect();
+    json!({ "new": list(&fetched.created), "differing": list(&fetched.differing), "shadowed": shadowed })
 }
 
 /// `vst push NAME --delete BRANCH`.
@@ -407,7 +441,7 @@ pub fn fetch_cmd(cli: &Cli, ws: &Location, args: &FetchArgs) -> Result<ExitCode>
     let fetched = vst::tracking::fetch_all(&repo, &remote_name, &store, &remote.refs());
     bar.finish_and_clear();
     let fetched = fetched.with_context(|| format!("fetching from {} ({url})", args.remote))?;
-    let tags = fetch_tags(cli, &repo, &store, &remote, &args.remote)?;
+    let tags = fetch_tags(cli, &repo, &store, &remote, &args.remote);
     let mut out = std::io::stdout().lock();
     let short =
         |c: Option<CommitId>| c.map_or("none".to_owned(), |c| format!("{:.12}", c.to_string()));
@@ -464,7 +498,6 @@ pub fn pull_cmd(cli: &Cli, ws: &Location, args: &PullArgs) -> Result<ExitCode> {
     let Some((outcome, stats)) = pulled else {
         bail!("remote {} has no branch {branch}", args.remote);
     };
-    let tags = fetch_tags(cli, &repo, &store, &remote, &args.remote)?;
     let moved = match outcome {
         PullOutcome::FastForward { new, .. } | PullOutcome::Created { new } => Some(new),
         _ => None,
@@ -483,6 +516,8 @@ pub fn pull_cmd(cli: &Cli, ws: &Location, args: &PullArgs) -> Result<ExitCode> {
             format!("{branch} moved to {:.12}, but the work tree was not updated", new.to_string())
         })?;
     }
+    // After the branch and the files: tags never fail a pull half way.
+    let tags = fetch_tags(cli, &repo, &store, &remote, &args.remote);
     let mut out = std::io::stdout().lock();
     // Diverged on the current branch: the merge reports instead.
     let merges = matches!(outcome, PullOutcome::Diverged { .. }) && current && !args.ff_only;
@@ -649,6 +684,9 @@ pub fn clone_cmd(cli: &Cli, args: &CloneArgs) -> Result<ExitCode> {
             return Err(e);
         }
     };
+    // The clone is whole: its tags come after, and never undo it.
+    let repo = crate::workspace::open_dir(&repo_dir, vst_cas::Access::ReadWrite)?;
+    let tags = fetch_tags(cli, &repo, &store, &remote, "origin");
     let mut out = std::io::stdout().lock();
     if as_json {
         let list: Vec<_> = branches
@@ -658,7 +696,7 @@ pub fn clone_cmd(cli: &Cli, args: &CloneArgs) -> Result<ExitCode> {
         writeln!(
             out,
             "{}",
-            json!({ "dir": root.display().to_string(), "branches": list, "fetched": stats_json(&stats) })
+            json!({ "dir": root.display().to_string(), "branches": list, "fetched": stats_json(&stats), "tags": tags })
         )?;
     } else if !quiet {
         writeln!(
@@ -704,15 +742,13 @@ fn clone_into(
     // Opened while HEAD is unborn: the index starts empty, as the
     // directory is.
     let mut worktree = WorkTree::open(repo, root)?;
-    let (branches, mut stats) = vst::sync::clone_into(worktree.repo(), store, refs)
+    let (branches, stats) = vst::sync::clone_into(worktree.repo(), store, refs)
         .with_context(|| format!("cloning {}", args.url))?;
     let origin = remote_ref_name("origin")?;
     for (branch, tip) in &branches {
         vst::tracking::track(worktree.repo(), &origin, branch, Some(*tip), "clone")?;
     }
-    let tags = vst::tracking::fetch_tags(worktree.repo(), store, &refs.tags())
-        .with_context(|| format!("fetching the tags of {}", args.url))?;
-    stats.add(&tags.stats);
+
     let main = Repo::branch("main")?;
     let head = if branches.iter().any(|(n, _)| *n == main) {
         main

@@ -86,6 +86,8 @@ pub enum Request {
     Diff {
         /// The revision (default: the commit the files are at).
         rev: Option<String>,
+        /// New files larger than this are left out (`None`: no limit).
+        new_file_len_max: Option<u64>,
     },
     /// `vst commit`.
     Commit {
@@ -600,9 +602,10 @@ fn answer(
                 ScanOptions { changed: paths.as_deref(), new_file_len_max, ..Default::default() };
             Response::Status(status_in(worktree, &scan)?)
         }
-        Request::Diff { rev } => {
+        Request::Diff { rev, new_file_len_max } => {
             refresh(worktree)?;
-            Response::Diff(worktree_diff(worktree, rev.as_deref(), &ScanOptions::default())?)
+            let scan = ScanOptions { new_file_len_max, ..Default::default() };
+            Response::Diff(worktree_diff(worktree, rev.as_deref(), &scan)?)
         }
         Request::Commit { message, author, allow_empty, paths, new_file_len_max } => {
             let paths = from_wire(paths)?;

@@ -1065,6 +1065,9 @@ fn tags_name_commits_that_gc_keeps_and_refuse_to_move() {
     fs::write(r.join("f"), "1\n").unwrap();
     ok(r, &["commit", "-q", "-m", "one"]);
     ok(r, &["tag", "v1"]);
+    // The first tag marks the format: a vst that knows no tags would
+    // collect what only a tag reaches, and must refuse the repository.
+    assert!(fs::read_to_string(r.join(".vst/format")).unwrap().lines().any(|l| l == "tags"));
     ok(r, &["branch", "side"]);
     ok(r, &["switch", "-q", "side"]);
     fs::write(r.join("f"), "2\n").unwrap();
@@ -1164,6 +1167,8 @@ fn new_files_above_the_size_limit_wait_for_allow_large() {
         fs::write(r.join("small"), vec![u8::from(daemon) + 1; 4096]).unwrap();
         let status = vst(r, &["status", "-s"]);
         assert_eq!(String::from_utf8_lossy(&status.stdout), "M small\n", "daemon: {daemon}");
+        // A diff shows what a commit would take.
+        assert_eq!(ok(r, &["diff", "--name-status"]), "M\tsmall\n", "daemon: {daemon}");
         let warned = String::from_utf8_lossy(&status.stderr).into_owned();
         assert!(warned.contains(&format!("{name} (4.00 KiB) would be left out")), "{warned}");
         let json: serde_json::Value =
@@ -1172,6 +1177,8 @@ fn new_files_above_the_size_limit_wait_for_allow_large() {
         assert_eq!(json["too_large"][0]["size"], 4096, "{json}");
         assert!(fails(r, &["cat", &format!("HEAD:{name}")]).contains("no such file"), "left out");
         assert_eq!(ok(r, &["cat", "HEAD:small"]).len(), 4096, "a tracked file grows as it likes");
+        let said = ok(r, &["commit", "-m", "nothing but large"]);
+        assert!(said.contains("nothing to commit: 1 new files left out"), "{said}");
         ok(r, &["commit", "-q", "-m", "large", "--allow-large"]);
         assert_eq!(ok(r, &["cat", &format!("HEAD:{name}")]).len(), 4096);
         if daemon {

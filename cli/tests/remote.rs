@@ -445,6 +445,18 @@ fn tags_push_fetch_and_clone_never_move_unforced_and_keep_what_they_name_from_gc
     assert!(ok_err(&b, e, &["fetch", "origin"]).contains("tag v1 is at"));
     assert_eq!(ok(&b, e, &["cat", "v1:f"]), "one\n", "kept as it was here");
 
+    // A tag is never taken where a branch has its name, here or there.
+    ok(&b, e, &["branch", "rel"]);
+    ok(&a, e, &["tag", "rel"]);
+    ok(&a, e, &["push", "origin", "--tags"]);
+    assert!(ok_err(&b, e, &["fetch", "origin"]).contains("tag rel of origin not taken"));
+    ok(&b, e, &["push", "origin", "rel"]);
+    ok(&a, e, &["tag", "-d", "rel"]);
+    ok(&a, e, &["tag", "rel", "v2"]);
+    let refused = fails(&a, e, &["push", "origin", "--tags"]);
+    assert!(refused.contains("has a branch named rel"), "{refused}");
+    ok(&a, e, &["tag", "-d", "rel"]);
+
     // A commit only a tag names survives a remote gc.
     ok(&a, e, &["branch", "tmp"]);
     ok(&a, e, &["switch", "-q", "tmp"]);

@@ -27,10 +27,13 @@ pub const FEATURE_SLOTTED_REFS: &str = "slotted-refs";
 pub const FEATURE_INDEX_TABLE: &str = "index-table";
 /// The objects are in an object store named by `.vst/store`.
 pub const FEATURE_REMOTE_OBJECTS: &str = "remote-objects";
+/// Tags (`refs/tags/NAME`) may exist: a program that does not know them
+/// would collect what only a tag reaches. Added by the first tag written.
+pub const FEATURE_TAGS: &str = "tags";
 
 /// Every feature this library knows.
 pub const FEATURES_KNOWN: &[&str] =
-    &[FEATURE_SLOTTED_REFS, FEATURE_INDEX_TABLE, FEATURE_REMOTE_OBJECTS];
+    &[FEATURE_SLOTTED_REFS, FEATURE_INDEX_TABLE, FEATURE_REMOTE_OBJECTS, FEATURE_TAGS];
 
 /// The longest format file read: a few short lines; anything longer is
 /// not a format file this library wrote.

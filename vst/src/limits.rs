@@ -52,6 +52,12 @@ pub const TREE_ENTRY_LEN_MAX: usize = 10 + NAME_LEN_MAX + 1 + 10 + SYMLINK_TARGE
 /// Longest encoded tree: the version byte, the entry count and the entries.
 pub const TREE_LEN_MAX: usize = 1 + 10 + TREE_ENTRIES_MAX * TREE_ENTRY_LEN_MAX;
 
+/// A bound on an encoded commit's length (message, author, parents and
+/// the fixed fields): an object longer than this is no commit, which
+/// finding a commit by an id prefix knows without reading it.
+pub const COMMIT_LEN_BOUND: usize =
+    MESSAGE_LEN_MAX + AUTHOR_LEN_MAX + COMMIT_PARENTS_MAX * 80 + 1024;
+
 /// The fewest hex digits a commit id prefix in a revision may have (see
 /// [`crate::rev`]): fewer would match much of a store and read as a typo
 /// of something else.

@@ -58,12 +58,12 @@ pub fn gc_remote(
     stats.packs_before = before.len();
     stats.bytes_before = lock.stored_len()?;
     let reader = RemoteStore::open(remote.clone(), options.clone())?;
-    let mut branches = remote.refs().list().map_err(ref_err)?;
-    stats.branches = branches.len();
+    let mut roots = remote.refs().list().map_err(ref_err)?;
+    stats.branches = roots.len();
     // A tag keeps what it names, as a branch does.
-    branches.extend(remote.refs().tags().list().map_err(ref_err)?);
+    roots.extend(remote.refs().tags().list().map_err(ref_err)?);
     let writer = RemoteStore::open_blind(remote.clone(), options.clone())?;
-    for (_, tip) in &branches {
+    for (_, tip) in &roots {
         // Synced when it returns: the copies are published before any
         // old pack is deleted.
         stats.copied.add(&transfer(&reader, &writer, CommitId::new(*tip))?);

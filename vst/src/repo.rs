@@ -284,9 +284,41 @@ impl Repo {
     }
 
     /// The tags (`refs/tags/NAME`): names of commits, kept by GC and
-    /// checked by fsck as branches are.
+    /// checked by fsck as branches are. Write them with
+    /// [`Repo::update_tag`], which marks the format first.
     pub fn tags(&self) -> Tags {
         self.refs.tags()
+    }
+
+    /// Sets tag `name` to `new` (`None` deletes it) if it is now
+    /// `expected`, as [`Tags::update`] does, after adding the `tags`
+    /// feature to the format file (once), so that a vst that does not know
+    /// tags refuses the repository rather than collecting what only a tag
+    /// reaches.
+    pub fn update_tag(
+        &self,
+        name: &RefName,
+        expected: Option<ObjectId>,
+        new: Option<ObjectId>,
+        message: &str,
+    ) -> Result<()> {
+        if new.is_some() {
+            self.require_feature(format::FEATURE_TAGS)?;
+        }
+        self.refs.tags().update(name, expected, new, message).map_err(ref_err)
+    }
+
+    /// Adds `feature` to the format file if it is not there yet.
+    fn require_feature(&self, feature: &str) -> Result<()> {
+        let mut format = match Format::read(&self.dir)? {
+            Some(format) => format,
+            None => Format::current(matches!(self.objects, Objects::Remote(_))),
+        };
+        if format.features.iter().any(|f| f == feature) {
+            return Ok(());
+        }
+        format.features.push(feature.to_owned());
+        format.write(&self.dir)
     }
 
     /// The commit `HEAD` resolves to; `None` on an unborn branch.

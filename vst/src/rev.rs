@@ -14,7 +14,7 @@ use vst_cas::{RefError, RefName};
 
 use crate::error::Error;
 use crate::id::CommitId;
-use crate::limits::REV_PREFIX_LEN_MIN;
+use crate::limits::{COMMIT_LEN_BOUND, REV_PREFIX_LEN_MIN};
 use crate::read;
 use crate::repo::Repo;
 
@@ -118,7 +118,7 @@ fn resolve_base(repo: &Repo, base: &str) -> Result<CommitId, RevError> {
     }
     if is_hex && hex.len() <= 64 {
         let store = repo.store();
-        let mut matches: Vec<CommitId> = if let Ok(id) = hex.parse::<CommitId>() {
+        let matches: Vec<CommitId> = if let Ok(id) = hex.parse::<CommitId>() {
             // A full id: one lookup, not a pass over every object.
             vec![id]
         } else {
@@ -128,7 +128,22 @@ fn resolve_base(repo: &Repo, base: &str) -> Result<CommitId, RevError> {
                 .map(CommitId::new)
                 .collect()
         };
-        matches.retain(|id| read::read_commit(store.as_ref(), *id).is_ok());
+        // Only commits count: an object too long to be one is not read,
+        // and one that does not decode as one is some other object; a
+        // store that cannot read it is an error, not "unknown".
+        let mut commits = Vec::new();
+        for id in matches {
+            let len = store.object_len(&id.object_id()).map_err(Error::Store)?;
+            if len.is_none_or(|len| len > COMMIT_LEN_BOUND as u64) {
+                continue;
+            }
+            match read::read_commit(store.as_ref(), id) {
+                Ok(_) => commits.push(id),
+                Err(Error::Decode { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let mut matches = commits;
         matches.sort();
         match matches.len() {
             0 => {}

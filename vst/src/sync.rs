@@ -494,17 +494,33 @@ pub fn push_tag(
     {
         return Err(Error::TagExists { tag: name.clone(), at: remote });
     }
-    match publish(local, store, tags, name, old, tip)? {
-        Some(stats) => Ok(PushOutcome::Pushed { old, new: tip, stats }),
-        None => {
-            let at = tags.get(name).map_err(ref_err)?.map(CommitId::new);
-            match at {
-                Some(at) if at != tip => Err(Error::TagExists { tag: name.clone(), at }),
-                _ => Ok(PushOutcome::UpToDate),
+    let mut old = old;
+    let mut stats = TransferStats::default();
+    // Forced, a race is lost only to give way to what the winner wrote:
+    // a forced tag goes over it too (its objects are up by then).
+    for _ in 0..PUSH_TAG_TRIES_MAX {
+        match publish(local, store, tags, name, old, tip)? {
+            Some(sent) => {
+                stats.add(&sent);
+                return Ok(PushOutcome::Pushed { old, new: tip, stats });
+            }
+            None => {
+                let at = tags.get(name).map_err(ref_err)?.map(CommitId::new);
+                match at {
+                    Some(at) if at == tip => return Ok(PushOutcome::UpToDate),
+                    Some(at) if !force => {
+                        return Err(Error::TagExists { tag: name.clone(), at });
+                    }
+                    _ => old = at,
+                }
             }
         }
     }
+    Err(Error::PushRejected { branch: name.clone(), reason: Rejection::Raced })
 }
+
+/// Times a forced [`push_tag`] writes again after losing a race.
+const PUSH_TAG_TRIES_MAX: usize = 4;
 
 /// Copies what the remote `branch` reaches into `local`; returns its
 /// commit (`None` if the remote has no such branch). Moves no local ref.

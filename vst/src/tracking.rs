@@ -179,17 +179,20 @@ pub fn delete_branch(
 pub struct TagsFetched {
     /// Tags the remote has and this repository did not: now created here.
     pub created: Vec<(RefName, CommitId)>,
-    /// Tags both have at different commits: kept as they are here, each
-    /// with the remote's commit (copied here; as git, a fetch never moves a
-    /// local tag).
+    /// Tags both have at different commits: kept as they are here (as
+    /// git, a fetch never moves a local tag), each with the remote's
+    /// commit, which is not fetched.
     pub differing: Vec<(RefName, CommitId)>,
+    /// The remote's tags not taken because a branch or a remote-tracking
+    /// ref here has the name (a revision would never reach the tag).
+    pub shadowed: Vec<RefName>,
     /// What was copied.
     pub stats: TransferStats,
 }
 
 /// Copies the remote's tags (`tags`, from [`RemoteRefs::tags`]) that
 /// `repo` lacks, with what they reach, and creates them here; a tag this
-/// repository has is never moved (see [`TagsFetched::differing`]).
+/// repository has is never moved (see [`TagsFetched`]).
 pub fn fetch_tags(repo: &Repo, store: &RemoteStore, tags: &RemoteRefs) -> Result<TagsFetched> {
     let listed = tags.list().map_err(ref_err)?;
     let local = repo.tags();
@@ -202,22 +205,23 @@ pub fn fetch_tags(repo: &Repo, store: &RemoteStore, tags: &RemoteRefs) -> Result
         let tip = CommitId::new(id);
         match local.get(&name).map_err(ref_err)? {
             Some(here) if here == id => {}
-            Some(_) => {
-                // Copied too, so that taking theirs is a local step.
-                out.stats.add(&transfer(store, repo.store().as_ref(), tip)?);
-                out.differing.push((name, tip));
+            Some(_) => out.differing.push((name, tip)),
+            None if repo.refs().get(&name).map_err(ref_err)?.is_some()
+                || repo.tracking_refs().get(&name).map_err(ref_err)?.is_some() =>
+            {
+                out.shadowed.push(name);
             }
             None => {
                 out.stats.add(&transfer(store, repo.store().as_ref(), tip)?);
-                match local.update(&name, None, Some(id), "fetch: tag") {
+                match repo.update_tag(&name, None, Some(id), "fetch: tag") {
                     Ok(()) => out.created.push((name, tip)),
                     // Made here meanwhile (another fetch, or `vst tag`).
-                    Err(RefError::Conflict { .. }) => {
+                    Err(Error::Ref(RefError::Conflict { .. })) => {
                         if local.get(&name).map_err(ref_err)? != Some(id) {
                             out.differing.push((name, tip));
                         }
                     }
-                    Err(e) => return Err(ref_err(e)),
+                    Err(e) => return Err(e),
                 }
             }
         }

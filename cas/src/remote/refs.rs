@@ -65,7 +65,7 @@ impl RemoteRefs {
         self.remote.key(&format!("refs/{}/{name}", self.ns))
     }
 
-    /// The value of branch `name` (`None` for a tombstone) and the version
+    /// The value of ref `name` (a branch or a tag; `None` for a tombstone) and the version
     /// to compare against; `None` if the key does not exist.
     #[allow(clippy::type_complexity)]
     fn read(&self, name: &RefName) -> Result<Option<(Option<ObjectId>, UpdateVersion)>, RefError> {
@@ -107,12 +107,12 @@ impl RemoteRefs {
         Ok(Some((Some(id), version)))
     }
 
-    /// The value of branch `name`, if it exists.
+    /// The value of ref `name` (a branch, or a tag), if it exists.
     pub fn get(&self, name: &RefName) -> Result<Option<ObjectId>, RefError> {
         Ok(self.read(name)?.and_then(|(id, _)| id))
     }
 
-    /// Every branch and its value, sorted by name.
+    /// Every ref (branch, or tag) and its value, sorted by name.
     pub fn list(&self) -> Result<Vec<(RefName, ObjectId)>, RefError> {
         let dir = self.remote.key(&format!("refs/{}", self.ns));
         let client = &self.remote.inner.client;
@@ -219,7 +219,7 @@ impl RemoteRefs {
         Ok(verdict?)
     }
 
-    /// Sets branch `name` to `new` if it is now `expected` (`None`: must
+    /// Sets ref `name` to `new` if it is now `expected` (`None`: must
     /// not exist). If it already holds `new`, that is success. Otherwise a
     /// value other than `expected`, or another writer winning the
     /// conditional write, is [`RefError::Conflict`] and changes nothing.
@@ -273,7 +273,7 @@ impl RemoteRefs {
         }
     }
 
-    /// Deletes branch `name` if it is now `expected`: a tombstone written
+    /// Deletes ref `name` if it is now `expected`: a tombstone written
     /// conditionally on the ETag of the value read. A branch that is
     /// already gone when the write is refused (a retry of this write that
     /// landed, or another delete) is success; any other value is

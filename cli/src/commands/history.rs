@@ -320,8 +320,11 @@ pub fn diff(
         });
         print_diff(cli, &files, style)
     };
+    // What a commit would take: new files above the size limit are left
+    // out (status lists them).
+    let new_file_len_max = crate::config::new_file_len_max(&ws.repo_dir)?;
     if revs.len() < 2 && !scan {
-        let request = crate::watch::Request::Diff { rev: revs.first().cloned() };
+        let request = crate::watch::Request::Diff { rev: revs.first().cloned(), new_file_len_max };
         if let Some(answer) = crate::watch::ask(&ws.repo_dir, &request) {
             let crate::watch::Response::Diff(files) = answer? else {
                 bail!("the watch daemon answered a diff with something else");
@@ -342,7 +345,7 @@ pub fn diff(
             let files = worktree_diff(
                 &mut worktree,
                 revs.first().map(String::as_str),
-                &ScanOptions::default(),
+                &ScanOptions { new_file_len_max, ..Default::default() },
             )?;
             save_index(&mut worktree);
             files

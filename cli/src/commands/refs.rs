@@ -152,7 +152,7 @@ pub fn tag(
     let old = tags.get(&name)?;
     if delete {
         let old = old.ok_or_else(|| anyhow!("no tag named {name}; `vst tag` lists them"))?;
-        tags.update(&name, Some(old), None, "tag: delete")?;
+        repo.update_tag(&name, Some(old), None, "tag: delete")?;
         if cli.json {
             writeln!(out(), "{}", json!({ "deleted": name.as_str(), "was": old.to_string() }))?;
         } else if !cli.quiet {
@@ -174,8 +174,12 @@ pub fn tag(
         // be named.
         bail!("a branch named {name} exists, and would hide a tag of that name; pick another");
     }
+    if repo.tracking_refs().get(&name)?.is_some() {
+        // ... and a tag before a tracking ref: it would hide that one.
+        bail!("{name} is a remote-tracking ref, which a tag of that name would hide; pick another");
+    }
     let message = if old.is_some() { "tag: move" } else { "tag: create" };
-    tags.update(&name, old, Some(target.object_id()), message)
+    repo.update_tag(&name, old, Some(target.object_id()), message)
         .with_context(|| format!("tagging {name}"))?;
     if cli.json {
         let value = json!({ "tagged": name.as_str(), "commit": target.to_string(), "was": old.map(|o| o.to_string()) });

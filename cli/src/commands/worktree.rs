@@ -211,6 +211,11 @@ fn print_commit(cli: &Cli, report: &CommitReport) -> Result<ExitCode> {
             "{}",
             json!({ "commit": null, "tree": tree, "hashed": hashed, "reason": "nothing to commit", "too_large": too_large })
         )?,
+        None if !cli.quiet && !report.too_large.is_empty() => writeln!(
+            out(),
+            "nothing to commit: {} new files left out for their size (above)",
+            report.too_large.len()
+        )?,
         None if !cli.quiet => {
             writeln!(out(), "nothing to commit: the working directory matches HEAD")?
         }
@@ -322,13 +327,18 @@ fn relative_to(path: &str, cwd: &str) -> String {
 /// names, or the commit it is detached at. In a writable mount too: the
 /// mount commits to what `HEAD` names.
 pub fn print_status_header(repo_dir: &Path) -> Result<()> {
-    let head = vst_cas::Refs::new(Arc::new(vst_cas::vfs::RealFs::new()), repo_dir).head()?;
-    let header = match head {
+    let header = match read_head(repo_dir)? {
         Head::Branch(name) => format!("On branch {name}"),
         Head::Detached(id) => format!("HEAD detached at {:.12}", id.to_string()),
     };
     writeln!(out(), "{header}")?;
     Ok(())
+}
+
+/// `HEAD` of the repository in `repo_dir`, read without opening its store
+/// (which a writable mount's daemon may hold).
+fn read_head(repo_dir: &Path) -> Result<Head> {
+    Ok(vst_cas::Refs::new(Arc::new(vst_cas::vfs::RealFs::new()), repo_dir).head()?)
 }
 
 /// Prints `report`: a header naming the branch (or the detached commit),
@@ -350,6 +360,10 @@ fn print_status(
             .map(|(status, path)| json!({ "path": path, "status": status }))
             .collect();
         let mut value = json!({ "changes": list });
+        match read_head(&ws.repo_dir)? {
+            Head::Branch(name) => value["branch"] = json!(name.as_str()),
+            Head::Detached(id) => value["detached"] = json!(id.to_string()),
+        }
         if let Some(to) = &report.interrupted {
             value["interrupted_checkout"] = json!(to);
         }

@@ -594,6 +594,35 @@ pub struct Walk {
     stamp_ns: Option<i64>,
 }
 
+/// Leaves out the new directories whose only content is files left out for
+/// their size: they would be committed empty, and then show as a change
+/// at every status. A new directory with anything else below it (an
+/// empty subdirectory included) stays.
+fn drop_dirs_only_left_out(deltas: &mut Vec<Delta>, too_large: &[(RepoPath, u64)]) {
+    if too_large.is_empty() {
+        return;
+    }
+    let below = |dir: &RepoPath, p: &RepoPath| p != dir && p.starts_with(dir);
+    let mut candidates: Vec<usize> = (0..deltas.len())
+        .filter(|&i| {
+            let d = &deltas[i];
+            d.old.is_none()
+                && matches!(d.new, Some(Found::Dir))
+                && too_large.iter().any(|(p, _)| below(&d.path, p))
+        })
+        .collect();
+    // Deepest first: a directory goes when nothing below it stays.
+    candidates.sort_by_key(|&i| std::cmp::Reverse(deltas[i].path.depth()));
+    let mut keep = vec![true; deltas.len()];
+    for i in candidates {
+        let dir = &deltas[i].path;
+        let stays = deltas.iter().zip(&keep).any(|(d, k)| *k && below(dir, &d.path));
+        keep[i] = stays;
+    }
+    let mut keep = keep.into_iter();
+    deltas.retain(|_| keep.next().unwrap_or(true));
+}
+
 /// The filesystem's idea of "now": the mtime of a file written now in
 /// `repo_dir` (the system clock may differ from the one that stamps files,
 /// in source and in granularity). `i64::MIN` if it cannot be had, which
@@ -1097,6 +1126,7 @@ impl Walk {
         deltas.sort_unstable_by(|a, b| a.path.cmp(&b.path));
         skipped.sort();
         too_large.sort();
+        drop_dirs_only_left_out(&mut deltas, &too_large);
         Ok(Scan { deltas, hashed, skipped, too_large, stamp_ns })
     }
 }

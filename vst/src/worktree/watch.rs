@@ -506,6 +506,12 @@ impl Inner {
             state.record(dir.path.clone());
             return;
         };
+        if is_dir && mask.intersects(ReadFlags::DELETE | ReadFlags::MOVED_FROM) {
+            // Gone from here: no ignored directory below it is left to
+            // report (one moved within the tree is found again where it
+            // arrives).
+            state.unwatched.retain(|p| !p.starts_with(&path));
+        }
         if ignored {
             // Not watched below; the caller looks only where the index
             // tracks it.
