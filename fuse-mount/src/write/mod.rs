@@ -101,6 +101,8 @@ mod replay;
 mod requests;
 mod session;
 mod settler;
+#[cfg(test)]
+mod tests;
 
 pub(crate) use self::fuse::WriteFs;
 pub(crate) use self::overlay::{put_content, read_at};
