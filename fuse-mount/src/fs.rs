@@ -25,6 +25,7 @@ use fuser::{
 use vst::{CommitId, EntryKind, Name, Timestamp, read};
 use vst_cas::Store;
 
+use crate::follow::Follow;
 use crate::inodes::{Content, Ino, Listing, NewChild, ROOT, Table};
 use crate::{ErrorLog, MountOptions, View};
 
@@ -56,7 +57,12 @@ struct ReadState {
 
 /// The filesystem of one mount.
 pub(crate) struct VstFs {
-    store: Arc<dyn Store>,
+    /// Replaced when the store moves to new packs ([`Follow`]); each
+    /// request reads through a clone of the one it found.
+    store: RwLock<Arc<dyn Store>>,
+    /// How to move to a store that GC rewrote (a mount of a local
+    /// repository).
+    follow: Option<Follow>,
     table: RwLock<Table>,
     /// The branch heads of the `--all` view (`commits/` walks from them).
     heads: Vec<CommitId>,
@@ -108,9 +114,15 @@ enum Synth {
 impl VstFs {
     /// The filesystem of `view`. For the `--all` view this reads each
     /// branch's head commit; one that cannot be read is logged and left out.
-    pub(crate) fn new(store: Arc<dyn Store>, view: View, options: &MountOptions) -> Self {
+    pub(crate) fn new(
+        store: Arc<dyn Store>,
+        view: View,
+        follow: Option<Follow>,
+        options: &MountOptions,
+    ) -> Self {
         let mut fs = Self {
-            store,
+            store: RwLock::new(store),
+            follow,
             table: RwLock::new(Table::new(Content::Synthetic, UNIX_EPOCH)),
             heads: Vec::new(),
             ttl: options.ttl,
@@ -131,6 +143,15 @@ impl VstFs {
         fs
     }
 
+    /// The store to read from: the one in use, or the one GC rewrote it
+    /// into, moved to now if it holds the view ([`Follow`]).
+    fn store(&self) -> Arc<dyn Store> {
+        if let Some(moved) = self.follow.as_ref().and_then(|f| f.moved(&|m| self.log(m))) {
+            *self.store.write().unwrap_or_else(PoisonError::into_inner) = moved;
+        }
+        self.store.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
     /// The root of the `--all` view: `branches/NAME` (branch names with
     /// `/` become nested directories) and `commits/`.
     fn build_all(&mut self, branches: Vec<(vst_cas::RefName, CommitId)>) {
@@ -138,7 +159,7 @@ impl VstFs {
         let mut newest = UNIX_EPOCH;
         for (name, id) in branches {
             self.heads.push(id);
-            let commit = match read::read_commit(self.store.as_ref(), id) {
+            let commit = match read::read_commit(self.store().as_ref(), id) {
                 Ok(c) => c,
                 Err(e) => {
                     self.log(&format!("branch {name}: commit {id}: {e}"));
@@ -203,7 +224,7 @@ impl VstFs {
             (node.content.clone(), node.time)
         };
         let children = match content {
-            Content::Tree(id) => match read::read_tree(self.store.as_ref(), id) {
+            Content::Tree(id) => match read::read_tree(self.store().as_ref(), id) {
                 Ok(tree) => tree
                     .entries()
                     .iter()
@@ -241,7 +262,7 @@ impl VstFs {
             if !seen.insert(id) {
                 continue;
             }
-            match read::read_commit(self.store.as_ref(), id) {
+            match read::read_commit(self.store().as_ref(), id) {
                 Ok(commit) => {
                     let name =
                         Name::try_from(id.to_string().as_str()).expect("hex is a valid name");
@@ -372,7 +393,7 @@ impl VstFs {
     }
 
     fn check_len(&self, ino: Ino, file: &vst::FileEntry) -> Result<(), Errno> {
-        vst::read::check_file_len(self.store.as_ref(), file).map_err(|e| {
+        vst::read::check_file_len(self.store().as_ref(), file).map_err(|e| {
             self.log_read_error(ino, &format!("checking the size of blob {}", file.id), &e);
             errno(&e)
         })
@@ -431,7 +452,7 @@ impl VstFs {
         len: u64,
     ) -> Result<Bytes, Errno> {
         let what = || format!("reading {len} bytes at {offset} of blob {}", file.id);
-        let bytes = self.store.read_range(&file.id.object_id(), offset, len).map_err(|e| {
+        let bytes = self.store().read_range(&file.id.object_id(), offset, len).map_err(|e| {
             let e = vst::Error::from(e);
             self.log_read_error(ino, &what(), &e);
             errno(&e)
@@ -964,7 +985,7 @@ mod tests {
         let id = repo.commit_on(&mut ws, &vst::Repo::branch("main").unwrap(), &Default::default());
         let view = View::commit(repo.store().as_ref(), id.unwrap()).unwrap();
         let options = MountOptions { error_log: ErrorLog::Discard, ..MountOptions::default() };
-        let fs = VstFs::new(repo.store(), view, &options);
+        let fs = VstFs::new(repo.store(), view, None, &options);
         fs.listing(ROOT).unwrap();
         let big = fs.read_table().child(ROOT, b"big").unwrap();
         (sim, fs, big, content)
