@@ -39,6 +39,7 @@ mod follow;
 mod fs;
 mod inodes;
 mod journal;
+mod kernel;
 mod put_batch;
 mod write;
 
@@ -82,7 +83,7 @@ impl View {
     /// The tree of commit `id`, with the commit's time.
     pub fn commit(store: &dyn Store, id: CommitId) -> Result<Self, Error> {
         let commit = read::read_commit(store, id).map_err(|source| Error::Commit { id, source })?;
-        Ok(View::Tree { root: commit.tree, time: fs::system_time(commit.time) })
+        Ok(View::Tree { root: commit.tree, time: kernel::system_time(commit.time) })
     }
 
     /// Every branch of `repo` as it is now, and every commit they reach.
