@@ -180,6 +180,20 @@ fn all_view_and_errors_before_mounting() {
     assert!(!mounted(mnt.path()));
 }
 
+/// Unmounts what it names when dropped, so that a failing test leaves no
+/// server behind.
+struct Unmount<'a>(&'a Path, Vec<&'a Path>);
+
+impl Drop for Unmount<'_> {
+    fn drop(&mut self) {
+        for at in &self.1 {
+            if mounted(at) {
+                let _ = vst(self.0, &["umount", at.to_str().unwrap()]);
+            }
+        }
+    }
+}
+
 /// The pack files process `pid` holds open that were deleted.
 fn deleted_packs_open(pid: u32) -> Vec<String> {
     fs::read_dir(format!("/proc/{pid}/fd"))
@@ -234,6 +248,7 @@ fn a_mount_moves_to_the_packs_gc_wrote_when_they_hold_its_commit() {
     let other = tempfile::tempdir().unwrap();
     let log = root.join("junk-mount.log");
     let (at, at_junk) = (mnt.path(), other.path());
+    let _unmount = Unmount(root, vec![at, at_junk]);
     let main_pid = server_pid(&ok(root, &["mount", at.to_str().unwrap(), "--background"]));
     let junk_pid = server_pid(&ok(
         root,

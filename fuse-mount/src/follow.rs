@@ -47,7 +47,11 @@ pub(crate) struct Follow {
 
 impl Follow {
     /// How to follow the store of `repo` (`None` unless its objects are in
-    /// a local pack store), serving a view whose roots are `roots`.
+    /// a local pack store), serving a view whose roots are `roots`. The
+    /// index file is looked at now, after `repo` was opened: a GC that
+    /// replaces it in between is not followed (the mount reads the old
+    /// packs, correctly, and their space returns at unmount or after the
+    /// next GC).
     pub(crate) fn new(repo: &Repo, roots: Vec<ObjectId>) -> Option<Self> {
         let index = repo.pack_store()?.index_path();
         Some(Self {
