@@ -64,15 +64,34 @@ chmod 0755 "$WORK"
 chmod 0755 "$MNT"
 
 echo "== fsx: $FSX_OPS operations on a file in the mount"
-# Every kind of operation, closing and reopening too (each close stores
-# the file's content, as any close in the mount does).
+# Every kind of operation but mapread, closing and reopening too (each
+# close stores the file's content, as any close in the mount does).
+#
+# Not mapread: fsx (0.3.2, and upstream's head) never unmaps what a
+# mapread maps. Each mapread leaves a mapping, and with it the open file
+# it maps, on any filesystem (tmpfs too): at vm.max_map_count mappings
+# (65530 by default, near operation 330,000 with a mapread weight of 10 in
+# 50) its next mmap fails with ENOMEM; with the limit raised, every
+# truncation must unmap the file from all of them, and the run slows
+# down with its length (on the mount, from about 1,400 operations a
+# second at the start to 120 by operation 90,000). And a handle that was
+# mapread is released only when fsx exits, so its closes stored nothing.
+# mapwrite still reads and writes through a mapping (a page it writes is
+# faulted in first, and the bytes past the end are checked for zeros), and
+# unmaps it.
+#
+# Seed 1: fsx may ask for a posix_fallocate of 0 bytes, which POSIX and
+# every filesystem refuse with EINVAL, and it takes EINVAL for "not
+# supported" and stops (seed 7 at operation 436,812, on tmpfs as on the
+# mount; seed 8 at 316,457). Seed 1 does not within 1,000,000
+# operations.
 cat > "$WORK/fsx.toml" <<'EOF'
 flen = 262144
 [weights]
 close_open = 1
 read = 10
 write = 10
-mapread = 10
+mapread = 0
 mapwrite = 10
 invalidate = 1
 truncate = 5
@@ -80,7 +99,7 @@ fsync = 1
 fdatasync = 1
 posix_fallocate = 1
 EOF
-fsx -q -f "$WORK/fsx.toml" -N "$FSX_OPS" -S 7 "$MNT/fsx.bin"
+fsx -q -f "$WORK/fsx.toml" -N "$FSX_OPS" -S 1 "$MNT/fsx.bin"
 rm -f "$MNT/fsx.bin"
 
 CONF="$WORK/pjdfstest.toml"

@@ -426,7 +426,9 @@ impl PackStore {
         self.dir.join("packs").join(pack_name(pack))
     }
 
-    fn index_path(&self) -> PathBuf {
+    /// The index file. Puts append to it; GC, and folding its log into
+    /// its table, replace it whole (a new file renamed over it).
+    pub fn index_path(&self) -> PathBuf {
         self.dir.join("index")
     }
 

@@ -110,7 +110,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
                 mount::mount_writable(&ws.repo_dir, start, args, quiet)?
             } else {
                 let target = mount::target(&repo, args)?;
-                mount::mount(&repo, target, args, quiet)?
+                mount::mount(repo, target, args, quiet)?
             };
             if cli.json {
                 let value = serde_json::json!({

@@ -107,7 +107,9 @@ pub fn target(repo: &Repo, args: &MountArgs) -> Result<Target> {
 /// `vst mount`: checks the mount point, mounts `target` of `repo`, and
 /// serves it until unmounted, SIGINT or SIGTERM (then unmounts); with
 /// `--background`, returns once a detached server has it mounted.
-pub fn mount(repo: &Repo, target: Target, args: &MountArgs, quiet: bool) -> Result<ExitCode> {
+/// The mount follows the store across `vst gc` (`spawn_repo_mount`): it
+/// takes `repo`, so that nothing else holds the old packs open.
+pub fn mount(repo: Repo, target: Target, args: &MountArgs, quiet: bool) -> Result<ExitCode> {
     let mountpoint = check_mountpoint(&args.mountpoint)?;
     let what = match target {
         Target::Commit(id) => format!("commit {id}"),
@@ -119,14 +121,14 @@ pub fn mount(repo: &Repo, target: Target, args: &MountArgs, quiet: bool) -> Resu
     let bar = crate::workspace::spinner(&format!("reading {what}"), quiet);
     let view = match target {
         Target::Commit(id) => View::commit(repo.store().as_ref(), id),
-        Target::All => View::all(repo),
+        Target::All => View::all(&repo),
     }
     .with_context(|| format!("reading {what}"));
     bar.finish_and_clear();
     let view = view?;
     let options = mount_options(args)?;
     let stop = stop_flag(args)?;
-    let mounted = vst_fuse::spawn_mount(repo.store(), view, &mountpoint, &options)
+    let mounted = vst_fuse::spawn_repo_mount(repo, view, &mountpoint, &options)
         .with_context(|| mount_hint(&mountpoint, args.allow_other))?;
     serve(mounted, &mountpoint, &what, &stop, &options.error_log, quiet)
 }

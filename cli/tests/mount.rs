@@ -90,12 +90,7 @@ fn background_mount_and_umount() {
     }
     let out = ok(root, &["mount", at, "--background"]);
     assert!(mounted(mnt.path()), "live when the command returns: {out}");
-    let pid: u32 = out
-        .split("server process ")
-        .nth(1)
-        .and_then(|s| s.split(')').next())
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no server pid in {out:?}"));
+    let pid = server_pid(&out);
     assert_eq!(fs::read(mnt.path().join("src/deep/a.txt")).unwrap(), b"second\n");
     assert_eq!(fs::read_link(mnt.path().join("src/link")).unwrap(), Path::new("deep/a.txt"));
     // Mounting again on a live mount fails, and says why.
@@ -183,4 +178,117 @@ fn all_view_and_errors_before_mounting() {
     assert_eq!(topic, b"first\n");
     ok(root, &["umount", at]);
     assert!(!mounted(mnt.path()));
+}
+
+/// Unmounts what it names when dropped, so that a failing test leaves no
+/// server behind.
+struct Unmount<'a>(&'a Path, Vec<&'a Path>);
+
+impl Drop for Unmount<'_> {
+    fn drop(&mut self) {
+        for at in &self.1 {
+            if mounted(at) {
+                let _ = vst(self.0, &["umount", at.to_str().unwrap()]);
+            }
+        }
+    }
+}
+
+/// The pack files process `pid` holds open that were deleted.
+fn deleted_packs_open(pid: u32) -> Vec<String> {
+    fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|e| fs::read_link(e.ok()?.path()).ok())
+        .map(|p| p.to_string_lossy().into_owned())
+        .filter(|p| p.contains("/packs/") && p.ends_with("(deleted)"))
+        .collect()
+}
+
+fn server_pid(out: &str) -> u32 {
+    out.split("server process ")
+        .nth(1)
+        .and_then(|s| s.split(')').next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no server pid in {out:?}"))
+}
+
+/// Content that does not compress, different for each `seed`.
+fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+#[test]
+fn a_mount_moves_to_the_packs_gc_wrote_when_they_hold_its_commit() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(PoisonError::into_inner);
+    let (repo, mnt) = setup();
+    let root = repo.path();
+    if !can_run(root) {
+        return;
+    }
+    let kept: Vec<Vec<u8>> = (0..4).map(|i| noise(i, 200_000)).collect();
+    for (i, content) in kept.iter().enumerate() {
+        fs::write(root.join(format!("kept{i}")), content).unwrap();
+    }
+    ok(root, &["commit", "-q", "-m", "kept"]);
+    // A branch of garbage, mounted, then deleted: GC collects it.
+    ok(root, &["branch", "junk"]);
+    ok(root, &["switch", "-q", "junk"]);
+    let junk = noise(99, 400_000);
+    fs::write(root.join("junk"), &junk).unwrap();
+    ok(root, &["commit", "-q", "-m", "junk"]);
+    ok(root, &["switch", "-q", "main"]);
+    let other = tempfile::tempdir().unwrap();
+    let log = root.join("junk-mount.log");
+    let (at, at_junk) = (mnt.path(), other.path());
+    let _unmount = Unmount(root, vec![at, at_junk]);
+    let main_pid = server_pid(&ok(root, &["mount", at.to_str().unwrap(), "--background"]));
+    let junk_pid = server_pid(&ok(
+        root,
+        &[
+            "mount",
+            at_junk.to_str().unwrap(),
+            "--rev",
+            "junk",
+            "--background",
+            "--log",
+            log.to_str().unwrap(),
+        ],
+    ));
+    ok(root, &["branch", "-D", "junk"]);
+    assert_eq!(fs::read(at.join("kept0")).unwrap(), kept[0]);
+    assert_eq!(fs::read(at_junk.join("kept0")).unwrap(), kept[0]);
+
+    let gc = ok(root, &["gc", "--grace-hours", "0"]);
+    assert!(gc.contains("removed"), "{gc}");
+
+    // Files not read before reach the server, which moves to the new
+    // packs: nothing holds the old ones.
+    for (i, content) in kept.iter().enumerate().skip(1) {
+        assert_eq!(&fs::read(at.join(format!("kept{i}"))).unwrap(), content);
+    }
+    assert_eq!(deleted_packs_open(main_pid), Vec::<String>::new());
+    // The new packs do not hold the junk commit: that mount keeps reading
+    // the old ones, and says so.
+    assert_eq!(fs::read(at_junk.join("junk")).unwrap(), junk);
+    assert_eq!(&fs::read(at_junk.join("kept1")).unwrap(), &kept[1]);
+    assert_eq!(deleted_packs_open(junk_pid).len(), 1);
+    let logged = fs::read_to_string(&log).unwrap();
+    assert!(logged.contains("still reading the packs opened before"), "{logged}");
+
+    // And a second GC (the index replaced again) moves it no further.
+    ok(root, &["gc", "--grace-hours", "0"]);
+    assert_eq!(&fs::read(at.join("src/deep/a.txt")).unwrap(), b"second\n");
+    assert_eq!(deleted_packs_open(main_pid), Vec::<String>::new());
+    for at in [at, at_junk] {
+        ok(root, &["umount", at.to_str().unwrap()]);
+    }
+    wait_until("the servers exit", || !running(main_pid) && !running(junk_pid));
 }

@@ -10,8 +10,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
-use std::panic::AssertUnwindSafe;
-use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -22,41 +21,26 @@ use fuser::{
     ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow,
     WriteFlags,
 };
-use vst::{CommitId, EntryKind, Name, Timestamp, read};
+use vst::{CommitId, EntryKind, Name, read};
 use vst_cas::Store;
 
+use crate::follow::Follow;
 use crate::inodes::{Content, Ino, Listing, NewChild, ROOT, Table};
+use crate::kernel::{self, Attr, ReadError, Windows, errno, system_time, xattr_reply};
 use crate::{ErrorLog, MountOptions, View};
 
 /// The one extended attribute: the id of a file's content or of a
 /// directory's tree, as hex.
 pub(crate) const XATTR_ID: &[u8] = b"user.vst.id";
 
-/// Sequential reads of a file are served from windows of this many bytes,
-/// fetched with one `read_range` each (the store's largest chunk): the
-/// kernel asks for 256 KiB at a time, and a chunk read for each of those
-/// would read and verify most chunks twice. A read that does not start
-/// where the last read of its file ended fetches only its own range, so a
-/// random 4 KiB read touches only the one or two chunks under it.
-const READ_WINDOW_LEN: u64 = 1 << 20;
-
-/// How many files keep a read window (least recently read dropped
-/// first): bounds their memory to this many times [`READ_WINDOW_LEN`].
-const READ_WINDOWS_MAX: usize = 16;
-
-/// Where reading a file has got to. Kept per inode, not per open file:
-/// with zero-message opens the kernel sends no open and no file handle.
-#[derive(Debug, Default)]
-struct ReadState {
-    /// Where the last read ended: a read starting here is sequential.
-    next_offset: u64,
-    /// The current window: its offset in the file and its bytes.
-    window: Option<(u64, Bytes)>,
-}
-
 /// The filesystem of one mount.
 pub(crate) struct VstFs {
-    store: Arc<dyn Store>,
+    /// Replaced when the store moves to new packs ([`Follow`]); each
+    /// request reads through a clone of the one it found.
+    store: RwLock<Arc<dyn Store>>,
+    /// How to move to a store that GC rewrote (a mount of a local
+    /// repository).
+    follow: Option<Follow>,
     table: RwLock<Table>,
     /// The branch heads of the `--all` view (`commits/` walks from them).
     heads: Vec<CommitId>,
@@ -64,8 +48,8 @@ pub(crate) struct VstFs {
     uid: u32,
     gid: u32,
     error_log: ErrorLog,
-    /// Read state of the files read last, most recent at the end.
-    reads: Mutex<Vec<(Ino, Arc<Mutex<ReadState>>)>>,
+    /// Windows over the content read last.
+    windows: Windows,
     /// Whether the kernel takes `ENOSYS` from open and opendir as "open
     /// needs no message" (FUSE_NO_OPEN_SUPPORT and
     /// FUSE_NO_OPENDIR_SUPPORT): then it stops sending opens and releases,
@@ -81,23 +65,6 @@ impl std::fmt::Debug for VstFs {
     }
 }
 
-/// The time of a commit as the kernel shows it.
-pub(crate) fn system_time(t: Timestamp) -> SystemTime {
-    let micros = Duration::from_micros(t.unix_us.unsigned_abs());
-    let time = if t.unix_us >= 0 {
-        UNIX_EPOCH.checked_add(micros)
-    } else {
-        UNIX_EPOCH.checked_sub(micros)
-    };
-    time.unwrap_or(UNIX_EPOCH)
-}
-
-/// The errno for a failed read from the store: whatever went wrong (a
-/// missing object, a corrupt one, an I/O error), the file cannot be read.
-fn errno(_: &vst::Error) -> Errno {
-    Errno::EIO
-}
-
 /// A directory tree of names, for building the synthetic directories of
 /// the `--all` view.
 enum Synth {
@@ -108,16 +75,22 @@ enum Synth {
 impl VstFs {
     /// The filesystem of `view`. For the `--all` view this reads each
     /// branch's head commit; one that cannot be read is logged and left out.
-    pub(crate) fn new(store: Arc<dyn Store>, view: View, options: &MountOptions) -> Self {
+    pub(crate) fn new(
+        store: Arc<dyn Store>,
+        view: View,
+        follow: Option<Follow>,
+        options: &MountOptions,
+    ) -> Self {
         let mut fs = Self {
-            store,
+            store: RwLock::new(store),
+            follow,
             table: RwLock::new(Table::new(Content::Synthetic, UNIX_EPOCH)),
             heads: Vec::new(),
             ttl: options.ttl,
             uid: nix::unistd::getuid().as_raw(),
             gid: nix::unistd::getgid().as_raw(),
             error_log: options.error_log.clone(),
-            reads: Mutex::new(Vec::new()),
+            windows: Windows::default(),
             zero_message_open: false,
             zero_message_opendir: false,
         };
@@ -131,6 +104,15 @@ impl VstFs {
         fs
     }
 
+    /// The store to read from: the one in use, or the one GC rewrote it
+    /// into, moved to now if it holds the view ([`Follow`]).
+    fn store(&self) -> Arc<dyn Store> {
+        if let Some(moved) = self.follow.as_ref().and_then(|f| f.moved(&|m| self.log(m))) {
+            *self.store.write().unwrap_or_else(PoisonError::into_inner) = moved;
+        }
+        self.store.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
     /// The root of the `--all` view: `branches/NAME` (branch names with
     /// `/` become nested directories) and `commits/`.
     fn build_all(&mut self, branches: Vec<(vst_cas::RefName, CommitId)>) {
@@ -138,7 +120,7 @@ impl VstFs {
         let mut newest = UNIX_EPOCH;
         for (name, id) in branches {
             self.heads.push(id);
-            let commit = match read::read_commit(self.store.as_ref(), id) {
+            let commit = match read::read_commit(self.store().as_ref(), id) {
                 Ok(c) => c,
                 Err(e) => {
                     self.log(&format!("branch {name}: commit {id}: {e}"));
@@ -184,12 +166,9 @@ impl VstFs {
         self.log(&message);
     }
 
-    /// Runs one request's handler; a panic answers it with `EIO` (the
-    /// reply, moved into `f`, sends that when dropped) and is logged.
+    /// Runs one request's handler ([`kernel::guard`]).
     fn guard(&self, op: &'static str, f: impl FnOnce()) {
-        if std::panic::catch_unwind(AssertUnwindSafe(f)).is_err() {
-            self.log(&format!("{op}: internal error (panic); answered EIO"));
-        }
+        kernel::guard(&self.error_log, op, f)
     }
 
     /// The listing of directory `ino`, loaded from the store on first use.
@@ -203,7 +182,7 @@ impl VstFs {
             (node.content.clone(), node.time)
         };
         let children = match content {
-            Content::Tree(id) => match read::read_tree(self.store.as_ref(), id) {
+            Content::Tree(id) => match read::read_tree(self.store().as_ref(), id) {
                 Ok(tree) => tree
                     .entries()
                     .iter()
@@ -241,7 +220,7 @@ impl VstFs {
             if !seen.insert(id) {
                 continue;
             }
-            match read::read_commit(self.store.as_ref(), id) {
+            match read::read_commit(self.store().as_ref(), id) {
                 Ok(commit) => {
                     let name =
                         Name::try_from(id.to_string().as_str()).expect("hex is a valid name");
@@ -290,7 +269,8 @@ impl VstFs {
         Ok(self.file_attr(ino, kind, perm, size, nlink, node.time))
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Attributes as this view shows them: the mounting user's, every time
+    /// the commit's.
     fn file_attr(
         &self,
         ino: Ino,
@@ -300,23 +280,9 @@ impl VstFs {
         nlink: u32,
         time: SystemTime,
     ) -> FileAttr {
-        FileAttr {
-            ino: INodeNo(ino),
-            size,
-            blocks: size.div_ceil(512),
-            atime: time,
-            mtime: time,
-            ctime: time,
-            crtime: time,
-            kind,
-            perm,
-            nlink,
-            uid: self.uid,
-            gid: self.gid,
-            rdev: 0,
-            blksize: 4096,
-            flags: 0,
-        }
+        let (uid, gid, nlink) = (self.uid, self.gid, u64::from(nlink));
+        let (atime, mtime, ctime) = (time, time, time);
+        Attr { ino, kind, perm, size, nlink, uid, gid, rdev: 0, atime, mtime, ctime }.to_fuse()
     }
 
     fn kind(&self, ino: Ino) -> FileType {
@@ -372,7 +338,7 @@ impl VstFs {
     }
 
     fn check_len(&self, ino: Ino, file: &vst::FileEntry) -> Result<(), Errno> {
-        vst::read::check_file_len(self.store.as_ref(), file).map_err(|e| {
+        vst::read::check_file_len(self.store().as_ref(), file).map_err(|e| {
             self.log_read_error(ino, &format!("checking the size of blob {}", file.id), &e);
             errno(&e)
         })
@@ -381,68 +347,16 @@ impl VstFs {
     /// `size` bytes of file `ino` from `offset` (fewer at the end).
     fn read(&self, ino: Ino, offset: u64, size: u32) -> Result<Bytes, Errno> {
         let file = self.file(ino)?;
-        let end = offset.saturating_add(u64::from(size)).min(file.size);
-        if offset >= end {
-            return Ok(Bytes::new());
-        }
-        let state = self.read_state(ino);
-        let mut state = state.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some((start, bytes)) = &state.window {
-            let window_end = start + bytes.len() as u64;
-            if offset >= *start && end <= window_end {
-                let out = bytes.slice((offset - start) as usize..(end - start) as usize);
-                state.next_offset = end;
-                return Ok(out);
+        self.windows.read(self.store().as_ref(), &file, offset, size).map_err(|e| {
+            match &e {
+                ReadError::Store { what, source } => self.log_read_error(ino, what, source),
+                ReadError::Length { what, len } => {
+                    let path = self.read_table().path(ino);
+                    self.log(&format!("{path}: {what}: the store returned {len} bytes"));
+                }
             }
-        }
-        let out = if offset == state.next_offset {
-            let window_end = offset.saturating_add(READ_WINDOW_LEN).min(file.size).max(end);
-            let bytes = self.read_range(ino, &file, offset, window_end - offset)?;
-            let out = bytes.slice(0..(end - offset) as usize);
-            state.window = Some((offset, bytes));
-            out
-        } else {
-            self.read_range(ino, &file, offset, end - offset)?
-        };
-        state.next_offset = end;
-        Ok(out)
-    }
-
-    /// The read state of `ino`, made the most recent; the oldest is
-    /// dropped past [`READ_WINDOWS_MAX`].
-    fn read_state(&self, ino: Ino) -> Arc<Mutex<ReadState>> {
-        let mut reads = self.reads.lock().unwrap_or_else(PoisonError::into_inner);
-        let state = match reads.iter().position(|(i, _)| *i == ino) {
-            Some(at) => reads.remove(at).1,
-            None => Arc::default(),
-        };
-        reads.push((ino, state.clone()));
-        if reads.len() > READ_WINDOWS_MAX {
-            reads.remove(0);
-        }
-        state
-    }
-
-    fn read_range(
-        &self,
-        ino: Ino,
-        file: &vst::FileEntry,
-        offset: u64,
-        len: u64,
-    ) -> Result<Bytes, Errno> {
-        let what = || format!("reading {len} bytes at {offset} of blob {}", file.id);
-        let bytes = self.store.read_range(&file.id.object_id(), offset, len).map_err(|e| {
-            let e = vst::Error::from(e);
-            self.log_read_error(ino, &what(), &e);
-            errno(&e)
-        })?;
-        // The store's contract, checked: the slicing of windows relies on it.
-        if bytes.len() as u64 != len {
-            let path = self.read_table().path(ino);
-            self.log(&format!("{path}: {}: the store returned {} bytes", what(), bytes.len()));
-            return Err(Errno::EIO);
-        }
-        Ok(bytes)
+            e.errno()
+        })
     }
 }
 
@@ -928,19 +842,6 @@ impl Filesystem for VstFs {
     }
 }
 
-/// Answers an extended attribute request for `value`: its size when asked
-/// with size 0 (the probe), `ERANGE` if it does not fit, else the bytes.
-pub(crate) fn xattr_reply(reply: ReplyXattr, size: u32, value: &[u8]) {
-    let len = u32::try_from(value.len()).unwrap_or(u32::MAX);
-    if size == 0 {
-        reply.size(len)
-    } else if size < len {
-        reply.error(Errno::ERANGE)
-    } else {
-        reply.data(value)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::path::Path;
@@ -964,7 +865,7 @@ mod tests {
         let id = repo.commit_on(&mut ws, &vst::Repo::branch("main").unwrap(), &Default::default());
         let view = View::commit(repo.store().as_ref(), id.unwrap()).unwrap();
         let options = MountOptions { error_log: ErrorLog::Discard, ..MountOptions::default() };
-        let fs = VstFs::new(repo.store(), view, &options);
+        let fs = VstFs::new(repo.store(), view, None, &options);
         fs.listing(ROOT).unwrap();
         let big = fs.read_table().child(ROOT, b"big").unwrap();
         (sim, fs, big, content)
@@ -1003,7 +904,7 @@ mod tests {
         let small = fs.read_table().child(ROOT, b"small").unwrap();
         assert_eq!(&fs.read(small, 0, 4096).unwrap()[..], b"small\n");
         assert_eq!(&fs.read(small, 2, 2).unwrap()[..], b"al");
-        assert!(fs.reads.lock().unwrap().len() <= READ_WINDOWS_MAX);
+        assert!(fs.windows.len() <= kernel::READ_WINDOWS_MAX);
         assert_eq!(fs.read(small, 0, 0).unwrap().len(), 0);
     }
 

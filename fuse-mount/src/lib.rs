@@ -35,9 +35,11 @@
 #![forbid(unsafe_code)]
 
 pub mod control;
+mod follow;
 mod fs;
 mod inodes;
 mod journal;
+mod kernel;
 mod put_batch;
 mod write;
 
@@ -81,7 +83,7 @@ impl View {
     /// The tree of commit `id`, with the commit's time.
     pub fn commit(store: &dyn Store, id: CommitId) -> Result<Self, Error> {
         let commit = read::read_commit(store, id).map_err(|source| Error::Commit { id, source })?;
-        Ok(View::Tree { root: commit.tree, time: fs::system_time(commit.time) })
+        Ok(View::Tree { root: commit.tree, time: kernel::system_time(commit.time) })
     }
 
     /// Every branch of `repo` as it is now, and every commit they reach.
@@ -301,7 +303,8 @@ pub fn mount(
     let canonical = mountpoint
         .canonicalize()
         .map_err(|source| Error::Mount { mountpoint: mountpoint.to_owned(), source })?;
-    let session = session(VstFs::new(store, view, options), &canonical, options, Mode::ReadOnly)?;
+    let session =
+        session(VstFs::new(store, view, None, options), &canonical, options, Mode::ReadOnly)?;
     session.run().map_err(|source| Error::Serve { mountpoint: canonical, source })
 }
 
@@ -314,9 +317,34 @@ pub fn spawn_mount(
     mountpoint: &Path,
     options: &MountOptions,
 ) -> Result<Mounted, Error> {
+    spawn_read_only(VstFs::new(store, view, None, options), mountpoint, options)
+}
+
+/// Mounts `view` of `repo` as [`spawn_mount`] does, following the store:
+/// once `vst gc` has rewritten it, the mount moves to the new packs (if
+/// they hold what it serves), so that the old ones' space returns while it
+/// is mounted. Takes `repo` so that nothing else holds the old packs open.
+/// A repository whose objects are in an object store is not followed.
+pub fn spawn_repo_mount(
+    repo: Repo,
+    view: View,
+    mountpoint: &Path,
+    options: &MountOptions,
+) -> Result<Mounted, Error> {
+    let roots = match &view {
+        View::Tree { root, .. } => vec![root.object_id()],
+        View::All { branches } => branches.iter().map(|(_, head)| head.object_id()).collect(),
+    };
+    let follow = follow::Follow::new(&repo, roots);
+    let store = repo.store();
+    drop(repo);
+    spawn_read_only(VstFs::new(store, view, follow, options), mountpoint, options)
+}
+
+fn spawn_read_only(fs: VstFs, mountpoint: &Path, options: &MountOptions) -> Result<Mounted, Error> {
     let mount_err = |source| Error::Mount { mountpoint: mountpoint.to_owned(), source };
     let canonical = mountpoint.canonicalize().map_err(mount_err)?;
-    let session = session(VstFs::new(store, view, options), &canonical, options, Mode::ReadOnly)?;
+    let session = session(fs, &canonical, options, Mode::ReadOnly)?;
     let session = session.spawn().map_err(mount_err)?;
     Ok(Mounted { session: Some(session), mountpoint: canonical })
 }

@@ -3,6 +3,7 @@
 //! replies.
 
 use super::*;
+use crate::kernel::{self, xattr_reply};
 
 /// The writable filesystem the kernel talks to.
 pub(crate) struct WriteFs {
@@ -10,11 +11,9 @@ pub(crate) struct WriteFs {
 }
 
 impl WriteFs {
-    /// Runs one request's handler; a panic answers it with `EIO`.
+    /// Runs one request's handler ([`kernel::guard`]).
     fn guard(&self, op: &'static str, f: impl FnOnce()) {
-        if std::panic::catch_unwind(AssertUnwindSafe(f)).is_err() {
-            self.shared.log(&format!("{op}: internal error (panic); answered EIO"));
-        }
+        kernel::guard(&self.shared.error_log, op, f)
     }
 
     fn ttl(&self) -> Duration {
@@ -356,14 +355,14 @@ impl Filesystem for WriteFs {
             if ino.0 != ROOT || name.as_bytes() != XATTR_REPO {
                 return reply.error(Errno::NO_XATTR);
             }
-            crate::fs::xattr_reply(reply, size, self.shared.repo_dir().as_os_str().as_bytes())
+            xattr_reply(reply, size, self.shared.repo_dir().as_os_str().as_bytes())
         })
     }
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
         self.guard("listxattr", || {
             let names: &[u8] = if ino.0 == ROOT { b"user.vst.repo\0" } else { b"" };
-            crate::fs::xattr_reply(reply, size, names)
+            xattr_reply(reply, size, names)
         })
     }
 

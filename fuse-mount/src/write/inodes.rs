@@ -236,23 +236,9 @@ impl Shared {
             Kind::Special { rdev, .. } => rdev,
             _ => 0,
         };
-        FileAttr {
-            ino: INodeNo(ino),
-            size,
-            blocks: size.div_ceil(512),
-            atime: node.meta.atime,
-            mtime: node.meta.mtime,
-            ctime: node.meta.ctime,
-            crtime: node.meta.ctime,
-            kind,
-            perm: node.meta.perm,
-            nlink: u32::try_from(nlink).unwrap_or(u32::MAX),
-            uid: node.meta.uid,
-            gid: node.meta.gid,
-            rdev,
-            blksize: 4096,
-            flags: 0,
-        }
+        let Meta { perm, uid, gid, atime, mtime, ctime } = node.meta;
+        let nlink = u64::try_from(nlink).unwrap_or(u64::MAX);
+        Attr { ino, kind, perm, size, nlink, uid, gid, rdev, atime, mtime, ctime }.to_fuse()
     }
 
     /// The attributes of `ino` (a directory is loaded for its link count).

@@ -72,7 +72,6 @@ use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::ffi::OsStrExt as _;
 use std::os::unix::fs::FileExt as _;
-use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
@@ -93,6 +92,7 @@ use vst_cas::{Durability, Head, ObjectId, RefName, Store};
 
 use crate::ErrorLog;
 use crate::journal::{self, Journal, Record};
+use crate::kernel::{Attr, ReadError, Windows, errno, io_errno};
 
 mod fuse;
 mod inodes;
@@ -101,6 +101,8 @@ mod replay;
 mod requests;
 mod session;
 mod settler;
+#[cfg(test)]
+mod tests;
 
 pub(crate) use self::fuse::WriteFs;
 pub(crate) use self::overlay::{put_content, read_at};
@@ -340,6 +342,9 @@ pub(crate) struct Shared {
     last_listing: AtomicU64,
     /// Wakes the settler (with `inner`'s lock).
     settle_wake: Condvar,
+    /// Windows over the stored content read last (files without an
+    /// overlay), as the read-only mount reads.
+    windows: Windows,
     store: Arc<dyn Store>,
     repo: Repo,
     state_dir: PathBuf,
@@ -370,30 +375,6 @@ fn overlay_dir(state_dir: &Path) -> PathBuf {
 
 fn now() -> SystemTime {
     SystemTime::now()
-}
-
-/// The errno for a working-set error.
-fn errno(e: &vst::Error) -> Errno {
-    match e {
-        vst::Error::NotFound { .. } => Errno::ENOENT,
-        vst::Error::NotADirectory { .. } => Errno::ENOTDIR,
-        vst::Error::IsADirectory { .. } => Errno::EISDIR,
-        vst::Error::NotAFile { .. } => Errno::EINVAL,
-        vst::Error::TooManyEntries { .. } => Errno::ENOSPC,
-        vst::Error::RenameIntoItself { .. } => Errno::EINVAL,
-        vst::Error::TooDeep { .. } => Errno::ENAMETOOLONG,
-        vst::Error::Root { .. } => Errno::EBUSY,
-        vst::Error::InvalidSymlink { source, .. } => match source {
-            vst::tree::InvalidSymlink::TooLong(_) => Errno::ENAMETOOLONG,
-            vst::tree::InvalidSymlink::Empty => Errno::ENOENT,
-            _ => Errno::EINVAL,
-        },
-        _ => Errno::EIO,
-    }
-}
-
-fn io_errno(e: &io::Error) -> Errno {
-    e.raw_os_error().map_or(Errno::EIO, Errno::from_i32)
 }
 
 /// A name from the kernel, validated: one that breaks the naming rules

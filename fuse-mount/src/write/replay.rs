@@ -370,7 +370,7 @@ impl Shared {
 
         let base_time = match ws.head() {
             Some(c) => read::read_commit(store.as_ref(), c)
-                .map(|c| crate::fs::system_time(c.time))
+                .map(|c| crate::kernel::system_time(c.time))
                 .map_err(repo_err)?,
             None => now(),
         };
@@ -418,6 +418,7 @@ impl Shared {
             listings: Mutex::new(HashMap::new()),
             last_listing: AtomicU64::new(0),
             settle_wake: Condvar::new(),
+            windows: Windows::default(),
             store,
             repo,
             state_dir,

@@ -332,18 +332,16 @@ impl Shared {
             }
             Source::Store(entry) => {
                 self.check_len(&entry)?;
-                let end = offset.saturating_add(u64::from(size)).min(entry.size);
-                if offset >= end {
-                    return Ok(Vec::new());
-                }
-                match self.store.read_range(&entry.id.object_id(), offset, end - offset) {
-                    Ok(bytes) if bytes.len() as u64 == end - offset => Ok(bytes.to_vec()),
-                    Ok(_) => Err(Errno::EIO),
-                    Err(e) => {
-                        self.log(&format!("reading blob {}: {e}", entry.id));
-                        Err(Errno::EIO)
+                let bytes = self.windows.read(self.store.as_ref(), &entry, offset, size);
+                bytes.map(|b| b.to_vec()).map_err(|e| {
+                    match &e {
+                        ReadError::Store { what, source } => self.log(&format!("{what}: {source}")),
+                        ReadError::Length { what, len } => {
+                            self.log(&format!("{what}: the store returned {len} bytes"))
+                        }
                     }
-                }
+                    e.errno()
+                })
             }
         }
     }

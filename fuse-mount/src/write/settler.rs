@@ -107,7 +107,7 @@ impl Shared {
     /// Then, if the journal has grown past [`JOURNAL_COMPACT_LEN`] and
     /// nothing changed meanwhile, rewrites it compactly: churn between
     /// commits (files made and removed) must not grow it for ever.
-    fn store_trees(&self) -> Result<(), u64> {
+    pub(super) fn store_trees(&self) -> Result<(), u64> {
         let (changes, tree) = {
             let mut inner = self.lock();
             match write_tree(&mut inner.ws, Durability::None) {
