@@ -719,7 +719,9 @@ pub fn in_writable_mount(cli: &crate::args::Cli) -> Result<Option<ExitCode>> {
                 author: crate::config::author(author.clone(), &repo_dir),
                 allow_empty: *allow_empty,
             };
-            let Response::Committed { commit, tree, hash_us, total_us, skipped } = ask(req)? else {
+            let Response::Committed { commit, tree, hashed, hash_us, total_us, skipped } =
+                ask(req)?
+            else {
                 bail!("the mount daemon answered a commit with something else");
             };
             warn_skipped(&skipped);
@@ -729,6 +731,7 @@ pub fn in_writable_mount(cli: &crate::args::Cli) -> Result<Option<ExitCode>> {
                 let mut value = serde_json::json!({
                     "commit": commit.map(|c| c.to_string()),
                     "tree": tree.to_string(),
+                    "hashed": hashed,
                     "daemon_hash_us": hash_us,
                     "daemon_total_us": total_us,
                 });

@@ -1411,6 +1411,11 @@ fn branches_and_tags_are_made_inside_the_mount() {
     let nothing: serde_json::Value =
         serde_json::from_str(&ok(mnt, &["--json", "commit", "-m", "none"])).unwrap();
     assert_eq!(nothing["reason"], "nothing to commit", "{nothing}");
+    assert_eq!(nothing["hashed"], 0, "{nothing}");
+    fs::write(mnt.join("fresh.txt"), b"written\n").unwrap();
+    let made: serde_json::Value =
+        serde_json::from_str(&ok(mnt, &["--json", "commit", "-m", "one"])).unwrap();
+    assert!(made["hashed"].is_u64() && made["commit"].is_string(), "{made}");
     ok(mnt, &["tag", "-d", "v1"]);
     ok(mnt, &["branch", "-d", "side"]);
     assert!(!ok(mnt, &["branch"]).contains("side"));

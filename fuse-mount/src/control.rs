@@ -28,7 +28,7 @@ pub const FRAME_LEN_MAX: u32 = 256 << 20;
 
 /// The version of the requests and responses below: bumped whenever
 /// either changes shape.
-pub const PROTOCOL_VERSION: u8 = 3;
+pub const PROTOCOL_VERSION: u8 = 4;
 
 /// What every frame starts with, before the version.
 const FRAME_MAGIC: [u8; 3] = *b"VSC";
@@ -92,6 +92,8 @@ pub enum Response {
         commit: Option<[u8; 32]>,
         /// Its tree.
         tree: [u8; 32],
+        /// Files the commit hashed itself (not yet settled).
+        hashed: u64,
         /// Microseconds spent finalizing files and hashing trees.
         hash_us: u64,
         /// Microseconds for the whole commit in the daemon (syncs included).
@@ -295,6 +297,7 @@ fn serve(shared: &Shared, request: Request) -> Response {
                 Ok(c) => Response::Committed {
                     commit: c.commit.map(|id| *id.as_bytes()),
                     tree: *c.tree.as_bytes(),
+                    hashed: c.hashed as u64,
                     hash_us: c.hash_us,
                     total_us: c.total_us,
                     skipped: c.skipped.iter().map(|p| p.as_bytes().to_vec()).collect(),

@@ -227,8 +227,8 @@ impl Shared {
 
     /// Finalizes every dirty overlay (before a commit or status), as
     /// [`Shared::finalize`] does one, but hashing them on all cores and
-    /// flushing the store once.
-    pub(super) fn finalize_all(&self, inner: &mut Inner) -> Result<(), Errno> {
+    /// flushing the store once. Returns how many files it hashed.
+    pub(super) fn finalize_all(&self, inner: &mut Inner) -> Result<usize, Errno> {
         let work: Vec<(Ino, Option<Unsettled>)> = inner
             .dirty
             .iter()
@@ -268,7 +268,7 @@ impl Shared {
             }
         }
         self.journal_all(inner, &records);
-        settled
+        settled.map(|()| work.iter().filter(|(_, w)| w.is_some()).count())
     }
 
     /// Queues a dropped overlay's file for deletion: once the journal is

@@ -10,6 +10,9 @@ pub struct Committed {
     pub commit: Option<CommitId>,
     /// Its tree.
     pub tree: TreeId,
+    /// Files the commit hashed itself (written and not yet settled); the
+    /// rest were hashed as they were closed.
+    pub hashed: usize,
     /// Microseconds to finalize the files still pending and to hash and
     /// store the changed trees (those the settler prepared only stored),
     /// before any sync.
@@ -184,7 +187,9 @@ impl Shared {
         let started = Instant::now();
         let (committed, file, retired) = {
             let mut inner = self.lock();
-            self.finalize_all(&mut inner).map_err(|e| errno_error("finalizing open files", e))?;
+            let hashed = self
+                .finalize_all(&mut inner)
+                .map_err(|e| errno_error("finalizing open files", e))?;
             let tree = write_tree(&mut inner.ws, Durability::None)?;
             let hash_us = micros(started);
             if !allow_empty && Some(tree) == inner.base_tree {
@@ -195,7 +200,7 @@ impl Shared {
                 }
                 let total_us = micros(started);
                 let skipped = inner.special_paths();
-                return Ok(Committed { commit: None, tree, hash_us, total_us, skipped });
+                return Ok(Committed { commit: None, tree, hashed, hash_us, total_us, skipped });
             }
             let id = self.repo.commit(&mut inner.ws, options)?;
             inner.base_tree = Some(tree);
@@ -221,6 +226,7 @@ impl Shared {
                 Committed {
                     commit: Some(id),
                     tree,
+                    hashed,
                     hash_us,
                     total_us: 0,
                     skipped: inner.special_paths(),
