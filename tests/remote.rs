@@ -763,3 +763,193 @@ fn gc_racing_five_pushes_seaweedfs() {
         assert!(local.fsck(ReadData::Yes).unwrap().is_clean(), "client {client}");
     }
 }
+
+/// Requests an S3 client made, by what they asked for.
+#[derive(Debug, Default)]
+struct Requests {
+    /// GETs (ranged or not) of a pack.
+    pack_gets: AtomicUsize,
+    /// GETs of a pack's index.
+    index_gets: AtomicUsize,
+    /// Every request.
+    all: AtomicUsize,
+}
+
+impl Requests {
+    fn take(&self) -> (usize, usize, usize) {
+        (
+            self.pack_gets.swap(0, Ordering::SeqCst),
+            self.index_gets.swap(0, Ordering::SeqCst),
+            self.all.swap(0, Ordering::SeqCst),
+        )
+    }
+}
+
+/// An S3 client that counts the requests made through it.
+#[derive(Debug)]
+struct Counting {
+    inner: object_store::memory::InMemory,
+    requests: Arc<Requests>,
+}
+
+impl std::fmt::Display for Counting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Counting")
+    }
+}
+
+impl Counting {
+    fn count(&self) {
+        self.requests.all.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[async_trait::async_trait]
+impl object_store::ObjectStore for Counting {
+    async fn put_opts(
+        &self,
+        location: &object_store::path::Path,
+        payload: object_store::PutPayload,
+        opts: object_store::PutOptions,
+    ) -> object_store::Result<object_store::PutResult> {
+        self.count();
+        self.inner.put_opts(location, payload, opts).await
+    }
+    async fn put_multipart_opts(
+        &self,
+        location: &object_store::path::Path,
+        opts: object_store::PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn object_store::MultipartUpload>> {
+        self.count();
+        self.inner.put_multipart_opts(location, opts).await
+    }
+    async fn get_opts(
+        &self,
+        location: &object_store::path::Path,
+        options: object_store::GetOptions,
+    ) -> object_store::Result<object_store::GetResult> {
+        self.count();
+        if !options.head {
+            let key = location.as_ref();
+            if key.ends_with(".pack") {
+                self.requests.pack_gets.fetch_add(1, Ordering::SeqCst);
+            } else if key.ends_with(".idx") {
+                self.requests.index_gets.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        self.inner.get_opts(location, options).await
+    }
+    fn delete_stream(
+        &self,
+        locations: futures::stream::BoxStream<
+            'static,
+            object_store::Result<object_store::path::Path>,
+        >,
+    ) -> futures::stream::BoxStream<'static, object_store::Result<object_store::path::Path>> {
+        self.count();
+        self.inner.delete_stream(locations)
+    }
+    fn list(
+        &self,
+        prefix: Option<&object_store::path::Path>,
+    ) -> futures::stream::BoxStream<'static, object_store::Result<object_store::ObjectMeta>> {
+        self.count();
+        self.inner.list(prefix)
+    }
+    async fn list_with_delimiter(
+        &self,
+        prefix: Option<&object_store::path::Path>,
+    ) -> object_store::Result<object_store::ListResult> {
+        self.count();
+        self.inner.list_with_delimiter(prefix).await
+    }
+    async fn copy_opts(
+        &self,
+        from: &object_store::path::Path,
+        to: &object_store::path::Path,
+        options: object_store::CopyOptions,
+    ) -> object_store::Result<()> {
+        self.count();
+        self.inner.copy_opts(from, to, options).await
+    }
+}
+
+/// A remote on an in-memory server whose requests are counted.
+fn counted_remote() -> (Remote, Arc<Requests>) {
+    let requests = Arc::new(Requests::default());
+    let client =
+        Counting { inner: object_store::memory::InMemory::new(), requests: requests.clone() };
+    (Remote::with_client(Arc::new(client), "r", "counted").unwrap(), requests)
+}
+
+/// Adds `n` commits to `main` of `repo`, each changing one file of 20 to
+/// `file_len` fresh bytes; one sync at the end.
+fn grow_history(repo: &Repo, n: u64, file_len: usize) -> CommitId {
+    let mut ws = repo.working_set().unwrap();
+    let old = ws.head();
+    let mut options = CommitOptions { durability: vst_cas::Durability::None, ..Default::default() };
+    for i in 0..n {
+        let seed = 50_000 + old.map_or(0, |_| 10_000) + i;
+        ws.write(&p(&format!("d{}/f{}", i % 4, i % 20)), &noise(seed, file_len)).unwrap();
+        options.message = format!("commit {i}");
+        vst::commit(&mut ws, &options).unwrap();
+    }
+    repo.store().sync().unwrap();
+    let tip = ws.head().unwrap();
+    repo.refs()
+        .update(&main_branch(), old.map(|c| c.object_id()), Some(tip.object_id()), "grow")
+        .unwrap();
+    tip
+}
+
+/// A clone reads a long history in a number of requests bounded by the
+/// packs it is in, not by its commits (each commit a round trip before);
+/// so does a pull of the commits pushed since. Counted on an in-memory
+/// server.
+#[test]
+fn clone_and_pull_take_requests_per_pack_not_per_commit() {
+    use vst_cas::remote::READ_AHEAD_MISSES_MIN;
+    const COMMITS: u64 = 400;
+    let (remote, requests) = counted_remote();
+    let dir = tempfile::tempdir().unwrap();
+    let src = crate::support::repo(dir.path());
+    // 12 KiB of noise a commit: about 5 MiB, several packs of 1 MiB.
+    let tip = grow_history(&src, COMMITS, 12 << 10);
+    let store = remote.store(small_packs()).unwrap();
+    push(src.store().as_ref(), &store, &remote.refs(), &main_branch(), tip).unwrap();
+    let packs = store.pack_count();
+    assert!(packs >= 4, "{packs} packs");
+    // Per pack, at most: its index, the reads before its window and the
+    // window itself, in each of the transfer's two passes (commits newest
+    // first, then their trees and blobs oldest first).
+    let bound = packs * (1 + 2 * (READ_AHEAD_MISSES_MIN + 1));
+    requests.take();
+
+    let copy = tempfile::tempdir().unwrap();
+    let local = crate::support::repo(copy.path());
+    let fresh = remote.store(RemoteOptions::default()).unwrap();
+    let (branches, stats) = clone_into(&local, &fresh, &remote.refs()).unwrap();
+    assert_eq!(branches, vec![(main_branch(), tip)]);
+    assert_eq!(stats.commits, COMMITS);
+    let (pack_gets, index_gets, all) = requests.take();
+    assert_eq!(index_gets, packs);
+    assert!(pack_gets + index_gets <= bound, "{pack_gets} pack GETs for {packs} packs");
+    assert!(all <= bound + 8, "{all} requests for {packs} packs");
+    assert!(local.fsck(ReadData::Yes).unwrap().is_clean());
+    drop(fresh);
+
+    // The same again for a pull of as many new commits.
+    let tip2 = grow_history(&src, COMMITS, 12 << 10);
+    push(src.store().as_ref(), &store, &remote.refs(), &main_branch(), tip2).unwrap();
+    let new_packs = store.pack_count() - packs;
+    requests.take();
+    let fresh = remote.store(RemoteOptions::default()).unwrap();
+    let (pulled, stats) = pull(&local, &fresh, &remote.refs(), &main_branch()).unwrap().unwrap();
+    assert_eq!(pulled, PullOutcome::FastForward { old: tip, new: tip2 });
+    assert_eq!(stats.commits, COMMITS);
+    let (pack_gets, _, _) = requests.take();
+    // A pack of the first push holds at most the commit the walk stops at.
+    let bound = packs + new_packs * 2 * (READ_AHEAD_MISSES_MIN + 1);
+    assert!(pack_gets <= bound, "{pack_gets} pack GETs for {new_packs} new packs");
+    assert!(local.fsck(ReadData::Yes).unwrap().is_clean());
+}

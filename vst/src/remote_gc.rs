@@ -18,7 +18,7 @@ use vst_cas::remote::{Remote, RemoteOptions, RemoteStore};
 
 use crate::error::Result;
 use crate::id::CommitId;
-use crate::sync::{TransferStats, ref_err, transfer};
+use crate::sync::{TransferStats, ref_err, transfer_from_remote};
 
 /// The default grace period: a pack younger than this is never deleted.
 pub const REMOTE_GC_GRACE_DEFAULT: Duration = Duration::from_secs(3600);
@@ -66,7 +66,7 @@ pub fn gc_remote(
     for (_, tip) in &branches {
         // Synced when it returns: the copies are published before any
         // old pack is deleted.
-        stats.copied.add(&transfer(&reader, &writer, CommitId::new(*tip))?);
+        stats.copied.add(&transfer_from_remote(&reader, &writer, CommitId::new(*tip))?);
     }
     writer.sync()?;
     let fresh: HashSet<_> = writer.pack_names().into_iter().collect();

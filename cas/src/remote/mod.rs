@@ -33,11 +33,15 @@
 //! it answers [`StoreError::NotFound`], so objects another writer published
 //! since are found. `contains` answers from the loaded indexes only: a
 //! stale `false` costs an upload of something already there, never a loss.
+//! A transfer reads under a [`ReadAhead`]: a pack it reads from often is
+//! fetched whole (its records that are not chunks, in a few ranges), so a
+//! clone costs requests per pack, not per commit.
 //!
 //! A failed upload poisons the handle, as a failed write poisons the pack
 //! store. Requests are retried with exponential backoff on transient
 //! errors (timeouts, 5xx, throttling), for [`S3Config::retry_timeout`].
 
+mod ahead;
 pub mod gc;
 mod refs;
 mod s3;
@@ -60,6 +64,9 @@ use crate::pack::{
 use crate::vfs::Vfs;
 use crate::{IdBuildHasher, ObjectId, Store, StoreError};
 
+pub use ahead::{
+    READ_AHEAD_MISSES_MIN, READ_AHEAD_WINDOW_LEN_MAX, READ_AHEAD_WINDOWS_MAX, ReadAhead,
+};
 pub use refs::RemoteRefs;
 pub use s3::{RETRY_TIMEOUT_DEFAULT, S3Config, is_loopback, parse_url};
 
@@ -319,6 +326,7 @@ pub struct RemoteStore {
     shared: Arc<Shared>,
     writer: Mutex<Writer>,
     pack_len_target: usize,
+    ahead: Mutex<ahead::AheadState>,
 }
 
 fn read_lock<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
@@ -374,6 +382,7 @@ impl RemoteStore {
                 last_published: None,
             }),
             pack_len_target: options.pack_len_target.clamp(CHUNKING_LEN_MIN, REMOTE_PACK_LEN_MAX),
+            ahead: Mutex::default(),
         };
         Ok(store)
     }
@@ -711,6 +720,9 @@ impl RemoteStore {
                 })
                 .collect(),
             Err(key) => {
+                if let Some(records) = self.read_ahead_records(slot, &key, locs)? {
+                    return Ok(records);
+                }
                 // Nearby records in one request, as object_store's
                 // `get_ranges` does, but each request read no further than
                 // the range it asked for.
