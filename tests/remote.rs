@@ -617,7 +617,9 @@ fn gc_collects_a_deleted_branch(remote: &Remote) {
     // Everything is live, and the copies come out byte for byte as the
     // packs they copy (named by their content): nothing to delete.
     assert_eq!(kept.packs_deleted, 0, "{kept:?}");
-    assert_eq!(kept.bytes_after, kept.bytes_before, "{kept:?}");
+    // The same bytes, and the consolidated index.
+    let consolidated_len = kept.consolidated.unwrap().len;
+    assert_eq!(kept.bytes_after, kept.bytes_before + consolidated_len, "{kept:?}");
     assert_remote_clean(remote);
 
     remote.refs().delete(&topic_branch, topic.object_id()).unwrap();
@@ -771,6 +773,8 @@ struct Requests {
     pack_gets: AtomicUsize,
     /// GETs of a pack's index.
     index_gets: AtomicUsize,
+    /// GETs of a consolidated index.
+    consolidated_gets: AtomicUsize,
     /// Every request.
     all: AtomicUsize,
 }
@@ -788,7 +792,7 @@ impl Requests {
 /// An S3 client that counts the requests made through it.
 #[derive(Debug)]
 struct Counting {
-    inner: object_store::memory::InMemory,
+    inner: Arc<object_store::memory::InMemory>,
     requests: Arc<Requests>,
 }
 
@@ -835,6 +839,8 @@ impl object_store::ObjectStore for Counting {
                 self.requests.pack_gets.fetch_add(1, Ordering::SeqCst);
             } else if key.ends_with(".idx") {
                 self.requests.index_gets.fetch_add(1, Ordering::SeqCst);
+            } else if key.ends_with(".cidx") {
+                self.requests.consolidated_gets.fetch_add(1, Ordering::SeqCst);
             }
         }
         self.inner.get_opts(location, options).await
@@ -874,12 +880,13 @@ impl object_store::ObjectStore for Counting {
     }
 }
 
-/// A remote on an in-memory server whose requests are counted.
-fn counted_remote() -> (Remote, Arc<Requests>) {
+/// A remote on an in-memory server whose requests are counted, and the
+/// server itself.
+fn counted_remote() -> (Remote, Arc<Requests>, Arc<object_store::memory::InMemory>) {
     let requests = Arc::new(Requests::default());
-    let client =
-        Counting { inner: object_store::memory::InMemory::new(), requests: requests.clone() };
-    (Remote::with_client(Arc::new(client), "r", "counted").unwrap(), requests)
+    let server = Arc::new(object_store::memory::InMemory::new());
+    let client = Counting { inner: server.clone(), requests: requests.clone() };
+    (Remote::with_client(Arc::new(client), "r", "counted").unwrap(), requests, server)
 }
 
 /// Adds `n` commits to `main` of `repo`, each changing one file of 20 to
@@ -910,7 +917,7 @@ fn grow_history(repo: &Repo, n: u64, file_len: usize) -> CommitId {
 fn clone_and_pull_take_requests_per_pack_not_per_commit() {
     use vst_cas::remote::READ_AHEAD_MISSES_MIN;
     const COMMITS: u64 = 400;
-    let (remote, requests) = counted_remote();
+    let (remote, requests, _) = counted_remote();
     let dir = tempfile::tempdir().unwrap();
     let src = crate::support::repo(dir.path());
     // 12 KiB of noise a commit: about 5 MiB, several packs of 1 MiB.
@@ -952,4 +959,105 @@ fn clone_and_pull_take_requests_per_pack_not_per_commit() {
     let bound = packs + new_packs * 2 * (READ_AHEAD_MISSES_MIN + 1);
     assert!(pack_gets <= bound, "{pack_gets} pack GETs for {new_packs} new packs");
     assert!(local.fsck(ReadData::Yes).unwrap().is_clean());
+}
+
+/// Opening a store after many pushes and a remote gc reads the gc's
+/// consolidated index and the indexes of the packs pushed since, not one
+/// per pack. A pack the consolidated index names but the listing does not
+/// (deleted by a gc that died before writing its own) is not taken to be
+/// there; a damaged consolidated index is passed over.
+#[test]
+fn an_open_after_a_gc_reads_one_index_and_those_pushed_since() {
+    use object_store::ObjectStoreExt;
+    const PUSHES: usize = 12;
+    const SINCE: usize = 3;
+    let (remote, requests, server) = counted_remote();
+    let dir = tempfile::tempdir().unwrap();
+    let src = crate::support::repo(dir.path());
+    let push_one = || {
+        let tip = grow_history(&src, 1, 2000);
+        let store = remote.store(small_packs()).unwrap();
+        push(src.store().as_ref(), &store, &remote.refs(), &main_branch(), tip).unwrap();
+    };
+    (0..PUSHES).for_each(|_| push_one());
+    let open = || {
+        requests.take();
+        requests.consolidated_gets.store(0, Ordering::SeqCst);
+        let store = remote.store(RemoteOptions::default()).unwrap();
+        let (_, index_gets, _) = requests.take();
+        let consolidated_gets = requests.consolidated_gets.swap(0, Ordering::SeqCst);
+        (store, index_gets, consolidated_gets)
+    };
+    assert_eq!(open().1, PUSHES, "no gc yet: every index");
+
+    // A gc that deletes nothing (every pack is young) still consolidates.
+    let hour = Duration::from_secs(3600);
+    let stats = vst::remote_gc::gc_remote(&remote, hour, &small_packs()).unwrap();
+    let consolidated = stats.consolidated.unwrap();
+    assert_eq!(consolidated.generation, 0);
+    assert_eq!(consolidated.packs, PUSHES + 1, "the old packs and the copy: {stats:?}");
+    let consolidated_packs = remote.store(RemoteOptions::default()).unwrap().pack_names();
+    (0..SINCE).for_each(|_| push_one());
+    let (store, index_gets, consolidated_gets) = open();
+    assert_eq!((index_gets, consolidated_gets), (SINCE, 1));
+    assert_eq!(store.pack_count(), PUSHES + 1 + SINCE);
+    drop(store);
+
+    // A pack deleted after the consolidated index was written is not
+    // believed in.
+    let gone = consolidated_packs[0];
+    let lock = vst_cas::remote::gc::GcLock::take(&remote).unwrap();
+    lock.delete_pack(&gone).unwrap();
+    lock.release().unwrap();
+    let (store, index_gets, consolidated_gets) = open();
+    assert_eq!((index_gets, consolidated_gets), (SINCE, 1));
+    assert!(!store.pack_names().contains(&gone));
+    assert_eq!(store.pack_count(), PUSHES + SINCE);
+    drop(store);
+
+    // Damaged, it is passed over: every pack's own index is read.
+    let tip = CommitId::new(remote.refs().get(&main_branch()).unwrap().unwrap());
+    let key = object_store::path::Path::from("r/packs/all-0000000000000000.cidx");
+    let junk = object_store::PutPayload::from_static(b"junk");
+    tokio_free_block_on(server.put(&key, junk)).unwrap();
+    let (store, index_gets, consolidated_gets) = open();
+    assert_eq!((index_gets, consolidated_gets), (PUSHES + SINCE, 1));
+    assert!(fsck(&store, &[tip], ReadData::Yes).is_clean());
+    drop(store);
+
+    // A gc that deletes: the next generation holds what is left, and the
+    // older one is gone.
+    let stats = vst::remote_gc::gc_remote(&remote, Duration::ZERO, &small_packs()).unwrap();
+    assert_eq!(stats.consolidated.unwrap().generation, 1);
+    let keys: Vec<String> = remote_keys(&server);
+    let cidx: Vec<&String> = keys.iter().filter(|k| k.ends_with(".cidx")).collect();
+    assert_eq!(cidx, vec!["r/packs/all-0000000000000001.cidx"]);
+    (0..SINCE).for_each(|_| push_one());
+    let (store, index_gets, consolidated_gets) = open();
+    assert_eq!((index_gets, consolidated_gets), (SINCE, 1));
+    let tip = CommitId::new(remote.refs().get(&main_branch()).unwrap().unwrap());
+    assert!(fsck(&store, &[tip], ReadData::Yes).is_clean());
+}
+
+/// Every key on an in-memory server.
+fn remote_keys(server: &object_store::memory::InMemory) -> Vec<String> {
+    use futures::TryStreamExt;
+    use object_store::ObjectStore;
+    let listed: Vec<object_store::ObjectMeta> =
+        tokio_free_block_on(server.list(None).try_collect()).unwrap();
+    let mut keys: Vec<String> = listed.into_iter().map(|m| m.location.to_string()).collect();
+    keys.sort();
+    keys
+}
+
+/// Runs a future of the in-memory server, which never waits on anything
+/// (so polling it in a loop with a waker that does nothing finishes).
+fn tokio_free_block_on<F: std::future::Future>(f: F) -> F::Output {
+    let mut f = std::pin::pin!(f);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    loop {
+        if let std::task::Poll::Ready(out) = f.as_mut().poll(&mut cx) {
+            return out;
+        }
+    }
 }

@@ -6,6 +6,7 @@
 //! ```text
 //! packs/<H>.pack     PACK_MAGIC, then records exactly as in local packs
 //! packs/<H>.idx      the pack's index; <H> = BLAKE3 of the .pack, in hex
+//! packs/all-<G>.cidx the indexes of the packs a remote gc kept
 //! refs/heads/NAME    "<64 hex>\n", written only by conditional writes
 //! refs/tags/NAME     the same, for tags
 //! probe/<random>     short-lived keys of the conditional-write probe
@@ -26,7 +27,9 @@
 //! written only after that (by the caller, see [`RemoteRefs`]).
 //!
 //! **Read path.** Opening lists `packs/` and loads every index (from the
-//! local cache when it has it). A read range-GETs one record and checks its
+//! local cache when it has it): those the newest consolidated index holds
+//! (written by a remote gc, see [`consolidated`]) in one GET, the others,
+//! written since, one by one. A read range-GETs one record and checks its
 //! CRC, its header against the index, then the BLAKE3 of what it decodes;
 //! a chunked object's chunks come from one coalesced request per pack. An
 //! id not in the loaded indexes makes the store list `packs/` again before
@@ -42,6 +45,7 @@
 //! errors (timeouts, 5xx, throttling), for [`S3Config::retry_timeout`].
 
 mod ahead;
+mod consolidated;
 pub mod gc;
 mod refs;
 mod s3;
@@ -67,6 +71,7 @@ use crate::{IdBuildHasher, ObjectId, Store, StoreError};
 pub use ahead::{
     READ_AHEAD_MISSES_MIN, READ_AHEAD_WINDOW_LEN_MAX, READ_AHEAD_WINDOWS_MAX, ReadAhead,
 };
+pub use consolidated::{CONSOLIDATED_INDEX_LEN_MAX, CONSOLIDATED_INDEX_MAGIC, Consolidated};
 pub use refs::RemoteRefs;
 pub use s3::{RETRY_TIMEOUT_DEFAULT, S3Config, is_loopback, parse_url};
 
@@ -302,6 +307,8 @@ struct Shared {
     packs: RwLock<Vec<Pack>>,
     /// Names of the packs whose index is loaded or being uploaded.
     known: Mutex<HashSet<ObjectId>>,
+    /// The generation of the consolidated index last loaded.
+    consolidated: Mutex<Option<u64>>,
     poisoned: AtomicBool,
     cache: Option<FileCache>,
 }
@@ -368,6 +375,7 @@ impl RemoteStore {
             index: RwLock::default(),
             packs: RwLock::new(vec![Pack::default()]),
             known: Mutex::default(),
+            consolidated: Mutex::default(),
             poisoned: AtomicBool::new(false),
             cache,
         });
@@ -436,10 +444,11 @@ impl RemoteStore {
                 })
                 .collect()
         };
+        let mut fetched = self.load_consolidated(&listed, &mut names);
         // Sorted so that two handles number packs alike; the order means
         // nothing else.
         names.sort();
-        let fetched: Vec<(ObjectId, Vec<(ObjectId, Location)>)> = remote.block_on(
+        let fetched_alone: Vec<(ObjectId, Vec<(ObjectId, Location)>)> = remote.block_on(
             futures::stream::iter(names.into_iter().map(|(name, size)| {
                 let (client, keys) = (&remote.inner.client, &remote.inner.keys);
                 let shared = &self.shared;
@@ -451,6 +460,8 @@ impl RemoteStore {
             .buffered(INDEX_FETCHES_IN_FLIGHT_MAX)
             .try_collect(),
         )?;
+        fetched.extend(fetched_alone);
+        fetched.sort_by_key(|(name, _)| *name);
         let mut known = lock(&self.shared.known);
         let mut packs = write_lock(&self.shared.packs);
         let mut index = write_lock(&self.shared.index);
@@ -466,6 +477,42 @@ impl RemoteStore {
             }
         }
         Ok(())
+    }
+
+    /// The entries of the packs in `unknown` (listed, not loaded) that the
+    /// newest listed consolidated index holds, which are taken out of
+    /// `unknown`. Only when it saves requests (two unknown packs or more)
+    /// and it is not the one already loaded; a consolidated index that
+    /// cannot be read is passed over (see [`consolidated`]): the packs'
+    /// own indexes are read instead.
+    fn load_consolidated(
+        &self,
+        listed: &[object_store::ObjectMeta],
+        unknown: &mut Vec<(ObjectId, u64)>,
+    ) -> Vec<(ObjectId, Vec<(ObjectId, Location)>)> {
+        let newest = listed
+            .iter()
+            .filter_map(|m| Some((consolidated::parse_name(m.location.filename()?)?, m.size)))
+            .max();
+        let Some((generation, size)) = newest else { return Vec::new() };
+        if unknown.len() < 2 || *lock(&self.shared.consolidated) == Some(generation) {
+            return Vec::new();
+        }
+        let remote = &self.remote;
+        let loaded = remote.block_on(consolidated::load(
+            remote.inner.client.as_ref(),
+            &remote.inner.keys,
+            &self.shared,
+            generation,
+            size,
+        ));
+        let Ok(packs) = loaded else { return Vec::new() };
+        *lock(&self.shared.consolidated) = Some(generation);
+        let wanted: HashSet<ObjectId> = unknown.iter().map(|(name, _)| *name).collect();
+        let found: Vec<_> = packs.into_iter().filter(|(name, _)| wanted.contains(name)).collect();
+        let found_names: HashSet<ObjectId> = found.iter().map(|(name, _)| *name).collect();
+        unknown.retain(|(name, _)| !found_names.contains(name));
+        found
     }
 
     /// Forgets the packs a remote gc deleted since they were loaded (known,
