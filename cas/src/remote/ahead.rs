@@ -26,7 +26,7 @@ use object_store::path::Path as Key;
 
 use super::{RemoteStore, get_range_exact, lock, read_lock};
 use crate::StoreError;
-use crate::pack::{Kind, Location};
+use crate::record::{Kind, Location};
 
 /// Reads of one pack answered one by one before the pack's small records
 /// are fetched whole: a pull of a few commits reads only what it needs.

@@ -23,7 +23,7 @@ use super::{
     INDEX_FETCHES_IN_FLIGHT_MAX, INDEX_HEADER_LEN, Keys, REMOTE_INDEX_LEN_MAX, Shared,
     decode_index, get_range_exact, remote_err,
 };
-use crate::pack::Location;
+use crate::record::Location;
 use crate::{ObjectId, StoreError};
 
 /// First bytes of a consolidated index.
@@ -231,7 +231,7 @@ impl GcLock {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pack::{Codec, Kind};
+    use crate::record::{Codec, Kind};
 
     #[test]
     fn round_trip_and_damage() {

@@ -61,9 +61,12 @@ use object_store::path::Path as Key;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
 use crate::cache::FileCache;
-use crate::pack::{
-    CHUNKING_LEN_MIN, Codec, Damage, Kind, Location, PACK_MAGIC, RECORD_HEADER_LEN,
-    RECORD_TRAILER_LEN,
+use crate::chunking::{
+    CHUNKING_LEN_MIN, decode_manifest, put_records, range_end, read_chunked_range, slice_whole,
+};
+use crate::record::{
+    Codec, Damage, Kind, Location, PACK_MAGIC, RECORD_HEADER_LEN, RECORD_TRAILER_LEN, compress,
+    encode_record, lengths_ok, open_record,
 };
 use crate::vfs::Vfs;
 use crate::{IdBuildHasher, ObjectId, Store, StoreError};
@@ -621,7 +624,7 @@ impl RemoteStore {
             );
             w.buf.extend_from_slice(&PACK_MAGIC);
         }
-        let compressed = crate::pack::compress(kind, payload);
+        let compressed = compress(kind, payload);
         let (codec, stored) = match &compressed {
             Some(c) => (Codec::Zstd, c.as_slice()),
             None => (Codec::Raw, payload),
@@ -635,7 +638,7 @@ impl RemoteStore {
             kind,
             codec,
         };
-        crate::pack::encode_record(&mut w.buf, id, &loc, stored);
+        encode_record(&mut w.buf, id, &loc, stored);
         w.entries.push((id, loc));
         write_lock(&self.shared.index).insert(id, loc);
         if w.buf.len() >= self.pack_len_target {
@@ -645,12 +648,9 @@ impl RemoteStore {
     }
 
     fn put_locked(&self, w: &mut Writer, id: ObjectId, bytes: &[u8]) -> Result<(), StoreError> {
-        crate::pack::put_records(
-            id,
-            bytes,
-            &|id| self.contains_id(id),
-            &mut |kind, id, data, raw| self.add_record(w, kind, id, data, raw),
-        )
+        put_records(id, bytes, &|id| self.contains_id(id), &mut |kind, id, data, raw| {
+            self.add_record(w, kind, id, data, raw)
+        })
     }
 
     /// Seals the pack being filled and starts its upload; waits for the
@@ -783,21 +783,6 @@ impl RemoteStore {
         }
     }
 
-    /// Decodes and checks one fetched record of `id` at `loc` (CRC, header,
-    /// codec); not its hash (callers check that by kind).
-    fn decode_record(id: &ObjectId, loc: &Location, raw: &[u8]) -> Result<Vec<u8>, StoreError> {
-        let Some((found, header, len)) = crate::pack::parse_record(raw) else {
-            return Err(StoreError::Damaged { id: *id, damage: Damage::Checksum });
-        };
-        let same = (header.kind, header.codec, header.stored_len, header.raw_len)
-            == (loc.kind, loc.codec, loc.stored_len, loc.raw_len);
-        if found != *id || !same || len != raw.len() {
-            return Err(StoreError::Damaged { id: *id, damage: Damage::WrongRecord });
-        }
-        let stored = &raw[RECORD_HEADER_LEN..raw.len() - RECORD_TRAILER_LEN];
-        crate::pack::decode_stored(id, loc, stored)
-    }
-
     fn cache_get(&self, name: &str, check: impl Fn(&[u8]) -> bool) -> Option<Vec<u8>> {
         let cache = self.shared.cache.as_ref()?;
         let bytes = cache.get(name)?;
@@ -831,7 +816,7 @@ impl RemoteStore {
             let raws = self.fetch_records(slot, &locs)?;
             for (&i, raw) in members.iter().zip(raws) {
                 let (id, loc) = &wanted[i];
-                let bytes = Self::decode_record(id, loc, &raw)?;
+                let bytes = open_record(id, loc, &raw)?;
                 crate::verify(id, &bytes)?;
                 self.cache_put(&id.to_string(), &bytes);
                 out[i] = Some(bytes);
@@ -847,14 +832,13 @@ impl RemoteStore {
         loc: &Location,
     ) -> Result<Vec<(ObjectId, u64)>, StoreError> {
         let name = format!("{id}.list");
-        if let Some(bytes) =
-            self.cache_get(&name, |b| crate::pack::decode_manifest(id, loc.raw_len, b).is_ok())
+        if let Some(bytes) = self.cache_get(&name, |b| decode_manifest(id, loc.raw_len, b).is_ok())
         {
-            return crate::pack::decode_manifest(id, loc.raw_len, &bytes);
+            return decode_manifest(id, loc.raw_len, &bytes);
         }
         let raw = self.fetch_records(loc.pack, &[*loc])?.pop().expect("one record");
-        let bytes = Self::decode_record(id, loc, &raw)?;
-        let chunks = crate::pack::decode_manifest(id, loc.raw_len, &bytes)?;
+        let bytes = open_record(id, loc, &raw)?;
+        let chunks = decode_manifest(id, loc.raw_len, &bytes)?;
         self.cache_put(&name, &bytes);
         Ok(chunks)
     }
@@ -1023,7 +1007,7 @@ fn decode_index(name: ObjectId, bytes: &[u8]) -> Option<Vec<(ObjectId, Location)
         let inside = loc.offset >= PACK_MAGIC.len() as u64
             && loc.offset < u64::MAX / 2
             && loc.end() <= pack_len;
-        if !inside || !crate::pack::lengths_ok(kind, codec, loc.stored_len, loc.raw_len) {
+        if !inside || !lengths_ok(kind, codec, loc.stored_len, loc.raw_len) {
             return None;
         }
         out.push((ObjectId::from_bytes(raw[..32].try_into().ok()?), loc));
@@ -1112,43 +1096,14 @@ impl Store for RemoteStore {
 
     fn read_range(&self, id: &ObjectId, offset: u64, len: u64) -> Result<Bytes, StoreError> {
         let loc = self.location(id)?;
-        let size = loc.raw_len;
-        let Some(end) = offset.checked_add(len).filter(|&e| e <= size) else {
-            return Err(StoreError::RangeOutOfBounds { id: *id, offset, len, size });
-        };
+        let end = range_end(id, offset, len, loc.raw_len)?;
         if loc.kind != Kind::Manifest {
-            let bytes = self.get_one(id)?;
-            // The object was verified by its hash, but its length comes
-            // from the index: they must agree before the slice.
-            if bytes.len() as u64 != size {
-                return Err(StoreError::Damaged { id: *id, damage: Damage::WrongRecord });
-            }
-            return Ok(bytes.slice(offset as usize..end as usize));
+            return slice_whole(id, self.get_one(id)?, offset, end, loc.raw_len);
         }
-        // Only the chunks that overlap the range are fetched.
+        // Only the chunks that overlap the range are fetched, a group at a
+        // time in one request per pack.
         let chunks = self.read_manifest(id, &loc)?;
-        let mut wanted = Vec::new();
-        let mut chunk_start = 0u64;
-        for (cid, chunk_len) in &chunks {
-            let chunk_end = chunk_start + chunk_len;
-            if chunk_end > offset && chunk_start < end {
-                wanted.push((*cid, *chunk_len, chunk_start));
-            }
-            if chunk_end >= end {
-                break;
-            }
-            chunk_start = chunk_end;
-        }
-        let listed: Vec<(ObjectId, u64)> = wanted.iter().map(|(c, l, _)| (*c, *l)).collect();
-        let mut out = Vec::with_capacity(len as usize);
-        for (data, (_, chunk_len, chunk_start)) in
-            self.read_chunks(id, &listed)?.iter().zip(&wanted)
-        {
-            let from = offset.max(*chunk_start) - chunk_start;
-            let to = end.min(chunk_start + chunk_len) - chunk_start;
-            out.extend_from_slice(&data[from as usize..to as usize]);
-        }
-        Ok(Bytes::from(out))
+        read_chunked_range(id, &chunks, offset, end, &mut |wanted| self.read_chunks(id, wanted))
     }
 
     fn contains(&self, id: &ObjectId) -> Result<bool, StoreError> {
