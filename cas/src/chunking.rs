@@ -113,6 +113,11 @@ pub(crate) fn decode_manifest(
     Ok(chunks)
 }
 
+/// Reads chunks (ids and lengths, in order) and returns their bytes, each
+/// verified against its id, in the same order.
+pub(crate) type ReadChunks<'a> =
+    dyn FnMut(&[(ObjectId, u64)]) -> Result<Vec<Vec<u8>>, StoreError> + 'a;
+
 /// `offset + len` if the range lies within an object of `size` bytes.
 pub(crate) fn range_end(
     id: &ObjectId,
@@ -155,7 +160,7 @@ pub(crate) fn read_chunked_range(
     chunks: &[(ObjectId, u64)],
     offset: u64,
     end: u64,
-    read: &mut dyn FnMut(&[(ObjectId, u64)]) -> Result<Vec<Vec<u8>>, StoreError>,
+    read: &mut ReadChunks<'_>,
 ) -> Result<Bytes, StoreError> {
     // Each wanted chunk with where it starts in the object.
     let mut wanted: Vec<(ObjectId, u64, u64)> = Vec::new();

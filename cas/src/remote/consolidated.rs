@@ -35,6 +35,10 @@ pub const CONSOLIDATED_INDEX_LEN_MAX: u64 = 1 << 30;
 /// magic, generation, pack count.
 const HEADER_LEN: usize = 8 + 8 + 4;
 
+/// A pack's name and its index's entries (pack 0: the caller numbers
+/// them).
+pub(super) type PackIndex = (ObjectId, Vec<(ObjectId, Location)>);
+
 /// The key name (under the prefix) of generation `generation`.
 pub(super) fn key_name(generation: u64) -> String {
     format!("packs/all-{generation:016x}.cidx")
@@ -73,10 +77,7 @@ pub(super) fn encode(generation: u64, indexes: &[Vec<u8>]) -> Vec<u8> {
 
 /// The packs generation `generation` holds, with their entries (pack 0:
 /// the caller numbers them); `None` if it is damaged in any way.
-pub(super) fn decode(
-    generation: u64,
-    bytes: &[u8],
-) -> Option<Vec<(ObjectId, Vec<(ObjectId, Location)>)>> {
+pub(super) fn decode(generation: u64, bytes: &[u8]) -> Option<Vec<PackIndex>> {
     let body = bytes.get(..bytes.len().checked_sub(32)?)?;
     if ObjectId::of(body).as_bytes() != &bytes[body.len()..] {
         return None;
@@ -112,7 +113,7 @@ pub(super) async fn load(
     shared: &Shared,
     generation: u64,
     size: u64,
-) -> Result<Vec<(ObjectId, Vec<(ObjectId, Location)>)>, StoreError> {
+) -> Result<Vec<PackIndex>, StoreError> {
     let name = key_name(generation);
     let cache_name = name.trim_start_matches("packs/");
     if let Some(cache) = &shared.cache

@@ -451,7 +451,7 @@ impl RemoteStore {
         // Sorted so that two handles number packs alike; the order means
         // nothing else.
         names.sort();
-        let fetched_alone: Vec<(ObjectId, Vec<(ObjectId, Location)>)> = remote.block_on(
+        let fetched_alone: Vec<consolidated::PackIndex> = remote.block_on(
             futures::stream::iter(names.into_iter().map(|(name, size)| {
                 let (client, keys) = (&remote.inner.client, &remote.inner.keys);
                 let shared = &self.shared;
@@ -492,7 +492,7 @@ impl RemoteStore {
         &self,
         listed: &[object_store::ObjectMeta],
         unknown: &mut Vec<(ObjectId, u64)>,
-    ) -> Vec<(ObjectId, Vec<(ObjectId, Location)>)> {
+    ) -> Vec<consolidated::PackIndex> {
         let newest = listed
             .iter()
             .filter_map(|m| Some((consolidated::parse_name(m.location.filename()?)?, m.size)))
