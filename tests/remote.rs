@@ -3,7 +3,7 @@
 //! object_store's InMemory and against SeaweedFS on loopback.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Barrier, Mutex, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use vst::sync::{PullOutcome, PushOutcome, Rejection, clone_into, pull, push, transfer};
@@ -170,7 +170,7 @@ fn racing_pushes_seaweedfs() {
     .unwrap();
     drop(seed);
     const ROUNDS: usize = 12;
-    let barrier = Barrier::new(2);
+    let barrier = Rendezvous::new(2);
     let wins = [AtomicUsize::new(0), AtomicUsize::new(0)];
     let rejected = AtomicUsize::new(0);
     std::thread::scope(|s| {
@@ -178,6 +178,7 @@ fn racing_pushes_seaweedfs() {
             let (dirs, barrier, wins, rejected, endpoint) =
                 (&dirs, &barrier, &wins, &rejected, &endpoint);
             s.spawn(move || {
+                let _breaks = barrier.break_on_panic();
                 let remote = s3_remote(endpoint, "race", Duration::from_secs(10));
                 let repo = crate::support::repo(dirs[side].path());
                 let store = remote.store(small_packs()).unwrap();
@@ -233,6 +234,58 @@ fn racing_pushes_seaweedfs() {
     });
     assert_eq!(rejected.load(Ordering::SeqCst), ROUNDS);
     assert_remote_clean(&remote);
+}
+
+/// A barrier that a panicking party breaks: the others then panic too
+/// instead of waiting for ever, so a failed assertion in one thread of a
+/// race test is reported as a failure, not a hang (`std::sync::Barrier`
+/// waits for a party that is gone).
+struct Rendezvous {
+    parties: usize,
+    /// Arrived in this generation, the generation, broken.
+    state: Mutex<(usize, u64, bool)>,
+    turned: Condvar,
+}
+
+/// Breaks its [`Rendezvous`] when dropped by a panicking thread.
+struct BreakOnPanic<'a>(&'a Rendezvous);
+
+impl Drop for BreakOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.state().2 = true;
+            self.0.turned.notify_all();
+        }
+    }
+}
+
+impl Rendezvous {
+    fn new(parties: usize) -> Self {
+        Self { parties, state: Mutex::new((0, 0, false)), turned: Condvar::new() }
+    }
+
+    fn state(&self) -> MutexGuard<'_, (usize, u64, bool)> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Held by each party for as long as it may wait.
+    fn break_on_panic(&self) -> BreakOnPanic<'_> {
+        BreakOnPanic(self)
+    }
+
+    fn wait(&self) {
+        let mut state = self.state();
+        let generation = state.1;
+        state.0 += 1;
+        if state.0 == self.parties {
+            *state = (0, generation + 1, state.2);
+            self.turned.notify_all();
+        }
+        while state.1 == generation && !state.2 {
+            state = self.turned.wait(state).unwrap_or_else(|e| e.into_inner());
+        }
+        assert!(!state.2 || state.1 != generation, "another thread of the test panicked");
+    }
 }
 
 /// An S3 client that runs `hook` once, when the `at`th pack upload
@@ -492,13 +545,14 @@ fn a_delete_racing_a_push_seaweedfs() {
     let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
     let origin = RefName::try_from("origin").unwrap();
     const ROUNDS: usize = 8;
-    let barrier = Barrier::new(2);
+    let barrier = Rendezvous::new(2);
     let (pushed, deleted) = (AtomicUsize::new(0), AtomicUsize::new(0));
     std::thread::scope(|s| {
         for side in 0..2 {
             let (dirs, barrier, pushed, deleted, endpoint, origin) =
                 (&dirs, &barrier, &pushed, &deleted, &endpoint, &origin);
             s.spawn(move || {
+                let _breaks = barrier.break_on_panic();
                 let remote = s3_remote(endpoint, "delete-race", Duration::from_secs(10));
                 let repo = crate::support::repo(dirs[side].path());
                 let store = remote.store(small_packs()).unwrap();
@@ -674,8 +728,8 @@ fn gc_racing_five_pushes_seaweedfs() {
     let dirs: Vec<_> = (0..CLIENTS).map(|_| tempfile::tempdir().unwrap()).collect();
     let done = AtomicUsize::new(0);
     let gcs = AtomicUsize::new(0);
-    let start = Barrier::new(CLIENTS + 1);
-    let end = Barrier::new(CLIENTS + 1);
+    let start = Rendezvous::new(CLIENTS + 1);
+    let end = Rendezvous::new(CLIENTS + 1);
     let lost: Mutex<Vec<String>> = Mutex::new(Vec::new());
     let finals: Vec<Mutex<Option<CommitId>>> = (0..CLIENTS).map(|_| Mutex::new(None)).collect();
     std::thread::scope(|s| {
@@ -683,6 +737,7 @@ fn gc_racing_five_pushes_seaweedfs() {
             let (dirs, done, endpoint, finals, start, end, lost) =
                 (&dirs, &done, &endpoint, &finals, &start, &end, &lost);
             s.spawn(move || {
+                let _breaks = (start.break_on_panic(), end.break_on_panic());
                 let remote = s3_remote(endpoint, "gc-race", Duration::from_secs(10));
                 let repo = crate::support::repo(dirs[client].path());
                 let store = remote.store(small_packs()).unwrap();
@@ -721,8 +776,8 @@ fn gc_racing_five_pushes_seaweedfs() {
                     // Once this round's gc is done, what the push was told
                     // is stored is all there.
                     end.wait();
-                    // (Recorded, not asserted here: a panic would leave the
-                    // others waiting at the barrier.)
+                    // (Recorded, not asserted here: the other clients'
+                    // rounds go on.)
                     let fresh = remote.store(RemoteOptions::default()).unwrap();
                     let report = fsck(&fresh, &[tip], ReadData::No);
                     if !report.is_clean() {
@@ -736,6 +791,7 @@ fn gc_racing_five_pushes_seaweedfs() {
         }
         let (endpoint, gcs, start, end) = (&endpoint, &gcs, &start, &end);
         s.spawn(move || {
+            let _breaks = (start.break_on_panic(), end.break_on_panic());
             let remote = s3_remote(endpoint, "gc-race", Duration::from_secs(10));
             for _ in 0..ROUNDS {
                 start.wait();
