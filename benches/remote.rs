@@ -6,20 +6,26 @@
 //! - one large file (`VST_BENCH_BIG_MIB`, default 1024);
 //! - a second push after changing one file of the first tree.
 //!
+//! - a long history (`VST_BENCH_COMMITS`, default 20,000: each commit
+//!   changes one file of a tree of 100): push it, clone it (reading ahead,
+//!   as `clone_into` does, and, for comparison, object by object), push as
+//!   many commits again and pull them into the clone.
+//!
 //! `cargo bench --bench remote` (needs `weed`, as the tests do). At full
 //! size this moves about 1.2 GiB each way; set the variables smaller for a
-//! quick look, e.g. `VST_BENCH_FILES=2000 VST_BENCH_BIG_MIB=16`.
+//! quick look, e.g. `VST_BENCH_FILES=2000 VST_BENCH_BIG_MIB=16`;
+//! `VST_BENCH_ONLY=history` runs only the history.
 
 #[path = "../cas/tests/support/seaweed.rs"]
 mod seaweed;
 
 use std::time::{Duration, Instant};
 
-use vst::sync::{push, transfer};
+use vst::sync::{clone_into, pull, push, transfer};
 use vst::{CommitId, CommitOptions, Repo, RepoPath};
-use vst_cas::RefName;
 use vst_cas::remote::{Remote, RemoteOptions, S3Config};
 use vst_cas::sim::noise;
+use vst_cas::{Durability, RefName};
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -59,6 +65,11 @@ fn main() {
     let var = move |k: &str| (k == "AWS_ENDPOINT_URL").then(|| endpoint.clone());
     let tmp = tempfile::tempdir().unwrap();
     let branch = RefName::try_from("main").unwrap();
+    let commits_n = env_usize("VST_BENCH_COMMITS", 20_000);
+    history(&var, tmp.path(), commits_n);
+    if std::env::var("VST_BENCH_ONLY").is_ok_and(|v| v == "history") {
+        return;
+    }
 
     let small: Vec<(String, Vec<u8>)> = (0..files_n)
         .map(|i| (format!("d{}/f{i}", i / 100), noise(i as u64, 100 + (i * 7919) % 3997)))
@@ -121,6 +132,60 @@ fn main() {
             r.s3_push.as_secs_f64() / r.disk_push.as_secs_f64()
         );
     }
+}
+
+/// Adds `n` commits to `main` of `repo`, each changing one file of 100,
+/// stored without a sync each (one at the end).
+fn grow_history(repo: &Repo, n: usize, seed: usize) -> CommitId {
+    let mut ws = repo.working_set().unwrap();
+    let old = ws.head();
+    let mut options = CommitOptions { durability: Durability::None, ..Default::default() };
+    let mut tip = None;
+    for i in 0..n {
+        let path = RepoPath::try_from(format!("d{}/f{}", i % 10, i % 100).as_str()).unwrap();
+        ws.write(&path, format!("version {}", seed + i).as_bytes()).unwrap();
+        options.message = format!("commit {}", seed + i);
+        tip = Some(vst::commit(&mut ws, &options).unwrap());
+    }
+    repo.store().sync().unwrap();
+    let tip = tip.unwrap();
+    let main = RefName::try_from("main").unwrap();
+    repo.refs().update(&main, old.map(|c| c.object_id()), Some(tip.object_id()), "bench").unwrap();
+    tip
+}
+
+/// Push, clone and pull of a history of `n` commits (see the module
+/// documentation).
+fn history(var: &dyn Fn(&str) -> Option<String>, tmp: &std::path::Path, n: usize) {
+    let branch = RefName::try_from("main").unwrap();
+    let src = init(&tmp.join("history-src")).unwrap();
+    let tip = grow_history(&src, n, 0);
+    let remote = Remote::s3(&S3Config::from_url("s3://bench/history", var).unwrap()).unwrap();
+    let store = remote.store(RemoteOptions::default()).unwrap();
+    let t = Instant::now();
+    push(src.store().as_ref(), &store, &remote.refs(), &branch, tip).unwrap();
+    let pushed = t.elapsed();
+    let t = Instant::now();
+    let dst = init(&tmp.join("history-clone")).unwrap();
+    let fresh = remote.store(RemoteOptions::default()).unwrap();
+    clone_into(&dst, &fresh, &remote.refs()).unwrap();
+    let cloned = t.elapsed();
+    println!("history of {n} commits: push {pushed:?}, clone {cloned:?}");
+    if std::env::var("VST_BENCH_ONE_BY_ONE").is_ok() {
+        let t = Instant::now();
+        let plain = init(&tmp.join("history-plain")).unwrap();
+        let fresh = remote.store(RemoteOptions::default()).unwrap();
+        transfer(&fresh, plain.store().as_ref(), tip).unwrap();
+        println!("  clone object by object (no read-ahead): {:?}", t.elapsed());
+    }
+    let tip2 = grow_history(&src, n, n);
+    let t = Instant::now();
+    push(src.store().as_ref(), &store, &remote.refs(), &branch, tip2).unwrap();
+    let pushed = t.elapsed();
+    let t = Instant::now();
+    let fresh = remote.store(RemoteOptions::default()).unwrap();
+    pull(&dst, &fresh, &remote.refs(), &branch).unwrap();
+    println!("  {n} more: push {pushed:?}, pull {:?}", t.elapsed());
 }
 
 /// A new repository in `dir`.

@@ -131,7 +131,11 @@ fn large_objects<S: Store>(store: &S) {
     // 2 MiB two equal ones.
     let zeros = vec![0u8; len_min * 2];
     // The premise, checked: if chunking changes, this must be found anew.
-    assert_eq!(crate::pack::chunks(&zeros[..len_min]).count(), 1, "1 MiB of zeros is one chunk");
+    assert_eq!(
+        crate::chunking::chunks(&zeros[..len_min]).count(),
+        1,
+        "1 MiB of zeros is one chunk"
+    );
     let objects: Vec<&[u8]> = vec![
         &noise[..len_min - 1],
         &noise[1..len_min + 1],

@@ -21,12 +21,13 @@
 
 pub mod batch_hash;
 pub mod cache;
+mod chunking;
 pub mod conformance;
 mod error;
 mod id;
 mod mem;
 pub mod pack;
-mod pack_index;
+mod record;
 pub mod refs;
 #[cfg(feature = "s3")]
 pub mod remote;

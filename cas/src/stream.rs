@@ -17,9 +17,10 @@ use std::io::{self, Read};
 
 use bytes::Bytes;
 
-use crate::pack::{
-    CHUNK_LEN_AVG, CHUNK_LEN_MAX, CHUNK_LEN_MIN, CHUNKING_LEN_MIN, Damage, Kind, encode_manifest,
+use crate::chunking::{
+    CHUNK_LEN_AVG, CHUNK_LEN_MAX, CHUNK_LEN_MIN, CHUNKING_LEN_MIN, encode_manifest,
 };
+use crate::record::{Damage, Kind};
 use crate::{ObjectId, Store, StoreError};
 
 /// Bytes of chunks an [`ObjectReader`] fetches at once (at least one
@@ -56,7 +57,7 @@ impl Read for Retrying<'_> {
 /// already stored. Returns the object's id and length.
 pub(crate) fn put_records_from_reader(
     reader: &mut dyn Read,
-    add: &mut crate::pack::AddRecord<'_>,
+    add: &mut crate::chunking::AddRecord<'_>,
 ) -> Result<(ObjectId, u64), StoreError> {
     let mut hasher = blake3::Hasher::new();
     let mut len = 0u64;
@@ -256,7 +257,7 @@ mod tests {
         mixed.extend_from_slice(&noise[..12_345]);
         let zeros = vec![0u8; (5 << 20) + 3];
         for (name, bytes) in [("noise", &noise[..]), ("mixed", &mixed[..]), ("zeros", &zeros[..])] {
-            let whole: Vec<usize> = crate::pack::chunks(bytes).map(<[u8]>::len).collect();
+            let whole: Vec<usize> = crate::chunking::chunks(bytes).map(<[u8]>::len).collect();
             assert!(whole.len() > 4, "{name}: several chunks");
             for step in [1 << 20, 4096, 999_983] {
                 let streamed: Vec<usize> = fastcdc::v2020::StreamCDC::new(

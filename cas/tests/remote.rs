@@ -400,13 +400,8 @@ fn a_write_between_the_read_and_the_write_of_another_makes_it_lose() {
 }
 
 /// A delete and a push that read the same value race, many rounds: in
-/// each, exactly one wins, and the branch holds the winner's result. With
-/// `server_may_double` (SeaweedFS), both may win a round: two conditional
-/// writes on one ETag can both pass its check under load (its own race,
-/// seaweedfs#8800), which no client can tell from the outside; the branch
-/// must then hold one of their results. Exactly one winner is what the
-/// in-memory store, whose conditional writes are atomic, checks.
-fn delete_races_update(remote: &Remote, rounds: usize, server_may_double: bool) {
+/// each, exactly one wins, and the branch holds the winner's result.
+fn delete_races_update(remote: &Remote, rounds: usize) {
     let main = RefName::try_from("race-delete").unwrap();
     let mut current: Option<ObjectId> = None;
     for round in 0..rounds {
@@ -435,10 +430,6 @@ fn delete_races_update(remote: &Remote, rounds: usize, server_may_double: bool) 
             (Err(RefError::Conflict { .. }), Ok(())) => {
                 assert_eq!(now, Some(pushed), "round {round}")
             }
-            (Ok(()), Ok(())) if server_may_double => {
-                eprintln!("note: round {round}: the server let both conditional writes succeed");
-                assert!(now.is_none() || now == Some(pushed), "round {round}: {now:?}");
-            }
             other => panic!("round {round}: not exactly one winner: {other:?}"),
         }
         current = now;
@@ -447,7 +438,7 @@ fn delete_races_update(remote: &Remote, rounds: usize, server_may_double: bool) 
 
 #[test]
 fn a_delete_racing_a_push_has_exactly_one_winner() {
-    delete_races_update(&memory(), 50, false);
+    delete_races_update(&memory(), 50);
 }
 
 /// The gc lock and push leases exclude each other: a push that starts
@@ -606,7 +597,7 @@ fn seaweedfs_round_trip_refs_and_probe() {
 #[test]
 fn a_delete_racing_a_push_has_exactly_one_winner_seaweedfs() {
     let Some(remote) = seaweed_remote("race-delete") else { return };
-    delete_races_update(&remote, 30, true);
+    delete_races_update(&remote, 30);
 }
 
 /// `put_reader` writes the packs `put` writes (packs are named by their

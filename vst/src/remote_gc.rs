@@ -6,19 +6,21 @@
 //! pack (so it writes every live object again, in put order), synced, and
 //! then every pack that was there before the copy and is older than the
 //! grace period is deleted. A pack younger than the grace period is never
-//! deleted, whatever it holds. See `docs/format.md` ("Remote gc") for the
-//! protocol and why it is safe against pushes.
+//! deleted, whatever it holds. Last it writes a consolidated index of the
+//! packs kept, so that opening the store reads one index instead of one
+//! per pack. See `docs/format.md` ("Remote gc") for the protocol and why
+//! it is safe against pushes.
 
 use std::collections::HashSet;
 use std::time::Duration;
 
 use vst_cas::Store;
 use vst_cas::remote::gc::GcLock;
-use vst_cas::remote::{Remote, RemoteOptions, RemoteStore};
+use vst_cas::remote::{Consolidated, Remote, RemoteOptions, RemoteStore};
 
 use crate::error::Result;
 use crate::id::CommitId;
-use crate::sync::{TransferStats, ref_err, transfer};
+use crate::sync::{TransferStats, ref_err, transfer_from_remote};
 
 /// The default grace period: a pack younger than this is never deleted.
 pub const REMOTE_GC_GRACE_DEFAULT: Duration = Duration::from_secs(3600);
@@ -40,6 +42,9 @@ pub struct RemoteGcStats {
     pub bytes_after: u64,
     /// What was copied into the new packs: everything live.
     pub copied: TransferStats,
+    /// The consolidated index written (`None`: it would have been too
+    /// large; readers then read every pack's index).
+    pub consolidated: Option<Consolidated>,
 }
 
 /// Collects the remote at `remote`: marks from its branches and tags, copies what
@@ -66,7 +71,7 @@ pub fn gc_remote(
     for (_, tip) in &roots {
         // Synced when it returns: the copies are published before any
         // old pack is deleted.
-        stats.copied.add(&transfer(&reader, &writer, CommitId::new(*tip))?);
+        stats.copied.add(&transfer_from_remote(&reader, &writer, CommitId::new(*tip))?);
     }
     writer.sync()?;
     let fresh: HashSet<_> = writer.pack_names().into_iter().collect();
@@ -84,6 +89,9 @@ pub fn gc_remote(
         lock.delete_pack(&pack.name)?;
         stats.packs_deleted += 1;
     }
+    // After the deletions: it holds the indexes of what is kept, so the
+    // next open reads it and the indexes pushed since.
+    stats.consolidated = lock.consolidate()?;
     stats.bytes_after = lock.stored_len()?;
     lock.release()?;
     Ok(stats)

@@ -112,6 +112,18 @@ pub fn transfer(from: &dyn Store, to: &dyn Store, tip: CommitId) -> Result<Trans
     Ok(stats)
 }
 
+/// [`transfer`] from a remote store, reading ahead: the small records of
+/// a pack it reads from often come in a few requests, so the number of
+/// requests grows with the packs the history is in, not its commits.
+pub fn transfer_from_remote(
+    from: &RemoteStore,
+    to: &dyn Store,
+    tip: CommitId,
+) -> Result<TransferStats> {
+    let _ahead = from.read_ahead();
+    transfer(from, to, tip)
+}
+
 /// The commits reachable from `tip` that `to` lacks, each after its
 /// parents.
 fn missing_commits(
@@ -186,7 +198,6 @@ fn copy_tree(
     let mut depth = 0;
     let mut blobs: Vec<(ObjectId, u64)> = Vec::new();
     let mut frontier: Vec<TreeId> = Vec::new();
-    let earlier: HashSet<TreeId> = seen_trees.keys().copied().collect();
     if !seen_trees.contains_key(&root) && !to.contains(&root.object_id())? {
         seen_trees.insert(root, 0);
         frontier.push(root);
@@ -239,7 +250,7 @@ fn copy_tree(
     }
     let mut order: Vec<usize> = (0..read.len()).collect();
     order.sort_by_key(|&i| height[i]);
-    check_depths(&read, &index, &order, &earlier, seen_trees)?;
+    check_depths(&read, &index, &order, seen_trees)?;
     copy_blobs(from, to, &blobs, stats)?;
     for batch in order.chunks(TRANSFER_BATCH_COUNT_MAX) {
         let objects: Vec<(ObjectId, &[u8])> =
@@ -255,6 +266,11 @@ fn copy_tree(
 /// an earlier commit copied is reused where its height takes it past the
 /// limit; then records the new trees' heights in `heights`.
 ///
+/// `heights` holds every tree of the transfer: those an earlier commit
+/// copied, with their heights, and the new ones (`index`), so a tree in it
+/// and not in `index` is one an earlier commit copied. (Not a copy of that
+/// set per commit: that made a long history quadratic.)
+///
 /// `order` puts every tree after its new subdirectories, so the trees'
 /// heights are computed in it, and their deepest depths in its reverse
 /// (every path from the root to a new tree goes through new trees only:
@@ -263,14 +279,13 @@ fn check_depths(
     read: &[(TreeId, Bytes, Vec<TreeId>, bool)],
     index: &HashMap<TreeId, usize>,
     order: &[usize],
-    earlier: &HashSet<TreeId>,
     heights: &mut HashMap<TreeId, usize>,
 ) -> Result<()> {
     // A subdirectory neither new nor copied earlier counts as one level:
-    // it was in `to` already, and is not read.
-    let sub_height = |heights: &HashMap<TreeId, usize>, sub: &TreeId| {
-        1 + if index.contains_key(sub) || earlier.contains(sub) { heights[sub] } else { 0 }
-    };
+    // it was in `to` already, and is not read. A new one's height is
+    // computed before its parent's (`order`).
+    let sub_height =
+        |heights: &HashMap<TreeId, usize>, sub: &TreeId| 1 + heights.get(sub).copied().unwrap_or(0);
     for &i in order {
         let (id, _, subdirs, empty) = &read[i];
         // A nonempty tree holds at least a file: one level.
@@ -288,7 +303,9 @@ fn check_depths(
         for sub in subdirs {
             if let Some(&j) = index.get(sub) {
                 deepest[j] = deepest[j].max(depth + 1);
-            } else if earlier.contains(sub) && depth + 1 + heights[sub] > PATH_DEPTH_MAX {
+            } else if let Some(&height) = heights.get(sub)
+                && depth + 1 + height > PATH_DEPTH_MAX
+            {
                 return Err(Error::TooDeep { id: sub.object_id() });
             }
         }
@@ -536,7 +553,7 @@ pub fn fetch(
     // The ref was written after what it names was published: list the
     // packs again so that this handle sees them.
     store.refresh()?;
-    let stats = transfer(store, local, tip)?;
+    let stats = transfer_from_remote(store, local, tip)?;
     Ok(Some((tip, stats)))
 }
 
@@ -623,7 +640,7 @@ pub fn clone_into(
     let mut out = Vec::new();
     for (name, id) in branches {
         let tip = CommitId::new(id);
-        total.add(&transfer(store, local.as_ref(), tip)?);
+        total.add(&transfer_from_remote(store, local.as_ref(), tip)?);
         repo.refs().update(&name, None, Some(id), "clone").map_err(ref_err)?;
         out.push((name, tip));
     }

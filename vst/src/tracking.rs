@@ -21,7 +21,7 @@ use vst_cas::{RefError, RefName, TrackingRefs};
 use crate::error::{Error, Result};
 use crate::id::CommitId;
 use crate::repo::Repo;
-use crate::sync::{TransferStats, fetch, ref_err, transfer};
+use crate::sync::{TransferStats, fetch, ref_err, transfer_from_remote};
 
 /// Times [`track`] retries a tracking ref another process moved between
 /// its read and its write.
@@ -99,7 +99,7 @@ pub fn fetch_all(
     let mut out = Fetched::default();
     for (branch, id) in listed {
         let tip = CommitId::new(id);
-        out.stats.add(&transfer(store, local.as_ref(), tip)?);
+        out.stats.add(&transfer_from_remote(store, local.as_ref(), tip)?);
         let old = track(repo, remote, &branch, Some(tip), "fetch")?;
         if old != Some(tip) {
             out.updates.push(TrackingUpdate { branch: branch.clone(), old, new: Some(tip) });
@@ -212,7 +212,7 @@ pub fn fetch_tags(repo: &Repo, store: &RemoteStore, tags: &RemoteRefs) -> Result
                 out.shadowed.push(name);
             }
             None => {
-                out.stats.add(&transfer(store, repo.store().as_ref(), tip)?);
+                out.stats.add(&transfer_from_remote(store, repo.store().as_ref(), tip)?);
                 match repo.update_tag(&name, None, Some(id), "fetch: tag") {
                     Ok(()) => out.created.push((name, tip)),
                     // Made here meanwhile (another fetch, or `vst tag`).

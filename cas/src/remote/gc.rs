@@ -280,6 +280,11 @@ impl GcLock {
         Ok(())
     }
 
+    /// The location it locks.
+    pub(super) fn remote(&self) -> &Remote {
+        &self.remote
+    }
+
     /// Releases the lock: pushes go on.
     pub fn release(mut self) -> Result<(), StoreError> {
         self.released = true;

@@ -6,6 +6,7 @@
 //! ```text
 //! packs/<H>.pack     PACK_MAGIC, then records exactly as in local packs
 //! packs/<H>.idx      the pack's index; <H> = BLAKE3 of the .pack, in hex
+//! packs/all-<G>.cidx the indexes of the packs a remote gc kept
 //! refs/heads/NAME    "<64 hex>\n", written only by conditional writes
 //! refs/tags/NAME     the same, for tags
 //! probe/<random>     short-lived keys of the conditional-write probe
@@ -26,18 +27,25 @@
 //! written only after that (by the caller, see [`RemoteRefs`]).
 //!
 //! **Read path.** Opening lists `packs/` and loads every index (from the
-//! local cache when it has it). A read range-GETs one record and checks its
+//! local cache when it has it): those the newest consolidated index holds
+//! (written by a remote gc, see [`consolidated`]) in one GET, the others,
+//! written since, one by one. A read range-GETs one record and checks its
 //! CRC, its header against the index, then the BLAKE3 of what it decodes;
 //! a chunked object's chunks come from one coalesced request per pack. An
 //! id not in the loaded indexes makes the store list `packs/` again before
 //! it answers [`StoreError::NotFound`], so objects another writer published
 //! since are found. `contains` answers from the loaded indexes only: a
 //! stale `false` costs an upload of something already there, never a loss.
+//! A transfer reads under a [`ReadAhead`]: a pack it reads from often is
+//! fetched whole (its records that are not chunks, in a few ranges), so a
+//! clone costs requests per pack, not per commit.
 //!
 //! A failed upload poisons the handle, as a failed write poisons the pack
 //! store. Requests are retried with exponential backoff on transient
 //! errors (timeouts, 5xx, throttling), for [`S3Config::retry_timeout`].
 
+mod ahead;
+mod consolidated;
 pub mod gc;
 mod refs;
 mod s3;
@@ -53,13 +61,20 @@ use object_store::path::Path as Key;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
 use crate::cache::FileCache;
-use crate::pack::{
-    CHUNKING_LEN_MIN, Codec, Damage, Kind, Location, PACK_MAGIC, RECORD_HEADER_LEN,
-    RECORD_TRAILER_LEN,
+use crate::chunking::{
+    CHUNKING_LEN_MIN, decode_manifest, put_records, range_end, read_chunked_range, slice_whole,
+};
+use crate::record::{
+    Codec, Damage, Kind, Location, PACK_MAGIC, RECORD_HEADER_LEN, RECORD_TRAILER_LEN, compress,
+    encode_record, lengths_ok, open_record,
 };
 use crate::vfs::Vfs;
 use crate::{IdBuildHasher, ObjectId, Store, StoreError};
 
+pub use ahead::{
+    READ_AHEAD_MISSES_MIN, READ_AHEAD_WINDOW_LEN_MAX, READ_AHEAD_WINDOWS_MAX, ReadAhead,
+};
+pub use consolidated::{CONSOLIDATED_INDEX_LEN_MAX, CONSOLIDATED_INDEX_MAGIC, Consolidated};
 pub use refs::RemoteRefs;
 pub use s3::{RETRY_TIMEOUT_DEFAULT, S3Config, is_loopback, parse_url};
 
@@ -295,6 +310,8 @@ struct Shared {
     packs: RwLock<Vec<Pack>>,
     /// Names of the packs whose index is loaded or being uploaded.
     known: Mutex<HashSet<ObjectId>>,
+    /// The generation of the consolidated index last loaded.
+    consolidated: Mutex<Option<u64>>,
     poisoned: AtomicBool,
     cache: Option<FileCache>,
 }
@@ -319,6 +336,7 @@ pub struct RemoteStore {
     shared: Arc<Shared>,
     writer: Mutex<Writer>,
     pack_len_target: usize,
+    ahead: Mutex<ahead::AheadState>,
 }
 
 fn read_lock<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
@@ -360,6 +378,7 @@ impl RemoteStore {
             index: RwLock::default(),
             packs: RwLock::new(vec![Pack::default()]),
             known: Mutex::default(),
+            consolidated: Mutex::default(),
             poisoned: AtomicBool::new(false),
             cache,
         });
@@ -374,6 +393,7 @@ impl RemoteStore {
                 last_published: None,
             }),
             pack_len_target: options.pack_len_target.clamp(CHUNKING_LEN_MIN, REMOTE_PACK_LEN_MAX),
+            ahead: Mutex::default(),
         };
         Ok(store)
     }
@@ -427,10 +447,11 @@ impl RemoteStore {
                 })
                 .collect()
         };
+        let mut fetched = self.load_consolidated(&listed, &mut names);
         // Sorted so that two handles number packs alike; the order means
         // nothing else.
         names.sort();
-        let fetched: Vec<(ObjectId, Vec<(ObjectId, Location)>)> = remote.block_on(
+        let fetched_alone: Vec<consolidated::PackIndex> = remote.block_on(
             futures::stream::iter(names.into_iter().map(|(name, size)| {
                 let (client, keys) = (&remote.inner.client, &remote.inner.keys);
                 let shared = &self.shared;
@@ -442,6 +463,8 @@ impl RemoteStore {
             .buffered(INDEX_FETCHES_IN_FLIGHT_MAX)
             .try_collect(),
         )?;
+        fetched.extend(fetched_alone);
+        fetched.sort_by_key(|(name, _)| *name);
         let mut known = lock(&self.shared.known);
         let mut packs = write_lock(&self.shared.packs);
         let mut index = write_lock(&self.shared.index);
@@ -457,6 +480,42 @@ impl RemoteStore {
             }
         }
         Ok(())
+    }
+
+    /// The entries of the packs in `unknown` (listed, not loaded) that the
+    /// newest listed consolidated index holds, which are taken out of
+    /// `unknown`. Only when it saves requests (two unknown packs or more)
+    /// and it is not the one already loaded; a consolidated index that
+    /// cannot be read is passed over (see [`consolidated`]): the packs'
+    /// own indexes are read instead.
+    fn load_consolidated(
+        &self,
+        listed: &[object_store::ObjectMeta],
+        unknown: &mut Vec<(ObjectId, u64)>,
+    ) -> Vec<consolidated::PackIndex> {
+        let newest = listed
+            .iter()
+            .filter_map(|m| Some((consolidated::parse_name(m.location.filename()?)?, m.size)))
+            .max();
+        let Some((generation, size)) = newest else { return Vec::new() };
+        if unknown.len() < 2 || *lock(&self.shared.consolidated) == Some(generation) {
+            return Vec::new();
+        }
+        let remote = &self.remote;
+        let loaded = remote.block_on(consolidated::load(
+            remote.inner.client.as_ref(),
+            &remote.inner.keys,
+            &self.shared,
+            generation,
+            size,
+        ));
+        let Ok(packs) = loaded else { return Vec::new() };
+        *lock(&self.shared.consolidated) = Some(generation);
+        let wanted: HashSet<ObjectId> = unknown.iter().map(|(name, _)| *name).collect();
+        let found: Vec<_> = packs.into_iter().filter(|(name, _)| wanted.contains(name)).collect();
+        let found_names: HashSet<ObjectId> = found.iter().map(|(name, _)| *name).collect();
+        unknown.retain(|(name, _)| !found_names.contains(name));
+        found
     }
 
     /// Forgets the packs a remote gc deleted since they were loaded (known,
@@ -565,7 +624,7 @@ impl RemoteStore {
             );
             w.buf.extend_from_slice(&PACK_MAGIC);
         }
-        let compressed = crate::pack::compress(kind, payload);
+        let compressed = compress(kind, payload);
         let (codec, stored) = match &compressed {
             Some(c) => (Codec::Zstd, c.as_slice()),
             None => (Codec::Raw, payload),
@@ -579,7 +638,7 @@ impl RemoteStore {
             kind,
             codec,
         };
-        crate::pack::encode_record(&mut w.buf, id, &loc, stored);
+        encode_record(&mut w.buf, id, &loc, stored);
         w.entries.push((id, loc));
         write_lock(&self.shared.index).insert(id, loc);
         if w.buf.len() >= self.pack_len_target {
@@ -589,12 +648,9 @@ impl RemoteStore {
     }
 
     fn put_locked(&self, w: &mut Writer, id: ObjectId, bytes: &[u8]) -> Result<(), StoreError> {
-        crate::pack::put_records(
-            id,
-            bytes,
-            &|id| self.contains_id(id),
-            &mut |kind, id, data, raw| self.add_record(w, kind, id, data, raw),
-        )
+        put_records(id, bytes, &|id| self.contains_id(id), &mut |kind, id, data, raw| {
+            self.add_record(w, kind, id, data, raw)
+        })
     }
 
     /// Seals the pack being filled and starts its upload; waits for the
@@ -711,6 +767,9 @@ impl RemoteStore {
                 })
                 .collect(),
             Err(key) => {
+                if let Some(records) = self.read_ahead_records(slot, &key, locs)? {
+                    return Ok(records);
+                }
                 // Nearby records in one request, as object_store's
                 // `get_ranges` does, but each request read no further than
                 // the range it asked for.
@@ -722,21 +781,6 @@ impl RemoteStore {
                 ))
             }
         }
-    }
-
-    /// Decodes and checks one fetched record of `id` at `loc` (CRC, header,
-    /// codec); not its hash (callers check that by kind).
-    fn decode_record(id: &ObjectId, loc: &Location, raw: &[u8]) -> Result<Vec<u8>, StoreError> {
-        let Some((found, header, len)) = crate::pack::parse_record(raw) else {
-            return Err(StoreError::Damaged { id: *id, damage: Damage::Checksum });
-        };
-        let same = (header.kind, header.codec, header.stored_len, header.raw_len)
-            == (loc.kind, loc.codec, loc.stored_len, loc.raw_len);
-        if found != *id || !same || len != raw.len() {
-            return Err(StoreError::Damaged { id: *id, damage: Damage::WrongRecord });
-        }
-        let stored = &raw[RECORD_HEADER_LEN..raw.len() - RECORD_TRAILER_LEN];
-        crate::pack::decode_stored(id, loc, stored)
     }
 
     fn cache_get(&self, name: &str, check: impl Fn(&[u8]) -> bool) -> Option<Vec<u8>> {
@@ -772,7 +816,7 @@ impl RemoteStore {
             let raws = self.fetch_records(slot, &locs)?;
             for (&i, raw) in members.iter().zip(raws) {
                 let (id, loc) = &wanted[i];
-                let bytes = Self::decode_record(id, loc, &raw)?;
+                let bytes = open_record(id, loc, &raw)?;
                 crate::verify(id, &bytes)?;
                 self.cache_put(&id.to_string(), &bytes);
                 out[i] = Some(bytes);
@@ -788,14 +832,13 @@ impl RemoteStore {
         loc: &Location,
     ) -> Result<Vec<(ObjectId, u64)>, StoreError> {
         let name = format!("{id}.list");
-        if let Some(bytes) =
-            self.cache_get(&name, |b| crate::pack::decode_manifest(id, loc.raw_len, b).is_ok())
+        if let Some(bytes) = self.cache_get(&name, |b| decode_manifest(id, loc.raw_len, b).is_ok())
         {
-            return crate::pack::decode_manifest(id, loc.raw_len, &bytes);
+            return decode_manifest(id, loc.raw_len, &bytes);
         }
         let raw = self.fetch_records(loc.pack, &[*loc])?.pop().expect("one record");
-        let bytes = Self::decode_record(id, loc, &raw)?;
-        let chunks = crate::pack::decode_manifest(id, loc.raw_len, &bytes)?;
+        let bytes = open_record(id, loc, &raw)?;
+        let chunks = decode_manifest(id, loc.raw_len, &bytes)?;
         self.cache_put(&name, &bytes);
         Ok(chunks)
     }
@@ -964,7 +1007,7 @@ fn decode_index(name: ObjectId, bytes: &[u8]) -> Option<Vec<(ObjectId, Location)
         let inside = loc.offset >= PACK_MAGIC.len() as u64
             && loc.offset < u64::MAX / 2
             && loc.end() <= pack_len;
-        if !inside || !crate::pack::lengths_ok(kind, codec, loc.stored_len, loc.raw_len) {
+        if !inside || !lengths_ok(kind, codec, loc.stored_len, loc.raw_len) {
             return None;
         }
         out.push((ObjectId::from_bytes(raw[..32].try_into().ok()?), loc));
@@ -1053,43 +1096,14 @@ impl Store for RemoteStore {
 
     fn read_range(&self, id: &ObjectId, offset: u64, len: u64) -> Result<Bytes, StoreError> {
         let loc = self.location(id)?;
-        let size = loc.raw_len;
-        let Some(end) = offset.checked_add(len).filter(|&e| e <= size) else {
-            return Err(StoreError::RangeOutOfBounds { id: *id, offset, len, size });
-        };
+        let end = range_end(id, offset, len, loc.raw_len)?;
         if loc.kind != Kind::Manifest {
-            let bytes = self.get_one(id)?;
-            // The object was verified by its hash, but its length comes
-            // from the index: they must agree before the slice.
-            if bytes.len() as u64 != size {
-                return Err(StoreError::Damaged { id: *id, damage: Damage::WrongRecord });
-            }
-            return Ok(bytes.slice(offset as usize..end as usize));
+            return slice_whole(id, self.get_one(id)?, offset, end, loc.raw_len);
         }
-        // Only the chunks that overlap the range are fetched.
+        // Only the chunks that overlap the range are fetched, a group at a
+        // time in one request per pack.
         let chunks = self.read_manifest(id, &loc)?;
-        let mut wanted = Vec::new();
-        let mut chunk_start = 0u64;
-        for (cid, chunk_len) in &chunks {
-            let chunk_end = chunk_start + chunk_len;
-            if chunk_end > offset && chunk_start < end {
-                wanted.push((*cid, *chunk_len, chunk_start));
-            }
-            if chunk_end >= end {
-                break;
-            }
-            chunk_start = chunk_end;
-        }
-        let listed: Vec<(ObjectId, u64)> = wanted.iter().map(|(c, l, _)| (*c, *l)).collect();
-        let mut out = Vec::with_capacity(len as usize);
-        for (data, (_, chunk_len, chunk_start)) in
-            self.read_chunks(id, &listed)?.iter().zip(&wanted)
-        {
-            let from = offset.max(*chunk_start) - chunk_start;
-            let to = end.min(chunk_start + chunk_len) - chunk_start;
-            out.extend_from_slice(&data[from as usize..to as usize]);
-        }
-        Ok(Bytes::from(out))
+        read_chunked_range(id, &chunks, offset, end, &mut |wanted| self.read_chunks(id, wanted))
     }
 
     fn contains(&self, id: &ObjectId) -> Result<bool, StoreError> {

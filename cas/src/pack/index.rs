@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 
-use crate::pack::{Location, PACK_MAGIC, decode_index_entry as decode_entry, encode_index_entries};
+use crate::record::{Codec, Kind, Location, PACK_MAGIC, lengths_ok};
 use crate::{IdBuildHasher, ObjectId};
 
 /// First bytes of an index whose entries are all a log (the first form).
@@ -70,7 +70,7 @@ impl Table {
     }
 
     fn get(&self, id: &ObjectId) -> Option<Location> {
-        self.find(id).and_then(|i| decode_entry(self.entry(i)).map(|e| e.1))
+        self.find(id).and_then(|i| decode_index_entry(self.entry(i)).map(|e| e.1))
     }
 
     /// Where `id`'s entry is, by its id alone (no decoding).
@@ -93,7 +93,9 @@ impl Table {
     }
 
     fn iter(&self) -> impl Iterator<Item = (ObjectId, Location)> + '_ {
-        self.bytes[self.start..self.end].chunks_exact(INDEX_ENTRY_LEN).filter_map(decode_entry)
+        self.bytes[self.start..self.end]
+            .chunks_exact(INDEX_ENTRY_LEN)
+            .filter_map(decode_index_entry)
     }
 }
 
@@ -161,7 +163,7 @@ pub(crate) fn load(bytes: Vec<u8>, pack_len: &HashMap<u32, u64>) -> Option<Loade
     map.reserve((bytes.len() - log_start) / INDEX_ENTRY_LEN);
     let mut valid = log_start;
     for raw in bytes[log_start..].chunks(INDEX_ENTRY_LEN) {
-        let Some((id, loc)) = decode_entry(raw) else { break };
+        let Some((id, loc)) = decode_index_entry(raw) else { break };
         if !fits(loc.pack, loc.end()) {
             return None;
         }
@@ -282,4 +284,57 @@ pub(crate) fn covered(
         }
     }
     out
+}
+
+/// Whether the index's log is long enough to be folded into its table.
+pub(super) fn log_is_long(index: &Index) -> bool {
+    index.map.len() > LOG_ENTRIES_COMPACT_MIN && index.map.len() > index.table.len() / 8
+}
+
+/// The 64-byte index entries of `entries` (`docs/format.md`, Index).
+pub(crate) fn encode_index_entries(entries: &[(ObjectId, Location)]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(entries.len() * INDEX_ENTRY_LEN);
+    for (id, loc) in entries {
+        let start = out.len();
+        out.extend_from_slice(id.as_bytes());
+        out.extend_from_slice(&loc.pack.to_le_bytes());
+        out.extend_from_slice(&loc.offset.to_le_bytes());
+        out.extend_from_slice(&loc.stored_len.to_le_bytes());
+        out.extend_from_slice(&loc.raw_len.to_le_bytes());
+        out.push(loc.kind as u8);
+        out.push(loc.codec as u8);
+        out.extend_from_slice(&[0, 0]);
+        let crc = crc32fast::hash(&out[start..]);
+        out.extend_from_slice(&crc.to_le_bytes());
+    }
+    out
+}
+
+pub(crate) fn decode_index_entry(raw: &[u8]) -> Option<(ObjectId, Location)> {
+    if raw.len() != INDEX_ENTRY_LEN {
+        return None;
+    }
+    let (body, crc) = raw.split_at(INDEX_ENTRY_LEN - 4);
+    if crc32fast::hash(body).to_le_bytes() != crc {
+        return None;
+    }
+    let (kind, codec) = (Kind::from_byte(body[56])?, Codec::from_byte(body[57])?);
+    if body[58..60] != [0, 0] {
+        return None;
+    }
+    let loc = Location {
+        pack: u32::from_le_bytes(body[32..36].try_into().ok()?),
+        offset: u64::from_le_bytes(body[36..44].try_into().ok()?),
+        stored_len: u32::from_le_bytes(body[44..48].try_into().ok()?),
+        raw_len: u64::from_le_bytes(body[48..56].try_into().ok()?),
+        kind,
+        codec,
+    };
+    // A record starts after the pack header, and far enough from the end
+    // of the address space that its end cannot overflow.
+    let offset_ok = loc.offset >= PACK_MAGIC.len() as u64 && loc.offset < u64::MAX / 2;
+    if !offset_ok || !lengths_ok(kind, codec, loc.stored_len, loc.raw_len) {
+        return None;
+    }
+    Some((ObjectId::from_bytes(body[..32].try_into().ok()?), loc))
 }
