@@ -577,3 +577,38 @@ fn a_repo_commit_refused_by_a_moved_branch_leaves_the_working_set_on_its_head() 
     assert_eq!(ws.head(), Some(base), "not the commit no ref names");
     assert_eq!(repo.head_commit().unwrap(), Some(moved));
 }
+
+/// A batch large enough that the store copies it while the files are
+/// recorded: a failed put leaves the working set as it was, as a small
+/// batch's does (nothing recorded that the store lacks).
+#[test]
+fn a_large_batch_whose_put_fails_records_nothing() {
+    for files in [4usize, 600] {
+        let store = Arc::new(FlakyStore::default());
+        let mut ws = WorkingSet::new(store.clone());
+        ws.write(&p("kept"), b"k").unwrap();
+        let before = ws.snapshot().tree_id();
+        let paths: Vec<RepoPath> = (0..files).map(|i| p(&format!("d{}/f{i}", i % 7))).collect();
+        let contents: Vec<Vec<u8>> = (0..files).map(|i| vec![i as u8; 1024]).collect();
+        let writes: Vec<FileWrite<'_>> = paths
+            .iter()
+            .zip(&contents)
+            .map(|(path, content)| FileWrite { path, content })
+            .collect();
+        store.fail.store(true, std::sync::atomic::Ordering::SeqCst);
+        assert!(matches!(ws.write_batch(&writes), Err(Error::Store(StoreError::Io { .. }))));
+        assert_eq!(ws.snapshot().tree_id(), before, "{files} files: nothing recorded");
+        assert!(ws.stat(&p("d0/f0")).is_none());
+        store.fail.store(false, std::sync::atomic::Ordering::SeqCst);
+        ws.write_batch(&writes).unwrap();
+        let id = commit(&mut ws, &CommitOptions::default()).unwrap();
+        let tree = read::read_commit(&*store, id).unwrap().tree;
+        let mut stored = 0;
+        read::walk(&*store, tree, &mut |_, k| {
+            stored += matches!(k, EntryKind::File(_)) as usize;
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(stored, files + 1);
+    }
+}

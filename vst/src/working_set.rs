@@ -45,7 +45,7 @@ use rayon::prelude::*;
 use smallvec::SmallVec;
 use vst_cas::{Durability, ObjectId, Store};
 
-use crate::blob_hash::{hash_blob, hash_blobs};
+use crate::blob_hash::{PARALLEL_BATCH_LEN_MIN, hash_blob, hash_blobs};
 use crate::commit::{Commit, Timestamp};
 use crate::error::{Error, Result};
 use crate::id::{BlobId, CommitId, TreeId};
@@ -356,7 +356,9 @@ impl WorkingSet {
 
     /// Writes several files: hashes them ([`crate::hash_blobs`]: side by
     /// side in SIMD lanes, on all cores when the batch is large enough to
-    /// pay for waking them, [`crate::PARALLEL_BATCH_LEN_MIN`]), puts the content into the store in one batch, then records each file
+    /// pay for waking them, [`crate::PARALLEL_BATCH_LEN_MIN`]), puts the content
+    /// into the store in one batch (beside the recording, on another core,
+    /// when as large), and records each file
     /// as [`WorkingSet::write`] would. On an error, the files before the
     /// failing one stay written.
     pub fn write_batch(&mut self, files: &[FileWrite<'_>]) -> Result<()> {
@@ -366,8 +368,27 @@ impl WorkingSet {
         // store's lock contended and made a 1000-file batch 8% slower.
         let objects: Vec<(ObjectId, &[u8])> =
             ids.iter().zip(files).map(|(id, f)| (id.object_id(), f.content)).collect();
-        self.current.store.put_batch(&objects)?;
-        self.record_batch(files, &ids)
+        let total: usize = contents.iter().map(|c| c.len()).sum();
+        if total < PARALLEL_BATCH_LEN_MIN || files.len() < 2 {
+            self.current.store.put_batch(&objects)?;
+            return self.record_batch(files, &ids);
+        }
+        // Large enough to pay for a second thread: the store copies the
+        // content while this one records the files (measured on an idle
+        // 2-core machine, `seed/write_commit/1000`: 0.47 ms to 0.31 ms). A
+        // failed put undoes the records (from a clone of the root, O(1),
+        // taken first), so that the outcome is the sequential one.
+        let store = Arc::clone(&self.current.store);
+        let before = (self.current.root.clone(), self.dirty_dirs, self.prepared.clone());
+        // (`join` runs its first closure on this thread: the records, so
+        // that the new directories are allocated where they are used.)
+        let (recorded, put) =
+            rayon::join(|| self.record_batch(files, &ids), || store.put_batch(&objects));
+        if let Err(e) = put {
+            (self.current.root, self.dirty_dirs, self.prepared) = before;
+            return Err(e.into());
+        }
+        recorded
     }
 
     /// Records each of `files` with its id, as [`WorkingSet::record_content`]
