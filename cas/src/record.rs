@@ -223,10 +223,10 @@ pub(crate) fn encode_record(out: &mut Vec<u8>, id: ObjectId, loc: &Location, sto
     out.extend_from_slice(&crc.to_le_bytes());
 }
 
-/// Parses the record at the start of `bytes`: its id, its location fields
-/// (pack and offset left 0) and its total length. `None` if it is
-/// truncated, malformed or fails its checksum.
-pub(crate) fn parse_record(bytes: &[u8]) -> Option<(ObjectId, Location, usize)> {
+/// The fixed fields of the record header at the start of `bytes` (kind,
+/// codec, stored and raw lengths), if they are valid together (see
+/// [`lengths_ok`]); the checksum is not checked here.
+pub(crate) fn header_fields(bytes: &[u8]) -> Option<(Kind, Codec, u32, u64)> {
     let header = bytes.get(..RECORD_HEADER_LEN)?;
     let (kind, codec) = (Kind::from_byte(header[0])?, Codec::from_byte(header[1])?);
     if header[2..4] != [0, 0] {
@@ -234,12 +234,17 @@ pub(crate) fn parse_record(bytes: &[u8]) -> Option<(ObjectId, Location, usize)> 
     }
     let stored_len = u32::from_le_bytes(header[4..8].try_into().ok()?);
     let raw_len = u64::from_le_bytes(header[8..16].try_into().ok()?);
-    let id = ObjectId::from_bytes(header[16..48].try_into().ok()?);
+    lengths_ok(kind, codec, stored_len, raw_len).then_some((kind, codec, stored_len, raw_len))
+}
+
+/// Parses the record at the start of `bytes`: its id, its location fields
+/// (pack and offset left 0) and its total length. `None` if it is
+/// truncated, malformed or fails its checksum.
+pub(crate) fn parse_record(bytes: &[u8]) -> Option<(ObjectId, Location, usize)> {
     // Lengths first: they are cheap to check, and a CRC over a bogus length
     // would be work for nothing (a scan tries many offsets).
-    if !lengths_ok(kind, codec, stored_len, raw_len) {
-        return None;
-    }
+    let (kind, codec, stored_len, raw_len) = header_fields(bytes)?;
+    let id = ObjectId::from_bytes(bytes[16..48].try_into().ok()?);
     let body_end = RECORD_HEADER_LEN.checked_add(stored_len as usize)?;
     let crc = bytes.get(body_end..body_end + RECORD_TRAILER_LEN)?;
     if crc32fast::hash(&bytes[..body_end]).to_le_bytes() != crc {

@@ -8,8 +8,7 @@ use std::sync::atomic::Ordering;
 use super::index::{self, Index, encode_index_entries, log_is_long};
 use super::{Access, PackStore, Recovery, io_err};
 use crate::record::{
-    Codec, Kind, Location, PACK_MAGIC, RECORD_HEADER_LEN, RECORD_TRAILER_LEN, lengths_ok,
-    parse_record,
+    Location, PACK_MAGIC, RECORD_HEADER_LEN, RECORD_TRAILER_LEN, header_fields, parse_record,
 };
 use crate::vfs::Vfs;
 use crate::{ObjectId, StoreError};
@@ -332,15 +331,8 @@ impl ReadAhead<'_> {
 /// The total length of the record whose header starts `bytes`, if the
 /// header's fixed fields are valid (the checksum is not checked here).
 fn record_len(bytes: &[u8]) -> Option<usize> {
-    let header = bytes.get(..RECORD_HEADER_LEN)?;
-    let (kind, codec) = (Kind::from_byte(header[0])?, Codec::from_byte(header[1])?);
-    if header[2..4] != [0, 0] {
-        return None;
-    }
-    let stored_len = u32::from_le_bytes(header[4..8].try_into().ok()?);
-    let raw_len = u64::from_le_bytes(header[8..16].try_into().ok()?);
-    lengths_ok(kind, codec, stored_len, raw_len)
-        .then_some(RECORD_HEADER_LEN + stored_len as usize + RECORD_TRAILER_LEN)
+    let (_, _, stored_len, _) = header_fields(bytes)?;
+    Some(RECORD_HEADER_LEN + stored_len as usize + RECORD_TRAILER_LEN)
 }
 
 /// Whether a valid record starts anywhere in `bytes` after its first byte.
