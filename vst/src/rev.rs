@@ -56,7 +56,7 @@ pub enum RevError {
         rev: String,
     },
     /// `~N` past the first commit.
-    #[error("{rev} does not exist: history has only {have} first-parent ancestors")]
+    #[error("{rev} does not exist: history has only {have} ancestors")]
     TooFarBack {
         /// The revision as given.
         rev: String,
