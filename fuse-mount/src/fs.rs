@@ -328,17 +328,32 @@ impl VstFs {
     /// The file `ino`, its blob checked to have the size the entry records
     /// (`EIO` otherwise: never a prefix, never more than recorded).
     fn file(&self, ino: Ino) -> Result<vst::FileEntry, Errno> {
+        self.file_in(self.store().as_ref(), ino)
+    }
+
+    /// [`Self::file`], checked against `store` (so that a read looks for a
+    /// rewritten store once, not once per step).
+    fn file_in(&self, store: &dyn Store, ino: Ino) -> Result<vst::FileEntry, Errno> {
         let file = match &self.read_table().get(ino).ok_or(Errno::ENOENT)?.content {
             Content::File(f) => *f,
             c if c.is_dir() => return Err(Errno::EISDIR),
             _ => return Err(Errno::EINVAL),
         };
-        self.check_len(ino, &file)?;
+        self.check_len_in(store, ino, &file)?;
         Ok(file)
     }
 
     fn check_len(&self, ino: Ino, file: &vst::FileEntry) -> Result<(), Errno> {
-        vst::read::check_file_len(self.store().as_ref(), file).map_err(|e| {
+        self.check_len_in(self.store().as_ref(), ino, file)
+    }
+
+    fn check_len_in(
+        &self,
+        store: &dyn Store,
+        ino: Ino,
+        file: &vst::FileEntry,
+    ) -> Result<(), Errno> {
+        vst::read::check_file_len(store, file).map_err(|e| {
             self.log_read_error(ino, &format!("checking the size of blob {}", file.id), &e);
             errno(&e)
         })
@@ -346,8 +361,9 @@ impl VstFs {
 
     /// `size` bytes of file `ino` from `offset` (fewer at the end).
     fn read(&self, ino: Ino, offset: u64, size: u32) -> Result<Bytes, Errno> {
-        let file = self.file(ino)?;
-        self.windows.read(self.store().as_ref(), &file, offset, size).map_err(|e| {
+        let store = self.store();
+        let file = self.file_in(store.as_ref(), ino)?;
+        self.windows.read(store.as_ref(), &file, offset, size).map_err(|e| {
             match &e {
                 ReadError::Store { what, source } => self.log_read_error(ino, what, source),
                 ReadError::Length { what, len } => {

@@ -116,27 +116,12 @@ pub(super) async fn load(
 ) -> Result<Vec<PackIndex>, StoreError> {
     let name = key_name(generation);
     let cache_name = name.trim_start_matches("packs/");
-    if let Some(cache) = &shared.cache
-        && let Some(bytes) = cache.get(cache_name)
-    {
-        match decode(generation, &bytes) {
-            Some(packs) => return Ok(packs),
-            None => cache.remove(cache_name),
-        }
-    }
-    let key = keys.key(&name);
-    if size > CONSOLIDATED_INDEX_LEN_MAX {
-        return Err(StoreError::RemoteDamaged { key: key.to_string(), what: "it is too large" });
-    }
-    let bytes = get_range_exact(client, &key, 0..size).await?;
-    let packs = decode(generation, &bytes).ok_or_else(|| StoreError::RemoteDamaged {
-        key: key.to_string(),
-        what: "it fails its checksum or an index in it is invalid",
-    })?;
-    if let Some(cache) = &shared.cache {
-        cache.insert(cache_name, &bytes);
-    }
-    Ok(packs)
+    let limits = super::Bounded {
+        len_max: CONSOLIDATED_INDEX_LEN_MAX,
+        invalid: "it fails its checksum or an index in it is invalid",
+    };
+    let decode = |bytes: &[u8]| decode(generation, bytes);
+    super::load_cached(client, shared, cache_name, &keys.key(&name), size, limits, decode).await
 }
 
 /// What [`GcLock::consolidate`] wrote.

@@ -227,12 +227,7 @@ impl GcLock {
     /// Every published pack (one with an index) and when its index was
     /// written.
     pub fn packs(&self) -> Result<Vec<PackListing>, StoreError> {
-        let dir = self.remote.key("packs");
-        let client = &self.remote.inner.client;
-        let listed: Vec<object_store::ObjectMeta> = self
-            .remote
-            .block_on(client.list(Some(&dir)).try_collect())
-            .map_err(remote_err("list", &dir))?;
+        let listed = self.list_packs_dir()?;
         let lens: std::collections::HashMap<ObjectId, u64> = listed
             .iter()
             .filter_map(|m| {
@@ -258,13 +253,16 @@ impl GcLock {
 
     /// Bytes under `packs/`, indexes and packs without an index included.
     pub fn stored_len(&self) -> Result<u64, StoreError> {
+        Ok(self.list_packs_dir()?.iter().map(|m| m.size).sum())
+    }
+
+    /// Every key under `packs/`.
+    fn list_packs_dir(&self) -> Result<Vec<object_store::ObjectMeta>, StoreError> {
         let dir = self.remote.key("packs");
         let client = &self.remote.inner.client;
-        let listed: Vec<object_store::ObjectMeta> = self
-            .remote
+        self.remote
             .block_on(client.list(Some(&dir)).try_collect())
-            .map_err(remote_err("list", &dir))?;
-        Ok(listed.iter().map(|m| m.size).sum())
+            .map_err(remote_err("list", &dir))
     }
 
     /// Deletes pack `name`: its index first (it stops being visible), then

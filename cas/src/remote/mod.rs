@@ -1024,29 +1024,55 @@ async fn load_index(
     name: ObjectId,
     size: u64,
 ) -> Result<Vec<(ObjectId, Location)>, StoreError> {
-    let cache_name = format!("{name}.idx");
+    let limits = Bounded {
+        len_max: REMOTE_INDEX_LEN_MAX,
+        invalid: "it fails its checksum or its entries are invalid",
+    };
+    let decode = |bytes: &[u8]| decode_index(name, bytes);
+    load_cached(client, shared, &format!("{name}.idx"), &keys.index(&name), size, limits, decode)
+        .await
+}
+
+/// How [`load_cached`] bounds and names a key's content.
+struct Bounded {
+    /// The most bytes it may hold.
+    len_max: u64,
+    /// What is wrong with it when it does not decode.
+    invalid: &'static str,
+}
+
+/// The `size` bytes (as listed) of `key`, decoded by `decode`: from the
+/// cache under `cache_name` when they are there and decode, else fetched
+/// (exactly that range, refused above `limits.len_max`) and cached once
+/// they decode.
+async fn load_cached<T>(
+    client: &dyn ObjectStore,
+    shared: &Shared,
+    cache_name: &str,
+    key: &Key,
+    size: u64,
+    limits: Bounded,
+    decode: impl Fn(&[u8]) -> Option<T>,
+) -> Result<T, StoreError> {
     if let Some(cache) = &shared.cache
-        && let Some(bytes) = cache.get(&cache_name)
+        && let Some(bytes) = cache.get(cache_name)
     {
-        match decode_index(name, &bytes) {
-            Some(entries) => return Ok(entries),
-            None => cache.remove(&cache_name),
+        match decode(&bytes) {
+            Some(out) => return Ok(out),
+            None => cache.remove(cache_name),
         }
     }
-    let key = keys.index(&name);
-    if size > REMOTE_INDEX_LEN_MAX {
+    if size > limits.len_max {
         return Err(StoreError::RemoteDamaged { key: key.to_string(), what: "it is too large" });
     }
     // The range the listing promised, not whatever the body holds.
-    let bytes = get_range_exact(client, &key, 0..size).await?;
-    let entries = decode_index(name, &bytes).ok_or_else(|| StoreError::RemoteDamaged {
-        key: key.to_string(),
-        what: "it fails its checksum or its entries are invalid",
-    })?;
+    let bytes = get_range_exact(client, key, 0..size).await?;
+    let out = decode(&bytes)
+        .ok_or_else(|| StoreError::RemoteDamaged { key: key.to_string(), what: limits.invalid })?;
     if let Some(cache) = &shared.cache {
-        cache.insert(&cache_name, &bytes);
+        cache.insert(cache_name, &bytes);
     }
-    Ok(entries)
+    Ok(out)
 }
 
 impl Store for RemoteStore {
