@@ -33,6 +33,7 @@ pub mod refs;
 pub mod remote;
 pub mod sim;
 pub mod stream;
+mod sync_ahead;
 pub mod vfs;
 
 use bytes::Bytes;
@@ -42,6 +43,7 @@ pub use id::{ID_LEN, IdBuildHasher, IdHasher, ObjectId, ParseIdError};
 pub use mem::MemStore;
 pub use pack::{Access, GcMode, GcStats, Holder, PackOptions, PackStore};
 pub use refs::{Head, RefError, RefName, Refs, Tags, TrackingRefs};
+pub use sync_ahead::{SYNC_AHEAD_LEN, SyncAhead};
 
 /// How much a write must be on stable storage before it is acknowledged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -164,6 +164,12 @@ pub struct PackStore {
     _lock: Option<VfsLock>,
     index: RwLock<Index>,
     writer: Mutex<Writer>,
+    /// Held while bytes are written to the current pack file, and taken
+    /// with the writer lock held (never the other way round): a buffer
+    /// handed off ([`PackStore::hand_off`]) is written without the writer
+    /// lock, so that puts go on meanwhile, and whoever appends next waits
+    /// here until it is in the file.
+    file: Mutex<()>,
     synced: Mutex<SyncState>,
     synced_cond: Condvar,
     poisoned: AtomicBool,
@@ -187,10 +193,18 @@ pub struct PackStore {
 #[derive(Debug)]
 struct Writer {
     pack: u32,
-    /// Bytes of the current pack that are in the file (durable or not).
+    /// Bytes of the current pack that are in the file (durable or not), or
+    /// being written to it (`in_flight`).
     pack_len: u64,
     /// Records not yet appended to the pack.
     buf: Vec<u8>,
+    /// A buffer handed off and (until its writer takes it back) being
+    /// written to the current pack, and where it starts: records in it are
+    /// read from here until they are in the file.
+    in_flight: Option<(u64, Arc<Vec<u8>>)>,
+    /// A buffer written, kept for the next hand-off (a fresh one would
+    /// fault in its pages again).
+    spare: Vec<u8>,
     /// Index entries of records appended but not yet made durable.
     unindexed: Vec<(ObjectId, Location)>,
     /// Where this handle's records start (where the packs ended when it
@@ -323,10 +337,13 @@ impl PackStore {
             access,
             _lock: lock,
             index: RwLock::new(Index::default()),
+            file: Mutex::new(()),
             writer: Mutex::new(Writer {
                 pack: 0,
                 pack_len: 0,
                 buf: Vec::new(),
+                in_flight: None,
+                spare: Vec::new(),
                 unindexed: Vec::new(),
                 fresh_from: (0, 0),
             }),
@@ -428,14 +445,23 @@ impl PackStore {
         encode_record(&mut w.buf, id, &loc, stored);
         w.unindexed.push((id, loc));
         self.index.write().unwrap_or_else(|e| e.into_inner()).insert(id, loc);
-        if w.buf.len() >= WRITE_BUFFER_LEN_MAX {
+        // (A put hands a full buffer off when it is done; one put of many
+        // objects writes here, holding the lock, to keep the buffer bounded.)
+        if w.buf.len() >= 2 * WRITE_BUFFER_LEN_MAX {
             self.append_buffer(w)?;
         }
         Ok(())
     }
 
-    /// Appends the write buffer to the current pack.
+    /// Appends the write buffer to the current pack, after the write of a
+    /// buffer handed off before: once this returns, every record put so
+    /// far is in the file.
     fn append_buffer(&self, w: &mut Writer) -> Result<(), StoreError> {
+        let _file = self.file.lock().unwrap_or_else(|e| e.into_inner());
+        // (A handed-off write that failed poisoned the store: its records
+        // are not in the file.)
+        self.check_writable()?;
+        w.in_flight = None;
         if w.buf.is_empty() {
             return Ok(());
         }
@@ -448,10 +474,47 @@ impl PackStore {
         Ok(())
     }
 
+    /// Ends a put: if the write buffer is full, hands it off and writes it
+    /// to the pack without the writer lock, so that other threads put into
+    /// a new buffer meanwhile (a first import of many small files spent
+    /// half of its time in this lock, most of it in the `write`).
+    fn end_put(&self, mut w: MutexGuard<'_, Writer>) -> Result<(), StoreError> {
+        if w.buf.len() < WRITE_BUFFER_LEN_MAX {
+            return Ok(());
+        }
+        // Waits for the previous hand-off's write: the file takes buffers
+        // in the order they were handed off.
+        let file = self.file.lock().unwrap_or_else(|e| e.into_inner());
+        self.check_writable()?;
+        let spare = std::mem::take(&mut w.spare);
+        let bytes = Arc::new(std::mem::replace(&mut w.buf, spare));
+        let (pack, offset) = (w.pack, w.pack_len);
+        w.pack_len += bytes.len() as u64;
+        w.in_flight = Some((offset, bytes.clone()));
+        drop(w);
+        let result =
+            self.vfs.append(&self.pack_path(pack), &bytes).map_err(io_err("append to a pack"));
+        self.poison(result)?;
+        // (No pack rolls while this holds the file lock: the pack number
+        // stands.)
+        self.appended_len.store(offset + bytes.len() as u64, Ordering::Release);
+        drop(file);
+        let mut w = self.lock_writer();
+        if w.in_flight.as_ref().is_some_and(|(_, b)| Arc::ptr_eq(b, &bytes)) {
+            w.in_flight = None;
+        }
+        if let Ok(mut written) = Arc::try_unwrap(bytes) {
+            written.clear();
+            w.spare = written;
+        }
+        Ok(())
+    }
+
     /// Publishes where the current pack's file ends. The length is stored
     /// before the pack number: a reader loads the pack first, so if it sees
     /// a new pack it also sees that pack's length; if it sees the old pack
     /// with the new pack's short length, it only takes the locked path.
+    /// Called with the file lock held and nothing in flight.
     fn publish(&self, w: &Writer) {
         self.appended_len.store(w.pack_len, Ordering::Release);
         self.appended_pack.store(w.pack, Ordering::Release);
@@ -528,9 +591,19 @@ impl PackStore {
         // Most reads are of records already in the file: no lock for them.
         let buffered = from == ReadFrom::PackOrBuffer && !self.in_file(loc) && {
             let w = self.lock_writer();
-            if loc.pack == w.pack && loc.offset >= w.pack_len {
+            if loc.pack != w.pack {
+                false
+            } else if loc.offset >= w.pack_len {
                 let start = (loc.offset - w.pack_len) as usize;
                 raw.copy_from_slice(&w.buf[start..start + total]);
+                true
+            } else if let Some((at, bytes)) = w
+                .in_flight
+                .as_ref()
+                .filter(|(at, b)| loc.offset >= *at && loc.end() <= at + b.len() as u64)
+            {
+                let start = (loc.offset - at) as usize;
+                raw.copy_from_slice(&bytes[start..start + total]);
                 true
             } else {
                 false
@@ -628,7 +701,7 @@ impl Store for PackStore {
             );
             self.put_locked(&mut w, *id, bytes)?;
         }
-        Ok(())
+        self.end_put(w)
     }
 
     fn get(&self, id: &ObjectId) -> Result<Bytes, StoreError> {
@@ -668,7 +741,8 @@ impl Store for PackStore {
             if self.has_put(w.fresh_from, &id) {
                 return Ok(());
             }
-            self.add_record(&mut w, kind, id, data, raw_len)
+            self.add_record(&mut w, kind, id, data, raw_len)?;
+            self.end_put(w)
         })
     }
 

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use rayon::prelude::*;
-use vst_cas::Store;
+use vst_cas::{Store, SyncAhead};
 
 use super::index::{Index, IndexDir, IndexNode};
 use super::{Progress, ProgressEvent};
@@ -216,28 +216,44 @@ struct ToHash {
     from_root: bool,
 }
 
+/// The directory a run of files opened from the root was last opened in
+/// (its path's bytes and descriptor): files of one directory come one
+/// after another, so each directory is looked up from the root once per
+/// run, not once per file.
+type LastDir = Option<(Vec<u8>, Arc<OwnedFd>)>;
+
 impl ToHash {
-    /// Opens the file, not following a link.
-    fn open(&self) -> Result<fs::File> {
+    /// Opens the file, not following a link. A file found from the root
+    /// is opened by its name in its directory, which is opened from the
+    /// root refusing every symlink on the way (or taken from `last`).
+    fn open(&self, last: &mut LastDir) -> Result<fs::File> {
         use rustix::fs::{Mode, OFlags, ResolveFlags};
         let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-        let fd = if self.from_root {
-            // No symlink anywhere on the way (nor at the file).
-            let resolve = ResolveFlags::NO_SYMLINKS | ResolveFlags::BENEATH;
-            match rustix::fs::openat2(
-                &*self.dir,
-                self.path.as_bytes(),
-                flags,
-                Mode::empty(),
-                resolve,
-            ) {
+        let (parent, name) = self.path.split_last_bytes().expect("a file is never the root");
+        let fd = if !self.from_root || parent.is_empty() {
+            rustix::fs::openat(&*self.dir, name, flags, Mode::empty())
+        } else {
+            let dir = match last {
+                Some((path, fd)) if path[..] == *parent => Ok(fd.clone()),
+                _ => {
+                    let dir_flags =
+                        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+                    let resolve = ResolveFlags::NO_SYMLINKS | ResolveFlags::BENEATH;
+                    rustix::fs::openat2(&*self.dir, parent, dir_flags, Mode::empty(), resolve).map(
+                        |fd| {
+                            let fd = Arc::new(fd);
+                            *last = Some((parent.to_vec(), fd.clone()));
+                            fd
+                        },
+                    )
+                }
+            };
+            match dir {
+                Ok(dir) => rustix::fs::openat(&*dir, name, flags, Mode::empty()),
                 // A kernel before 5.6: by path, the file itself not followed.
                 Err(rustix::io::Errno::NOSYS) => rustix::fs::open(&self.full, flags, Mode::empty()),
-                other => other,
+                Err(e) => Err(e),
             }
-        } else {
-            let name = self.path.components().next_back().expect("a file is never the root");
-            rustix::fs::openat(&*self.dir, name, flags, Mode::empty())
         };
         Ok(fs::File::from(fd.map_err(|e| io("read", &self.full)(e.into()))?))
     }
@@ -246,9 +262,13 @@ impl ToHash {
     /// others; from [`STREAM_LEN_MIN`] on a piece at a time, hashed and
     /// (with `store`) stored as it is read, so memory stays bounded
     /// whatever its size.
-    fn read(&self, store: Option<&dyn Store>) -> Result<Read> {
+    ///
+    /// A small file is read up to the length its stat gave, in one `read`
+    /// for most (as git does): a file that grew since was changed after
+    /// the scan's stamp, so its stat vouches for nothing next time.
+    fn read(&self, store: Option<&dyn Store>, last: &mut LastDir) -> Result<Read> {
         let executable = self.stat.mode & 0o100 != 0;
-        let mut file = self.open()?;
+        let mut file = self.open(last)?;
         if self.stat.size >= STREAM_LEN_MIN {
             let (id, size) = match store {
                 Some(store) => {
@@ -259,8 +279,9 @@ impl ToHash {
             };
             return Ok(Read::Streamed(FileEntry { id, size, executable }));
         }
-        let mut content = Vec::with_capacity(usize::try_from(self.stat.size).unwrap_or(0) + 1);
-        std::io::Read::read_to_end(&mut file, &mut content).map_err(io("read", &self.full))?;
+        let mut content = Vec::with_capacity(usize::try_from(self.stat.size).unwrap_or(0));
+        std::io::Read::read_to_end(&mut std::io::Read::take(file, self.stat.size), &mut content)
+            .map_err(io("read", &self.full))?;
         Ok(Read::Whole { content, executable })
     }
 }
@@ -1073,8 +1094,10 @@ impl Walk {
         // Reads a run of files, hashes those read whole side by side in
         // SIMD lanes (`crate::hash_blobs`), and stores those that differ
         // from the index in one batch.
-        let hash_run = |run: Vec<ToHash>| -> Result<Vec<_>> {
-            let read: Vec<Read> = run.iter().map(|h| h.read(store)).collect::<Result<_>>()?;
+        let hash_run = |run: Vec<ToHash>, ahead: Option<&SyncAhead<'_>>| -> Result<Vec<_>> {
+            let mut last = None;
+            let read: Vec<Read> =
+                run.iter().map(|h| h.read(store, &mut last)).collect::<Result<_>>()?;
             let whole: Vec<&[u8]> = read
                 .iter()
                 .filter_map(|r| match r {
@@ -1104,19 +1127,39 @@ impl Walk {
                     })
                     .collect();
                 store.put_batch(&objects)?;
+                if let Some(ahead) = ahead {
+                    let streamed =
+                        files.iter().zip(&read).filter(|(_, r)| matches!(r, Read::Streamed(_)));
+                    let put = objects.iter().map(|(_, c)| c.len() as u64).sum::<u64>()
+                        + streamed.map(|(f, _)| f.size).sum::<u64>();
+                    ahead.put(put);
+                }
             }
             Ok(run.into_iter().zip(files).map(|(h, file)| finish(h, file)).collect())
         };
-        // A few files are read on this thread: waking a worker costs more
-        // than reading and hashing a small file.
-        let results: Vec<(Option<Delta>, (RepoPath, FileEntry, DiskStat))> = if to_hash.len()
-            <= HASH_SERIAL_FILES_MAX
-        {
-            hash_run(to_hash)?
-        } else {
+        let hash_all = |to_hash: Vec<ToHash>, ahead: Option<&SyncAhead<'_>>| -> Result<Vec<_>> {
+            // A few files are read on this thread: waking a worker costs
+            // more than reading and hashing a small file.
+            if to_hash.len() <= HASH_SERIAL_FILES_MAX {
+                return hash_run(to_hash, ahead);
+            }
             let runs = crate::blob_hash::runs(to_hash, |h| h.stat.size);
-            let runs: Vec<Vec<_>> = runs.into_par_iter().map(hash_run).collect::<Result<_>>()?;
-            runs.into_iter().flatten().collect()
+            let runs: Vec<Vec<_>> =
+                runs.into_par_iter().map(|run| hash_run(run, ahead)).collect::<Result<_>>()?;
+            Ok(runs.into_iter().flatten().collect())
+        };
+        // Enough to store for the disk to start on it while the rest is
+        // read: the store is synced ahead as it fills.
+        let len: u64 = to_hash.iter().map(|h| h.stat.size).sum();
+        let results: Vec<(Option<Delta>, (RepoPath, FileEntry, DiskStat))> = match store {
+            Some(store) if len >= SYNC_AHEAD_FROM_LEN => {
+                let (results, synced) =
+                    SyncAhead::run(store, |ahead| hash_all(to_hash, Some(ahead)));
+                // (A failed sync ahead is the cause of what failed after it.)
+                synced?;
+                results?
+            }
+            _ => hash_all(to_hash, None)?,
         };
         let mut hashed = Vec::with_capacity(results.len());
         for (delta, h) in results {
@@ -1135,3 +1178,7 @@ impl Walk {
 /// Reading and hashing a small file costs a few microseconds; waking a
 /// rayon worker about 20 (see ARCHITECTURE.md, performance notes).
 const HASH_SERIAL_FILES_MAX: usize = 4;
+
+/// A scan that stores at least this many bytes syncs the store ahead
+/// ([`SyncAhead`]) as it fills: twice what one sync ahead waits for.
+const SYNC_AHEAD_FROM_LEN: u64 = 2 * vst_cas::SYNC_AHEAD_LEN;
