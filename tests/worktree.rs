@@ -479,6 +479,36 @@ fn a_checkout_records_what_it_wrote_so_the_next_status_reads_nothing() {
     let _ = two;
 }
 
+/// A first import stats a new file through its descriptor once open (the
+/// directory listing says it is a file): what it records must be the
+/// file's own stat (the next status reads nothing), its executable bit is
+/// kept, and files larger together than what one run of reads holds are
+/// stored whole.
+#[test]
+fn new_files_stat_ed_once_open_are_trusted_by_the_next_status() {
+    let (dir, root) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let root = root.path();
+    for i in 0..4u8 {
+        let big: Vec<u8> = (0..700_000u32).map(|j| (j % 251) as u8 ^ i).collect();
+        write(root, &format!("big/b{i}"), &big);
+    }
+    for i in 0..50 {
+        write(root, &format!("small/s{i}"), format!("small {i}").as_bytes());
+    }
+    write(root, "run.sh", b"#!/bin/sh\n");
+    fs::set_permissions(root.join("run.sh"), fs::Permissions::from_mode(0o755)).unwrap();
+    // Past the coarsest clock tick a file is stamped with, so that no file
+    // is "racy" for the import's scan (it would be read again, rightly).
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let mut wt = worktree(&dir.path().join("repo"), root);
+    let import = commit(&mut wt, "import");
+    assert_eq!(tree_of(&wt, import), read_disk(root));
+    assert!(matches!(tree_of(&wt, import)[&b"run.sh"[..]], Plain::File { executable: true, .. }));
+    let status = wt.status(&ScanOptions::default()).unwrap();
+    assert!(status.changes.is_empty());
+    assert_eq!(status.hashed, 0, "every new file's stat was recorded as it is on disk");
+}
+
 #[test]
 fn an_unknown_format_is_refused_and_nothing_is_written() {
     let dir = tempfile::tempdir().unwrap();

@@ -19,9 +19,13 @@ use crate::{Store, StoreError};
 /// the final sync has little left.
 pub const SYNC_AHEAD_LEN: u64 = 8 << 20;
 
-/// The syncing thread's view of what was put. Shared by the writers (who
-/// report bytes with [`SyncAhead::put`]) and the thread.
-pub struct SyncAhead<'s> {
+/// What the writers report and the syncing thread reads.
+pub struct SyncAhead<'scope, 'env> {
+    shared: &'env Shared<'env>,
+    scope: &'scope std::thread::Scope<'scope, 'env>,
+}
+
+struct Shared<'s> {
     store: &'s dyn Store,
     state: Mutex<State>,
     wake: Condvar,
@@ -31,49 +35,59 @@ pub struct SyncAhead<'s> {
 struct State {
     /// Bytes put since the last sync began.
     unsynced: u64,
+    /// Whether the syncing thread was started (at the first
+    /// [`SYNC_AHEAD_LEN`] bytes: a small batch starts none).
+    started: bool,
     /// The writers are done: the thread stops.
     done: bool,
     /// The first sync that failed.
     error: Option<StoreError>,
 }
 
-impl<'s> SyncAhead<'s> {
-    /// Runs `f`, with a thread beside it that syncs `store` each time `f`
-    /// has reported (with [`SyncAhead::put`]) another [`SYNC_AHEAD_LEN`]
-    /// bytes put. Returns what `f` returned and whether every sync ahead
-    /// succeeded. The thread is gone when this returns, even if `f`
-    /// panicked.
+impl<'scope, 'env> SyncAhead<'scope, 'env> {
+    /// Runs `f`, and beside it a thread (started once `f` has reported
+    /// [`SYNC_AHEAD_LEN`] bytes with [`SyncAhead::put`]) that syncs `store`
+    /// each time another [`SYNC_AHEAD_LEN`] bytes were put. Returns what `f`
+    /// returned and whether every sync ahead succeeded. The thread is gone
+    /// when this returns, even if `f` panicked.
     pub fn run<R>(
-        store: &'s dyn Store,
-        f: impl FnOnce(&SyncAhead<'s>) -> R,
+        store: &dyn Store,
+        f: impl for<'s, 'e> FnOnce(&SyncAhead<'s, 'e>) -> R,
     ) -> (R, Result<(), StoreError>) {
-        let ahead = SyncAhead { store, state: Mutex::default(), wake: Condvar::new() };
+        let shared = Shared { store, state: Mutex::default(), wake: Condvar::new() };
         let result = std::thread::scope(|scope| {
-            scope.spawn(|| ahead.sync_while_putting());
             // Stops the thread however `f` ends, or the scope would wait
             // for it forever.
-            let _stop = Stop(&ahead);
-            f(&ahead)
+            let _stop = Stop(&shared);
+            f(&SyncAhead { shared: &shared, scope })
         });
-        let error = ahead.state.into_inner().unwrap_or_else(|e| e.into_inner()).error;
+        let error = shared.state.into_inner().unwrap_or_else(|e| e.into_inner()).error;
         (result, error.map_or(Ok(()), Err))
     }
 
     /// Reports `len` more bytes put.
     pub fn put(&self, len: u64) {
-        let mut state = self.lock();
+        let mut state = self.shared.lock();
         state.unsynced += len;
-        if state.unsynced >= SYNC_AHEAD_LEN {
-            self.wake.notify_one();
+        if state.unsynced < SYNC_AHEAD_LEN {
+            return;
         }
+        if !state.started {
+            state.started = true;
+            let shared = self.shared;
+            self.scope.spawn(move || shared.sync_while_putting());
+        }
+        self.shared.wake.notify_one();
     }
+}
 
+impl Shared<'_> {
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The thread: waits for enough bytes, syncs, and again, until done or
-    /// a sync fails.
+    /// The thread: syncs while enough bytes wait, and waits for more,
+    /// until done or a sync fails.
     fn sync_while_putting(&self) {
         loop {
             let mut state = self.lock();
@@ -94,7 +108,7 @@ impl<'s> SyncAhead<'s> {
 }
 
 /// Tells the syncing thread to stop when dropped.
-struct Stop<'a, 's>(&'a SyncAhead<'s>);
+struct Stop<'a, 's>(&'a Shared<'s>);
 
 impl Drop for Stop<'_, '_> {
     fn drop(&mut self) {

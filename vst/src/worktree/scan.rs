@@ -2,7 +2,7 @@
 //! index's tree, reading and hashing only files whose stat changed; the
 //! whole tree, or only the paths a caller says changed.
 
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
@@ -209,7 +209,9 @@ pub const IGNORE_FILE: &str = ".vstignore";
 struct ToHash {
     path: RepoPath,
     full: PathBuf,
-    stat: DiskStat,
+    /// From the walk's `lstat`; `None` for a new file the directory listing
+    /// said is a regular file, stat-ed through its descriptor once open.
+    stat: Option<DiskStat>,
     old: Option<EntryKind>,
     /// The file's directory, or (`from_root`) the root.
     dir: Arc<OwnedFd>,
@@ -228,7 +230,9 @@ impl ToHash {
     /// root refusing every symlink on the way (or taken from `last`).
     fn open(&self, last: &mut LastDir) -> Result<fs::File> {
         use rustix::fs::{Mode, OFlags, ResolveFlags};
-        let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        // (Non-blocking: a FIFO put where a file was listed must not block
+        // the open; reads of a regular file ignore the flag.)
+        let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK;
         let (parent, name) = self.path.split_last_bytes().expect("a file is never the root");
         let fd = if !self.from_root || parent.is_empty() {
             rustix::fs::openat(&*self.dir, name, flags, Mode::empty())
@@ -261,15 +265,32 @@ impl ToHash {
     /// Reads the file: whole if it is small, for the caller to hash with
     /// others; from [`STREAM_LEN_MIN`] on a piece at a time, hashed and
     /// (with `store`) stored as it is read, so memory stays bounded
-    /// whatever its size.
+    /// whatever its size. A new file not stat-ed by the walk is stat-ed
+    /// here, before it is read, and left unread above `len_max`.
     ///
     /// A small file is read up to the length its stat gave, in one `read`
     /// for most (as git does): a file that grew since was changed after
     /// the scan's stamp, so its stat vouches for nothing next time.
-    fn read(&self, store: Option<&dyn Store>, last: &mut LastDir) -> Result<Read> {
-        let executable = self.stat.mode & 0o100 != 0;
+    fn read(&self, store: Option<&dyn Store>, last: &mut LastDir, len_max: u64) -> Result<Read> {
         let mut file = self.open(last)?;
-        if self.stat.size >= STREAM_LEN_MIN {
+        let stat = match self.stat {
+            Some(stat) => stat,
+            None => {
+                let st =
+                    rustix::fs::fstat(&file).map_err(|e| io("inspect", &self.full)(e.into()))?;
+                let meta = Meta::of_raw(&st);
+                if meta.kind != Kind::File {
+                    let changed = std::io::Error::other("it stopped being a file during the scan");
+                    return Err(io("read", &self.full)(changed));
+                }
+                if meta.stat.size > len_max {
+                    return Ok(Read::TooLarge(meta.stat.size));
+                }
+                meta.stat
+            }
+        };
+        let executable = stat.mode & 0o100 != 0;
+        if stat.size >= STREAM_LEN_MIN {
             let (id, size) = match store {
                 Some(store) => {
                     let (id, size) = store.put_reader(&mut file)?;
@@ -277,21 +298,33 @@ impl ToHash {
                 }
                 None => hash_reader(&mut file).map_err(io("read", &self.full))?,
             };
-            return Ok(Read::Streamed(FileEntry { id, size, executable }));
+            return Ok(Read::Streamed(FileEntry { id, size, executable }, stat));
         }
-        let mut content = Vec::with_capacity(usize::try_from(self.stat.size).unwrap_or(0));
-        std::io::Read::read_to_end(&mut std::io::Read::take(file, self.stat.size), &mut content)
+        let mut content = Vec::with_capacity(usize::try_from(stat.size).unwrap_or(0));
+        std::io::Read::read_to_end(&mut std::io::Read::take(file, stat.size), &mut content)
             .map_err(io("read", &self.full))?;
-        Ok(Read::Whole { content, executable })
+        Ok(Read::Whole { content, executable, stat })
     }
 }
 
-/// A file read by [`ToHash::read`].
+/// A file read by [`ToHash::read`], with the stat taken before reading.
 enum Read {
     /// Hashed (and stored) as it was read.
-    Streamed(FileEntry),
+    Streamed(FileEntry, DiskStat),
     /// Read whole, to hash with other files.
-    Whole { content: Vec<u8>, executable: bool },
+    Whole { content: Vec<u8>, executable: bool, stat: DiskStat },
+    /// A new file above the size limit, and its size: not read.
+    TooLarge(u64),
+}
+
+impl Read {
+    /// Bytes it holds in memory.
+    fn held(&self) -> u64 {
+        match self {
+            Read::Whole { content, .. } => content.len() as u64,
+            Read::Streamed(..) | Read::TooLarge(_) => 0,
+        }
+    }
 }
 
 /// From this length on, a file is read, hashed and stored a piece at a
@@ -437,7 +470,8 @@ fn walk_dir(
     let mut listing =
         rustix::fs::Dir::new(opened.map_err(|e| io("open the directory", &dir)(e.into()))?)
             .map_err(|e| io("read the directory", &dir)(e.into()))?;
-    let mut disk = Vec::new();
+    // Names, and their types as the listing gives them.
+    let mut disk: Vec<(OsString, rustix::fs::FileType)> = Vec::new();
     for entry in &mut listing {
         let entry = entry.map_err(|e| io("read the directory", &dir)(e.into()))?;
         let name = OsStr::from_bytes(entry.file_name().to_bytes()).to_owned();
@@ -445,13 +479,14 @@ fn walk_dir(
             continue;
         }
         if !is_repo_dir(name.as_bytes()) {
-            disk.push(name); // (a repository directory, ours or a nested one, is not)
+            // (a repository directory, ours or a nested one, is not)
+            disk.push((name, entry.file_type()));
         }
     }
     let dir_fd = listing.fd().map_err(|e| io("read the directory", &dir)(e.into()))?;
-    let ignores =
-        parent_ignores.enter(&dir, disk.iter().any(|n| n.as_bytes() == IGNORE_FILE.as_bytes()))?;
-    disk.sort_unstable_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+    let has_ignore_file = disk.iter().any(|(n, _)| n.as_bytes() == IGNORE_FILE.as_bytes());
+    let ignores = parent_ignores.enter(&dir, has_ignore_file)?;
+    disk.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
     let old: &[(Name, IndexNode)] = index.map_or(&[], |d| &d.entries);
 
     let mut found = Vec::new();
@@ -459,7 +494,7 @@ fn walk_dir(
     let (mut i, mut j) = (0, 0);
     while i < disk.len() || j < old.len() {
         let order = match (disk.get(i), old.get(j)) {
-            (Some(d), Some((o, _))) => d.as_bytes().cmp(o.as_bytes()),
+            (Some((d, _)), Some((o, _))) => d.as_bytes().cmp(o.as_bytes()),
             (Some(_), None) => std::cmp::Ordering::Less,
             _ => std::cmp::Ordering::Greater,
         };
@@ -471,8 +506,15 @@ fn walk_dir(
         i += usize::from(on_disk.is_some());
         j += usize::from(in_index.is_some());
         let in_index = in_index.map(|(_, node)| node);
+        let at = InDir { rel, dir: &dir, fd: dir_fd, keep: None };
         match on_disk {
-            Some(name) => {
+            // A new file, as the listing says: stat-ed once open, so that
+            // its name is looked up once, not twice (a first import of many
+            // small files spent a tenth of its time in those lookups).
+            Some((name, rustix::fs::FileType::RegularFile)) if in_index.is_none() => {
+                visit_new_file(ctx, &at, &ignores, name, &mut found)?;
+            }
+            Some((name, _)) => {
                 // lstat relative to the directory being read: no path
                 // lookup from the root.
                 let st = rustix::fs::statat(
@@ -482,7 +524,6 @@ fn walk_dir(
                 )
                 .map_err(|e| io("inspect", &dir.join(name))(e.into()))?;
                 let meta = Meta::of_raw(&st);
-                let at = InDir { rel, dir: &dir, fd: dir_fd, keep: None };
                 visit(ctx, &at, &ignores, name, &meta, in_index, &mut found, &mut subdirs)?;
             }
             None => {
@@ -559,7 +600,7 @@ fn visit<'i>(
         found.push(Walked::Hash(ToHash {
             path,
             full,
-            stat: meta.stat,
+            stat: Some(meta.stat),
             old: old_kind,
             dir,
             from_root,
@@ -589,6 +630,33 @@ fn visit<'i>(
     Ok(())
 }
 
+/// A regular file (by its directory's listing) the index does not have:
+/// unless ignored, a file to read, stat-ed when it is opened (the size
+/// limit for new files is applied then).
+fn visit_new_file(
+    ctx: &WalkCtx<'_>,
+    at: &InDir<'_>,
+    ignores: &IgnoreChain,
+    name: &OsStr,
+    found: &mut Vec<Walked>,
+) -> Result<()> {
+    let full = at.dir.join(name);
+    if !ignores.is_empty() && ignores.ignored(&full, false) {
+        return Ok(());
+    }
+    let path =
+        Name::try_from(name.as_bytes()).and_then(|n| at.rel.join(&n)).map_err(unstorable(&full))?;
+    found.push(Walked::Hash(ToHash {
+        path,
+        full,
+        stat: None,
+        old: None,
+        dir: at.keep.unwrap_or(&ctx.root_fd).clone(),
+        from_root: at.keep.is_none(),
+    }));
+    Ok(())
+}
+
 /// `node` at `path` is in the index but not on disk: it and everything
 /// below it are deleted.
 fn deleted(path: RepoPath, node: &IndexNode, found: &mut Vec<Walked>) {
@@ -613,6 +681,8 @@ pub struct Walk {
     skipped: Vec<PathBuf>,
     too_large: Vec<(RepoPath, u64)>,
     stamp_ns: Option<i64>,
+    /// The size limit for new files, for those the walk did not stat.
+    new_file_len_max: u64,
 }
 
 /// Leaves out the new directories whose only content is files left out for
@@ -719,6 +789,7 @@ pub fn walk(
         skipped: Vec::new(),
         too_large: Vec::new(),
         stamp_ns,
+        new_file_len_max: ctx.new_file_len_max,
     };
     for w in walked {
         match w {
@@ -1073,98 +1144,127 @@ fn through_dir(
 impl Walk {
     /// Reads and hashes, on all cores, the files whose stat did not vouch
     /// for the index's content, storing the content of those that differ
-    /// from it when `store` is given. Reports progress to `progress`.
+    /// from it when `store` is given (synced ahead as it fills, see
+    /// [`SyncAhead`]). Reports progress to `progress`.
     pub fn hash(self, store: Option<&dyn Store>, progress: Option<Progress<'_>>) -> Result<Scan> {
-        let Walk { mut deltas, to_hash, mut skipped, mut too_large, stamp_ns } = self;
+        let Walk { mut deltas, to_hash, mut skipped, mut too_large, stamp_ns, new_file_len_max } =
+            self;
         let total = to_hash.len() as u64;
         let done = std::sync::atomic::AtomicU64::new(0);
         let same =
             |h: &ToHash, file: &FileEntry| matches!(&h.old, Some(EntryKind::File(f)) if f == file);
-        let finish = |h: ToHash, file: FileEntry| {
-            if let Some(progress) = progress {
-                let done = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-                progress(ProgressEvent::Hashed { done, total });
-            }
-            let same = same(&h, &file);
-            let ToHash { path, stat, old, .. } = h;
-            let delta =
-                (!same).then(|| Delta { path: path.clone(), old, new: Some(Found::File(file)) });
-            (delta, (path, file, stat))
-        };
         // Reads a run of files, hashes those read whole side by side in
         // SIMD lanes (`crate::hash_blobs`), and stores those that differ
-        // from the index in one batch.
-        let hash_run = |run: Vec<ToHash>, ahead: Option<&SyncAhead<'_>>| -> Result<Vec<_>> {
+        // from the index in one batch; again whenever what it holds read
+        // reaches `RUN_LEN_MAX` (the walk does not know every file's size).
+        let hash_run = |run: Vec<ToHash>,
+                        ahead: Option<&SyncAhead<'_, '_>>|
+         -> Result<Vec<Hashed>> {
+            let mut out = Vec::with_capacity(run.len());
             let mut last = None;
-            let read: Vec<Read> =
-                run.iter().map(|h| h.read(store, &mut last)).collect::<Result<_>>()?;
-            let whole: Vec<&[u8]> = read
-                .iter()
-                .filter_map(|r| match r {
-                    Read::Whole { content, .. } => Some(content.as_slice()),
-                    Read::Streamed(_) => None,
-                })
-                .collect();
-            let mut ids = crate::hash_blobs(&whole).into_iter();
-            let files: Vec<FileEntry> = read
-                .iter()
-                .map(|r| match r {
-                    Read::Streamed(file) => *file,
-                    Read::Whole { content, executable } => FileEntry {
-                        id: ids.next().expect("one id per file read whole"),
-                        size: content.len() as u64,
-                        executable: *executable,
-                    },
-                })
-                .collect();
-            if let Some(store) = store {
-                let objects: Vec<(vst_cas::ObjectId, &[u8])> = (run.iter().zip(&read).zip(&files))
-                    .filter_map(|((h, r), file)| match r {
-                        Read::Whole { content, .. } if !same(h, file) => {
-                            Some((file.id.object_id(), content.as_slice()))
-                        }
+            let mut run = run.into_iter().peekable();
+            while run.peek().is_some() {
+                let mut part: Vec<(ToHash, Read)> = Vec::new();
+                let mut held = 0;
+                while held < crate::blob_hash::RUN_LEN_MAX
+                    && let Some(h) = run.next()
+                {
+                    let read = h.read(store, &mut last, new_file_len_max)?;
+                    held += read.held();
+                    part.push((h, read));
+                }
+                let whole: Vec<&[u8]> = part
+                    .iter()
+                    .filter_map(|(_, r)| match r {
+                        Read::Whole { content, .. } => Some(content.as_slice()),
                         _ => None,
                     })
                     .collect();
-                store.put_batch(&objects)?;
-                if let Some(ahead) = ahead {
-                    let streamed =
-                        files.iter().zip(&read).filter(|(_, r)| matches!(r, Read::Streamed(_)));
-                    let put = objects.iter().map(|(_, c)| c.len() as u64).sum::<u64>()
-                        + streamed.map(|(f, _)| f.size).sum::<u64>();
-                    ahead.put(put);
+                let mut ids = crate::hash_blobs(&whole).into_iter();
+                let mut files: Vec<Option<(FileEntry, DiskStat)>> = part
+                    .iter()
+                    .map(|(_, r)| match r {
+                        Read::Streamed(file, stat) => Some((*file, *stat)),
+                        Read::Whole { content, executable, stat } => {
+                            let id = ids.next().expect("one id per file read whole");
+                            let size = content.len() as u64;
+                            Some((FileEntry { id, size, executable: *executable }, *stat))
+                        }
+                        Read::TooLarge(_) => None,
+                    })
+                    .collect();
+                if let Some(store) = store {
+                    let objects: Vec<(vst_cas::ObjectId, &[u8])> = (part.iter().zip(&files))
+                        .filter_map(|((h, r), file)| match (r, file) {
+                            (Read::Whole { content, .. }, Some((file, _))) if !same(h, file) => {
+                                Some((file.id.object_id(), content.as_slice()))
+                            }
+                            _ => None,
+                        })
+                        .collect();
+                    store.put_batch(&objects)?;
+                    if let Some(ahead) = ahead {
+                        let streamed = part.iter().map(|(_, r)| match r {
+                            Read::Streamed(file, _) => file.size,
+                            _ => 0,
+                        });
+                        let put = objects.iter().map(|(_, c)| c.len() as u64).sum::<u64>();
+                        ahead.put(put + streamed.sum::<u64>());
+                    }
+                }
+                for ((h, read), file) in part.into_iter().zip(files.iter_mut()) {
+                    if let Some(progress) = progress {
+                        let done = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                        progress(ProgressEvent::Hashed { done, total });
+                    }
+                    out.push(match (file.take(), read) {
+                        (Some((file, stat)), _) => {
+                            let same = same(&h, &file);
+                            let ToHash { path, old, .. } = h;
+                            let new = Some(Found::File(file));
+                            let delta = (!same).then(|| Delta { path: path.clone(), old, new });
+                            Hashed::File { delta, path, file, stat }
+                        }
+                        (None, Read::TooLarge(len)) => Hashed::TooLarge(h.path, len),
+                        (None, _) => unreachable!("only a file left unread has no entry"),
+                    });
                 }
             }
-            Ok(run.into_iter().zip(files).map(|(h, file)| finish(h, file)).collect())
+            Ok(out)
         };
-        let hash_all = |to_hash: Vec<ToHash>, ahead: Option<&SyncAhead<'_>>| -> Result<Vec<_>> {
-            // A few files are read on this thread: waking a worker costs
-            // more than reading and hashing a small file.
-            if to_hash.len() <= HASH_SERIAL_FILES_MAX {
-                return hash_run(to_hash, ahead);
-            }
-            let runs = crate::blob_hash::runs(to_hash, |h| h.stat.size);
-            let runs: Vec<Vec<_>> =
-                runs.into_par_iter().map(|run| hash_run(run, ahead)).collect::<Result<_>>()?;
-            Ok(runs.into_iter().flatten().collect())
-        };
-        // Enough to store for the disk to start on it while the rest is
-        // read: the store is synced ahead as it fills.
-        let len: u64 = to_hash.iter().map(|h| h.stat.size).sum();
-        let results: Vec<(Option<Delta>, (RepoPath, FileEntry, DiskStat))> = match store {
-            Some(store) if len >= SYNC_AHEAD_FROM_LEN => {
+        let hash_all =
+            |to_hash: Vec<ToHash>, ahead: Option<&SyncAhead<'_, '_>>| -> Result<Vec<_>> {
+                // A few files are read on this thread: waking a worker costs
+                // more than reading and hashing a small file.
+                if to_hash.len() <= HASH_SERIAL_FILES_MAX {
+                    return hash_run(to_hash, ahead);
+                }
+                // (A file the walk did not stat counts as empty here; a run
+                // bounds what it holds as it reads.)
+                let runs = crate::blob_hash::runs(to_hash, |h| h.stat.map_or(0, |s| s.size));
+                let runs: Vec<Vec<_>> =
+                    runs.into_par_iter().map(|run| hash_run(run, ahead)).collect::<Result<_>>()?;
+                Ok(runs.into_iter().flatten().collect())
+            };
+        let results = match store {
+            Some(store) => {
                 let (results, synced) =
                     SyncAhead::run(store, |ahead| hash_all(to_hash, Some(ahead)));
                 // (A failed sync ahead is the cause of what failed after it.)
                 synced?;
                 results?
             }
-            _ => hash_all(to_hash, None)?,
+            None => hash_all(to_hash, None)?,
         };
         let mut hashed = Vec::with_capacity(results.len());
-        for (delta, h) in results {
-            deltas.extend(delta);
-            hashed.push(h);
+        for result in results {
+            match result {
+                Hashed::File { delta, path, file, stat } => {
+                    deltas.extend(delta);
+                    hashed.push((path, file, stat));
+                }
+                Hashed::TooLarge(path, len) => too_large.push((path, len)),
+            }
         }
         deltas.sort_unstable_by(|a, b| a.path.cmp(&b.path));
         skipped.sort();
@@ -1174,11 +1274,16 @@ impl Walk {
     }
 }
 
+/// What reading one file found.
+enum Hashed {
+    /// Its content (a change unless the index has it), with the stat taken
+    /// before reading.
+    File { delta: Option<Delta>, path: RepoPath, file: FileEntry, stat: DiskStat },
+    /// A new file left out for its size.
+    TooLarge(RepoPath, u64),
+}
+
 /// Up to this many files to read, a scan reads them on the calling thread.
 /// Reading and hashing a small file costs a few microseconds; waking a
 /// rayon worker about 20 (see ARCHITECTURE.md, performance notes).
 const HASH_SERIAL_FILES_MAX: usize = 4;
-
-/// A scan that stores at least this many bytes syncs the store ahead
-/// ([`SyncAhead`]) as it fills: twice what one sync ahead waits for.
-const SYNC_AHEAD_FROM_LEN: u64 = 2 * vst_cas::SYNC_AHEAD_LEN;
