@@ -168,7 +168,12 @@ fn lexical_normal(path: &Path) -> PathBuf {
 /// terminal (indicatif hides itself otherwise) and only for work large
 /// enough to be worth watching.
 pub struct Bar {
-    bar: indicatif::ProgressBar,
+    /// `None` with `quiet`: events cost nothing then.
+    bar: Option<indicatif::ProgressBar>,
+    /// The length the bar was last given, so that an event takes the bar's
+    /// lock only to move it (every file of an import sends one, from all
+    /// cores).
+    len: std::sync::atomic::AtomicU64,
 }
 
 /// Below this many files, no bar is drawn.
@@ -178,21 +183,24 @@ impl Bar {
     /// A bar that shows nothing until events say there is enough to show,
     /// and never with `quiet`.
     pub fn new(quiet: bool) -> Self {
-        let bar = if quiet {
-            indicatif::ProgressBar::hidden()
-        } else {
-            indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr())
-        };
-        bar.set_style(
-            indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} files")
-                .expect("a valid template")
-                .progress_chars("=> "),
-        );
-        Self { bar }
+        let bar = (!quiet).then(|| {
+            let bar = indicatif::ProgressBar::with_draw_target(
+                None,
+                indicatif::ProgressDrawTarget::stderr(),
+            );
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} files")
+                    .expect("a valid template")
+                    .progress_chars("=> "),
+            );
+            bar
+        });
+        Self { bar, len: std::sync::atomic::AtomicU64::new(0) }
     }
 
     /// Records one event (from any thread).
     pub fn event(&self, event: ProgressEvent) {
+        let Some(bar) = &self.bar else { return };
         let (message, done, total) = match event {
             ProgressEvent::Hashed { done, total } => ("hashing", done, total),
             ProgressEvent::Written { done, total } => ("writing", done, total),
@@ -200,16 +208,18 @@ impl Bar {
         if total < BAR_FILES_MIN {
             return;
         }
-        if self.bar.length() != Some(total) {
-            self.bar.set_length(total);
-            self.bar.set_message(message);
+        if self.len.swap(total, std::sync::atomic::Ordering::Relaxed) != total {
+            bar.set_length(total);
+            bar.set_message(message);
         }
-        self.bar.set_position(done);
+        bar.set_position(done);
     }
 
     /// Clears the bar.
     pub fn finish(&self) {
-        self.bar.finish_and_clear();
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
     }
 }
 

@@ -85,6 +85,34 @@ impl IndexDir {
         self.find(name).ok().map(|i| &self.entries[i].1)
     }
 
+    /// Applies `delta`, whose path is an entry of this directory.
+    fn apply(&mut self, delta: &Delta) -> Result<()> {
+        let (_, name) = delta.path.split_last_bytes().expect("a delta is never the root");
+        let at = self.find(name);
+        match (&delta.new, at) {
+            (None, Ok(i)) => {
+                self.entries.remove(i);
+            }
+            (None, Err(_)) => {}
+            (Some(found), at) => {
+                let node = match found {
+                    Found::File(f) => IndexNode::File(*f, None),
+                    Found::Symlink(t) => {
+                        IndexNode::Symlink(SymlinkTarget::try_from(&t[..]).map_err(|source| {
+                            Error::InvalidSymlink { path: delta.path.clone(), source }
+                        })?)
+                    }
+                    Found::Dir => IndexNode::Dir(IndexDir::empty()),
+                };
+                match at {
+                    Ok(i) => self.entries[i].1 = node,
+                    Err(i) => self.entries.insert(i, (Name::from_valid(name), node)),
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn find(&self, name: &[u8]) -> std::result::Result<usize, usize> {
         self.entries.binary_search_by(|(n, _)| n.as_bytes().cmp(name))
     }
@@ -321,12 +349,14 @@ impl Index {
         if deltas.is_empty() {
             return Ok(());
         }
+        // Parents before children (a path sorts before every path below
+        // it), and the changes of one directory mostly side by side, so
+        // that each run of them costs one descent from the root. (A scan
+        // gives them sorted: then sorting costs a comparison each.)
         let mut sorted: Vec<&Delta> = deltas.iter().collect();
-        // Parents before children: by components, not bytes ("a/b" and
-        // "a/b/c" before "a/b.txt").
-        sorted.sort_by(|a, b| a.path.components().cmp(b.path.components()));
-        for delta in sorted {
-            let (parent, name) = delta.path.split_last_bytes().expect("a delta is never the root");
+        sorted.sort_by(|a, b| a.path.cmp(&b.path));
+        for run in sorted.chunk_by(|a, b| same_parent(&a.path, &b.path)) {
+            let (parent, _) = run[0].path.split_last_bytes().expect("a delta is never the root");
             let Some(dir) = self.dir_mut(parent) else {
                 // Below a directory that went away or became something
                 // else: gone with it.
@@ -334,27 +364,8 @@ impl Index {
                 // anything else has a directory to go in.)
                 continue;
             };
-            let at = dir.find(name);
-            match (&delta.new, at) {
-                (None, Ok(i)) => {
-                    dir.entries.remove(i);
-                }
-                (None, Err(_)) => {}
-                (Some(found), at) => {
-                    let node = match found {
-                        Found::File(f) => IndexNode::File(*f, None),
-                        Found::Symlink(t) => {
-                            IndexNode::Symlink(SymlinkTarget::try_from(&t[..]).map_err(
-                                |source| Error::InvalidSymlink { path: delta.path.clone(), source },
-                            )?)
-                        }
-                        Found::Dir => IndexNode::Dir(IndexDir::empty()),
-                    };
-                    match at {
-                        Ok(i) => dir.entries[i].1 = node,
-                        Err(i) => dir.entries.insert(i, (Name::from_valid(name), node)),
-                    }
-                }
+            for delta in run {
+                dir.apply(delta)?;
             }
         }
         self.changed = true;
@@ -391,6 +402,27 @@ impl Index {
             *node = IndexNode::File(*file, Some(stat));
             self.changed = true;
         }
+    }
+
+    /// [`Index::set_stat`] for many files, one descent from the root for
+    /// each run of them in one directory.
+    pub fn set_stats(&mut self, hashed: &[(RepoPath, FileEntry, DiskStat)]) {
+        let mut changed = false;
+        for run in hashed.chunk_by(|a, b| same_parent(&a.0, &b.0)) {
+            let Some((parent, _)) = run[0].0.split_last_bytes() else { continue };
+            let Some(dir) = self.dir_mut_keep_ids(parent) else { continue };
+            for (path, file, stat) in run {
+                let (_, name) = path.split_last_bytes().expect("a run holds no root");
+                let Ok(i) = dir.find(name) else { continue };
+                let node = &mut dir.entries[i].1;
+                // Nothing is marked changed for a stat the index already has.
+                if matches!(node, IndexNode::File(f, s) if f == file && *s != Some(*stat)) {
+                    *node = IndexNode::File(*file, Some(*stat));
+                    changed = true;
+                }
+            }
+        }
+        self.changed |= changed;
     }
 
     /// Encodes and stores every directory whose id an edit cleared, bottom
@@ -679,4 +711,9 @@ impl<'a> Reader<'a> {
     fn array<const N: usize>(&mut self) -> DecodeResult<[u8; N]> {
         Ok(self.take(N)?.try_into().expect("took N bytes"))
     }
+}
+
+/// Whether `a` and `b` are entries of one directory.
+fn same_parent(a: &RepoPath, b: &RepoPath) -> bool {
+    a.split_last_bytes().map(|(p, _)| p) == b.split_last_bytes().map(|(p, _)| p)
 }

@@ -167,9 +167,7 @@ impl Scan {
         if self.hashed.is_empty() {
             return;
         }
-        for (path, file, stat) in &self.hashed {
-            index.set_stat(path, file, *stat);
-        }
+        index.set_stats(&self.hashed);
         // Stats taken by earlier scans stay trustworthy under a later
         // stamp: each was settled (older than its own scan's stamp) when
         // it was last trusted or taken. Not so after a scan of some paths:
