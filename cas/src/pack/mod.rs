@@ -421,7 +421,20 @@ impl PackStore {
         payload: &[u8],
         raw_len: u64,
     ) -> Result<(), StoreError> {
-        let compressed = compress(kind, payload);
+        self.add_compressed(w, kind, id, payload, raw_len, compress(kind, payload))
+    }
+
+    /// [`PackStore::add_record`] with `payload`'s compressed form already
+    /// made ([`compress`]), outside the writer lock.
+    fn add_compressed(
+        &self,
+        w: &mut Writer,
+        kind: Kind,
+        id: ObjectId,
+        payload: &[u8],
+        raw_len: u64,
+        compressed: Option<Vec<u8>>,
+    ) -> Result<(), StoreError> {
         let (codec, stored) = match &compressed {
             Some(c) => (Codec::Zstd, c.as_slice()),
             None => (Codec::Raw, payload),
@@ -692,14 +705,35 @@ impl Store for PackStore {
 
     fn put_batch(&self, objects: &[(ObjectId, &[u8])]) -> Result<(), StoreError> {
         self.check_writable()?;
+        // Whole objects are compressed before the lock, so that threads
+        // putting batches compress side by side (a first import of source
+        // files is mostly zstd). One the index has already is not: it is
+        // not written again.
+        let compressed: Vec<Option<Vec<u8>>> = {
+            let stored = |id| self.index.read().unwrap_or_else(|e| e.into_inner()).contains(id);
+            objects
+                .iter()
+                .map(|(id, bytes)| {
+                    let whole = bytes.len() < CHUNKING_LEN_MIN;
+                    (whole && !stored(id)).then(|| compress(Kind::Object, bytes)).flatten()
+                })
+                .collect()
+        };
         let mut w = self.lock_writer();
-        for (id, bytes) in objects {
+        for ((id, bytes), compressed) in objects.iter().zip(compressed) {
             debug_assert_eq!(
                 ObjectId::of(bytes),
                 *id,
                 "put with an id that is not the hash of the bytes"
             );
-            self.put_locked(&mut w, *id, bytes)?;
+            if bytes.len() < CHUNKING_LEN_MIN {
+                if !self.has_put(w.fresh_from, id) {
+                    let len = bytes.len() as u64;
+                    self.add_compressed(&mut w, Kind::Object, *id, bytes, len, compressed)?;
+                }
+            } else {
+                self.put_locked(&mut w, *id, bytes)?;
+            }
         }
         self.end_put(w)
     }
@@ -737,11 +771,15 @@ impl Store for PackStore {
         self.check_writable()?;
         crate::stream::put_records_from_reader(reader, &mut |kind, id, data, raw_len| {
             self.check_writable()?;
+            // Compressed before the lock (unless already stored), as in
+            // `put_batch`.
+            let stored = self.index.read().unwrap_or_else(|e| e.into_inner()).contains(&id);
+            let compressed = if stored { None } else { compress(kind, data) };
             let mut w = self.lock_writer();
             if self.has_put(w.fresh_from, &id) {
                 return Ok(());
             }
-            self.add_record(&mut w, kind, id, data, raw_len)?;
+            self.add_compressed(&mut w, kind, id, data, raw_len, compressed)?;
             self.end_put(w)
         })
     }
