@@ -836,3 +836,77 @@ fn new_files_above_the_size_limit_are_left_out_and_listed() {
     assert!(outcome.snapshot.too_large.is_empty());
     assert!(tree_of(&wt, outcome.commit.unwrap()).contains_key(&b"big/image.raw"[..]));
 }
+
+/// A store whose batch puts fail from the `fail_from`-th on.
+#[derive(Debug)]
+struct FailingPuts {
+    inner: vst_cas::MemStore,
+    batches: AtomicU64,
+    fail_from: u64,
+}
+
+impl vst_cas::Store for FailingPuts {
+    fn put(&self, id: vst_cas::ObjectId, bytes: &[u8]) -> Result<(), vst_cas::StoreError> {
+        self.put_batch(&[(id, bytes)])
+    }
+    fn put_batch(&self, objects: &[(vst_cas::ObjectId, &[u8])]) -> Result<(), vst_cas::StoreError> {
+        if self.batches.fetch_add(1, Ordering::SeqCst) >= self.fail_from {
+            return Err(vst_cas::StoreError::Poisoned);
+        }
+        self.inner.put_batch(objects)
+    }
+    fn get(&self, id: &vst_cas::ObjectId) -> Result<bytes::Bytes, vst_cas::StoreError> {
+        self.inner.get(id)
+    }
+    fn contains(&self, id: &vst_cas::ObjectId) -> Result<bool, vst_cas::StoreError> {
+        self.inner.contains(id)
+    }
+    fn sync(&self) -> Result<(), vst_cas::StoreError> {
+        self.inner.sync()
+    }
+}
+
+/// A scan reads files while it walks (runs of them go to other threads as
+/// they are found): a store that fails partway fails the scan with its
+/// error, and progress counts every file, never past the files found.
+#[test]
+fn a_scan_reading_as_it_walks_reports_a_failed_put_and_counts_every_file() {
+    use vst::worktree::index::Index;
+    use vst::worktree::scan;
+    let (dir, root) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let root = root.path();
+    for i in 0..600 {
+        write(root, &format!("d{}/f{i}", i % 12), format!("file {i}").as_bytes());
+    }
+    let repo = init(&dir.path().join("repo"));
+    let index = Index::load(repo.dir(), repo.store().as_ref(), None, None).unwrap();
+
+    for fail_from in [0, 3] {
+        let store =
+            FailingPuts { inner: vst_cas::MemStore::new(), batches: AtomicU64::new(0), fail_from };
+        let scanned = scan::scan(root, repo.dir(), &index, None, None, Some(&store), None);
+        let Err(e) = scanned else { panic!("a scan whose puts fail from {fail_from} succeeded") };
+        assert!(matches!(e, vst::Error::Store(vst_cas::StoreError::Poisoned)), "{e}");
+    }
+
+    let (events, last_done, overcounted) =
+        (AtomicU64::new(0), AtomicU64::new(0), AtomicBool::new(false));
+    let progress = |e: ProgressEvent| {
+        if let ProgressEvent::Hashed { done, total } = e {
+            events.fetch_add(1, Ordering::SeqCst);
+            last_done.fetch_max(done, Ordering::SeqCst);
+            overcounted.fetch_or(done > total || total > 600, Ordering::SeqCst);
+        }
+    };
+    let store = vst_cas::MemStore::new();
+    let scanned =
+        scan::scan(root, repo.dir(), &index, None, None, Some(&store), Some(&progress)).unwrap();
+    assert_eq!(scanned.hashed.len(), 600);
+    assert_eq!(scanned.deltas.len(), 612, "600 files and 12 directories");
+    assert_eq!(events.load(Ordering::SeqCst), 600);
+    assert_eq!(last_done.load(Ordering::SeqCst), 600);
+    assert!(!overcounted.load(Ordering::SeqCst));
+    for (_, file, _) in &scanned.hashed {
+        assert!(vst_cas::Store::contains(&store, &file.id.object_id()).unwrap());
+    }
+}

@@ -345,8 +345,14 @@ impl WorkTree {
         }
     }
 
-    /// Walks what `plan` says to look at.
-    fn walk(&self, plan: &Plan, options: &ScanOptions<'_>) -> Result<(scan::Walk, Looked)> {
+    /// Walks what `plan` says to look at and reads what the walk finds
+    /// (storing it in `store`, if given).
+    fn walk(
+        &self,
+        plan: &Plan,
+        options: &ScanOptions<'_>,
+        store: Option<&dyn Store>,
+    ) -> Result<(scan::Scan, Looked)> {
         let (paths, looked) = match plan {
             Plan::Caller => {
                 let paths = options.changed.expect("a caller's plan has paths");
@@ -358,9 +364,10 @@ impl WorkTree {
             Plan::Watched { paths: None, why, .. } => (None, Looked::Everything(why.clone())),
             Plan::Everything => (None, Looked::Everything(None)),
         };
-        let walk =
-            scan::walk(&self.root, self.repo.dir(), &self.index, paths, options.new_file_len_max)?;
-        Ok((walk, looked))
+        let (root, repo_dir) = (&self.root, self.repo.dir());
+        let max = options.new_file_len_max;
+        let scanned = scan::scan(root, repo_dir, &self.index, paths, max, store, options.progress)?;
+        Ok((scanned, looked))
     }
 
     /// Finds the repository above `start`, opens it as `options` say, and
@@ -423,8 +430,7 @@ impl WorkTree {
         store: Option<&dyn Store>,
     ) -> Result<(scan::Scan, Looked)> {
         let plan = self.plan(options);
-        let (walk, looked) = self.walk(&plan, options)?;
-        let scanned = walk.hash(store, options.progress)?;
+        let (scanned, looked) = self.walk(&plan, options, store)?;
         scanned.refresh(&mut self.index);
         self.settle(plan, &scanned, false);
         Ok((scanned, looked))
@@ -479,8 +485,7 @@ impl WorkTree {
     pub fn snapshot(&mut self, options: &ScanOptions<'_>) -> Result<SnapshotOutcome> {
         let store = self.repo.store();
         let plan = self.plan(options);
-        let (walk, looked) = self.walk(&plan, options)?;
-        let scanned = walk.hash(Some(store.as_ref()), options.progress)?;
+        let (scanned, looked) = self.walk(&plan, options, Some(store.as_ref()))?;
         // The differences first, then the stats of what was hashed (for the
         // content the index now holds).
         self.index.apply(&scanned.deltas)?;
