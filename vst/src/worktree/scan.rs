@@ -438,17 +438,15 @@ impl WalkCtx<'_> {
     fn emit(&self, mut found: Vec<Walked>) {
         if let Some(queue) = self.queue {
             let mut files = Vec::new();
-            found.retain_mut(|w| match w {
-                Walked::Hash(_) => {
-                    let Walked::Hash(h) = std::mem::replace(w, Walked::Skipped(PathBuf::new()))
-                    else {
-                        unreachable!()
-                    };
-                    files.push(h);
-                    false
-                }
-                _ => true,
-            });
+            found = (found.into_iter())
+                .filter_map(|w| match w {
+                    Walked::Hash(h) => {
+                        files.push(h);
+                        None
+                    }
+                    other => Some(other),
+                })
+                .collect();
             if !files.is_empty() {
                 let run = {
                     let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
