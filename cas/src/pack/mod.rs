@@ -166,7 +166,7 @@ pub struct PackStore {
     writer: Mutex<Writer>,
     /// Held while bytes are written to the current pack file, and taken
     /// with the writer lock held (never the other way round): a buffer
-    /// handed off ([`PackStore::hand_off`]) is written without the writer
+    /// handed off ([`PackStore::end_put`]) is written without the writer
     /// lock, so that puts go on meanwhile, and whoever appends next waits
     /// here until it is in the file.
     file: Mutex<()>,
