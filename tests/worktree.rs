@@ -837,12 +837,14 @@ fn new_files_above_the_size_limit_are_left_out_and_listed() {
     assert!(tree_of(&wt, outcome.commit.unwrap()).contains_key(&b"big/image.raw"[..]));
 }
 
-/// A store whose batch puts fail from the `fail_from`-th on.
+/// A store whose batch puts fail from the `fail_from`-th on, and that
+/// keeps the largest batch it was given.
 #[derive(Debug)]
 struct FailingPuts {
     inner: vst_cas::MemStore,
     batches: AtomicU64,
     fail_from: u64,
+    largest: AtomicU64,
 }
 
 impl vst_cas::Store for FailingPuts {
@@ -853,6 +855,7 @@ impl vst_cas::Store for FailingPuts {
         if self.batches.fetch_add(1, Ordering::SeqCst) >= self.fail_from {
             return Err(vst_cas::StoreError::Poisoned);
         }
+        self.largest.fetch_max(objects.len() as u64, Ordering::SeqCst);
         self.inner.put_batch(objects)
     }
     fn get(&self, id: &vst_cas::ObjectId) -> Result<bytes::Bytes, vst_cas::StoreError> {
@@ -866,9 +869,16 @@ impl vst_cas::Store for FailingPuts {
     }
 }
 
-/// A scan reads files while it walks (runs of them go to other threads as
-/// they are found): a store that fails partway fails the scan with its
-/// error, and progress counts every file, never past the files found.
+fn failing_puts(fail_from: u64) -> FailingPuts {
+    let (batches, largest) = (AtomicU64::new(0), AtomicU64::new(0));
+    FailingPuts { inner: vst_cas::MemStore::new(), batches, fail_from, largest }
+}
+
+/// A full scan reads files while it walks (runs of them go to other
+/// threads as they are found): a store that fails partway fails the scan
+/// with its error, progress counts every file, never past the files
+/// found, and a directory of many files is read in runs of 64 (on all
+/// cores), not as one.
 #[test]
 fn a_scan_reading_as_it_walks_reports_a_failed_put_and_counts_every_file() {
     use vst::worktree::index::Index;
@@ -882,8 +892,7 @@ fn a_scan_reading_as_it_walks_reports_a_failed_put_and_counts_every_file() {
     let index = Index::load(repo.dir(), repo.store().as_ref(), None, None).unwrap();
 
     for fail_from in [0, 3] {
-        let store =
-            FailingPuts { inner: vst_cas::MemStore::new(), batches: AtomicU64::new(0), fail_from };
+        let store = failing_puts(fail_from);
         let scanned = scan::scan(root, repo.dir(), &index, None, None, Some(&store), None);
         let Err(e) = scanned else { panic!("a scan whose puts fail from {fail_from} succeeded") };
         assert!(matches!(e, vst::Error::Store(vst_cas::StoreError::Poisoned)), "{e}");
@@ -909,4 +918,16 @@ fn a_scan_reading_as_it_walks_reports_a_failed_put_and_counts_every_file() {
     for (_, file, _) in &scanned.hashed {
         assert!(vst_cas::Store::contains(&store, &file.id.object_id()).unwrap());
     }
+
+    let (dir, flat) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    for i in 0..300 {
+        write(flat.path(), &format!("f{i}"), format!("flat {i}").as_bytes());
+    }
+    let repo = init(&dir.path().join("repo"));
+    let index = Index::load(repo.dir(), repo.store().as_ref(), None, None).unwrap();
+    let store = failing_puts(u64::MAX);
+    let scanned = scan::scan(flat.path(), repo.dir(), &index, None, None, Some(&store), None);
+    assert_eq!(scanned.unwrap().hashed.len(), 300);
+    let largest = store.largest.load(Ordering::SeqCst);
+    assert!(largest <= vst::PARALLEL_BATCH_RUN_LEN as u64, "a run of {largest} files");
 }

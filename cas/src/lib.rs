@@ -124,6 +124,15 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Makes every object put so far durable.
     fn sync(&self) -> Result<(), StoreError>;
 
+    /// Whether a writer of many objects should sync as it puts them
+    /// ([`SyncAhead`]): a store whose sync has the disk write what it was
+    /// handed says yes (a local pack store); the default is no (a store
+    /// whose sync does nothing, or publishes: a remote store would seal
+    /// short packs and wait for uploads).
+    fn syncs_ahead(&self) -> bool {
+        false
+    }
+
     /// Stores the bytes `reader` yields until its end, exactly as `put` of
     /// those bytes would (the same id, the same records), and returns their
     /// id and length. A store that chunks large objects hashes and chunks
@@ -177,6 +186,9 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
     }
     fn sync(&self) -> Result<(), StoreError> {
         (**self).sync()
+    }
+    fn syncs_ahead(&self) -> bool {
+        (**self).syncs_ahead()
     }
     fn put_reader(&self, reader: &mut dyn std::io::Read) -> Result<(ObjectId, u64), StoreError> {
         (**self).put_reader(reader)

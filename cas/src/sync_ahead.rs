@@ -8,7 +8,9 @@
 //! Each of these syncs is an ordinary one (a local store's group-commit
 //! `fsync`), so what it makes durable is durable, and a failure is the
 //! store's: it is returned to the caller, and the store refuses further
-//! writes as after any failed sync.
+//! writes as after any failed sync. Only a store that says it pays
+//! ([`Store::syncs_ahead`]) is synced ahead; for any other, reports cost
+//! nothing and no thread starts.
 
 use std::sync::{Condvar, Mutex};
 
@@ -27,6 +29,8 @@ pub struct SyncAhead<'scope, 'env> {
 
 struct Shared<'s> {
     store: &'s dyn Store,
+    /// [`Store::syncs_ahead`].
+    enabled: bool,
     state: Mutex<State>,
     wake: Condvar,
 }
@@ -45,7 +49,8 @@ struct State {
 }
 
 impl<'scope, 'env> SyncAhead<'scope, 'env> {
-    /// Runs `f`, and beside it a thread (started once `f` has reported
+    /// Runs `f`, and beside it (if `store` [syncs ahead](Store::syncs_ahead))
+    /// a thread (started once `f` has reported
     /// [`SYNC_AHEAD_LEN`] bytes with [`SyncAhead::put`]) that syncs `store`
     /// each time another [`SYNC_AHEAD_LEN`] bytes were put. Returns what `f`
     /// returned and whether every sync ahead succeeded. The thread is gone
@@ -54,7 +59,8 @@ impl<'scope, 'env> SyncAhead<'scope, 'env> {
         store: &dyn Store,
         f: impl for<'s, 'e> FnOnce(&SyncAhead<'s, 'e>) -> R,
     ) -> (R, Result<(), StoreError>) {
-        let shared = Shared { store, state: Mutex::default(), wake: Condvar::new() };
+        let enabled = store.syncs_ahead();
+        let shared = Shared { store, enabled, state: Mutex::default(), wake: Condvar::new() };
         let result = std::thread::scope(|scope| {
             // Stops the thread however `f` ends, or the scope would wait
             // for it forever.
@@ -67,6 +73,9 @@ impl<'scope, 'env> SyncAhead<'scope, 'env> {
 
     /// Reports `len` more bytes put.
     pub fn put(&self, len: u64) {
+        if !self.shared.enabled {
+            return;
+        }
         let mut state = self.shared.lock();
         state.unsynced += len;
         if state.unsynced < SYNC_AHEAD_LEN {
@@ -145,6 +154,9 @@ mod tests {
             self.syncs.fetch_add(1, Ordering::SeqCst);
             if self.fail { Err(StoreError::Poisoned) } else { Ok(()) }
         }
+        fn syncs_ahead(&self) -> bool {
+            true
+        }
     }
 
     fn counting(fail: bool) -> Counting {
@@ -172,6 +184,37 @@ mod tests {
         });
         synced.unwrap();
         assert_eq!(store.syncs.load(Ordering::SeqCst), 3);
+    }
+
+    #[test]
+    fn a_store_that_does_not_sync_ahead_is_never_synced() {
+        // A MemStore says no (as a remote store does: its sync publishes).
+        #[derive(Debug)]
+        struct NoAhead(Counting);
+        impl Store for NoAhead {
+            fn put(&self, id: ObjectId, bytes: &[u8]) -> Result<(), StoreError> {
+                self.0.put(id, bytes)
+            }
+            fn get(&self, id: &ObjectId) -> Result<crate::Bytes, StoreError> {
+                self.0.get(id)
+            }
+            fn contains(&self, id: &ObjectId) -> Result<bool, StoreError> {
+                self.0.contains(id)
+            }
+            fn sync(&self) -> Result<(), StoreError> {
+                self.0.sync()
+            }
+        }
+        let store = NoAhead(counting(false));
+        let ((), synced) = SyncAhead::run(&store, |ahead| {
+            for _ in 0..4 {
+                ahead.put(SYNC_AHEAD_LEN);
+            }
+            assert!(!ahead.shared.lock().started, "no thread for a store that says no");
+        });
+        synced.unwrap();
+        assert_eq!(store.0.syncs.load(Ordering::SeqCst), 0);
+        assert!(!MemStore::new().syncs_ahead());
     }
 
     #[test]

@@ -174,6 +174,10 @@ pub struct Bar {
     /// lock only to move it (every file of an import sends one, from all
     /// cores).
     len: std::sync::atomic::AtomicU64,
+    /// The phase and length the bar shows, changed under this lock only:
+    /// a scan's total grows while it reads, and events from two threads
+    /// must not leave the bar at the smaller length.
+    shown: std::sync::Mutex<(&'static str, u64)>,
 }
 
 /// Below this many files, no bar is drawn.
@@ -195,7 +199,8 @@ impl Bar {
             );
             bar
         });
-        Self { bar, len: std::sync::atomic::AtomicU64::new(0) }
+        let (len, shown) = (std::sync::atomic::AtomicU64::new(0), std::sync::Mutex::new(("", 0)));
+        Self { bar, len, shown }
     }
 
     /// Records one event (from any thread).
@@ -208,9 +213,15 @@ impl Bar {
         if total < BAR_FILES_MIN {
             return;
         }
-        if self.len.swap(total, std::sync::atomic::Ordering::Relaxed) != total {
-            bar.set_length(total);
-            bar.set_message(message);
+        if self.len.load(std::sync::atomic::Ordering::Relaxed) != total {
+            let mut shown = self.shown.lock().unwrap_or_else(|e| e.into_inner());
+            // A new phase starts over; within one, the length only grows.
+            if shown.0 != message || shown.1 < total {
+                *shown = (message, total);
+                bar.set_length(total);
+                bar.set_message(message);
+                self.len.store(total, std::sync::atomic::Ordering::Relaxed);
+            }
         }
         bar.set_position(done);
     }

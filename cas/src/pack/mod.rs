@@ -527,7 +527,8 @@ impl PackStore {
     /// before the pack number: a reader loads the pack first, so if it sees
     /// a new pack it also sees that pack's length; if it sees the old pack
     /// with the new pack's short length, it only takes the locked path.
-    /// Called with the file lock held and nothing in flight.
+    /// Called with nothing in flight (after `append_buffer`, holding the
+    /// writer lock).
     fn publish(&self, w: &Writer) {
         self.appended_len.store(w.pack_len, Ordering::Release);
         self.appended_pack.store(w.pack, Ordering::Release);
@@ -762,6 +763,12 @@ impl Store for PackStore {
 
     fn sync(&self) -> Result<(), StoreError> {
         self.sync_all()
+    }
+
+    /// A sync ahead has the disk write the pack while more is put, so the
+    /// sync that ends a large batch waits for its tail only.
+    fn syncs_ahead(&self) -> bool {
+        true
     }
 
     /// Takes the writer lock for each record, not for the whole object, so

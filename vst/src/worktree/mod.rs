@@ -479,7 +479,10 @@ impl WorkTree {
     }
 
     /// Stores what changed on disk (content and trees) and returns the
-    /// tree: no ref moves, nothing is synced. The index follows the
+    /// tree: no ref moves, and nothing is made durable on purpose (a
+    /// local store is synced ahead while a large snapshot fills it, see
+    /// [`vst_cas::SyncAhead`]; what that made durable only stays so).
+    /// The index follows the
     /// snapshot in memory, so the next snapshot with `changed` needs to
     /// name only what changed since this one.
     pub fn snapshot(&mut self, options: &ScanOptions<'_>) -> Result<SnapshotOutcome> {

@@ -448,14 +448,18 @@ impl WalkCtx<'_> {
                 })
                 .collect();
             if !files.is_empty() {
-                let run = {
+                // Full runs leave, the rest waits for more (a directory
+                // of many files makes many runs, for all cores).
+                let runs = {
                     let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
                     pending.append(&mut files);
-                    let full = pending.len() >= crate::PARALLEL_BATCH_RUN_LEN;
-                    full.then(|| std::mem::take(&mut *pending))
+                    let full = pending.len() - pending.len() % crate::PARALLEL_BATCH_RUN_LEN;
+                    let rest = pending.split_off(full);
+                    std::mem::replace(&mut *pending, rest)
                 };
-                if let Some(run) = run {
-                    queue(run);
+                let mut runs = runs.into_iter().peekable();
+                while runs.peek().is_some() {
+                    queue(runs.by_ref().take(crate::PARALLEL_BATCH_RUN_LEN).collect());
                 }
             }
         }
@@ -1265,10 +1269,11 @@ fn with_sync_ahead<R>(
 }
 
 /// Walks as [`walk`] does and reads the files it finds as
-/// [`Walk::hash`] does, at once: runs of files go to rayon's threads as the
-/// walk finds them, so reading starts with the first directory and both
-/// cores stay busy until the last file (a first import of 50,000 small
-/// files walked for 27 ms before reading any).
+/// [`Walk::hash`] does. A full scan does both at once: runs of 64 files go
+/// to rayon's threads as the walk finds them, so reading starts with the
+/// first directory and both cores stay busy until the last file (a first
+/// import of 50,000 small files walked for 27 ms before reading any). A
+/// scan of named paths walks, then reads.
 #[allow(clippy::too_many_arguments)]
 pub fn scan(
     root: &Path,
@@ -1279,6 +1284,11 @@ pub fn scan(
     store: Option<&dyn Store>,
     progress: Option<Progress<'_>>,
 ) -> Result<Scan> {
+    if changed.is_some() {
+        // Named paths: little walk to overlap, and a few files are read on
+        // this thread without waking rayon's.
+        return walk(root, repo_dir, index, changed, new_file_len_max)?.hash(store, progress);
+    }
     let hasher = Hasher::new(store, progress, new_file_len_max.unwrap_or(u64::MAX));
     let walk_and_hash = |ahead: Option<&SyncAhead<'_, '_>>| -> Result<(Walk, Vec<Hashed>)> {
         let hashed = Mutex::new(Vec::new());
@@ -1287,10 +1297,17 @@ pub fn scan(
             let (hasher, hashed, failed) = (&hasher, &hashed, &failed);
             let queue = move |run: Vec<ToHash>| {
                 hasher.total.fetch_add(run.len() as u64, Ordering::Relaxed);
-                scope.spawn(move |_| match hasher.run(run, ahead) {
-                    Ok(files) => hashed.lock().unwrap_or_else(|e| e.into_inner()).extend(files),
-                    Err(e) => {
-                        failed.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(e);
+                scope.spawn(move |_| {
+                    // (Once a run failed, the scan fails: nothing more is
+                    // read.)
+                    if failed.lock().unwrap_or_else(|e| e.into_inner()).is_some() {
+                        return;
+                    }
+                    match hasher.run(run, ahead) {
+                        Ok(files) => hashed.lock().unwrap_or_else(|e| e.into_inner()).extend(files),
+                        Err(e) => {
+                            failed.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(e);
+                        }
                     }
                 });
             };
@@ -1388,7 +1405,8 @@ impl<'a> Hasher<'a> {
             for ((h, read), file) in part.into_iter().zip(files.iter_mut()) {
                 if let Some(progress) = self.progress {
                     let done = self.done.fetch_add(1, Ordering::Relaxed) + 1;
-                    let total = self.total.load(Ordering::Relaxed).max(done);
+                    // (Counted before its run was spawned: never below done.)
+                    let total = self.total.load(Ordering::Relaxed);
                     progress(ProgressEvent::Hashed { done, total });
                 }
                 out.push(match (file.take(), read) {
