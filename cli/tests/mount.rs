@@ -212,19 +212,6 @@ fn server_pid(out: &str) -> u32 {
         .unwrap_or_else(|| panic!("no server pid in {out:?}"))
 }
 
-/// Content that does not compress, different for each `seed`.
-fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
 #[test]
 fn a_mount_moves_to_the_packs_gc_wrote_when_they_hold_its_commit() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(PoisonError::into_inner);
@@ -233,7 +220,7 @@ fn a_mount_moves_to_the_packs_gc_wrote_when_they_hold_its_commit() {
     if !can_run(root) {
         return;
     }
-    let kept: Vec<Vec<u8>> = (0..4).map(|i| noise(i, 200_000)).collect();
+    let kept: Vec<Vec<u8>> = (0..4).map(|i| vst_cas::sim::noise(i, 200_000)).collect();
     for (i, content) in kept.iter().enumerate() {
         fs::write(root.join(format!("kept{i}")), content).unwrap();
     }
@@ -241,7 +228,7 @@ fn a_mount_moves_to_the_packs_gc_wrote_when_they_hold_its_commit() {
     // A branch of garbage, mounted, then deleted: GC collects it.
     ok(root, &["branch", "junk"]);
     ok(root, &["switch", "-q", "junk"]);
-    let junk = noise(99, 400_000);
+    let junk = vst_cas::sim::noise(99, 400_000);
     fs::write(root.join("junk"), &junk).unwrap();
     ok(root, &["commit", "-q", "-m", "junk"]);
     ok(root, &["switch", "-q", "main"]);

@@ -710,16 +710,16 @@ impl Store for PackStore {
         // putting batches compress side by side (a first import of source
         // files is mostly zstd). One the index has already is not: it is
         // not written again.
-        let compressed: Vec<Option<Vec<u8>>> = {
-            let stored = |id| self.index.read().unwrap_or_else(|e| e.into_inner()).contains(id);
-            objects
-                .iter()
-                .map(|(id, bytes)| {
-                    let whole = bytes.len() < CHUNKING_LEN_MIN;
-                    (whole && !stored(id)).then(|| compress(Kind::Object, bytes)).flatten()
-                })
-                .collect()
+        let new: Vec<bool> = {
+            let index = self.index.read().unwrap_or_else(|e| e.into_inner());
+            objects.iter().map(|(id, _)| !index.contains(id)).collect()
         };
+        let compressed: Vec<Option<Vec<u8>>> = (objects.iter().zip(new))
+            .map(|((_, bytes), new)| {
+                let whole = bytes.len() < CHUNKING_LEN_MIN;
+                (whole && new).then(|| compress(Kind::Object, bytes)).flatten()
+            })
+            .collect();
         let mut w = self.lock_writer();
         for ((id, bytes), compressed) in objects.iter().zip(compressed) {
             debug_assert_eq!(

@@ -345,9 +345,9 @@ impl WorkTree {
         }
     }
 
-    /// Walks what `plan` says to look at and reads what the walk finds
-    /// (storing it in `store`, if given).
-    fn walk(
+    /// Scans what `plan` says to look at: walks it and reads what the walk
+    /// finds (storing it in `store`, if given).
+    fn scan_as_planned(
         &self,
         plan: &Plan,
         options: &ScanOptions<'_>,
@@ -430,7 +430,7 @@ impl WorkTree {
         store: Option<&dyn Store>,
     ) -> Result<(scan::Scan, Looked)> {
         let plan = self.plan(options);
-        let (scanned, looked) = self.walk(&plan, options, store)?;
+        let (scanned, looked) = self.scan_as_planned(&plan, options, store)?;
         scanned.refresh(&mut self.index);
         self.settle(plan, &scanned, false);
         Ok((scanned, looked))
@@ -482,13 +482,12 @@ impl WorkTree {
     /// tree: no ref moves, and nothing is made durable on purpose (a
     /// local store is synced ahead while a large snapshot fills it, see
     /// [`vst_cas::SyncAhead`]; what that made durable only stays so).
-    /// The index follows the
-    /// snapshot in memory, so the next snapshot with `changed` needs to
-    /// name only what changed since this one.
+    /// The index follows the snapshot in memory, so the next snapshot with
+    /// `changed` needs to name only what changed since this one.
     pub fn snapshot(&mut self, options: &ScanOptions<'_>) -> Result<SnapshotOutcome> {
         let store = self.repo.store();
         let plan = self.plan(options);
-        let (scanned, looked) = self.walk(&plan, options, Some(store.as_ref()))?;
+        let (scanned, looked) = self.scan_as_planned(&plan, options, Some(store.as_ref()))?;
         // The differences first, then the stats of what was hashed (for the
         // content the index now holds).
         self.index.apply(&scanned.deltas)?;

@@ -1207,10 +1207,13 @@ impl Walk {
     /// from it when `store` is given (synced ahead as it fills, see
     /// [`SyncAhead`]). Reports progress to `progress`. ([`scan`] does the
     /// walk and this at once.)
-    pub fn hash(self, store: Option<&dyn Store>, progress: Option<Progress<'_>>) -> Result<Scan> {
-        let mut walk = self;
-        let to_hash = std::mem::take(&mut walk.to_hash);
-        let hasher = Hasher::new(store, progress, walk.new_file_len_max);
+    pub fn hash(
+        mut self,
+        store: Option<&dyn Store>,
+        progress: Option<Progress<'_>>,
+    ) -> Result<Scan> {
+        let to_hash = std::mem::take(&mut self.to_hash);
+        let hasher = Hasher::new(store, progress, self.new_file_len_max);
         hasher.total.store(to_hash.len() as u64, Ordering::Relaxed);
         let hash_all = |ahead: Option<&SyncAhead<'_, '_>>| -> Result<Vec<Hashed>> {
             // A few files are read on this thread: waking a worker costs
@@ -1226,7 +1229,7 @@ impl Walk {
             Ok(runs.into_iter().flatten().collect())
         };
         let hashed = with_sync_ahead(store, hash_all)?;
-        Ok(walk.finish(hashed))
+        Ok(self.finish(hashed))
     }
 
     /// The scan: the walk's differences with what reading files found.
